@@ -1,0 +1,77 @@
+"""The one entry point that every front end calls: ``lint(source, path, config)``."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint.analysis import analyze
+from gradlint.config import Config
+from gradlint.finding import Finding, LintError
+from gradlint.noqa import is_suppressed, noqa_by_line
+from gradlint.registry import all_rules
+
+
+def parse(source: str, path: str) -> cst.Module:
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
+        raise LintError(
+            path, f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise LintError(path, "file is too deeply nested or too large to parse") from None
+
+
+def lint(
+    source: str,
+    path: str = "<string>",
+    config: Config | None = None,
+    errors: list[LintError] | None = None,
+) -> list[Finding]:
+    """Lint one file's source and return its findings, sorted by position.
+
+    A file that cannot be parsed raises `LintError`. A fault inside the analysis or one
+    rule is an internal error for this file: appended to ``errors`` when given (the other
+    rules still run), raised otherwise.
+    """
+    config = config or Config()
+    rules = [rule() for rule in all_rules() if config.is_enabled(rule.code, path)]
+    module = parse(source, path)
+    if not rules:
+        return []
+    try:
+        facts = analyze(module)
+    except Exception as exc:  # a bug of ours must not stop the run
+        failure = LintError(path, f"internal error in the analysis: {exc!r}")
+        if errors is None:
+            raise failure from exc
+        errors.append(failure)
+        return []
+    noqa = noqa_by_line(source)
+    findings: set[Finding] = set()
+    for rule in rules:
+        try:
+            for report in rule.check(facts):
+                line, column, end_line, end_column = facts.position(report.node)
+                if is_suppressed(noqa.get(line), rule.code, rule.name):
+                    continue
+                findings.add(
+                    Finding(
+                        path=path,
+                        line=line,
+                        column=column,
+                        code=rule.code,
+                        name=rule.name,
+                        message=report.message or rule.message,
+                        end_line=end_line,
+                        end_column=end_column,
+                        fixable=rule.fixable,
+                    )
+                )
+        except Exception as exc:  # one broken rule must not hide the others
+            failure = LintError(path, f"internal error in rule {rule.code}: {exc!r}")
+            if errors is None:
+                raise failure from exc
+            errors.append(failure)
+    return sorted(findings)

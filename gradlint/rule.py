@@ -1,0 +1,57 @@
+"""The base class of every rule: a thin query over the analysis facts."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import libcst as cst
+
+from gradlint.finding import severity_of
+
+if TYPE_CHECKING:
+    from gradlint.analysis.facts import Facts
+
+
+@dataclass(frozen=True)
+class Report:
+    """One finding as a rule sees it: the node to point at, and an optional sharper message."""
+
+    node: cst.CSTNode
+    message: str | None = None
+
+
+class Rule:
+    """A rule: a code, a kebab-case name, a one-line message, docs and examples.
+
+    Examples are whole runnable programs. In an INVALID example, each line that the rule
+    must flag ends with a comment starting ``# error``; VALID examples must stay silent.
+    ``raises`` is a substring of the error that PyTorch raises when an INVALID example
+    runs (rules of GL1xx, whose misuse raises); tests run the examples under torch.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    message: ClassVar[str]
+    raises: ClassVar[str | None] = None
+    fixable: ClassVar[bool] = False
+    VALID: ClassVar[list[str]] = []
+    INVALID: ClassVar[list[str]] = []
+
+    @property
+    def severity(self) -> str:
+        return severity_of(self.code)
+
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docs: what the rule finds, in one sentence."""
+        return cls.doc().splitlines()[0] if cls.__doc__ else cls.message
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        raise NotImplementedError
