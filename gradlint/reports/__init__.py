@@ -1,0 +1,1 @@
+"""Report formats: text for people, JSON for scripts (DESIGN §6)."""

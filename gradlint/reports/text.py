@@ -1,0 +1,74 @@
+"""The text report: one line per finding, then a summary line."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from gradlint.finding import Finding, LintError
+from gradlint.run import RunResult
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def format_finding(finding: Finding, color: bool = False) -> str:
+    """``path:line:col: CODE [*] message``; in a notebook ``nb.ipynb:cell 3:line:col:``."""
+    where = finding.path if finding.cell is None else f"{finding.path}:cell {finding.cell}"
+    code = finding.code
+    fix = " [*]" if finding.fixable else ""
+    if color:
+        where = click.style(where, bold=True)
+        tint = "yellow" if finding.severity == "warning" else "red"
+        code = click.style(code, fg=tint, bold=True)
+        fix = click.style(fix, fg="cyan") if fix else ""
+    return f"{where}:{finding.line}:{finding.column}: {code}{fix} {finding.message}"
+
+
+def format_error(error: LintError) -> str:
+    return f"{error.path}: {error.message}"
+
+
+def summary_line(result: RunResult) -> str:
+    errors = f" ({_plural(len(result.errors), 'error')})" if result.errors else ""
+    if result.findings:
+        files = len({finding.path for finding in result.findings})
+        found = _plural(len(result.findings), "finding")
+        return f"Found {found} in {_plural(files, 'file')}{errors}."
+    if result.errors:
+        return f"No findings in {_plural(result.files, 'file')}{errors}."
+    if not result.files:
+        return "No Python files found."
+    return f"All checked! {_plural(result.files, 'file')}, no findings."
+
+
+def statistics_lines(result: RunResult) -> list[str]:
+    """Counts per code, most frequent first: ``3  GL101  [*] numpy-on-graph-tensor``."""
+    counts = Counter(finding.code for finding in result.findings)
+    sample = {finding.code: finding for finding in result.findings}
+    order = sorted(counts, key=lambda code: (-counts[code], code))
+    width = max((len(str(count)) for count in counts.values()), default=1)
+    lines = []
+    for code in order:
+        finding = sample[code]
+        fix = "[*] " if finding.fixable else ""
+        lines.append(f"{counts[code]:>{width}}  {code}  {fix}{finding.name}")
+    return lines
+
+
+def write_text(result: RunResult, *, color: bool = False, statistics: bool = False) -> None:
+    """Findings (or, with ``statistics``, counts per code) and the summary on stdout;
+    errors on stderr, one line each."""
+    lines = (
+        statistics_lines(result)
+        if statistics
+        else [format_finding(finding, color) for finding in result.findings]
+    )
+    for line in lines:
+        click.echo(line, color=color)
+    for error in result.errors:
+        click.echo(format_error(error), err=True)
+    summary = summary_line(result)
+    click.echo(click.style(summary, bold=True) if color else summary, color=color)
