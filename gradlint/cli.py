@@ -1,0 +1,172 @@
+"""The `gradlint` command.
+
+Exit codes: 0 clean, 1 findings, 2 usage, configuration or internal error, or a file that
+could not be linted. Bad input never shows a Python traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import click
+
+from gradlint import __version__
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"gradlint: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+class _Group(click.Group):
+    """Turns an unexpected exception into one line and exit 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away; stop quietly, and keep Python from
+            # complaining again when it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+        except Exception as exc:
+            click.echo(f"gradlint: internal error: {exc!r}", err=True)
+            sys.exit(EXIT_USAGE)
+
+
+def _selectors(values: Iterable[str]) -> tuple[str, ...]:
+    """`--select A,B --select C` -> (A, B, C)."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", prog_name="gradlint", message="%(prog)s %(version)s"
+)
+def main() -> None:
+    """Find PyTorch autograd misuse before you train."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--select",
+    multiple=True,
+    metavar="RULES",
+    help="Rules to check (codes, prefixes such as GL1, names, ALL); replaces the configured ones.",
+)
+@click.option("--ignore", multiple=True, metavar="RULES", help="Rules to skip, on top of config.")
+@click.option(
+    "--extend-select", multiple=True, metavar="RULES", help="Rules to add to the selection."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option(
+    "--statistics", is_flag=True, help="Show counts per rule instead of each finding (text)."
+)
+@click.option("--no-color", is_flag=True, help="Never colour the text report.")
+def check(
+    paths: tuple[str, ...],
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    extend_select: tuple[str, ...],
+    output_format: str,
+    exit_zero: bool,
+    statistics: bool,
+    no_color: bool,
+) -> None:
+    """Lint PATHS (files or folders; default: the current folder)."""
+    from gradlint.config import ConfigError, Selection
+    from gradlint.run import run
+
+    chosen = _selectors(select)
+    selection = Selection(
+        select=chosen if select else None,
+        extend_select=_selectors(extend_select),
+        ignore=_selectors(ignore),
+    )
+    try:
+        result = run(paths or (".",), selection)
+    except ConfigError as exc:
+        fail(str(exc))
+
+    if output_format == "json":
+        from gradlint.reports.json import render_json
+
+        click.echo(render_json(result))
+    else:
+        from gradlint.reports.text import write_text
+
+        color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+        write_text(result, color=color, statistics=statistics)
+    sys.exit(result.exit_code(exit_zero))
+
+
+@main.command("rules")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+def rules_command(output_format: str) -> None:
+    """List every rule."""
+    from gradlint import registry
+    from gradlint.finding import severity_of
+
+    rules = registry.all_rules()
+    if output_format == "json":
+        listing = [
+            {
+                "code": rule.code,
+                "name": rule.name,
+                "severity": severity_of(rule.code),
+                "summary": rule.summary(),
+                "message": rule.message,
+            }
+            for rule in rules
+        ]
+        click.echo(json.dumps(listing, indent=2))
+        return
+    rows = [("code", "name", "summary")] + [(r.code, r.name, r.summary()) for r in rules]
+    code_width = max(len(row[0]) for row in rows)
+    name_width = max(len(row[1]) for row in rows)
+    for code, name, summary in rows:
+        click.echo(f"{code:<{code_width}}  {name:<{name_width}}  {summary}".rstrip())
+
+
+@main.command("rule")
+@click.argument("selector", metavar="CODE|NAME")
+def rule_command(selector: str) -> None:
+    """Show one rule's documentation."""
+    from gradlint import registry
+    from gradlint.finding import severity_of
+
+    try:
+        rule = registry.find_rule(selector)
+    except registry.UnknownRuleError:
+        fail(f"unknown rule code or name '{selector}'")
+    click.echo(f"{rule.code}: {rule.name}")
+    click.echo(f"severity: {severity_of(rule.code)}")
+    click.echo(f"fixable: {'yes' if rule.fixable else 'no'}")
+    doc = rule.doc()
+    if doc:
+        click.echo("")
+        click.echo(doc)
