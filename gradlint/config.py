@@ -159,8 +159,10 @@ def resolve_selection(layers: Iterable[Selection]) -> frozenset[str]:
                 rank = _specificity(selector, codes)
                 for code in codes:
                     previous = votes.get(code)
-                    if previous is None or rank > previous[0] or (
-                        rank == previous[0] and not turn_on
+                    if (
+                        previous is None
+                        or rank > previous[0]
+                        or (rank == previous[0] and not turn_on)
                     ):
                         votes[code] = (rank, turn_on)
         if layer.select is not None:
@@ -275,8 +277,10 @@ def build_config(
     layers = [settings.selection] if settings else []
     if overrides is not None:
         layers.append(overrides)
-    selected = None if not layers or all(layer.is_empty() for layer in layers) else (
-        resolve_selection(layers)
+    selected = (
+        None
+        if not layers or all(layer.is_empty() for layer in layers)
+        else (resolve_selection(layers))
     )
     if settings is None:
         return Config(select=selected, root=root)

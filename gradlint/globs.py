@@ -48,9 +48,7 @@ class Glob:
             return any(self.regex.fullmatch(name) for name in names)
         if not ancestors:
             return self.regex.fullmatch("/".join(parts)) is not None
-        return any(
-            self.regex.fullmatch("/".join(parts[:end])) for end in range(1, len(parts) + 1)
-        )
+        return any(self.regex.fullmatch("/".join(parts[:end])) for end in range(1, len(parts) + 1))
 
 
 @lru_cache(maxsize=1024)
