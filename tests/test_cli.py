@@ -1,0 +1,432 @@
+"""The `gradlint` command: exit codes, formats, selection, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from fake_rules import FakeCrash, FakeNumpy, install
+
+import gradlint
+from gradlint.cli import main
+from gradlint.finding import Finding
+from gradlint.reports.text import format_finding
+
+BUGGY = "import torch\n\ny = torch.ones(2)\na = y.numpy()\nb = y.sum().item()\n"
+
+
+@pytest.fixture(autouse=True)
+def fake_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder as the current directory, shielded from outer configs."""
+    (tmp_path / "pyproject.toml").write_text("[tool.gradlint]\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def gradlint_(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def no_traceback(result: Result) -> None:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# -- exit codes and text format --------------------------------------------------------
+
+
+def test_version() -> None:
+    result = gradlint_("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"gradlint {gradlint.__version__}" == "gradlint 0.1.0"
+
+
+def test_clean_exit_0(project: Path) -> None:
+    write(project / "ok.py", "x = 1\n")
+    result = gradlint_("check")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "All checked! 1 file, no findings.\n"
+    assert result.stderr == ""
+
+
+def test_findings_exit_1_text_lines(project: Path) -> None:
+    write(project / "train.py", BUGGY)
+    result = gradlint_("check", "train.py")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "train.py:4:5: GL901 [*] `.numpy()` call",
+        "train.py:5:5: GL902 `.item()` call",
+        "Found 2 findings in 1 file.",
+    ]
+
+
+def test_default_path_is_current_folder(project: Path) -> None:
+    write(project / "pkg" / "train.py", BUGGY)
+    result = gradlint_("check")
+    assert result.exit_code == 1
+    assert os.path.join("pkg", "train.py") + ":4:5: GL901" in result.stdout
+
+
+def test_summary_counts_files_with_findings(project: Path) -> None:
+    write(project / "a.py", BUGGY)
+    write(project / "b.py", BUGGY)
+    write(project / "c.py", "x = 1\n")
+    result = gradlint_("check")
+    assert result.stdout.splitlines()[-1] == "Found 4 findings in 2 files."
+
+
+def test_exit_zero(project: Path) -> None:
+    write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--exit-zero")
+    assert result.exit_code == 0
+    assert "GL901" in result.stdout
+
+
+def test_exit_zero_keeps_exit_2_for_file_errors(project: Path) -> None:
+    write(project / "bad.py", "def (:\n")
+    assert gradlint_("check", "--exit-zero").exit_code == 2
+
+
+def test_warning_severity_in_json(project: Path) -> None:
+    write(project / "w.py", "y = x.detach()\n")
+    data = json.loads(gradlint_("check", "--format", "json").stdout)
+    assert [(f["code"], f["severity"]) for f in data["findings"]] == [("GL399", "warning")]
+
+
+def test_statistics(project: Path) -> None:
+    write(project / "a.py", BUGGY + "c = y.numpy()\n")
+    result = gradlint_("check", "--statistics")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "2  GL901  [*] fake-numpy-call",
+        "1  GL902  fake-item-call",
+        "Found 3 findings in 1 file.",
+    ]
+
+
+def test_no_colour_when_not_a_terminal(project: Path) -> None:
+    write(project / "train.py", BUGGY)
+    assert "\x1b[" not in gradlint_("check").stdout
+    assert "\x1b[" not in gradlint_("check", "--no-color").stdout
+
+
+def test_colour_formatting() -> None:
+    finding = Finding("a.py", 1, 2, "GL901", "fake-numpy-call", "msg", 1, 9, fixable=True)
+    assert format_finding(finding) == "a.py:1:2: GL901 [*] msg"
+    coloured = format_finding(finding, color=True)
+    assert "\x1b[" in coloured
+    assert "GL901" in coloured and coloured.endswith(" msg")
+
+
+def test_notebook_cell_in_text() -> None:
+    finding = Finding("nb.ipynb", 4, 5, "GL901", "fake-numpy-call", "msg", 4, 9, cell=3)
+    assert format_finding(finding) == "nb.ipynb:cell 3:4:5: GL901 msg"
+
+
+def test_no_python_files(project: Path) -> None:
+    (project / "empty").mkdir()
+    result = gradlint_("check", "empty")
+    assert result.exit_code == 0
+    assert result.stdout == "No Python files found.\n"
+
+
+# -- JSON format -----------------------------------------------------------------------
+
+
+def test_json_format_exact(project: Path) -> None:
+    write(project / "train.py", BUGGY)
+    write(project / "bad.py", b"\x00\x01")
+    result = gradlint_("check", "--format", "json", "train.py", "bad.py")
+    assert result.exit_code == 2
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    assert list(data) == ["version", "findings", "errors", "summary"]
+    assert data["version"] == 1
+    assert data["findings"][0] == {
+        "code": "GL901",
+        "name": "fake-numpy-call",
+        "severity": "error",
+        "path": "train.py",
+        "line": 4,
+        "column": 5,
+        "end_line": 4,
+        "end_column": 14,
+        "message": "`.numpy()` call",
+        "fixable": True,
+        "runtime": None,
+    }
+    assert data["errors"] == [{"path": "bad.py", "message": "binary file"}]
+    assert data["summary"] == {"files": 2, "findings": 2, "errors": 1}
+
+
+def test_json_clean(project: Path) -> None:
+    write(project / "ok.py", "")
+    result = gradlint_("check", "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "version": 1,
+        "findings": [],
+        "errors": [],
+        "summary": {"files": 1, "findings": 0, "errors": 0},
+    }
+
+
+# -- selection -------------------------------------------------------------------------
+
+
+def codes(result: Result) -> list[str]:
+    return [line.split()[1] for line in result.stdout.splitlines() if ": GL" in line]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], ["GL901", "GL902", "GL399"]),
+        (["--select", "GL901"], ["GL901"]),
+        (["--select", "fake-item-call"], ["GL902"]),
+        (["--select", "GL9"], ["GL901", "GL902"]),
+        (["--select", "GL901,GL399"], ["GL901", "GL399"]),
+        (["--select", "GL901", "--select", "GL399"], ["GL901", "GL399"]),
+        (["--select", "ALL", "--ignore", "GL9"], ["GL399"]),
+        (["--ignore", "GL901,fake-detach-call"], ["GL902"]),
+        (["--select", "GL901", "--extend-select", "GL902"], ["GL901", "GL902"]),
+        (["--select", "GL9", "--ignore", "GL902"], ["GL901"]),
+        # The more specific selector wins, as in ruff.
+        (["--select", "GL902", "--ignore", "GL9"], ["GL902"]),
+        (["--select", "gl901"], ["GL901"]),
+    ],
+)
+def test_selection(project: Path, args: list[str], expected: list[str]) -> None:
+    write(project / "t.py", "a = y.numpy()\nb = y.item()\nc = y.detach()\n")
+    result = gradlint_("check", *args)
+    assert sorted(codes(result)) == sorted(expected)
+    assert result.exit_code == (1 if expected else 0)
+
+
+@pytest.mark.parametrize("option", ["--select", "--ignore", "--extend-select"])
+def test_unknown_rule_is_usage_error(project: Path, option: str) -> None:
+    write(project / "t.py", "x = 1\n")
+    result = gradlint_("check", option, "GL999")
+    assert result.exit_code == 2
+    assert result.stderr == "gradlint: error: unknown rule code or name 'GL999'\n"
+    assert result.stdout == ""
+    no_traceback(result)
+
+
+def test_unknown_rule_name_is_usage_error(project: Path) -> None:
+    result = gradlint_("check", "--select", "no-such-rule")
+    assert result.exit_code == 2
+    assert "unknown rule code or name 'no-such-rule'" in result.stderr
+
+
+def test_unknown_option_is_usage_error() -> None:
+    result = gradlint_("check", "--frobnicate")
+    assert result.exit_code == 2
+    no_traceback(result)
+
+
+def test_bad_format_is_usage_error() -> None:
+    assert gradlint_("check", "--format", "xml").exit_code == 2
+
+
+# -- rules and rule --------------------------------------------------------------------
+
+
+def test_rules_table() -> None:
+    result = gradlint_("rules")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["code", "name", "summary"]
+    assert lines[1].split()[:2] == ["GL399", "fake-detach-call"]
+    assert "GL901  fake-numpy-call   Finds every `.numpy()` call." in result.stdout
+
+
+def test_rules_json() -> None:
+    result = gradlint_("rules", "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data[1] == {
+        "code": "GL901",
+        "name": "fake-numpy-call",
+        "severity": "error",
+        "summary": "Finds every `.numpy()` call.",
+        "message": "`.numpy()` call",
+    }
+    assert data[0]["severity"] == "warning"
+
+
+@pytest.mark.parametrize("selector", ["GL901", "gl901", "fake-numpy-call"])
+def test_rule_doc(selector: str) -> None:
+    result = gradlint_("rule", selector)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["GL901: fake-numpy-call", "severity: error", "fixable: yes"]
+    assert FakeNumpy.doc() in result.stdout
+
+
+def test_rule_unknown() -> None:
+    result = gradlint_("rule", "GL999")
+    assert result.exit_code == 2
+    assert result.stderr == "gradlint: error: unknown rule code or name 'GL999'\n"
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+def check_one_bad(project: Path, name: str, content: str | bytes, message: str) -> Result:
+    """A bad file is an error on stderr and exit 2, and the good file is still linted."""
+    write(project / "good.py", BUGGY)
+    write(project / name, content)
+    result = gradlint_("check")
+    assert result.exit_code == 2, result.output
+    assert f"{name}: {message}" in result.stderr
+    assert "good.py:4:5: GL901" in result.stdout
+    assert result.stdout.splitlines()[-1] == "Found 2 findings in 1 file (1 error)."
+    no_traceback(result)
+    return result
+
+
+def test_syntax_error(project: Path) -> None:
+    check_one_bad(project, "bad.py", "x = 1\ndef (:\n", "syntax error at line 2")
+
+
+def test_binary_file(project: Path) -> None:
+    check_one_bad(project, "bin.py", b"\x7fELF\x00\x00\x01", "binary file")
+
+
+def test_not_utf8(project: Path) -> None:
+    check_one_bad(project, "latin.py", b"x = '\xe9t\xe9'\n", "not UTF-8 text")
+
+
+def test_unknown_coding_comment(project: Path) -> None:
+    check_one_bad(project, "odd.py", b"# coding: klingon\nx = 1\n", "unknown encoding: klingon")
+
+
+def test_coding_comment_is_honoured(project: Path) -> None:
+    write(project / "latin.py", b"# -*- coding: latin-1 -*-\nx = '\xe9'\ny = x.numpy()\n")
+    result = gradlint_("check")
+    assert result.exit_code == 1, result.output
+    assert "latin.py:3:5: GL901" in result.stdout
+
+
+def test_utf8_bom(project: Path) -> None:
+    write(project / "bom.py", "\ufeffy = x.numpy()\n".encode())
+    result = gradlint_("check")
+    assert result.exit_code == 1, result.output
+    assert "bom.py:1:5: GL901" in result.stdout
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\ufeff", "# just a comment"])
+def test_empty_file_is_clean(project: Path, content: str) -> None:
+    write(project / "pkg" / "__init__.py", content.encode())
+    result = gradlint_("check")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "All checked! 1 file, no findings.\n"
+
+
+def test_crlf_line_endings(project: Path) -> None:
+    write(project / "win.py", b"x = 1\r\ny = x.numpy()\r\n")
+    result = gradlint_("check")
+    assert "win.py:2:5: GL901" in result.stdout
+
+
+def test_missing_path(project: Path) -> None:
+    write(project / "good.py", BUGGY)
+    result = gradlint_("check", "good.py", "missing.py")
+    assert result.exit_code == 2
+    assert result.stderr == "missing.py: no such file or directory\n"
+    assert "good.py:4:5: GL901" in result.stdout
+    no_traceback(result)
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="root reads files whatever their mode"
+)
+def test_unreadable_file_chmod(project: Path) -> None:
+    secret = write(project / "secret.py", "x = 1\n")
+    secret.chmod(0)
+    try:
+        check_one_bad(project, "secret.py", "x = 1\n", "cannot read: Permission denied")
+    finally:
+        secret.chmod(0o644)
+
+
+def test_unreadable_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs everywhere, root included: fake the refusal the OS would give.
+    real_open = open
+
+    def refusing_open(file: object, *args: object, **kwargs: object) -> object:
+        if str(file).endswith("secret.py"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    check_one_bad(project, "secret.py", "x = 1\n", "cannot read: Permission denied")
+
+
+def test_rule_crash_is_a_file_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, [FakeNumpy, FakeCrash])
+    write(project / "a.py", "crash()\ny = x.numpy()\n")
+    write(project / "b.py", "y = x.numpy()\n")
+    result = gradlint_("check")
+    assert result.exit_code == 2
+    assert "a.py: internal error in rule GL998: RuntimeError('boom')" in result.stderr
+    # The crashing rule's file still gets the other rules' findings.
+    assert "a.py:2:5: GL901" in result.stdout
+    assert "b.py:1:5: GL901" in result.stdout
+
+
+def test_internal_error_is_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr("gradlint.run.run", broken)
+    result = gradlint_("check")
+    assert result.exit_code == 2
+    assert result.stderr == "gradlint: internal error: RuntimeError('something broke')\n"
+
+
+def test_bad_pyproject_is_usage_error(project: Path) -> None:
+    write(project / "pyproject.toml", "[tool.gradlint\n")
+    write(project / "a.py", "x = 1\n")
+    result = gradlint_("check")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("gradlint: error: ")
+    assert str(project / "pyproject.toml") in result.stderr
+    assert "not valid TOML" in result.stderr
+    no_traceback(result)
+
+
+def test_explicit_non_python_file_is_linted(project: Path) -> None:
+    write(project / "script", "y = x.numpy()\n")
+    write(project / "notes.txt", "y = x.numpy()\n")
+    assert gradlint_("check").stdout == "No Python files found.\n"
+    result = gradlint_("check", "script")
+    assert result.exit_code == 1
+    assert "script:1:5: GL901" in result.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_is_an_error_not_a_hang(project: Path) -> None:
+    os.mkfifo(project / "pipe.py")
+    result = gradlint_("check", "pipe.py")
+    assert result.exit_code == 2
+    assert "pipe.py: not a regular file or directory" in result.stderr
