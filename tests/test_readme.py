@@ -1,0 +1,62 @@
+"""The README stays true: its rule table matches the registry, its commands match CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gradlint import readme
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+TEST_COMMAND = 'pip install -c constraints.txt -e ".[test]" && pytest'
+
+
+def test_rule_table_matches_registry() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert readme.current_table(text) == readme.rules_table(), (
+        "The README's rule table is stale: run `python -m gradlint.readme`."
+    )
+
+
+def test_regenerating_is_idempotent(tmp_path: Path) -> None:
+    copy = tmp_path / "README.md"
+    copy.write_text("# x\n\n<!-- rules:start -->\nold\n<!-- rules:end -->\n\nafter\n")
+    assert readme.main(["--readme", str(copy), "--check"]) == 1
+    assert readme.main(["--readme", str(copy)]) == 0
+    text = copy.read_text()
+    assert readme.current_table(text) == readme.rules_table()
+    assert text.endswith("<!-- rules:end -->\n\nafter\n")
+    assert readme.main(["--readme", str(copy), "--check"]) == 0
+
+
+def test_missing_markers(tmp_path: Path) -> None:
+    copy = tmp_path / "README.md"
+    copy.write_text("# no table\n")
+    assert readme.main(["--readme", str(copy)]) == 2
+
+
+def test_table_escapes_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_rules import FakeNumpy, install
+
+    class Piped(FakeNumpy):
+        """Finds `a | b`."""
+
+    install(monkeypatch, [Piped])
+    assert readme.rules_table().splitlines()[-1] == (
+        "| GL901 | fake-numpy-call | Finds `a \\| b`. |"
+    )
+
+
+def test_quick_start_and_ci_use_the_same_test_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert TEST_COMMAND in text
+    assert "pip install -e . && gradlint check examples/" in text
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert TEST_COMMAND in ci.splitlines()
+
+
+def test_torch_is_pinned() -> None:
+    lines = (ROOT / "constraints.txt").read_text().split()
+    assert "torch==2.13.0" in lines
