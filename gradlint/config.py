@@ -97,12 +97,14 @@ class Config:
         """Whether discovery skips this entry (a file or folder met while walking)."""
         text = os.fspath(path)
         name = os.path.basename(os.path.normpath(text))
+        globs = [compile_glob(pattern) for pattern in self.exclude]
+        if any(glob.match_name(name) for glob in globs):
+            return True
+        anchored = [glob for glob in globs if glob.anchored]
+        if not anchored:  # the usual case: spare a relpath per file walked
+            return False
         parts = _relative_parts(self.root, text)
-        for pattern in self.exclude:
-            glob = compile_glob(pattern)
-            if glob.match_name(name) or glob.match_path(parts, ancestors=False):
-                return True
-        return False
+        return any(glob.match_path(parts, ancestors=False) for glob in anchored)
 
 
 @lru_cache(maxsize=4096)

@@ -57,6 +57,9 @@ def discover(paths: Sequence[str], resolver: ConfigResolver) -> Discovery:
         except OSError as exc:
             found.errors.append(LintError(display, exc.strerror or str(exc)))
             continue
+        except ValueError:  # e.g. an embedded NUL byte
+            found.errors.append(LintError(repr(given), "not a valid path"))
+            continue
         if stat.S_ISDIR(mode):
             _walk(given, resolver, add, found.errors)
         elif stat.S_ISREG(mode):

@@ -165,3 +165,9 @@ def test_is_source() -> None:
     assert is_source("a.py")
     assert not is_source("a.pyc")
     assert not is_source("a.ipynb")  # not yet: notebooks come with cell-aware linting
+
+
+def test_path_with_nul_byte_is_an_error(project: Path) -> None:
+    files, errors = shown("a\0b.py")
+    assert files == []
+    assert errors == [("'a\\x00b.py'", "not a valid path")]
