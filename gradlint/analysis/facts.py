@@ -1,15 +1,113 @@
-"""Stub: replaced by the real analysis."""
+"""The facts rules query: values, grad modes and events, recorded by one pass over a module."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from gradlint.analysis.names import ImportTable
+from gradlint.analysis.values import NO, UNKNOWN, UNKNOWN_VALUE, YES, Tri, Value
+
+# A grad mode is the set of modes a point may run in: "E" enabled, "D" disabled
+# (no_grad, set_grad_enabled(False)), "I" inference_mode.
+Mode = frozenset[str]
+ENABLED: Mode = frozenset("E")
+DISABLED: Mode = frozenset("D")
+INFERENCE: Mode = frozenset("I")
+ANY_MODE: Mode = frozenset("EDI")
 
 
+@dataclass(frozen=True)
+class Call:
+    node: cst.Call
+    qualname: str | None  # `torch.randn` for `T.randn(...)`; None for methods and locals
+    method: str | None  # `numpy` for `x.numpy()`
+    receiver: cst.BaseExpression | None  # `x` in `x.numpy()`
+
+
+@dataclass(frozen=True)
+class Inplace:
+    """An in-place change: `x.add_(1)`, `x += 1`, `x[0] = 1`, `relu(x, inplace=True)`."""
+
+    node: cst.CSTNode  # what to point at
+    target: cst.BaseExpression  # the tensor changed
+    how: str  # "method", "augmented", "item", "inplace-layer"
+
+
+@dataclass(frozen=True)
+class AttributeSet:
+    """`obj.attr = value`."""
+
+    node: cst.Assign
+    target: cst.Attribute
+    value: cst.BaseExpression
+
+
+@dataclass(frozen=True)
+class FreedGraph:
+    """A backward that goes through graph nodes an earlier backward already freed."""
+
+    node: cst.Call  # the second backward
+    built_at: cst.CSTNode  # where the shared part of the graph was built
+    freed_by: cst.CSTNode  # the first backward
+
+
+@dataclass(frozen=True)
+class SavedChanged:
+    """An in-place change of a tensor that an op saved, then a backward through that op."""
+
+    node: cst.CSTNode  # the in-place change
+    saved_by: cst.CSTNode  # the op that saved the tensor
+    backward: cst.CSTNode
+
+
+@dataclass(frozen=True)
+class OptimizerMade:
+    node: cst.Call
+    params: cst.BaseExpression | None
+    exhausted: bool  # given a `.parameters()` generator that was already used up
+
+
+@dataclass(frozen=True)
+class WithItem:
+    node: cst.WithItem
+    qualname: str  # the grad-mode class, e.g. `torch.no_grad`
+    called: bool
+
+
+@dataclass
 class Facts:
-    def __init__(self, module: cst.Module) -> None:
-        self.module = module
-        self._positions: dict[cst.CSTNode, object] | None = None
+    module: cst.Module
+    imports: ImportTable = field(default_factory=ImportTable)
+    values: dict[cst.CSTNode, Value] = field(default_factory=dict)
+    modes: dict[cst.CSTNode, Mode] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    statement_calls: list[Call] = field(default_factory=list)  # calls that are a whole statement
+    inplace: list[Inplace] = field(default_factory=list)
+    attribute_sets: list[AttributeSet] = field(default_factory=list)
+    freed_graphs: list[FreedGraph] = field(default_factory=list)
+    saved_changes: list[SavedChanged] = field(default_factory=list)
+    optimizers: list[OptimizerMade] = field(default_factory=list)
+    with_items: list[WithItem] = field(default_factory=list)
+    attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
+    _positions: dict[cst.CSTNode, CodeRange] | None = None
+
+    def value(self, expr: cst.CSTNode) -> Value:
+        return self.values.get(expr, UNKNOWN_VALUE)
+
+    def mode(self, node: cst.CSTNode) -> Mode:
+        return self.modes.get(node, ANY_MODE)
+
+    def grad_enabled(self, node: cst.CSTNode) -> Tri:
+        """YES where autograd surely records, NO where it surely does not."""
+        mode = self.mode(node)
+        if mode == ENABLED:
+            return YES
+        if "E" not in mode:
+            return NO
+        return UNKNOWN
 
     def position(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
         """1-based (line, column, end_line, end_column); computed only when a rule reports."""
@@ -17,8 +115,14 @@ class Facts:
             wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
             self._positions = dict(wrapper.resolve(PositionProvider))
         span = self._positions[node]
-        return (span.start.line, span.start.column + 1, span.end.line, span.end.column + 1)  # type: ignore[attr-defined]
+        return (span.start.line, span.start.column + 1, span.end.line, span.end.column + 1)
 
+    def record(self, node: cst.CSTNode, value: Value) -> Value:
+        # A node seen on several passes (loops) holds what is true on all of them.
+        old = self.values.get(node)
+        self.values[node] = value if old is None else old.join(value)
+        return value
 
-def analyze(module: cst.Module) -> Facts:
-    return Facts(module)
+    def record_mode(self, node: cst.CSTNode, mode: Mode) -> None:
+        old = self.modes.get(node)
+        self.modes[node] = mode if old is None else old | mode

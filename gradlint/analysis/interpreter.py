@@ -1,0 +1,1409 @@
+"""An abstract interpreter over one module: it runs every function on abstract values and
+records, at each node, what a value holds and which grad mode is in force.
+
+Values follow PyTorch's rules: an op on a tensor that requires grad gives a non-leaf that
+requires grad while grad mode is enabled; factories give leaves; `.detach()`, `.item()`,
+comparisons and integer results give none. Loops run twice, the second pass seeing what the
+first left behind, so that state carried across iterations (a hidden state, a running total)
+is seen. Whatever is not known is UNKNOWN, and rules stay silent on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from gradlint.analysis import torch_api as api
+from gradlint.analysis.facts import (
+    ANY_MODE,
+    ENABLED,
+    AttributeSet,
+    Call,
+    Facts,
+    FreedGraph,
+    Inplace,
+    Mode,
+    OptimizerMade,
+    SavedChanged,
+    WithItem,
+)
+from gradlint.analysis.names import dotted
+from gradlint.analysis.scopes import (
+    ClassInfo,
+    FunctionInfo,
+    ScopeCollector,
+    body_statements,
+    grad_mode_of,
+)
+from gradlint.analysis.values import (
+    NO,
+    NUMBER,
+    OTHER,
+    UNKNOWN,
+    UNKNOWN_VALUE,
+    YES,
+    Kind,
+    Node,
+    Tri,
+    Value,
+    sequence,
+)
+
+MAX_LOOP_DEPTH = 3
+# nn.Module methods; any other `model.x(...)` calls a submodule or a method of the class.
+MODULE_METHODS = frozenset(
+    "parameters named_parameters buffers named_buffers children named_children modules "
+    "named_modules state_dict load_state_dict train eval requires_grad_ zero_grad to cuda cpu "
+    "float double half bfloat16 apply forward register_buffer register_parameter "
+    "register_forward_hook register_forward_pre_hook register_full_backward_hook add_module "
+    "get_submodule get_parameter type extra_repr".split()
+)
+_BINARY_SAVING = (cst.Multiply, cst.Divide, cst.MatrixMultiply)
+_AUG_OPS = {
+    cst.AddAssign: "add",
+    cst.SubtractAssign: "sub",
+    cst.MultiplyAssign: "mul",
+    cst.DivideAssign: "div",
+    cst.MatrixMultiplyAssign: "matmul",
+    cst.PowerAssign: "pow",
+}
+
+
+@dataclass
+class State:
+    env: dict[str, Value] = field(default_factory=dict)
+    mode: Mode = ANY_MODE
+    # Graph nodes surely freed by a backward without retain_graph -> that backward.
+    freed: dict[Node, cst.CSTNode] = field(default_factory=dict)
+    # Version counter per tensor identity; -1 where paths disagree.
+    versions: dict[Node, int] = field(default_factory=dict)
+    changed_at: dict[Node, cst.CSTNode] = field(default_factory=dict)
+    # Graph node -> the tensors it saved for backward, at their versions then.
+    saves: dict[Node, frozenset[tuple[Node, int]]] = field(default_factory=dict)
+    exhausted: frozenset[int] = frozenset()  # `.parameters()` generators already used up
+    frozen: dict[str, Tri] = field(default_factory=dict)  # module path -> all params frozen
+    dead: bool = False  # after return/raise/break/continue
+
+    def copy(self) -> State:
+        return State(
+            dict(self.env),
+            self.mode,
+            dict(self.freed),
+            dict(self.versions),
+            dict(self.changed_at),
+            dict(self.saves),
+            self.exhausted,
+            dict(self.frozen),
+            self.dead,
+        )
+
+    def join(self, other: State) -> State:
+        if self.dead:
+            return other.copy()
+        if other.dead:
+            return self.copy()
+        env = dict(self.env)
+        for key, value in other.env.items():
+            env[key] = env[key].join(value) if key in env else value
+        versions = {
+            node: (v if other.versions.get(node, v) == v else -1)
+            for node, v in self.versions.items()
+        }
+        for node, v in other.versions.items():
+            versions.setdefault(node, v)
+        frozen = {
+            key: self.frozen.get(key, UNKNOWN).join(other.frozen.get(key, UNKNOWN))
+            for key in self.frozen.keys() | other.frozen.keys()
+        }
+        return State(
+            env=env,
+            mode=self.mode | other.mode,
+            freed={k: v for k, v in self.freed.items() if k in other.freed},
+            versions=versions,
+            changed_at={**other.changed_at, **self.changed_at},
+            saves={k: v for k, v in self.saves.items() if other.saves.get(k) == v},
+            exhausted=self.exhausted & other.exhausted,
+            frozen=frozen,
+        )
+
+    def age(self, sites: set[int]) -> State:
+        """Values made on this pass of a loop become values of an earlier pass."""
+        if not sites:
+            return self
+
+        def old(node: Node) -> Node:
+            return (node[0], 1) if node[0] in sites else node
+
+        def age_value(value: Value) -> Value:
+            if not value.graph and value.node is None and value.item is None:
+                return value
+            return value.with_(
+                graph=frozenset(old(n) for n in value.graph),
+                node=old(value.node) if value.node is not None else None,
+                item=age_value(value.item) if value.item is not None else None,
+            )
+
+        aged = self.copy()
+        aged.env = {key: age_value(value) for key, value in self.env.items()}
+        aged.freed = {old(n): at for n, at in self.freed.items()}
+        aged.versions = {old(n): v for n, v in self.versions.items()}
+        aged.changed_at = {old(n): at for n, at in self.changed_at.items()}
+        aged.saves = {
+            old(n): frozenset((old(s), v) for s, v in saved) for n, saved in self.saves.items()
+        }
+        return aged
+
+
+class Interpreter:
+    def __init__(self, module: cst.Module) -> None:
+        self.facts = Facts(module)
+        self.scopes = ScopeCollector(module, self.facts.imports)
+        self.imports = self.facts.imports
+        self.class_attrs: dict[str, dict[str, Value]] = {}
+        self.returns: dict[FunctionInfo, Value] = {}
+        self._running: set[FunctionInfo] = set()
+        self._done: set[FunctionInfo] = set()
+        self._loop_sites: list[set[int]] = []
+        self._function: FunctionInfo | None = None
+        self._return_values: list[Value] = []
+        self._site_nodes: dict[int, cst.CSTNode] = {}
+
+    # -- driving ----------------------------------------------------------------------------
+
+    def run(self) -> Facts:
+        for info in self.scopes.classes.values():
+            init = info.methods.get("__init__")
+            if init is not None:
+                self.run_function(init)
+        state = State(mode=ENABLED)
+        self.exec_block(body_statements_of_module(self.facts.module), state)
+        for function in self.scopes.functions:
+            self.run_function(function)
+        return self.facts
+
+    def run_function(self, info: FunctionInfo) -> Value:
+        if info in self._done:
+            return self.returns.get(info, UNKNOWN_VALUE)
+        if info in self._running:
+            return UNKNOWN_VALUE  # recursion
+        self._running.add(info)
+        saved = (self._function, self._return_values, self._loop_sites)
+        self._function, self._return_values, self._loop_sites = info, [], []
+        state = State(mode=info.mode)
+        params = info.node.params
+        for index, param in enumerate([*params.posonly_params, *params.params]):
+            name = param.name.value
+            if index == 0 and info.owner is not None and name in ("self", "cls"):
+                state.env[name] = self.instance_of(info.owner, "self")
+            else:
+                state.env[name] = UNKNOWN_VALUE
+        self.exec_block(body_statements(info.node.body), state)
+        result = UNKNOWN_VALUE
+        if self._return_values:
+            result = self._return_values[0]
+            for value in self._return_values[1:]:
+                result = result.join(value)
+        self.returns[info] = result
+        self._function, self._return_values, self._loop_sites = saved
+        self._running.discard(info)
+        self._done.add(info)
+        return result
+
+    def instance_of(self, cls: ClassInfo, path: str | None) -> Value:
+        if not cls.is_module:
+            return Value(kind=Kind.OTHER, cls=cls.name, path=path)
+        return Value(
+            kind=Kind.MODULE,
+            cls=cls.name,
+            path=path,
+            has_params=self.class_has_params(cls),
+            frozen=NO,
+        )
+
+    def class_has_params(self, cls: ClassInfo) -> Tri:
+        attrs = self.class_attrs.get(cls.name, {})
+        result = NO if attrs else UNKNOWN
+        for value in attrs.values():
+            if value.kind is Kind.MODULE:
+                result = result | value.has_params
+            elif value.kind is Kind.TENSOR and value.path is not None and value.leaf is YES:
+                result = result | value.requires_grad
+            elif value.kind is Kind.SEQUENCE and value.item is not None:
+                result = result | value.item.has_params
+            elif value.kind is Kind.UNKNOWN:
+                result = result | UNKNOWN
+        for base in cls.bases:
+            local = self.scopes.classes.get(base)
+            if local is not None and local is not cls:
+                result = result | self.class_has_params(local)
+            elif base and self.imports.resolve(cst.parse_expression(base)) not in (
+                "torch.nn.Module",
+                None,
+            ):
+                result = result | UNKNOWN
+        return result
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def exec_block(
+        self, statements: Sequence[cst.BaseStatement | cst.BaseSmallStatement], state: State
+    ) -> State:
+        for statement in statements:
+            if state.dead:
+                break
+            state = self.exec_statement(statement, state)
+        return state
+
+    def exec_statement(self, statement: cst.CSTNode, state: State) -> State:
+        self.facts.record_mode(statement, state.mode)
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                state = self.exec_small(small, state)
+            return state
+        if isinstance(statement, cst.If):
+            self.eval(statement.test, state)
+            then = self.exec_block(body_statements(statement.body), state.copy())
+            if statement.orelse is None:
+                other = state
+            elif isinstance(statement.orelse, cst.If):
+                other = self.exec_statement(statement.orelse, state.copy())
+            else:
+                other = self.exec_block(body_statements(statement.orelse.body), state.copy())
+            return then.join(other)
+        if isinstance(statement, cst.For):
+            iterable = self.eval(statement.iter, state)
+            return self.exec_loop(
+                statement, state, statement.target, self.iterate(iterable, state, statement.iter)
+            )
+        if isinstance(statement, cst.While):
+            self.eval(statement.test, state)
+            return self.exec_loop(statement, state, None, UNKNOWN_VALUE)
+        if isinstance(statement, cst.With):
+            return self.exec_with(statement, state)
+        if isinstance(statement, (cst.Try, cst.TryStar)):
+            after_body = self.exec_block(body_statements(statement.body), state.copy())
+            if statement.orelse is not None:
+                after_body = self.exec_block(body_statements(statement.orelse.body), after_body)
+            result = after_body
+            for handler in statement.handlers:
+                start = state.join(after_body) if not after_body.dead else state.copy()
+                result = result.join(self.exec_block(body_statements(handler.body), start))
+            if statement.finalbody is not None:
+                result = self.exec_block(body_statements(statement.finalbody.body), result)
+            return result
+        if isinstance(statement, cst.FunctionDef):
+            state.env[statement.name.value] = OTHER
+            return state
+        if isinstance(statement, cst.ClassDef):
+            state.env[statement.name.value] = OTHER
+            return state
+        if isinstance(statement, cst.Match):
+            self.eval(statement.subject, state)
+            result: State | None = None
+            for case in statement.cases:
+                branch = self.exec_block(body_statements(case.body), state.copy())
+                result = branch if result is None else result.join(branch)
+            return state.join(result) if result is not None else state
+        return state
+
+    def exec_loop(
+        self,
+        loop: cst.For | cst.While,
+        state: State,
+        target: cst.BaseExpression | None,
+        item: Value,
+    ) -> State:
+        body = body_statements(loop.body)
+        if len(self._loop_sites) >= MAX_LOOP_DEPTH:
+            passes = 1
+        else:
+            passes = 2
+        entry = state
+        current = state.copy()
+        for index in range(passes):
+            sites: set[int] = set()
+            self._loop_sites.append(sites)
+            if target is not None:
+                self.assign(target, item, current, loop)
+            current = self.exec_block(body, current)
+            self._loop_sites.pop()
+            for outer in self._loop_sites:
+                outer |= sites
+            current.dead = False  # break/continue end a pass, not the function
+            if index + 1 < passes:
+                current = current.age(sites)
+        result = entry.join(current)
+        if loop.orelse is not None:
+            result = self.exec_block(body_statements(loop.orelse.body), result)
+        return result
+
+    def exec_with(self, statement: cst.With, state: State) -> State:
+        outer_mode = state.mode
+        for item in statement.items:
+            found = grad_mode_of(item.item, self.imports)
+            if found is not None:
+                qualname, mode = found
+                self.facts.with_items.append(
+                    WithItem(item, qualname, called=isinstance(item.item, cst.Call))
+                )
+                if isinstance(item.item, cst.Call):
+                    self.eval_args(item.item, state)
+                if mode is not None:
+                    state.mode = mode
+                continue
+            value = self.eval(item.item, state)
+            if item.asname is not None:
+                self.assign(item.asname.name, value, state, item)
+        state = self.exec_block(body_statements(statement.body), state)
+        state.mode = outer_mode
+        return state
+
+    def exec_small(self, small: cst.BaseSmallStatement, state: State) -> State:
+        self.facts.record_mode(small, state.mode)
+        if isinstance(small, cst.Expr):
+            value = small.value
+            if isinstance(value, cst.Call):
+                found = grad_mode_of(value, self.imports)
+                if found is not None and found[0] == "torch.set_grad_enabled":
+                    self.eval(value, state)
+                    if found[1] is not None:
+                        state.mode = found[1]
+                    return state
+                self.facts.statement_calls.append(self.call_of(value))
+            self.eval(value, state)
+        elif isinstance(small, cst.Assign):
+            value = self.eval(small.value, state)
+            for target in small.targets:
+                self.assign(target.target, value, state, small, small.value)
+        elif isinstance(small, cst.AnnAssign):
+            if small.value is not None:
+                value = self.eval(small.value, state)
+                self.assign(small.target, value, state, small, small.value)
+        elif isinstance(small, cst.AugAssign):
+            self.exec_augassign(small, state)
+        elif isinstance(small, cst.Return):
+            value = self.eval(small.value, state) if small.value is not None else OTHER
+            self._return_values.append(value)
+            state.dead = True
+        elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
+            if isinstance(small, cst.Raise) and small.exc is not None:
+                self.eval(small.exc, state)
+            state.dead = True
+        elif isinstance(small, cst.Assert):
+            self.eval(small.test, state)
+        elif isinstance(small, cst.Del):
+            for name in _target_keys(small.target):
+                state.env.pop(name, None)
+        elif isinstance(small, (cst.Import, cst.ImportFrom)):
+            names = small.names if not isinstance(small.names, cst.ImportStar) else ()
+            for alias in names:
+                local = alias.asname.name if alias.asname is not None else alias.name
+                key = dotted(local)  # type: ignore[arg-type]
+                if key:
+                    state.env.pop(key.split(".")[0], None)
+        return state
+
+    def exec_augassign(self, node: cst.AugAssign, state: State) -> None:
+        target = self.eval(node.target, state)
+        value = self.eval(node.value, state)
+        if target.kind is Kind.TENSOR:
+            # `x += y` on a tensor changes it in place.
+            self.facts.inplace.append(Inplace(node, node.target, "augmented"))
+            op = _AUG_OPS.get(type(node.operator), "other")
+            result = self.inplace_result(target, [value], op, node, state, saves_output=False)
+            self.assign(node.target, result, state, node)
+            return
+        if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
+            merged = value.item if value.kind is Kind.SEQUENCE else None
+            item = (
+                target.item
+                if merged is None
+                else (merged if target.item is None else target.item.join(merged))
+            )
+            self.assign(node.target, Value(kind=Kind.SEQUENCE, item=item), state, node)
+            return
+        result = self.binary(target, value, node.operator, node, state)
+        self.assign(node.target, result, state, node)
+
+    # -- assignment ---------------------------------------------------------------------------
+
+    def assign(
+        self,
+        target: cst.BaseExpression,
+        value: Value,
+        state: State,
+        statement: cst.CSTNode,
+        source: cst.BaseExpression | None = None,
+    ) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            elements = [el for el in target.elements]
+            starred = any(isinstance(el, cst.StarredElement) for el in elements)
+            positional = value.items is not None and len(value.items) == len(elements)
+            for index, element in enumerate(elements):
+                if positional and not starred and value.items is not None:
+                    part = value.items[index]
+                elif value.kind is Kind.SEQUENCE and value.item is not None and not starred:
+                    part = value.item
+                elif value.kind is Kind.TENSOR and not starred:
+                    # Unpacking a tensor, or a model's tuple of outputs, shares its graph.
+                    part = value.with_(
+                        node=None, leaf=NO if value.requires_grad is YES else value.leaf
+                    )
+                else:
+                    part = UNKNOWN_VALUE
+                if isinstance(element, cst.StarredElement):
+                    part = (
+                        Value(kind=Kind.SEQUENCE, item=value.item) if value.item else UNKNOWN_VALUE
+                    )
+                self.facts.record(element.value, part)
+                self.assign(element.value, part, state, statement)
+            return
+        if isinstance(target, cst.Name):
+            if value.kind in (Kind.MODULE, Kind.OPTIMIZER) and value.path is None:
+                value = value.with_(path=target.value)
+            self.facts.record(target, value)
+            state.env[target.value] = value
+            self.forget_children(target.value, state)
+            return
+        if isinstance(target, cst.Attribute):
+            obj = self.eval(target.value, state)
+            key = dotted(target)
+            if source is not None and isinstance(statement, cst.Assign):
+                self.facts.attribute_sets.append(AttributeSet(statement, target, source))
+            if target.attr.value == "requires_grad":
+                self.set_requires_grad(obj, target.value, value, state)
+                return
+            if target.attr.value == "grad":
+                return
+            if key is not None:
+                if value.kind is Kind.MODULE and value.path is None:
+                    value = value.with_(path=key)
+                state.env[key] = value
+                self.forget_children(key, state)
+                self.facts.record(target, value)
+                if key.startswith("self.") and key.count(".") == 1 and self._function is not None:
+                    owner = self._function.owner
+                    if owner is not None:
+                        attrs = self.class_attrs.setdefault(owner.name, {})
+                        name = target.attr.value
+                        attrs[name] = attrs[name].join(value) if name in attrs else value
+            return
+        if isinstance(target, cst.Subscript):
+            obj = self.eval(target.value, state)
+            self.eval_slices(target, state)
+            if obj.kind is Kind.TENSOR:
+                self.facts.inplace.append(Inplace(statement, target.value, "item"))
+                self.inplace_result(obj, [value], "copy", statement, state, saves_output=False)
+            return
+        if isinstance(target, cst.StarredElement):
+            self.assign(target.value, value, state, statement)
+
+    def forget_children(self, key: str, state: State) -> None:
+        prefix = key + "."
+        for name in [name for name in state.env if name.startswith(prefix)]:
+            del state.env[name]
+
+    def set_requires_grad(
+        self, obj: Value, obj_expr: cst.BaseExpression, flag: Value, state: State
+    ) -> None:
+        wanted = flag.truth
+        if obj.kind is Kind.TENSOR and obj.leaf is YES:
+            if obj.path is not None:
+                owner = obj.path[:-2] if obj.path.endswith(".*") else obj.path
+                state.frozen[owner] = wanted.negate()
+                self.unfreeze_parents(owner, wanted, state)
+            key = dotted(obj_expr)
+            if key is not None and key in state.env:
+                state.env[key] = obj.with_(requires_grad=wanted)
+
+    def unfreeze_parents(self, path: str, wanted: Tri, state: State) -> None:
+        # Making part of a frozen module trainable means it is no longer wholly frozen.
+        if wanted is not YES:
+            return
+        parts = path.split(".")
+        for end in range(1, len(parts)):
+            parent = ".".join(parts[:end])
+            if state.frozen.get(parent) is YES:
+                state.frozen[parent] = NO
+
+    # -- expressions --------------------------------------------------------------------------
+
+    def eval(self, expr: cst.BaseExpression, state: State) -> Value:
+        value = self._eval(expr, state)
+        return self.facts.record(expr, value)
+
+    def _eval(self, expr: cst.BaseExpression, state: State) -> Value:
+        if isinstance(expr, cst.Name):
+            if expr.value in state.env:
+                return self.with_frozen(state.env[expr.value], state)
+            if expr.value in ("True", "False"):
+                return Value(kind=Kind.OTHER, truth=YES if expr.value == "True" else NO)
+            if expr.value == "None":
+                return OTHER
+            cls = self.scopes.classes.get(expr.value)
+            if cls is not None or expr.value in self.scopes.module_functions:
+                return OTHER
+            return UNKNOWN_VALUE
+        if isinstance(expr, cst.Attribute):
+            return self.eval_attribute(expr, state)
+        if isinstance(expr, cst.Call):
+            return self.eval_call(expr, state)
+        if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary)):
+            return NUMBER
+        if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
+            if isinstance(expr, cst.FormattedString):
+                for part in expr.parts:
+                    if isinstance(part, cst.FormattedStringExpression):
+                        self.eval(part.expression, state)
+            return OTHER
+        if isinstance(expr, cst.BinaryOperation):
+            left = self.eval(expr.left, state)
+            right = self.eval(expr.right, state)
+            return self.binary(left, right, expr.operator, expr, state)
+        if isinstance(expr, cst.UnaryOperation):
+            operand = self.eval(expr.expression, state)
+            if isinstance(expr.operator, cst.Not):
+                return OTHER
+            if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
+                return self.no_grad_tensor(operand)
+            return self.op_result([operand], expr, state, "neg")
+        if isinstance(expr, cst.BooleanOperation):
+            left = self.eval(expr.left, state)
+            right = self.eval(expr.right, state)
+            return left.join(right)
+        if isinstance(expr, cst.Comparison):
+            self.eval(expr.left, state)
+            operands = [self.eval(target.comparator, state) for target in expr.comparisons]
+            if (
+                any(v.kind is Kind.TENSOR for v in operands)
+                or self.facts.value(expr.left).is_tensor
+            ):
+                return self.no_grad_tensor(UNKNOWN_VALUE)
+            return OTHER
+        if isinstance(expr, cst.IfExp):
+            self.eval(expr.test, state)
+            return self.eval(expr.body, state).join(self.eval(expr.orelse, state))
+        if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
+            items = []
+            for element in expr.elements:
+                value = self.eval(element.value, state)
+                if isinstance(element, cst.StarredElement):
+                    value = value.item if value.item is not None else UNKNOWN_VALUE
+                items.append(value)
+            starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
+            return sequence(items, fixed=isinstance(expr, cst.Tuple) and not starred)
+        if isinstance(expr, cst.Dict):
+            for element in expr.elements:
+                if isinstance(element, cst.DictElement):
+                    self.eval(element.key, state)
+                self.eval(element.value, state)
+            return OTHER
+        if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
+            inner = state.copy()
+            self.bind_comprehension(expr.for_in, inner)
+            return Value(kind=Kind.SEQUENCE, item=self.eval(expr.elt, inner))
+        if isinstance(expr, cst.DictComp):
+            inner = state.copy()
+            self.bind_comprehension(expr.for_in, inner)
+            self.eval(expr.key, inner)
+            self.eval(expr.value, inner)
+            return OTHER
+        if isinstance(expr, cst.Subscript):
+            obj = self.eval(expr.value, state)
+            self.eval_slices(expr, state)
+            if obj.kind is Kind.SEQUENCE:
+                return obj.item if obj.item is not None else UNKNOWN_VALUE
+            if obj.kind is Kind.TENSOR:
+                return self.op_result([obj], expr, state, "select")
+            if obj.kind is Kind.MODULE:  # nn.Sequential / ModuleList indexing
+                return obj.with_(path=None)
+            return UNKNOWN_VALUE
+        if isinstance(expr, cst.NamedExpr):
+            value = self.eval(expr.value, state)
+            self.assign(expr.target, value, state, expr)
+            return value
+        if isinstance(expr, cst.Await):
+            self.eval(expr.expression, state)
+            return UNKNOWN_VALUE
+        if isinstance(expr, cst.Lambda):
+            return OTHER
+        for child in expr.children:
+            if isinstance(child, cst.BaseExpression):
+                self.eval(child, state)
+        return UNKNOWN_VALUE
+
+    def eval_slices(self, expr: cst.Subscript, state: State) -> None:
+        for element in expr.slice:
+            index = element.slice
+            if isinstance(index, cst.Index):
+                self.eval(index.value, state)
+            else:
+                for part in (index.lower, index.upper, index.step):
+                    if part is not None:
+                        self.eval(part, state)
+
+    def bind_comprehension(self, for_in: cst.CompFor, state: State) -> None:
+        iterable = self.eval(for_in.iter, state)
+        self.assign(for_in.target, self.iterate(iterable, state, for_in.iter), state, for_in)
+        for condition in for_in.ifs:
+            self.eval(condition.test, state)
+        if for_in.inner_for_in is not None:
+            self.bind_comprehension(for_in.inner_for_in, state)
+
+    def iterate(self, iterable: Value, state: State, expr: cst.BaseExpression) -> Value:
+        """The value of one element when iterating."""
+        if iterable.kind is Kind.PARAMS:
+            if iterable.origin is not None:
+                state.exhausted = state.exhausted | {iterable.origin}
+            return iterable.item if iterable.item is not None else UNKNOWN_VALUE
+        if iterable.kind is Kind.SEQUENCE:
+            return iterable.item if iterable.item is not None else UNKNOWN_VALUE
+        if iterable.kind is Kind.TENSOR:
+            return self.op_result([iterable], expr, state, "select")
+        return UNKNOWN_VALUE
+
+    def with_frozen(self, value: Value, state: State) -> Value:
+        """A module or parameter as frozen as the freezing statements so far left it."""
+        if value.path is None or not state.frozen:
+            return value
+        frozen = self.frozen_of(value.path.removesuffix(".*"), state)
+        if frozen is None:
+            return value
+        if value.kind is Kind.MODULE:
+            return value.with_(frozen=frozen)
+        if value.kind is Kind.PARAMS:
+            item = value.item
+            if item is not None and item.kind is Kind.TENSOR:
+                item = item.with_(requires_grad=frozen.negate())
+            return value.with_(frozen=frozen, item=item)
+        if value.kind is Kind.TENSOR and value.leaf is YES:
+            return value.with_(requires_grad=frozen.negate())
+        return value
+
+    def frozen_of(self, path: str, state: State) -> Tri | None:
+        """Whether every parameter under `path` is frozen; None where nothing was said."""
+        result: Tri | None = None
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            key = ".".join(parts[:end])
+            if key in state.frozen:
+                result = state.frozen[key]
+                break
+        prefix = path + "."
+        children = [v for k, v in state.frozen.items() if k.startswith(prefix)]
+        if result is None:
+            return UNKNOWN if children else None
+        if any(child is not result for child in children):
+            return UNKNOWN
+        return result
+
+    def eval_attribute(self, expr: cst.Attribute, state: State) -> Value:
+        key = dotted(expr)
+        self.facts.attributes_read.add(expr.attr.value)
+        obj = self.eval(expr.value, state)
+        if key is not None and key in state.env:
+            return self.with_frozen(state.env[key], state)
+        return self.attribute_of(obj, expr, state)
+
+    def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
+        attr = expr.attr.value
+        if obj.kind is Kind.TENSOR:
+            if attr in ("data",):
+                return self.no_grad_tensor(obj).with_(leaf=YES, integer=obj.integer, node=obj.node)
+            if attr in ("grad",):
+                return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
+            if attr in ("T", "mT", "H", "mH", "real", "imag"):
+                return self.op_result([obj], expr, state, attr)
+            if attr in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"):
+                return OTHER
+            return UNKNOWN_VALUE
+        if obj.kind is Kind.MODULE:
+            if obj.cls is not None:
+                attrs = self.class_attrs.get(obj.cls, {})
+                if attr in attrs:
+                    found = attrs[attr]
+                    path = f"{obj.path}.{attr}" if obj.path else None
+                    return self.with_frozen(found.with_(path=path), state) if path else found
+                return UNKNOWN_VALUE
+            if attr in ("weight", "bias") and obj.has_params is YES:
+                path = f"{obj.path}.{attr}" if obj.path else None
+                param = Value(
+                    kind=Kind.TENSOR,
+                    requires_grad=obj.frozen.negate(),
+                    leaf=YES,
+                    inference=NO,
+                    integer=NO,
+                    path=path,
+                    node=(id(expr), 0),
+                )
+                return self.with_frozen(param, state) if path else param
+            return UNKNOWN_VALUE
+        return UNKNOWN_VALUE
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def call_of(self, node: cst.Call) -> Call:
+        func = node.func
+        qualname = self.imports.resolve(func)
+        if qualname is not None:
+            return Call(node, qualname, None, None)
+        if isinstance(func, cst.Attribute):
+            return Call(node, None, func.attr.value, func.value)
+        return Call(node, None, None, None)
+
+    def eval_args(self, node: cst.Call, state: State) -> list[Value]:
+        return [self.eval(arg.value, state) for arg in node.args]
+
+    def eval_call(self, node: cst.Call, state: State) -> Value:
+        call = self.call_of(node)
+        self.facts.calls.append(call)
+        self.facts.record_mode(node, state.mode)
+        if call.qualname is not None:
+            args = self.eval_args(node, state)
+            return self.qualified_call(call.qualname, node, args, state)
+        if call.method is not None and call.receiver is not None:
+            func = node.func
+            assert isinstance(func, cst.Attribute)
+            receiver = self.eval(call.receiver, state)
+            args = self.eval_args(node, state)
+            local = self.local_method(call.receiver, call.method)
+            if local is not None:
+                self.run_function(local)
+                return self.returns.get(local, UNKNOWN_VALUE)
+            key = dotted(func)
+            callee: Value | None = None
+            if key is not None and key in state.env:
+                callee = self.with_frozen(state.env[key], state)
+            elif receiver.kind is Kind.MODULE and call.method not in MODULE_METHODS:
+                callee = self.attribute_of(receiver, func, state)
+            if callee is not None:
+                self.facts.record(func, callee)
+                if callee.kind is Kind.MODULE:
+                    return self.module_call(callee, node, args, state)
+                return UNKNOWN_VALUE
+            return self.method_call(receiver, call.method, node, args, state)
+        callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
+        args = self.eval_args(node, state)
+        if isinstance(node.func, cst.Name):
+            name = node.func.value
+            if name in state.env:
+                callee = self.with_frozen(state.env[name], state)
+            elif name in self.scopes.classes:
+                return self.instance_of(self.scopes.classes[name], None)
+            elif name in self.scopes.module_functions:
+                return self.run_function(self.scopes.module_functions[name])
+            else:
+                return self.builtin_call(name, node, args, state)
+        if callee is not None and callee.kind is Kind.MODULE:
+            return self.module_call(callee, node, args, state)
+        return UNKNOWN_VALUE
+
+    def local_method(self, receiver: cst.BaseExpression, method: str) -> FunctionInfo | None:
+        if (
+            isinstance(receiver, cst.Name)
+            and receiver.value == "self"
+            and self._function is not None
+        ):
+            owner = self._function.owner
+            if owner is not None:
+                return owner.methods.get(method)
+        return None
+
+    def builtin_call(self, name: str, node: cst.Call, args: list[Value], state: State) -> Value:
+        if name in ("list", "tuple", "sorted", "reversed", "set"):
+            if args:
+                item = self.iterate(args[0], state, node.args[0].value)
+                return Value(kind=Kind.SEQUENCE, item=item)
+            return Value(kind=Kind.SEQUENCE)
+        if name == "filter" and len(args) == 2:
+            item = self.iterate(args[1], state, node.args[1].value)
+            return Value(kind=Kind.SEQUENCE, item=self.filtered(node.args[0].value, item))
+        if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
+            if name == "abs" and args and args[0].kind is Kind.TENSOR:
+                return self.op_result(args, node, state, "abs")
+            return NUMBER if name in ("len", "int", "float", "round") else OTHER
+        if name in ("zip", "enumerate"):
+            pairs = zip(args, node.args, strict=False)
+            items = [self.iterate(arg, state, a.value) for arg, a in pairs]
+            if name == "enumerate":
+                items = [NUMBER, *items[:1]]
+            return Value(kind=Kind.SEQUENCE, item=sequence(items, fixed=True))
+        if name == "range":
+            return Value(kind=Kind.SEQUENCE, item=NUMBER)
+        if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
+            return self.op_result([args[0].item or UNKNOWN_VALUE], node, state, "add")
+        if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
+            return OTHER
+        return UNKNOWN_VALUE
+
+    def filtered(self, predicate: cst.BaseExpression, item: Value) -> Value:
+        # `filter(lambda p: p.requires_grad, params)` keeps the trainable ones.
+        if isinstance(predicate, cst.Lambda) and isinstance(predicate.body, cst.Attribute):
+            if predicate.body.attr.value == "requires_grad" and item.kind is Kind.TENSOR:
+                return item if item.requires_grad is not NO else item.with_(requires_grad=NO)
+        return item
+
+    def qualified_call(
+        self, qualname: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        module, _, name = qualname.rpartition(".")
+        kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if qualname in api.PARAMETER_CLASSES or qualname in api.VARIABLE_CLASSES:
+            default = YES if qualname in api.PARAMETER_CLASSES else NO
+            flag = kwargs.get("requires_grad")
+            if flag is None and len(node.args) > 1 and node.args[1].keyword is None:
+                flag = node.args[1].value
+            wanted = default if flag is None else _bool_literal(flag)
+            base = args[0] if args else UNKNOWN_VALUE
+            return Value(
+                kind=Kind.TENSOR,
+                requires_grad=wanted,
+                leaf=YES,
+                inference=NO,
+                integer=base.integer,
+                node=self.new_node(node),
+            )
+        if module == "torch" and name in api.FACTORIES:
+            return self.factory(name, node, args, kwargs, state)
+        if module.startswith("torch.optim") and name[:1].isupper() and "lr_scheduler" not in module:
+            return self.make_optimizer(node, args, state)
+        if module in ("torch.nn", "torch.nn.modules") and name[:1].isupper():
+            return self.make_module(name, node, args, kwargs)
+        if qualname.startswith(api.MODEL_ZOOS) and name[:1].islower():
+            return Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
+        if qualname in ("torch.autograd.grad", "torch.autograd.backward"):
+            if args:
+                self.backward(args[0], node.args[0].value, node, state, kwargs)
+            return Value(kind=Kind.SEQUENCE, item=UNKNOWN_VALUE)
+        if module.startswith("numpy") or module == "numpy":
+            return Value(kind=Kind.ARRAY, requires_grad=NO)
+        if module.startswith("torch") and (
+            module == "torch"
+            or module.startswith("torch.nn.functional")
+            or module == "torch.linalg"
+            or module == "torch.special"
+            or module == "torch.fft"
+        ):
+            if name in api.NO_GRAD_RESULTS:
+                return self.no_grad_tensor(UNKNOWN_VALUE)
+            tensors = _tensor_args(args)
+            if not tensors:
+                return UNKNOWN_VALUE
+            inplace = kwargs.get("inplace")
+            if inplace is not None and _bool_literal(inplace) is YES and args:
+                self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+                return self.inplace_result(
+                    args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
+                )
+            return self.op_result(args, node, state, name)
+        return UNKNOWN_VALUE
+
+    def factory(
+        self,
+        name: str,
+        node: cst.Call,
+        args: list[Value],
+        kwargs: dict[str, cst.BaseExpression],
+        state: State,
+    ) -> Value:
+        flag = kwargs.get("requires_grad")
+        wanted = NO if flag is None else _bool_literal(flag)
+        integer = self.factory_integer(name, node, args, kwargs)
+        inference = (
+            YES if state.mode == frozenset("I") else (NO if "I" not in state.mode else UNKNOWN)
+        )
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=wanted,
+            leaf=YES,
+            inference=inference,
+            integer=integer,
+            node=self.new_node(node),
+        )
+
+    def factory_integer(
+        self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
+    ) -> Tri:
+        dtype = kwargs.get("dtype")
+        if dtype is not None:
+            dtype_name = (dotted(dtype) or "").rsplit(".", 1)[-1]
+            if dtype_name in api.INTEGER_DTYPES:
+                return YES
+            if dtype_name in api.FLOAT_DTYPES:
+                return NO
+            return UNKNOWN
+        if name in api.INTEGER_FACTORIES:
+            return YES
+        if name == "arange" or name == "tensor":
+            positional = [a.value for a in node.args if a.keyword is None]
+            if name == "arange" and positional:
+                return (
+                    YES
+                    if all(isinstance(p, cst.Integer) for p in positional)
+                    else (NO if any(isinstance(p, cst.Float) for p in positional) else UNKNOWN)
+                )
+            if name == "tensor" and positional:
+                return _literal_integer(positional[0])
+            return UNKNOWN
+        if name.endswith("_like") and args:
+            return args[0].integer
+        return (
+            NO
+            if name
+            in (
+                "zeros",
+                "ones",
+                "empty",
+                "full",
+                "rand",
+                "randn",
+                "linspace",
+                "logspace",
+                "eye",
+                "normal",
+            )
+            and "full" != name
+            else UNKNOWN
+        )
+
+    def make_optimizer(self, node: cst.Call, args: list[Value], state: State) -> Value:
+        params = node.args[0].value if node.args and node.args[0].keyword is None else None
+        exhausted = False
+        if params is not None and args:
+            value = args[0]
+            if value.kind is Kind.PARAMS and value.origin is not None:
+                exhausted = value.origin in state.exhausted
+                state.exhausted = state.exhausted | {value.origin}
+        self.facts.optimizers.append(OptimizerMade(node, params, exhausted))
+        return Value(kind=Kind.OPTIMIZER, origin=id(node))
+
+    def make_module(
+        self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
+    ) -> Value:
+        if name in ("Sequential", "ModuleList", "ModuleDict"):
+            has_params: Tri = NO
+            for value in args:
+                part = value.item if value.kind is Kind.SEQUENCE and value.item else value
+                has_params = has_params | (part.has_params if part.kind is Kind.MODULE else UNKNOWN)
+            return Value(kind=Kind.MODULE, has_params=has_params, frozen=NO)
+        if name == "Parameter":
+            return UNKNOWN_VALUE
+        has = NO if name in api.PARAMETERLESS_MODULES else YES
+        inplace = kwargs.get("inplace")
+        cls = None
+        if name in api.INPLACE_CAPABLE_MODULES and inplace is not None:
+            if _bool_literal(inplace) is YES:
+                cls = "inplace:" + name
+        return Value(kind=Kind.MODULE, has_params=has, frozen=NO, cls=cls)
+
+    def method_call(
+        self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if method == "backward":
+            self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
+            return OTHER
+        if receiver.kind is Kind.MODULE:
+            return self.module_method(receiver, method, node, args, state)
+        if receiver.kind is Kind.PARAMS and method in ("__iter__",):
+            return receiver
+        if receiver.kind is Kind.SEQUENCE and method == "append" and args:
+            target = node.func.value  # type: ignore[attr-defined]
+            key = dotted(target)
+            if key is not None and key in state.env:
+                old = state.env[key]
+                item = args[0] if old.item is None else old.item.join(args[0])
+                state.env[key] = old.with_(item=item)
+            return OTHER
+        if receiver.kind is not Kind.TENSOR:
+            return UNKNOWN_VALUE
+        if method in ("detach", "cpu", "cuda", "to") and method == "detach":
+            return self.no_grad_tensor(receiver).with_(leaf=YES, integer=receiver.integer)
+        if method == "detach_":
+            key = dotted(node.func.value)  # type: ignore[attr-defined]
+            detached = self.no_grad_tensor(receiver).with_(leaf=YES, node=receiver.node)
+            if key is not None:
+                state.env[key] = detached
+            return detached
+        if method == "requires_grad_":
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            wanted = flag.truth
+            if receiver.leaf is not YES:
+                return receiver
+            self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
+            return receiver.with_(requires_grad=wanted)
+        if method in api.NON_TENSOR_METHODS:
+            return (
+                Value(kind=Kind.OTHER, requires_grad=NO)
+                if method != "numpy"
+                else Value(kind=Kind.ARRAY, requires_grad=NO)
+            )
+        if method in api.NO_GRAD_RESULTS:
+            return self.no_grad_tensor(receiver)
+        if method.endswith("_") and not method.startswith("_") and method not in api.NOT_INPLACE:
+            self.facts.inplace.append(Inplace(node, node.func.value, "method"))  # type: ignore[attr-defined]
+            base = method[:-1]
+            return self.inplace_result(
+                receiver, args, base, node, state, saves_output=base in api.SAVES_OUTPUT
+            )
+        if method in (
+            "contiguous",
+            "float",
+            "to",
+            "cpu",
+            "type",
+            "cuda",
+            "double",
+            "half",
+            "bfloat16",
+            "clone",
+        ):
+            integer = NO if method in ("float", "double", "half", "bfloat16") else receiver.integer
+            result = self.op_result([receiver, *args], node, state, method).with_(integer=integer)
+            if (
+                method in ("contiguous", "float", "to", "cpu", "type")
+                and result.requires_grad is YES
+            ):
+                # May return the tensor itself (same device and dtype): a leaf stays a leaf.
+                return result.with_(leaf=UNKNOWN if receiver.leaf is YES else NO)
+            return result
+        return self.op_result([receiver, *args], node, state, method)
+
+    def module_method(
+        self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        state.exhausted = state.exhausted - {id(node)}  # a fresh generator on each call
+        if method in ("parameters",):
+            item = Value(
+                kind=Kind.TENSOR,
+                requires_grad=module.frozen.negate(),
+                leaf=YES,
+                inference=NO,
+                integer=NO,
+                path=(module.path + ".*") if module.path else None,
+            )
+            return Value(
+                kind=Kind.PARAMS, item=item, origin=id(node), path=module.path, frozen=module.frozen
+            )
+        if method == "named_parameters":
+            item = Value(
+                kind=Kind.TENSOR,
+                requires_grad=module.frozen.negate(),
+                leaf=YES,
+                inference=NO,
+                integer=NO,
+                path=(module.path + ".*") if module.path else None,
+            )
+            return Value(
+                kind=Kind.PARAMS,
+                item=_pair(item),
+                origin=id(node),
+                path=module.path,
+                frozen=module.frozen,
+            )
+        if method == "requires_grad_":
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            wanted = flag.truth
+            if module.path is not None:
+                for key in [k for k in state.frozen if k.startswith(module.path + ".")]:
+                    del state.frozen[key]
+                state.frozen[module.path] = wanted.negate()
+                self.unfreeze_parents(module.path, wanted, state)
+            return module.with_(frozen=wanted.negate())
+        if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
+            return module
+        if method == "forward":
+            return self.module_call(module, node, args, state)
+        return UNKNOWN_VALUE
+
+    def module_call(self, module: Value, node: cst.Call, args: list[Value], state: State) -> Value:
+        if module.cls is not None and module.cls.startswith("inplace:") and args:
+            # nn.ReLU(inplace=True)(x) changes x in place.
+            self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+            name = module.cls.split(":", 1)[1]
+            return self.inplace_result(
+                args[0], [], name, node, state, saves_output=name in api.SAVES_OUTPUT
+            )
+        inputs = _tensor_args(args)
+        inputs_grad = _any_requires(inputs) if inputs else UNKNOWN
+        if "E" not in state.mode:
+            requires = NO
+        elif module.has_params is YES and module.frozen is NO:
+            requires = YES if state.mode == ENABLED else UNKNOWN
+        elif module.has_params is NO or module.frozen is YES:
+            requires = inputs_grad if state.mode == ENABLED or inputs_grad is NO else UNKNOWN
+        else:
+            requires = YES if inputs_grad is YES and state.mode == ENABLED else UNKNOWN
+        value = self.tensor_result(inputs, node, state, requires, saves=True)
+        if requires is YES:
+            trainable = module.has_params is YES and module.frozen is NO
+            self.save_inputs(inputs, value, state, when=trainable)
+        return value
+
+    # -- tensor results -------------------------------------------------------------------------
+
+    def new_node(self, node: cst.CSTNode) -> Node:
+        site = id(node)
+        self._site_nodes[site] = node
+        for sites in self._loop_sites:
+            sites.add(site)
+        return (site, 0)
+
+    def no_grad_tensor(self, source: Value) -> Value:
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=NO,
+            leaf=YES,
+            inference=source.inference,
+            integer=UNKNOWN,
+        )
+
+    def tensor_result(
+        self, inputs: list[Value], node: cst.CSTNode, state: State, requires: Tri, saves: bool
+    ) -> Value:
+        graph: frozenset[Node] = frozenset()
+        for value in inputs:
+            graph |= value.graph
+        identity = self.new_node(node)
+        if requires is YES:
+            graph = graph | {identity}
+            if saves:
+                state.saves.setdefault(identity, frozenset())
+        inference = (
+            YES
+            if state.mode == frozenset("I")
+            else (
+                NO if "I" not in state.mode and all(v.inference is NO for v in inputs) else UNKNOWN
+            )
+        )
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=requires,
+            leaf=requires.negate() if requires is not UNKNOWN else UNKNOWN,
+            inference=inference,
+            node=identity,
+            graph=graph,
+        )
+
+    def op_result(self, args: list[Value], node: cst.CSTNode, state: State, op: str) -> Value:
+        inputs = _tensor_args(args)
+        if not inputs:
+            return UNKNOWN_VALUE
+        any_grad = _any_requires(inputs)
+        if "E" not in state.mode:
+            requires = NO
+        elif state.mode == ENABLED or any_grad is NO:
+            requires = any_grad
+        else:
+            requires = UNKNOWN
+        numbers_only = all(a.kind in (Kind.TENSOR, Kind.NUMBER) for a in args)
+        if requires is not NO and not numbers_only and any_grad is not YES:
+            requires = UNKNOWN
+        value = self.tensor_result(inputs, node, state, requires, saves=op not in api.SAVES_NOTHING)
+        if requires is YES:
+            if op in api.SAVES_OUTPUT and value.node is not None:
+                state.saves[value.node] = frozenset({(value.node, 0)})
+                state.versions[value.node] = 0
+            elif op in api.SAVES_INPUTS:
+                binary = op in ("mul", "div", "matmul", "mm", "bmm", "mv", "dot")
+                for index, tensor in enumerate(inputs):
+                    others = inputs[:index] + inputs[index + 1 :]
+                    saved = _any_requires(others) is YES if binary else tensor.requires_grad is YES
+                    if saved:
+                        self.save_inputs([tensor], value, state, when=True)
+        integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
+        return value.with_(integer=integer) if integer is not UNKNOWN else value
+
+    def binary(
+        self, left: Value, right: Value, operator: cst.CSTNode, node: cst.CSTNode, state: State
+    ) -> Value:
+        if left.kind is Kind.TENSOR or right.kind is Kind.TENSOR:
+            op = "other"
+            if isinstance(operator, (cst.Multiply, cst.MultiplyAssign)):
+                op = "mul"
+            elif isinstance(operator, (cst.Divide, cst.DivideAssign)):
+                op = "div"
+            elif isinstance(operator, (cst.MatrixMultiply, cst.MatrixMultiplyAssign)):
+                op = "matmul"
+            elif isinstance(operator, (cst.Add, cst.AddAssign)):
+                op = "add"
+            elif isinstance(operator, (cst.Subtract, cst.SubtractAssign)):
+                op = "sub"
+            elif isinstance(operator, (cst.Power, cst.PowerAssign)):
+                op = "pow"
+            elif isinstance(
+                operator,
+                (
+                    cst.FloorDivide,
+                    cst.Modulo,
+                    cst.BitAnd,
+                    cst.BitOr,
+                    cst.BitXor,
+                    cst.LeftShift,
+                    cst.RightShift,
+                ),
+            ):
+                return self.no_grad_tensor(left if left.is_tensor else right)
+            return self.op_result([left, right], node, state, op)
+        if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
+            return NUMBER
+        if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
+            return sequence([v for v in (left.item, right.item) if v is not None])
+        return UNKNOWN_VALUE
+
+    def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
+        if not when or result.node is None:
+            return
+        saved = set(state.saves.get(result.node, frozenset()))
+        for tensor in inputs:
+            if tensor.node is not None:
+                saved.add((tensor.node, state.versions.setdefault(tensor.node, 0)))
+        state.saves[result.node] = frozenset(saved)
+
+    def inplace_result(
+        self,
+        target: Value,
+        args: list[Value],
+        op: str,
+        node: cst.CSTNode,
+        state: State,
+        saves_output: bool,
+    ) -> Value:
+        if target.leaf is YES and target.requires_grad is YES:
+            return target  # raises under grad mode, and changes nothing of the graph under no_grad
+        if target.node is not None:
+            version = state.versions.get(target.node, 0)
+            state.versions[target.node] = version + 1 if version >= 0 else -1
+            state.changed_at[target.node] = node
+        any_grad = target.requires_grad | _any_requires(_tensor_args(args))
+        if "E" not in state.mode:
+            requires = target.requires_grad
+        elif state.mode == ENABLED:
+            requires = any_grad
+        else:
+            requires = UNKNOWN if any_grad is not target.requires_grad else any_grad
+        graph = target.graph
+        for value in _tensor_args(args):
+            graph |= value.graph
+        if requires is YES and target.node is not None:
+            step = (id(node), 0)
+            self.new_node(node)
+            graph = graph | {step}
+            if saves_output:
+                state.saves[step] = frozenset({(target.node, state.versions[target.node])})
+        leaf = target.leaf if requires is not YES else (NO if target.leaf is not YES else YES)
+        return target.with_(requires_grad=requires, graph=graph, leaf=leaf)
+
+    # -- backward ---------------------------------------------------------------------------------
+
+    def backward(
+        self,
+        loss: Value,
+        loss_expr: cst.BaseExpression,
+        node: cst.Call,
+        state: State,
+        kwargs: dict[str, cst.BaseExpression],
+    ) -> None:
+        if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
+            return
+        for graph_node in loss.graph:
+            if graph_node in state.freed and self.saves_tensors(graph_node, state):
+                built = self._site_nodes.get(graph_node[0])
+                if built is not None:
+                    self.facts.freed_graphs.append(FreedGraph(node, built, state.freed[graph_node]))
+                    break
+        for graph_node in loss.graph:
+            for saved, version in state.saves.get(graph_node, frozenset()):
+                current = state.versions.get(saved, 0)
+                if (
+                    version >= 0
+                    and current >= 0
+                    and current != version
+                    and saved in state.changed_at
+                ):
+                    op = self._site_nodes.get(graph_node[0])
+                    if op is not None:
+                        self.facts.saved_changes.append(
+                            SavedChanged(state.changed_at[saved], op, node)
+                        )
+        retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
+        if retain is None or _bool_literal(retain) is NO:
+            for graph_node in loss.graph:
+                state.freed[graph_node] = node
+        key = dotted(loss_expr)
+        if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
+            # backward() succeeded, so the loss required grad.
+            state.env[key] = loss.with_(requires_grad=YES)
+
+    def saves_tensors(self, graph_node: Node, state: State) -> bool:
+        return graph_node in state.saves
+
+
+def body_statements_of_module(module: cst.Module) -> Sequence[cst.BaseStatement]:
+    return module.body
+
+
+def _target_keys(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        keys: list[str] = []
+        for element in target.elements:
+            keys.extend(_target_keys(element.value))
+        return keys
+    key = dotted(target)
+    return [key] if key else []
+
+
+def _tensor_args(args: list[Value]) -> list[Value]:
+    tensors: list[Value] = []
+    for value in args:
+        if value.kind is Kind.TENSOR:
+            tensors.append(value)
+        elif value.kind is Kind.SEQUENCE and value.item is not None and value.item.is_tensor:
+            tensors.append(value.item)
+    return tensors
+
+
+def _any_requires(values: list[Value]) -> Tri:
+    result = NO
+    for value in values:
+        result = result | value.requires_grad
+    return result
+
+
+def _join_all(values: list[Value]) -> Value:
+    if not values:
+        return UNKNOWN_VALUE
+    result = values[0]
+    for value in values[1:]:
+        result = result.join(value)
+    return result
+
+
+def _pair(item: Value) -> Value:
+    """`(name, parameter)` as `named_parameters()` yields it."""
+    return sequence([OTHER, item], fixed=True)
+
+
+def _bool_literal(expr: cst.BaseExpression) -> Tri:
+    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+        return YES if expr.value == "True" else NO
+    return UNKNOWN
+
+
+def _literal_integer(expr: cst.BaseExpression) -> Tri:
+    """Whether a literal such as `[1, 2, 3]` makes an integer tensor."""
+    if isinstance(expr, cst.Integer):
+        return YES
+    if isinstance(expr, cst.Float):
+        return NO
+    if isinstance(expr, (cst.List, cst.Tuple)) and expr.elements:
+        kinds = {_literal_integer(element.value) for element in expr.elements}
+        if kinds == {YES}:
+            return YES
+        if NO in kinds:
+            return NO
+    if isinstance(expr, cst.UnaryOperation):
+        return _literal_integer(expr.expression)
+    return UNKNOWN

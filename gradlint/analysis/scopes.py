@@ -1,0 +1,352 @@
+"""The module's functions and classes, and the grad mode each function runs in.
+
+A function's grad mode comes from its decorators, from the framework that calls it
+(Lightning's eval hooks), or from every call site in the module; a function that is also
+passed around as a value has callers we cannot see, and its mode is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from gradlint.analysis.facts import ANY_MODE, DISABLED, ENABLED, INFERENCE, Mode
+from gradlint.analysis.names import ImportTable, dotted
+from gradlint.analysis.torch_api import (
+    GRAD_MODE_CLASSES,
+    LIGHTNING_BASES,
+    MODULE_BASES,
+    NO_GRAD_HOOKS,
+)
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    node: cst.ClassDef
+    name: str
+    bases: list[str]  # qualified names of imported bases, or names of local classes
+    methods: dict[str, FunctionInfo] = field(default_factory=dict)
+    is_module: bool = False
+    is_lightning: bool = False
+
+
+@dataclass(eq=False)
+class FunctionInfo:
+    node: cst.FunctionDef
+    name: str
+    owner: ClassInfo | None
+    parent: FunctionInfo | None
+    fixed_mode: Mode | None = None  # from a decorator or a framework hook
+    calls_backward: bool = False
+    # (caller, mode at the call site; None: the caller's own mode)
+    call_sites: list[tuple[FunctionInfo | None, Mode | None]] = field(default_factory=list)
+    escapes: bool = False  # referenced other than by a call: callers unknown
+    mode: Mode = ANY_MODE
+
+
+def body_statements(body: cst.BaseSuite) -> Sequence[cst.BaseStatement | cst.BaseSmallStatement]:
+    return body.body
+
+
+def grad_mode_of(expr: cst.BaseExpression, imports: ImportTable) -> tuple[str, Mode | None] | None:
+    """For a grad-mode expression (`torch.no_grad()`, `torch.set_grad_enabled(x)`, ...):
+    its qualified name and the mode it sets (None where it is not called, or unknown)."""
+    call = expr if isinstance(expr, cst.Call) else None
+    target = call.func if call is not None else expr
+    qualname = imports.resolve(target)
+    if qualname is None or qualname not in GRAD_MODE_CLASSES:
+        return None
+    if call is None:
+        return qualname, None
+    kind = GRAD_MODE_CLASSES[qualname]
+    if kind == "disabled":
+        return qualname, DISABLED
+    if kind == "enabled":
+        return qualname, ENABLED
+    if kind == "inference":
+        mode_arg = call.args[0].value if call.args else None
+        if mode_arg is None or _is_constant(mode_arg, True):
+            return qualname, INFERENCE
+        if _is_constant(mode_arg, False):
+            return qualname, None  # inference_mode(False) changes nothing
+        return qualname, ANY_MODE
+    # set_grad_enabled(flag)
+    if len(call.args) != 1:
+        return qualname, ANY_MODE
+    flag = call.args[0].value
+    if _is_constant(flag, True):
+        return qualname, ENABLED
+    if _is_constant(flag, False):
+        return qualname, DISABLED
+    return qualname, ANY_MODE
+
+
+def _is_constant(expr: cst.BaseExpression, value: bool) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == ("True" if value else "False")
+
+
+class ScopeCollector:
+    """One walk over the module: imports, classes, functions and local call sites."""
+
+    def __init__(self, module: cst.Module, imports: ImportTable) -> None:
+        self.imports = imports
+        self.functions: list[FunctionInfo] = []
+        self.classes: dict[str, ClassInfo] = {}
+        self.module_functions: dict[str, FunctionInfo] = {}
+        self._by_node: dict[cst.FunctionDef, FunctionInfo] = {}
+        self._walk_block(module.body, None, None, None, {})
+        self._resolve_classes()
+        self._solve_modes()
+
+    # -- collection -----------------------------------------------------------------
+
+    def _walk_block(
+        self,
+        statements: Sequence[cst.BaseStatement | cst.BaseSmallStatement],
+        owner: ClassInfo | None,
+        function: FunctionInfo | None,
+        mode: Mode | None,
+        local_functions: dict[str, FunctionInfo],
+    ) -> None:
+        # Functions defined in this block are visible to calls anywhere in it.
+        scope = dict(local_functions)
+        for statement in statements:
+            if isinstance(statement, cst.FunctionDef):
+                info = self._declare_function(statement, owner, function)
+                if owner is None:
+                    scope[info.name] = info
+        for statement in statements:
+            mode = self._walk_statement(statement, owner, function, mode, scope)
+
+    def _declare_function(
+        self, node: cst.FunctionDef, owner: ClassInfo | None, parent: FunctionInfo | None
+    ) -> FunctionInfo:
+        info = FunctionInfo(node=node, name=node.name.value, owner=owner, parent=parent)
+        for decorator in node.decorators:
+            found = grad_mode_of(decorator.decorator, self.imports)
+            if found is not None:
+                qualname, decorator_mode = found
+                if decorator_mode is None and isinstance(decorator.decorator, cst.Call):
+                    continue
+                if decorator_mode is None:  # `@torch.no_grad` without parentheses
+                    kind = GRAD_MODE_CLASSES[qualname]
+                    decorator_mode = {
+                        "disabled": DISABLED,
+                        "enabled": ENABLED,
+                        "inference": INFERENCE,
+                    }.get(kind)
+                if decorator_mode is not None:
+                    info.fixed_mode = decorator_mode
+        if owner is not None:
+            owner.methods.setdefault(info.name, info)
+        elif parent is None:
+            self.module_functions.setdefault(info.name, info)
+        self.functions.append(info)
+        self._by_node[node] = info
+        return info
+
+    def _walk_statement(
+        self,
+        statement: cst.CSTNode,
+        owner: ClassInfo | None,
+        function: FunctionInfo | None,
+        mode: Mode | None,
+        scope: dict[str, FunctionInfo],
+    ) -> Mode | None:
+        if isinstance(statement, cst.FunctionDef):
+            info = self._info_for(statement)
+            self._walk_block(body_statements(statement.body), None, info, None, scope)
+            for decorator in statement.decorators:
+                self._walk_expression(decorator.decorator, function, mode, scope, owner)
+            return mode
+        if isinstance(statement, cst.ClassDef):
+            bases = [dotted(arg.value) or "" for arg in statement.bases if arg.keyword is None]
+            info_cls = ClassInfo(node=statement, name=statement.name.value, bases=bases)
+            self.classes.setdefault(info_cls.name, info_cls)
+            methods = body_statements(statement.body)
+            for child in methods:
+                if isinstance(child, cst.FunctionDef):
+                    self._declare_function(child, info_cls, function)
+            for child in methods:
+                if isinstance(child, cst.FunctionDef):
+                    method = self._info_for(child)
+                    self._walk_block(body_statements(child.body), None, method, None, scope)
+                else:
+                    self._walk_statement(child, None, function, mode, scope)
+            return mode
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)):
+                    self.imports.add(small)
+                    continue
+                if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+                    found = grad_mode_of(small.value, self.imports)
+                    if found is not None and found[0].endswith("set_grad_enabled"):
+                        mode = found[1]
+                self._walk_expression(small, function, mode, scope, owner)
+            return mode
+        if isinstance(statement, cst.With):
+            inner = mode
+            for item in statement.items:
+                self._walk_expression(item.item, function, mode, scope, owner)
+                found = grad_mode_of(item.item, self.imports)
+                if found is not None and found[1] is not None:
+                    inner = found[1]
+            self._walk_suite(statement.body, owner, function, inner, scope)
+            return mode
+        # Other compound statements: walk their expressions and bodies in the same mode.
+        for child in statement.children:
+            if isinstance(child, cst.BaseSuite):
+                self._walk_suite(child, owner, function, mode, scope)
+            elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
+                self._walk_statement(child, owner, function, mode, scope)
+            elif isinstance(child, cst.ExceptStarHandler | cst.MatchCase):
+                self._walk_statement(child, owner, function, mode, scope)
+            elif isinstance(child, cst.BaseExpression):
+                self._walk_expression(child, function, mode, scope, owner)
+        return mode
+
+    def _walk_suite(
+        self,
+        suite: cst.BaseSuite,
+        owner: ClassInfo | None,
+        function: FunctionInfo | None,
+        mode: Mode | None,
+        scope: dict[str, FunctionInfo],
+    ) -> None:
+        for statement in body_statements(suite):
+            mode = self._walk_statement(statement, owner, function, mode, scope)
+
+    def _walk_expression(
+        self,
+        node: cst.CSTNode,
+        function: FunctionInfo | None,
+        mode: Mode | None,
+        scope: dict[str, FunctionInfo],
+        owner: ClassInfo | None,
+    ) -> None:
+        for found in _names_and_calls(node):
+            if isinstance(found, cst.Call):
+                if function is not None and isinstance(found.func, cst.Attribute):
+                    if found.func.attr.value == "backward" and mode not in (DISABLED, INFERENCE):
+                        function.calls_backward = True
+                callee = self._callee(found.func, function, scope)
+                if callee is not None:
+                    callee.call_sites.append((function, mode))
+            else:
+                callee = self._callee(found, function, scope)
+                if callee is not None:
+                    callee.escapes = True
+
+    def _callee(
+        self,
+        func: cst.BaseExpression,
+        function: FunctionInfo | None,
+        scope: dict[str, FunctionInfo],
+    ) -> FunctionInfo | None:
+        if isinstance(func, cst.Name):
+            return scope.get(func.value)
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value in ("self", "cls")
+        ):
+            cls = _owner_class(function)
+            if cls is not None:
+                return cls.methods.get(func.attr.value)
+        return None
+
+    def _info_for(self, node: cst.FunctionDef) -> FunctionInfo:
+        return self._by_node[node]
+
+    # -- classes and modes ----------------------------------------------------------------
+
+    def _resolve_classes(self) -> None:
+        changed = True
+        while changed:  # a local class derived from a local nn.Module subclass is one too
+            changed = False
+            for info in self.classes.values():
+                if info.is_module:
+                    continue
+                for base in info.bases:
+                    qualname = self.imports.resolve(cst.parse_expression(base)) if base else None
+                    local = self.classes.get(base)
+                    if (qualname in MODULE_BASES) or (local is not None and local.is_module):
+                        info.is_module = True
+                        info.is_lightning = qualname in LIGHTNING_BASES or bool(
+                            local and local.is_lightning
+                        )
+                        changed = True
+        for info in self.classes.values():
+            if info.is_lightning:
+                for name, method in info.methods.items():
+                    if name in NO_GRAD_HOOKS and method.fixed_mode is None:
+                        method.fixed_mode = DISABLED
+                    if name == "training_step" and method.fixed_mode is None:
+                        method.fixed_mode = ENABLED
+
+    def _solve_modes(self) -> None:
+        for info in self.functions:
+            info.mode = info.fixed_mode if info.fixed_mode is not None else frozenset()
+        changed = True
+        rounds = 0
+        while changed and rounds < 20:
+            changed, rounds = False, rounds + 1
+            for info in self.functions:
+                if info.fixed_mode is not None:
+                    continue
+                mode = self._mode_from_callers(info)
+                if mode != info.mode:
+                    info.mode, changed = mode, True
+
+    def _mode_from_callers(self, info: FunctionInfo) -> Mode:
+        if info.escapes or not info.call_sites:
+            if info.calls_backward:
+                return ENABLED  # backward() needs a graph: this code runs with grad enabled
+            return ANY_MODE
+        mode: Mode = frozenset()
+        for caller, site_mode in info.call_sites:
+            if site_mode is not None:
+                mode |= site_mode
+            elif caller is None:
+                mode |= ENABLED  # module level runs with grad enabled
+            else:
+                mode |= caller.mode
+        return mode
+
+
+def _owner_class(function: FunctionInfo | None) -> ClassInfo | None:
+    while function is not None:
+        if function.owner is not None:
+            return function.owner
+        function = function.parent
+    return None
+
+
+def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.Call | cst.BaseExpression]:
+    """Calls, and names or `self.x` attributes used as values, not looking into lambdas' or
+    nested functions' bodies (those are walked as functions of their own)."""
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            yield current
+            func = current.func
+            if isinstance(func, cst.Attribute):
+                stack.append(func.value)
+            elif not isinstance(func, cst.Name):
+                stack.append(func)
+            stack.extend(arg.value for arg in current.args)
+            continue
+        if isinstance(current, cst.Name):
+            yield current
+            continue
+        if isinstance(current, cst.Attribute):
+            if isinstance(current.value, cst.Name) and current.value.value in ("self", "cls"):
+                yield current
+            else:
+                stack.append(current.value)
+            continue
+        stack.extend(current.children)

@@ -1,0 +1,120 @@
+"""What the analysis knows of PyTorch's API: small tables, by qualified name or method name."""
+
+from __future__ import annotations
+
+GRAD_MODE_CLASSES = {
+    "torch.no_grad": "disabled",
+    "torch.autograd.no_grad": "disabled",
+    "torch.autograd.grad_mode.no_grad": "disabled",
+    "torch.enable_grad": "enabled",
+    "torch.autograd.enable_grad": "enabled",
+    "torch.autograd.grad_mode.enable_grad": "enabled",
+    "torch.inference_mode": "inference",
+    "torch.autograd.inference_mode": "inference",
+    "torch.autograd.grad_mode.inference_mode": "inference",
+    "torch.set_grad_enabled": "set",
+    "torch.autograd.set_grad_enabled": "set",
+    "torch.autograd.grad_mode.set_grad_enabled": "set",
+}
+
+# Lightning runs these hooks with grad disabled.
+NO_GRAD_HOOKS = frozenset({"validation_step", "test_step", "predict_step"})
+
+FACTORIES = frozenset(
+    "tensor as_tensor from_numpy zeros ones empty full rand randn randint randperm arange "
+    "linspace logspace eye zeros_like ones_like empty_like full_like rand_like randn_like "
+    "randint_like normal tril_indices triu_indices".split()
+)
+INTEGER_FACTORIES = frozenset(
+    {"randint", "randperm", "randint_like", "tril_indices", "triu_indices"}
+)
+INTEGER_DTYPES = frozenset("long int int64 int32 int16 int8 uint8 short bool".split())
+FLOAT_DTYPES = frozenset(
+    "float float32 float64 double half float16 bfloat16 complex64 complex128 cfloat cdouble".split()
+)
+
+# torch.* functions and tensor methods whose results never require grad.
+NO_GRAD_RESULTS = frozenset(
+    "argmax argmin argsort nonzero isnan isinf isfinite isclose equal eq ne lt le gt ge "
+    "logical_and logical_or logical_not logical_xor bucketize searchsorted count_nonzero "
+    "numel is_tensor is_floating_point is_nonzero allclose detach item tolist numpy size dim "
+    "long int bool byte short char data_ptr element_size nelement stride storage_offset "
+    "is_contiguous get_device any all unique".split()
+)
+# Methods whose results are not tensors at all.
+NON_TENSOR_METHODS = frozenset(
+    "item tolist numpy size dim numel data_ptr element_size nelement stride storage_offset "
+    "is_contiguous get_device is_floating_point equal allclose __len__ __repr__".split()
+)
+
+# Tensor methods that end in `_` but are not in-place changes of the values.
+NOT_INPLACE = frozenset(
+    {"requires_grad_", "share_memory_", "retain_grad_", "detach_", "pin_memory_"}
+)
+
+# Ops that save their own result for backward: changing it in place breaks backward.
+SAVES_OUTPUT = frozenset(
+    "exp exp2 sigmoid tanh relu softmax log_softmax sqrt rsqrt elu selu celu expm1 "
+    "Sigmoid Tanh ReLU Softmax LogSoftmax ELU SELU CELU".split()
+)
+# Ops that save their inputs (when another input requires grad).
+SAVES_INPUTS = frozenset(
+    "mul div matmul mm bmm mv dot addmm baddbmm einsum pow log log2 log10 log1p sin cos tan "
+    "asin acos atan sinh cosh reciprocal abs sign linear bilinear conv1d conv2d conv3d "
+    "conv_transpose1d conv_transpose2d conv_transpose3d batch_norm layer_norm group_norm "
+    "instance_norm prod cumprod norm dist cdist max_pool1d max_pool2d max_pool3d square "
+    "Linear Bilinear Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d "
+    "BatchNorm1d BatchNorm2d BatchNorm3d LayerNorm GroupNorm InstanceNorm1d InstanceNorm2d "
+    "Embedding LSTM GRU RNN MultiheadAttention".split()
+)
+# Ops that save no tensor at all: a second backward through them alone is fine.
+SAVES_NOTHING = frozenset(
+    "add sub neg sum mean view reshape flatten squeeze unsqueeze permute transpose t "
+    "contiguous clone expand expand_as repeat cat stack narrow select chunk split unbind "
+    "float double half to cpu cuda type_as view_as reshape_as".split()
+)
+
+# Layers without parameters: their output requires grad only if the input does.
+PARAMETERLESS_MODULES = frozenset(
+    "ReLU ReLU6 LeakyReLU PReLU_ ELU SELU CELU GELU SiLU Mish Sigmoid Tanh Softmax LogSoftmax "
+    "Softplus Softsign Hardtanh Hardswish Hardsigmoid Dropout Dropout1d Dropout2d Dropout3d "
+    "AlphaDropout Identity Flatten Unflatten MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d "
+    "AvgPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d AdaptiveMaxPool1d "
+    "AdaptiveMaxPool2d AdaptiveMaxPool3d Upsample UpsamplingNearest2d UpsamplingBilinear2d "
+    "PixelShuffle PixelUnshuffle ZeroPad2d ConstantPad1d ConstantPad2d ReflectionPad2d "
+    "ReplicationPad2d MSELoss L1Loss CrossEntropyLoss NLLLoss BCELoss BCEWithLogitsLoss_ "
+    "SmoothL1Loss HuberLoss KLDivLoss CosineSimilarity PairwiseDistance".split()
+)
+# Layers whose `inplace=True` changes their input in place.
+INPLACE_CAPABLE_MODULES = frozenset(
+    "ReLU ReLU6 LeakyReLU ELU SELU CELU SiLU Mish Hardtanh Hardswish Hardsigmoid Dropout "
+    "Dropout1d Dropout2d Dropout3d AlphaDropout".split()
+)
+
+# Containers and bases that make a class an nn.Module.
+MODULE_BASES = frozenset(
+    {
+        "torch.nn.Module",
+        "torch.nn.modules.module.Module",
+        "torch.nn.Sequential",
+        "torch.nn.ModuleList",
+        "torch.nn.ModuleDict",
+        "pytorch_lightning.LightningModule",
+        "lightning.LightningModule",
+        "lightning.pytorch.LightningModule",
+        "pytorch_lightning.core.LightningModule",
+        "pytorch_lightning.core.lightning.LightningModule",
+    }
+)
+LIGHTNING_BASES = frozenset(base for base in MODULE_BASES if "ightning" in base)
+
+# Packages whose callables build modules with parameters (`torchvision.models.resnet18()`).
+MODEL_ZOOS = ("torchvision.models.", "timm.create_model", "transformers.AutoModel")
+
+PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
+VARIABLE_CLASSES = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
+
+NUMPY_CONVERTERS = frozenset(
+    "array asarray asanyarray ascontiguousarray sum mean std var max min prod stack "
+    "concatenate vstack hstack float32 float64 median percentile argmax argmin".split()
+)

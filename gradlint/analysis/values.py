@@ -1,0 +1,128 @@
+"""The abstract values the analysis tracks: what a name holds, as far as it is known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+
+class Tri(Enum):
+    """Three-valued knowledge: rules act on YES or NO, and stay silent on UNKNOWN."""
+
+    NO = 0
+    YES = 1
+    UNKNOWN = 2
+
+    def join(self, other: Tri) -> Tri:
+        return self if self is other else Tri.UNKNOWN
+
+    def __or__(self, other: Tri) -> Tri:  # logical or, three-valued
+        if self is Tri.YES or other is Tri.YES:
+            return Tri.YES
+        if self is Tri.NO and other is Tri.NO:
+            return Tri.NO
+        return Tri.UNKNOWN
+
+    def negate(self) -> Tri:
+        return {Tri.NO: Tri.YES, Tri.YES: Tri.NO}.get(self, Tri.UNKNOWN)
+
+    @staticmethod
+    def of(flag: bool | None) -> Tri:
+        return Tri.UNKNOWN if flag is None else (Tri.YES if flag else Tri.NO)
+
+
+YES, NO, UNKNOWN = Tri.YES, Tri.NO, Tri.UNKNOWN
+
+
+class Kind(Enum):
+    UNKNOWN = "unknown"
+    TENSOR = "tensor"
+    MODULE = "module"  # an nn.Module instance
+    OPTIMIZER = "optimizer"
+    PARAMS = "params"  # the generator that .parameters() returns
+    SEQUENCE = "sequence"  # list, tuple or comprehension; `item` joins the elements
+    NUMBER = "number"
+    ARRAY = "array"  # a numpy array
+    OTHER = "other"  # known, and none of the above (str, None, a class, a function)
+
+
+# A node of the autograd graph, or a tensor's identity: (site id, age).
+# Age 0 is the value made on this pass of a loop; 1 is one made on an earlier pass.
+Node = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: Kind = Kind.UNKNOWN
+    requires_grad: Tri = UNKNOWN
+    leaf: Tri = UNKNOWN
+    inference: Tri = UNKNOWN
+    integer: Tri = UNKNOWN  # integer or bool dtype: can never require grad
+    # The tensor's identity (its creation site), for version counters and saved tensors.
+    node: Node | None = None
+    # Graph nodes this tensor's graph surely holds (op results that require grad).
+    graph: frozenset[Node] = frozenset()
+    item: Value | None = None  # SEQUENCE: the join of its elements
+    items: tuple[Value, ...] | None = None  # SEQUENCE of known length: each element
+    truth: Tri = UNKNOWN  # `True` / `False` literals
+    # MODULE: whether it has parameters, and whether all of them are frozen.
+    has_params: Tri = UNKNOWN
+    frozen: Tri = UNKNOWN
+    path: str | None = None  # MODULE/PARAMS/tensor attribute: the access path it came from
+    cls: str | None = None  # instance of a class defined in this module
+    origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
+
+    def with_(self, **changes: object) -> Value:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.kind is Kind.TENSOR
+
+    def join(self, other: Value) -> Value:
+        if self == other:
+            return self
+        if self.kind is not other.kind:
+            return UNKNOWN_VALUE
+        item = None
+        if self.item is not None and other.item is not None:
+            item = self.item.join(other.item)
+        items = None
+        if (
+            self.items is not None
+            and other.items is not None
+            and len(self.items) == len(other.items)
+        ):
+            items = tuple(a.join(b) for a, b in zip(self.items, other.items, strict=False))
+        return Value(
+            kind=self.kind,
+            requires_grad=self.requires_grad.join(other.requires_grad),
+            leaf=self.leaf.join(other.leaf),
+            inference=self.inference.join(other.inference),
+            integer=self.integer.join(other.integer),
+            node=self.node if self.node == other.node else None,
+            # May-analysis: a graph that either path built can be the one backward frees.
+            graph=self.graph | other.graph,
+            item=item,
+            items=items,
+            truth=self.truth.join(other.truth),
+            has_params=self.has_params.join(other.has_params),
+            frozen=self.frozen.join(other.frozen),
+            path=self.path if self.path == other.path else None,
+            cls=self.cls if self.cls == other.cls else None,
+            origin=self.origin if self.origin == other.origin else None,
+        )
+
+
+UNKNOWN_VALUE = Value()
+OTHER = Value(kind=Kind.OTHER)
+NUMBER = Value(kind=Kind.NUMBER, requires_grad=NO)
+PLAIN_TENSOR = Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES, inference=NO)
+
+
+def sequence(items: list[Value], fixed: bool = False) -> Value:
+    """A list or tuple; `fixed` keeps each element's value, for unpacking."""
+    item: Value | None = None
+    for value in items:
+        item = value if item is None else item.join(value)
+    return Value(kind=Kind.SEQUENCE, item=item, items=tuple(items) if fixed else None)
