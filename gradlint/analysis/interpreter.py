@@ -169,6 +169,7 @@ class Interpreter:
         self._function: FunctionInfo | None = None
         self._return_values: list[Value] = []
         self._site_nodes: dict[int, cst.CSTNode] = {}
+        self.module_env: dict[str, Value] = {}
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class Interpreter:
             if init is not None:
                 self.run_function(init)
         state = State(mode=ENABLED)
+        self.module_env = state.env
         self.exec_block(body_statements_of_module(self.facts.module), state)
         for function in self.scopes.functions:
             self.run_function(function)
@@ -538,6 +540,8 @@ class Interpreter:
         if isinstance(expr, cst.Name):
             if expr.value in state.env:
                 return self.with_frozen(state.env[expr.value], state)
+            if expr.value in self.module_env and self._function is not None:
+                return self.module_env[expr.value]  # a global, as the module left it
             if expr.value in ("True", "False"):
                 return Value(kind=Kind.OTHER, truth=YES if expr.value == "True" else NO)
             if expr.value == "None":
@@ -593,7 +597,7 @@ class Interpreter:
                     value = value.item if value.item is not None else UNKNOWN_VALUE
                 items.append(value)
             starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
-            return sequence(items, fixed=isinstance(expr, cst.Tuple) and not starred)
+            return sequence(items, fixed=not starred)
         if isinstance(expr, cst.Dict):
             for element in expr.elements:
                 if isinstance(element, cst.DictElement):
@@ -603,7 +607,10 @@ class Interpreter:
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
             inner = state.copy()
             self.bind_comprehension(expr.for_in, inner)
-            return Value(kind=Kind.SEQUENCE, item=self.eval(expr.elt, inner))
+            item = self.eval(expr.elt, inner)
+            if _keeps_trainable(expr.for_in, expr.elt) and item.requires_grad is NO:
+                return Value(kind=Kind.SEQUENCE, items=())  # every candidate is frozen
+            return Value(kind=Kind.SEQUENCE, item=item)
         if isinstance(expr, cst.DictComp):
             inner = state.copy()
             self.bind_comprehension(expr.for_in, inner)
@@ -754,7 +761,19 @@ class Interpreter:
         return Call(node, None, None, None)
 
     def eval_args(self, node: cst.Call, state: State) -> list[Value]:
-        return [self.eval(arg.value, state) for arg in node.args]
+        values = []
+        for arg in node.args:
+            value = self.eval(arg.value, state)
+            values.append(value)
+            self.escape(arg.value, value, state)
+        return values
+
+    def escape(self, expr: cst.BaseExpression, value: Value, state: State) -> None:
+        """A list handed to other code may be filled there: forget what its length was."""
+        if value.kind is Kind.SEQUENCE and value.items is not None:
+            key = dotted(expr)
+            if key is not None and key in state.env:
+                state.env[key] = value.with_(items=None)
 
     def eval_call(self, node: cst.Call, state: State) -> Value:
         call = self.call_of(node)
@@ -819,7 +838,9 @@ class Interpreter:
             return Value(kind=Kind.SEQUENCE)
         if name == "filter" and len(args) == 2:
             item = self.iterate(args[1], state, node.args[1].value)
-            return Value(kind=Kind.SEQUENCE, item=self.filtered(node.args[0].value, item))
+            if _is_requires_grad_test(node.args[0].value) and item.requires_grad is NO:
+                return Value(kind=Kind.SEQUENCE, items=())
+            return Value(kind=Kind.SEQUENCE, item=item)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
                 return self.op_result(args, node, state, "abs")
@@ -837,13 +858,6 @@ class Interpreter:
         if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
             return OTHER
         return UNKNOWN_VALUE
-
-    def filtered(self, predicate: cst.BaseExpression, item: Value) -> Value:
-        # `filter(lambda p: p.requires_grad, params)` keeps the trainable ones.
-        if isinstance(predicate, cst.Lambda) and isinstance(predicate.body, cst.Attribute):
-            if predicate.body.attr.value == "requires_grad" and item.kind is Kind.TENSOR:
-                return item if item.requires_grad is not NO else item.with_(requires_grad=NO)
-        return item
 
     def qualified_call(
         self, qualname: str, node: cst.Call, args: list[Value], state: State
@@ -1009,14 +1023,17 @@ class Interpreter:
             return self.module_method(receiver, method, node, args, state)
         if receiver.kind is Kind.PARAMS and method in ("__iter__",):
             return receiver
-        if receiver.kind is Kind.SEQUENCE and method == "append" and args:
-            target = node.func.value  # type: ignore[attr-defined]
-            key = dotted(target)
+        if receiver.kind is Kind.SEQUENCE:
+            key = dotted(node.func.value)  # type: ignore[attr-defined]
             if key is not None and key in state.env:
                 old = state.env[key]
-                item = args[0] if old.item is None else old.item.join(args[0])
-                state.env[key] = old.with_(item=item)
-            return OTHER
+                item = old.item
+                if method == "append" and args:
+                    item = args[0] if item is None else item.join(args[0])
+                elif method in ("extend", "insert", "__setitem__"):
+                    item = UNKNOWN_VALUE
+                state.env[key] = old.with_(item=item, items=None)
+            return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
         if method in ("detach", "cpu", "cuda", "to") and method == "detach":
@@ -1384,6 +1401,27 @@ def _join_all(values: list[Value]) -> Value:
 def _pair(item: Value) -> Value:
     """`(name, parameter)` as `named_parameters()` yields it."""
     return sequence([OTHER, item], fixed=True)
+
+
+def _is_requires_grad_test(expr: cst.BaseExpression) -> bool:
+    """`p.requires_grad`, or `lambda p: p.requires_grad`."""
+    if isinstance(expr, cst.Lambda):
+        expr = expr.body
+    return isinstance(expr, cst.Attribute) and expr.attr.value == "requires_grad"
+
+
+def _keeps_trainable(for_in: cst.CompFor, elt: cst.BaseExpression) -> bool:
+    """Keeps only trainable elements: `[p for p in ps if p.requires_grad]`."""
+    return (
+        for_in.inner_for_in is None
+        and isinstance(elt, cst.Name)
+        and any(
+            _is_requires_grad_test(cond.test)
+            and isinstance(cond.test, cst.Attribute)
+            and dotted(cond.test.value) == elt.value
+            for cond in for_in.ifs
+        )
+    )
 
 
 def _bool_literal(expr: cst.BaseExpression) -> Tri:
