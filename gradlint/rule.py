@@ -28,14 +28,14 @@ class Rule:
 
     Examples are whole runnable programs. In an INVALID example, each line that the rule
     must flag ends with a comment starting ``# error``; VALID examples must stay silent.
-    ``raises`` is a substring of the error that PyTorch raises when an INVALID example
+    ``raises`` holds substrings of the errors that PyTorch raises when an INVALID example
     runs (rules of GL1xx, whose misuse raises); tests run the examples under torch.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     message: ClassVar[str]
-    raises: ClassVar[str | None] = None
+    raises: ClassVar[tuple[str, ...]] = ()
     fixable: ClassVar[bool] = False
     VALID: ClassVar[list[str]] = []
     INVALID: ClassVar[list[str]] = []

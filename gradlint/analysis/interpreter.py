@@ -625,7 +625,7 @@ class Interpreter:
             if obj.kind is Kind.TENSOR:
                 return self.op_result([obj], expr, state, "select")
             if obj.kind is Kind.MODULE:  # nn.Sequential / ModuleList indexing
-                return obj.with_(path=None)
+                return obj.with_(path=f"{obj.path}.[]" if obj.path else None)
             return UNKNOWN_VALUE
         if isinstance(expr, cst.NamedExpr):
             value = self.eval(expr.value, state)
@@ -813,6 +813,8 @@ class Interpreter:
                 return self.instance_of(self.scopes.classes[name], None)
             elif name in self.scopes.module_functions:
                 return self.run_function(self.scopes.module_functions[name])
+            elif name in self.module_env and self._function is not None:
+                callee = self.module_env[name]
             else:
                 return self.builtin_call(name, node, args, state)
         if callee is not None and callee.kind is Kind.MODULE:
@@ -1351,8 +1353,8 @@ class Interpreter:
                 state.freed[graph_node] = node
         key = dotted(loss_expr)
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
-            # backward() succeeded, so the loss required grad.
-            state.env[key] = loss.with_(requires_grad=YES)
+            # backward() succeeded, so the loss is a tensor that required grad.
+            state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node in state.saves

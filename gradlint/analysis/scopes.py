@@ -96,11 +96,29 @@ class ScopeCollector:
         self.classes: dict[str, ClassInfo] = {}
         self.module_functions: dict[str, FunctionInfo] = {}
         self._by_node: dict[cst.FunctionDef, FunctionInfo] = {}
+        self._collect_imports(module.body)
         self._walk_block(module.body, None, None, None, {})
         self._resolve_classes()
         self._solve_modes()
 
     # -- collection -----------------------------------------------------------------
+
+    def _collect_imports(self, statements: Sequence[cst.CSTNode]) -> None:
+        # Decorators and bases resolve through imports anywhere in the file, even later ones.
+        for statement in statements:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, (cst.Import, cst.ImportFrom)):
+                        self.imports.add(small)
+            elif isinstance(statement, cst.BaseCompoundStatement):
+                self._collect_imports(statement.body.body)
+                for child in statement.children:
+                    if isinstance(child, (cst.Else, cst.ExceptHandler, cst.Finally, cst.If)):
+                        self._collect_imports(
+                            [child] if isinstance(child, cst.If) else child.body.body
+                        )
+                    elif isinstance(child, cst.ExceptStarHandler):
+                        self._collect_imports(child.body.body)
 
     def _walk_block(
         self,
@@ -179,7 +197,6 @@ class ScopeCollector:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
-                    self.imports.add(small)
                     continue
                 if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
                     found = grad_mode_of(small.value, self.imports)

@@ -84,7 +84,8 @@ class Value:
             return self
         if self.kind is not other.kind:
             return UNKNOWN_VALUE
-        item = None
+        # An empty sequence adds no element: the join's elements are the other's.
+        item = self.item if other.item is None else other.item
         if self.item is not None and other.item is not None:
             item = self.item.join(other.item)
         items = None

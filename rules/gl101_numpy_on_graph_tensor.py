@@ -1,0 +1,152 @@
+"""GL101 numpy-on-graph-tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.analysis.torch_api import NUMPY_CONVERTERS
+from gradlint.analysis.values import YES, Kind, Value
+from gradlint.rule import Report, Rule
+
+
+def _requires_grad(value: Value) -> bool:
+    if value.kind is Kind.TENSOR:
+        return value.requires_grad is YES
+    if value.kind is Kind.SEQUENCE and value.item is not None:
+        return value.item.kind is Kind.TENSOR and value.item.requires_grad is YES
+    return False
+
+
+class NumpyOnGraphTensor(Rule):
+    """Converts a tensor that requires grad to a numpy array.
+
+    **Why is this bad?** A tensor that requires grad still belongs to an autograd graph,
+    and numpy cannot carry the graph: `.numpy()`, and numpy functions that convert their
+    argument (`np.asarray`, `np.array`, `np.mean` over a list of losses...), raise
+    `RuntimeError: Can't call numpy() on Tensor that requires grad`. It usually shows
+    up late, in the logging or plotting after a step.
+
+    **Example**
+    ```python
+    out = model(x)
+    preds = out.numpy()
+    ```
+
+    **Use instead**: detach first, or compute under `torch.no_grad()` when no gradient is needed.
+    ```python
+    preds = out.detach().cpu().numpy()
+    ```
+    """
+
+    code = "GL101"
+    name = "numpy-on-graph-tensor"
+    message = "converts a tensor that requires grad to numpy, which raises; `.detach()` it first"
+    raises = ("Can't call numpy() on Tensor that requires grad",)
+
+    INVALID = [
+        """\
+import torch
+model = torch.nn.Linear(4, 2)
+out = model(torch.randn(3, 4))
+preds = out.numpy()  # error
+""",
+        """\
+import numpy as np
+import torch as T
+w = T.randn(3, requires_grad=True)
+arr = np.asarray(w * 2)  # error
+""",
+        """\
+import numpy as np
+import torch
+from torch import nn
+net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+losses = []
+for step in range(3):
+    loss = net(torch.randn(4, 2)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    losses.append(loss)
+print("mean loss", np.mean(losses))  # error
+""",
+        """\
+import torch
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+def train():
+    net = Net()
+    opt = torch.optim.Adam(net.parameters())
+    loss = net(torch.randn(2, 3)).sum()
+    loss.backward()
+    opt.step()
+    print(loss.cpu().numpy())  # error
+
+train()
+""",
+    ]
+    VALID = [
+        """\
+import torch
+model = torch.nn.Linear(4, 2)
+with torch.no_grad():
+    out = model(torch.randn(3, 4))
+preds = out.numpy()
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 2)
+out = model(torch.randn(3, 4))
+preds = out.detach().cpu().numpy()
+score = out.sum().item()
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 2)
+
+@torch.no_grad()
+def predict(x):
+    return model(x).numpy()
+
+print(predict(torch.randn(1, 4)))
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 2)
+
+def predict(x):
+    return model(x).numpy()
+
+with torch.inference_mode():
+    print(predict(torch.randn(1, 4)))
+""",
+        """\
+import numpy as np
+import torch
+x = torch.randn(3)
+arr = np.asarray(x * 2)
+labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for call in facts.calls:
+            if call.method == "numpy" and call.receiver is not None:
+                forced = any(
+                    arg.keyword is not None and arg.keyword.value == "force"
+                    for arg in call.node.args
+                )
+                if not forced and _requires_grad(facts.value(call.receiver)):
+                    yield Report(call.node)
+            elif call.qualname is not None and call.qualname.startswith("numpy."):
+                if call.qualname.rsplit(".", 1)[1] in NUMPY_CONVERTERS and call.node.args:
+                    if _requires_grad(facts.value(call.node.args[0].value)):
+                        yield Report(call.node)

@@ -1,0 +1,119 @@
+"""GL103 backward-without-graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.analysis.values import NO
+from gradlint.rule import Report, Rule
+
+_GRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
+
+
+class BackwardWithoutGraph(Rule):
+    """Calls `backward()` (or `torch.autograd.grad`) on a tensor that has no graph.
+
+    **Why is this bad?** A result computed under `torch.no_grad()` or `inference_mode()`,
+    from detached values, or from a model whose parameters are all frozen, records no
+    graph. Back-propagating it raises `RuntimeError: element 0 of tensors does not require
+    grad and does not have a grad_fn`; silencing that with `loss.requires_grad = True`
+    trains nothing.
+
+    **Example**
+    ```python
+    with torch.no_grad():
+        loss = criterion(model(x), y)
+    loss.backward()
+    ```
+
+    **Use instead**: compute the loss with grad enabled.
+    ```python
+    loss = criterion(model(x), y)
+    loss.backward()
+    ```
+    """
+
+    code = "GL103"
+    name = "backward-without-graph"
+    message = "back-propagates a tensor that records no graph (made without grad), which raises"
+    raises = ("does not require grad and does not have a grad_fn",)
+
+    INVALID = [
+        """\
+import torch
+model = torch.nn.Linear(4, 1)
+with torch.no_grad():
+    loss = model(torch.randn(2, 4)).pow(2).mean()
+loss.backward()  # error
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 1)
+model.requires_grad_(False)
+loss = model(torch.randn(2, 4)).sum()
+loss.backward()  # error
+""",
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+loss = (w.detach() * 2).sum()
+torch.autograd.grad(loss, w)  # error
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 1)
+
+@torch.no_grad()
+def step(x):
+    loss = model(x).sum()
+    loss.backward()  # error
+
+step(torch.randn(2, 4))
+""",
+    ]
+    VALID = [
+        """\
+import torch
+model = torch.nn.Linear(4, 1)
+with torch.no_grad():
+    target = model(torch.randn(2, 4))
+loss = (model(torch.randn(2, 4)) - target).pow(2).mean()
+loss.backward()
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
+model.requires_grad_(False)
+model[1].requires_grad_(True)
+loss = model(torch.randn(2, 4)).sum()
+loss.backward()
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 1)
+
+@torch.no_grad()
+def evaluate(x):
+    with torch.enable_grad():
+        loss = model(x).sum()
+        loss.backward()
+
+evaluate(torch.randn(2, 4))
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for call in facts.calls:
+            target = None
+            if call.method == "backward" and call.receiver is not None:
+                target = call.receiver
+            elif call.qualname in _GRAD_FUNCTIONS and call.node.args:
+                target = call.node.args[0].value
+            if target is None:
+                continue
+            value = facts.value(target)
+            if value.is_tensor and value.requires_grad is NO:
+                yield Report(call.node)
