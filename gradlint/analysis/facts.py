@@ -91,6 +91,7 @@ class Facts:
     saved_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
+    inference_saved: list[cst.CSTNode] = field(default_factory=list)  # ops saving one for backward
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
     _positions: dict[cst.CSTNode, CodeRange] | None = None
 

@@ -276,8 +276,14 @@ class Interpreter:
             return then.join(other)
         if isinstance(statement, cst.For):
             iterable = self.eval(statement.iter, state)
+            # A loop over a model's parameters surely runs: its effect holds after it.
+            once = iterable.kind is Kind.PARAMS
             return self.exec_loop(
-                statement, state, statement.target, self.iterate(iterable, state, statement.iter)
+                statement,
+                state,
+                statement.target,
+                self.iterate(iterable, state, statement.iter),
+                at_least_once=once,
             )
         if isinstance(statement, cst.While):
             self.eval(statement.test, state)
@@ -288,13 +294,13 @@ class Interpreter:
             after_body = self.exec_block(body_statements(statement.body), state.copy())
             if statement.orelse is not None:
                 after_body = self.exec_block(body_statements(statement.orelse.body), after_body)
-            result = after_body
+            joined = after_body
             for handler in statement.handlers:
                 start = state.join(after_body) if not after_body.dead else state.copy()
-                result = result.join(self.exec_block(body_statements(handler.body), start))
+                joined = joined.join(self.exec_block(body_statements(handler.body), start))
             if statement.finalbody is not None:
-                result = self.exec_block(body_statements(statement.finalbody.body), result)
-            return result
+                joined = self.exec_block(body_statements(statement.finalbody.body), joined)
+            return joined
         if isinstance(statement, cst.FunctionDef):
             state.env[statement.name.value] = OTHER
             return state
@@ -316,6 +322,7 @@ class Interpreter:
         state: State,
         target: cst.BaseExpression | None,
         item: Value,
+        at_least_once: bool = False,
     ) -> State:
         body = body_statements(loop.body)
         if len(self._loop_sites) >= MAX_LOOP_DEPTH:
@@ -336,7 +343,7 @@ class Interpreter:
             current.dead = False  # break/continue end a pass, not the function
             if index + 1 < passes:
                 current = current.age(sites)
-        result = entry.join(current)
+        result = current if at_least_once else entry.join(current)
         if loop.orelse is not None:
             result = self.exec_block(body_statements(loop.orelse.body), result)
         return result
@@ -365,16 +372,16 @@ class Interpreter:
     def exec_small(self, small: cst.BaseSmallStatement, state: State) -> State:
         self.facts.record_mode(small, state.mode)
         if isinstance(small, cst.Expr):
-            value = small.value
-            if isinstance(value, cst.Call):
-                found = grad_mode_of(value, self.imports)
+            expr = small.value
+            if isinstance(expr, cst.Call):
+                found = grad_mode_of(expr, self.imports)
                 if found is not None and found[0] == "torch.set_grad_enabled":
-                    self.eval(value, state)
+                    self.eval(expr, state)
                     if found[1] is not None:
                         state.mode = found[1]
                     return state
-                self.facts.statement_calls.append(self.call_of(value))
-            self.eval(value, state)
+                self.facts.statement_calls.append(self.call_of(expr))
+            self.eval(expr, state)
         elif isinstance(small, cst.Assign):
             value = self.eval(small.value, state)
             for target in small.targets:
@@ -599,21 +606,19 @@ class Interpreter:
             starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
             return sequence(items, fixed=not starred)
         if isinstance(expr, cst.Dict):
-            for element in expr.elements:
-                if isinstance(element, cst.DictElement):
-                    self.eval(element.key, state)
-                self.eval(element.value, state)
+            for entry in expr.elements:
+                if isinstance(entry, cst.DictElement):
+                    self.eval(entry.key, state)
+                self.eval(entry.value, state)
             return OTHER
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
-            inner = state.copy()
-            self.bind_comprehension(expr.for_in, inner)
+            inner = self.bind_comprehension(expr.for_in, state)
             item = self.eval(expr.elt, inner)
             if _keeps_trainable(expr.for_in, expr.elt) and item.requires_grad is NO:
                 return Value(kind=Kind.SEQUENCE, items=())  # every candidate is frozen
             return Value(kind=Kind.SEQUENCE, item=item)
         if isinstance(expr, cst.DictComp):
-            inner = state.copy()
-            self.bind_comprehension(expr.for_in, inner)
+            inner = self.bind_comprehension(expr.for_in, state)
             self.eval(expr.key, inner)
             self.eval(expr.value, inner)
             return OTHER
@@ -646,18 +651,22 @@ class Interpreter:
             index = element.slice
             if isinstance(index, cst.Index):
                 self.eval(index.value, state)
-            else:
+            elif isinstance(index, cst.Slice):
                 for part in (index.lower, index.upper, index.step):
                     if part is not None:
                         self.eval(part, state)
 
-    def bind_comprehension(self, for_in: cst.CompFor, state: State) -> None:
+    def bind_comprehension(self, for_in: cst.CompFor, state: State) -> State:
+        """The comprehension's own scope; iterating uses up generators of the outer one."""
         iterable = self.eval(for_in.iter, state)
-        self.assign(for_in.target, self.iterate(iterable, state, for_in.iter), state, for_in)
+        item = self.iterate(iterable, state, for_in.iter)
+        inner = state.copy()
+        self.assign(for_in.target, item, inner, for_in)
         for condition in for_in.ifs:
-            self.eval(condition.test, state)
+            self.eval(condition.test, inner)
         if for_in.inner_for_in is not None:
-            self.bind_comprehension(for_in.inner_for_in, state)
+            inner = self.bind_comprehension(for_in.inner_for_in, inner)
+        return inner
 
     def iterate(self, iterable: Value, state: State, expr: cst.BaseExpression) -> Value:
         """The value of one element when iterating."""
@@ -1277,6 +1286,10 @@ class Interpreter:
             return
         saved = set(state.saves.get(result.node, frozenset()))
         for tensor in inputs:
+            if tensor.inference is YES and "I" not in state.mode:
+                op = self._site_nodes.get(result.node[0])
+                if op is not None:
+                    self.facts.inference_saved.append(op)
             if tensor.node is not None:
                 saved.add((tensor.node, state.versions.setdefault(tensor.node, 0)))
         state.saves[result.node] = frozenset(saved)

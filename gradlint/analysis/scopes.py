@@ -122,7 +122,7 @@ class ScopeCollector:
 
     def _walk_block(
         self,
-        statements: Sequence[cst.BaseStatement | cst.BaseSmallStatement],
+        statements: Sequence[cst.CSTNode],
         owner: ClassInfo | None,
         function: FunctionInfo | None,
         mode: Mode | None,
@@ -214,6 +214,7 @@ class ScopeCollector:
             self._walk_suite(statement.body, owner, function, inner, scope)
             return mode
         # Other compound statements: walk their expressions and bodies in the same mode.
+        child: cst.CSTNode
         for child in statement.children:
             if isinstance(child, cst.BaseSuite):
                 self._walk_suite(child, owner, function, mode, scope)
@@ -233,6 +234,7 @@ class ScopeCollector:
         mode: Mode | None,
         scope: dict[str, FunctionInfo],
     ) -> None:
+        statement: cst.CSTNode
         for statement in body_statements(suite):
             mode = self._walk_statement(statement, owner, function, mode, scope)
 

@@ -1,0 +1,120 @@
+"""GL107 backward-through-freed-graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.rule import Report, Rule
+
+
+class BackwardThroughFreedGraph(Rule):
+    """Back-propagates a second time through a graph that an earlier `backward()` freed.
+
+    **Why is this bad?** `backward()` frees the tensors the graph saved, unless asked to
+    keep them. A second backward through the same part of the graph raises `RuntimeError:
+    Trying to backward through the graph a second time`. It happens when a GAN's
+    discriminator step uses the generator's output without `.detach()` and the generator
+    step reuses it, or when an RNN's hidden state is carried from one batch to the next
+    without `.detach()`.
+
+    **Example**
+    ```python
+    hidden = model.init_hidden()
+    for x, y in batches:
+        out, hidden = model(x, hidden)
+        loss = criterion(out, y)
+        loss.backward()
+    ```
+
+    **Use instead**: cut the carried or shared tensor from the old graph.
+    ```python
+    for x, y in batches:
+        hidden = hidden.detach()
+        out, hidden = model(x, hidden)
+    ```
+    """
+
+    code = "GL107"
+    name = "backward-through-freed-graph"
+    message = "back-propagates through a graph an earlier backward() already freed, which raises"
+    raises = ("Trying to backward through the graph a second time",)
+
+    INVALID = [
+        """\
+import torch
+from torch import nn
+rnn = nn.GRU(4, 8, batch_first=True)
+head = nn.Linear(8, 1)
+hidden = torch.zeros(1, 2, 8)
+for step in range(3):
+    out, hidden = rnn(torch.randn(2, 5, 4), hidden)
+    loss = head(out).pow(2).mean()
+    loss.backward()  # error
+""",
+        """\
+import torch
+from torch import nn
+G = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3))
+D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+bce = nn.BCEWithLogitsLoss()
+fake = G(torch.randn(5, 2))
+d_loss = bce(D(fake), torch.zeros(5, 1))
+d_loss.backward()
+g_loss = bce(D(fake), torch.ones(5, 1))
+g_loss.backward()  # error
+""",
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+loss = (w * w).sum()
+loss.backward()
+loss.backward()  # error
+""",
+    ]
+    VALID = [
+        """\
+import torch
+from torch import nn
+rnn = nn.GRU(4, 8, batch_first=True)
+head = nn.Linear(8, 1)
+hidden = torch.zeros(1, 2, 8)
+for step in range(3):
+    hidden = hidden.detach()
+    out, hidden = rnn(torch.randn(2, 5, 4), hidden)
+    loss = head(out).pow(2).mean()
+    loss.backward()
+""",
+        """\
+import torch
+from torch import nn
+G = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3))
+D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+bce = nn.BCEWithLogitsLoss()
+fake = G(torch.randn(5, 2))
+d_loss = bce(D(fake.detach()), torch.zeros(5, 1))
+d_loss.backward()
+g_loss = bce(D(fake), torch.ones(5, 1))
+g_loss.backward()
+""",
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+loss = (w * w).sum()
+loss.backward(retain_graph=True)
+loss.backward()
+total = w + 1
+total.sum().backward()
+total.sum().backward()
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for event in facts.freed_graphs:
+            built = facts.position(event.built_at)[0]
+            freed = facts.position(event.freed_by)[0]
+            yield Report(
+                event.node,
+                f"back-propagates through the graph built at line {built}, which the backward() "
+                f"at line {freed} already freed; detach it there or pass retain_graph=True",
+            )

@@ -1,0 +1,108 @@
+"""GL108 inplace-on-saved-tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.rule import Report, Rule
+
+
+class InplaceOnSavedTensor(Rule):
+    """Changes in place a tensor that an op saved for backward, before that backward.
+
+    **Why is this bad?** Ops such as `sigmoid`, `tanh`, `exp` and `relu` save their result,
+    and `mul`, `matmul` and trainable layers save their inputs, to compute gradients later.
+    Changing one of those tensors in place (`y += 1`, `y[mask] = 0`, `y.clamp_(...)`, an
+    `nn.ReLU(inplace=True)`) makes the later `backward()` raise `RuntimeError: one of the
+    variables needed for gradient computation has been modified by an inplace operation`.
+
+    **Example**
+    ```python
+    probs = torch.sigmoid(logits)
+    probs[probs < 0.1] = 0
+    loss = probs.sum()
+    loss.backward()
+    ```
+
+    **Use instead**: compute a new tensor instead of changing the saved one.
+    ```python
+    probs = torch.sigmoid(logits)
+    probs = probs.masked_fill(probs < 0.1, 0)
+    ```
+    """
+
+    code = "GL108"
+    name = "inplace-on-saved-tensor"
+    message = "in-place change of a tensor saved for backward; the backward() will raise"
+    raises = ("has been modified by an inplace operation",)
+
+    INVALID = [
+        """\
+import torch
+logits = torch.randn(4, requires_grad=True)
+probs = torch.sigmoid(logits)
+probs[probs < 0.1] = 0  # error
+probs.sum().backward()
+""",
+        """\
+import torch
+from torch import nn
+layer = nn.Linear(3, 3)
+x = torch.randn(2, 3)
+h = torch.tanh(layer(x))
+h += 1  # error
+loss = h.pow(2).sum()
+loss.backward()
+""",
+        """\
+import torch
+import torch.nn.functional as F
+w = torch.randn(3, requires_grad=True)
+a = w.exp()
+F.relu(a, inplace=True)  # error
+a.sum().backward()
+""",
+    ]
+    VALID = [
+        """\
+import torch
+logits = torch.randn(4, requires_grad=True)
+probs = torch.sigmoid(logits)
+probs = probs.masked_fill(probs < 0.1, 0)
+probs.sum().backward()
+""",
+        """\
+import torch
+from torch import nn
+conv = nn.Conv2d(3, 4, 3)
+bn = nn.BatchNorm2d(4)
+relu = nn.ReLU(inplace=True)
+x = torch.randn(2, 3, 8, 8)
+out = bn(conv(x))
+out = relu(out)
+loss = out.mean()
+loss.backward()
+""",
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+h = w * 2
+h += 1
+h.sum().backward()
+y = torch.sigmoid(w)
+z = y.clone()
+z.mul_(2)
+(y + z).sum().backward()
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for event in facts.saved_changes:
+            saved_by = facts.position(event.saved_by)[0]
+            backward = facts.position(event.backward)[0]
+            yield Report(
+                event.node,
+                f"changes in place a tensor that the op at line {saved_by} saved for backward; "
+                f"the backward() at line {backward} will raise",
+            )

@@ -1,0 +1,115 @@
+"""GL109 invalid-optimizer-params."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.analysis.values import NO, YES, Kind
+from gradlint.rule import Report, Rule
+
+_EMPTY = "the optimizer gets no parameters (all are frozen or filtered out), which raises"
+_EXHAUSTED = "this `.parameters()` generator was already used up, so the optimizer gets nothing"
+_NON_LEAF = "the optimizer gets a non-leaf tensor (made by an op), which raises; pass the leaf"
+
+
+class InvalidOptimizerParams(Rule):
+    """Builds an optimizer from parameters it cannot take: none at all, or non-leaf tensors.
+
+    **Why is this bad?** An optimizer needs leaf tensors. `[p for p in model.parameters()
+    if p.requires_grad]` after freezing everything is empty, and so is a `parameters()`
+    generator that was already iterated (by `list()`, a loop or another optimizer): both
+    raise `ValueError: optimizer got an empty parameter list`. A tensor moved or cast
+    after `requires_grad=True` is an op's result, and raises `ValueError: can't optimize a
+    non-leaf Tensor`.
+
+    **Example**
+    ```python
+    params = model.parameters()
+    print(len(list(params)))
+    opt = torch.optim.SGD(params, lr=0.1)
+    ```
+
+    **Use instead**: keep the parameters in a list, or call `parameters()` again.
+    ```python
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=0.1)
+    ```
+    """
+
+    code = "GL109"
+    name = "invalid-optimizer-params"
+    message = _EMPTY
+    raises = ("optimizer got an empty parameter list", "can't optimize a non-leaf Tensor")
+
+    INVALID = [
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+params = model.parameters()
+print(sum(p.numel() for p in params))
+opt = torch.optim.SGD(params, lr=0.1)  # error
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+for p in model.parameters():
+    p.requires_grad = False
+trainable = [p for p in model.parameters() if p.requires_grad]
+opt = torch.optim.Adam(trainable)  # error
+""",
+        """\
+import torch
+w = torch.randn(3, requires_grad=True).double()
+opt = torch.optim.SGD([w], lr=0.1)  # error
+""",
+    ]
+    VALID = [
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+params = list(model.parameters())
+print(sum(p.numel() for p in params))
+opt = torch.optim.SGD(params, lr=0.1)
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+for p in model.parameters():
+    p.requires_grad = False
+for p in model[1].parameters():
+    p.requires_grad = True
+trainable = [p for p in model.parameters() if p.requires_grad]
+opt = torch.optim.Adam(trainable)
+""",
+        """\
+import torch
+w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+v = torch.randn(3).double().requires_grad_()
+opt = torch.optim.SGD([w, v], lr=0.1)
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for made in facts.optimizers:
+            if made.exhausted:
+                yield Report(made.node, _EXHAUSTED)
+                continue
+            if made.params is None:
+                continue
+            value = facts.value(made.params)
+            if value.kind is not Kind.SEQUENCE:
+                continue
+            if value.items == ():
+                yield Report(made.node, _EMPTY)
+            elif (
+                value.item is not None
+                and value.item.is_tensor
+                and value.item.leaf is NO
+                and value.item.requires_grad is YES
+            ):
+                yield Report(made.node, _NON_LEAF)

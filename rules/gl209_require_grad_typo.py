@@ -1,0 +1,103 @@
+"""GL209 require-grad-typo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from gradlint.analysis import Facts
+from gradlint.analysis.values import Kind
+from gradlint.rule import Report, Rule
+
+TYPOS = frozenset(
+    {
+        "require_grad",
+        "requires_grads",
+        "require_grads",
+        "required_grad",
+        "requires_gradient",
+        "requieres_grad",
+        "requires_gard",
+        "reqires_grad",
+        "requres_grad",
+    }
+)
+
+
+class RequireGradTypo(Rule):
+    """Sets a misspelt `requires_grad` attribute, such as `p.require_grad = False`.
+
+    **Why is this bad?** Python lets you set any attribute on a tensor or a module, so
+    the typo raises nothing: it creates a new attribute that PyTorch never reads. The
+    parameters you meant to freeze keep training (or the tensor you meant to track is
+    never tracked), and nothing tells you.
+
+    **Example**
+    ```python
+    for p in backbone.parameters():
+        p.require_grad = False
+    ```
+
+    **Use instead**
+    ```python
+    for p in backbone.parameters():
+        p.requires_grad = False
+    ```
+    """
+
+    code = "GL209"
+    name = "require-grad-typo"
+    message = "misspelt `requires_grad`: this sets an attribute PyTorch never reads"
+
+    INVALID = [
+        """\
+import torch
+from torch import nn
+backbone = nn.Linear(4, 4)
+for p in backbone.parameters():
+    p.require_grad = False  # error
+assert backbone.weight.requires_grad  # the freeze did nothing
+""",
+        """\
+import torch
+x = torch.randn(3)
+x.requires_grads = True  # error
+assert not x.requires_grad
+""",
+    ]
+    VALID = [
+        """\
+import torch
+from torch import nn
+backbone = nn.Linear(4, 4)
+for p in backbone.parameters():
+    p.requires_grad = False
+assert not backbone.weight.requires_grad
+""",
+        """\
+class Options:
+    def __init__(self, require_grad):
+        self.require_grad = require_grad
+
+    def describe(self):
+        return "grad" if self.require_grad else "no grad"
+
+print(Options(True).describe())
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for event in facts.attribute_sets:
+            attr = event.target.attr.value
+            if attr not in TYPOS:
+                continue
+            owner = facts.value(event.target.value)
+            known = owner.kind in (Kind.TENSOR, Kind.MODULE)
+            # On an unknown object, a literal flag never read back is still a typo.
+            literal = isinstance(event.value, cst.Name) and event.value.value in ("True", "False")
+            if known or (literal and attr not in facts.attributes_read):
+                yield Report(
+                    event.node,
+                    f"`{attr}` is not an attribute PyTorch reads; did you mean `requires_grad`?",
+                )
