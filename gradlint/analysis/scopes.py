@@ -214,16 +214,15 @@ class ScopeCollector:
             self._walk_suite(statement.body, owner, function, inner, scope)
             return mode
         # Other compound statements: walk their expressions and bodies in the same mode.
-        child: cst.CSTNode
-        for child in statement.children:
-            if isinstance(child, cst.BaseSuite):
-                self._walk_suite(child, owner, function, mode, scope)
-            elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
-                self._walk_statement(child, owner, function, mode, scope)
-            elif isinstance(child, cst.ExceptStarHandler | cst.MatchCase):
-                self._walk_statement(child, owner, function, mode, scope)
-            elif isinstance(child, cst.BaseExpression):
-                self._walk_expression(child, function, mode, scope, owner)
+        for part in statement.children:
+            if isinstance(part, cst.BaseSuite):
+                self._walk_suite(part, owner, function, mode, scope)
+            elif isinstance(part, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
+                self._walk_statement(part, owner, function, mode, scope)
+            elif isinstance(part, cst.ExceptStarHandler | cst.MatchCase):
+                self._walk_statement(part, owner, function, mode, scope)
+            elif isinstance(part, cst.BaseExpression):
+                self._walk_expression(part, function, mode, scope, owner)
         return mode
 
     def _walk_suite(
