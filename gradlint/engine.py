@@ -43,7 +43,7 @@ def lint(
     try:
         facts = analyze(module)
     except Exception as exc:  # a bug of ours must not stop the run
-        failure = LintError(path, f"internal error in the analysis: {exc!r}")
+        failure = LintError(path, f"internal error in the analysis: {_describe(exc)}")
         if errors is None:
             raise failure from exc
         errors.append(failure)
@@ -70,8 +70,16 @@ def lint(
                     )
                 )
         except Exception as exc:  # one broken rule must not hide the others
-            failure = LintError(path, f"internal error in rule {rule.code}: {exc!r}")
+            failure = LintError(path, f"internal error in rule {rule.code}: {_describe(exc)}")
             if errors is None:
                 raise failure from exc
             errors.append(failure)
     return sorted(findings)
+
+
+def _describe(exc: BaseException) -> str:
+    """One short line, whatever the exception holds (libcst nodes print as pages)."""
+    text = " ".join(str(exc).split())
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

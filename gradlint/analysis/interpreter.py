@@ -301,11 +301,9 @@ class Interpreter:
             if statement.finalbody is not None:
                 joined = self.exec_block(body_statements(statement.finalbody.body), joined)
             return joined
-        if isinstance(statement, cst.FunctionDef):
-            state.env[statement.name.value] = OTHER
-            return state
-        if isinstance(statement, cst.ClassDef):
-            state.env[statement.name.value] = OTHER
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            # Calls of the name resolve to the function or class itself.
+            state.env.pop(statement.name.value, None)
             return state
         if isinstance(statement, cst.Match):
             self.eval(statement.subject, state)
@@ -604,7 +602,8 @@ class Interpreter:
                     value = value.item if value.item is not None else UNKNOWN_VALUE
                 items.append(value)
             starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
-            return sequence(items, fixed=not starred)
+            # Lists change after they are made; only a tuple's elements stay known.
+            return sequence(items, fixed=isinstance(expr, cst.Tuple) and not starred)
         if isinstance(expr, cst.Dict):
             for entry in expr.elements:
                 if isinstance(entry, cst.DictElement):
@@ -916,13 +915,18 @@ class Interpreter:
             tensors = _tensor_args(args)
             if not tensors:
                 return UNKNOWN_VALUE
+            grad_args = [
+                value
+                for value, arg in zip(args, node.args, strict=False)
+                if arg.keyword is None or arg.keyword.value not in api.NON_TENSOR_KEYWORDS
+            ]
             inplace = kwargs.get("inplace")
             if inplace is not None and _bool_literal(inplace) is YES and args:
                 self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
                 return self.inplace_result(
                     args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
                 )
-            return self.op_result(args, node, state, name)
+            return self.op_result(grad_args, node, state, name)
         return UNKNOWN_VALUE
 
     def factory(
@@ -1089,7 +1093,7 @@ class Interpreter:
             "clone",
         ):
             integer = NO if method in ("float", "double", "half", "bfloat16") else receiver.integer
-            result = self.op_result([receiver, *args], node, state, method).with_(integer=integer)
+            result = self.op_result([receiver], node, state, method).with_(integer=integer)
             if (
                 method in ("contiguous", "float", "to", "cpu", "type")
                 and result.requires_grad is YES
@@ -1097,7 +1101,8 @@ class Interpreter:
                 # May return the tensor itself (same device and dtype): a leaf stays a leaf.
                 return result.with_(leaf=UNKNOWN if receiver.leaf is YES else NO)
             return result
-        return self.op_result([receiver, *args], node, state, method)
+        operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
+        return self.op_result(operands, node, state, method)
 
     def module_method(
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
@@ -1155,7 +1160,7 @@ class Interpreter:
                 args[0], [], name, node, state, saves_output=name in api.SAVES_OUTPUT
             )
         inputs = _tensor_args(args)
-        inputs_grad = _any_requires(inputs) if inputs else UNKNOWN
+        inputs_grad = _grad_of(args) if args else UNKNOWN
         if "E" not in state.mode:
             requires = NO
         elif module.has_params is YES and module.frozen is NO:
@@ -1219,15 +1224,12 @@ class Interpreter:
         inputs = _tensor_args(args)
         if not inputs:
             return UNKNOWN_VALUE
-        any_grad = _any_requires(inputs)
+        any_grad = _grad_of(args)
         if "E" not in state.mode:
             requires = NO
         elif state.mode == ENABLED or any_grad is NO:
             requires = any_grad
         else:
-            requires = UNKNOWN
-        numbers_only = all(a.kind in (Kind.TENSOR, Kind.NUMBER) for a in args)
-        if requires is not NO and not numbers_only and any_grad is not YES:
             requires = UNKNOWN
         value = self.tensor_result(inputs, node, state, requires, saves=op not in api.SAVES_NOTHING)
         if requires is YES:
@@ -1309,7 +1311,7 @@ class Interpreter:
             version = state.versions.get(target.node, 0)
             state.versions[target.node] = version + 1 if version >= 0 else -1
             state.changed_at[target.node] = node
-        any_grad = target.requires_grad | _any_requires(_tensor_args(args))
+        any_grad = target.requires_grad | _grad_of(args)
         if "E" not in state.mode:
             requires = target.requires_grad
         elif state.mode == ENABLED:
@@ -1395,6 +1397,24 @@ def _tensor_args(args: list[Value]) -> list[Value]:
         elif value.kind is Kind.SEQUENCE and value.item is not None and value.item.is_tensor:
             tensors.append(value.item)
     return tensors
+
+
+def _grad_of(values: list[Value]) -> Tri:
+    """Whether any operand requires grad; an operand of unknown kind may be such a tensor."""
+    result = NO
+    for value in values:
+        if value.kind is Kind.TENSOR:
+            result = result | value.requires_grad
+        elif value.kind is Kind.SEQUENCE:
+            if value.item is not None:
+                result = result | (
+                    value.item.requires_grad
+                    if value.item.kind is Kind.TENSOR
+                    else (UNKNOWN if value.item.kind in (Kind.UNKNOWN, Kind.SEQUENCE) else NO)
+                )
+        elif value.kind is Kind.UNKNOWN:
+            result = result | UNKNOWN
+    return result
 
 
 def _any_requires(values: list[Value]) -> Tri:

@@ -174,7 +174,7 @@ class ScopeCollector:
         scope: dict[str, FunctionInfo],
     ) -> Mode | None:
         if isinstance(statement, cst.FunctionDef):
-            info = self._info_for(statement)
+            info = self._info_for(statement, owner, function)
             self._walk_block(body_statements(statement.body), None, info, None, scope)
             for decorator in statement.decorators:
                 self._walk_expression(decorator.decorator, function, mode, scope, owner)
@@ -189,7 +189,7 @@ class ScopeCollector:
                     self._declare_function(child, info_cls, function)
             for child in methods:
                 if isinstance(child, cst.FunctionDef):
-                    method = self._info_for(child)
+                    method = self._info_for(child, info_cls, function)
                     self._walk_block(body_statements(child.body), None, method, None, scope)
                 else:
                     self._walk_statement(child, None, function, mode, scope)
@@ -276,8 +276,12 @@ class ScopeCollector:
                 return cls.methods.get(func.attr.value)
         return None
 
-    def _info_for(self, node: cst.FunctionDef) -> FunctionInfo:
-        return self._by_node[node]
+    def _info_for(
+        self, node: cst.FunctionDef, owner: ClassInfo | None, parent: FunctionInfo | None
+    ) -> FunctionInfo:
+        # A def inside an if/with/try is met only when the walk reaches it.
+        info = self._by_node.get(node)
+        return info if info is not None else self._declare_function(node, owner, parent)
 
     # -- classes and modes ----------------------------------------------------------------
 

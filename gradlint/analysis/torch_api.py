@@ -118,3 +118,17 @@ NUMPY_CONVERTERS = frozenset(
     "array asarray asanyarray ascontiguousarray sum mean std var max min prod stack "
     "concatenate vstack hstack float32 float64 median percentile argmax argmin".split()
 )
+
+# Keyword arguments of torch functions that never hold a tensor of the graph.
+NON_TENSOR_KEYWORDS = frozenset(
+    "dim keepdim dtype device out inplace p eps reduction size layout pin_memory "
+    "memory_format non_blocking copy align_corners mode padding stride dilation groups "
+    "training momentum negative_slope ignore_index label_smoothing weight_decay".split()
+)
+# Tensor methods whose other operands can carry gradient (`a.mul(b)`); for the rest
+# (`x.view(3, 4)`, `x.to(device)`) only the tensor itself matters.
+BINARY_METHODS = frozenset(
+    "add sub mul div matmul mm bmm mv dot true_divide pow where masked_fill addmm addcmul "
+    "addcdiv lerp maximum minimum atan2 hypot outer cross kron index_add scatter scatter_add "
+    "masked_scatter index_put copy_ add_ sub_ mul_ div_ pow_ addcmul_ addcdiv_ lerp_".split()
+)
