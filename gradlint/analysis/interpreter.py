@@ -185,7 +185,8 @@ class Interpreter:
             self.run_function(function)
         return self.facts
 
-    def run_function(self, info: FunctionInfo) -> Value:
+    def run_function(self, info: FunctionInfo, args: list[Value] | None = None) -> Value:
+        """Run a function once; with its only caller's arguments when it has one caller."""
         if info in self._done:
             return self.returns.get(info, UNKNOWN_VALUE)
         if info in self._running:
@@ -195,12 +196,18 @@ class Interpreter:
         self._function, self._return_values, self._loop_sites = info, [], []
         state = State(mode=info.mode)
         params = info.node.params
+        single_caller = len(info.call_sites) == 1 and not info.escapes
+        passed = list(args) if args is not None and single_caller else []
         for index, param in enumerate([*params.posonly_params, *params.params]):
             name = param.name.value
             if index == 0 and info.owner is not None and name in ("self", "cls"):
                 state.env[name] = self.instance_of(info.owner, "self")
-            else:
-                state.env[name] = UNKNOWN_VALUE
+                continue
+            value = passed.pop(0) if passed else UNKNOWN_VALUE
+            if value.kind is Kind.UNKNOWN and name in info.used_as_module:
+                # `model.train()` / `model.parameters()`: a model, and one that trains.
+                value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO, path=name)
+            state.env[name] = value
         self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
@@ -820,7 +827,10 @@ class Interpreter:
             elif name in self.scopes.classes:
                 return self.instance_of(self.scopes.classes[name], None)
             elif name in self.scopes.module_functions:
-                return self.run_function(self.scopes.module_functions[name])
+                positional = [v for v, a in zip(args, node.args, strict=False) if a.keyword is None]
+                if any(a.star for a in node.args):
+                    positional = []
+                return self.run_function(self.scopes.module_functions[name], positional)
             elif name in self.module_env and self._function is not None:
                 callee = self.module_env[name]
             else:

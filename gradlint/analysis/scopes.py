@@ -22,6 +22,12 @@ from gradlint.analysis.torch_api import (
 )
 
 
+# Methods only an nn.Module has (among the objects training code handles).
+MODULE_EVIDENCE = frozenset(
+    {"train", "eval", "parameters", "named_parameters", "modules", "children", "named_modules"}
+)
+
+
 @dataclass(eq=False)
 class ClassInfo:
     node: cst.ClassDef
@@ -43,6 +49,7 @@ class FunctionInfo:
     # (caller, mode at the call site; None: the caller's own mode)
     call_sites: list[tuple[FunctionInfo | None, Mode | None]] = field(default_factory=list)
     escapes: bool = False  # referenced other than by a call: callers unknown
+    used_as_module: set[str] = field(default_factory=set)  # names `x` with `x.train()` etc.
     mode: Mode = ANY_MODE
 
 
@@ -248,8 +255,11 @@ class ScopeCollector:
         for found in _names_and_calls(node):
             if isinstance(found, cst.Call):
                 if function is not None and isinstance(found.func, cst.Attribute):
-                    if found.func.attr.value == "backward" and mode not in (DISABLED, INFERENCE):
+                    method = found.func.attr.value
+                    if method == "backward" and mode not in (DISABLED, INFERENCE):
                         function.calls_backward = True
+                    elif method in MODULE_EVIDENCE and isinstance(found.func.value, cst.Name):
+                        function.used_as_module.add(found.func.value.value)
                 callee = self._callee(found.func, function, scope)
                 if callee is not None:
                     callee.call_sites.append((function, mode))

@@ -1,0 +1,28 @@
+"""The bundled example that the README's quick start lints."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from gradlint.engine import lint
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "train_classifier.py"
+
+
+def test_example_findings_are_the_documented_ones() -> None:
+    findings = lint(EXAMPLE.read_text(), str(EXAMPLE))
+    assert [(f.line, f.code) for f in findings] == [
+        (18, "GL215"),
+        (37, "GL101"),
+        (43, "GL210"),
+        (60, "GL102"),
+    ]
+
+
+def test_example_really_fails_under_torch() -> None:
+    pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match=r"Can't call numpy\(\) on Tensor that requires grad"):
+        runpy.run_path(str(EXAMPLE), run_name="__main__")
