@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.rule import Report, Rule
 
@@ -63,6 +65,25 @@ a = w.exp()
 F.relu(a, inplace=True)  # error
 a.sum().backward()
 """,
+        """\
+import torch
+from torch import nn
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.act = nn.Sigmoid()
+        self.clip = nn.Hardtanh(0.0, 0.5, inplace=True)
+
+    def forward(self, x):
+        g = self.act(self.proj(x))
+        g = self.clip(g)  # error
+        return g * x
+
+loss = Gate()(torch.randn(2, 4)).sum()
+loss.backward()
+""",
     ]
     VALID = [
         """\
@@ -71,6 +92,26 @@ logits = torch.randn(4, requires_grad=True)
 probs = torch.sigmoid(logits)
 probs = probs.masked_fill(probs < 0.1, 0)
 probs.sum().backward()
+""",
+        """\
+import torch
+from torch import nn
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        out += x
+        out = self.relu(out)
+        return out
+
+loss = Block()(torch.randn(2, 3, 8, 8)).mean()
+loss.backward()
 """,
         """\
 import torch
@@ -101,8 +142,13 @@ z.mul_(2)
         for event in facts.saved_changes:
             saved_by = facts.position(event.saved_by)[0]
             backward = facts.position(event.backward)[0]
+            when = (
+                f"back-propagating what forward returns at line {backward} will raise"
+                if isinstance(event.backward, cst.Return)
+                else f"the backward() at line {backward} will raise"
+            )
             yield Report(
                 event.node,
                 f"changes in place a tensor that the op at line {saved_by} saved for backward; "
-                f"the backward() at line {backward} will raise",
+                + when,
             )

@@ -52,6 +52,10 @@ from gradlint.analysis.values import (
 )
 
 MAX_LOOP_DEPTH = 3
+# Normalisation layers save their input even when frozen (backward to the input needs it).
+_SAVING_NORMS = frozenset(
+    {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm2d"}
+)
 # nn.Module methods; any other `model.x(...)` calls a submodule or a method of the class.
 MODULE_METHODS = frozenset(
     "parameters named_parameters buffers named_buffers children named_children modules "
@@ -399,6 +403,11 @@ class Interpreter:
             self.exec_augassign(small, state)
         elif isinstance(small, cst.Return):
             value = self.eval(small.value, state) if small.value is not None else OTHER
+            function = self._function
+            if function is not None and function.name == "forward" and function.owner is not None:
+                if function.owner.is_module:
+                    # Training back-propagates what forward returns.
+                    self.check_saved(value, small, state)
             self._return_values.append(value)
             state.dead = True
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
@@ -1030,12 +1039,11 @@ class Interpreter:
         if name == "Parameter":
             return UNKNOWN_VALUE
         has = NO if name in api.PARAMETERLESS_MODULES else YES
-        inplace = kwargs.get("inplace")
-        cls = None
-        if name in api.INPLACE_CAPABLE_MODULES and inplace is not None:
-            if _bool_literal(inplace) is YES:
-                cls = "inplace:" + name
-        return Value(kind=Kind.MODULE, has_params=has, frozen=NO, cls=cls)
+        flag = kwargs.get("inplace")
+        inplace = (
+            name in api.INPLACE_CAPABLE_MODULES and flag is not None and _bool_literal(flag) is YES
+        )
+        return Value(kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, inplace=inplace)
 
     def method_call(
         self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
@@ -1162,28 +1170,43 @@ class Interpreter:
         return UNKNOWN_VALUE
 
     def module_call(self, module: Value, node: cst.Call, args: list[Value], state: State) -> Value:
-        if module.cls is not None and module.cls.startswith("inplace:") and args:
+        if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
-            name = module.cls.split(":", 1)[1]
             return self.inplace_result(
-                args[0], [], name, node, state, saves_output=name in api.SAVES_OUTPUT
+                args[0],
+                [],
+                module.layer,
+                node,
+                state,
+                saves_output=module.layer in api.SAVES_OUTPUT,
             )
         inputs = _tensor_args(args)
-        inputs_grad = _grad_of(args) if args else UNKNOWN
-        if "E" not in state.mode:
-            requires = NO
-        elif module.has_params is YES and module.frozen is NO:
-            requires = YES if state.mode == ENABLED else UNKNOWN
-        elif module.has_params is NO or module.frozen is YES:
-            requires = inputs_grad if state.mode == ENABLED or inputs_grad is NO else UNKNOWN
+        trainable = module.has_params is YES and module.frozen is NO
+        if trainable:
+            grad, potential = YES, YES
         else:
-            requires = YES if inputs_grad is YES and state.mode == ENABLED else UNKNOWN
-        value = self.tensor_result(inputs, node, state, requires, saves=True)
-        if requires is YES:
-            trainable = module.has_params is YES and module.frozen is NO
-            self.save_inputs(inputs, value, state, when=trainable)
+            grad = _grad_of(args) if args else UNKNOWN
+            potential = _grad_of(args, potential=True) if args else UNKNOWN
+            if module.has_params is not NO and module.frozen is not YES and grad is not YES:
+                grad, potential = UNKNOWN, UNKNOWN if potential is not YES else YES
+        requires, potential = self.recorded(grad, potential, state)
+        value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
+        if potential is YES:
+            if module.layer in api.SAVES_OUTPUT and value.node is not None:
+                state.saves[value.node] = frozenset({(value.node, 0)})
+                state.versions[value.node] = 0
+            self.save_inputs(inputs, value, state, when=trainable or module.layer in _SAVING_NORMS)
         return value
+
+    def recorded(self, grad: Tri, potential: Tri, state: State) -> tuple[Tri, Tri]:
+        """What autograd records for an op whose inputs require `grad`, in this grad mode:
+        (requires_grad of the result, and the same had grad mode been enabled)."""
+        if "E" not in state.mode:
+            return NO, NO
+        if state.mode == ENABLED:
+            return grad, potential
+        return (NO if grad is NO else UNKNOWN), potential
 
     # -- tensor results -------------------------------------------------------------------------
 
@@ -1204,13 +1227,21 @@ class Interpreter:
         )
 
     def tensor_result(
-        self, inputs: list[Value], node: cst.CSTNode, state: State, requires: Tri, saves: bool
+        self,
+        inputs: list[Value],
+        node: cst.CSTNode,
+        state: State,
+        requires: Tri,
+        potential: Tri,
+        saves: bool,
     ) -> Value:
+        """A new tensor. Its graph is the one autograd builds when it records here: where
+        the grad mode is unknown, the graph it builds when training."""
         graph: frozenset[Node] = frozenset()
         for value in inputs:
             graph |= value.graph
         identity = self.new_node(node)
-        if requires is YES:
+        if potential is YES:
             graph = graph | {identity}
             if saves:
                 state.saves.setdefault(identity, frozenset())
@@ -1234,15 +1265,11 @@ class Interpreter:
         inputs = _tensor_args(args)
         if not inputs:
             return UNKNOWN_VALUE
-        any_grad = _grad_of(args)
-        if "E" not in state.mode:
-            requires = NO
-        elif state.mode == ENABLED or any_grad is NO:
-            requires = any_grad
-        else:
-            requires = UNKNOWN
-        value = self.tensor_result(inputs, node, state, requires, saves=op not in api.SAVES_NOTHING)
-        if requires is YES:
+        requires, potential = self.recorded(_grad_of(args), _grad_of(args, potential=True), state)
+        value = self.tensor_result(
+            inputs, node, state, requires, potential, saves=op not in api.SAVES_NOTHING
+        )
+        if potential is YES:
             if op in api.SAVES_OUTPUT and value.node is not None:
                 state.saves[value.node] = frozenset({(value.node, 0)})
                 state.versions[value.node] = 0
@@ -1250,7 +1277,11 @@ class Interpreter:
                 binary = op in ("mul", "div", "matmul", "mm", "bmm", "mv", "dot")
                 for index, tensor in enumerate(inputs):
                     others = inputs[:index] + inputs[index + 1 :]
-                    saved = _any_requires(others) is YES if binary else tensor.requires_grad is YES
+                    saved = (
+                        _grad_of(others, potential=True) is YES
+                        if binary
+                        else _grad_of([tensor], potential=True) is YES
+                    )
                     if saved:
                         self.save_inputs([tensor], value, state, when=True)
         integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
@@ -1358,20 +1389,7 @@ class Interpreter:
                 if built is not None:
                     self.facts.freed_graphs.append(FreedGraph(node, built, state.freed[graph_node]))
                     break
-        for graph_node in loss.graph:
-            for saved, version in state.saves.get(graph_node, frozenset()):
-                current = state.versions.get(saved, 0)
-                if (
-                    version >= 0
-                    and current >= 0
-                    and current != version
-                    and saved in state.changed_at
-                ):
-                    op = self._site_nodes.get(graph_node[0])
-                    if op is not None:
-                        self.facts.saved_changes.append(
-                            SavedChanged(state.changed_at[saved], op, node)
-                        )
+        self.check_saved(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
             for graph_node in loss.graph:
@@ -1380,6 +1398,18 @@ class Interpreter:
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
+        """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
+        for graph_node in value.graph:
+            for saved, version in state.saves.get(graph_node, frozenset()):
+                current = state.versions.get(saved, 0)
+                if 0 <= version != current >= 0 and saved in state.changed_at:
+                    op = self._site_nodes.get(graph_node[0])
+                    if op is not None:
+                        self.facts.saved_changes.append(
+                            SavedChanged(state.changed_at[saved], op, at)
+                        )
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node in state.saves
@@ -1409,19 +1439,21 @@ def _tensor_args(args: list[Value]) -> list[Value]:
     return tensors
 
 
-def _grad_of(values: list[Value]) -> Tri:
-    """Whether any operand requires grad; an operand of unknown kind may be such a tensor."""
+def _grad_of(values: list[Value], potential: bool = False) -> Tri:
+    """Whether any operand requires grad; an operand of unknown kind may be such a tensor.
+    With `potential`, an operand whose graph is known counts as requiring grad: it does
+    wherever grad mode is on."""
     result = NO
     for value in values:
         if value.kind is Kind.TENSOR:
-            result = result | value.requires_grad
+            result = result | (YES if potential and value.graph else value.requires_grad)
         elif value.kind is Kind.SEQUENCE:
             if value.item is not None:
-                result = result | (
-                    value.item.requires_grad
-                    if value.item.kind is Kind.TENSOR
-                    else (UNKNOWN if value.item.kind in (Kind.UNKNOWN, Kind.SEQUENCE) else NO)
-                )
+                item = value.item
+                if item.kind is Kind.TENSOR:
+                    result = result | (YES if potential and item.graph else item.requires_grad)
+                elif item.kind in (Kind.UNKNOWN, Kind.SEQUENCE):
+                    result = result | UNKNOWN
         elif value.kind is Kind.UNKNOWN:
             result = result | UNKNOWN
     return result

@@ -21,7 +21,6 @@ from gradlint.analysis.torch_api import (
     NO_GRAD_HOOKS,
 )
 
-
 # Methods only an nn.Module has (among the objects training code handles).
 MODULE_EVIDENCE = frozenset(
     {"train", "eval", "parameters", "named_parameters", "modules", "children", "named_modules"}

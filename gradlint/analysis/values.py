@@ -70,6 +70,8 @@ class Value:
     frozen: Tri = UNKNOWN
     path: str | None = None  # MODULE/PARAMS/tensor attribute: the access path it came from
     cls: str | None = None  # instance of a class defined in this module
+    layer: str | None = None  # MODULE: the torch.nn class, e.g. "ReLU"
+    inplace: bool = False  # MODULE: built with inplace=True
     origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
 
     def with_(self, **changes: object) -> Value:
@@ -111,6 +113,8 @@ class Value:
             frozen=self.frozen.join(other.frozen),
             path=self.path if self.path == other.path else None,
             cls=self.cls if self.cls == other.cls else None,
+            layer=self.layer if self.layer == other.layer else None,
+            inplace=self.inplace and other.inplace,
             origin=self.origin if self.origin == other.origin else None,
         )
 
