@@ -29,7 +29,8 @@ from gradlint.analysis.facts import (
     SavedChanged,
     WithItem,
 )
-from gradlint.analysis.names import dotted
+from gradlint.analysis.names import dotted, resolve_dotted
+from gradlint.analysis.nodes import child_nodes
 from gradlint.analysis.scopes import (
     ClassInfo,
     FunctionInfo,
@@ -251,7 +252,7 @@ class Interpreter:
             local = self.scopes.classes.get(base)
             if local is not None and local is not cls:
                 result = result | self.class_has_params(local)
-            elif base and self.imports.resolve(cst.parse_expression(base)) not in (
+            elif base and resolve_dotted(self.imports, base) not in (
                 "torch.nn.Module",
                 None,
             ):
@@ -656,7 +657,7 @@ class Interpreter:
             return UNKNOWN_VALUE
         if isinstance(expr, cst.Lambda):
             return OTHER
-        for child in expr.children:
+        for child in child_nodes(expr):
             if isinstance(child, cst.BaseExpression):
                 self.eval(child, state)
         return UNKNOWN_VALUE

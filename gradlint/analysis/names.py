@@ -80,3 +80,13 @@ class ImportTable:
             return None
         full = f"{base}.{rest}" if rest else base
         return _CANONICAL.get(full, full)
+
+
+def resolve_dotted(imports: ImportTable, name: str) -> str | None:
+    """`resolve` for a dotted name already spelt out as a string."""
+    head, _, rest = name.partition(".")
+    base = imports.names.get(head)
+    if base is None:
+        return None
+    full = f"{base}.{rest}" if rest else base
+    return _CANONICAL.get(full, full)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from gradlint.analysis.facts import ANY_MODE, DISABLED, ENABLED, INFERENCE, Mode
-from gradlint.analysis.names import ImportTable, dotted
+from gradlint.analysis.names import ImportTable, dotted, resolve_dotted
+from gradlint.analysis.nodes import child_nodes
 from gradlint.analysis.torch_api import (
     GRAD_MODE_CLASSES,
     LIGHTNING_BASES,
@@ -118,7 +119,7 @@ class ScopeCollector:
                         self.imports.add(small)
             elif isinstance(statement, cst.BaseCompoundStatement):
                 self._collect_imports(statement.body.body)
-                for child in statement.children:
+                for child in child_nodes(statement):
                     if isinstance(child, (cst.Else, cst.ExceptHandler, cst.Finally, cst.If)):
                         self._collect_imports(
                             [child] if isinstance(child, cst.If) else child.body.body
@@ -220,7 +221,7 @@ class ScopeCollector:
             self._walk_suite(statement.body, owner, function, inner, scope)
             return mode
         # Other compound statements: walk their expressions and bodies in the same mode.
-        for part in statement.children:
+        for part in child_nodes(statement):
             if isinstance(part, cst.BaseSuite):
                 self._walk_suite(part, owner, function, mode, scope)
             elif isinstance(part, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
@@ -302,7 +303,7 @@ class ScopeCollector:
                 if info.is_module:
                     continue
                 for base in info.bases:
-                    qualname = self.imports.resolve(cst.parse_expression(base)) if base else None
+                    qualname = resolve_dotted(self.imports, base) if base else None
                     local = self.classes.get(base)
                     if (qualname in MODULE_BASES) or (local is not None and local.is_module):
                         info.is_module = True
@@ -380,4 +381,4 @@ def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.Call | cst.BaseExpressio
             else:
                 stack.append(current.value)
             continue
-        stack.extend(current.children)
+        stack.extend(child_nodes(current))

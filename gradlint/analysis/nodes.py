@@ -1,0 +1,55 @@
+"""Walking libcst nodes cheaply.
+
+`CSTNode.children` rebuilds every child through a visitor, which costs more than parsing
+did; reading the dataclass fields directly costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from functools import cache
+
+import libcst as cst
+
+# Fields that hold only whitespace, brackets and punctuation.
+_SKIPPED = (
+    "whitespace",
+    "lpar",
+    "rpar",
+    "comma",
+    "dot",
+    "semicolon",
+    "equal",
+    "colon",
+    "leading_lines",
+    "lines_after",
+    "header",
+    "footer",
+    "trailing",
+    "newline",
+    "operator",
+    "asynchronous",
+    "lbracket",
+    "rbracket",
+    "lbrace",
+    "rbrace",
+    "indent",
+)
+
+
+@cache
+def _child_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(node_type) if not f.name.startswith(_SKIPPED))
+
+
+def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The node's children that can hold code (expressions, statements, suites)."""
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
