@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gradlint.analysis import Facts
-from gradlint.analysis.torch_api import NUMPY_CONVERTERS
+from gradlint.analysis.torch_api import NUMPY_SAFE
 from gradlint.analysis.values import YES, Kind, Value
 from gradlint.rule import Report, Rule
 
@@ -147,6 +147,12 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                 if not forced and _requires_grad(facts.value(call.receiver)):
                     yield Report(call.node)
             elif call.qualname is not None and call.qualname.startswith("numpy."):
-                if call.qualname.rsplit(".", 1)[1] in NUMPY_CONVERTERS and call.node.args:
-                    if _requires_grad(facts.value(call.node.args[0].value)):
-                        yield Report(call.node)
+                # numpy functions turn tensor arguments into arrays (through `__array__`).
+                if call.qualname.rsplit(".", 1)[1] in NUMPY_SAFE:
+                    continue
+                if any(
+                    _requires_grad(facts.value(arg.value))
+                    for arg in call.node.args
+                    if arg.keyword is None
+                ):
+                    yield Report(call.node)

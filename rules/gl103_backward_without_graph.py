@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.analysis.values import NO
 from gradlint.rule import Report, Rule
@@ -42,33 +44,47 @@ class BackwardWithoutGraph(Rule):
     INVALID = [
         """\
 import torch
-model = torch.nn.Linear(4, 1)
-with torch.no_grad():
-    loss = model(torch.randn(2, 4)).pow(2).mean()
+from torch import nn
+net = nn.Linear(4, 3)
+logits = net(torch.randn(5, 4))
+pred = torch.argmax(logits, dim=1).float()  # error
+loss = (pred - torch.ones(5)).pow(2).mean()
+loss.backward()
+""",
+        """\
+import torch
+loss = torch.randn(3).pow(2).sum()
 loss.backward()  # error
+""",
+        """\
+import torch
+model = torch.nn.Linear(4, 1)
+with torch.no_grad():  # error
+    loss = model(torch.randn(2, 4)).pow(2).mean()
+loss.backward()
 """,
         """\
 import torch
 from torch import nn
 model = nn.Linear(4, 1)
-model.requires_grad_(False)
+model.requires_grad_(False)  # error
 loss = model(torch.randn(2, 4)).sum()
-loss.backward()  # error
+loss.backward()
 """,
         """\
 import torch
 w = torch.randn(3, requires_grad=True)
-loss = (w.detach() * 2).sum()
-torch.autograd.grad(loss, w)  # error
+loss = (w.detach() * 2).sum()  # error
+torch.autograd.grad(loss, w)
 """,
         """\
 import torch
 model = torch.nn.Linear(4, 1)
 
-@torch.no_grad()
+@torch.no_grad()  # error
 def step(x):
     loss = model(x).sum()
-    loss.backward()  # error
+    loss.backward()
 
 step(torch.randn(2, 4))
 """,
@@ -115,5 +131,16 @@ evaluate(torch.randn(2, 4))
             if target is None:
                 continue
             value = facts.value(target)
-            if value.is_tensor and value.requires_grad is NO:
+            if not (value.is_tensor and value.requires_grad is NO):
+                continue
+            # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze)
+            # when it is known: that is the line to change.
+            if isinstance(value.cut, cst.CSTNode):
+                line = facts.position(call.node)[0]
+                yield Report(
+                    value.cut,
+                    f"the graph is cut here, so the backward at line {line} raises: "
+                    "the loss records no graph",
+                )
+            else:
                 yield Report(call.node)

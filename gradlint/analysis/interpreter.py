@@ -53,6 +53,7 @@ from gradlint.analysis.values import (
 )
 
 MAX_LOOP_DEPTH = 3
+MAX_CONTEXTS = 4  # distinct calls a function is run for; later ones are unknown
 # Normalisation layers save their input even when frozen (backward to the input needs it).
 _SAVING_NORMS = frozenset(
     {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm2d"}
@@ -89,7 +90,9 @@ class State:
     saves: dict[Node, frozenset[tuple[Node, int]]] = field(default_factory=dict)
     exhausted: frozenset[int] = frozenset()  # `.parameters()` generators already used up
     frozen: dict[str, Tri] = field(default_factory=dict)  # module path -> all params frozen
+    frozen_at: dict[str, cst.CSTNode] = field(default_factory=dict)  # ... and where
     dead: bool = False  # after return/raise/break/continue
+    grad_off_at: cst.CSTNode | None = None  # what turned grad mode off here
 
     def copy(self) -> State:
         return State(
@@ -101,7 +104,9 @@ class State:
             dict(self.saves),
             self.exhausted,
             dict(self.frozen),
+            dict(self.frozen_at),
             self.dead,
+            self.grad_off_at,
         )
 
     def join(self, other: State) -> State:
@@ -131,6 +136,8 @@ class State:
             saves={k: v for k, v in self.saves.items() if other.saves.get(k) == v},
             exhausted=self.exhausted & other.exhausted,
             frozen=frozen,
+            frozen_at={**other.frozen_at, **self.frozen_at},
+            grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
         )
 
     def age(self, sites: set[int]) -> State:
@@ -167,9 +174,12 @@ class Interpreter:
         self.scopes = ScopeCollector(module, self.facts.imports)
         self.imports = self.facts.imports
         self.class_attrs: dict[str, dict[str, Value]] = {}
-        self.returns: dict[FunctionInfo, Value] = {}
+        self._memo: dict[tuple[object, ...], Value] = {}
+        self._runs: dict[FunctionInfo, int] = {}
+        self._ran: set[FunctionInfo] = set()
         self._running: set[FunctionInfo] = set()
-        self._done: set[FunctionInfo] = set()
+        self._loops: list[cst.CSTNode] = []
+        self._statement: cst.CSTNode | None = None
         self._loop_sites: list[set[int]] = []
         self._function: FunctionInfo | None = None
         self._return_values: list[Value] = []
@@ -179,51 +189,111 @@ class Interpreter:
     # -- driving ----------------------------------------------------------------------------
 
     def run(self) -> Facts:
-        for info in self.scopes.classes.values():
-            init = info.methods.get("__init__")
-            if init is not None:
-                self.run_function(init)
         state = State(mode=ENABLED)
         self.module_env = state.env
         self.exec_block(body_statements_of_module(self.facts.module), state)
+        # Code that no call in this module reaches runs once with unknown arguments.
+        for info in self.scopes.classes.values():
+            init = info.methods.get("__init__")
+            if init is not None and init not in self._ran:
+                self.run_function(init)
         for function in self.scopes.functions:
-            self.run_function(function)
+            if function not in self._ran:
+                self.run_function(function)
         return self.facts
 
-    def run_function(self, info: FunctionInfo, args: list[Value] | None = None) -> Value:
-        """Run a function once; with its only caller's arguments when it has one caller."""
-        if info in self._done:
-            return self.returns.get(info, UNKNOWN_VALUE)
+    def run_function(
+        self,
+        info: FunctionInfo,
+        args: list[Value] | None = None,
+        kwargs: dict[str, Value] | None = None,
+        caller: State | None = None,
+        self_value: Value | None = None,
+    ) -> Value:
+        """Run a function's body on abstract values: for a call, with that call's arguments
+        and grad mode (a few distinct calls per function); without a caller, with unknowns."""
+        if caller is None:
+            mode, off_at = info.mode, info.mode_set_by
+        elif info.fixed_mode is not None:
+            mode, off_at = info.fixed_mode, info.mode_set_by
+        else:
+            mode, off_at = caller.mode, caller.grad_off_at
+        args = args or []
+        kwargs = kwargs or {}
+        key = (
+            id(info),
+            mode,
+            tuple(_shape(v) for v in args),
+            tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
+            _shape(self_value) if self_value is not None else None,
+        )
+        if key in self._memo:
+            return self._memo[key]
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
+        runs = self._runs.get(info, 0)
+        if runs >= MAX_CONTEXTS:
+            return UNKNOWN_VALUE
+        self._runs[info] = runs + 1
+        self._ran.add(info)
         self._running.add(info)
         saved = (self._function, self._return_values, self._loop_sites)
         self._function, self._return_values, self._loop_sites = info, [], []
-        state = State(mode=info.mode)
-        params = info.node.params
-        single_caller = len(info.call_sites) == 1 and not info.escapes
-        passed = list(args) if args is not None and single_caller else []
-        for index, param in enumerate([*params.posonly_params, *params.params]):
-            name = param.name.value
-            if index == 0 and info.owner is not None and name in ("self", "cls"):
-                state.env[name] = self.instance_of(info.owner, "self")
-                continue
-            value = passed.pop(0) if passed else UNKNOWN_VALUE
-            if value.kind is Kind.UNKNOWN and name in info.used_as_module:
-                # `model.train()` / `model.parameters()`: a model, and one that trains.
-                value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO, path=name)
-            state.env[name] = value
+        state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
+        self.bind_parameters(info, args, kwargs, self_value, state)
         self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
             result = self._return_values[0]
             for value in self._return_values[1:]:
                 result = result.join(value)
-        self.returns[info] = result
+        self._memo[key] = result
         self._function, self._return_values, self._loop_sites = saved
         self._running.discard(info)
-        self._done.add(info)
         return result
+
+    def bind_parameters(
+        self,
+        info: FunctionInfo,
+        args: list[Value],
+        kwargs: dict[str, Value],
+        self_value: Value | None,
+        state: State,
+    ) -> None:
+        params = info.node.params
+        positional = [*params.posonly_params, *params.params]
+        passed = list(args)
+        if info.owner is not None and positional and not info.is_static:
+            first = positional[0].name.value
+            if info.is_classmethod:
+                state.env[first] = OTHER
+            else:
+                state.env[first] = self_value or self.instance_of(info.owner, "self")
+            positional = positional[1:]
+        spread = next((v for v in passed if v.spread), None)
+        if spread is not None:
+            passed = []  # positions unknown past a `*xs` of unknown length
+        for param in [*positional, *params.kwonly_params]:
+            name = param.name.value
+            if param in positional and passed:
+                value = passed.pop(0)
+            else:
+                value = kwargs.get(name, UNKNOWN_VALUE)
+            if value.kind is Kind.UNKNOWN and name in info.used_as_module:
+                # `model.train()` / `model.parameters()`: a model, and one that trains.
+                value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
+            if value.kind in (Kind.MODULE, Kind.OPTIMIZER):
+                value = value.with_(path=name)
+            state.env[name] = value
+        star = params.star_arg
+        if isinstance(star, cst.Param):
+            if spread is not None:
+                rest = Value(kind=Kind.SEQUENCE, item=spread.with_(spread=False))
+            else:
+                rest = sequence(passed, fixed=True)
+            state.env[star.name.value] = rest
+        if params.star_kwarg is not None:
+            state.env[params.star_kwarg.name.value] = OTHER
 
     def instance_of(self, cls: ClassInfo, path: str | None) -> Value:
         if not cls.is_module:
@@ -272,6 +342,7 @@ class Interpreter:
 
     def exec_statement(self, statement: cst.CSTNode, state: State) -> State:
         self.facts.record_mode(statement, state.mode)
+        self._statement = statement
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 state = self.exec_small(small, state)
@@ -341,6 +412,7 @@ class Interpreter:
             passes = 2
         entry = state
         current = state.copy()
+        self._loops.append(loop)
         for index in range(passes):
             sites: set[int] = set()
             self._loop_sites.append(sites)
@@ -353,6 +425,7 @@ class Interpreter:
             current.dead = False  # break/continue end a pass, not the function
             if index + 1 < passes:
                 current = current.age(sites)
+        self._loops.pop()
         result = current if at_least_once else entry.join(current)
         if loop.orelse is not None:
             result = self.exec_block(body_statements(loop.orelse.body), result)
@@ -371,12 +444,14 @@ class Interpreter:
                     self.eval_args(item.item, state)
                 if mode is not None:
                     state.mode = mode
+                    state.grad_off_at = statement if "E" not in mode else None
                 continue
             value = self.eval(item.item, state)
             if item.asname is not None:
                 self.assign(item.asname.name, value, state, item)
+        outer_off = state.grad_off_at
         state = self.exec_block(body_statements(statement.body), state)
-        state.mode = outer_mode
+        state.mode, state.grad_off_at = outer_mode, outer_off
         return state
 
     def exec_small(self, small: cst.BaseSmallStatement, state: State) -> State:
@@ -389,6 +464,7 @@ class Interpreter:
                     self.eval(expr, state)
                     if found[1] is not None:
                         state.mode = found[1]
+                        state.grad_off_at = small if "E" not in found[1] else None
                     return state
                 self.facts.statement_calls.append(self.call_of(expr))
             self.eval(expr, state)
@@ -433,8 +509,11 @@ class Interpreter:
         target = self.eval(node.target, state)
         value = self.eval(node.value, state)
         if target.kind is Kind.TENSOR:
-            # `x += y` on a tensor changes it in place.
-            self.facts.inplace.append(Inplace(node, node.target, "augmented"))
+            # `x += y` on a tensor changes it in place; `x[i] += y` changes x.
+            changed = node.target
+            if isinstance(changed, cst.Subscript) and self.facts.value(changed.value).is_tensor:
+                changed = changed.value
+            self.facts.inplace.append(Inplace(node, changed, "augmented"))
             op = _AUG_OPS.get(type(node.operator), "other")
             result = self.inplace_result(target, [value], op, node, state, saves_output=False)
             self.assign(node.target, result, state, node)
@@ -507,12 +586,7 @@ class Interpreter:
                 state.env[key] = value
                 self.forget_children(key, state)
                 self.facts.record(target, value)
-                if key.startswith("self.") and key.count(".") == 1 and self._function is not None:
-                    owner = self._function.owner
-                    if owner is not None:
-                        attrs = self.class_attrs.setdefault(owner.name, {})
-                        name = target.attr.value
-                        attrs[name] = attrs[name].join(value) if name in attrs else value
+                self.update_class_attr(key, value)
             return
         if isinstance(target, cst.Subscript):
             obj = self.eval(target.value, state)
@@ -523,6 +597,17 @@ class Interpreter:
             return
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
+
+    def update_class_attr(self, key: str, value: Value) -> None:
+        """`self.x = ...` (or `self.x.append(...)`) in any method changes what `x` can hold."""
+        if not key.startswith("self.") or key.count(".") != 1 or self._function is None:
+            return
+        owner = self._function.owner
+        if owner is None:
+            return
+        attrs = self.class_attrs.setdefault(owner.name, {})
+        name = key[5:]
+        attrs[name] = attrs[name].join(value) if name in attrs else value
 
     def forget_children(self, key: str, state: State) -> None:
         prefix = key + "."
@@ -535,8 +620,14 @@ class Interpreter:
         wanted = flag.truth
         if obj.kind is Kind.TENSOR and obj.leaf is YES:
             if obj.path is not None:
-                owner = obj.path[:-2] if obj.path.endswith(".*") else obj.path
+                every = obj.path.endswith(".*")
+                owner = obj.path[:-2] if every else obj.path
                 state.frozen[owner] = wanted.negate()
+                if wanted is NO:
+                    # Freezing every parameter in a loop: the loop is what froze them.
+                    at = self._loops[-1] if every and self._loops else self._statement
+                    if at is not None:
+                        state.frozen_at[owner] = at
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and key in state.env:
@@ -593,7 +684,7 @@ class Interpreter:
             if isinstance(expr.operator, cst.Not):
                 return OTHER
             if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
-                return self.no_grad_tensor(operand)
+                return self.no_grad_tensor(operand, expr)
             return self.op_result([operand], expr, state, "neg")
         if isinstance(expr, cst.BooleanOperation):
             left = self.eval(expr.left, state)
@@ -606,7 +697,7 @@ class Interpreter:
                 any(v.kind is Kind.TENSOR for v in operands)
                 or self.facts.value(expr.left).is_tensor
             ):
-                return self.no_grad_tensor(UNKNOWN_VALUE)
+                return self.no_grad_tensor(UNKNOWN_VALUE, expr)
             return OTHER
         if isinstance(expr, cst.IfExp):
             self.eval(expr.test, state)
@@ -646,7 +737,10 @@ class Interpreter:
             if obj.kind is Kind.TENSOR:
                 return self.op_result([obj], expr, state, "select")
             if obj.kind is Kind.MODULE:  # nn.Sequential / ModuleList indexing
-                return obj.with_(path=f"{obj.path}.[]" if obj.path else None)
+                path = f"{obj.path}.[]" if obj.path else None
+                if obj.item is not None and obj.item.kind is Kind.MODULE:
+                    return self.with_frozen(obj.item.with_(path=path), state)
+                return obj.with_(path=path, item=None, layer=None)
             return UNKNOWN_VALUE
         if isinstance(expr, cst.NamedExpr):
             value = self.eval(expr.value, state)
@@ -694,6 +788,8 @@ class Interpreter:
             return iterable.item if iterable.item is not None else UNKNOWN_VALUE
         if iterable.kind is Kind.TENSOR:
             return self.op_result([iterable], expr, state, "select")
+        if iterable.kind is Kind.MODULE and iterable.item is not None:
+            return iterable.item  # the layers of a Sequential or ModuleList
         return UNKNOWN_VALUE
 
     def with_frozen(self, value: Value, state: State) -> Value:
@@ -713,6 +809,14 @@ class Interpreter:
         if value.kind is Kind.TENSOR and value.leaf is YES:
             return value.with_(requires_grad=frozen.negate())
         return value
+
+    def frozen_where(self, path: str, state: State) -> cst.CSTNode | None:
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            at = state.frozen_at.get(".".join(parts[:end]))
+            if at is not None:
+                return at
+        return None
 
     def frozen_of(self, path: str, state: State) -> Tri | None:
         """Whether every parameter under `path` is frozen; None where nothing was said."""
@@ -743,7 +847,9 @@ class Interpreter:
         attr = expr.attr.value
         if obj.kind is Kind.TENSOR:
             if attr in ("data",):
-                return self.no_grad_tensor(obj).with_(leaf=YES, integer=obj.integer, node=obj.node)
+                return self.no_grad_tensor(obj, expr).with_(
+                    leaf=YES, integer=obj.integer, node=obj.node
+                )
             if attr in ("grad",):
                 return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
             if attr in ("T", "mT", "H", "mH", "real", "imag"):
@@ -812,10 +918,10 @@ class Interpreter:
             assert isinstance(func, cst.Attribute)
             receiver = self.eval(call.receiver, state)
             args = self.eval_args(node, state)
-            local = self.local_method(call.receiver, call.method)
-            if local is not None:
-                self.run_function(local)
-                return self.returns.get(local, UNKNOWN_VALUE)
+            method = self.method_of(receiver, call.method)
+            if method is not None:
+                positional, keywords = _split_args(node, args)
+                return self.run_function(method, positional, keywords, state, receiver)
             key = dotted(func)
             callee: Value | None = None
             if key is not None and key in state.env:
@@ -835,12 +941,11 @@ class Interpreter:
             if name in state.env:
                 callee = self.with_frozen(state.env[name], state)
             elif name in self.scopes.classes:
-                return self.instance_of(self.scopes.classes[name], None)
+                return self.instantiate(self.scopes.classes[name], node, args, state)
             elif name in self.scopes.module_functions:
-                positional = [v for v, a in zip(args, node.args, strict=False) if a.keyword is None]
-                if any(a.star for a in node.args):
-                    positional = []
-                return self.run_function(self.scopes.module_functions[name], positional)
+                positional, keywords = _split_args(node, args)
+                function = self.scopes.module_functions[name]
+                return self.run_function(function, positional, keywords, state)
             elif name in self.module_env and self._function is not None:
                 callee = self.module_env[name]
             else:
@@ -849,16 +954,32 @@ class Interpreter:
             return self.module_call(callee, node, args, state)
         return UNKNOWN_VALUE
 
-    def local_method(self, receiver: cst.BaseExpression, method: str) -> FunctionInfo | None:
-        if (
-            isinstance(receiver, cst.Name)
-            and receiver.value == "self"
-            and self._function is not None
-        ):
-            owner = self._function.owner
-            if owner is not None:
-                return owner.methods.get(method)
+    def instantiate(self, cls: ClassInfo, node: cst.Call, args: list[Value], state: State) -> Value:
+        init = self.find_method(cls, "__init__")
+        if init is not None:
+            positional, keywords = _split_args(node, args)
+            self.run_function(init, positional, keywords, state, self.instance_of(cls, None))
+        return self.instance_of(cls, None)
+
+    def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
+        """The method a local class defines or inherits from a local base."""
+        seen: set[str] = set()
+        todo = [cls]
+        while todo:
+            current = todo.pop(0)
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            if name in current.methods:
+                return current.methods[name]
+            todo.extend(self.scopes.classes[b] for b in current.bases if b in self.scopes.classes)
         return None
+
+    def method_of(self, receiver: Value, method: str) -> FunctionInfo | None:
+        """The local method `receiver.method` calls, for an instance of a local class."""
+        if receiver.cls is None or receiver.cls not in self.scopes.classes:
+            return None
+        return self.find_method(self.scopes.classes[receiver.cls], method)
 
     def builtin_call(self, name: str, node: cst.Call, args: list[Value], state: State) -> Value:
         if name in ("list", "tuple", "sorted", "reversed", "set"):
@@ -931,7 +1052,8 @@ class Interpreter:
             or module == "torch.fft"
         ):
             if name in api.NO_GRAD_RESULTS:
-                return self.no_grad_tensor(UNKNOWN_VALUE)
+                first = next(iter(_tensor_args(args)), UNKNOWN_VALUE)
+                return self.no_grad_tensor(first, node)
             tensors = _tensor_args(args)
             if not tensors:
                 return UNKNOWN_VALUE
@@ -1033,10 +1155,17 @@ class Interpreter:
     ) -> Value:
         if name in ("Sequential", "ModuleList", "ModuleDict"):
             has_params: Tri = NO
+            parts = []
             for value in args:
                 part = value.item if value.kind is Kind.SEQUENCE and value.item else value
+                parts.append(part)
                 has_params = has_params | (part.has_params if part.kind is Kind.MODULE else UNKNOWN)
-            return Value(kind=Kind.MODULE, has_params=has_params, frozen=NO)
+            if not args and name == "ModuleList":
+                has_params = UNKNOWN  # filled later with append()
+            element = sequence(parts).item if parts and name != "ModuleDict" else None
+            return Value(
+                kind=Kind.MODULE, has_params=has_params, frozen=NO, layer=name, item=element
+            )
         if name == "Parameter":
             return UNKNOWN_VALUE
         has = NO if name in api.PARAMETERLESS_MODULES else YES
@@ -1067,14 +1196,15 @@ class Interpreter:
                 elif method in ("extend", "insert", "__setitem__"):
                     item = UNKNOWN_VALUE
                 state.env[key] = old.with_(item=item, items=None)
+                self.update_class_attr(key, state.env[key])
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
         if method in ("detach", "cpu", "cuda", "to") and method == "detach":
-            return self.no_grad_tensor(receiver).with_(leaf=YES, integer=receiver.integer)
+            return self.no_grad_tensor(receiver, node).with_(leaf=YES, integer=receiver.integer)
         if method == "detach_":
             key = dotted(node.func.value)  # type: ignore[attr-defined]
-            detached = self.no_grad_tensor(receiver).with_(leaf=YES, node=receiver.node)
+            detached = self.no_grad_tensor(receiver, node).with_(leaf=YES, node=receiver.node)
             if key is not None:
                 state.env[key] = detached
             return detached
@@ -1092,7 +1222,7 @@ class Interpreter:
                 else Value(kind=Kind.ARRAY, requires_grad=NO)
             )
         if method in api.NO_GRAD_RESULTS:
-            return self.no_grad_tensor(receiver)
+            return self.no_grad_tensor(receiver, node)
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_INPLACE:
             self.facts.inplace.append(Inplace(node, node.func.value, "method"))  # type: ignore[attr-defined]
             base = method[:-1]
@@ -1162,6 +1292,8 @@ class Interpreter:
                 for key in [k for k in state.frozen if k.startswith(module.path + ".")]:
                     del state.frozen[key]
                 state.frozen[module.path] = wanted.negate()
+                if wanted is NO:
+                    state.frozen_at[module.path] = node
                 self.unfreeze_parents(module.path, wanted, state)
             return module.with_(frozen=wanted.negate())
         if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
@@ -1182,6 +1314,15 @@ class Interpreter:
                 state,
                 saves_output=module.layer in api.SAVES_OUTPUT,
             )
+        forward = self.method_of(module, "forward")
+        returned = UNKNOWN_VALUE
+        if forward is not None:
+            positional, keywords = _split_args(node, args)
+            returned = self.run_function(forward, positional, keywords, state, module)
+            if returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER) or (
+                returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN
+            ):
+                return returned
         inputs = _tensor_args(args)
         trainable = module.has_params is YES and module.frozen is NO
         if trainable:
@@ -1193,6 +1334,10 @@ class Interpreter:
                 grad, potential = UNKNOWN, UNKNOWN if potential is not YES else YES
         requires, potential = self.recorded(grad, potential, state)
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
+        if requires is NO and module.frozen is YES and module.path is not None:
+            frozen_at = self.frozen_where(module.path, state)
+            if frozen_at is not None and value.cut is None:
+                value = value.with_(cut=frozen_at)
         if potential is YES:
             if module.layer in api.SAVES_OUTPUT and value.node is not None:
                 state.saves[value.node] = frozenset({(value.node, 0)})
@@ -1218,13 +1363,16 @@ class Interpreter:
             sites.add(site)
         return (site, 0)
 
-    def no_grad_tensor(self, source: Value) -> Value:
+    def no_grad_tensor(self, source: Value, at: cst.CSTNode | None = None) -> Value:
+        """A tensor cut from the graph (at `at`: a detach, an argmax, a comparison)."""
+        cut = at if source.requires_grad is not NO or source.graph else source.cut
         return Value(
             kind=Kind.TENSOR,
             requires_grad=NO,
             leaf=YES,
             inference=source.inference,
             integer=UNKNOWN,
+            cut=cut,
         )
 
     def tensor_result(
@@ -1253,6 +1401,13 @@ class Interpreter:
                 NO if "I" not in state.mode and all(v.inference is NO for v in inputs) else UNKNOWN
             )
         )
+        cut = None
+        if requires is NO:
+            cut = (
+                state.grad_off_at
+                if "E" not in state.mode
+                else next((v.cut for v in inputs if v.cut is not None), None)
+            )
         return Value(
             kind=Kind.TENSOR,
             requires_grad=requires,
@@ -1260,6 +1415,7 @@ class Interpreter:
             inference=inference,
             node=identity,
             graph=graph,
+            cut=cut,
         )
 
     def op_result(self, args: list[Value], node: cst.CSTNode, state: State, op: str) -> Value:
@@ -1317,7 +1473,7 @@ class Interpreter:
                     cst.RightShift,
                 ),
             ):
-                return self.no_grad_tensor(left if left.is_tensor else right)
+                return self.no_grad_tensor(left if left.is_tensor else right, node)
             return self.op_result([left, right], node, state, op)
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
             return NUMBER
@@ -1414,6 +1570,46 @@ class Interpreter:
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node in state.saves
+
+
+def _split_args(node: cst.Call, args: list[Value]) -> tuple[list[Value], dict[str, Value]]:
+    """A call's arguments as positional values and keyword values. `*xs` of a known tuple
+    spreads its elements; of a list of unknown length, it is one value that stands for
+    every element (marked by SPREAD)."""
+    positional: list[Value] = []
+    keywords: dict[str, Value] = {}
+    for arg, value in zip(node.args, args, strict=False):
+        if arg.star == "*":
+            if value.items is not None:
+                positional.extend(value.items)
+            else:
+                item = value.item if value.kind is Kind.SEQUENCE and value.item else UNKNOWN_VALUE
+                positional.append(item.with_(spread=True))
+        elif arg.star == "**":
+            continue
+        elif arg.keyword is not None:
+            keywords[arg.keyword.value] = value
+        else:
+            positional.append(value)
+    return positional, keywords
+
+
+def _shape(value: Value) -> tuple[object, ...]:
+    """What distinguishes two calls' arguments for the analysis (not the graph's identity)."""
+    item = value.item
+    return (
+        value.kind,
+        value.requires_grad,
+        value.leaf,
+        value.inference,
+        value.integer,
+        value.cls,
+        value.has_params,
+        value.frozen,
+        value.layer,
+        value.spread,
+        None if item is None else (item.kind, item.requires_grad, item.cls),
+    )
 
 
 def body_statements_of_module(module: cst.Module) -> Sequence[cst.BaseStatement]:

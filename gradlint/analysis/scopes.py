@@ -45,6 +45,9 @@ class FunctionInfo:
     owner: ClassInfo | None
     parent: FunctionInfo | None
     fixed_mode: Mode | None = None  # from a decorator or a framework hook
+    mode_set_by: cst.CSTNode | None = None  # the decorator that fixes it
+    is_static: bool = False
+    is_classmethod: bool = False
     calls_backward: bool = False
     # (caller, mode at the call site; None: the caller's own mode)
     call_sites: list[tuple[FunctionInfo | None, Mode | None]] = field(default_factory=list)
@@ -150,6 +153,9 @@ class ScopeCollector:
     ) -> FunctionInfo:
         info = FunctionInfo(node=node, name=node.name.value, owner=owner, parent=parent)
         for decorator in node.decorators:
+            name = dotted(decorator.decorator)
+            info.is_static = info.is_static or name == "staticmethod"
+            info.is_classmethod = info.is_classmethod or name == "classmethod"
             found = grad_mode_of(decorator.decorator, self.imports)
             if found is not None:
                 qualname, decorator_mode = found
@@ -164,6 +170,7 @@ class ScopeCollector:
                     }.get(kind)
                 if decorator_mode is not None:
                     info.fixed_mode = decorator_mode
+                    info.mode_set_by = decorator
         if owner is not None:
             owner.methods.setdefault(info.name, info)
         elif parent is None:

@@ -114,10 +114,8 @@ MODEL_ZOOS = ("torchvision.models.", "timm.create_model", "transformers.AutoMode
 PARAMETER_CLASSES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 VARIABLE_CLASSES = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
 
-NUMPY_CONVERTERS = frozenset(
-    "array asarray asanyarray ascontiguousarray sum mean std var max min prod stack "
-    "concatenate vstack hstack float32 float64 median percentile argmax argmin".split()
-)
+# numpy functions that read a tensor's attributes without converting it to an array.
+NUMPY_SAFE = frozenset("shape ndim size isscalar iterable result_type dtype".split())
 
 # Keyword arguments of torch functions that never hold a tensor of the graph.
 NON_TENSOR_KEYWORDS = frozenset(

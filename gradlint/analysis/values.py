@@ -72,6 +72,8 @@ class Value:
     cls: str | None = None  # instance of a class defined in this module
     layer: str | None = None  # MODULE: the torch.nn class, e.g. "ReLU"
     inplace: bool = False  # MODULE: built with inplace=True
+    spread: bool = False  # an argument `*xs` of unknown length: stands for each element
+    cut: object = None  # tensor without grad: the node where its graph was cut, if known
     origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
 
     def with_(self, **changes: object) -> Value:
@@ -115,6 +117,7 @@ class Value:
             cls=self.cls if self.cls == other.cls else None,
             layer=self.layer if self.layer == other.layer else None,
             inplace=self.inplace and other.inplace,
+            cut=self.cut if self.cut is other.cut else None,
             origin=self.origin if self.origin == other.origin else None,
         )
 
