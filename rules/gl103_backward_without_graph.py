@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from gradlint.analysis import Facts
 from gradlint.analysis.values import NO
 from gradlint.rule import Report, Rule
@@ -53,8 +51,8 @@ loss.backward()
 """,
         """\
 import torch
-loss = torch.randn(3).pow(2).sum()
-loss.backward()  # error
+loss = torch.randn(3).pow(2).sum()  # error
+loss.backward()
 """,
         """\
 import torch
@@ -133,14 +131,18 @@ evaluate(torch.randn(2, 4))
             value = facts.value(target)
             if not (value.is_tensor and value.requires_grad is NO):
                 continue
-            # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze)
-            # when it is known: that is the line to change.
-            if isinstance(value.cut, cst.CSTNode):
-                line = facts.position(call.node)[0]
+            # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze,
+            # a tensor made without requires_grad) when that is the line to change.
+            cause = value.cut if value.cut is not None else value.born
+            at = facts.where_to_fix(cause, call.node)
+            line = facts.position(call.node)[0]
+            if at is call.node:
+                yield Report(call.node)
+            elif value.cut is None:
                 yield Report(
-                    value.cut,
-                    f"the graph is cut here, so the backward at line {line} raises: "
-                    "the loss records no graph",
+                    at,
+                    f"made without requires_grad=True, and nothing after records a "
+                    f"graph: the backward at line {line} raises",
                 )
             else:
-                yield Report(call.node)
+                yield Report(at, f"the graph is cut here, so the backward at line {line} raises")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.analysis.values import YES
 from gradlint.rule import Report, Rule
@@ -94,9 +96,21 @@ shifted = buffer + 1
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
-        for node in facts.inference_saved:
-            yield Report(node, _SAVED)
+        for node, made_in in facts.inference_saved:
+            yield self._report(facts, made_in, node, _SAVED)
         for event in facts.inplace:
             value = facts.value(event.target)
             if value.is_tensor and value.inference is YES and "I" not in facts.mode(event.node):
-                yield Report(event.node, _INPLACE)
+                yield self._report(facts, value.made_in, event.node, _INPLACE)
+
+    def _report(self, facts: Facts, made_in: object, use: cst.CSTNode, message: str) -> Report:
+        # A decorated function made inference-only is the thing to change; a block in
+        # the same code is usually right, and the use after it is the mistake.
+        if isinstance(made_in, cst.Decorator):
+            line = facts.position(use)[0]
+            return Report(
+                made_in,
+                f"this makes inference tensors that line {line} uses with "
+                "autograd, which raises; use `torch.no_grad()` instead",
+            )
+        return Report(use, message)

@@ -91,8 +91,11 @@ class Facts:
     saved_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
-    inference_saved: list[cst.CSTNode] = field(default_factory=list)  # ops saving one for backward
+    # Ops that save an inference tensor for backward, and where that tensor was made.
+    inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
+    # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
+    scope: dict[cst.CSTNode, object] = field(default_factory=dict)
     _positions: dict[cst.CSTNode, CodeRange] | None = None
 
     def value(self, expr: cst.CSTNode) -> Value:
@@ -109,6 +112,19 @@ class Facts:
         if "E" not in mode:
             return NO
         return UNKNOWN
+
+    def where_to_fix(self, cause: object, use: cst.CSTNode) -> cst.CSTNode:
+        """Where to report a tensor made wrong at `cause` (a no_grad block, a decorator, a
+        detach) and misused at `use`: at the cause when it is a decorator, in the same
+        function as the use, or still in force at the use; otherwise (a result returned
+        from a function that rightly ran without grad) at the use."""
+        if not isinstance(cause, cst.CSTNode):
+            return use
+        if isinstance(cause, cst.Decorator) or self.grad_enabled(use) is NO:
+            return cause
+        if cause in self.scope and self.scope.get(cause) is self.scope.get(use, False):
+            return cause
+        return use
 
     def position(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
         """1-based (line, column, end_line, end_column); computed only when a rule reports."""

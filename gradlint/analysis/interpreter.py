@@ -240,6 +240,8 @@ class Interpreter:
         saved = (self._function, self._return_values, self._loop_sites)
         self._function, self._return_values, self._loop_sites = info, [], []
         state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
+        if info.mode_set_by is not None:
+            self.facts.scope[info.mode_set_by] = info
         self.bind_parameters(info, args, kwargs, self_value, state)
         self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
@@ -277,8 +279,12 @@ class Interpreter:
             name = param.name.value
             if param in positional and passed:
                 value = passed.pop(0)
+            elif name in kwargs:
+                value = kwargs[name]
+            elif param.default is not None and _is_literal(param.default):
+                value = self.eval(param.default, State())
             else:
-                value = kwargs.get(name, UNKNOWN_VALUE)
+                value = UNKNOWN_VALUE
             if value.kind is Kind.UNKNOWN and name in info.used_as_module:
                 # `model.train()` / `model.parameters()`: a model, and one that trains.
                 value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
@@ -342,13 +348,22 @@ class Interpreter:
 
     def exec_statement(self, statement: cst.CSTNode, state: State) -> State:
         self.facts.record_mode(statement, state.mode)
+        self.facts.scope[statement] = self._function
         self._statement = statement
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 state = self.exec_small(small, state)
             return state
         if isinstance(statement, cst.If):
-            self.eval(statement.test, state)
+            test = self.eval(statement.test, state)
+            if test.truth is YES:  # `if True:`, or a flag whose value is known here
+                return self.exec_block(body_statements(statement.body), state)
+            if test.truth is NO:
+                if statement.orelse is None:
+                    return state
+                if isinstance(statement.orelse, cst.If):
+                    return self.exec_statement(statement.orelse, state)
+                return self.exec_block(body_statements(statement.orelse.body), state)
             then = self.exec_block(body_statements(statement.body), state.copy())
             if statement.orelse is None:
                 other = state
@@ -427,6 +442,11 @@ class Interpreter:
                 current = current.age(sites)
         self._loops.pop()
         result = current if at_least_once else entry.join(current)
+        for key, value in current.env.items():
+            # `total = 0` then `total += loss` in the loop: after it, total is a tensor.
+            before = entry.env.get(key)
+            if before is not None and before.kind is Kind.NUMBER and value.kind is Kind.TENSOR:
+                result.env[key] = value
         if loop.orelse is not None:
             result = self.exec_block(body_statements(loop.orelse.body), result)
         return result
@@ -456,6 +476,7 @@ class Interpreter:
 
     def exec_small(self, small: cst.BaseSmallStatement, state: State) -> State:
         self.facts.record_mode(small, state.mode)
+        self.facts.scope[small] = self._function
         if isinstance(small, cst.Expr):
             expr = small.value
             if isinstance(expr, cst.Call):
@@ -591,6 +612,12 @@ class Interpreter:
         if isinstance(target, cst.Subscript):
             obj = self.eval(target.value, state)
             self.eval_slices(target, state)
+            key = dotted(target.value)
+            if obj.kind in (Kind.MAPPING, Kind.SEQUENCE) and key is not None and key in state.env:
+                # `losses["total"] = loss`: the container may now hold that value.
+                item = value if obj.item is None else obj.item.join(value)
+                state.env[key] = obj.with_(item=item, items=None)
+                self.update_class_attr(key, state.env[key])
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value, "item"))
                 self.inplace_result(obj, [value], "copy", statement, state, saves_output=False)
@@ -713,11 +740,15 @@ class Interpreter:
             # Lists change after they are made; only a tuple's elements stay known.
             return sequence(items, fixed=isinstance(expr, cst.Tuple) and not starred)
         if isinstance(expr, cst.Dict):
+            values = []
             for entry in expr.elements:
                 if isinstance(entry, cst.DictElement):
                     self.eval(entry.key, state)
-                self.eval(entry.value, state)
-            return OTHER
+                    values.append(self.eval(entry.value, state))
+                else:
+                    self.eval(entry.value, state)
+                    values.append(UNKNOWN_VALUE)
+            return Value(kind=Kind.MAPPING, item=sequence(values).item)
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
             inner = self.bind_comprehension(expr.for_in, state)
             item = self.eval(expr.elt, inner)
@@ -732,7 +763,7 @@ class Interpreter:
         if isinstance(expr, cst.Subscript):
             obj = self.eval(expr.value, state)
             self.eval_slices(expr, state)
-            if obj.kind is Kind.SEQUENCE:
+            if obj.kind in (Kind.SEQUENCE, Kind.MAPPING):
                 return obj.item if obj.item is not None else UNKNOWN_VALUE
             if obj.kind is Kind.TENSOR:
                 return self.op_result([obj], expr, state, "select")
@@ -790,6 +821,8 @@ class Interpreter:
             return self.op_result([iterable], expr, state, "select")
         if iterable.kind is Kind.MODULE and iterable.item is not None:
             return iterable.item  # the layers of a Sequential or ModuleList
+        if iterable.kind is Kind.MAPPING:
+            return OTHER  # its keys
         return UNKNOWN_VALUE
 
     def with_frozen(self, value: Value, state: State) -> Value:
@@ -857,6 +890,9 @@ class Interpreter:
             if attr in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"):
                 return OTHER
             return UNKNOWN_VALUE
+        if obj.kind is Kind.OTHER and obj.cls is not None:
+            # An attribute of an instance of a local class, as its methods set it.
+            return self.class_attrs.get(obj.cls, {}).get(attr, UNKNOWN_VALUE)
         if obj.kind is Kind.MODULE:
             if obj.cls is not None:
                 attrs = self.class_attrs.get(obj.cls, {})
@@ -909,6 +945,7 @@ class Interpreter:
     def eval_call(self, node: cst.Call, state: State) -> Value:
         call = self.call_of(node)
         self.facts.calls.append(call)
+        self.facts.scope[node] = self._function
         self.facts.record_mode(node, state.mode)
         if call.qualname is not None:
             args = self.eval_args(node, state)
@@ -926,7 +963,9 @@ class Interpreter:
             callee: Value | None = None
             if key is not None and key in state.env:
                 callee = self.with_frozen(state.env[key], state)
-            elif receiver.kind is Kind.MODULE and call.method not in MODULE_METHODS:
+            elif (receiver.kind is Kind.MODULE and call.method not in MODULE_METHODS) or (
+                receiver.kind is Kind.OTHER and receiver.cls is not None
+            ):
                 callee = self.attribute_of(receiver, func, state)
             if callee is not None:
                 self.facts.record(func, callee)
@@ -1082,9 +1121,7 @@ class Interpreter:
         flag = kwargs.get("requires_grad")
         wanted = NO if flag is None else _bool_literal(flag)
         integer = self.factory_integer(name, node, args, kwargs)
-        inference = (
-            YES if state.mode == frozenset("I") else (NO if "I" not in state.mode else UNKNOWN)
-        )
+        inference = _inference_in(state.mode)
         return Value(
             kind=Kind.TENSOR,
             requires_grad=wanted,
@@ -1092,6 +1129,8 @@ class Interpreter:
             inference=inference,
             integer=integer,
             node=self.new_node(node),
+            born=node if wanted is NO else None,
+            made_in=state.grad_off_at if inference is YES else None,
         )
 
     def factory_integer(
@@ -1186,6 +1225,17 @@ class Interpreter:
             return self.module_method(receiver, method, node, args, state)
         if receiver.kind is Kind.PARAMS and method in ("__iter__",):
             return receiver
+        if receiver.kind is Kind.MAPPING:
+            item = receiver.item or UNKNOWN_VALUE
+            if method == "values":
+                return Value(kind=Kind.SEQUENCE, item=item)
+            if method == "items":
+                return Value(kind=Kind.SEQUENCE, item=_pair(item))
+            if method in ("get", "pop", "setdefault"):
+                return item
+            if method == "keys":
+                return Value(kind=Kind.SEQUENCE, item=OTHER)
+            return UNKNOWN_VALUE
         if receiver.kind is Kind.SEQUENCE:
             key = dotted(node.func.value)  # type: ignore[attr-defined]
             if key is not None and key in state.env:
@@ -1366,6 +1416,8 @@ class Interpreter:
     def no_grad_tensor(self, source: Value, at: cst.CSTNode | None = None) -> Value:
         """A tensor cut from the graph (at `at`: a detach, an argmax, a comparison)."""
         cut = at if source.requires_grad is not NO or source.graph else source.cut
+        if at is not None:
+            self.facts.scope[at] = self._function
         return Value(
             kind=Kind.TENSOR,
             requires_grad=NO,
@@ -1394,20 +1446,17 @@ class Interpreter:
             graph = graph | {identity}
             if saves:
                 state.saves.setdefault(identity, frozenset())
-        inference = (
-            YES
-            if state.mode == frozenset("I")
-            else (
-                NO if "I" not in state.mode and all(v.inference is NO for v in inputs) else UNKNOWN
-            )
-        )
-        cut = None
+        # Outside inference mode, ops on inference tensors give normal tensors.
+        inference = _inference_in(state.mode)
+        cut = born = made_in = None
         if requires is NO:
-            cut = (
-                state.grad_off_at
-                if "E" not in state.mode
-                else next((v.cut for v in inputs if v.cut is not None), None)
-            )
+            if "E" not in state.mode:
+                cut = state.grad_off_at
+            else:
+                cut = next((v.cut for v in inputs if v.cut is not None), None)
+                born = next((v.born for v in inputs if v.born is not None), None)
+        if inference is YES:
+            made_in = state.grad_off_at
         return Value(
             kind=Kind.TENSOR,
             requires_grad=requires,
@@ -1416,6 +1465,8 @@ class Interpreter:
             node=identity,
             graph=graph,
             cut=cut,
+            born=born,
+            made_in=made_in,
         )
 
     def op_result(self, args: list[Value], node: cst.CSTNode, state: State, op: str) -> Value:
@@ -1489,7 +1540,7 @@ class Interpreter:
             if tensor.inference is YES and "I" not in state.mode:
                 op = self._site_nodes.get(result.node[0])
                 if op is not None:
-                    self.facts.inference_saved.append(op)
+                    self.facts.inference_saved.append((op, tensor.made_in))
             if tensor.node is not None:
                 saved.add((tensor.node, state.versions.setdefault(tensor.node, 0)))
         state.saves[result.node] = frozenset(saved)
@@ -1570,6 +1621,19 @@ class Interpreter:
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node in state.saves
+
+
+def _is_literal(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.Name):
+        return expr.value in ("True", "False", "None")
+    if isinstance(expr, cst.UnaryOperation):
+        return _is_literal(expr.expression)
+    return isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString))
+
+
+def _inference_in(mode: Mode) -> Tri:
+    """Whether tensors made in this grad mode are inference tensors."""
+    return YES if mode == frozenset("I") else (NO if "I" not in mode else UNKNOWN)
 
 
 def _split_args(node: cst.Call, args: list[Value]) -> tuple[list[Value], dict[str, Value]]:

@@ -41,6 +41,7 @@ class Kind(Enum):
     OPTIMIZER = "optimizer"
     PARAMS = "params"  # the generator that .parameters() returns
     SEQUENCE = "sequence"  # list, tuple or comprehension; `item` joins the elements
+    MAPPING = "mapping"  # a dict; `item` joins the values
     NUMBER = "number"
     ARRAY = "array"  # a numpy array
     OTHER = "other"  # known, and none of the above (str, None, a class, a function)
@@ -74,6 +75,8 @@ class Value:
     inplace: bool = False  # MODULE: built with inplace=True
     spread: bool = False  # an argument `*xs` of unknown length: stands for each element
     cut: object = None  # tensor without grad: the node where its graph was cut, if known
+    born: object = None  # a factory's tensor made without requires_grad: that call
+    made_in: object = None  # inference tensor: the inference_mode block or decorator
     origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
 
     def with_(self, **changes: object) -> Value:
@@ -117,7 +120,9 @@ class Value:
             cls=self.cls if self.cls == other.cls else None,
             layer=self.layer if self.layer == other.layer else None,
             inplace=self.inplace and other.inplace,
-            cut=self.cut if self.cut is other.cut else None,
+            cut=self.cut if self.cut is not None else other.cut,
+            born=self.born if self.born is not None else other.born,
+            made_in=self.made_in if self.made_in is not None else other.made_in,
             origin=self.origin if self.origin == other.origin else None,
         )
 
