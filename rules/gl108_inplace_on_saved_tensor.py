@@ -18,6 +18,7 @@ class InplaceOnSavedTensor(Rule):
     Changing one of those tensors in place (`y += 1`, `y[mask] = 0`, `y.clamp_(...)`, an
     `nn.ReLU(inplace=True)`) makes the later `backward()` raise `RuntimeError: one of the
     variables needed for gradient computation has been modified by an inplace operation`.
+    For a layer built with `inplace=True`, the finding points at where it is built.
 
     **Example**
     ```python
@@ -74,11 +75,11 @@ class Gate(nn.Module):
         super().__init__()
         self.proj = nn.Linear(4, 4)
         self.act = nn.Sigmoid()
-        self.clip = nn.Hardtanh(0.0, 0.5, inplace=True)
+        self.clip = nn.Hardtanh(0.0, 0.5, inplace=True)  # error
 
     def forward(self, x):
         g = self.act(self.proj(x))
-        g = self.clip(g)  # error
+        g = self.clip(g)
         return g * x
 
 loss = Gate()(torch.randn(2, 4)).sum()

@@ -85,7 +85,8 @@ class State:
     freed: dict[Node, cst.CSTNode] = field(default_factory=dict)
     # Version counter per tensor identity; -1 where paths disagree.
     versions: dict[Node, int] = field(default_factory=dict)
-    changed_at: dict[Node, cst.CSTNode] = field(default_factory=dict)
+    # Tensor identity -> its in-place changes: (version after, what to blame).
+    changed_at: dict[Node, tuple[tuple[int, cst.CSTNode], ...]] = field(default_factory=dict)
     # Graph node -> the tensors it saved for backward, at their versions then.
     saves: dict[Node, frozenset[tuple[Node, int]]] = field(default_factory=dict)
     exhausted: frozenset[int] = frozenset()  # `.parameters()` generators already used up
@@ -766,7 +767,14 @@ class Interpreter:
             if obj.kind in (Kind.SEQUENCE, Kind.MAPPING):
                 return obj.item if obj.item is not None else UNKNOWN_VALUE
             if obj.kind is Kind.TENSOR:
-                return self.op_result([obj], expr, state, "select")
+                basic = all(
+                    isinstance(element.slice, cst.Slice)
+                    or self.facts.value(element.slice.value).kind in (Kind.NUMBER, Kind.OTHER)
+                    for element in expr.slice
+                    if isinstance(element.slice, (cst.Slice, cst.Index))
+                )
+                # Basic indexing gives a view; indexing with lists or tensors copies.
+                return self.op_result([obj], expr, state, "select" if basic else "index")
             if obj.kind is Kind.MODULE:  # nn.Sequential / ModuleList indexing
                 path = f"{obj.path}.[]" if obj.path else None
                 if obj.item is not None and obj.item.kind is Kind.MODULE:
@@ -1212,7 +1220,9 @@ class Interpreter:
         inplace = (
             name in api.INPLACE_CAPABLE_MODULES and flag is not None and _bool_literal(flag) is YES
         )
-        return Value(kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, inplace=inplace)
+        return Value(
+            kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, inplace=inplace, born=node
+        )
 
     def method_call(
         self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
@@ -1251,7 +1261,10 @@ class Interpreter:
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
         if method in ("detach", "cpu", "cuda", "to") and method == "detach":
-            return self.no_grad_tensor(receiver, node).with_(leaf=YES, integer=receiver.integer)
+            # detach() shares storage and version counter with the tensor.
+            return self.no_grad_tensor(receiver, node).with_(
+                leaf=YES, integer=receiver.integer, node=receiver.node
+            )
         if method == "detach_":
             key = dotted(node.func.value)  # type: ignore[attr-defined]
             detached = self.no_grad_tensor(receiver, node).with_(leaf=YES, node=receiver.node)
@@ -1356,6 +1369,7 @@ class Interpreter:
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+            blame = module.born if isinstance(module.born, cst.CSTNode) else None
             return self.inplace_result(
                 args[0],
                 [],
@@ -1363,6 +1377,7 @@ class Interpreter:
                 node,
                 state,
                 saves_output=module.layer in api.SAVES_OUTPUT,
+                blame=blame,
             )
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
@@ -1493,7 +1508,12 @@ class Interpreter:
                     if saved:
                         self.save_inputs([tensor], value, state, when=True)
         integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
-        return value.with_(integer=integer) if integer is not UNKNOWN else value
+        if integer is not UNKNOWN:
+            value = value.with_(integer=integer)
+        if op in api.VIEW_OPS and inputs[0].node is not None:
+            # A view shares its base's storage and version counter.
+            value = value.with_(node=inputs[0].node)
+        return value
 
     def binary(
         self, left: Value, right: Value, operator: cst.CSTNode, node: cst.CSTNode, state: State
@@ -1553,24 +1573,30 @@ class Interpreter:
         node: cst.CSTNode,
         state: State,
         saves_output: bool,
+        blame: cst.CSTNode | None = None,
     ) -> Value:
+        """`target` changed in place by `op` at `node` (`blame`: what to change to avoid it,
+        such as the layer built with inplace=True)."""
         if target.leaf is YES and target.requires_grad is YES:
             return target  # raises under grad mode, and changes nothing of the graph under no_grad
         if target.node is not None:
             version = state.versions.get(target.node, 0)
             state.versions[target.node] = version + 1 if version >= 0 else -1
-            state.changed_at[target.node] = node
-        any_grad = target.requires_grad | _grad_of(args)
+            changes = state.changed_at.get(target.node, ())
+            state.changed_at[target.node] = (*changes, (version + 1, blame or node))
+        operands = [target, *args]
         if "E" not in state.mode:
-            requires = target.requires_grad
-        elif state.mode == ENABLED:
-            requires = any_grad
+            requires, potential = target.requires_grad, _grad_of([target], potential=True)
         else:
-            requires = UNKNOWN if any_grad is not target.requires_grad else any_grad
+            requires, potential = self.recorded(
+                _grad_of(operands), _grad_of(operands, potential=True), state
+            )
+            if state.mode != ENABLED and requires is NO:
+                requires = target.requires_grad
         graph = target.graph
         for value in _tensor_args(args):
             graph |= value.graph
-        if requires is YES and target.node is not None:
+        if potential is YES and target.node is not None:
             step = (id(node), 0)
             self.new_node(node)
             graph = graph | {step}
@@ -1614,10 +1640,11 @@ class Interpreter:
                 current = state.versions.get(saved, 0)
                 if 0 <= version != current >= 0 and saved in state.changed_at:
                     op = self._site_nodes.get(graph_node[0])
-                    if op is not None:
-                        self.facts.saved_changes.append(
-                            SavedChanged(state.changed_at[saved], op, at)
-                        )
+                    if op is None:
+                        continue
+                    for after, changed in state.changed_at[saved]:
+                        if after > version:
+                            self.facts.saved_changes.append(SavedChanged(changed, op, at))
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node in state.saves

@@ -130,3 +130,9 @@ BINARY_METHODS = frozenset(
     "addcdiv lerp maximum minimum atan2 hypot outer cross kron index_add scatter scatter_add "
     "masked_scatter index_put copy_ add_ sub_ mul_ div_ pow_ addcmul_ addcdiv_ lerp_".split()
 )
+
+# Ops whose result is a view: it shares the input's storage and version counter.
+VIEW_OPS = frozenset(
+    "select transpose t T mT permute view view_as expand expand_as squeeze unsqueeze narrow "
+    "diagonal unfold movedim swapaxes swapdims as_strided real imag".split()
+)
