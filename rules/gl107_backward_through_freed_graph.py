@@ -48,9 +48,9 @@ rnn = nn.GRU(4, 8, batch_first=True)
 head = nn.Linear(8, 1)
 hidden = torch.zeros(1, 2, 8)
 for step in range(3):
-    out, hidden = rnn(torch.randn(2, 5, 4), hidden)
+    out, hidden = rnn(torch.randn(2, 5, 4), hidden)  # error
     loss = head(out).pow(2).mean()
-    loss.backward()  # error
+    loss.backward()
 """,
         """\
 import torch
@@ -59,10 +59,10 @@ G = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3))
 D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
 bce = nn.BCEWithLogitsLoss()
 fake = G(torch.randn(5, 2))
-d_loss = bce(D(fake), torch.zeros(5, 1))
+d_loss = bce(D(fake), torch.zeros(5, 1))  # error
 d_loss.backward()
 g_loss = bce(D(fake), torch.ones(5, 1))
-g_loss.backward()  # error
+g_loss.backward()
 """,
         """\
 import torch
@@ -111,10 +111,17 @@ total.sum().backward()
 
     def check(self, facts: Facts) -> Iterator[Report]:
         for event in facts.freed_graphs:
-            built = facts.position(event.built_at)[0]
             freed = facts.position(event.freed_by)[0]
-            yield Report(
-                event.node,
-                f"back-propagates through the graph built at line {built}, which the backward() "
-                f"at line {freed} already freed; detach it there or pass retain_graph=True",
-            )
+            again = facts.position(event.node)[0]
+            if event.entry is None:
+                yield Report(
+                    event.node,
+                    f"back-propagates through a graph that the backward() at line {freed} "
+                    "already freed; keep it with retain_graph=True or rebuild it",
+                )
+            else:
+                yield Report(
+                    event.entry,
+                    f"takes in a graph that the backward() at line {freed} frees; the backward() "
+                    f"at line {again} then goes through it again and raises: `.detach()` it here",
+                )

@@ -50,7 +50,7 @@ class FreedGraph:
     """A backward that goes through graph nodes an earlier backward already freed."""
 
     node: cst.Call  # the second backward
-    built_at: cst.CSTNode  # where the shared part of the graph was built
+    entry: cst.CSTNode | None  # where the freed part was let into a back-propagated graph
     freed_by: cst.CSTNode  # the first backward
 
 

@@ -155,6 +155,7 @@ class State:
             return value.with_(
                 graph=frozenset(old(n) for n in value.graph),
                 node=old(value.node) if value.node is not None else None,
+                head=old(value.head) if value.head is not None else None,
                 item=age_value(value.item) if value.item is not None else None,
             )
 
@@ -185,6 +186,8 @@ class Interpreter:
         self._function: FunctionInfo | None = None
         self._return_values: list[Value] = []
         self._site_nodes: dict[int, cst.CSTNode] = {}
+        # Graph node -> the graph nodes made from it (as named when they were made).
+        self._consumers: dict[Node, set[Node]] = {}
         self.module_env: dict[str, Value] = {}
 
     # -- driving ----------------------------------------------------------------------------
@@ -1459,6 +1462,9 @@ class Interpreter:
         identity = self.new_node(node)
         if potential is YES:
             graph = graph | {identity}
+            for value in inputs:
+                if value.head is not None:
+                    self._consumers.setdefault(value.head, set()).add(identity)
             if saves:
                 state.saves.setdefault(identity, frozenset())
         # Outside inference mode, ops on inference tensors give normal tensors.
@@ -1478,6 +1484,7 @@ class Interpreter:
             leaf=requires.negate() if requires is not UNKNOWN else UNKNOWN,
             inference=inference,
             node=identity,
+            head=identity if potential is YES else None,
             graph=graph,
             cut=cut,
             born=born,
@@ -1596,14 +1603,18 @@ class Interpreter:
         graph = target.graph
         for value in _tensor_args(args):
             graph |= value.graph
+        head = target.head
         if potential is YES and target.node is not None:
             step = (id(node), 0)
             self.new_node(node)
             graph = graph | {step}
+            if target.head is not None:
+                self._consumers.setdefault(target.head, set()).add(step)
+            head = step
             if saves_output:
                 state.saves[step] = frozenset({(target.node, state.versions[target.node])})
         leaf = target.leaf if requires is not YES else (NO if target.leaf is not YES else YES)
-        return target.with_(requires_grad=requires, graph=graph, leaf=leaf)
+        return target.with_(requires_grad=requires, graph=graph, leaf=leaf, head=head)
 
     # -- backward ---------------------------------------------------------------------------------
 
@@ -1617,12 +1628,10 @@ class Interpreter:
     ) -> None:
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
-        for graph_node in loss.graph:
-            if graph_node in state.freed and self.saves_tensors(graph_node, state):
-                built = self._site_nodes.get(graph_node[0])
-                if built is not None:
-                    self.facts.freed_graphs.append(FreedGraph(node, built, state.freed[graph_node]))
-                    break
+        shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n, state)]
+        if shared:
+            entry = self.entry_into_freed_graph(shared, loss.graph, state)
+            self.facts.freed_graphs.append(FreedGraph(node, entry, state.freed[shared[0]]))
         self.check_saved(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
@@ -1632,6 +1641,25 @@ class Interpreter:
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def entry_into_freed_graph(
+        self, shared: list[Node], graph: frozenset[Node], state: State
+    ) -> cst.CSTNode | None:
+        """Where the shared, freed part of a graph was let into a graph that backward ran
+        through: for a tensor carried over from an earlier pass of a loop (an RNN's hidden
+        state), where this pass uses it; otherwise (a GAN's fake batch, values reused over
+        epochs), where the first of the two backwards took it in."""
+        for node in shared:
+            if node[1] == 1:
+                for consumer in self._consumers.get(node, ()):
+                    if consumer[1] == 0 and consumer in graph:
+                        return self._site_nodes.get(consumer[0])
+        for node in shared:
+            for consumer in self._consumers.get(node, ()):
+                for aged in ((consumer[0], 0), (consumer[0], 1)):
+                    if aged in state.freed and aged not in graph:
+                        return self._site_nodes.get(consumer[0])
+        return None
 
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""

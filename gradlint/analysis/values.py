@@ -63,6 +63,7 @@ class Value:
     node: Node | None = None
     # Graph nodes this tensor's graph surely holds (op results that require grad).
     graph: frozenset[Node] = frozenset()
+    head: Node | None = None  # the graph node that made this tensor
     item: Value | None = None  # SEQUENCE: the join of its elements
     items: tuple[Value, ...] | None = None  # SEQUENCE of known length: each element
     truth: Tri = UNKNOWN  # `True` / `False` literals
@@ -109,6 +110,7 @@ class Value:
             inference=self.inference.join(other.inference),
             integer=self.integer.join(other.integer),
             node=self.node if self.node == other.node else None,
+            head=self.head if self.head == other.head else None,
             # May-analysis: a graph that either path built can be the one backward frees.
             graph=self.graph | other.graph,
             item=item,
