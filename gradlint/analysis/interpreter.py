@@ -141,13 +141,14 @@ class State:
             grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
         )
 
-    def age(self, sites: set[int]) -> State:
-        """Values made on this pass of a loop become values of an earlier pass."""
+    def age(self, sites: set[int], generation: int) -> State:
+        """Values made on this pass of a loop become values of an earlier pass (marked with
+        a generation of their own, so that passes of different loops never meet)."""
         if not sites:
             return self
 
         def old(node: Node) -> Node:
-            return (node[0], 1) if node[0] in sites else node
+            return (node[0], generation) if node[1] == 0 and node[0] in sites else node
 
         def age_value(value: Value) -> Value:
             if not value.graph and value.node is None and value.item is None:
@@ -188,6 +189,10 @@ class Interpreter:
         self._site_nodes: dict[int, cst.CSTNode] = {}
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
+        self._generation = 0
+        self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
+        self._made_during: dict[int, tuple[cst.Call | None, ...]] = {}  # site -> call path
+        self._saving_sites: set[int] = set()  # ops that save tensors for backward
         self.module_env: dict[str, Value] = {}
 
     # -- driving ----------------------------------------------------------------------------
@@ -213,6 +218,7 @@ class Interpreter:
         kwargs: dict[str, Value] | None = None,
         caller: State | None = None,
         self_value: Value | None = None,
+        call: cst.Call | None = None,
     ) -> Value:
         """Run a function's body on abstract values: for a call, with that call's arguments
         and grad mode (a few distinct calls per function); without a caller, with unknowns."""
@@ -232,7 +238,7 @@ class Interpreter:
             _shape(self_value) if self_value is not None else None,
         )
         if key in self._memo:
-            return self._memo[key]
+            return self.renewed(self._memo[key])
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
         runs = self._runs.get(info, 0)
@@ -241,8 +247,10 @@ class Interpreter:
         self._runs[info] = runs + 1
         self._ran.add(info)
         self._running.add(info)
-        saved = (self._function, self._return_values, self._loop_sites)
-        self._function, self._return_values, self._loop_sites = info, [], []
+        saved = (self._function, self._return_values)
+        self._call_path.append(call)
+        # Callee code run inside a caller's loop makes new graph nodes on every pass too.
+        self._function, self._return_values = info, []
         state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
@@ -254,9 +262,36 @@ class Interpreter:
             for value in self._return_values[1:]:
                 result = result.join(value)
         self._memo[key] = result
-        self._function, self._return_values, self._loop_sites = saved
+        self._function, self._return_values = saved
+        self._call_path.pop()
         self._running.discard(info)
         return result
+
+    def renewed(self, value: Value) -> Value:
+        """A remembered call's result, as a new call makes it: the graph nodes of its earlier
+        loop passes are other tensors than the first call's."""
+        generations: dict[int, int] = {}
+
+        def node_of(node: Node) -> Node:
+            if node[1] == 0:
+                return node
+            if node[1] not in generations:
+                self._generation += 1
+                generations[node[1]] = self._generation
+            return (node[0], generations[node[1]])
+
+        def renew(value: Value) -> Value:
+            if not value.graph and value.item is None and value.items is None:
+                return value
+            return value.with_(
+                graph=frozenset(node_of(n) for n in value.graph),
+                node=node_of(value.node) if value.node is not None else None,
+                head=node_of(value.head) if value.head is not None else None,
+                item=renew(value.item) if value.item is not None else None,
+                items=tuple(renew(v) for v in value.items) if value.items is not None else None,
+            )
+
+        return renew(value)
 
     def bind_parameters(
         self,
@@ -443,7 +478,8 @@ class Interpreter:
                 outer |= sites
             current.dead = False  # break/continue end a pass, not the function
             if index + 1 < passes:
-                current = current.age(sites)
+                self._generation += 1
+                current = current.age(sites, self._generation)
         self._loops.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
@@ -903,12 +939,12 @@ class Interpreter:
             return UNKNOWN_VALUE
         if obj.kind is Kind.OTHER and obj.cls is not None:
             # An attribute of an instance of a local class, as its methods set it.
-            return self.class_attrs.get(obj.cls, {}).get(attr, UNKNOWN_VALUE)
+            return _without_graph(self.class_attrs.get(obj.cls, {}).get(attr, UNKNOWN_VALUE))
         if obj.kind is Kind.MODULE:
             if obj.cls is not None:
                 attrs = self.class_attrs.get(obj.cls, {})
                 if attr in attrs:
-                    found = attrs[attr]
+                    found = _without_graph(attrs[attr])
                     path = f"{obj.path}.{attr}" if obj.path else None
                     return self.with_frozen(found.with_(path=path), state) if path else found
                 return UNKNOWN_VALUE
@@ -969,7 +1005,7 @@ class Interpreter:
             method = self.method_of(receiver, call.method)
             if method is not None:
                 positional, keywords = _split_args(node, args)
-                return self.run_function(method, positional, keywords, state, receiver)
+                return self.run_function(method, positional, keywords, state, receiver, node)
             key = dotted(func)
             callee: Value | None = None
             if key is not None and key in state.env:
@@ -995,7 +1031,7 @@ class Interpreter:
             elif name in self.scopes.module_functions:
                 positional, keywords = _split_args(node, args)
                 function = self.scopes.module_functions[name]
-                return self.run_function(function, positional, keywords, state)
+                return self.run_function(function, positional, keywords, state, call=node)
             elif name in self.module_env and self._function is not None:
                 callee = self.module_env[name]
             else:
@@ -1008,7 +1044,7 @@ class Interpreter:
         init = self.find_method(cls, "__init__")
         if init is not None:
             positional, keywords = _split_args(node, args)
-            self.run_function(init, positional, keywords, state, self.instance_of(cls, None))
+            self.run_function(init, positional, keywords, state, self.instance_of(cls, None), node)
         return self.instance_of(cls, None)
 
     def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
@@ -1386,7 +1422,7 @@ class Interpreter:
         returned = UNKNOWN_VALUE
         if forward is not None:
             positional, keywords = _split_args(node, args)
-            returned = self.run_function(forward, positional, keywords, state, module)
+            returned = self.run_function(forward, positional, keywords, state, module, node)
             if returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER) or (
                 returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN
             ):
@@ -1427,6 +1463,7 @@ class Interpreter:
     def new_node(self, node: cst.CSTNode) -> Node:
         site = id(node)
         self._site_nodes[site] = node
+        self._made_during.setdefault(site, tuple(self._call_path))
         for sites in self._loop_sites:
             sites.add(site)
         return (site, 0)
@@ -1462,6 +1499,8 @@ class Interpreter:
         identity = self.new_node(node)
         if potential is YES:
             graph = graph | {identity}
+            if saves:
+                self._saving_sites.add(identity[0])
             for value in inputs:
                 if value.head is not None:
                     self._consumers.setdefault(value.head, set()).add(identity)
@@ -1631,6 +1670,12 @@ class Interpreter:
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n, state)]
         if shared:
             entry = self.entry_into_freed_graph(shared, loss.graph, state)
+            if entry is not None:
+                # Made inside a call from this code: point at that call.
+                path = self._made_during.get(id(entry), ())
+                depth = len(self._call_path)
+                if len(path) > depth and path[depth] is not None:
+                    entry = path[depth]
             self.facts.freed_graphs.append(FreedGraph(node, entry, state.freed[shared[0]]))
         self.check_saved(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
@@ -1650,15 +1695,15 @@ class Interpreter:
         state), where this pass uses it; otherwise (a GAN's fake batch, values reused over
         epochs), where the first of the two backwards took it in."""
         for node in shared:
-            if node[1] == 1:
+            if node[1] != 0:
                 for consumer in self._consumers.get(node, ()):
                     if consumer[1] == 0 and consumer in graph:
                         return self._site_nodes.get(consumer[0])
         for node in shared:
-            for consumer in self._consumers.get(node, ()):
-                for aged in ((consumer[0], 0), (consumer[0], 1)):
-                    if aged in state.freed and aged not in graph:
-                        return self._site_nodes.get(consumer[0])
+            sites = {consumer[0] for consumer in self._consumers.get(node, ())}
+            for freed in state.freed:
+                if freed[0] in sites and freed not in graph:
+                    return self._site_nodes.get(freed[0])
         return None
 
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
@@ -1675,7 +1720,17 @@ class Interpreter:
                             self.facts.saved_changes.append(SavedChanged(changed, op, at))
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
-        return graph_node in state.saves
+        return graph_node[0] in self._saving_sites
+
+
+def _without_graph(value: Value) -> Value:
+    """An attribute as any method may have left it: which graph it holds, and which tensor
+    it is, depend on the order methods run in, which is not known."""
+    if not value.graph and value.node is None and value.item is None:
+        return value
+    item = _without_graph(value.item) if value.item is not None else None
+    items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
+    return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
 
 
 def _is_literal(expr: cst.BaseExpression) -> bool:
