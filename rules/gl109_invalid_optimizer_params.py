@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.analysis.values import NO, YES, Kind
 from gradlint.rule import Report, Rule
@@ -56,14 +58,14 @@ import torch
 from torch import nn
 model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
 for p in model.parameters():
-    p.requires_grad = False
+    p.requires_grad = False  # error
 trainable = [p for p in model.parameters() if p.requires_grad]
-opt = torch.optim.Adam(trainable)  # error
+opt = torch.optim.Adam(trainable)
 """,
         """\
 import torch
-w = torch.randn(3, requires_grad=True).double()
-opt = torch.optim.SGD([w], lr=0.1)  # error
+w = torch.randn(3, requires_grad=True).double()  # error
+opt = torch.optim.SGD([w], lr=0.1)
 """,
     ]
     VALID = [
@@ -104,7 +106,16 @@ opt = torch.optim.SGD([w, v], lr=0.1)
             value = facts.value(made.params)
             if value.kind is not Kind.SEQUENCE:
                 continue
-            if value.items == ():
+            if value.items == () and value.cut is not None:
+                yield self._at(
+                    facts,
+                    value.cut,
+                    made.node,
+                    "freezes every parameter the optimizer "
+                    "at line {line} is then given, which raises",
+                    _EMPTY,
+                )
+            elif value.items == ():
                 yield Report(made.node, _EMPTY)
             elif (
                 value.item is not None
@@ -112,4 +123,22 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 and value.item.leaf is NO
                 and value.item.requires_grad is YES
             ):
-                yield Report(made.node, _NON_LEAF)
+                # Whatever function made it, the op that made the non-leaf is the mistake.
+                cause = value.item.made_by
+                if isinstance(cause, cst.CSTNode):
+                    line = facts.position(made.node)[0]
+                    yield Report(
+                        cause,
+                        f"makes a non-leaf tensor that the optimizer at line {line} is given, "
+                        "which raises; keep the leaf",
+                    )
+                else:
+                    yield Report(made.node, _NON_LEAF)
+
+    def _at(
+        self, facts: Facts, cause: object, use: cst.CSTNode, template: str, fallback: str
+    ) -> Report:
+        at = facts.where_to_fix(cause, use)
+        if at is use:
+            return Report(use, fallback)
+        return Report(at, template.format(line=facts.position(use)[0]))

@@ -690,11 +690,8 @@ class Interpreter:
                 every = obj.path.endswith(".*")
                 owner = obj.path[:-2] if every else obj.path
                 state.frozen[owner] = wanted.negate()
-                if wanted is NO:
-                    # Freezing every parameter in a loop: the loop is what froze them.
-                    at = self._loops[-1] if every and self._loops else self._statement
-                    if at is not None:
-                        state.frozen_at[owner] = at
+                if wanted is NO and self._statement is not None:
+                    state.frozen_at[owner] = self._statement
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and key in state.env:
@@ -793,7 +790,11 @@ class Interpreter:
             inner = self.bind_comprehension(expr.for_in, state)
             item = self.eval(expr.elt, inner)
             if _keeps_trainable(expr.for_in, expr.elt) and item.requires_grad is NO:
-                return Value(kind=Kind.SEQUENCE, items=())  # every candidate is frozen
+                # Every candidate is frozen: the list is empty, made so by the freeze.
+                frozen_at = (
+                    self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
+                )
+                return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
             return Value(kind=Kind.SEQUENCE, item=item)
         if isinstance(expr, cst.DictComp):
             inner = self.bind_comprehension(expr.for_in, state)
@@ -1076,7 +1077,10 @@ class Interpreter:
         if name == "filter" and len(args) == 2:
             item = self.iterate(args[1], state, node.args[1].value)
             if _is_requires_grad_test(node.args[0].value) and item.requires_grad is NO:
-                return Value(kind=Kind.SEQUENCE, items=())
+                frozen_at = (
+                    self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
+                )
+                return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
             return Value(kind=Kind.SEQUENCE, item=item)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
@@ -1524,6 +1528,7 @@ class Interpreter:
             inference=inference,
             node=identity,
             head=identity if potential is YES else None,
+            made_by=node if requires is YES else None,
             graph=graph,
             cut=cut,
             born=born,
@@ -1535,9 +1540,10 @@ class Interpreter:
         if not inputs:
             return UNKNOWN_VALUE
         requires, potential = self.recorded(_grad_of(args), _grad_of(args, potential=True), state)
-        value = self.tensor_result(
-            inputs, node, state, requires, potential, saves=op not in api.SAVES_NOTHING
-        )
+        # `x * 0.5` saves only the number: a second backward through it is fine.
+        by_number = op in ("mul", "div") and any(a.kind is Kind.NUMBER for a in args)
+        saves = op not in api.SAVES_NOTHING and not by_number
+        value = self.tensor_result(inputs, node, state, requires, potential, saves=saves)
         if potential is YES:
             if op in api.SAVES_OUTPUT and value.node is not None:
                 state.saves[value.node] = frozenset({(value.node, 0)})
@@ -1669,7 +1675,7 @@ class Interpreter:
             return
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n, state)]
         if shared:
-            entry = self.entry_into_freed_graph(shared, loss.graph, state)
+            entry = self.entry_into_freed_graph(shared, loss.graph, state, node)
             if entry is not None:
                 # Made inside a call from this code: point at that call.
                 path = self._made_during.get(id(entry), ())
@@ -1688,12 +1694,19 @@ class Interpreter:
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
 
     def entry_into_freed_graph(
-        self, shared: list[Node], graph: frozenset[Node], state: State
+        self, shared: list[Node], graph: frozenset[Node], state: State, backward: cst.Call
     ) -> cst.CSTNode | None:
         """Where the shared, freed part of a graph was let into a graph that backward ran
         through: for a tensor carried over from an earlier pass of a loop (an RNN's hidden
-        state), where this pass uses it; otherwise (a GAN's fake batch, values reused over
-        epochs), where the first of the two backwards took it in."""
+        state), where this pass uses it; for values made before a loop whose every pass
+        back-propagates them (advantages reused over epochs), where the shared part ends;
+        otherwise (a GAN's fake batch), where the first of the two backwards took it in."""
+        if all(node[1] == 0 and state.freed[node] is backward for node in shared):
+            common = {n for n in graph if n in state.freed}
+            for node in common:
+                consumers = self._consumers.get(node, set())
+                if any(c in graph and c not in common for c in consumers):
+                    return self._site_nodes.get(node[0])
         for node in shared:
             if node[1] != 0:
                 for consumer in self._consumers.get(node, ()):

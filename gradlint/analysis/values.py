@@ -78,6 +78,7 @@ class Value:
     cut: object = None  # tensor without grad: the node where its graph was cut, if known
     born: object = None  # a factory's tensor made without requires_grad: that call
     made_in: object = None  # inference tensor: the inference_mode block or decorator
+    made_by: object = None  # non-leaf tensor: the op that made it
     origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
 
     def with_(self, **changes: object) -> Value:
@@ -125,6 +126,7 @@ class Value:
             cut=self.cut if self.cut is not None else other.cut,
             born=self.born if self.born is not None else other.born,
             made_in=self.made_in if self.made_in is not None else other.made_in,
+            made_by=self.made_by if self.made_by is other.made_by else None,
             origin=self.origin if self.origin == other.origin else None,
         )
 
