@@ -170,6 +170,11 @@ class State:
         }
         return aged
 
+    def age_in_place(self, sites: set[int], generation: int) -> None:
+        aged = self.age(sites, generation)
+        self.env, self.freed, self.versions = aged.env, aged.freed, aged.versions
+        self.changed_at, self.saves = aged.changed_at, aged.saves
+
 
 class Interpreter:
     def __init__(self, module: cst.Module) -> None:
@@ -190,6 +195,8 @@ class Interpreter:
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
         self._generation = 0
+        self._active: list[FunctionInfo] = []  # the functions running, outermost first
+        self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
         self._made_during: dict[int, tuple[cst.Call | None, ...]] = {}  # site -> call path
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
@@ -237,6 +244,11 @@ class Interpreter:
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
         )
+        made_before = self._function_sites.get(info)
+        if caller is not None and made_before:
+            # What an earlier call of this function made are other tensors than this call's.
+            self._generation += 1
+            caller.age_in_place(made_before, self._generation)
         if key in self._memo:
             return self.renewed(self._memo[key])
         if info in self._running:
@@ -247,6 +259,7 @@ class Interpreter:
         self._runs[info] = runs + 1
         self._ran.add(info)
         self._running.add(info)
+        self._active.append(info)
         saved = (self._function, self._return_values)
         self._call_path.append(call)
         # Callee code run inside a caller's loop makes new graph nodes on every pass too.
@@ -265,6 +278,7 @@ class Interpreter:
         self._function, self._return_values = saved
         self._call_path.pop()
         self._running.discard(info)
+        self._active.pop()
         return result
 
     def renewed(self, value: Value) -> Value:
@@ -274,6 +288,8 @@ class Interpreter:
 
         def node_of(node: Node) -> Node:
             if node[1] == 0:
+                for sites in self._loop_sites:  # made anew by this call, in this loop pass
+                    sites.add(node[0])
                 return node
             if node[1] not in generations:
                 self._generation += 1
@@ -1468,6 +1484,8 @@ class Interpreter:
         site = id(node)
         self._site_nodes[site] = node
         self._made_during.setdefault(site, tuple(self._call_path))
+        for function in self._active:
+            self._function_sites.setdefault(function, set()).add(site)
         for sites in self._loop_sites:
             sites.add(site)
         return (site, 0)
