@@ -587,7 +587,7 @@ class Interpreter:
         value = self.eval(node.value, state)
         if target.kind is Kind.TENSOR:
             # `x += y` on a tensor changes it in place; `x[i] += y` changes x.
-            changed = node.target
+            changed: cst.BaseExpression = node.target
             if isinstance(changed, cst.Subscript) and self.facts.value(changed.value).is_tensor:
                 changed = changed.value
             self.facts.inplace.append(Inplace(node, changed, "augmented"))
@@ -1309,17 +1309,17 @@ class Interpreter:
             key = dotted(node.func.value)  # type: ignore[attr-defined]
             if key is not None and key in state.env:
                 old = state.env[key]
-                item = old.item
+                kept: Value | None = old.item
                 if method == "append" and args:
-                    item = args[0] if item is None else item.join(args[0])
+                    kept = args[0] if kept is None else kept.join(args[0])
                 elif method in ("extend", "insert", "__setitem__"):
-                    item = UNKNOWN_VALUE
-                state.env[key] = old.with_(item=item, items=None)
+                    kept = UNKNOWN_VALUE
+                state.env[key] = old.with_(item=kept, items=None)
                 self.update_class_attr(key, state.env[key])
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
-        if method in ("detach", "cpu", "cuda", "to") and method == "detach":
+        if method == "detach":
             # detach() shares storage and version counter with the tensor.
             return self.no_grad_tensor(receiver, node).with_(
                 leaf=YES, integer=receiver.integer, node=receiver.node
@@ -1530,7 +1530,9 @@ class Interpreter:
                 state.saves.setdefault(identity, frozenset())
         # Outside inference mode, ops on inference tensors give normal tensors.
         inference = _inference_in(state.mode)
-        cut = born = made_in = None
+        cut: object = None
+        born: object = None
+        made_in: object = None
         if requires is NO:
             if "E" not in state.mode:
                 cut = state.grad_off_at
