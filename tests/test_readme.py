@@ -60,3 +60,18 @@ def test_quick_start_and_ci_use_the_same_test_command() -> None:
 def test_torch_is_pinned() -> None:
     lines = (ROOT / "constraints.txt").read_text().split()
     assert "torch==2.13.0" in lines
+
+
+def test_configuration_example_is_valid() -> None:
+    import re
+    import tomllib
+
+    from gradlint.config import build_config, parse_settings
+
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    table = tomllib.loads(block.group(1))["tool"]["gradlint"]
+    config = build_config(parse_settings(table, "README.md"))
+    assert config.is_enabled("GL101", "train.py")
+    assert not config.is_enabled("GL210", "train.py")
