@@ -962,6 +962,11 @@ class Interpreter:
                 attrs = self.class_attrs.get(obj.cls, {})
                 if attr in attrs:
                     found = _without_graph(attrs[attr])
+                    if obj.frozen is YES:  # every parameter of the module is frozen
+                        if found.kind is Kind.MODULE:
+                            found = found.with_(frozen=YES)
+                        elif found.kind is Kind.TENSOR and found.leaf is YES:
+                            found = found.with_(requires_grad=NO)
                     path = f"{obj.path}.{attr}" if obj.path else None
                     return self.with_frozen(found.with_(path=path), state) if path else found
                 return UNKNOWN_VALUE
@@ -1307,8 +1312,8 @@ class Interpreter:
             return UNKNOWN_VALUE
         if receiver.kind is Kind.SEQUENCE:
             key = dotted(node.func.value)  # type: ignore[attr-defined]
-            if key is not None and key in state.env:
-                old = state.env[key]
+            if key is not None and (key in state.env or key.startswith("self.")):
+                old = state.env.get(key, receiver)
                 kept: Value | None = old.item
                 if method == "append" and args:
                     kept = args[0] if kept is None else kept.join(args[0])
@@ -1443,9 +1448,14 @@ class Interpreter:
         if forward is not None:
             positional, keywords = _split_args(node, args)
             returned = self.run_function(forward, positional, keywords, state, module, node)
-            if returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER) or (
-                returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN
+            if module.frozen is not UNKNOWN and (
+                returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER)
+                or (returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN)
             ):
+                if returned.is_tensor and returned.requires_grad is NO and module.path:
+                    frozen_at = self.frozen_where(module.path, state)
+                    if module.frozen is YES and frozen_at is not None:
+                        returned = returned.with_(cut=frozen_at)
                 return returned
         inputs = _tensor_args(args)
         trainable = module.has_params is YES and module.frozen is NO
