@@ -144,14 +144,14 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                     arg.keyword is not None and arg.keyword.value == "force"
                     for arg in call.node.args
                 )
-                if not forced and _requires_grad(facts.value(call.receiver)):
+                if not forced and any(map(_requires_grad, facts.any_run(call.receiver))):
                     yield Report(call.node)
             elif call.qualname is not None and call.qualname.startswith("numpy."):
                 # numpy functions turn tensor arguments into arrays (through `__array__`).
                 if call.qualname.rsplit(".", 1)[1] in NUMPY_SAFE:
                     continue
                 if any(
-                    _requires_grad(facts.value(arg.value))
+                    any(map(_requires_grad, facts.any_run(arg.value)))
                     for arg in call.node.args
                     if arg.keyword is None
                 ):

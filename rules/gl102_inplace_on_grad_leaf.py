@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gradlint.analysis import Facts
+from gradlint.analysis.facts import ENABLED
 from gradlint.analysis.values import YES
 from gradlint.rule import Report, Rule
 
@@ -115,11 +116,11 @@ y.sum().backward()
 
     def check(self, facts: Facts) -> Iterator[Report]:
         for event in facts.inplace:
-            value = facts.value(event.target)
-            if (
+            if any(
                 value.is_tensor
                 and value.leaf is YES
                 and value.requires_grad is YES
-                and facts.grad_enabled(event.node) is YES
+                and mode == ENABLED
+                for value, mode in facts.runs(event.target)
             ):
                 yield Report(event.node)

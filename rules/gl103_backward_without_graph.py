@@ -128,8 +128,10 @@ evaluate(torch.randn(2, 4))
                 target = call.node.args[0].value
             if target is None:
                 continue
-            value = facts.value(target)
-            if not (value.is_tensor and value.requires_grad is NO):
+            value = next(
+                (v for v in facts.any_run(target) if v.is_tensor and v.requires_grad is NO), None
+            )
+            if value is None:
                 continue
             # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze,
             # a tensor made without requires_grad) when that is the line to change.

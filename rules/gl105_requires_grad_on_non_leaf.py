@@ -95,15 +95,19 @@ ids = torch.arange(5, dtype=torch.float32, requires_grad=True)
         for event in facts.attribute_sets:
             if event.target.attr.value != "requires_grad":
                 continue
-            yield from self._flagged(
-                facts, event.node, facts.value(event.target.value), _literal(event.value)
-            )
+            for value in facts.any_run(event.target.value):
+                found = list(self._flagged(facts, event.node, value, _literal(event.value)))
+                if found:
+                    yield found[0]
+                    break
         for call in facts.calls:
             if call.method == "requires_grad_" and call.receiver is not None:
                 flag = _literal(call.node.args[0].value) if call.node.args else True
-                yield from self._flagged(
-                    facts, call.node, facts.value(call.receiver), flag, method=True
-                )
+                for value in facts.any_run(call.receiver):
+                    found = list(self._flagged(facts, call.node, value, flag, method=True))
+                    if found:
+                        yield found[0]
+                        break
             elif call.qualname is not None and call.qualname.rsplit(".", 1)[-1] in FACTORIES:
                 wanted = next(
                     (

@@ -99,9 +99,10 @@ shifted = buffer + 1
         for node, made_in in facts.inference_saved:
             yield self._report(facts, made_in, node, _SAVED)
         for event in facts.inplace:
-            value = facts.value(event.target)
-            if value.is_tensor and value.inference is YES and "I" not in facts.mode(event.node):
-                yield self._report(facts, value.made_in, event.node, _INPLACE)
+            for value, mode in facts.runs(event.target):
+                if value.is_tensor and value.inference is YES and "I" not in mode:
+                    yield self._report(facts, value.made_in, event.node, _INPLACE)
+                    break
 
     def _report(self, facts: Facts, made_in: object, use: cst.CSTNode, message: str) -> Report:
         # A decorated function made inference-only is the thing to change; a block in

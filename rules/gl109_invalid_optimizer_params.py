@@ -103,7 +103,10 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 continue
             if made.params is None:
                 continue
-            value = facts.value(made.params)
+            value = next(
+                (v for v in facts.any_run(made.params) if v.kind is Kind.SEQUENCE),
+                facts.value(made.params),
+            )
             if value.kind is not Kind.SEQUENCE:
                 continue
             if value.items == () and value.cut is not None:

@@ -92,8 +92,9 @@ print(Options(True).describe())
             attr = event.target.attr.value
             if attr not in TYPOS:
                 continue
-            owner = facts.value(event.target.value)
-            known = owner.kind in (Kind.TENSOR, Kind.MODULE)
+            known = any(
+                v.kind in (Kind.TENSOR, Kind.MODULE) for v in facts.any_run(event.target.value)
+            )
             # On an unknown object, a literal flag never read back is still a typo.
             literal = isinstance(event.value, cst.Name) and event.value.value in ("True", "False")
             if known or (literal and attr not in facts.attributes_read):

@@ -70,5 +70,5 @@ assert not any(p.requires_grad for p in backbone.parameters())
     def check(self, facts: Facts) -> Iterator[Report]:
         for event in facts.attribute_sets:
             if event.target.attr.value == "requires_grad":
-                if facts.value(event.target.value).kind is Kind.MODULE:
+                if any(v.kind is Kind.MODULE for v in facts.any_run(event.target.value)):
                     yield Report(event.node)

@@ -17,6 +17,7 @@ ENABLED: Mode = frozenset("E")
 DISABLED: Mode = frozenset("D")
 INFERENCE: Mode = frozenset("I")
 ANY_MODE: Mode = frozenset("EDI")
+MAX_OBSERVED = 6  # distinct runs kept per node
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Facts:
     module: cst.Module
     imports: ImportTable = field(default_factory=ImportTable)
     values: dict[cst.CSTNode, Value] = field(default_factory=dict)
+    observed: dict[cst.CSTNode, list[tuple[Value, Mode]]] = field(default_factory=dict)
     modes: dict[cst.CSTNode, Mode] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     statement_calls: list[Call] = field(default_factory=list)  # calls that are a whole statement
@@ -134,11 +136,23 @@ class Facts:
         span = self._positions[node]
         return (span.start.line, span.start.column + 1, span.end.line, span.end.column + 1)
 
-    def record(self, node: cst.CSTNode, value: Value) -> Value:
-        # A node seen on several passes (loops) holds what is true on all of them.
+    def record(self, node: cst.CSTNode, value: Value, mode: Mode = ANY_MODE) -> Value:
+        # `values` holds what is true on every run of the node (loop passes, calls);
+        # `observed`, what each run saw, with the grad mode it ran in.
         old = self.values.get(node)
         self.values[node] = value if old is None else old.join(value)
+        runs = self.observed.setdefault(node, [])
+        if (value, mode) not in runs and len(runs) < MAX_OBSERVED:
+            runs.append((value, mode))
         return value
+
+    def runs(self, node: cst.CSTNode) -> list[tuple[Value, Mode]]:
+        """What each run of the node saw (a loop's later pass, another call), and its mode.
+        A misuse in any one run is a misuse: that run happens."""
+        return self.observed.get(node) or [(UNKNOWN_VALUE, ANY_MODE)]
+
+    def any_run(self, node: cst.CSTNode) -> list[Value]:
+        return [value for value, _ in self.runs(node)]
 
     def record_mode(self, node: cst.CSTNode, mode: Mode) -> None:
         old = self.modes.get(node)

@@ -637,13 +637,13 @@ class Interpreter:
                     part = (
                         Value(kind=Kind.SEQUENCE, item=value.item) if value.item else UNKNOWN_VALUE
                     )
-                self.facts.record(element.value, part)
+                self.facts.record(element.value, part, state.mode)
                 self.assign(element.value, part, state, statement)
             return
         if isinstance(target, cst.Name):
             if value.kind in (Kind.MODULE, Kind.OPTIMIZER) and value.path is None:
                 value = value.with_(path=target.value)
-            self.facts.record(target, value)
+            self.facts.record(target, value, state.mode)
             state.env[target.value] = value
             self.forget_children(target.value, state)
             return
@@ -662,7 +662,7 @@ class Interpreter:
                     value = value.with_(path=key)
                 state.env[key] = value
                 self.forget_children(key, state)
-                self.facts.record(target, value)
+                self.facts.record(target, value, state.mode)
                 self.update_class_attr(key, value)
             return
         if isinstance(target, cst.Subscript):
@@ -727,7 +727,7 @@ class Interpreter:
 
     def eval(self, expr: cst.BaseExpression, state: State) -> Value:
         value = self._eval(expr, state)
-        return self.facts.record(expr, value)
+        return self.facts.record(expr, value, state.mode)
 
     def _eval(self, expr: cst.BaseExpression, state: State) -> Value:
         if isinstance(expr, cst.Name):
@@ -1037,7 +1037,7 @@ class Interpreter:
             ):
                 callee = self.attribute_of(receiver, func, state)
             if callee is not None:
-                self.facts.record(func, callee)
+                self.facts.record(func, callee, state.mode)
                 if callee.kind is Kind.MODULE:
                     return self.module_call(callee, node, args, state)
                 return UNKNOWN_VALUE
