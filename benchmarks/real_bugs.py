@@ -66,7 +66,9 @@ def score(root: Path = ROOT) -> Score:
             result.silent_checked += 1
             noise = findings(path)
             if noise:
-                result.noisy.append(f"_near_misses/{path.name}: {[(f.line, f.code) for f in noise]}")
+                result.noisy.append(
+                    f"_near_misses/{path.name}: {[(f.line, f.code) for f in noise]}"
+                )
     return result
 
 
@@ -82,8 +84,10 @@ def main() -> int:
         print(f"{code:<8}{sum(result.found[code]):>7}{len(result.found[code]):>7}")
     print(f"recall at the root-cause line: {hits}/{total} = {hits / max(total, 1):.0%}")
     silent = result.silent_checked - len(result.noisy)
-    print(f"silent on fixed versions and near misses: {silent}/{result.silent_checked} = "
-          f"{silent / max(result.silent_checked, 1):.0%}")
+    print(
+        f"silent on fixed versions and near misses: {silent}/{result.silent_checked} = "
+        f"{silent / max(result.silent_checked, 1):.0%}"
+    )
     if args.verbose:
         for line in result.missed:
             print("missed", line)
