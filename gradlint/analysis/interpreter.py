@@ -182,6 +182,8 @@ class Interpreter:
         self.scopes = ScopeCollector(module, self.facts.imports)
         self.imports = self.facts.imports
         self.class_attrs: dict[str, dict[str, Value]] = {}
+        # Subclasses of nn.Sequential: the layers their __init__ hands to it.
+        self.class_layers: dict[str, tuple[Value, ...]] = {}
         self._memo: dict[tuple[object, ...], Value] = {}
         self._runs: dict[FunctionInfo, int] = {}
         self._ran: set[FunctionInfo] = set()
@@ -355,6 +357,15 @@ class Interpreter:
             state.env[star.name.value] = rest
         if params.star_kwarg is not None:
             state.env[params.star_kwarg.name.value] = OTHER
+
+    def layers_of(self, module: Value) -> tuple[Value, ...] | None:
+        if module.layer == "Sequential" and module.items is not None:
+            return module.items
+        if module.cls is not None and module.cls in self.class_layers:
+            cls = self.scopes.classes.get(module.cls)
+            if cls is not None and self.find_method(cls, "forward") is None:
+                return self.class_layers[module.cls]
+        return None
 
     def instance_of(self, cls: ClassInfo, path: str | None) -> Value:
         if not cls.is_module:
@@ -790,8 +801,7 @@ class Interpreter:
                     value = value.item if value.item is not None else UNKNOWN_VALUE
                 items.append(value)
             starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
-            # Lists change after they are made; only a tuple's elements stay known.
-            return sequence(items, fixed=isinstance(expr, cst.Tuple) and not starred)
+            return sequence(items, fixed=not starred)
         if isinstance(expr, cst.Dict):
             values = []
             for entry in expr.elements:
@@ -1024,6 +1034,9 @@ class Interpreter:
             assert isinstance(func, cst.Attribute)
             receiver = self.eval(call.receiver, state)
             args = self.eval_args(node, state)
+            if call.method == "__init__" and _is_super(call.receiver):
+                self.super_init(node, args)
+                return OTHER
             method = self.method_of(receiver, call.method)
             if method is not None:
                 positional, keywords = _split_args(node, args)
@@ -1061,6 +1074,16 @@ class Interpreter:
         if callee is not None and callee.kind is Kind.MODULE:
             return self.module_call(callee, node, args, state)
         return UNKNOWN_VALUE
+
+    def super_init(self, node: cst.Call, args: list[Value]) -> None:
+        """`super().__init__(*layers)` in a subclass of nn.Sequential records its layers."""
+        owner = self._function.owner if self._function is not None else None
+        if owner is None or self._function is None or self._function.name != "__init__":
+            return
+        if any(resolve_dotted(self.imports, b) == "torch.nn.Sequential" for b in owner.bases):
+            made = self.container("Sequential", node, args)
+            if made.items is not None:
+                self.class_layers[owner.name] = made.items
 
     def instantiate(self, cls: ClassInfo, node: cst.Call, args: list[Value], state: State) -> Value:
         init = self.find_method(cls, "__init__")
@@ -1143,6 +1166,8 @@ class Interpreter:
             )
         if module == "torch" and name in api.FACTORIES:
             return self.factory(name, node, args, kwargs, state)
+        if module.startswith("torch.nn.utils") and name in api.MODULE_WRAPPERS and args:
+            return args[0]  # weight_norm(layer) hands back the layer
         if module.startswith("torch.optim") and name[:1].isupper() and "lr_scheduler" not in module:
             return self.make_optimizer(node, args, state)
         if module in ("torch.nn", "torch.nn.modules") and name[:1].isupper():
@@ -1265,18 +1290,7 @@ class Interpreter:
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
     ) -> Value:
         if name in ("Sequential", "ModuleList", "ModuleDict"):
-            has_params: Tri = NO
-            parts = []
-            for value in args:
-                part = value.item if value.kind is Kind.SEQUENCE and value.item else value
-                parts.append(part)
-                has_params = has_params | (part.has_params if part.kind is Kind.MODULE else UNKNOWN)
-            if not args and name == "ModuleList":
-                has_params = UNKNOWN  # filled later with append()
-            element = sequence(parts).item if parts and name != "ModuleDict" else None
-            return Value(
-                kind=Kind.MODULE, has_params=has_params, frozen=NO, layer=name, item=element
-            )
+            return self.container(name, node, args)
         if name == "Parameter":
             return UNKNOWN_VALUE
         has = NO if name in api.PARAMETERLESS_MODULES else YES
@@ -1286,6 +1300,35 @@ class Interpreter:
         )
         return Value(
             kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, inplace=inplace, born=node
+        )
+
+    def container(self, name: str, node: cst.Call, args: list[Value]) -> Value:
+        """nn.Sequential / ModuleList / ModuleDict: its layers, in order where known."""
+        has_params: Tri = NO
+        parts: list[Value] = []
+        ordered = name == "Sequential"
+        for arg, value in zip(node.args, args, strict=False):
+            if arg.star == "*" and value.items is not None:
+                parts.extend(value.items)
+                continue
+            if value.kind is Kind.SEQUENCE:
+                ordered = ordered and value.items is not None
+                parts.extend(value.items or ([value.item] if value.item else []))
+            else:
+                parts.append(value)
+        for part in parts:
+            has_params = has_params | (part.has_params if part.kind is Kind.MODULE else UNKNOWN)
+        if not args and name == "ModuleList":
+            has_params = UNKNOWN  # filled later with append()
+        element = sequence(parts).item if parts and name != "ModuleDict" else None
+        layers = tuple(parts) if ordered and all(p.kind is Kind.MODULE for p in parts) else None
+        return Value(
+            kind=Kind.MODULE,
+            has_params=has_params,
+            frozen=NO,
+            layer=name,
+            item=element,
+            items=layers,
         )
 
     def method_call(
@@ -1443,6 +1486,15 @@ class Interpreter:
                 saves_output=module.layer in api.SAVES_OUTPUT,
                 blame=blame,
             )
+        layers = self.layers_of(module)
+        if layers is not None and len(args) == 1:
+            # A Sequential runs its layers in order: follow the tensor through each.
+            value = args[0]
+            for layer in layers:
+                if module.frozen is YES:
+                    layer = layer.with_(frozen=YES)
+                value = self.module_call(layer, node, [value], state)
+            return value
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
         if forward is not None:
@@ -1751,7 +1803,11 @@ class Interpreter:
 
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
-        for graph_node in value.graph:
+        graph = set(value.graph)
+        for part in (value.item, *(value.items or ())):
+            if part is not None:
+                graph |= part.graph
+        for graph_node in graph:
             for saved, version in state.saves.get(graph_node, frozenset()):
                 current = state.versions.get(saved, 0)
                 if 0 <= version != current >= 0 and saved in state.changed_at:
@@ -1774,6 +1830,14 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _is_super(expr: cst.BaseExpression) -> bool:
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value == "super"
+    )
 
 
 def _is_literal(expr: cst.BaseExpression) -> bool:

@@ -136,3 +136,6 @@ VIEW_OPS = frozenset(
     "select transpose t T mT permute view view_as expand expand_as squeeze unsqueeze narrow "
     "diagonal unfold movedim swapaxes swapdims as_strided real imag".split()
 )
+
+# torch.nn.utils functions that return the module they are given.
+MODULE_WRAPPERS = frozenset({"weight_norm", "spectral_norm", "remove_weight_norm"})
