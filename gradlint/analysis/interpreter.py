@@ -10,6 +10,7 @@ is seen. Whatever is not known is UNKNOWN, and rules stay silent on it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -83,7 +84,7 @@ class State:
     mode: Mode = ANY_MODE
     # Graph nodes surely freed by a backward without retain_graph -> that backward.
     freed: dict[Node, cst.CSTNode] = field(default_factory=dict)
-    # Version counter per tensor identity; -1 where paths disagree.
+    # Version counter per tensor identity (the highest any path reached).
     versions: dict[Node, int] = field(default_factory=dict)
     # Tensor identity -> its in-place changes: (version after, what to blame).
     changed_at: dict[Node, tuple[tuple[int, cst.CSTNode], ...]] = field(default_factory=dict)
@@ -118,10 +119,8 @@ class State:
         env = dict(self.env)
         for key, value in other.env.items():
             env[key] = env[key].join(value) if key in env else value
-        versions = {
-            node: (v if other.versions.get(node, v) == v else -1)
-            for node, v in self.versions.items()
-        }
+        # A tensor changed in place on either path may be changed: an error on that path.
+        versions = {node: max(v, other.versions.get(node, v)) for node, v in self.versions.items()}
         for node, v in other.versions.items():
             versions.setdefault(node, v)
         frozen = {
@@ -875,7 +874,9 @@ class Interpreter:
         """The comprehension's own scope; iterating uses up generators of the outer one."""
         iterable = self.eval(for_in.iter, state)
         item = self.iterate(iterable, state, for_in.iter)
-        inner = state.copy()
+        # The comprehension's names are its own; what it does to tensors is not.
+        inner = copy.copy(state)
+        inner.env = dict(state.env)
         self.assign(for_in.target, item, inner, for_in)
         for condition in for_in.ifs:
             self.eval(condition.test, inner)
