@@ -1,0 +1,204 @@
+"""The analysis facts that rules query: names through imports, grad mode, values."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from gradlint.analysis import Facts, analyze
+from gradlint.analysis.values import NO, UNKNOWN, YES, Kind, Tri, Value
+
+
+def facts_of(source: str) -> tuple[Facts, cst.Module]:
+    module = cst.parse_module(textwrap.dedent(source))
+    return analyze(module), module
+
+
+def value_at(source: str, name: str, occurrence: int = -1) -> Value:
+    """The value of the `occurrence`-th use of `name` in the source (default: the last)."""
+    facts, module = facts_of(source)
+    found = [node for node in facts.values if isinstance(node, cst.Name) and node.value == name]
+    found.sort(key=lambda node: facts.position(node)[:2])
+    return facts.value(found[occurrence])
+
+
+def grad_at(source: str, marker: str = "probe") -> Tri:
+    """Grad mode at the call `probe()`."""
+    facts, _ = facts_of(source)
+    for call in facts.calls:
+        if isinstance(call.node.func, cst.Name) and call.node.func.value == marker:
+            return facts.grad_enabled(call.node)
+    raise AssertionError("no probe() call")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("probe()", YES),
+        ("import torch\nwith torch.no_grad():\n    probe()", NO),
+        ("import torch as T\nwith T.no_grad():\n    probe()", NO),
+        ("from torch import no_grad as ng\nwith ng():\n    probe()", NO),
+        ("import torch\nwith torch.inference_mode():\n    probe()", NO),
+        (
+            "import torch\nwith torch.no_grad():\n    with torch.enable_grad():\n        probe()",
+            YES,
+        ),
+        ("import torch\nwith open('f') as f, torch.no_grad():\n    probe()", NO),
+        ("import torch\ntorch.set_grad_enabled(False)\nprobe()", NO),
+        ("import torch\ntorch.set_grad_enabled(False)\ntorch.set_grad_enabled(True)\nprobe()", YES),
+        ("import torch\nwith torch.set_grad_enabled(phase == 'train'):\n    probe()", UNKNOWN),
+        ("import torch\nwith torch.set_grad_enabled(False):\n    probe()", NO),
+        ("import torch\n@torch.no_grad()\ndef f():\n    probe()\nf()", NO),
+        ("import torch\n@torch.no_grad\ndef f():\n    probe()\nf()", NO),
+        ("import torch\n@torch.inference_mode()\ndef f():\n    probe()", NO),
+        # Every caller in the module runs without grad; one caller with grad makes it mixed.
+        ("import torch\ndef f():\n    probe()\nwith torch.no_grad():\n    f()", NO),
+        ("import torch\ndef f():\n    probe()\nwith torch.no_grad():\n    f()\nf()", UNKNOWN),
+        ("def f():\n    probe()", UNKNOWN),  # no caller here: unknown
+        ("import torch\ndef f():\n    probe()\n    loss.backward()", YES),  # training code
+        (
+            "import pytorch_lightning as pl\n"
+            "class M(pl.LightningModule):\n"
+            "    def validation_step(self, batch, i):\n"
+            "        probe()\n",
+            NO,
+        ),
+        (
+            "import torch\nclass T:\n    @torch.no_grad()\n    def run(self):\n        self.step()\n"
+            "    def step(self):\n        probe()\n",
+            NO,
+        ),
+    ],
+)
+def test_grad_mode(source: str, expected: Tri) -> None:
+    assert grad_at(source) is expected
+
+
+def test_imports_resolve_aliases() -> None:
+    facts, _ = facts_of(
+        """
+        import torch as t
+        import torch.nn as nn
+        from torch import nn as tnn, optim
+        from torch.autograd import Variable
+        a = t.randn(3)
+        b = nn.Linear(2, 2)
+        c = tnn.ReLU()
+        d = optim.SGD(b.parameters(), lr=0.1)
+        e = Variable(a, requires_grad=True)
+        """
+    )
+    names = {call.qualname for call in facts.calls if call.qualname}
+    assert {
+        "torch.randn",
+        "torch.nn.Linear",
+        "torch.nn.ReLU",
+        "torch.optim.SGD",
+        "torch.autograd.Variable",
+    } <= names
+
+
+def test_values_follow_pytorch() -> None:
+    source = """
+    import torch
+    from torch import nn
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3)
+    y = w * x
+    z = y.detach()
+    i = y.argmax()
+    model = nn.Linear(3, 1)
+    out = model(x)
+    with torch.no_grad():
+        quiet = model(x)
+    p = nn.Parameter(torch.zeros(2))
+    print(w, x, y, z, i, model, out, quiet, p)
+    """
+    w, x, y, z = (value_at(source, n) for n in "wxyz")
+    assert (w.requires_grad, w.leaf) == (YES, YES)
+    assert (x.requires_grad, x.leaf) == (NO, YES)
+    assert (y.requires_grad, y.leaf) == (YES, NO)
+    assert z.requires_grad is NO and value_at(source, "i").requires_grad is NO
+    assert value_at(source, "model").kind is Kind.MODULE
+    assert value_at(source, "out").requires_grad is YES
+    assert value_at(source, "quiet").requires_grad is NO
+    assert (value_at(source, "p").requires_grad, value_at(source, "p").leaf) == (YES, YES)
+
+
+def test_modules_of_local_classes_and_their_attributes() -> None:
+    source = """
+    import torch.nn as nn
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+            self.w = nn.Parameter(torch.zeros(2))
+        def forward(self, x):
+            return self.fc(x) * self.w
+    net = Net()
+    print(net, net.fc, net.w)
+    """
+    net = value_at(source, "net")
+    assert net.kind is Kind.MODULE and net.has_params is YES
+    facts, _ = facts_of(source)
+    attrs = {
+        node.attr.value: facts.value(node)
+        for node in facts.values
+        if isinstance(node, cst.Attribute)
+        and isinstance(node.value, cst.Name)
+        and node.value.value == "net"
+    }
+    assert attrs["fc"].kind is Kind.MODULE
+    assert attrs["w"].requires_grad is YES and attrs["w"].leaf is YES
+
+
+def test_freezing_is_tracked() -> None:
+    source = """
+    import torch
+    from torch import nn
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    for p in model.parameters():
+        p.requires_grad = False
+    frozen = model(torch.randn(1, 2))
+    model[1].requires_grad_(True)
+    partly = model(torch.randn(1, 2))
+    print(frozen, partly)
+    """
+    assert value_at(source, "frozen").requires_grad is NO
+    assert value_at(source, "partly").requires_grad is not NO
+
+
+def test_loops_see_state_carried_across_iterations() -> None:
+    source = """
+    import torch
+    w = torch.randn(2, requires_grad=True)
+    total = 0
+    for step in range(3):
+        loss = (w * 2).sum()
+        total += loss
+    print(total)
+    """
+    total = value_at(source, "total")
+    assert total.kind is Kind.TENSOR and total.requires_grad is YES
+
+
+def test_arguments_flow_into_a_function_with_one_caller() -> None:
+    source = """
+    import torch
+    def report(t):
+        print(t)
+    w = torch.randn(2, requires_grad=True)
+    report(w * 2)
+    """
+    assert value_at(source, "t").requires_grad is YES
+
+
+def test_unknown_stays_unknown() -> None:
+    source = """
+    def f(model, x):
+        out = model(x)
+        print(out)
+    """
+    assert value_at(source, "out").requires_grad is UNKNOWN
