@@ -66,7 +66,8 @@ def grad_at(source: str, marker: str = "probe") -> Tri:
             NO,
         ),
         (
-            "import torch\nclass T:\n    @torch.no_grad()\n    def run(self):\n        self.step()\n"
+            "import torch\nclass T:\n    @torch.no_grad()\n"
+            "    def run(self):\n        self.step()\n"
             "    def step(self):\n        probe()\n",
             NO,
         ),
