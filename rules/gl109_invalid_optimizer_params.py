@@ -118,8 +118,6 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                     "at line {line} is then given, which raises",
                     _EMPTY,
                 )
-            elif value.items == ():
-                yield Report(made.node, _EMPTY)
             elif (
                 value.item is not None
                 and value.item.is_tensor

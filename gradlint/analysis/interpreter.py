@@ -196,6 +196,7 @@ class Interpreter:
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
         self._generation = 0
+        self._layer: int | None = None  # the layer of a Sequential being run
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
         self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
@@ -1473,10 +1474,20 @@ class Interpreter:
             return self.module_call(module, node, args, state)
         return UNKNOWN_VALUE
 
-    def module_call(self, module: Value, node: cst.Call, args: list[Value], state: State) -> Value:
+    def module_call(
+        self,
+        module: Value,
+        node: cst.Call,
+        args: list[Value],
+        state: State,
+        first: bool = True,
+    ) -> Value:
+        """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
+        call's own argument."""
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
-            self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+            if first and node.args:
+                self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
             blame = module.born if isinstance(module.born, cst.CSTNode) else None
             return self.inplace_result(
                 args[0],
@@ -1491,10 +1502,13 @@ class Interpreter:
         if layers is not None and len(args) == 1:
             # A Sequential runs its layers in order: follow the tensor through each.
             value = args[0]
-            for layer in layers:
+            outer = self._layer
+            for index, layer in enumerate(layers):
                 if module.frozen is YES:
                     layer = layer.with_(frozen=YES)
-                value = self.module_call(layer, node, [value], state)
+                self._layer = hash((outer, index))
+                value = self.module_call(layer, node, [value], state, first=index == 0)
+            self._layer = outer
             return value
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
@@ -1544,9 +1558,11 @@ class Interpreter:
     # -- tensor results -------------------------------------------------------------------------
 
     def new_node(self, node: cst.CSTNode) -> Node:
-        site = id(node)
+        # Inside a Sequential, each layer's output is its own tensor, made at the call.
+        site = id(node) if self._layer is None else hash((id(node), self._layer))
         self._site_nodes[site] = node
         self._made_during.setdefault(site, tuple(self._call_path))
+        self._made_during.setdefault(id(node), tuple(self._call_path))
         for function in self._active:
             self._function_sites.setdefault(function, set()).add(site)
         for sites in self._loop_sites:
@@ -1733,8 +1749,7 @@ class Interpreter:
             graph |= value.graph
         head = target.head
         if potential is YES and target.node is not None:
-            step = (id(node), 0)
-            self.new_node(node)
+            step = self.new_node(node)
             graph = graph | {step}
             if target.head is not None:
                 self._consumers.setdefault(target.head, set()).add(step)
