@@ -1953,22 +1953,6 @@ def _grad_of(values: list[Value], potential: bool = False) -> Tri:
     return result
 
 
-def _any_requires(values: list[Value]) -> Tri:
-    result = NO
-    for value in values:
-        result = result | value.requires_grad
-    return result
-
-
-def _join_all(values: list[Value]) -> Value:
-    if not values:
-        return UNKNOWN_VALUE
-    result = values[0]
-    for value in values[1:]:
-        result = result.join(value)
-    return result
-
-
 def _pair(item: Value) -> Value:
     """`(name, parameter)` as `named_parameters()` yields it."""
     return sequence([OTHER, item], fixed=True)
