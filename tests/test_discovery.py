@@ -61,29 +61,12 @@ def test_default_excludes(project: Path, folder: str) -> None:
     assert shown(".")[0] == ["keep.py"]
 
 
-def test_default_exclude_list_is_complete() -> None:
-    expected = {
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        "env",
-        ".env",
-        ".tox",
-        ".nox",
-        "build",
-        "dist",
-        "__pycache__",
-        "node_modules",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".gradlint_cache",
-        "*.egg-info",
-        "site-packages",
-    }
-    assert set(DEFAULT_EXCLUDE) == expected
+def test_default_excludes_skip_tool_and_environment_folders(project: Path) -> None:
+    for folder in [".git", ".venv", "venv", "build", "dist", "__pycache__", "pkg.egg-info"]:
+        touch(project / folder / "hidden.py")
+    touch(project / "lib" / "site-packages" / "dep.py")
+    touch(project / "keep.py")
+    assert shown(".")[0] == ["keep.py"]
 
 
 def test_similar_names_are_not_excluded(project: Path) -> None:

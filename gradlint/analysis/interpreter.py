@@ -1429,20 +1429,9 @@ class Interpreter:
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
     ) -> Value:
         state.exhausted = state.exhausted - {id(node)}  # a fresh generator on each call
-        if method in ("parameters",):
-            item = Value(
-                kind=Kind.TENSOR,
-                requires_grad=module.frozen.negate(),
-                leaf=YES,
-                inference=NO,
-                integer=NO,
-                path=(module.path + ".*") if module.path else None,
-            )
-            return Value(
-                kind=Kind.PARAMS, item=item, origin=id(node), path=module.path, frozen=module.frozen
-            )
-        if method == "named_parameters":
-            item = Value(
+        if method in ("parameters", "named_parameters"):
+            # Every parameter of the module; `.*` in the path marks "all of them".
+            param = Value(
                 kind=Kind.TENSOR,
                 requires_grad=module.frozen.negate(),
                 leaf=YES,
@@ -1452,7 +1441,7 @@ class Interpreter:
             )
             return Value(
                 kind=Kind.PARAMS,
-                item=_pair(item),
+                item=param if method == "parameters" else _pair(param),
                 origin=id(node),
                 path=module.path,
                 frozen=module.frozen,

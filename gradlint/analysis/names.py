@@ -72,14 +72,7 @@ class ImportTable:
     def resolve(self, expr: cst.BaseExpression) -> str | None:
         """The qualified name of a dotted expression rooted at an import, or None."""
         name = dotted(expr)
-        if name is None:
-            return None
-        head, _, rest = name.partition(".")
-        base = self.names.get(head)
-        if base is None:
-            return None
-        full = f"{base}.{rest}" if rest else base
-        return _CANONICAL.get(full, full)
+        return None if name is None else resolve_dotted(self, name)
 
 
 def resolve_dotted(imports: ImportTable, name: str) -> str | None:
