@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gradlint.analysis import Facts
-from gradlint.analysis.torch_api import NUMPY_SAFE
+from gradlint.analysis.torch_api import ARRAY_CONVERTERS, NUMPY_SAFE
 from gradlint.analysis.values import YES, Kind, Value
 from gradlint.rule import Report, Rule
+
+
+def _converts(qualname: str) -> bool:
+    if qualname.startswith("numpy."):
+        return qualname.rsplit(".", 1)[1] not in NUMPY_SAFE
+    return qualname in ARRAY_CONVERTERS
 
 
 def _requires_grad(value: Value) -> bool:
@@ -22,8 +28,8 @@ class NumpyOnGraphTensor(Rule):
     """Converts a tensor that requires grad to a numpy array.
 
     **Why is this bad?** A tensor that requires grad still belongs to an autograd graph,
-    and numpy cannot carry the graph: `.numpy()`, and numpy functions that convert their
-    argument (`np.asarray`, `np.array`, `np.mean` over a list of losses...), raise
+    and numpy cannot carry the graph: `.numpy()`, and functions that convert their
+    argument (`np.asarray`, `np.mean` over a list of losses, `plt.plot`, `pd.DataFrame`), raise
     `RuntimeError: Can't call numpy() on Tensor that requires grad`. It usually shows
     up late, in the logging or plotting after a step.
 
@@ -146,10 +152,9 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                 )
                 if not forced and any(map(_requires_grad, facts.any_run(call.receiver))):
                     yield Report(call.node)
-            elif call.qualname is not None and call.qualname.startswith("numpy."):
-                # numpy functions turn tensor arguments into arrays (through `__array__`).
-                if call.qualname.rsplit(".", 1)[1] in NUMPY_SAFE:
-                    continue
+            elif call.qualname is not None and _converts(call.qualname):
+                # numpy functions, and the plotting and table functions built on them, turn
+                # tensor arguments into arrays (through `__array__`).
                 if any(
                     any(map(_requires_grad, facts.any_run(arg.value)))
                     for arg in call.node.args

@@ -12,18 +12,19 @@ from gradlint.rule import Report, Rule
 
 _EMPTY = "the optimizer gets no parameters (all are frozen or filtered out), which raises"
 _EXHAUSTED = "this `.parameters()` generator was already used up, so the optimizer gets nothing"
+_UNCALLED = "passes the method, not the parameters: call it, `model.parameters()`"
 _NON_LEAF = "the optimizer gets a non-leaf tensor (made by an op), which raises; pass the leaf"
 
 
 class InvalidOptimizerParams(Rule):
-    """Builds an optimizer from parameters it cannot take: none at all, or non-leaf tensors.
+    """Builds an optimizer from parameters it cannot take: none, non-leaf tensors, a method.
 
     **Why is this bad?** An optimizer needs leaf tensors. `[p for p in model.parameters()
     if p.requires_grad]` after freezing everything is empty, and so is a `parameters()`
     generator that was already iterated (by `list()`, a loop or another optimizer): both
     raise `ValueError: optimizer got an empty parameter list`. A tensor moved or cast
     after `requires_grad=True` is an op's result, and raises `ValueError: can't optimize a
-    non-leaf Tensor`.
+    non-leaf Tensor`. Passing `model.parameters` without calling it raises `TypeError`.
 
     **Example**
     ```python
@@ -42,7 +43,11 @@ class InvalidOptimizerParams(Rule):
     code = "GL109"
     name = "invalid-optimizer-params"
     message = _EMPTY
-    raises = ("optimizer got an empty parameter list", "can't optimize a non-leaf Tensor")
+    raises = (
+        "optimizer got an empty parameter list",
+        "can't optimize a non-leaf Tensor",
+        "'method' object is not iterable",
+    )
 
     INVALID = [
         """\
@@ -66,6 +71,12 @@ opt = torch.optim.Adam(trainable)
 import torch
 w = torch.randn(3, requires_grad=True).double()  # error
 opt = torch.optim.SGD([w], lr=0.1)
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+opt = torch.optim.Adam(model.parameters, lr=1e-3)  # error
 """,
     ]
     VALID = [
@@ -102,6 +113,13 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 yield Report(made.node, _EXHAUSTED)
                 continue
             if made.params is None:
+                continue
+            if (
+                isinstance(made.params, cst.Attribute)
+                and made.params.attr.value in ("parameters", "named_parameters")
+                and any(v.kind is Kind.MODULE for v in facts.any_run(made.params.value))
+            ):
+                yield Report(made.params, _UNCALLED)
                 continue
             value = next(
                 (v for v in facts.any_run(made.params) if v.kind is Kind.SEQUENCE),

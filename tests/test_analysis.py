@@ -203,3 +203,20 @@ def test_unknown_stays_unknown() -> None:
         print(out)
     """
     assert value_at(source, "out").requires_grad is UNKNOWN
+
+
+def test_plotting_a_graph_tensor_is_a_numpy_conversion() -> None:
+    from gradlint.engine import lint
+
+    source = textwrap.dedent(
+        """
+        import matplotlib.pyplot as plt
+        import pandas as pd
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        plt.plot(w * 2)
+        frame = pd.DataFrame(w)
+        plt.plot((w * 2).detach())
+        """
+    )
+    assert [(f.line, f.code) for f in lint(source)] == [(6, "GL101"), (7, "GL101")]

@@ -197,6 +197,7 @@ class Interpreter:
         self._consumers: dict[Node, set[Node]] = {}
         self._generation = 0
         self._layer: int | None = None  # the layer of a Sequential being run
+        self._site_order: dict[int, int] = {}  # sites in the order first met
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
         self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
@@ -1550,6 +1551,7 @@ class Interpreter:
         # Inside a Sequential, each layer's output is its own tensor, made at the call.
         site = id(node) if self._layer is None else hash((id(node), self._layer))
         self._site_nodes[site] = node
+        self._site_order.setdefault(site, len(self._site_order))
         self._made_during.setdefault(site, tuple(self._call_path))
         self._made_during.setdefault(id(node), tuple(self._call_path))
         for function in self._active:
@@ -1794,17 +1796,31 @@ class Interpreter:
                 consumers = self._consumers.get(node, set())
                 if any(c in graph and c not in common for c in consumers):
                     return self._site_nodes.get(node[0])
-        for node in shared:
-            if node[1] != 0:
-                for consumer in self._consumers.get(node, ()):
-                    if consumer[1] == 0 and consumer in graph:
-                        return self._site_nodes.get(consumer[0])
+        # Follow what was made from the stale part, through earlier passes, to this pass.
+        seen: set[Node] = set()
+        todo = [node for node in shared if node[1] != 0]
+        while todo:
+            node = todo.pop(0)
+            # Edges made on the earlier pass were named before that pass aged.
+            consumers = set(self._consumers.get(node, ()))
+            consumers |= {
+                (c[0], node[1]) for c in self._consumers.get((node[0], 0), ()) if c[1] == 0
+            }
+            for consumer in sorted(consumers, key=self._order):
+                if consumer[1] == 0 and consumer in graph:
+                    return self._site_nodes.get(consumer[0])
+                if consumer[1] != 0 and consumer in state.freed and consumer not in seen:
+                    seen.add(consumer)
+                    todo.append(consumer)
         for node in shared:
             sites = {consumer[0] for consumer in self._consumers.get(node, ())}
             for freed in state.freed:
                 if freed[0] in sites and freed not in graph:
                     return self._site_nodes.get(freed[0])
         return None
+
+    def _order(self, node: Node) -> int:
+        return self._site_order.get(node[0], 0)
 
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""

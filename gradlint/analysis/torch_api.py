@@ -139,3 +139,22 @@ VIEW_OPS = frozenset(
 
 # torch.nn.utils functions that return the module they are given.
 MODULE_WRAPPERS = frozenset({"weight_norm", "spectral_norm", "remove_weight_norm"})
+
+# Plotting and table functions that turn their arguments into numpy arrays.
+ARRAY_CONVERTERS = frozenset(
+    [
+        f"matplotlib.pyplot.{name}"
+        for name in (
+            "plot scatter imshow hist bar barh fill_between errorbar semilogx semilogy loglog "
+            "step stem contour contourf pcolormesh matshow boxplot violinplot".split()
+        )
+    ]
+    + [
+        "pandas.DataFrame",
+        "pandas.Series",
+        "seaborn.lineplot",
+        "seaborn.scatterplot",
+        "seaborn.histplot",
+        "seaborn.heatmap",
+    ]
+)
