@@ -5,7 +5,7 @@ Each case folder holds `buggy.py`, whose root-cause line ends with `# bug: GLxxx
 like the bugs. A case is found when gradlint reports that code on that line; a fixed
 version or near miss is silent when gradlint reports nothing at all.
 
-    python benchmarks/real_bugs.py [--verbose]
+    python benchmarks/real_bugs.py [--verbose] [--root tests/fixtures/real_bugs_holdout]
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ def score(root: Path = ROOT) -> Score:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="a folder of cases (default: %(default)s)"
+    )
     args = parser.parse_args()
-    result = score()
+    result = score(args.root)
     total = sum(len(hits) for hits in result.found.values())
     hits = sum(sum(h) for h in result.found.values())
     print(f"{'code':<8}{'found':>7}{'cases':>7}")
