@@ -148,8 +148,13 @@ z.mul_(2)
                 if isinstance(event.backward, cst.Return)
                 else f"the backward() at line {backward} will raise"
             )
+            if event.node is event.change:
+                what = "changes in place"
+            else:
+                what = (
+                    f"built with inplace=True, it changes at line {facts.position(event.change)[0]}"
+                )
             yield Report(
                 event.node,
-                f"changes in place a tensor that the op at line {saved_by} saved for backward; "
-                + when,
+                f"{what} a tensor that the op at line {saved_by} saved for backward; " + when,
             )

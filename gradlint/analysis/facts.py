@@ -59,9 +59,10 @@ class FreedGraph:
 class SavedChanged:
     """An in-place change of a tensor that an op saved, then a backward through that op."""
 
-    node: cst.CSTNode  # the in-place change
+    node: cst.CSTNode  # what to change: the in-place op, or the layer built inplace=True
     saved_by: cst.CSTNode  # the op that saved the tensor
     backward: cst.CSTNode
+    change: cst.CSTNode  # where the tensor is changed
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ class State:
     # Version counter per tensor identity (the highest any path reached).
     versions: dict[Node, int] = field(default_factory=dict)
     # Tensor identity -> its in-place changes: (version after, what to blame).
-    changed_at: dict[Node, tuple[tuple[int, cst.CSTNode], ...]] = field(default_factory=dict)
+    changed_at: dict[Node, tuple[tuple[int, cst.CSTNode, cst.CSTNode], ...]] = field(
+        default_factory=dict
+    )
     # Graph node -> the tensors it saved for backward, at their versions then.
     saves: dict[Node, frozenset[tuple[Node, int]]] = field(default_factory=dict)
     exhausted: frozenset[int] = frozenset()  # `.parameters()` generators already used up
@@ -1725,7 +1727,7 @@ class Interpreter:
             version = state.versions.get(target.node, 0)
             state.versions[target.node] = version + 1 if version >= 0 else -1
             changes = state.changed_at.get(target.node, ())
-            state.changed_at[target.node] = (*changes, (version + 1, blame or node))
+            state.changed_at[target.node] = (*changes, (version + 1, node, blame or node))
         operands = [target, *args]
         if "E" not in state.mode:
             requires, potential = target.requires_grad, _grad_of([target], potential=True)
@@ -1835,9 +1837,9 @@ class Interpreter:
                     op = self._site_nodes.get(graph_node[0])
                     if op is None:
                         continue
-                    for after, changed in state.changed_at[saved]:
+                    for after, changed, blame in state.changed_at[saved]:
                         if after > version:
-                            self.facts.saved_changes.append(SavedChanged(changed, op, at))
+                            self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node[0] in self._saving_sites
