@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from gradlint.analysis import analyze
@@ -16,6 +18,10 @@ def parse(source: str, path: str) -> cst.Module:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
         first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
+        # libcst repeats a position of its own; ours is the one to show.
+        first = re.sub(r"^(parser error|tokenizer error): (error at \d+:\d+: )?", "", first)
+        if len(first) > 100:
+            first = first[:97] + "..."
         raise LintError(
             path, f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
         ) from None

@@ -22,6 +22,16 @@ from gradlint.analysis.torch_api import (
     NO_GRAD_HOOKS,
 )
 
+# Statements and clauses that hold blocks of statements.
+_BLOCKS = (
+    cst.BaseCompoundStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
+
 # Methods only an nn.Module has (among the objects training code handles).
 MODULE_EVIDENCE = frozenset(
     {"train", "eval", "parameters", "named_parameters", "modules", "children", "named_modules"}
@@ -120,15 +130,12 @@ class ScopeCollector:
                 for small in statement.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
                         self.imports.add(small)
-            elif isinstance(statement, cst.BaseCompoundStatement):
-                self._collect_imports(statement.body.body)
+            elif isinstance(statement, _BLOCKS):
                 for child in child_nodes(statement):
-                    if isinstance(child, (cst.Else, cst.ExceptHandler, cst.Finally, cst.If)):
-                        self._collect_imports(
-                            [child] if isinstance(child, cst.If) else child.body.body
-                        )
-                    elif isinstance(child, cst.ExceptStarHandler):
-                        self._collect_imports(child.body.body)
+                    if isinstance(child, cst.BaseSuite):
+                        self._collect_imports(child.body)
+                    elif isinstance(child, _BLOCKS):
+                        self._collect_imports([child])
 
     def _walk_block(
         self,
