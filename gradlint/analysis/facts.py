@@ -125,6 +125,8 @@ class Facts:
             return use
         if isinstance(cause, cst.Decorator) or self.grad_enabled(use) is NO:
             return cause
+        if not isinstance(cause, (cst.With, cst.Expr)):
+            return cause  # a `.detach()`, `.data`, argmax, factory: that line is the mistake
         if cause in self.scope and self.scope.get(cause) is self.scope.get(use, False):
             return cause
         return use

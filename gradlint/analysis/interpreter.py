@@ -255,7 +255,8 @@ class Interpreter:
             self._generation += 1
             caller.age_in_place(made_before, self._generation)
         if key in self._memo:
-            return self.renewed(self._memo[key])
+            inputs = [*args, *kwargs.values(), *([self_value] if self_value else [])]
+            return self.renewed(self._memo[key], info, inputs)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
         runs = self._runs.get(info, 0)
@@ -286,10 +287,21 @@ class Interpreter:
         self._active.pop()
         return result
 
-    def renewed(self, value: Value) -> Value:
-        """A remembered call's result, as a new call makes it: the graph nodes of its earlier
-        loop passes are other tensors than the first call's."""
+    def renewed(self, value: Value, info: FunctionInfo, inputs: list[Value]) -> Value:
+        """A remembered call's result, as this call makes it: what the function made is made
+        anew (its earlier loop passes are other tensors than the first call's), and what
+        came from the first call's arguments comes from this call's arguments instead."""
         generations: dict[int, int] = {}
+        made_here = self._function_sites.get(info, set())
+        from_inputs: frozenset[Node] = frozenset()
+        for value_in in inputs:
+            from_inputs |= value_in.graph
+            for part in (value_in.item, *(value_in.items or ())):
+                if part is not None:
+                    from_inputs |= part.graph
+
+        def own(node: Node | None) -> Node | None:
+            return node_of(node) if node is not None and node[0] in made_here else None
 
         def node_of(node: Node) -> Node:
             if node[1] == 0:
@@ -304,10 +316,13 @@ class Interpreter:
         def renew(value: Value) -> Value:
             if not value.graph and value.item is None and value.items is None:
                 return value
+            graph = frozenset(node_of(n) for n in value.graph if n[0] in made_here)
+            if any(n[0] not in made_here for n in value.graph):
+                graph |= from_inputs
             return value.with_(
-                graph=frozenset(node_of(n) for n in value.graph),
-                node=node_of(value.node) if value.node is not None else None,
-                head=node_of(value.head) if value.head is not None else None,
+                graph=graph,
+                node=own(value.node),
+                head=own(value.head),
                 item=renew(value.item) if value.item is not None else None,
                 items=tuple(renew(v) for v in value.items) if value.items is not None else None,
             )
@@ -328,7 +343,7 @@ class Interpreter:
         if info.owner is not None and positional and not info.is_static:
             first = positional[0].name.value
             if info.is_classmethod:
-                state.env[first] = OTHER
+                state.env[first] = Value(kind=Kind.OTHER, cls=info.owner.name, layer="class")
             else:
                 state.env[first] = self_value or self.instance_of(info.owner, "self")
             positional = positional[1:]
@@ -690,7 +705,11 @@ class Interpreter:
                 self.update_class_attr(key, state.env[key])
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value, "item"))
-                self.inplace_result(obj, [value], "copy", statement, state, saves_output=False)
+                changed = self.inplace_result(
+                    obj, [value], "copy", statement, state, saves_output=False
+                )
+                if key is not None and key in state.env:
+                    state.env[key] = changed  # `x[i] = y` can make x require grad
             return
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
@@ -754,7 +773,9 @@ class Interpreter:
             if expr.value == "None":
                 return OTHER
             cls = self.scopes.classes.get(expr.value)
-            if cls is not None or expr.value in self.scopes.module_functions:
+            if cls is not None:
+                return Value(kind=Kind.OTHER, cls=cls.name, layer="class")
+            if expr.value in self.scopes.module_functions:
                 return OTHER
             return UNKNOWN_VALUE
         if isinstance(expr, cst.Attribute):
@@ -1078,6 +1099,11 @@ class Interpreter:
                 return self.builtin_call(name, node, args, state)
         if callee is not None and callee.kind is Kind.MODULE:
             return self.module_call(callee, node, args, state)
+        if callee is not None and callee.cls is not None and callee.layer != "class":
+            method = self.method_of(callee, "__call__")
+            if method is not None:
+                positional, keywords = _split_args(node, args)
+                return self.run_function(method, positional, keywords, state, callee, node)
         return UNKNOWN_VALUE
 
     def super_init(self, node: cst.Call, args: list[Value]) -> None:
@@ -1130,6 +1156,8 @@ class Interpreter:
                     self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
+                return Value(kind=Kind.PARAMS, item=item, origin=id(node))
             return Value(kind=Kind.SEQUENCE, item=item)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
@@ -1169,7 +1197,7 @@ class Interpreter:
                 integer=base.integer,
                 node=self.new_node(node),
             )
-        if module == "torch" and name in api.FACTORIES:
+        if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
             return self.factory(name, node, args, kwargs, state)
         if module.startswith("torch.nn.utils") and name in api.MODULE_WRAPPERS and args:
             return args[0]  # weight_norm(layer) hands back the layer
@@ -1248,6 +1276,8 @@ class Interpreter:
             return UNKNOWN
         if name in api.INTEGER_FACTORIES:
             return YES
+        if name in api.LEGACY_CONSTRUCTORS:
+            return api.LEGACY_CONSTRUCTORS[name]
         if name == "arange" or name == "tensor":
             positional = [a.value for a in node.args if a.keyword is None]
             if name == "arange" and positional:
@@ -1749,7 +1779,8 @@ class Interpreter:
             head = step
             if saves_output:
                 state.saves[step] = frozenset({(target.node, state.versions[target.node])})
-        leaf = target.leaf if requires is not YES else (NO if target.leaf is not YES else YES)
+        # An in-place op that records a graph gives the tensor a grad_fn: no longer a leaf.
+        leaf = NO if requires is YES else target.leaf
         return target.with_(requires_grad=requires, graph=graph, leaf=leaf, head=head)
 
     # -- backward ---------------------------------------------------------------------------------

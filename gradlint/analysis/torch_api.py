@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gradlint.analysis.values import NO as NO_
+from gradlint.analysis.values import YES as YES_
+
 GRAD_MODE_CLASSES = {
     "torch.no_grad": "disabled",
     "torch.autograd.no_grad": "disabled",
@@ -28,6 +31,20 @@ FACTORIES = frozenset(
 INTEGER_FACTORIES = frozenset(
     {"randint", "randperm", "randint_like", "tril_indices", "triu_indices"}
 )
+# torch.FloatTensor(...) and kin: whether each makes an integer tensor.
+LEGACY_CONSTRUCTORS = {
+    "Tensor": NO_,
+    "FloatTensor": NO_,
+    "DoubleTensor": NO_,
+    "HalfTensor": NO_,
+    "BFloat16Tensor": NO_,
+    "LongTensor": YES_,
+    "IntTensor": YES_,
+    "ShortTensor": YES_,
+    "CharTensor": YES_,
+    "ByteTensor": YES_,
+    "BoolTensor": YES_,
+}
 INTEGER_DTYPES = frozenset("long int int64 int32 int16 int8 uint8 short bool".split())
 FLOAT_DTYPES = frozenset(
     "float float32 float64 double half float16 bfloat16 complex64 complex128 cfloat cdouble".split()
