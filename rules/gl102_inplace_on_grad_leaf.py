@@ -68,6 +68,13 @@ import torch
 b = torch.zeros(4, requires_grad=True)
 b[0] = 1.0  # error
 """,
+        """\
+import torch
+from torch import nn
+conv = nn.Conv2d(3, 6, 1)
+rows = conv.bias.view(2, 3)
+rows[:, 0] += 1.0  # error
+""",
     ]
     VALID = [
         """\
@@ -118,8 +125,7 @@ y.sum().backward()
         for event in facts.inplace:
             if any(
                 value.is_tensor
-                and value.leaf is YES
-                and value.requires_grad is YES
+                and ((value.leaf is YES and value.requires_grad is YES) or value.leaf_view)
                 and mode == ENABLED
                 for value, mode in facts.runs(event.target)
             ):

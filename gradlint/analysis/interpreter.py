@@ -1686,7 +1686,11 @@ class Interpreter:
             value = value.with_(integer=integer)
         if op in api.VIEW_OPS and inputs[0].node is not None:
             # A view shares its base's storage and version counter.
-            value = value.with_(node=inputs[0].node)
+            base = inputs[0]
+            value = value.with_(
+                node=base.node,
+                leaf_view=base.leaf_view or (base.leaf is YES and base.requires_grad is YES),
+            )
         return value
 
     def binary(
@@ -1751,7 +1755,7 @@ class Interpreter:
     ) -> Value:
         """`target` changed in place by `op` at `node` (`blame`: what to change to avoid it,
         such as the layer built with inplace=True)."""
-        if target.leaf is YES and target.requires_grad is YES:
+        if (target.leaf is YES and target.requires_grad is YES) or target.leaf_view:
             return target  # raises under grad mode, and changes nothing of the graph under no_grad
         if target.node is not None:
             version = state.versions.get(target.node, 0)
