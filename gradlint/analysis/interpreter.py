@@ -458,8 +458,9 @@ class Interpreter:
             return then.join(other)
         if isinstance(statement, cst.For):
             iterable = self.eval(statement.iter, state)
-            # A loop over a model's parameters surely runs: its effect holds after it.
-            once = iterable.kind is Kind.PARAMS
+            # A loop over a model's parameters, or over range(n), runs: its effect holds
+            # after it (training code does not loop zero times).
+            once = iterable.kind is Kind.PARAMS or _counts(statement.iter)
             return self.exec_loop(
                 statement,
                 state,
@@ -1738,7 +1739,7 @@ class Interpreter:
             if tensor.inference is YES and "I" not in state.mode:
                 op = self._site_nodes.get(result.node[0])
                 if op is not None:
-                    self.facts.inference_saved.append((op, tensor.made_in))
+                    self.facts.inference_saved.append((self.model_call_of(op), tensor.made_in))
             if tensor.node is not None:
                 saved.add((tensor.node, state.versions.setdefault(tensor.node, 0)))
         state.saves[result.node] = frozenset(saved)
@@ -1859,6 +1860,14 @@ class Interpreter:
     def _order(self, node: Node) -> int:
         return self._site_order.get(node[0], 0)
 
+    def model_call_of(self, node: cst.CSTNode) -> cst.CSTNode:
+        """`node`, or, inside a model's forward, the call of the model that ran it."""
+        for info, call in zip(self._active, self._call_path[-len(self._active) :], strict=False):
+            owner = info.owner
+            if info.name == "forward" and owner is not None and owner.is_module and call:
+                return call
+        return node
+
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
         graph = set(value.graph)
@@ -1888,6 +1897,21 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _counts(expr: cst.BaseExpression) -> bool:
+    """`range(n)` (not `range(0)`), `range(a, b)`, `enumerate(range(n))`."""
+    if not isinstance(expr, cst.Call) or not isinstance(expr.func, cst.Name):
+        return False
+    if expr.func.value == "enumerate" and expr.args:
+        return _counts(expr.args[0].value)
+    if expr.func.value != "range" or not expr.args:
+        return False
+    return not (
+        len(expr.args) == 1
+        and isinstance(expr.args[0].value, cst.Integer)
+        and expr.args[0].value.value == "0"
+    )
 
 
 def _is_super(expr: cst.BaseExpression) -> bool:
