@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.torch_api import FACTORIES
+from gradlint.analysis.torch_api import FACTORIES, PARAMETER_CLASSES, VARIABLE_CLASSES
 from gradlint.analysis.values import NO, YES, Value
 from gradlint.rule import Report, Rule
 
@@ -70,6 +70,11 @@ import torch
 labels = torch.tensor([0, 1, 1])
 labels.requires_grad = True  # error
 """,
+        """\
+import torch
+from torch import nn
+mask = nn.Parameter(torch.LongTensor([[1, 0], [0, 1]]))  # error
+""",
     ]
     VALID = [
         """\
@@ -108,6 +113,18 @@ ids = torch.arange(5, dtype=torch.float32, requires_grad=True)
                     if found:
                         yield found[0]
                         break
+            elif call.qualname in PARAMETER_CLASSES or call.qualname in VARIABLE_CLASSES:
+                # nn.Parameter requires grad unless told not to; Variable only when told to.
+                flag = next(
+                    (
+                        _literal(arg.value)
+                        for arg in call.node.args
+                        if arg.keyword is not None and arg.keyword.value == "requires_grad"
+                    ),
+                    call.qualname in PARAMETER_CLASSES,
+                )
+                if flag and facts.value(call.node).integer is YES:
+                    yield Report(call.node, _INTEGER)
             elif call.qualname is not None and call.qualname.rsplit(".", 1)[-1] in FACTORIES:
                 wanted = next(
                     (
