@@ -19,6 +19,8 @@ class InplaceOnSavedTensor(Rule):
     `nn.ReLU(inplace=True)`) makes the later `backward()` raise `RuntimeError: one of the
     variables needed for gradient computation has been modified by an inplace operation`.
     For a layer built with `inplace=True`, the finding points at where it is built.
+    `optimizer.step()` changes its parameters in place too: a graph built before the step
+    and back-propagated after it (a GAN reusing a retained graph) fails the same way.
 
     **Example**
     ```python
@@ -85,8 +87,40 @@ class Gate(nn.Module):
 loss = Gate()(torch.randn(2, 4)).sum()
 loss.backward()
 """,
+        """\
+import torch
+from torch import nn
+G = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+opt_g = torch.optim.Adam(G.parameters())
+opt_d = torch.optim.Adam(D.parameters())
+fake = G(torch.randn(5, 2))
+g_loss = -D(fake).mean()
+g_loss.backward(retain_graph=True)
+opt_g.step()
+d_loss = D(fake).mean()  # error
+d_loss.backward()
+""",
     ]
     VALID = [
+        """\
+import torch
+from torch import nn
+G = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+opt_g = torch.optim.Adam(G.parameters())
+opt_d = torch.optim.Adam(D.parameters())
+for step in range(2):
+    fake = G(torch.randn(5, 2))
+    g_loss = -D(fake).mean()
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    d_loss = D(fake.detach()).mean()
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+""",
         """\
 import torch
 logits = torch.randn(4, requires_grad=True)
@@ -148,6 +182,14 @@ z.mul_(2)
                 if isinstance(event.backward, cst.Return)
                 else f"the backward() at line {backward} will raise"
             )
+            if event.stepped:
+                step = facts.position(event.change)[0]
+                yield Report(
+                    event.node,
+                    f"takes in a graph built before the optimizer step at line {step} changed "
+                    f"the weights it saved; {when}: recompute it, or `.detach()` it here",
+                )
+                continue
             if event.node is event.change:
                 what = "changes in place"
             else:

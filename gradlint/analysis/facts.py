@@ -63,6 +63,7 @@ class SavedChanged:
     saved_by: cst.CSTNode  # the op that saved the tensor
     backward: cst.CSTNode
     change: cst.CSTNode  # where the tensor is changed
+    stepped: bool = False  # the change is an optimizer step of the weights the op saved
 
 
 @dataclass(frozen=True)

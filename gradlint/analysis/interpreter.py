@@ -200,6 +200,13 @@ class Interpreter:
         self._generation = 0
         self._layer: int | None = None  # the layer of a Sequential being run
         self._site_order: dict[int, int] = {}  # sites in the order first met
+        self._tick = 0  # a clock: each new graph node and each optimizer step
+        self._site_tick: dict[int, int] = {}  # site -> when it last made a node
+        self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
+        self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
+        self._site_module: dict[int, str] = {}  # site -> the module whose call made it
+        self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
+        self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
         self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
@@ -1148,7 +1155,7 @@ class Interpreter:
         if name in ("list", "tuple", "sorted", "reversed", "set"):
             if args:
                 item = self.iterate(args[0], state, node.args[0].value)
-                return Value(kind=Kind.SEQUENCE, item=item)
+                return Value(kind=Kind.SEQUENCE, item=item, roots=args[0].roots)
             return Value(kind=Kind.SEQUENCE)
         if name == "filter" and len(args) == 2:
             item = self.iterate(args[1], state, node.args[1].value)
@@ -1200,6 +1207,12 @@ class Interpreter:
             )
         if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
             return self.factory(name, node, args, kwargs, state)
+        if qualname == "itertools.chain":
+            roots: frozenset[str] = frozenset()
+            for value in args:
+                roots |= value.roots
+            items = [self.iterate(v, state, a.value) for v, a in zip(args, node.args, strict=False)]
+            return sequence(items).with_(roots=roots)
         if module.startswith("torch.nn.utils") and name in api.MODULE_WRAPPERS and args:
             return args[0]  # weight_norm(layer) hands back the layer
         if module.startswith("torch.optim") and name[:1].isupper() and "lr_scheduler" not in module:
@@ -1320,7 +1333,8 @@ class Interpreter:
                 exhausted = value.origin in state.exhausted
                 state.exhausted = state.exhausted | {value.origin}
         self.facts.optimizers.append(OptimizerMade(node, params, exhausted))
-        return Value(kind=Kind.OPTIMIZER, origin=id(node))
+        roots = args[0].roots if args else frozenset()
+        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
 
     def make_module(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -1373,6 +1387,9 @@ class Interpreter:
         kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
         if method == "backward":
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
+            return OTHER
+        if method == "step" and receiver.kind is Kind.OPTIMIZER:
+            self.step(receiver, node, state)
             return OTHER
         if receiver.kind is Kind.MODULE:
             return self.module_method(receiver, method, node, args, state)
@@ -1479,6 +1496,7 @@ class Interpreter:
                 origin=id(node),
                 path=module.path,
                 frozen=module.frozen,
+                roots=frozenset({module.path}) if module.path else frozenset(),
             )
         if method == "requires_grad_":
             flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
@@ -1532,6 +1550,8 @@ class Interpreter:
                 self._layer = hash((outer, index))
                 value = self.module_call(layer, node, [value], state, first=index == 0)
             self._layer = outer
+            if module.has_params is YES and module.frozen is NO:
+                self.save_weights(module, value, state)
             return value
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
@@ -1546,6 +1566,8 @@ class Interpreter:
                     frozen_at = self.frozen_where(module.path, state)
                     if module.frozen is YES and frozen_at is not None:
                         returned = returned.with_(cut=frozen_at)
+                if module.has_params is YES and module.frozen is NO:
+                    self.save_weights(module, returned, state)
                 return returned
         inputs = _tensor_args(args)
         trainable = module.has_params is YES and module.frozen is NO
@@ -1567,6 +1589,8 @@ class Interpreter:
                 state.saves[value.node] = frozenset({(value.node, 0)})
                 state.versions[value.node] = 0
             self.save_inputs(inputs, value, state, when=trainable or module.layer in _SAVING_NORMS)
+            if trainable:
+                self.save_weights(module, value, state)
         return value
 
     def recorded(self, grad: Tri, potential: Tri, state: State) -> tuple[Tri, Tri]:
@@ -1585,6 +1609,8 @@ class Interpreter:
         site = id(node) if self._layer is None else hash((id(node), self._layer))
         self._site_nodes[site] = node
         self._site_order.setdefault(site, len(self._site_order))
+        self._tick += 1
+        self._site_tick[site] = self._tick
         self._made_during.setdefault(site, tuple(self._call_path))
         self._made_during.setdefault(id(node), tuple(self._call_path))
         for function in self._active:
@@ -1728,7 +1754,8 @@ class Interpreter:
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
             return NUMBER
         if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
-            return sequence([v for v in (left.item, right.item) if v is not None])
+            joined = sequence([v for v in (left.item, right.item) if v is not None])
+            return joined.with_(roots=left.roots | right.roots)
         return UNKNOWN_VALUE
 
     def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
@@ -1801,14 +1828,12 @@ class Interpreter:
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n, state)]
+        self._tick += 1
+        self._backward_ticks[id(node)] = self._tick
         if shared:
             entry = self.entry_into_freed_graph(shared, loss.graph, state, node)
             if entry is not None:
-                # Made inside a call from this code: point at that call.
-                path = self._made_during.get(id(entry), ())
-                depth = len(self._call_path)
-                if len(path) > depth and path[depth] is not None:
-                    entry = path[depth]
+                entry = self.frame_call(entry)
             self.facts.freed_graphs.append(FreedGraph(node, entry, state.freed[shared[0]]))
         self.check_saved(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
@@ -1850,6 +1875,18 @@ class Interpreter:
                 if consumer[1] != 0 and consumer in state.freed and consumer not in seen:
                     seen.add(consumer)
                     todo.append(consumer)
+        # Two losses over one tensor (a GAN's fake batch): the loss whose optimizer does
+        # not own the module that made it should have detached it. If the optimizer that
+        # stepped between the two backwards owns that module, the second loss is the one.
+        first = self._backward_ticks.get(id(state.freed[shared[0]]), 0)
+        for node in shared:
+            maker = self._site_module.get(node[0])
+            if maker is not None and any(
+                tick > first and _owns(roots, maker) for tick, roots in self._steps
+            ):
+                entry = self.stale_entry(node, graph, first)
+                if entry is not None:
+                    return entry
         for node in shared:
             sites = {consumer[0] for consumer in self._consumers.get(node, ())}
             for freed in state.freed:
@@ -1868,6 +1905,53 @@ class Interpreter:
                 return call
         return node
 
+    def step(self, optimizer: Value, node: cst.Call, state: State) -> None:
+        """optimizer.step() changes in place the weights of every module it owns."""
+        self._tick += 1
+        self._step_ticks[id(node)] = self._tick
+        self._steps.append((self._tick, optimizer.roots))
+        for key, path in self._weights.items():
+            if _owns(optimizer.roots, path):
+                weights = (key, 0)
+                version = state.versions.get(weights, 0)
+                state.versions[weights] = version + 1
+                changes = state.changed_at.get(weights, ())
+                state.changed_at[weights] = (*changes, (version + 1, node, node))
+
+    def save_weights(self, module: Value, result: Value, state: State) -> None:
+        """A trainable layer saves its weights for backward (to give its input a gradient)."""
+        if module.path is None or result.head is None:
+            return
+        key = hash(("weights", module.path))
+        self._weights[key] = module.path
+        self._site_module[result.head[0]] = module.path
+        weights = (key, 0)
+        saved = state.saves.get(result.head, frozenset())
+        state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}
+
+    def frame_call(self, node: cst.CSTNode) -> cst.CSTNode:
+        """A node made inside a call from the running code: that call; else the node."""
+        path = self._made_during.get(id(node), ())
+        depth = len(self._call_path)
+        if len(path) > depth and path[depth] is not None:
+            return path[depth]  # type: ignore[return-value]
+        return node
+
+    def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
+        """The first op made after tick `after` that takes in what `holder` made."""
+        seen = {holder}
+        todo = [holder]
+        while todo:
+            current = todo.pop(0)
+            for consumer in sorted(self._consumers.get(current, ()), key=self._order):
+                if consumer in seen or consumer not in graph:
+                    continue
+                seen.add(consumer)
+                if self._site_tick.get(consumer[0], 0) > after:
+                    return self._site_nodes.get(consumer[0])
+                todo.append(consumer)
+        return None
+
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
         graph = set(value.graph)
@@ -1882,8 +1966,20 @@ class Interpreter:
                     if op is None:
                         continue
                     for after, changed, blame in state.changed_at[saved]:
-                        if after > version:
-                            self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
+                        if after <= version:
+                            continue
+                        if saved[0] in self._weights and graph_node not in state.freed:
+                            # Weights changed by optimizer.step(): point at where the graph
+                            # built before the step is taken in after it.
+                            tick = self._step_ticks.get(id(changed), 0)
+                            entry = self.stale_entry(graph_node, frozenset(graph), tick)
+                            if entry is not None:
+                                entry = self.frame_call(entry)
+                            self.facts.saved_changes.append(
+                                SavedChanged(entry or changed, op, at, changed, stepped=True)
+                            )
+                            continue
+                        self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
 
     def saves_tensors(self, graph_node: Node, state: State) -> bool:
         return graph_node[0] in self._saving_sites
@@ -1897,6 +1993,11 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _owns(roots: frozenset[str], path: str) -> bool:
+    """Whether an optimizer over the parameters of `roots` steps the module at `path`."""
+    return any(path == root or path.startswith(root + ".") for root in roots)
 
 
 def _counts(expr: cst.BaseExpression) -> bool:

@@ -76,6 +76,8 @@ class Value:
     inplace: bool = False  # MODULE: built with inplace=True
     spread: bool = False  # an argument `*xs` of unknown length: stands for each element
     leaf_view: bool = False  # a view of a leaf that requires grad (in-place on it raises)
+    # PARAMS, parameter lists, OPTIMIZER: the modules (access paths) whose parameters they hold.
+    roots: frozenset[str] = frozenset()
     cut: object = None  # tensor without grad: the node where its graph was cut, if known
     born: object = None  # a factory's tensor made without requires_grad: that call
     made_in: object = None  # inference tensor: the inference_mode block or decorator
@@ -125,6 +127,7 @@ class Value:
             layer=self.layer if self.layer == other.layer else None,
             inplace=self.inplace and other.inplace,
             leaf_view=self.leaf_view and other.leaf_view,
+            roots=self.roots & other.roots,
             cut=self.cut if self.cut is not None else other.cut,
             born=self.born if self.born is not None else other.born,
             made_in=self.made_in if self.made_in is not None else other.made_in,
