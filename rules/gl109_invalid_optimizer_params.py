@@ -147,7 +147,7 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 if isinstance(cause, cst.CSTNode):
                     line = facts.position(made.node)[0]
                     yield Report(
-                        cause,
+                        facts.focus(cause),
                         f"makes a non-leaf tensor that the optimizer at line {line} is given, "
                         "which raises; keep the leaf",
                     )

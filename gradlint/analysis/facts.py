@@ -132,6 +132,16 @@ class Facts:
             return cause
         return use
 
+    @staticmethod
+    def focus(node: cst.CSTNode) -> cst.CSTNode:
+        """The part of an op to point at: the operator of `a * b`, the method name of
+        `x.double()` (the right line when the expression spans several)."""
+        if isinstance(node, cst.BinaryOperation):
+            return node.operator
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            return node.func.attr
+        return node
+
     def position(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
         """1-based (line, column, end_line, end_column); computed only when a rule reports."""
         if self._positions is None:
