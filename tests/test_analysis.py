@@ -56,7 +56,9 @@ def grad_at(source: str, marker: str = "probe") -> Tri:
         # Every caller in the module runs without grad; one caller with grad makes it mixed.
         ("import torch\ndef f():\n    probe()\nwith torch.no_grad():\n    f()", NO),
         ("import torch\ndef f():\n    probe()\nwith torch.no_grad():\n    f()\nf()", UNKNOWN),
-        ("def f():\n    probe()", UNKNOWN),  # no caller here: unknown
+        ("def f():\n    probe()", YES),  # no caller here: PyTorch's default
+        ("class C:\n    def f(self):\n        probe()", UNKNOWN),  # a method: callers unknown
+        ("def f():\n    probe()\ncallbacks = [f]", UNKNOWN),  # passed around: unknown
         ("import torch\ndef f():\n    probe()\n    loss.backward()", YES),  # training code
         (
             "import pytorch_lightning as pl\n"

@@ -351,6 +351,9 @@ class ScopeCollector:
         if info.escapes or not info.call_sites:
             if info.calls_backward:
                 return ENABLED  # backward() needs a graph: this code runs with grad enabled
+            if not info.escapes and info.owner is None and info.parent is None:
+                # A module-level function nobody here calls runs in PyTorch's default mode.
+                return ENABLED
             return ANY_MODE
         mode: Mode = frozenset()
         for caller, site_mode in info.call_sites:
