@@ -1245,6 +1245,8 @@ class Interpreter:
                 for value, arg in zip(args, node.args, strict=False)
                 if arg.keyword is None or arg.keyword.value not in api.NON_TENSOR_KEYWORDS
             ]
+            if name in api.CLASS_INDEX_LOSSES:
+                grad_args = _without_unknown_target(grad_args)
             inplace = kwargs.get("inplace")
             if inplace is not None and _bool_literal(inplace) is YES and args:
                 self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
@@ -1574,6 +1576,8 @@ class Interpreter:
         if trainable:
             grad, potential = YES, YES
         else:
+            if module.layer in api.CLASS_INDEX_LOSSES:
+                args = _without_unknown_target(args)
             grad = _grad_of(args) if args else UNKNOWN
             potential = _grad_of(args, potential=True) if args else UNKNOWN
             if module.has_params is not NO and module.frozen is not YES and grad is not YES:
@@ -1993,6 +1997,14 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _without_unknown_target(args: list[Value]) -> list[Value]:
+    """A classification loss's target is class indices from the data, with no graph,
+    unless it is known to be otherwise."""
+    if len(args) >= 2 and args[1].kind is Kind.UNKNOWN:
+        return [args[0], *args[2:]]
+    return args
 
 
 def _owns(roots: frozenset[str], path: str) -> bool:

@@ -134,6 +134,18 @@ VARIABLE_CLASSES = frozenset({"torch.autograd.Variable", "torch.autograd.variabl
 # numpy functions that read a tensor's attributes without converting it to an array.
 NUMPY_SAFE = frozenset("shape ndim size isscalar iterable result_type dtype".split())
 
+# Losses whose target is class indices: an integer tensor from the data, never a graph.
+CLASS_INDEX_LOSSES = frozenset(
+    {
+        "cross_entropy",
+        "nll_loss",
+        "CrossEntropyLoss",
+        "NLLLoss",
+        "multi_margin_loss",
+        "MultiMarginLoss",
+    }
+)
+
 # Keyword arguments of torch functions that never hold a tensor of the graph.
 NON_TENSOR_KEYWORDS = frozenset(
     "dim keepdim dtype device out inplace p eps reduction size layout pin_memory "
