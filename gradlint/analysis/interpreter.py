@@ -185,7 +185,8 @@ class Interpreter:
         self.class_attrs: dict[str, dict[str, Value]] = {}
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
         self.class_layers: dict[str, tuple[Value, ...]] = {}
-        self._memo: dict[tuple[object, ...], Value] = {}
+        self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value]]] = {}
+        self._call_inputs: dict[int, frozenset[Node]] = {}  # call -> its arguments' graphs
         self._runs: dict[FunctionInfo, int] = {}
         self._ran: set[FunctionInfo] = set()
         self._running: set[FunctionInfo] = set()
@@ -198,6 +199,7 @@ class Interpreter:
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
         self._generation = 0
+        self._stale: Node | None = None  # the stale graph node the last entry was found from
         self._layer: int | None = None  # the layer of a Sequential being run
         self._site_order: dict[int, int] = {}  # sites in the order first met
         self._tick = 0  # a clock: each new graph node and each optimizer step
@@ -249,21 +251,40 @@ class Interpreter:
             mode, off_at = caller.mode, caller.grad_off_at
         args = args or []
         kwargs = kwargs or {}
+        # The instance's attributes the caller knows (`model.hidden`) go in as `self.hidden`,
+        # and what the method sets on `self` comes back out: object state flows with calls.
+        owner = self_value.path if self_value is not None and caller is not None else None
+        carried: dict[str, Value] = {}
+        if owner is not None and caller is not None:
+            prefix = owner + "."
+            carried = {
+                name[len(prefix) :]: value
+                for name, value in caller.env.items()
+                if name.startswith(prefix) and "." not in name[len(prefix) :]
+            }
         key = (
             id(info),
             mode,
             tuple(_shape(v) for v in args),
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
+            tuple(sorted((k, _shape(v)) for k, v in carried.items())),
         )
         made_before = self._function_sites.get(info)
         if caller is not None and made_before:
             # What an earlier call of this function made are other tensors than this call's.
             self._generation += 1
             caller.age_in_place(made_before, self._generation)
+        if call is not None:
+            passed = [*args, *kwargs.values()]
+            self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
+        inputs = [*args, *kwargs.values(), *carried.values()]
         if key in self._memo:
-            inputs = [*args, *kwargs.values(), *([self_value] if self_value else [])]
-            return self.renewed(self._memo[key], info, inputs)
+            result, remembered = self._memo[key]
+            if owner is not None and caller is not None:
+                for name, value in remembered.items():
+                    caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
+            return self.renewed(result, info, inputs)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
         runs = self._runs.get(info, 0)
@@ -281,13 +302,27 @@ class Interpreter:
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
         self.bind_parameters(info, args, kwargs, self_value, state)
-        self.exec_block(body_statements(info.node.body), state)
+        me = _self_name(info)
+        if me is not None:
+            for name, value in carried.items():
+                state.env[f"{me}.{name}"] = value
+        final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
             result = self._return_values[0]
             for value in self._return_values[1:]:
                 result = result.join(value)
-        self._memo[key] = result
+        writes: dict[str, Value] = {}
+        if me is not None:
+            prefix = me + "."
+            for name, value in final.env.items():
+                attr = name[len(prefix) :]
+                if name.startswith(prefix) and "." not in attr and carried.get(attr) != value:
+                    writes[attr] = value
+        if owner is not None and caller is not None:
+            for attr, value in writes.items():
+                caller.env[f"{owner}.{attr}"] = value
+        self._memo[key] = (result, writes)
         self._function, self._return_values = saved
         self._call_path.pop()
         self._running.discard(info)
@@ -1837,7 +1872,7 @@ class Interpreter:
         if shared:
             entry = self.entry_into_freed_graph(shared, loss.graph, state, node)
             if entry is not None:
-                entry = self.frame_call(entry)
+                entry = self.frame_call(entry, self._stale)
             self.facts.freed_graphs.append(FreedGraph(node, entry, state.freed[shared[0]]))
         self.check_saved(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
@@ -1866,8 +1901,10 @@ class Interpreter:
         # Follow what was made from the stale part, through earlier passes, to this pass.
         seen: set[Node] = set()
         todo = [node for node in shared if node[1] != 0]
+        self._stale = None
         while todo:
             node = todo.pop(0)
+            self._stale = node
             # Edges made on the earlier pass were named before that pass aged.
             consumers = set(self._consumers.get(node, ()))
             consumers |= {
@@ -1933,12 +1970,17 @@ class Interpreter:
         saved = state.saves.get(result.head, frozenset())
         state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}
 
-    def frame_call(self, node: cst.CSTNode) -> cst.CSTNode:
-        """A node made inside a call from the running code: that call; else the node."""
+    def frame_call(self, node: cst.CSTNode, through: Node | None = None) -> cst.CSTNode:
+        """A node made inside a call from the running code: that call; else the node. With
+        `through`, only if that graph node came in through the call's arguments (a hidden
+        state passed in, not one the method keeps on `self`)."""
         path = self._made_during.get(id(node), ())
         depth = len(self._call_path)
         if len(path) > depth and path[depth] is not None:
-            return path[depth]  # type: ignore[return-value]
+            call = path[depth]
+            if through is not None and through not in self._call_inputs.get(id(call), ()):
+                return node
+            return call  # type: ignore[return-value]
         return node
 
     def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
@@ -2005,6 +2047,14 @@ def _without_unknown_target(args: list[Value]) -> list[Value]:
     if len(args) >= 2 and args[1].kind is Kind.UNKNOWN:
         return [args[0], *args[2:]]
     return args
+
+
+def _self_name(info: FunctionInfo) -> str | None:
+    """The name a method calls its instance (`self`), or None for other functions."""
+    if info.owner is None or info.is_static or info.is_classmethod:
+        return None
+    params = [*info.node.params.posonly_params, *info.node.params.params]
+    return params[0].name.value if params else None
 
 
 def _owns(roots: frozenset[str], path: str) -> bool:
