@@ -12,6 +12,10 @@ from gradlint.rule import Report, Rule
 
 _EMPTY = "the optimizer gets no parameters (all are frozen or filtered out), which raises"
 _EXHAUSTED = "this `.parameters()` generator was already used up, so the optimizer gets nothing"
+_NO_PARAMETERS = (
+    "the module has no parameters yet (none are made in its __init__), so the optimizer "
+    "gets an empty list, which raises"
+)
 _UNCALLED = "passes the method, not the parameters: call it, `model.parameters()`"
 _NON_LEAF = "the optimizer gets a non-leaf tensor (made by an op), which raises; pass the leaf"
 
@@ -78,6 +82,24 @@ from torch import nn
 model = nn.Linear(4, 2)
 opt = torch.optim.Adam(model.parameters, lr=1e-3)  # error
 """,
+        """\
+import torch
+from torch import nn
+
+class Lazy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.built = False
+
+    def forward(self, x):
+        if not self.built:
+            self.w = nn.Parameter(torch.randn(x.shape[-1], 2))
+            self.built = True
+        return x @ self.w
+
+model = Lazy()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)  # error
+""",
     ]
     VALID = [
         """\
@@ -111,6 +133,9 @@ opt = torch.optim.SGD([w, v], lr=0.1)
         for made in facts.optimizers:
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
+                continue
+            if made.no_parameters:
+                yield Report(made.node, _NO_PARAMETERS)
                 continue
             if made.params is None:
                 continue

@@ -71,6 +71,7 @@ class OptimizerMade:
     node: cst.Call
     params: cst.BaseExpression | None
     exhausted: bool  # given a `.parameters()` generator that was already used up
+    no_parameters: bool = False  # given `.parameters()` of a module that has none yet
 
 
 @dataclass(frozen=True)

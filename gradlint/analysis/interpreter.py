@@ -183,6 +183,8 @@ class Interpreter:
         self.scopes = ScopeCollector(module, self.facts.imports)
         self.imports = self.facts.imports
         self.class_attrs: dict[str, dict[str, Value]] = {}
+        # Classes that register parameters or layers by name (register_parameter, setattr).
+        self.dynamic_classes: set[str] = set()
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
         self.class_layers: dict[str, tuple[Value, ...]] = {}
         self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value]]] = {}
@@ -439,13 +441,16 @@ class Interpreter:
         )
 
     def class_has_params(self, cls: ClassInfo) -> Tri:
+        if cls.name in self.dynamic_classes:
+            return UNKNOWN  # registers parameters by name: not seen here
         attrs = self.class_attrs.get(cls.name, {})
         result = NO if attrs else UNKNOWN
         for value in attrs.values():
             if value.kind is Kind.MODULE:
                 result = result | value.has_params
-            elif value.kind is Kind.TENSOR and value.path is not None and value.leaf is YES:
-                result = result | value.requires_grad
+            elif value.kind is Kind.TENSOR:
+                # An nn.Parameter attribute (a leaf that requires grad) is a parameter.
+                result = result | (value.requires_grad if value.leaf is YES else UNKNOWN)
             elif value.kind is Kind.SEQUENCE and value.item is not None:
                 result = result | value.item.has_params
             elif value.kind is Kind.UNKNOWN:
@@ -841,6 +846,8 @@ class Interpreter:
             operand = self.eval(expr.expression, state)
             if isinstance(expr.operator, cst.Not):
                 return OTHER
+            if operand.kind is Kind.NUMBER:
+                return NUMBER
             if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
                 return self.no_grad_tensor(operand, expr)
             return self.op_result([operand], expr, state, "neg")
@@ -1103,6 +1110,8 @@ class Interpreter:
             assert isinstance(func, cst.Attribute)
             receiver = self.eval(call.receiver, state)
             args = self.eval_args(node, state)
+            if call.method in _REGISTERS and self._function and self._function.owner:
+                self.dynamic_classes.add(self._function.owner.name)
             if call.method == "__init__" and _is_super(call.receiver):
                 self.super_init(node, args)
                 return OTHER
@@ -1216,6 +1225,8 @@ class Interpreter:
             return Value(kind=Kind.SEQUENCE, item=NUMBER)
         if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
             return self.op_result([args[0].item or UNKNOWN_VALUE], node, state, "add")
+        if name == "setattr" and self._function is not None and self._function.owner:
+            self.dynamic_classes.add(self._function.owner.name)
         if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
             return OTHER
         return UNKNOWN_VALUE
@@ -1369,7 +1380,8 @@ class Interpreter:
             if value.kind is Kind.PARAMS and value.origin is not None:
                 exhausted = value.origin in state.exhausted
                 state.exhausted = state.exhausted | {value.origin}
-        self.facts.optimizers.append(OptimizerMade(node, params, exhausted))
+        empty = bool(args) and args[0].kind is Kind.PARAMS and args[0].items == ()
+        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty))
         roots = args[0].roots if args else frozenset()
         return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
 
@@ -1530,6 +1542,7 @@ class Interpreter:
             return Value(
                 kind=Kind.PARAMS,
                 item=param if method == "parameters" else _pair(param),
+                items=() if module.has_params is NO else None,  # a module with none yet
                 origin=id(node),
                 path=module.path,
                 frozen=module.frozen,
@@ -2047,6 +2060,9 @@ def _without_unknown_target(args: list[Value]) -> list[Value]:
     if len(args) >= 2 and args[1].kind is Kind.UNKNOWN:
         return [args[0], *args[2:]]
     return args
+
+
+_REGISTERS = frozenset({"register_parameter", "add_module", "register_module", "__setattr__"})
 
 
 def _self_name(info: FunctionInfo) -> str | None:
