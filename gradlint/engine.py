@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import libcst as cst
@@ -17,16 +18,25 @@ def parse(source: str, path: str) -> cst.Module:
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
-        # libcst repeats a position of its own; ours is the one to show.
-        first = re.sub(r"^(parser error|tokenizer error): (error at \d+:\d+: )?", "", first)
-        if len(first) > 100:
-            first = first[:97] + "..."
-        raise LintError(
-            path, f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
-        ) from None
+        raise LintError(path, _syntax_error(source, path, exc)) from None
     except (RecursionError, MemoryError):
         raise LintError(path, "file is too deeply nested or too large to parse") from None
+
+
+def _syntax_error(source: str, path: str, exc: cst.ParserSyntaxError) -> str:
+    """Python's own parser places a syntax error exactly; libcst's positions can be off."""
+    try:
+        compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as error:
+        where = f"line {error.lineno}, column {error.offset}" if error.lineno else "unknown place"
+        return f"syntax error at {where}: {error.msg}"
+    except (ValueError, RecursionError, MemoryError):
+        pass
+    first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
+    first = re.sub(r"^(parser error|tokenizer error): (error at \d+:\d+: )?", "", first)
+    if len(first) > 100:
+        first = first[:97] + "..."
+    return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
 
 
 def lint(
