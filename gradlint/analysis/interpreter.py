@@ -188,6 +188,7 @@ class Interpreter:
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
         self.class_layers: dict[str, tuple[Value, ...]] = {}
         self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value]]] = {}
+        self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
         self._call_inputs: dict[int, frozenset[Node]] = {}  # call -> its arguments' graphs
         self._runs: dict[FunctionInfo, int] = {}
         self._ran: set[FunctionInfo] = set()
@@ -534,6 +535,11 @@ class Interpreter:
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             # Calls of the name resolve to the function or class itself.
             state.env.pop(statement.name.value, None)
+            nested = None
+            if isinstance(statement, cst.FunctionDef) and self._function is not None:
+                nested = self.scopes.info_for(statement)
+            if nested is not None:
+                state.env[statement.name.value] = self.function_value(nested)
             return state
         if isinstance(statement, cst.Match):
             self.eval(statement.subject, state)
@@ -824,7 +830,7 @@ class Interpreter:
             if cls is not None:
                 return Value(kind=Kind.OTHER, cls=cls.name, layer="class")
             if expr.value in self.scopes.module_functions:
-                return OTHER
+                return self.function_value(self.scopes.module_functions[expr.value])
             return UNKNOWN_VALUE
         if isinstance(expr, cst.Attribute):
             return self.eval_attribute(expr, state)
@@ -1131,6 +1137,8 @@ class Interpreter:
                 self.facts.record(func, callee, state.mode)
                 if callee.kind is Kind.MODULE:
                     return self.module_call(callee, node, args, state)
+                if callee.layer == "function":  # a loss function kept on the object
+                    return self.call_function_value(callee, node, args, state)
                 return UNKNOWN_VALUE
             return self.method_call(receiver, call.method, node, args, state)
         callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
@@ -1151,6 +1159,8 @@ class Interpreter:
                 return self.builtin_call(name, node, args, state)
         if callee is not None and callee.kind is Kind.MODULE:
             return self.module_call(callee, node, args, state)
+        if callee is not None and callee.layer == "function":
+            return self.call_function_value(callee, node, args, state)
         if callee is not None and callee.cls is not None and callee.layer != "class":
             method = self.method_of(callee, "__call__")
             if method is not None:
@@ -1167,6 +1177,20 @@ class Interpreter:
             made = self.container("Sequential", node, args)
             if made.items is not None:
                 self.class_layers[owner.name] = made.items
+
+    def function_value(self, info: FunctionInfo) -> Value:
+        """A function as a value (passed as an argument, kept in a variable or attribute)."""
+        self._functions[id(info)] = info
+        return Value(kind=Kind.OTHER, layer="function", origin=id(info))
+
+    def call_function_value(
+        self, callee: Value, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        info = self._functions.get(callee.origin) if callee.origin is not None else None
+        if info is None or info.owner is not None:
+            return UNKNOWN_VALUE
+        positional, keywords = _split_args(node, args)
+        return self.run_function(info, positional, keywords, state, call=node)
 
     def instantiate(self, cls: ClassInfo, node: cst.Call, args: list[Value], state: State) -> Value:
         init = self.find_method(cls, "__init__")

@@ -300,6 +300,10 @@ class ScopeCollector:
                 return cls.methods.get(func.attr.value)
         return None
 
+    def info_for(self, node: cst.FunctionDef) -> FunctionInfo | None:
+        """The function a `def` statement defines."""
+        return self._by_node.get(node)
+
     def _info_for(
         self, node: cst.FunctionDef, owner: ClassInfo | None, parent: FunctionInfo | None
     ) -> FunctionInfo:
