@@ -222,3 +222,23 @@ def test_plotting_a_graph_tensor_is_a_numpy_conversion() -> None:
         """
     )
     assert [(f.line, f.code) for f in lint(source)] == [(6, "GL101"), (7, "GL101")]
+
+
+def test_a_class_that_freezes_itself_in_init_makes_frozen_instances() -> None:
+    source = """
+    import torch
+    from torch import nn
+    class Blur(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            for p in self.parameters():
+                p.requires_grad = False
+        def forward(self, x):
+            return self.conv(x)
+    op = Blur()
+    y = op(torch.randn(1, 1, 8, 8))
+    print(y)
+    """
+    assert value_at(source, "op").frozen is YES
+    assert value_at(source, "y").requires_grad is NO

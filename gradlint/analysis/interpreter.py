@@ -183,6 +183,9 @@ class Interpreter:
         self.scopes = ScopeCollector(module, self.facts.imports)
         self.imports = self.facts.imports
         self.class_attrs: dict[str, dict[str, Value]] = {}
+        # What each class's __init__ froze: all of it, or some of its attributes.
+        self.class_frozen: dict[str, Tri] = {}
+        self.class_frozen_attrs: dict[str, dict[str, Tri]] = {}
         # Classes that register parameters or layers by name (register_parameter, setattr).
         self.dynamic_classes: set[str] = set()
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
@@ -315,6 +318,8 @@ class Interpreter:
             result = self._return_values[0]
             for value in self._return_values[1:]:
                 result = result.join(value)
+        if me is not None and info.name == "__init__" and info.owner is not None:
+            self.remember_freezes(info.owner, me, final)
         writes: dict[str, Value] = {}
         if me is not None:
             prefix = me + "."
@@ -331,6 +336,18 @@ class Interpreter:
         self._running.discard(info)
         self._active.pop()
         return result
+
+    def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
+        """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
+        parameters, `self.backbone` frozen) holds for every instance of the class."""
+        frozen = self.frozen_of(me, final)
+        if frozen is not None:
+            self.class_frozen[cls.name] = frozen
+        prefix = me + "."
+        for key, value in final.frozen.items():
+            attr = key[len(prefix) :]
+            if key.startswith(prefix) and "." not in attr:
+                self.class_frozen_attrs.setdefault(cls.name, {})[attr] = value
 
     def renewed(self, value: Value, info: FunctionInfo, inputs: list[Value]) -> Value:
         """A remembered call's result, as this call makes it: what the function made is made
@@ -390,7 +407,9 @@ class Interpreter:
             if info.is_classmethod:
                 state.env[first] = Value(kind=Kind.OTHER, cls=info.owner.name, layer="class")
             else:
-                state.env[first] = self_value or self.instance_of(info.owner, "self")
+                state.env[first] = (self_value or self.instance_of(info.owner, first)).with_(
+                    path=first  # inside the method, the instance is `self`
+                )
             positional = positional[1:]
         spread = next((v for v in passed if v.spread), None)
         if spread is not None:
@@ -438,7 +457,7 @@ class Interpreter:
             cls=cls.name,
             path=path,
             has_params=self.class_has_params(cls),
-            frozen=NO,
+            frozen=self.class_frozen.get(cls.name, NO),
         )
 
     def class_has_params(self, cls: ClassInfo) -> Tri:
@@ -1054,6 +1073,9 @@ class Interpreter:
                 attrs = self.class_attrs.get(obj.cls, {})
                 if attr in attrs:
                     found = _without_graph(attrs[attr])
+                    frozen_attr = self.class_frozen_attrs.get(obj.cls, {}).get(attr)
+                    if frozen_attr is not None and found.kind is Kind.MODULE:
+                        found = found.with_(frozen=frozen_attr)
                     if obj.frozen is YES:  # every parameter of the module is frozen
                         if found.kind is Kind.MODULE:
                             found = found.with_(frozen=YES)
