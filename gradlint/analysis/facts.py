@@ -34,7 +34,6 @@ class Inplace:
 
     node: cst.CSTNode  # what to point at
     target: cst.BaseExpression  # the tensor changed
-    how: str  # "method", "augmented", "item", "inplace-layer"
 
 
 @dataclass(frozen=True)

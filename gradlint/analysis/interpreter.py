@@ -692,7 +692,7 @@ class Interpreter:
             changed: cst.BaseExpression = node.target
             if isinstance(changed, cst.Subscript) and self.facts.value(changed.value).is_tensor:
                 changed = changed.value
-            self.facts.inplace.append(Inplace(node, changed, "augmented"))
+            self.facts.inplace.append(Inplace(node, changed))
             op = _AUG_OPS.get(type(node.operator), "other")
             result = self.inplace_result(target, [value], op, node, state, saves_output=False)
             self.assign(node.target, result, state, node)
@@ -777,7 +777,7 @@ class Interpreter:
                 state.env[key] = obj.with_(item=item, items=None)
                 self.update_class_attr(key, state.env[key])
             if obj.kind is Kind.TENSOR:
-                self.facts.inplace.append(Inplace(statement, target.value, "item"))
+                self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
                     obj, [value], "copy", statement, state, saves_output=False
                 )
@@ -1341,7 +1341,7 @@ class Interpreter:
                 grad_args = _without_unknown_target(grad_args)
             inplace = kwargs.get("inplace")
             if inplace is not None and _bool_literal(inplace) is YES and args:
-                self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+                self.facts.inplace.append(Inplace(node, node.args[0].value))
                 return self.inplace_result(
                     args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
                 )
@@ -1542,7 +1542,7 @@ class Interpreter:
         if method in api.NO_GRAD_RESULTS:
             return self.no_grad_tensor(receiver, node)
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_INPLACE:
-            self.facts.inplace.append(Inplace(node, node.func.value, "method"))  # type: ignore[attr-defined]
+            self.facts.inplace.append(Inplace(node, node.func.value))  # type: ignore[attr-defined]
             base = method[:-1]
             return self.inplace_result(
                 receiver, args, base, node, state, saves_output=base in api.SAVES_OUTPUT
@@ -1624,7 +1624,7 @@ class Interpreter:
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             if first and node.args:
-                self.facts.inplace.append(Inplace(node, node.args[0].value, "inplace-layer"))
+                self.facts.inplace.append(Inplace(node, node.args[0].value))
             blame = module.born if isinstance(module.born, cst.CSTNode) else None
             return self.inplace_result(
                 args[0],
@@ -1925,7 +1925,7 @@ class Interpreter:
     ) -> None:
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
-        shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n, state)]
+        shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self._tick += 1
         self._backward_ticks[id(node)] = self._tick
         if shared:
@@ -2086,7 +2086,7 @@ class Interpreter:
                             continue
                         self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
 
-    def saves_tensors(self, graph_node: Node, state: State) -> bool:
+    def saves_tensors(self, graph_node: Node) -> bool:
         return graph_node[0] in self._saving_sites
 
 

@@ -26,10 +26,6 @@ class Tri(Enum):
     def negate(self) -> Tri:
         return {Tri.NO: Tri.YES, Tri.YES: Tri.NO}.get(self, Tri.UNKNOWN)
 
-    @staticmethod
-    def of(flag: bool | None) -> Tri:
-        return Tri.UNKNOWN if flag is None else (Tri.YES if flag else Tri.NO)
-
 
 YES, NO, UNKNOWN = Tri.YES, Tri.NO, Tri.UNKNOWN
 
@@ -82,7 +78,8 @@ class Value:
     born: object = None  # a factory's tensor made without requires_grad: that call
     made_in: object = None  # inference tensor: the inference_mode block or decorator
     made_by: object = None  # non-leaf tensor: the op that made it
-    origin: int | None = None  # PARAMS/OPTIMIZER: id of the creating call
+    # PARAMS/OPTIMIZER: id of the creating call; a function used as a value: its id.
+    origin: int | None = None
 
     def with_(self, **changes: object) -> Value:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -139,7 +136,6 @@ class Value:
 UNKNOWN_VALUE = Value()
 OTHER = Value(kind=Kind.OTHER)
 NUMBER = Value(kind=Kind.NUMBER, requires_grad=NO)
-PLAIN_TENSOR = Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES, inference=NO)
 
 
 def sequence(items: list[Value], fixed: bool = False) -> Value:
