@@ -54,6 +54,9 @@ from gradlint.analysis.values import (
 )
 
 MAX_LOOP_DEPTH = 3
+# A call's effects on its arguments: requires_grad flags set on tensor parameters, and
+# (path, frozen, where) for module parameters frozen or unfrozen.
+Effects = tuple[tuple[tuple[str, Tri], ...], tuple[tuple[str, Tri, "cst.CSTNode | None"], ...]]
 MAX_CONTEXTS = 4  # distinct calls a function is run for; later ones are unknown
 # Normalisation layers save their input even when frozen (backward to the input needs it).
 _SAVING_NORMS = frozenset(
@@ -76,6 +79,15 @@ _AUG_OPS = {
     cst.MatrixMultiplyAssign: "matmul",
     cst.PowerAssign: "pow",
 }
+
+
+@dataclass
+class Frame:
+    """What a running function did to the objects its caller handed it."""
+
+    params: frozenset[str]  # its parameter names (and `self`)
+    rebound: set[str] = field(default_factory=set)  # parameters assigned anew
+    flags: dict[str, Tri] = field(default_factory=dict)  # `x.requires_grad = ...` on a param
 
 
 @dataclass
@@ -190,8 +202,11 @@ class Interpreter:
         self.dynamic_classes: set[str] = set()
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
         self.class_layers: dict[str, tuple[Value, ...]] = {}
-        self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value]]] = {}
+        self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value], Effects]] = {}
         self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
+        # Lambdas used as values, by id: the lambda and the names it closes over.
+        self._lambdas: dict[int, tuple[cst.Lambda, dict[str, Value]]] = {}
+        self._lambda_depth = 0
         self._call_inputs: dict[int, frozenset[Node]] = {}  # call -> its arguments' graphs
         self._runs: dict[FunctionInfo, int] = {}
         self._ran: set[FunctionInfo] = set()
@@ -221,6 +236,7 @@ class Interpreter:
         self._made_during: dict[int, tuple[cst.Call | None, ...]] = {}  # site -> call path
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
         self.module_env: dict[str, Value] = {}
+        self._frames: list[Frame] = []
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -286,10 +302,12 @@ class Interpreter:
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
         inputs = [*args, *kwargs.values(), *carried.values()]
         if key in self._memo:
-            result, remembered = self._memo[key]
+            result, remembered, effects = self._memo[key]
             if owner is not None and caller is not None:
                 for name, value in remembered.items():
                     caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
+            if caller is not None and call is not None:
+                self.apply_effects(effects, info, call, self_value, caller)
             return self.renewed(result, info, inputs)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
@@ -308,6 +326,7 @@ class Interpreter:
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
         self.bind_parameters(info, args, kwargs, self_value, state)
+        self._frames.append(Frame(frozenset(_param_names(info))))
         me = _self_name(info)
         if me is not None:
             for name, value in carried.items():
@@ -330,12 +349,66 @@ class Interpreter:
         if owner is not None and caller is not None:
             for attr, value in writes.items():
                 caller.env[f"{owner}.{attr}"] = value
-        self._memo[key] = (result, writes)
+        effects = self.effects_of(self._frames.pop(), final)
+        if caller is not None and call is not None:
+            self.apply_effects(effects, info, call, self_value, caller)
+        self._memo[key] = (result, writes, effects)
         self._function, self._return_values = saved
         self._call_path.pop()
         self._running.discard(info)
         self._active.pop()
         return result
+
+    def effects_of(self, frame: Frame, final: State) -> Effects:
+        """What the call did to its arguments' objects: requires_grad set on a tensor it
+        was handed, parameters of a module it was handed frozen or unfrozen."""
+        frozen = tuple(
+            (key, value, final.frozen_at.get(key))
+            for key, value in final.frozen.items()
+            if key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound
+        )
+        flags = tuple(
+            (name, wanted) for name, wanted in frame.flags.items() if name not in frame.rebound
+        )
+        return flags, frozen
+
+    def apply_effects(
+        self,
+        effects: Effects,
+        info: FunctionInfo,
+        call: cst.Call,
+        self_value: Value | None,
+        caller: State,
+    ) -> None:
+        flags, frozen = effects
+        if not flags and not frozen:
+            return
+        passed = _argument_expressions(info, call, self_value is not None)
+        for name, wanted in flags:
+            expr = passed.get(name)
+            key = dotted(expr) if expr is not None else None
+            value = caller.env.get(key) if key is not None else None
+            if key is not None and value is not None and value.is_tensor and value.leaf is YES:
+                caller.env[key] = value.with_(requires_grad=wanted)
+                if self._frames and key in self._frames[-1].params:
+                    self._frames[-1].flags[key] = wanted  # passed on to our own caller
+        me = _self_name(info)
+        for key, value, at in frozen:
+            head, _, rest = key.partition(".")
+            if head == me and self_value is not None:
+                base = self_value.path
+            else:
+                expr = passed.get(head)
+                base = self.facts.value(expr).path if expr is not None else None
+            if base is None:
+                continue
+            path = f"{base}.{rest}" if rest else base
+            for child in [k for k in caller.frozen if k.startswith(path + ".")]:
+                del caller.frozen[child]
+            caller.frozen[path] = value
+            if at is not None:
+                caller.frozen_at[path] = at
+            self.unfreeze_parents(path, value.negate(), caller)
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
@@ -748,6 +821,8 @@ class Interpreter:
             self.facts.record(target, value, state.mode)
             state.env[target.value] = value
             self.forget_children(target.value, state)
+            if self._frames and target.value in self._frames[-1].params:
+                self._frames[-1].rebound.add(target.value)
             return
         if isinstance(target, cst.Attribute):
             obj = self.eval(target.value, state)
@@ -818,6 +893,8 @@ class Interpreter:
             key = dotted(obj_expr)
             if key is not None and key in state.env:
                 state.env[key] = obj.with_(requires_grad=wanted)
+            if self._frames and key in self._frames[-1].params:
+                self._frames[-1].flags[key] = wanted
 
     def unfreeze_parents(self, path: str, wanted: Tri, state: State) -> None:
         # Making part of a frozen module trainable means it is no longer wholly frozen.
@@ -954,7 +1031,8 @@ class Interpreter:
             self.eval(expr.expression, state)
             return UNKNOWN_VALUE
         if isinstance(expr, cst.Lambda):
-            return OTHER
+            self._lambdas[id(expr)] = (expr, state.env)
+            return Value(kind=Kind.OTHER, layer="function", origin=id(expr))
         for child in child_nodes(expr):
             if isinstance(child, cst.BaseExpression):
                 self.eval(child, state)
@@ -1067,10 +1145,10 @@ class Interpreter:
             return UNKNOWN_VALUE
         if obj.kind is Kind.OTHER and obj.cls is not None:
             # An attribute of an instance of a local class, as its methods set it.
-            return _without_graph(self.class_attrs.get(obj.cls, {}).get(attr, UNKNOWN_VALUE))
+            return _without_graph(self.attrs_of(obj.cls).get(attr, UNKNOWN_VALUE))
         if obj.kind is Kind.MODULE:
             if obj.cls is not None:
-                attrs = self.class_attrs.get(obj.cls, {})
+                attrs = self.attrs_of(obj.cls)
                 if attr in attrs:
                     found = _without_graph(attrs[attr])
                     frozen_attr = self.class_frozen_attrs.get(obj.cls, {}).get(attr)
@@ -1140,9 +1218,10 @@ class Interpreter:
             args = self.eval_args(node, state)
             if call.method in _REGISTERS and self._function and self._function.owner:
                 self.dynamic_classes.add(self._function.owner.name)
-            if call.method == "__init__" and _is_super(call.receiver):
-                self.super_init(node, args)
-                return OTHER
+            if _is_super(call.receiver):
+                if call.method == "__init__":
+                    self.super_init(node, args)
+                return self.super_call(call.method, node, args, state)
             method = self.method_of(receiver, call.method)
             if method is not None:
                 positional, keywords = _split_args(node, args)
@@ -1200,6 +1279,44 @@ class Interpreter:
             if made.items is not None:
                 self.class_layers[owner.name] = made.items
 
+    def super_call(self, method: str, node: cst.Call, args: list[Value], state: State) -> Value:
+        """`super().method(...)`: the method a local base class defines, on this instance."""
+        function = self._function
+        owner = function.owner if function is not None else None
+        if function is None or owner is None:
+            return OTHER if method == "__init__" else UNKNOWN_VALUE
+        for base in owner.bases:
+            local = self.scopes.classes.get(base)
+            if local is None or local is owner:
+                continue
+            found = self.find_method(local, method)
+            if found is not None:
+                me = _self_name(function)
+                receiver = state.env.get(me) if me is not None else None
+                positional, keywords = _split_args(node, args)
+                return self.run_function(found, positional, keywords, state, receiver, node)
+        return OTHER if method == "__init__" else UNKNOWN_VALUE
+
+    def attrs_of(self, cls_name: str) -> dict[str, Value]:
+        """The attributes the methods of a class, and of its local bases, set on `self`."""
+        cls = self.scopes.classes.get(cls_name)
+        if cls is None or not any(b in self.scopes.classes for b in cls.bases):
+            return self.class_attrs.get(cls_name, {})
+        merged: dict[str, Value] = {}
+        seen: set[str] = set()
+        todo = [cls_name]
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            for attr, value in self.class_attrs.get(name, {}).items():
+                merged[attr] = merged[attr].join(value) if attr in merged else value
+            cls = self.scopes.classes.get(name)
+            if cls is not None:
+                todo.extend(b for b in cls.bases if b in self.scopes.classes)
+        return merged
+
     def function_value(self, info: FunctionInfo) -> Value:
         """A function as a value (passed as an argument, kept in a variable or attribute)."""
         self._functions[id(info)] = info
@@ -1208,11 +1325,34 @@ class Interpreter:
     def call_function_value(
         self, callee: Value, node: cst.Call, args: list[Value], state: State
     ) -> Value:
+        if callee.origin in self._lambdas:
+            return self.call_lambda(callee.origin, node, args, state)
         info = self._functions.get(callee.origin) if callee.origin is not None else None
         if info is None or info.owner is not None:
             return UNKNOWN_VALUE
         positional, keywords = _split_args(node, args)
         return self.run_function(info, positional, keywords, state, call=node)
+
+    def call_lambda(self, key: int, node: cst.Call, args: list[Value], state: State) -> Value:
+        """A lambda's body, on the call's arguments, with the names it closed over."""
+        if self._lambda_depth >= MAX_LOOP_DEPTH:
+            return UNKNOWN_VALUE
+        lam, closure = self._lambdas[key]
+        positional, keywords = _split_args(node, args)
+        inner = state.copy()
+        inner.env = dict(closure)
+        params = lam.params
+        for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
+            name = param.name.value
+            if positional and param not in params.kwonly_params:
+                inner.env[name] = positional.pop(0)
+            else:
+                inner.env[name] = keywords.get(name, UNKNOWN_VALUE)
+        self._lambda_depth += 1
+        try:
+            return self.eval(lam.body, inner)
+        finally:
+            self._lambda_depth -= 1
 
     def instantiate(self, cls: ClassInfo, node: cst.Call, args: list[Value], state: State) -> Value:
         init = self.find_method(cls, "__init__")
@@ -2098,6 +2238,30 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _param_names(info: FunctionInfo) -> list[str]:
+    params = info.node.params
+    return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)]
+
+
+def _argument_expressions(
+    info: FunctionInfo, call: cst.Call, bound_self: bool
+) -> dict[str, cst.BaseExpression]:
+    """Which expression of the call each parameter of the function receives."""
+    params = info.node.params
+    positional = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if info.owner is not None and not info.is_static and positional:
+        positional = positional[1:]  # the instance, or the class
+    passed: dict[str, cst.BaseExpression] = {}
+    for arg in call.args:
+        if arg.star:
+            break
+        if arg.keyword is not None:
+            passed[arg.keyword.value] = arg.value
+        elif positional:
+            passed[positional.pop(0)] = arg.value
+    return passed
 
 
 def _without_unknown_target(args: list[Value]) -> list[Value]:
