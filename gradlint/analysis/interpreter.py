@@ -393,7 +393,7 @@ class Interpreter:
                 if self._frames and key in self._frames[-1].params:
                     self._frames[-1].flags[key] = wanted  # passed on to our own caller
         me = _self_name(info)
-        for key, value, at in frozen:
+        for key, is_frozen, at in frozen:
             head, _, rest = key.partition(".")
             if head == me and self_value is not None:
                 base = self_value.path
@@ -405,10 +405,10 @@ class Interpreter:
             path = f"{base}.{rest}" if rest else base
             for child in [k for k in caller.frozen if k.startswith(path + ".")]:
                 del caller.frozen[child]
-            caller.frozen[path] = value
+            caller.frozen[path] = is_frozen
             if at is not None:
                 caller.frozen_at[path] = at
-            self.unfreeze_parents(path, value.negate(), caller)
+            self.unfreeze_parents(path, is_frozen.negate(), caller)
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
