@@ -242,3 +242,126 @@ def test_a_class_that_freezes_itself_in_init_makes_frozen_instances() -> None:
     """
     assert value_at(source, "op").frozen is YES
     assert value_at(source, "y").requires_grad is NO
+
+
+def codes(source: str) -> list[tuple[int, str]]:
+    from gradlint.engine import lint
+
+    return [(f.line, f.code) for f in lint(textwrap.dedent(source))]
+
+
+def test_a_call_changes_the_tensors_and_modules_it_is_handed() -> None:
+    source = """
+    import torch
+    from torch import nn
+    def freeze(model):
+        for p in model.parameters():
+            p.requires_grad = False
+    def track(x):
+        x.requires_grad = True
+    def track_copy(x):
+        x = x.clone()
+        x.requires_grad = True
+    net = nn.Linear(3, 3)
+    freeze(net)
+    a = torch.randn(3)
+    track(a)
+    b = torch.randn(3)
+    track_copy(b)
+    print(net, a, b)
+    """
+    assert value_at(source, "net").frozen is YES
+    assert value_at(source, "a").requires_grad is YES
+    assert value_at(source, "b").requires_grad is NO
+
+
+def test_lambdas_and_callbacks_run_when_called() -> None:
+    source = """
+    import torch
+    class Metric:
+        def __init__(self, fn):
+            self.fn = fn
+        def final(self, x):
+            return self.fn(x)
+    w = torch.randn(3, requires_grad=True)
+    m = Metric(lambda t: t.numpy())
+    m.final(w * 2)
+    """
+    assert codes(source) == [(9, "GL101")]
+
+
+def test_super_calls_run_the_base_method_on_the_instance() -> None:
+    source = """
+    import torch
+    class Base:
+        def __init__(self, scale):
+            self.scale = scale
+            self.items = []
+    class Child(Base):
+        def __init__(self):
+            super().__init__(2.0)
+        def add(self, t):
+            self.items.append(t)
+        def total(self):
+            return torch.stack(self.items).numpy()
+    c = Child()
+    c.add(torch.randn(3, requires_grad=True) * 2)
+    c.total()
+    """
+    assert codes(source) == [(13, "GL101")]
+
+
+def test_namespaces_dicts_and_grad_mode_objects() -> None:
+    source = """
+    import torch
+    from types import SimpleNamespace
+    opt = SimpleNamespace(freeze=True, lr=0.1)
+    cfg = {"freeze": False}
+    ctx = torch.no_grad() if opt.freeze else torch.inference_mode()
+    w = torch.randn(3, requires_grad=True)
+    with ctx:
+        y = w * 2
+    print(opt.freeze, cfg["freeze"], y)
+    """
+    facts, module = facts_of(source)
+    truths = [
+        facts.value(node).truth
+        for node in facts.values
+        if isinstance(node, (cst.Attribute, cst.Subscript))
+        and module.code_for_node(node) in ("opt.freeze", 'cfg["freeze"]')
+    ]
+    assert YES in truths and NO in truths
+    assert value_at(source, "y").requires_grad is NO
+
+
+def test_distributions_carry_the_graph_and_samples_do_not() -> None:
+    source = """
+    import torch
+    from torch.distributions import Categorical
+    logits = torch.randn(4, requires_grad=True)
+    dist = Categorical(logits=logits * 2)
+    action = dist.sample()
+    logp = dist.log_prob(action)
+    print(action, logp)
+    """
+    assert value_at(source, "action").requires_grad is NO
+    assert value_at(source, "logp").requires_grad is YES
+
+
+def test_properties_and_loss_modules() -> None:
+    source = """
+    import torch
+    from torch import nn
+    class Holder:
+        def __init__(self):
+            self.w = torch.randn(3, requires_grad=True)
+        @property
+        def doubled(self):
+            return self.w * 2
+    h = Holder()
+    d = h.doubled
+    loss = nn.BCEWithLogitsLoss()(torch.randn(3), torch.rand(3))
+    print(d, loss)
+    """
+    assert value_at(source, "d").requires_grad is YES
+    assert value_at(source, "loss").requires_grad is NO

@@ -150,7 +150,7 @@ class State:
             saves={k: v for k, v in self.saves.items() if other.saves.get(k) == v},
             exhausted=self.exhausted & other.exhausted,
             frozen=frozen,
-            frozen_at={**other.frozen_at, **self.frozen_at},
+            frozen_at={**self.frozen_at, **other.frozen_at},  # the later branch
             grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
         )
 
@@ -198,6 +198,7 @@ class Interpreter:
         # What each class's __init__ froze: all of it, or some of its attributes.
         self.class_frozen: dict[str, Tri] = {}
         self.class_frozen_attrs: dict[str, dict[str, Tri]] = {}
+        self.class_frozen_at: dict[str, dict[str, cst.CSTNode]] = {}  # ... and where
         # Classes that register parameters or layers by name (register_parameter, setattr).
         self.dynamic_classes: set[str] = set()
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
@@ -331,6 +332,13 @@ class Interpreter:
         if me is not None:
             for name, value in carried.items():
                 state.env[f"{me}.{name}"] = value
+            if info.owner is not None and info.name != "__init__":
+                # What __init__ froze, and where, holds in every other method.
+                cls_name = self_value.cls if self_value is not None else None
+                for attr, frozen in self.class_frozen_attrs.get(cls_name or "", {}).items():
+                    state.frozen[f"{me}.{attr}"] = frozen
+                for attr, at in self.class_frozen_at.get(cls_name or "", {}).items():
+                    state.frozen_at[f"{me}.{attr}"] = at
         final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
@@ -421,6 +429,8 @@ class Interpreter:
             attr = key[len(prefix) :]
             if key.startswith(prefix) and "." not in attr:
                 self.class_frozen_attrs.setdefault(cls.name, {})[attr] = value
+                if key in final.frozen_at:
+                    self.class_frozen_at.setdefault(cls.name, {})[attr] = final.frozen_at[key]
 
     def renewed(self, value: Value, info: FunctionInfo, inputs: list[Value]) -> Value:
         """A remembered call's result, as this call makes it: what the function made is made
@@ -698,6 +708,9 @@ class Interpreter:
                     state.grad_off_at = statement if "E" not in mode else None
                 continue
             value = self.eval(item.item, state)
+            if value.grad_mode is not None:  # `ctx = torch.no_grad()`, then `with ctx:`
+                state.mode = value.grad_mode
+                state.grad_off_at = statement if "E" not in value.grad_mode else None
             if item.asname is not None:
                 self.assign(item.asname.name, value, state, item)
         outer_off = state.grad_off_at
@@ -849,7 +862,12 @@ class Interpreter:
             if obj.kind in (Kind.MAPPING, Kind.SEQUENCE) and key is not None and key in state.env:
                 # `losses["total"] = loss`: the container may now hold that value.
                 item = value if obj.item is None else obj.item.join(value)
-                state.env[key] = obj.with_(item=item, items=None)
+                fields = None
+                slot = target.slice[0].slice if len(target.slice) == 1 else None
+                name = _string_key(slot.value) if isinstance(slot, cst.Index) else None
+                if obj.fields is not None and name is not None:
+                    fields = (*((k, v) for k, v in obj.fields if k != name), (name, value))
+                state.env[key] = obj.with_(item=item, items=None, fields=fields)
                 self.update_class_attr(key, state.env[key])
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
@@ -980,14 +998,26 @@ class Interpreter:
             return sequence(items, fixed=not starred)
         if isinstance(expr, cst.Dict):
             values = []
+            fields: list[tuple[str, Value]] | None = []
             for entry in expr.elements:
                 if isinstance(entry, cst.DictElement):
                     self.eval(entry.key, state)
-                    values.append(self.eval(entry.value, state))
+                    value = self.eval(entry.value, state)
+                    values.append(value)
+                    key = _string_key(entry.key)
+                    if key is not None and fields is not None:
+                        fields.append((key, value))
+                    else:
+                        fields = None
                 else:
                     self.eval(entry.value, state)
                     values.append(UNKNOWN_VALUE)
-            return Value(kind=Kind.MAPPING, item=sequence(values).item)
+                    fields = None
+            return Value(
+                kind=Kind.MAPPING,
+                item=sequence(values).item,
+                fields=tuple(fields) if fields is not None else None,
+            )
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
             inner = self.bind_comprehension(expr.for_in, state)
             item = self.eval(expr.elt, inner)
@@ -1006,6 +1036,12 @@ class Interpreter:
         if isinstance(expr, cst.Subscript):
             obj = self.eval(expr.value, state)
             self.eval_slices(expr, state)
+            if obj.kind is Kind.MAPPING and obj.fields is not None and len(expr.slice) == 1:
+                index = expr.slice[0].slice
+                key = _string_key(index.value) if isinstance(index, cst.Index) else None
+                found = obj.field(key) if key is not None else None
+                if found is not None:
+                    return found
             if obj.kind in (Kind.SEQUENCE, Kind.MAPPING):
                 return obj.item if obj.item is not None else UNKNOWN_VALUE
             if obj.kind is Kind.TENSOR:
@@ -1131,6 +1167,13 @@ class Interpreter:
 
     def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
         attr = expr.attr.value
+        if obj.fields is not None and obj.kind is Kind.OTHER:
+            found = obj.field(attr)
+            return found if found is not None else UNKNOWN_VALUE
+        if obj.cls is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
+            getter = self.method_of(obj, attr)
+            if getter is not None and getter.is_property:
+                return self.run_function(getter, [], {}, state, obj)
         if obj.kind is Kind.TENSOR:
             if attr in ("data",):
                 return self.no_grad_tensor(obj, expr).with_(
@@ -1325,20 +1368,33 @@ class Interpreter:
     def call_function_value(
         self, callee: Value, node: cst.Call, args: list[Value], state: State
     ) -> Value:
+        positional, keywords = _split_args(node, args)
+        return self.invoke(callee, positional, keywords, node, state)
+
+    def invoke(
+        self,
+        callee: Value,
+        positional: list[Value],
+        keywords: dict[str, Value],
+        node: cst.Call,
+        state: State,
+    ) -> Value:
+        """Call a function value (a local function or a lambda) with these arguments."""
         if callee.origin in self._lambdas:
-            return self.call_lambda(callee.origin, node, args, state)
+            return self.call_lambda(callee.origin, positional, keywords, state)
         info = self._functions.get(callee.origin) if callee.origin is not None else None
         if info is None or info.owner is not None:
             return UNKNOWN_VALUE
-        positional, keywords = _split_args(node, args)
         return self.run_function(info, positional, keywords, state, call=node)
 
-    def call_lambda(self, key: int, node: cst.Call, args: list[Value], state: State) -> Value:
+    def call_lambda(
+        self, key: int, positional: list[Value], keywords: dict[str, Value], state: State
+    ) -> Value:
         """A lambda's body, on the call's arguments, with the names it closed over."""
         if self._lambda_depth >= MAX_LOOP_DEPTH:
             return UNKNOWN_VALUE
         lam, closure = self._lambdas[key]
-        positional, keywords = _split_args(node, args)
+        positional = list(positional)
         inner = state.copy()
         inner.env = dict(closure)
         params = lam.params
@@ -1409,6 +1465,11 @@ class Interpreter:
             return Value(kind=Kind.SEQUENCE, item=sequence(items, fixed=True))
         if name == "range":
             return Value(kind=Kind.SEQUENCE, item=NUMBER)
+        if name == "dict" and all(arg.keyword is not None for arg in node.args):
+            fields = self.keyword_fields(node, args)
+            return Value(
+                kind=Kind.MAPPING, item=sequence([v for _, v in fields]).item, fields=fields
+            )
         if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
             return self.op_result([args[0].item or UNKNOWN_VALUE], node, state, "add")
         if name == "setattr" and self._function is not None and self._function.owner:
@@ -1422,6 +1483,16 @@ class Interpreter:
     ) -> Value:
         module, _, name = qualname.rpartition(".")
         kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if qualname in api.GRAD_MODE_CLASSES:
+            found = grad_mode_of(node, self.imports)
+            return Value(kind=Kind.OTHER, grad_mode=found[1] if found else None)
+        if qualname in api.NAMESPACES:
+            return Value(kind=Kind.OTHER, fields=self.keyword_fields(node, args))
+        if module.startswith("torch.distributions") and name[:1].isupper():
+            # A distribution over tensors: log_prob, entropy, rsample carry their graph.
+            return self.op_result(_tensor_args(args), node, state, "distribution").with_(
+                layer="distribution"
+            )
         if qualname in api.PARAMETER_CLASSES or qualname in api.VARIABLE_CLASSES:
             default = YES if qualname in api.PARAMETER_CLASSES else NO
             flag = kwargs.get("requires_grad")
@@ -1487,6 +1558,13 @@ class Interpreter:
                 )
             return self.op_result(grad_args, node, state, name)
         return UNKNOWN_VALUE
+
+    def keyword_fields(self, node: cst.Call, args: list[Value]) -> tuple[tuple[str, Value], ...]:
+        return tuple(
+            (arg.keyword.value, value)
+            for arg, value in zip(node.args, args, strict=False)
+            if arg.keyword is not None
+        )
 
     def factory(
         self,
@@ -1579,6 +1657,8 @@ class Interpreter:
         if name == "Parameter":
             return UNKNOWN_VALUE
         has = NO if name in api.PARAMETERLESS_MODULES else YES
+        if has is NO and _grad_of(args) is not NO:
+            has = UNKNOWN  # a loss weighted by a tensor that may itself be trained
         flag = kwargs.get("inplace")
         inplace = (
             name in api.INPLACE_CAPABLE_MODULES and flag is not None and _bool_literal(flag) is YES
@@ -1624,6 +1704,8 @@ class Interpreter:
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
         if method == "step" and receiver.kind is Kind.OPTIMIZER:
+            if args and args[0].layer == "function":  # LBFGS-style closure: step calls it
+                self.invoke(args[0], [], {}, node, state)
             self.step(receiver, node, state)
             return OTHER
         if receiver.kind is Kind.MODULE:
@@ -1655,6 +1737,10 @@ class Interpreter:
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
+        if receiver.layer == "distribution":
+            if method in ("sample", "sample_n", "enumerate_support"):
+                return self.no_grad_tensor(receiver, node)
+            return self.op_result([receiver, *args], node, state, method)
         if method == "detach":
             # detach() shares storage and version counter with the tensor.
             return self.no_grad_tensor(receiver, node).with_(
@@ -2240,6 +2326,13 @@ def _without_graph(value: Value) -> Value:
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
 
 
+def _string_key(expr: cst.BaseExpression) -> str | None:
+    if isinstance(expr, cst.SimpleString):
+        value = expr.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
 def _param_names(info: FunctionInfo) -> list[str]:
     params = info.node.params
     return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)]
@@ -2361,6 +2454,7 @@ def _shape(value: Value) -> tuple[object, ...]:
         value.layer,
         value.spread,
         None if item is None else (item.kind, item.requires_grad, item.cls),
+        None if value.fields is None else tuple((k, v.kind, v.truth) for k, v in value.fields),
     )
 
 

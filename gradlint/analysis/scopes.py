@@ -57,6 +57,7 @@ class FunctionInfo:
     fixed_mode: Mode | None = None  # from a decorator or a framework hook
     mode_set_by: cst.CSTNode | None = None  # the decorator that fixes it
     is_static: bool = False
+    is_property: bool = False
     is_classmethod: bool = False
     calls_backward: bool = False
     # (caller, mode at the call site; None: the caller's own mode)
@@ -163,6 +164,11 @@ class ScopeCollector:
             name = dotted(decorator.decorator)
             info.is_static = info.is_static or name == "staticmethod"
             info.is_classmethod = info.is_classmethod or name == "classmethod"
+            info.is_property = info.is_property or name in (
+                "property",
+                "functools.cached_property",
+                "cached_property",
+            )
             found = grad_mode_of(decorator.decorator, self.imports)
             if found is not None:
                 qualname, decorator_mode = found

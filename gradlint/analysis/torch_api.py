@@ -99,8 +99,14 @@ PARAMETERLESS_MODULES = frozenset(
     "AvgPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d AdaptiveMaxPool1d "
     "AdaptiveMaxPool2d AdaptiveMaxPool3d Upsample UpsamplingNearest2d UpsamplingBilinear2d "
     "PixelShuffle PixelUnshuffle ZeroPad2d ConstantPad1d ConstantPad2d ReflectionPad2d "
-    "ReplicationPad2d MSELoss L1Loss CrossEntropyLoss NLLLoss BCELoss BCEWithLogitsLoss_ "
-    "SmoothL1Loss HuberLoss KLDivLoss CosineSimilarity PairwiseDistance".split()
+    "ReplicationPad2d MSELoss L1Loss CrossEntropyLoss NLLLoss BCELoss BCEWithLogitsLoss "
+    "SmoothL1Loss HuberLoss KLDivLoss CosineSimilarity PairwiseDistance MultiLabelSoftMarginLoss "
+    "MarginRankingLoss TripletMarginLoss CosineEmbeddingLoss CTCLoss PoissonNLLLoss "
+    "GaussianNLLLoss SoftMarginLoss MultiMarginLoss HingeEmbeddingLoss MultiLabelMarginLoss "
+    "Softmax2d Softmin Threshold GLU LogSigmoid Tanhshrink Hardshrink Softshrink RReLU "
+    "ChannelShuffle Fold Unfold LPPool1d LPPool2d MaxUnpool1d MaxUnpool2d ReflectionPad1d "
+    "ReflectionPad3d ReplicationPad1d ReplicationPad3d ZeroPad1d ZeroPad3d ConstantPad3d "
+    "CircularPad1d CircularPad2d CircularPad3d".split()
 )
 # Layers whose `inplace=True` changes their input in place.
 INPLACE_CAPABLE_MODULES = frozenset(
@@ -187,3 +193,6 @@ ARRAY_CONVERTERS = frozenset(
         "seaborn.heatmap",
     ]
 )
+
+# Namespaces whose keyword arguments become attributes.
+NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace"})

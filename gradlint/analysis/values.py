@@ -80,6 +80,9 @@ class Value:
     made_by: object = None  # non-leaf tensor: the op that made it
     # PARAMS/OPTIMIZER: id of the creating call; a function used as a value: its id.
     origin: int | None = None
+    # A namespace or a dict with string keys: what each named field holds.
+    fields: tuple[tuple[str, Value], ...] | None = None
+    grad_mode: frozenset[str] | None = None  # a grad-mode object (`torch.no_grad()`)
 
     def with_(self, **changes: object) -> Value:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -97,6 +100,18 @@ class Value:
         item = self.item if other.item is None else other.item
         if self.item is not None and other.item is not None:
             item = self.item.join(other.item)
+        fields = None
+        if (
+            self.fields is not None
+            and other.fields is not None
+            and [k for k, _ in self.fields] == [k for k, _ in other.fields]
+        ):
+            fields = tuple(
+                (k, a.join(b)) for (k, a), (_, b) in zip(self.fields, other.fields, strict=False)
+            )
+        grad_mode = None
+        if self.grad_mode is not None and other.grad_mode is not None:
+            grad_mode = self.grad_mode | other.grad_mode
         items = None
         if (
             self.items is not None
@@ -130,7 +145,17 @@ class Value:
             made_in=self.made_in if self.made_in is not None else other.made_in,
             made_by=self.made_by if self.made_by is other.made_by else None,
             origin=self.origin if self.origin == other.origin else None,
+            fields=fields,
+            grad_mode=grad_mode,
         )
+
+    def field(self, name: str) -> Value | None:
+        if self.fields is None:
+            return None
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
 
 
 UNKNOWN_VALUE = Value()
