@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.analysis.torch_api import ARRAY_CONVERTERS, NUMPY_SAFE
 from gradlint.analysis.values import YES, Kind, Value
@@ -22,6 +24,12 @@ def _requires_grad(value: Value) -> bool:
     if value.kind is Kind.SEQUENCE and value.item is not None:
         return value.item.kind is Kind.TENSOR and value.item.requires_grad is YES
     return False
+
+
+_FILLED = (
+    "keeps a tensor that requires grad in a list that line {line} converts to numpy, which "
+    "raises; keep `.item()` or `.detach()` instead"
+)
 
 
 class NumpyOnGraphTensor(Rule):
@@ -155,9 +163,20 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
             elif call.qualname is not None and _converts(call.qualname):
                 # numpy functions, and the plotting and table functions built on them, turn
                 # tensor arguments into arrays (through `__array__`).
-                if any(
-                    any(map(_requires_grad, facts.any_run(arg.value)))
-                    for arg in call.node.args
-                    if arg.keyword is None
-                ):
-                    yield Report(call.node)
+                for arg in call.node.args:
+                    if arg.keyword is not None:
+                        continue
+                    value = next(filter(_requires_grad, facts.any_run(arg.value)), None)
+                    if value is None:
+                        continue
+                    filled_by = value.filled_by
+                    if isinstance(filled_by, cst.CSTNode) and facts.is_parameter(
+                        arg.value, call.node
+                    ):
+                        # A list handed in and converted here (a plotting helper): the
+                        # fix is where a tensor with its graph went into the list.
+                        line = facts.position(call.node)[0]
+                        yield Report(filled_by, _FILLED.format(line=line))
+                    else:
+                        yield Report(call.node)
+                    break

@@ -365,3 +365,28 @@ def test_properties_and_loss_modules() -> None:
     """
     assert value_at(source, "d").requires_grad is YES
     assert value_at(source, "loss").requires_grad is NO
+
+
+def test_a_list_handed_to_a_converting_helper_is_reported_where_it_was_filled() -> None:
+    source = """
+    import numpy as np
+    import torch
+    def plot(ys):
+        return np.asarray(ys)
+    class Log:
+        def __init__(self):
+            self.seen = []
+        def add(self, t):
+            self.seen.append(t)
+        def dump(self):
+            return np.asarray(self.seen)
+    w = torch.randn(3, requires_grad=True)
+    losses = []
+    for step in range(3):
+        losses.append((w * step).sum())
+    plot(losses)
+    log = Log()
+    log.add(w * 2)
+    log.dump()
+    """
+    assert codes(source) == [(12, "GL101"), (16, "GL101")]

@@ -132,6 +132,17 @@ class Facts:
             return cause
         return use
 
+    def is_parameter(self, expr: cst.CSTNode, at: cst.CSTNode) -> bool:
+        """Whether `expr` names a parameter of the function that `at` is in: a value the
+        caller handed in."""
+        function = self.scope.get(at)
+        node = getattr(function, "node", None)
+        if not isinstance(expr, cst.Name) or not isinstance(node, cst.FunctionDef):
+            return False
+        params = node.params
+        names = (*params.posonly_params, *params.params, *params.kwonly_params)
+        return any(param.name.value == expr.value for param in names)
+
     @staticmethod
     def focus(node: cst.CSTNode) -> cst.CSTNode:
         """The part of an op to point at: the operator of `a * b`, the method name of

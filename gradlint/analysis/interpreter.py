@@ -1728,11 +1728,14 @@ class Interpreter:
             if key is not None and (key in state.env or key.startswith("self.")):
                 old = state.env.get(key, receiver)
                 kept: Value | None = old.item
+                filled_by = old.filled_by
                 if method == "append" and args:
                     kept = args[0] if kept is None else kept.join(args[0])
+                    if args[0].is_tensor and args[0].requires_grad is YES:
+                        filled_by = node
                 elif method in ("extend", "insert", "__setitem__"):
                     kept = UNKNOWN_VALUE
-                state.env[key] = old.with_(item=kept, items=None)
+                state.env[key] = old.with_(item=kept, items=None, filled_by=filled_by)
                 self.update_class_attr(key, state.env[key])
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:

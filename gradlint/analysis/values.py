@@ -83,6 +83,7 @@ class Value:
     # A namespace or a dict with string keys: what each named field holds.
     fields: tuple[tuple[str, Value], ...] | None = None
     grad_mode: frozenset[str] | None = None  # a grad-mode object (`torch.no_grad()`)
+    filled_by: object = None  # SEQUENCE: a call that put a tensor requiring grad into it
 
     def with_(self, **changes: object) -> Value:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -147,6 +148,7 @@ class Value:
             origin=self.origin if self.origin == other.origin else None,
             fields=fields,
             grad_mode=grad_mode,
+            filled_by=self.filled_by if self.filled_by is not None else other.filled_by,
         )
 
     def field(self, name: str) -> Value | None:
