@@ -71,6 +71,15 @@ loss = (w * w).sum()
 loss.backward()
 loss.backward()  # error
 """,
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+h = torch.sigmoid(w * 2)
+first = (h * 1.5).sum()
+second = (h**2).sum()
+first.backward()  # error
+second.backward()
+""",
     ]
     VALID = [
         """\
@@ -106,6 +115,11 @@ loss.backward()
 total = w + 1
 total.sum().backward()
 total.sum().backward()
+h = torch.sigmoid(w * 2)
+first = (h * 1.5).sum()
+second = (h**2).sum()
+first.backward(retain_graph=True)
+second.backward()
 """,
     ]
 
@@ -113,7 +127,14 @@ total.sum().backward()
         for event in facts.freed_graphs:
             freed = facts.position(event.freed_by)[0]
             again = facts.position(event.node)[0]
-            if event.entry is None:
+            if event.together:
+                yield Report(
+                    event.freed_by,
+                    f"frees the graph that the backward() at line {again} goes through again, "
+                    "which raises; pass retain_graph=True here, or add the losses and call "
+                    "backward() once",
+                )
+            elif event.entry is None:
                 yield Report(
                     event.node,
                     f"back-propagates through a graph that the backward() at line {freed} "

@@ -52,6 +52,7 @@ class FreedGraph:
     node: cst.Call  # the second backward
     entry: cst.CSTNode | None  # where the freed part was let into a back-propagated graph
     freed_by: cst.CSTNode  # the first backward
+    together: bool = False  # both backwards in one step, nothing trained between them
 
 
 @dataclass(frozen=True)
