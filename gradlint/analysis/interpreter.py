@@ -41,6 +41,7 @@ from gradlint.analysis.scopes import (
 )
 from gradlint.analysis.values import (
     NO,
+    NONE,
     NUMBER,
     OTHER,
     UNKNOWN,
@@ -238,6 +239,7 @@ class Interpreter:
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
         self.module_env: dict[str, Value] = {}
         self._frames: list[Frame] = []
+        self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -309,6 +311,7 @@ class Interpreter:
                     caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
+            self._last_writes = remembered
             return self.renewed(result, info, inputs)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
@@ -330,6 +333,9 @@ class Interpreter:
         self._frames.append(Frame(frozenset(_param_names(info))))
         me = _self_name(info)
         if me is not None:
+            if self_value is not None and self_value.fields is not None and self_value.cls:
+                for name, value in self_value.fields:
+                    state.env[f"{me}.{name}"] = value
             for name, value in carried.items():
                 state.env[f"{me}.{name}"] = value
             if info.owner is not None and info.name != "__init__":
@@ -361,6 +367,7 @@ class Interpreter:
         if caller is not None and call is not None:
             self.apply_effects(effects, info, call, self_value, caller)
         self._memo[key] = (result, writes, effects)
+        self._last_writes = writes
         self._function, self._return_values = saved
         self._call_path.pop()
         self._running.discard(info)
@@ -589,7 +596,7 @@ class Interpreter:
                 state = self.exec_small(small, state)
             return state
         if isinstance(statement, cst.If):
-            test = self.eval(statement.test, state)
+            test = _truth(self.eval(statement.test, state))
             if test.truth is YES:  # `if True:`, or a flag whose value is known here
                 return self.exec_block(body_statements(statement.body), state)
             if test.truth is NO:
@@ -939,7 +946,7 @@ class Interpreter:
             if expr.value in ("True", "False"):
                 return Value(kind=Kind.OTHER, truth=YES if expr.value == "True" else NO)
             if expr.value == "None":
-                return OTHER
+                return NONE
             cls = self.scopes.classes.get(expr.value)
             if cls is not None:
                 return Value(kind=Kind.OTHER, cls=cls.name, layer="class")
@@ -965,7 +972,7 @@ class Interpreter:
         if isinstance(expr, cst.UnaryOperation):
             operand = self.eval(expr.expression, state)
             if isinstance(expr.operator, cst.Not):
-                return OTHER
+                return Value(kind=Kind.OTHER, truth=_truth(operand).truth.negate())
             if operand.kind is Kind.NUMBER:
                 return NUMBER
             if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
@@ -976,8 +983,13 @@ class Interpreter:
             right = self.eval(expr.right, state)
             return left.join(right)
         if isinstance(expr, cst.Comparison):
-            self.eval(expr.left, state)
+            left = self.eval(expr.left, state)
             operands = [self.eval(target.comparator, state) for target in expr.comparisons]
+            if len(operands) == 1 and isinstance(expr.comparisons[0].operator, (cst.Is, cst.IsNot)):
+                truth = _is_none(left) if operands[0].layer == "none" else UNKNOWN
+                if isinstance(expr.comparisons[0].operator, cst.IsNot):
+                    truth = truth.negate()
+                return Value(kind=Kind.OTHER, truth=truth)
             if (
                 any(v.kind is Kind.TENSOR for v in operands)
                 or self.facts.value(expr.left).is_tensor
@@ -985,7 +997,11 @@ class Interpreter:
                 return self.no_grad_tensor(UNKNOWN_VALUE, expr)
             return OTHER
         if isinstance(expr, cst.IfExp):
-            self.eval(expr.test, state)
+            test = _truth(self.eval(expr.test, state))
+            if test.truth is YES:
+                return self.eval(expr.body, state)
+            if test.truth is NO:
+                return self.eval(expr.orelse, state)
             return self.eval(expr.body, state).join(self.eval(expr.orelse, state))
         if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
             items = []
@@ -1057,6 +1073,9 @@ class Interpreter:
                 path = f"{obj.path}.[]" if obj.path else None
                 if obj.item is not None and obj.item.kind is Kind.MODULE:
                     return self.with_frozen(obj.item.with_(path=path), state)
+                if obj.item is not None and obj.item.kind is Kind.TENSOR:  # ParameterList
+                    param = obj.item.with_(path=path, requires_grad=obj.frozen.negate())
+                    return self.with_frozen(param, state)
                 return obj.with_(path=path, item=None, layer=None)
             return UNKNOWN_VALUE
         if isinstance(expr, cst.NamedExpr):
@@ -1167,9 +1186,12 @@ class Interpreter:
 
     def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
         attr = expr.attr.value
-        if obj.fields is not None and obj.kind is Kind.OTHER:
+        if obj.fields is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
             found = obj.field(attr)
-            return found if found is not None else UNKNOWN_VALUE
+            if found is not None:
+                return found
+            if obj.cls is None:
+                return UNKNOWN_VALUE
         if obj.cls is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
             getter = self.method_of(obj, attr)
             if getter is not None and getter.is_property:
@@ -1414,8 +1436,22 @@ class Interpreter:
         init = self.find_method(cls, "__init__")
         if init is not None:
             positional, keywords = _split_args(node, args)
+            self._last_writes = {}
             self.run_function(init, positional, keywords, state, self.instance_of(cls, None), node)
-        return self.instance_of(cls, None)
+        instance = self.instance_of(cls, None)  # as __init__ made it
+        if init is not None:
+            # What __init__ set, and no other method changes, is this instance's own.
+            changed = self.scopes.assigned_elsewhere(cls)
+            # Layers and tensors keep going through the class's attributes, which know
+            # what __init__ froze.
+            fields = tuple(
+                (attr, value)
+                for attr, value in sorted(self._last_writes.items())
+                if attr not in changed and value.kind not in (Kind.MODULE, Kind.TENSOR, Kind.PARAMS)
+            )
+            if fields:
+                instance = instance.with_(fields=fields)
+        return instance
 
     def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
         """The method a local class defines or inherits from a local base."""
@@ -1656,6 +1692,10 @@ class Interpreter:
             return self.container(name, node, args)
         if name == "Parameter":
             return UNKNOWN_VALUE
+        if name in ("ParameterList", "ParameterDict"):
+            param = Value(kind=Kind.TENSOR, requires_grad=YES, leaf=YES, inference=NO, integer=NO)
+            has = NO if args and args[0].kind is Kind.SEQUENCE and args[0].items == () else YES
+            return Value(kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, item=param)
         has = NO if name in api.PARAMETERLESS_MODULES else YES
         if has is NO and _grad_of(args) is not NO:
             has = UNKNOWN  # a loss weighted by a tensor that may itself be trained
@@ -2344,6 +2384,33 @@ def _without_graph(value: Value) -> Value:
     item = _without_graph(value.item) if value.item is not None else None
     items = tuple(_without_graph(v) for v in value.items) if value.items is not None else None
     return value.with_(graph=frozenset(), head=None, node=None, item=item, items=items)
+
+
+def _truth(value: Value) -> Value:
+    """A condition's value with what is known of its truth: None is false; a model, an
+    optimizer, a function or an instance of a local class is true."""
+    if value.truth is not UNKNOWN:
+        return value
+    if value.layer == "none":
+        return value.with_(truth=NO)
+    if value.kind in (Kind.MODULE, Kind.OPTIMIZER) or (
+        value.kind is Kind.OTHER and (value.cls is not None or value.layer == "function")
+    ):
+        return value.with_(truth=YES)
+    return value
+
+
+def _is_none(value: Value) -> Tri:
+    if value.layer == "none":
+        return YES
+    if value.kind in (Kind.UNKNOWN,) or (
+        value.kind is Kind.OTHER
+        and value.layer is None
+        and value.cls is None
+        and value.fields is None
+    ):
+        return UNKNOWN
+    return NO
 
 
 def _string_key(expr: cst.BaseExpression) -> str | None:

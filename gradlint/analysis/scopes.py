@@ -104,6 +104,52 @@ def grad_mode_of(expr: cst.BaseExpression, imports: ImportTable) -> tuple[str, M
     return qualname, ANY_MODE
 
 
+_MUTATORS = frozenset(
+    "append extend insert update setdefault pop popitem clear add remove discard".split()
+)
+
+
+def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
+    """Names `x` of `self.x = ...`, `self.x += ...`, `self.x[i] = ...`, `self.x.append(...)`
+    in a method."""
+    params = node.params.params
+    if not params:
+        return set()
+    me = params[0].name.value
+    found: set[str] = set()
+
+    def note(target: cst.BaseExpression) -> None:
+        while isinstance(target, cst.Subscript):
+            target = target.value
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                note(element.value)
+        elif (
+            isinstance(target, cst.Attribute)
+            and isinstance(target.value, cst.Name)
+            and target.value.value == me
+        ):
+            found.add(target.attr.value)
+
+    class Finder(cst.CSTVisitor):
+        def visit_AssignTarget(self, assign: cst.AssignTarget) -> None:
+            note(assign.target)
+
+        def visit_AugAssign(self, assign: cst.AugAssign) -> None:
+            note(assign.target)
+
+        def visit_AnnAssign(self, assign: cst.AnnAssign) -> None:
+            note(assign.target)
+
+        def visit_Call(self, call: cst.Call) -> None:
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _MUTATORS:
+                note(func.value)
+
+    node.body.visit(Finder())
+    return found
+
+
 def _is_constant(expr: cst.BaseExpression, value: bool) -> bool:
     return isinstance(expr, cst.Name) and expr.value == ("True" if value else "False")
 
@@ -117,6 +163,7 @@ class ScopeCollector:
         self.classes: dict[str, ClassInfo] = {}
         self.module_functions: dict[str, FunctionInfo] = {}
         self._by_node: dict[cst.FunctionDef, FunctionInfo] = {}
+        self._assigned: dict[str, frozenset[str]] = {}
         self._collect_imports(module.body)
         self._walk_block(module.body, None, None, None, {})
         self._resolve_classes()
@@ -305,6 +352,33 @@ class ScopeCollector:
             if cls is not None:
                 return cls.methods.get(func.attr.value)
         return None
+
+    def assigned_elsewhere(self, cls: ClassInfo) -> frozenset[str]:
+        """Attributes `self.x` that a method other than `__init__` (of the class or a local
+        base) assigns or changes; the rest keep what `__init__` gave them."""
+        cached = self._assigned.get(cls.name)
+        if cached is not None:
+            return cached
+        names: set[str] = set()
+        seen: set[str] = set()
+        todo = [cls]
+        while todo:
+            current = todo.pop()
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            for method in current.methods.values():
+                if method.name != "__init__":
+                    names |= _self_attributes_set(method.node)
+            todo.extend(self.classes[b] for b in current.bases if b in self.classes)
+        for other in self.classes.values():
+            # A subclass's methods run on instances of the base too.
+            if cls.name in other.bases and other is not cls:
+                for method in other.methods.values():
+                    names |= _self_attributes_set(method.node)
+        result = frozenset(names)
+        self._assigned[cls.name] = result
+        return result
 
     def info_for(self, node: cst.FunctionDef) -> FunctionInfo | None:
         """The function a `def` statement defines."""

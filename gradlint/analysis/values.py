@@ -162,6 +162,7 @@ class Value:
 
 UNKNOWN_VALUE = Value()
 OTHER = Value(kind=Kind.OTHER)
+NONE = Value(kind=Kind.OTHER, layer="none")
 NUMBER = Value(kind=Kind.NUMBER, requires_grad=NO)
 
 
