@@ -838,6 +838,7 @@ class Interpreter:
         if isinstance(target, cst.Name):
             if value.kind in (Kind.MODULE, Kind.OPTIMIZER) and value.path is None:
                 value = value.with_(path=target.value)
+                self.forget_freezes(target.value, state)  # a new module under an old name
             self.facts.record(target, value, state.mode)
             state.env[target.value] = value
             self.forget_children(target.value, state)
@@ -857,6 +858,7 @@ class Interpreter:
             if key is not None:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
+                    self.forget_freezes(key, state)
                 state.env[key] = value
                 self.forget_children(key, state)
                 self.facts.record(target, value, state.mode)
@@ -897,6 +899,12 @@ class Interpreter:
         attrs = self.class_attrs.setdefault(owner.name, {})
         name = key[5:]
         attrs[name] = attrs[name].join(value) if name in attrs else value
+
+    def forget_freezes(self, path: str, state: State) -> None:
+        prefix = path + "."
+        for name in [k for k in state.frozen if k == path or k.startswith(prefix)]:
+            del state.frozen[name]
+            state.frozen_at.pop(name, None)
 
     def forget_children(self, key: str, state: State) -> None:
         prefix = key + "."
