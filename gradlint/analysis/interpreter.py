@@ -312,7 +312,7 @@ class Interpreter:
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
             self._last_writes = remembered
-            return self.renewed(result, info, inputs)
+            return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
         runs = self._runs.get(info, 0)
@@ -372,7 +372,24 @@ class Interpreter:
         self._call_path.pop()
         self._running.discard(info)
         self._active.pop()
-        return result
+        return self.outer_path(result, info, call, self_value)
+
+    def outer_path(
+        self, result: Value, info: FunctionInfo, call: cst.Call | None, self_value: Value | None
+    ) -> Value:
+        """A module a function returns, named as its caller names it: the argument it was
+        handed, or nothing (a module the function made)."""
+        if result.kind is not Kind.MODULE or result.path is None:
+            return result
+        head, _, rest = result.path.partition(".")
+        base: str | None = None
+        if head == _self_name(info) and self_value is not None:
+            base = self_value.path
+        elif call is not None:
+            expr = _argument_expressions(info, call, self_value is not None).get(head)
+            base = self.facts.value(expr).path if expr is not None else None
+        path = None if base is None else (f"{base}.{rest}" if rest else base)
+        return result.with_(path=path)
 
     def effects_of(self, frame: Frame, final: State) -> Effects:
         """What the call did to its arguments' objects: requires_grad set on a tensor it
@@ -1149,7 +1166,9 @@ class Interpreter:
         if frozen is None:
             return value
         if value.kind is Kind.MODULE:
-            return value.with_(frozen=frozen)
+            frozen_at = self.frozen_where(value.path.removesuffix(".*"), state)
+            cut = frozen_at if frozen is YES and frozen_at is not None else value.cut
+            return value.with_(frozen=frozen, cut=cut)
         if value.kind is Kind.PARAMS:
             item = value.item
             if item is not None and item.kind is Kind.TENSOR:
@@ -1919,7 +1938,8 @@ class Interpreter:
             outer = self._layer
             for index, layer in enumerate(layers):
                 if module.frozen is YES:
-                    layer = layer.with_(frozen=YES)
+                    cut = self.frozen_where(module.path, state) if module.path else None
+                    layer = layer.with_(frozen=YES, cut=cut or module.cut)
                 self._layer = hash((outer, index))
                 value = self.module_call(layer, node, [value], state, first=index == 0)
             self._layer = outer
@@ -1936,7 +1956,7 @@ class Interpreter:
                 or (returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN)
             ):
                 if returned.is_tensor and returned.requires_grad is NO and module.path:
-                    frozen_at = self.frozen_where(module.path, state)
+                    frozen_at = self.frozen_where(module.path, state) or module.cut
                     if module.frozen is YES and frozen_at is not None:
                         returned = returned.with_(cut=frozen_at)
                 if module.has_params is YES and module.frozen is NO:
@@ -1956,7 +1976,7 @@ class Interpreter:
         requires, potential = self.recorded(grad, potential, state)
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
         if requires is NO and module.frozen is YES and module.path is not None:
-            frozen_at = self.frozen_where(module.path, state)
+            frozen_at = self.frozen_where(module.path, state) or module.cut
             if frozen_at is not None and value.cut is None:
                 value = value.with_(cut=frozen_at)
         if potential is YES:
