@@ -1975,8 +1975,10 @@ class Interpreter:
                 grad, potential = UNKNOWN, UNKNOWN if potential is not YES else YES
         requires, potential = self.recorded(grad, potential, state)
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
-        if requires is NO and module.frozen is YES and module.path is not None:
-            frozen_at = self.frozen_where(module.path, state) or module.cut
+        if requires is NO and module.frozen is YES:
+            frozen_at = (self.frozen_where(module.path, state) if module.path else None) or (
+                module.cut
+            )
             if frozen_at is not None and value.cut is None:
                 value = value.with_(cut=frozen_at)
         if potential is YES:
