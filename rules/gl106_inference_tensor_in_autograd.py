@@ -105,9 +105,13 @@ shifted = buffer + 1
                     break
 
     def _report(self, facts: Facts, made_in: object, use: cst.CSTNode, message: str) -> Report:
-        # A decorated function made inference-only is the thing to change; a block in
-        # the same code is usually right, and the use after it is the mistake.
-        if isinstance(made_in, cst.Decorator):
+        # A decorated function made inference-only is the thing to change, and so is a
+        # helper whose inference block hands its results to a caller that trains on them;
+        # a block in the same code is usually right, and the use after it is the mistake.
+        helper_block = isinstance(made_in, cst.With) and facts.scope.get(made_in) is not (
+            facts.scope.get(use)
+        )
+        if isinstance(made_in, cst.Decorator) or helper_block:
             line = facts.position(use)[0]
             return Report(
                 made_in,
