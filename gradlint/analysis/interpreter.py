@@ -1317,7 +1317,10 @@ class Interpreter:
             method = self.method_of(receiver, call.method)
             if method is not None:
                 positional, keywords = _split_args(node, args)
-                return self.run_function(method, positional, keywords, state, receiver, node)
+                result = self.run_function(method, positional, keywords, state, receiver, node)
+                if receiver.kind is Kind.OPTIMIZER and "step" in call.method:
+                    self.step(receiver, node, state)  # SAM's first_step, second_step
+                return result
             key = dotted(func)
             callee: Value | None = None
             if key is not None and key in state.env:
@@ -1377,6 +1380,17 @@ class Interpreter:
         owner = function.owner if function is not None else None
         if function is None or owner is None:
             return OTHER if method == "__init__" else UNKNOWN_VALUE
+        if method == "__init__" and owner.is_optimizer and function.name == "__init__":
+            local_base = any(
+                b in self.scopes.classes and self.scopes.classes[b].is_optimizer
+                for b in owner.bases
+            )
+            outer = self._call_path[-1] if self._call_path else None
+            if not local_base and outer is not None:
+                # torch's Optimizer takes the parameters here; the user's line is the
+                # construction of the subclass.
+                self.optimizer_made(outer, node, args, state)
+                return OTHER
         for base in owner.bases:
             local = self.scopes.classes.get(base)
             if local is None or local is owner:
@@ -1466,6 +1480,9 @@ class Interpreter:
             self._last_writes = {}
             self.run_function(init, positional, keywords, state, self.instance_of(cls, None), node)
         instance = self.instance_of(cls, None)  # as __init__ made it
+        if cls.is_optimizer:
+            roots = args[0].roots if args else frozenset()
+            return Value(kind=Kind.OPTIMIZER, cls=cls.name, origin=id(node), roots=roots)
         if init is not None:
             # What __init__ set, and no other method changes, is this instance's own.
             changed = self.scopes.assigned_elsewhere(cls)
@@ -1698,6 +1715,19 @@ class Interpreter:
             and "full" != name
             else UNKNOWN
         )
+
+    def optimizer_made(
+        self, outer: cst.Call, node: cst.Call, args: list[Value], state: State
+    ) -> None:
+        """An optimizer subclass hands torch the parameters at `node`, inside the class;
+        report on the construction at `outer`."""
+        params = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
+        exhausted = False
+        if args and args[0].kind is Kind.PARAMS and args[0].origin is not None:
+            exhausted = args[0].origin in state.exhausted
+            state.exhausted = state.exhausted | {args[0].origin}
+        empty = bool(args) and args[0].kind is Kind.PARAMS and args[0].items == ()
+        self.facts.optimizers.append(OptimizerMade(outer, params, exhausted, empty))
 
     def make_optimizer(self, node: cst.Call, args: list[Value], state: State) -> Value:
         params = node.args[0].value if node.args and node.args[0].keyword is None else None

@@ -46,6 +46,7 @@ class ClassInfo:
     methods: dict[str, FunctionInfo] = field(default_factory=dict)
     is_module: bool = False
     is_lightning: bool = False
+    is_optimizer: bool = False  # derived from a torch.optim optimizer
 
 
 @dataclass(eq=False)
@@ -408,6 +409,20 @@ class ScopeCollector:
                         info.is_lightning = qualname in LIGHTNING_BASES or bool(
                             local and local.is_lightning
                         )
+                        changed = True
+        changed = True
+        while changed:
+            changed = False
+            for info in self.classes.values():
+                if info.is_optimizer or info.is_module:
+                    continue
+                for base in info.bases:
+                    qualname = resolve_dotted(self.imports, base) if base else None
+                    local = self.classes.get(base)
+                    if (qualname or "").startswith("torch.optim.") or (
+                        local is not None and local.is_optimizer
+                    ):
+                        info.is_optimizer = True
                         changed = True
         for info in self.classes.values():
             if info.is_lightning:
