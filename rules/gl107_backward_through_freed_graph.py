@@ -78,7 +78,7 @@ h = torch.sigmoid(w * 2)
 first = (h * 1.5).sum()
 second = (h**2).sum()
 first.backward()  # error
-second.backward()
+second.backward()  # error
 """,
     ]
     VALID = [
@@ -128,11 +128,18 @@ second.backward()
             freed = facts.position(event.freed_by)[0]
             again = facts.position(event.node)[0]
             if event.together:
+                # Two losses of one forward pass: the fix is at either backward (keep the
+                # graph in the first, or add the losses and back-propagate once).
                 yield Report(
                     event.freed_by,
                     f"frees the graph that the backward() at line {again} goes through again, "
                     "which raises; pass retain_graph=True here, or add the losses and call "
                     "backward() once",
+                )
+                yield Report(
+                    event.node,
+                    f"goes through the graph that the backward() at line {freed} freed, which "
+                    "raises; add the losses and call backward() once",
                 )
             elif event.entry is None:
                 yield Report(

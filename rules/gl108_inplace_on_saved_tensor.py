@@ -97,7 +97,7 @@ opt_d = torch.optim.Adam(D.parameters())
 fake = G(torch.randn(5, 2))
 g_loss = -D(fake).mean()
 g_loss.backward(retain_graph=True)
-opt_g.step()
+opt_g.step()  # error
 d_loss = D(fake).mean()  # error
 d_loss.backward()
 """,
@@ -183,11 +183,23 @@ z.mul_(2)
                 else f"the backward() at line {backward} will raise"
             )
             if event.stepped:
+                # Two lines make this bug, and either is the fix: the step that changed the
+                # weights too early, and the use of the graph built before it.
                 step = facts.position(event.change)[0]
+                if event.node is not event.change:
+                    yield Report(
+                        event.node,
+                        f"takes in a graph built before the optimizer step at line {step} "
+                        f"changed the weights it saved; {when}: recompute it, or `.detach()` "
+                        "it here",
+                    )
+                    used = f"the graph taken in at line {facts.position(event.node)[0]}"
+                else:
+                    used = "a graph built before it"
                 yield Report(
-                    event.node,
-                    f"takes in a graph built before the optimizer step at line {step} changed "
-                    f"the weights it saved; {when}: recompute it, or `.detach()` it here",
+                    event.change,
+                    f"changes weights that {used} saved for backward; {when}: step after "
+                    "that backward",
                 )
                 continue
             if event.node is event.change:

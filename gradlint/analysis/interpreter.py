@@ -2366,7 +2366,14 @@ class Interpreter:
 
     def save_weights(self, module: Value, result: Value, state: State) -> None:
         """A trainable layer saves its weights for backward (to give its input a gradient)."""
-        if module.path is None or result.head is None:
+        if module.path is None:
+            return
+        if result.kind is Kind.SEQUENCE and result.items is not None:
+            for part in result.items:  # a model returning (logits, loss)
+                if part.is_tensor:
+                    self.save_weights(module, part, state)
+            return
+        if result.head is None:
             return
         key = hash(("weights", module.path))
         self._weights[key] = module.path
