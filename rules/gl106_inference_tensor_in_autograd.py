@@ -108,10 +108,9 @@ shifted = buffer + 1
         # A decorated function made inference-only is the thing to change, and so is a
         # helper whose inference block hands its results to a caller that trains on them;
         # a block in the same code is usually right, and the use after it is the mistake.
-        helper_block = isinstance(made_in, cst.With) and facts.scope.get(made_in) is not (
-            facts.scope.get(use)
-        )
-        if isinstance(made_in, cst.Decorator) or helper_block:
+        if isinstance(made_in, cst.Decorator) or (
+            isinstance(made_in, cst.With) and facts.scope.get(made_in) is not facts.scope.get(use)
+        ):
             line = facts.position(use)[0]
             return Report(
                 made_in,
