@@ -31,7 +31,7 @@ from gradlint.analysis.facts import (
     WithItem,
 )
 from gradlint.analysis.names import dotted, resolve_dotted
-from gradlint.analysis.nodes import child_nodes
+from gradlint.analysis.nodes import child_nodes, walk
 from gradlint.analysis.scopes import (
     ClassInfo,
     FunctionInfo,
@@ -218,6 +218,8 @@ class Interpreter:
         self._loop_sites: list[set[int]] = []
         self._function: FunctionInfo | None = None
         self._return_values: list[Value] = []
+        self._return_states: list[State] = []
+        self._changes_tensors: dict[FunctionInfo, bool] = {}
         self._site_nodes: dict[int, cst.CSTNode] = {}
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
@@ -304,7 +306,9 @@ class Interpreter:
             passed = [*args, *kwargs.values()]
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
         inputs = [*args, *kwargs.values(), *carried.values()]
-        if key in self._memo:
+        runs = self._runs.get(info, 0)
+        replay = caller is not None and runs < MAX_CONTEXTS and self.changes_tensors(info)
+        if key in self._memo and not replay:
             result, remembered, effects = self._memo[key]
             if owner is not None and caller is not None:
                 for name, value in remembered.items():
@@ -315,18 +319,25 @@ class Interpreter:
             return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
-        runs = self._runs.get(info, 0)
         if runs >= MAX_CONTEXTS:
             return UNKNOWN_VALUE
         self._runs[info] = runs + 1
         self._ran.add(info)
         self._running.add(info)
         self._active.append(info)
-        saved = (self._function, self._return_values)
+        saved = (self._function, self._return_values, self._return_states)
         self._call_path.append(call)
         # Callee code run inside a caller's loop makes new graph nodes on every pass too.
-        self._function, self._return_values = info, []
+        self._function, self._return_values, self._return_states = info, [], []
         state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
+        if caller is not None:
+            # Tensors live across calls: what the caller's graphs saved, which graphs a
+            # backward freed, how often each tensor was changed in place.
+            state.freed = dict(caller.freed)
+            state.versions = dict(caller.versions)
+            state.changed_at = dict(caller.changed_at)
+            state.saves = dict(caller.saves)
+            state.exhausted = caller.exhausted
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
         self.bind_parameters(info, args, kwargs, self_value, state)
@@ -368,7 +379,14 @@ class Interpreter:
             self.apply_effects(effects, info, call, self_value, caller)
         self._memo[key] = (result, writes, effects)
         self._last_writes = writes
-        self._function, self._return_values = saved
+        if caller is not None:
+            out = final
+            for returned in self._return_states:
+                out = returned.join(out) if not out.dead else returned
+            caller.freed, caller.versions = out.freed, out.versions
+            caller.changed_at, caller.saves = out.changed_at, out.saves
+            caller.exhausted = out.exhausted
+        self._function, self._return_values, self._return_states = saved
         self._call_path.pop()
         self._running.discard(info)
         self._active.pop()
@@ -441,6 +459,15 @@ class Interpreter:
             if at is not None:
                 caller.frozen_at[path] = at
             self.unfreeze_parents(path, is_frozen.negate(), caller)
+
+    def changes_tensors(self, info: FunctionInfo) -> bool:
+        """Whether a function back-propagates, steps or changes tensors in place: a call of
+        it must run again, not be remembered, for its caller to see what it did."""
+        found = self._changes_tensors.get(info)
+        if found is None:
+            found = _changes_tensors(info.node)
+            self._changes_tensors[info] = found
+        return found
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
@@ -775,6 +802,8 @@ class Interpreter:
                     # Training back-propagates what forward returns.
                     self.check_saved(value, small, state)
             self._return_values.append(value)
+            returned = copy.copy(state)  # only its tensor facts are read
+            self._return_states.append(returned)
             state.dead = True
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
             if isinstance(small, cst.Raise) and small.exc is not None:
@@ -2478,6 +2507,19 @@ def _is_none(value: Value) -> Tri:
     ):
         return UNKNOWN
     return NO
+
+
+def _changes_tensors(node: cst.FunctionDef) -> bool:
+    for found in walk(node.body):
+        if isinstance(found, cst.AugAssign):
+            return True
+        if isinstance(found, cst.AssignTarget) and isinstance(found.target, cst.Subscript):
+            return True
+        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
+            name = found.func.attr.value
+            if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
+                return True
+    return False
 
 
 def _string_key(expr: cst.BaseExpression) -> str | None:

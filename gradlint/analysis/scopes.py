@@ -14,7 +14,7 @@ import libcst as cst
 
 from gradlint.analysis.facts import ANY_MODE, DISABLED, ENABLED, INFERENCE, Mode
 from gradlint.analysis.names import ImportTable, dotted, resolve_dotted
-from gradlint.analysis.nodes import child_nodes
+from gradlint.analysis.nodes import child_nodes, walk
 from gradlint.analysis.torch_api import (
     GRAD_MODE_CLASSES,
     LIGHTNING_BASES,
@@ -117,7 +117,7 @@ def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
     if not params:
         return set()
     me = params[0].name.value
-    found: set[str] = set()
+    found_names: set[str] = set()
 
     def note(target: cst.BaseExpression) -> None:
         while isinstance(target, cst.Subscript):
@@ -130,25 +130,20 @@ def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
             and isinstance(target.value, cst.Name)
             and target.value.value == me
         ):
-            found.add(target.attr.value)
+            found_names.add(target.attr.value)
 
-    class Finder(cst.CSTVisitor):
-        def visit_AssignTarget(self, assign: cst.AssignTarget) -> None:
-            note(assign.target)
-
-        def visit_AugAssign(self, assign: cst.AugAssign) -> None:
-            note(assign.target)
-
-        def visit_AnnAssign(self, assign: cst.AnnAssign) -> None:
-            note(assign.target)
-
-        def visit_Call(self, call: cst.Call) -> None:
-            func = call.func
-            if isinstance(func, cst.Attribute) and func.attr.value in _MUTATORS:
-                note(func.value)
-
-    node.body.visit(Finder())
-    return found
+    for found in walk(node.body):
+        if isinstance(found, cst.AssignTarget):
+            note(found.target)
+        elif isinstance(found, (cst.AugAssign, cst.AnnAssign)):
+            note(found.target)
+        elif (
+            isinstance(found, cst.Call)
+            and isinstance(found.func, cst.Attribute)
+            and found.func.attr.value in _MUTATORS
+        ):
+            note(found.func.value)
+    return found_names
 
 
 def _is_constant(expr: cst.BaseExpression, value: bool) -> bool:
