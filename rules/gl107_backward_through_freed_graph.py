@@ -58,11 +58,16 @@ from torch import nn
 G = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3))
 D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
 bce = nn.BCEWithLogitsLoss()
+opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
 fake = G(torch.randn(5, 2))
 d_loss = bce(D(fake), torch.zeros(5, 1))  # error
 d_loss.backward()
+opt_d.step()
+opt_d.zero_grad()
 g_loss = bce(D(fake), torch.ones(5, 1))
 g_loss.backward()
+opt_g.step()
 """,
         """\
 import torch
@@ -100,11 +105,16 @@ from torch import nn
 G = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3))
 D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
 bce = nn.BCEWithLogitsLoss()
+opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
 fake = G(torch.randn(5, 2))
 d_loss = bce(D(fake.detach()), torch.zeros(5, 1))
 d_loss.backward()
+opt_d.step()
+opt_d.zero_grad()
 g_loss = bce(D(fake), torch.ones(5, 1))
 g_loss.backward()
+opt_g.step()
 """,
         """\
 import torch

@@ -2290,18 +2290,15 @@ class Interpreter:
             first = state.freed[shared[0]]
             since = self._backward_ticks.get(id(first), self._tick)
             stepped = any(since < tick < self._tick for tick, _ in self._steps)
-            made_by_model = any(n[0] in self._site_module for n in loss.graph if n in state.freed)
             if (
                 first is not node
                 and not stepped
-                and not made_by_model
                 and loss.head not in state.freed  # not the same loss a second time
-                and all(n[1] == 0 for n in shared)
             ):
                 # Two losses over one computation, with nothing trained in between: both
                 # are meant to reach the same tensors, and the first backward should keep
-                # the graph (or the losses be added and back-propagated once). A model's
-                # output shared by two losses (a GAN's fake batch) is detached instead.
+                # the graph (or the losses be added and back-propagated once). A GAN steps
+                # its discriminator between the two: its fake batch is detached instead.
                 self.facts.freed_graphs.append(FreedGraph(node, None, first, together=True))
             else:
                 entry = self.entry_into_freed_graph(shared, loss.graph, state, node)
