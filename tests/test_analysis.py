@@ -390,3 +390,17 @@ def test_a_list_handed_to_a_converting_helper_is_reported_where_it_was_filled() 
     log.dump()
     """
     assert codes(source) == [(12, "GL101"), (16, "GL101")]
+
+
+def test_isinstance_is_decided_where_the_kind_is_known() -> None:
+    source = """
+    import torch
+    def as_tensor(x):
+        if isinstance(x, torch.Tensor):
+            return x
+        return torch.as_tensor(x)
+    w = torch.zeros(3, requires_grad=True)
+    same = as_tensor(w)
+    print(same)
+    """
+    assert value_at(source, "same").requires_grad is YES

@@ -1583,9 +1583,35 @@ class Interpreter:
             return self.op_result([args[0].item or UNKNOWN_VALUE], node, state, "add")
         if name == "setattr" and self._function is not None and self._function.owner:
             self.dynamic_classes.add(self._function.owner.name)
+        if name == "isinstance" and len(args) == 2:
+            return Value(kind=Kind.OTHER, truth=self.is_instance(args[0], node.args[1].value))
         if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
             return OTHER
         return UNKNOWN_VALUE
+
+    def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:
+        """`isinstance(x, torch.Tensor)`, `(list, tuple)`, `nn.Module`, where x's kind is
+        known."""
+        if isinstance(classes, cst.Tuple):
+            result = NO
+            for element in classes.elements:
+                result = result | self.is_instance(value, element.value)
+            return result
+        qualname = self.imports.resolve(classes)
+        name = classes.value if isinstance(classes, cst.Name) else None
+        kind = {
+            "torch.Tensor": Kind.TENSOR,
+            "torch.nn.Module": Kind.MODULE,
+            "torch.nn.modules.module.Module": Kind.MODULE,
+        }.get(qualname or "")
+        if kind is None and name is not None and name not in self.module_env:
+            kind = {"list": Kind.SEQUENCE, "tuple": Kind.SEQUENCE, "dict": Kind.MAPPING}.get(name)
+        known = (Kind.TENSOR, Kind.MODULE, Kind.SEQUENCE, Kind.MAPPING, Kind.NUMBER, Kind.ARRAY)
+        if kind is None or value.kind not in known:
+            return UNKNOWN
+        if value.kind is kind is Kind.SEQUENCE:
+            return UNKNOWN  # a list and a tuple look alike here
+        return YES if value.kind is kind else NO
 
     def qualified_call(
         self, qualname: str, node: cst.Call, args: list[Value], state: State
