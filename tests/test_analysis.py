@@ -404,3 +404,20 @@ def test_isinstance_is_decided_where_the_kind_is_known() -> None:
     print(same)
     """
     assert value_at(source, "same").requires_grad is YES
+
+
+def test_classes_passed_as_values_and_buffers() -> None:
+    source = """
+    import torch
+    from torch import nn
+    class Buffered(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", torch.randn(3, requires_grad=True))
+    def fit(make_model, opt_class):
+        model = make_model()
+        return opt_class(model.parameters(), lr=0.1)
+    for opt_class in (torch.optim.Adam, torch.optim.SGD):
+        fit(Buffered, opt_class)
+    """
+    assert codes(source) == [(10, "GL109")]

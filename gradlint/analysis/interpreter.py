@@ -598,10 +598,13 @@ class Interpreter:
         if cls.name in self.dynamic_classes:
             return UNKNOWN  # registers parameters by name: not seen here
         attrs = self.class_attrs.get(cls.name, {})
-        result = NO if attrs else UNKNOWN
+        # A class that sets nothing on itself and has no __init__ adds no parameters.
+        result = NO if attrs or "__init__" not in cls.methods else UNKNOWN
         for value in attrs.values():
             if value.kind is Kind.MODULE:
                 result = result | value.has_params
+            elif value.kind is Kind.TENSOR and value.layer == "buffer":
+                continue
             elif value.kind is Kind.TENSOR:
                 # An nn.Parameter attribute (a leaf that requires grad) is a parameter.
                 result = result | (value.requires_grad if value.leaf is YES else UNKNOWN)
@@ -1006,7 +1009,7 @@ class Interpreter:
                 return Value(kind=Kind.OTHER, cls=cls.name, layer="class")
             if expr.value in self.scopes.module_functions:
                 return self.function_value(self.scopes.module_functions[expr.value])
-            return UNKNOWN_VALUE
+            return self.class_ref(expr) or UNKNOWN_VALUE
         if isinstance(expr, cst.Attribute):
             return self.eval_attribute(expr, state)
         if isinstance(expr, cst.Call):
@@ -1238,7 +1241,25 @@ class Interpreter:
         obj = self.eval(expr.value, state)
         if key is not None and key in state.env:
             return self.with_frozen(state.env[key], state)
+        if obj.kind is Kind.UNKNOWN:
+            ref = self.class_ref(expr)
+            if ref is not None:
+                return ref
         return self.attribute_of(obj, expr, state)
+
+    def class_ref(self, expr: cst.BaseExpression) -> Value | None:
+        """`torch.optim.Adam` or `nn.Linear` used as a value (`opt_class=torch.optim.Adam`),
+        to be called later."""
+        qualname = self.imports.resolve(expr)
+        if qualname is None or not qualname.rpartition(".")[2][:1].isupper():
+            return None
+        if qualname.startswith("torch.optim.") and "lr_scheduler" not in qualname:
+            # Any optimizer class builds an optimizer: one name, so that a loop over
+            # several (`for opt_class in (Adam, SGD)`) still knows what it calls.
+            return Value(kind=Kind.OTHER, layer="ref", path="torch.optim.Optimizer")
+        if qualname.startswith(("torch.nn.", "torch.utils.data.")):
+            return Value(kind=Kind.OTHER, layer="ref", path=qualname)
+        return None
 
     def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
         attr = expr.attr.value
@@ -1364,7 +1385,7 @@ class Interpreter:
                     return self.module_call(callee, node, args, state)
                 if callee.layer == "function":  # a loss function kept on the object
                     return self.call_function_value(callee, node, args, state)
-                return UNKNOWN_VALUE
+                return self.call_class_value(callee, node, args, state)
             return self.method_call(receiver, call.method, node, args, state)
         callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
         args = self.eval_args(node, state)
@@ -1386,6 +1407,8 @@ class Interpreter:
             return self.module_call(callee, node, args, state)
         if callee is not None and callee.layer == "function":
             return self.call_function_value(callee, node, args, state)
+        if callee is not None and callee.layer in ("ref", "class"):
+            return self.call_class_value(callee, node, args, state)
         if callee is not None and callee.cls is not None and callee.layer != "class":
             method = self.method_of(callee, "__call__")
             if method is not None:
@@ -1402,6 +1425,16 @@ class Interpreter:
             made = self.container("Sequential", node, args)
             if made.items is not None:
                 self.class_layers[owner.name] = made.items
+
+    def call_class_value(
+        self, callee: Value, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        """A class held in a variable, called: a torch class, or a class of this module."""
+        if callee.layer == "ref" and callee.path is not None:
+            return self.qualified_call(callee.path, node, args, state)
+        if callee.layer == "class" and callee.cls in self.scopes.classes:
+            return self.instantiate(self.scopes.classes[callee.cls], node, args, state)
+        return UNKNOWN_VALUE
 
     def super_call(self, method: str, node: cst.Call, args: list[Value], state: State) -> Value:
         """`super().method(...)`: the method a local base class defines, on this instance."""
@@ -1988,6 +2021,13 @@ class Interpreter:
             return module.with_(frozen=wanted.negate())
         if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
             return module
+        if method == "register_buffer" and len(args) >= 2 and module.path is not None:
+            name = _string_key(node.args[0].value)
+            if name is not None:  # a tensor kept on the module, not a parameter
+                key = f"{module.path}.{name}"
+                state.env[key] = args[1].with_(layer="buffer")
+                self.update_class_attr(key, state.env[key])
+            return NONE
         if method == "forward":
             return self.module_call(module, node, args, state)
         return UNKNOWN_VALUE
