@@ -421,3 +421,17 @@ def test_classes_passed_as_values_and_buffers() -> None:
         fit(Buffered, opt_class)
     """
     assert codes(source) == [(10, "GL109")]
+
+
+def test_data_loaders_yield_batches_of_their_dataset() -> None:
+    source = """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    data = TensorDataset(torch.randint(0, 9, (20,)), torch.randn(20, 3))
+    for ids, feats in DataLoader(data, batch_size=4):
+        if ids.is_floating_point():
+            ids.requires_grad = True
+        feats.requires_grad = True
+        ids.requires_grad = True
+    """
+    assert codes(source) == [(9, "GL105")]

@@ -1654,6 +1654,28 @@ class Interpreter:
         if qualname in api.GRAD_MODE_CLASSES:
             found = grad_mode_of(node, self.imports)
             return Value(kind=Kind.OTHER, grad_mode=found[1] if found else None)
+        if qualname == "torch.is_floating_point" and args and args[0].is_tensor:
+            return Value(kind=Kind.OTHER, truth=args[0].integer.negate())
+        if name == "TensorDataset" and module.startswith("torch.utils.data"):
+            # Each element, and each batch a DataLoader makes, is a tuple of new tensors.
+            parts = [
+                Value(
+                    kind=Kind.TENSOR,
+                    requires_grad=NO if v.requires_grad is NO else UNKNOWN,
+                    leaf=YES if v.requires_grad is NO else UNKNOWN,
+                    inference=v.inference,
+                    integer=v.integer,
+                )
+                if v.is_tensor
+                else UNKNOWN_VALUE
+                for v in args
+            ]
+            return Value(kind=Kind.SEQUENCE, item=sequence(parts, fixed=True))
+        if name == "DataLoader" and module.startswith("torch.utils.data"):
+            dataset = args[0] if args else UNKNOWN_VALUE
+            if dataset.kind is Kind.SEQUENCE and dataset.item is not None:
+                return Value(kind=Kind.SEQUENCE, item=dataset.item)
+            return UNKNOWN_VALUE
         if qualname in api.NAMESPACES:
             return Value(kind=Kind.OTHER, fields=self.keyword_fields(node, args))
         if module.startswith("torch.distributions") and name[:1].isupper():
@@ -1925,6 +1947,8 @@ class Interpreter:
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
+        if method == "is_floating_point":
+            return Value(kind=Kind.OTHER, truth=receiver.integer.negate())
         if receiver.layer == "distribution":
             if method in ("sample", "sample_n", "enumerate_support"):
                 return self.no_grad_tensor(receiver, node)
