@@ -136,15 +136,20 @@ evaluate(torch.randn(2, 4))
             # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze,
             # a tensor made without requires_grad) when that is the line to change.
             cause = value.cut if value.cut is not None else value.born
+            if value.born is not None and value.cut is not None and facts.grad_read(value.born):
+                cause = value.born  # its .grad is read after: it was meant to require grad
             at = facts.where_to_fix(cause, call.node)
             line = facts.position(call.node)[0]
             if at is call.node:
                 yield Report(call.node)
-            elif value.cut is None:
+            elif cause is value.born:
                 yield Report(
                     at,
                     f"made without requires_grad=True, and nothing after records a "
                     f"graph: the backward at line {line} raises",
                 )
             else:
-                yield Report(at, f"the graph is cut here, so the backward at line {line} raises")
+                for node in facts.with_freeze_loop(at):
+                    yield Report(
+                        node, f"the graph is cut here, so the backward at line {line} raises"
+                    )

@@ -66,7 +66,7 @@ opt = torch.optim.SGD(params, lr=0.1)  # error
 import torch
 from torch import nn
 model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
-for p in model.parameters():
+for p in model.parameters():  # error
     p.requires_grad = False  # error
 trainable = [p for p in model.parameters() if p.requires_grad]
 opt = torch.optim.Adam(trainable)
@@ -153,14 +153,18 @@ opt = torch.optim.SGD([w, v], lr=0.1)
             if value.kind is not Kind.SEQUENCE:
                 continue
             if value.items == () and value.cut is not None:
-                yield self._at(
-                    facts,
-                    value.cut,
-                    made.node,
-                    "freezes every parameter the optimizer "
-                    "at line {line} is then given, which raises",
-                    _EMPTY,
+                cuts = (
+                    facts.with_freeze_loop(value.cut) if isinstance(value.cut, cst.CSTNode) else []
                 )
+                for cut in cuts:
+                    yield self._at(
+                        facts,
+                        cut,
+                        made.node,
+                        "freezes every parameter the optimizer "
+                        "at line {line} is then given, which raises",
+                        _EMPTY,
+                    )
             elif (
                 value.item is not None
                 and value.item.is_tensor

@@ -99,6 +99,8 @@ class Facts:
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
+    # A freeze that is the whole body of a loop over parameters -> that loop.
+    freeze_loops: dict[cst.CSTNode, cst.For] = field(default_factory=dict)
     # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
     scope: dict[cst.CSTNode, object] = field(default_factory=dict)
     _positions: dict[cst.CSTNode, CodeRange] | None = None
@@ -143,6 +145,21 @@ class Facts:
         params = node.params
         names = (*params.posonly_params, *params.params, *params.kwonly_params)
         return any(param.name.value == expr.value for param in names)
+
+    def with_freeze_loop(self, node: cst.CSTNode) -> list[cst.CSTNode]:
+        """A freeze to report, and the loop over parameters that it is the body of: which
+        line to change (what is frozen, or whether) depends on the intent."""
+        loop = self.freeze_loops.get(node)
+        return [loop, node] if loop is not None else [node]
+
+    def grad_read(self, born: object) -> bool:
+        """Whether the code reads `.grad` of the tensor made at `born` (it wanted one)."""
+        return any(
+            isinstance(node, cst.Attribute)
+            and node.attr.value == "grad"
+            and self.value(node.value).born is born
+            for node in self.values
+        )
 
     @staticmethod
     def focus(node: cst.CSTNode) -> cst.CSTNode:

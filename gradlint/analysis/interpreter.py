@@ -971,12 +971,27 @@ class Interpreter:
                 state.frozen[owner] = wanted.negate()
                 if wanted is NO and self._statement is not None:
                     state.frozen_at[owner] = self._statement
+                    self.note_freeze_loop(self._statement)
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and key in state.env:
                 state.env[key] = obj.with_(requires_grad=wanted)
             if self._frames and key in self._frames[-1].params:
                 self._frames[-1].flags[key] = wanted
+
+    def note_freeze_loop(self, statement: cst.CSTNode | None) -> None:
+        """`for p in m.parameters(): p.requires_grad = False`: the loop chose what to
+        freeze, and is as much the line to change as the freeze itself."""
+        if not self._loops or statement is None:
+            return
+        loop = self._loops[-1]
+        if (
+            isinstance(loop, cst.For)
+            and self.facts.value(loop.iter).kind is Kind.PARAMS
+            and len(loop.body.body) == 1
+            and loop.body.body[0] is statement
+        ):
+            self.facts.freeze_loops[statement] = loop
 
     def unfreeze_parents(self, path: str, wanted: Tri, state: State) -> None:
         # Making part of a frozen module trainable means it is no longer wholly frozen.
