@@ -40,6 +40,8 @@ from gradlint.analysis.scopes import (
     grad_mode_of,
 )
 from gradlint.analysis.values import (
+    FLOAT,
+    INT,
     NO,
     NONE,
     NUMBER,
@@ -1029,8 +1031,10 @@ class Interpreter:
             return self.eval_attribute(expr, state)
         if isinstance(expr, cst.Call):
             return self.eval_call(expr, state)
-        if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary)):
-            return NUMBER
+        if isinstance(expr, cst.Integer):
+            return INT
+        if isinstance(expr, (cst.Float, cst.Imaginary)):
+            return FLOAT
         if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
             if isinstance(expr, cst.FormattedString):
                 for part in expr.parts:
@@ -1046,7 +1050,7 @@ class Interpreter:
             if isinstance(expr.operator, cst.Not):
                 return Value(kind=Kind.OTHER, truth=_truth(operand).truth.negate())
             if operand.kind is Kind.NUMBER:
-                return NUMBER
+                return operand
             if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
                 return self.no_grad_tensor(operand, expr)
             return self.op_result([operand], expr, state, "neg")
@@ -1613,22 +1617,36 @@ class Interpreter:
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
                 return self.op_result(args, node, state, "abs")
-            return NUMBER if name in ("len", "int", "float", "round") else OTHER
+            if name in ("len", "int") or (name == "round" and len(args) == 1):
+                return INT
+            if name == "float":
+                return FLOAT
+            if name in ("round", "abs") and args and args[0].kind is Kind.NUMBER:
+                return args[0]
+            return NUMBER if name == "round" else OTHER
         if name in ("zip", "enumerate"):
             pairs = zip(args, node.args, strict=False)
             items = [self.iterate(arg, state, a.value) for arg, a in pairs]
             if name == "enumerate":
-                items = [NUMBER, *items[:1]]
+                items = [INT, *items[:1]]
             return Value(kind=Kind.SEQUENCE, item=sequence(items, fixed=True))
         if name == "range":
-            return Value(kind=Kind.SEQUENCE, item=NUMBER)
+            return Value(kind=Kind.SEQUENCE, item=INT)
         if name == "dict" and all(arg.keyword is not None for arg in node.args):
             fields = self.keyword_fields(node, args)
             return Value(
                 kind=Kind.MAPPING, item=sequence([v for _, v in fields]).item, fields=fields
             )
+        if name in ("max", "min") and len(args) > 1 and all(a.kind is Kind.NUMBER for a in args):
+            result = args[0]
+            for value in args[1:]:
+                result = result.join(value)
+            return result
         if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
-            return self.op_result([args[0].item or UNKNOWN_VALUE], node, state, "add")
+            item = args[0].item or UNKNOWN_VALUE
+            if item.kind is Kind.NUMBER:
+                return item
+            return self.op_result([item], node, state, "add")
         if name == "setattr" and self._function is not None and self._function.owner:
             self.dynamic_classes.add(self._function.owner.name)
         if name == "isinstance" and len(args) == 2:
@@ -1818,7 +1836,8 @@ class Interpreter:
                     else (NO if any(isinstance(p, cst.Float) for p in positional) else UNKNOWN)
                 )
             if name == "tensor" and positional:
-                return _literal_integer(positional[0])
+                literal = _literal_integer(positional[0])
+                return literal if literal is not UNKNOWN or not args else _number_dtype(args[0])
             return UNKNOWN
         if name.endswith("_like") and args:
             return args[0].integer
@@ -2313,6 +2332,24 @@ class Interpreter:
                 return self.no_grad_tensor(left if left.is_tensor else right, node)
             return self.op_result([left, right], node, state, op)
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
+            if isinstance(operator, (cst.Divide, cst.DivideAssign)):
+                return FLOAT
+            both = left.integer if left.integer is right.integer else UNKNOWN
+            if both is NO or (left.integer is NO or right.integer is NO):
+                return FLOAT
+            if isinstance(
+                operator, (cst.Add, cst.Subtract, cst.Multiply, cst.FloorDivide, cst.Modulo)
+            ) or isinstance(
+                operator,
+                (
+                    cst.AddAssign,
+                    cst.SubtractAssign,
+                    cst.MultiplyAssign,
+                    cst.FloorDivideAssign,
+                    cst.ModuloAssign,
+                ),
+            ):
+                return NUMBER.with_(integer=both)
             return NUMBER
         if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
             joined = sequence([v for v in (left.item, right.item) if v is not None])
@@ -2622,6 +2659,13 @@ def _changes_tensors(node: cst.FunctionDef) -> bool:
             if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
                 return True
     return False
+
+
+def _number_dtype(value: Value) -> Tri:
+    """Whether torch.tensor() of this Python value makes an integer tensor."""
+    while value.kind is Kind.SEQUENCE and value.item is not None:
+        value = value.item
+    return value.integer if value.kind is Kind.NUMBER else UNKNOWN
 
 
 def _string_key(expr: cst.BaseExpression) -> str | None:

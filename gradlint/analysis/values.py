@@ -164,6 +164,8 @@ UNKNOWN_VALUE = Value()
 OTHER = Value(kind=Kind.OTHER)
 NONE = Value(kind=Kind.OTHER, layer="none")
 NUMBER = Value(kind=Kind.NUMBER, requires_grad=NO)
+INT = NUMBER.with_(integer=YES)
+FLOAT = NUMBER.with_(integer=NO)
 
 
 def sequence(items: list[Value], fixed: bool = False) -> Value:
