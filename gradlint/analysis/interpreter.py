@@ -221,6 +221,7 @@ class Interpreter:
         self._function: FunctionInfo | None = None
         self._return_values: list[Value] = []
         self._return_states: list[State] = []
+        self._yield_values: list[Value] = []
         self._changes_tensors: dict[FunctionInfo, bool] = {}
         self._site_nodes: dict[int, cst.CSTNode] = {}
         # Graph node -> the graph nodes made from it (as named when they were made).
@@ -327,10 +328,11 @@ class Interpreter:
         self._ran.add(info)
         self._running.add(info)
         self._active.append(info)
-        saved = (self._function, self._return_values, self._return_states)
+        saved = (self._function, self._return_values, self._return_states, self._yield_values)
         self._call_path.append(call)
         # Callee code run inside a caller's loop makes new graph nodes on every pass too.
         self._function, self._return_values, self._return_states = info, [], []
+        self._yield_values = []
         state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
         if caller is not None:
             # Tensors live across calls: what the caller's graphs saved, which graphs a
@@ -364,6 +366,11 @@ class Interpreter:
             result = self._return_values[0]
             for value in self._return_values[1:]:
                 result = result.join(value)
+        if self._yield_values:  # a generator: what it yields, one at a time
+            item = self._yield_values[0]
+            for value in self._yield_values[1:]:
+                item = item.join(value)
+            result = Value(kind=Kind.SEQUENCE, item=item)
         if me is not None and info.name == "__init__" and info.owner is not None:
             self.remember_freezes(info.owner, me, final)
         writes: dict[str, Value] = {}
@@ -388,7 +395,7 @@ class Interpreter:
             caller.freed, caller.versions = out.freed, out.versions
             caller.changed_at, caller.saves = out.changed_at, out.saves
             caller.exhausted = out.exhausted
-        self._function, self._return_values, self._return_states = saved
+        self._function, self._return_values, self._return_states, self._yield_values = saved
         self._call_path.pop()
         self._running.discard(info)
         self._active.pop()
@@ -1158,6 +1165,13 @@ class Interpreter:
             value = self.eval(expr.value, state)
             self.assign(expr.target, value, state, expr)
             return value
+        if isinstance(expr, cst.Yield):
+            if isinstance(expr.value, cst.BaseExpression):
+                self._yield_values.append(self.eval(expr.value, state))
+            elif isinstance(expr.value, cst.From):  # `yield from xs`
+                iterable = self.eval(expr.value.item, state)
+                self._yield_values.append(self.iterate(iterable, state, expr.value.item))
+            return UNKNOWN_VALUE
         if isinstance(expr, cst.Await):
             self.eval(expr.expression, state)
             return UNKNOWN_VALUE
@@ -2291,6 +2305,9 @@ class Interpreter:
         integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
         if integer is not UNKNOWN:
             value = value.with_(integer=integer)
+        if op in api.VIEW_OPS and inputs[0].inference is YES:
+            # A view of an inference tensor is one too, wherever it is taken.
+            value = value.with_(inference=YES, made_in=inputs[0].made_in)
         if op in api.VIEW_OPS and inputs[0].node is not None:
             # A view shares its base's storage and version counter.
             base = inputs[0]
@@ -2501,12 +2518,26 @@ class Interpreter:
                 entry = self.stale_entry(node, graph, first)
                 if entry is not None:
                     return entry
+                entry = self.second_loss_entry(graph, state)
+                if entry is not None:
+                    return entry
         for node in shared:
             sites = {consumer[0] for consumer in self._consumers.get(node, ())}
             for freed in state.freed:
                 if freed[0] in sites and freed not in graph:
                     return self._site_nodes.get(freed[0])
         return None
+
+    def second_loss_entry(self, graph: frozenset[Node], state: State) -> cst.CSTNode | None:
+        """The first op of this (second) loss's own graph that takes in the part the first
+        backward freed: where the second loss should have detached it."""
+        common = {n for n in graph if n in state.freed}
+        found: list[Node] = []
+        for node in common:
+            found.extend(c for c in self._consumers.get(node, ()) if c in graph and c not in common)
+        if not found:
+            return None
+        return self._site_nodes.get(min(found, key=self._order)[0])
 
     def _order(self, node: Node) -> int:
         return self._site_order.get(node[0], 0)
