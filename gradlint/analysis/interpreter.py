@@ -2532,12 +2532,15 @@ class Interpreter:
         """The first op of this (second) loss's own graph that takes in the part the first
         backward freed: where the second loss should have detached it."""
         common = {n for n in graph if n in state.freed}
-        found: list[Node] = []
+        found: list[tuple[Node, Node]] = []
         for node in common:
-            found.extend(c for c in self._consumers.get(node, ()) if c in graph and c not in common)
+            found.extend(
+                (c, node) for c in self._consumers.get(node, ()) if c in graph and c not in common
+            )
         if not found:
             return None
-        return self._site_nodes.get(min(found, key=self._order)[0])
+        consumer, self._stale = min(found, key=lambda pair: self._order(pair[0]))
+        return self._site_nodes.get(consumer[0])
 
     def _order(self, node: Node) -> int:
         return self._site_order.get(node[0], 0)
