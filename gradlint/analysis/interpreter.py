@@ -2444,16 +2444,16 @@ class Interpreter:
             return
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self._tick += 1
+        node = self.backward_site(node, loss_expr)
         self._backward_ticks[id(node)] = self._tick
         if shared:
             first = state.freed[shared[0]]
             since = self._backward_ticks.get(id(first), self._tick)
             stepped = any(since < tick < self._tick for tick, _ in self._steps)
-            if (
-                first is not node
-                and not stepped
-                and loss.head not in state.freed  # not the same loss a second time
-            ):
+            if first is not node and loss.head in state.freed:
+                # The same loss back-propagated twice: the second call is the mistake.
+                self.facts.freed_graphs.append(FreedGraph(node, None, first))
+            elif first is not node and not stepped:
                 # Two losses over one computation, with nothing trained in between: both
                 # are meant to reach the same tensors, and the first backward should keep
                 # the graph (or the losses be added and back-propagated once). A GAN steps
@@ -2473,6 +2473,20 @@ class Interpreter:
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
+        """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
+        loss): loss.backward()`): the wrapper's call is the user's backward."""
+        site = node
+        expr: cst.BaseExpression | None = loss_expr
+        for info, call in reversed(list(zip(self._active, self._call_path, strict=False))):
+            if not isinstance(expr, cst.Name) or call is None:
+                break
+            if expr.value not in _param_names(info):
+                break
+            site = call
+            expr = _argument_expressions(info, call, info.owner is not None).get(expr.value)
+        return site
 
     def entry_into_freed_graph(
         self, shared: list[Node], graph: frozenset[Node], state: State, backward: cst.Call
