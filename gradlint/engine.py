@@ -65,14 +65,16 @@ def lint(
         errors.append(failure)
         return []
     noqa = noqa_by_line(source)
-    findings: set[Finding] = set()
+    # One finding per rule and place: a misuse reached by several paths is one misuse.
+    findings: dict[tuple[str, int, int], Finding] = {}
     for rule in rules:
         try:
             for report in rule.check(facts):
                 line, column, end_line, end_column = facts.position(report.node)
                 if is_suppressed(noqa.get(line), rule.code, rule.name):
                     continue
-                findings.add(
+                findings.setdefault(
+                    (rule.code, line, column),
                     Finding(
                         path=path,
                         line=line,
@@ -83,14 +85,14 @@ def lint(
                         end_line=end_line,
                         end_column=end_column,
                         fixable=rule.fixable,
-                    )
+                    ),
                 )
         except Exception as exc:  # one broken rule must not hide the others
             failure = LintError(path, f"internal error in rule {rule.code}: {_describe(exc)}")
             if errors is None:
                 raise failure from exc
             errors.append(failure)
-    return sorted(findings)
+    return sorted(findings.values())
 
 
 def _describe(exc: BaseException) -> str:

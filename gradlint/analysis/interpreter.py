@@ -1038,6 +1038,8 @@ class Interpreter:
             return self.eval_attribute(expr, state)
         if isinstance(expr, cst.Call):
             return self.eval_call(expr, state)
+        if isinstance(expr, cst.Ellipsis):
+            return OTHER
         if isinstance(expr, cst.Integer):
             return INT
         if isinstance(expr, (cst.Float, cst.Imaginary)):
