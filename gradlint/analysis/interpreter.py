@@ -2498,7 +2498,10 @@ class Interpreter:
         state), where this pass uses it; for values made before a loop whose every pass
         back-propagates them (advantages reused over epochs), where the shared part ends;
         otherwise (a GAN's fake batch), where the first of the two backwards took it in."""
-        if all(node[1] == 0 and state.freed[node] is backward for node in shared):
+        in_loop = self._loop_sites[-1] if self._loop_sites else set()
+        if all(state.freed[node] is backward for node in shared) and (
+            all(node[1] == 0 for node in shared) or any(n[0] not in in_loop for n in shared)
+        ):
             common = {n for n in graph if n in state.freed}
             for node in common:
                 consumers = self._consumers.get(node, set())
