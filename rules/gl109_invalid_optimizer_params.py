@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.values import NO, YES, Kind
+from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.rule import Report, Rule
 
 _EMPTY = "the optimizer gets no parameters (all are frozen or filtered out), which raises"
@@ -165,14 +165,9 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                         "at line {line} is then given, which raises",
                         _EMPTY,
                     )
-            elif (
-                value.item is not None
-                and value.item.is_tensor
-                and value.item.leaf is NO
-                and value.item.requires_grad is YES
-            ):
+            elif (non_leaf := _non_leaf(value)) is not None:
                 # Whatever function made it, the op that made the non-leaf is the mistake.
-                cause = value.item.made_by
+                cause = non_leaf.made_by
                 if isinstance(cause, cst.CSTNode):
                     line = facts.position(made.node)[0]
                     yield Report(
@@ -190,3 +185,12 @@ opt = torch.optim.SGD([w, v], lr=0.1)
         if at is use:
             return Report(use, fallback)
         return Report(at, template.format(line=facts.position(use)[0]))
+
+
+def _non_leaf(value: Value) -> Value | None:
+    """An element of the list that is a non-leaf tensor requiring grad: each element where
+    the list's are known one by one, else what every element is."""
+    for item in value.items if value.items is not None else (value.item,):
+        if item is not None and item.is_tensor and item.leaf is NO and item.requires_grad is YES:
+            return item
+    return None

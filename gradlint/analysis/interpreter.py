@@ -292,6 +292,18 @@ class Interpreter:
                 for name, value in caller.env.items()
                 if name.startswith(prefix) and "." not in name[len(prefix) :]
             }
+        # What the caller knows of its arguments' attributes (`state.positions` after
+        # `state.positions.requires_grad_()`) holds inside the call too.
+        handed: dict[str, Value] = {}
+        if call is not None and caller is not None:
+            for param, expr in _argument_expressions(info, call, self_value is not None).items():
+                base = dotted(expr)
+                if base is None:
+                    continue
+                prefix = base + "."
+                for name, value in caller.env.items():
+                    if name.startswith(prefix) and "." not in name[len(prefix) :]:
+                        handed[f"{param}.{name[len(prefix) :]}"] = value
         key = (
             id(info),
             mode,
@@ -299,6 +311,7 @@ class Interpreter:
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
             tuple(sorted((k, _shape(v)) for k, v in carried.items())),
+            tuple(sorted((k, _shape(v)) for k, v in handed.items())),
         )
         made_before = self._function_sites.get(info)
         if caller is not None and made_before:
@@ -346,6 +359,7 @@ class Interpreter:
             self.facts.scope[info.mode_set_by] = info
         self.bind_parameters(info, args, kwargs, self_value, state)
         self._frames.append(Frame(frozenset(_param_names(info))))
+        state.env.update(handed)
         me = _self_name(info)
         if me is not None:
             if self_value is not None and self_value.fields is not None and self_value.cls:
@@ -1577,6 +1591,10 @@ class Interpreter:
             self._last_writes = {}
             self.run_function(init, positional, keywords, state, self.instance_of(cls, None), node)
         instance = self.instance_of(cls, None)  # as __init__ made it
+        if init is None and _is_record_class(cls, self.imports):
+            fields = _record_fields(cls, node, args, self)
+            if fields is not None:
+                return instance.with_(fields=fields)
         if cls.is_optimizer:
             roots = args[0].roots if args else frozenset()
             return Value(kind=Kind.OPTIMIZER, cls=cls.name, origin=id(node), roots=roots)
@@ -2719,6 +2737,42 @@ def _number_dtype(value: Value) -> Tri:
     while value.kind is Kind.SEQUENCE and value.item is not None:
         value = value.item
     return value.integer if value.kind is Kind.NUMBER else UNKNOWN
+
+
+def _is_record_class(cls: ClassInfo, imports: object) -> bool:
+    """A dataclass or NamedTuple: its constructor sets the annotated fields."""
+    for decorator in cls.node.decorators:
+        target = decorator.decorator
+        if isinstance(target, cst.Call):
+            target = target.func
+        name = dotted(target) or ""
+        if name.rsplit(".", 1)[-1] == "dataclass":
+            return True
+    return any(base.rsplit(".", 1)[-1] == "NamedTuple" for base in cls.bases)
+
+
+def _record_fields(
+    cls: ClassInfo, node: cst.Call, args: list[Value], interpreter: Interpreter
+) -> tuple[tuple[str, Value], ...] | None:
+    names: list[tuple[str, cst.BaseExpression | None]] = []
+    for statement in cls.node.body.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                names.append((small.target.value, small.value))
+    positional, keywords = _split_args(node, args)
+    if any(v.spread for v in positional):
+        return None
+    fields: list[tuple[str, Value]] = []
+    for name, default in names:
+        if positional:
+            fields.append((name, positional.pop(0)))
+        elif name in keywords:
+            fields.append((name, keywords[name]))
+        elif default is not None and _is_literal(default):
+            fields.append((name, interpreter.eval(default, State())))
+    return tuple(fields)
 
 
 def _string_key(expr: cst.BaseExpression) -> str | None:
