@@ -13,9 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from real_bugs import ROOT, Score, score  # noqa: E402
 
 SETS = {
-    # folder: (the least number of marked lines, the recall this suite must keep)
-    "real_bugs": (50, 0.75),
-    "real_bugs_holdout": (30, 0.65),
+    # folder: (the least number of marked lines, the recall this suite must keep). Each set
+    # after the first was scored once before any change it prompted (see its README); these
+    # floors only keep what was reached since from sliding back.
+    "real_bugs": (50, 0.80),
+    "real_bugs_holdout": (30, 0.80),
+    "real_bugs_set3": (24, 0.80),
+    "real_bugs_set4": (25, 0.80),
+    "real_bugs_set5": (14, 0.60),
+    "real_bugs_set6": (15, 0.40),
 }
 
 
