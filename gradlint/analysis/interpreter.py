@@ -244,6 +244,7 @@ class Interpreter:
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
         self.module_env: dict[str, Value] = {}
         self._frames: list[Frame] = []
+        self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
         self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
 
     # -- driving ----------------------------------------------------------------------------
@@ -994,6 +995,7 @@ class Interpreter:
                 state.frozen[owner] = wanted.negate()
                 if wanted is NO and self._statement is not None:
                     state.frozen_at[owner] = self._statement
+                    self._freeze_sites.add(id(self._statement))
                     self.note_freeze_loop(self._statement)
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
@@ -1136,6 +1138,12 @@ class Interpreter:
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
             inner = self.bind_comprehension(expr.for_in, state)
             item = self.eval(expr.elt, inner)
+            for one in self.each_item(expr.for_in, state):
+                # A short list of known elements: each element, not only their join.
+                each = copy.copy(state)
+                each.env = dict(state.env)
+                self.assign(expr.for_in.target, one, each, expr.for_in)
+                item = item.join(self.eval(expr.elt, each))
             if _keeps_trainable(expr.for_in, expr.elt) and item.requires_grad is NO:
                 # Every candidate is frozen: the list is empty, made so by the freeze.
                 frozen_at = (
@@ -1208,6 +1216,18 @@ class Interpreter:
                 for part in (index.lower, index.upper, index.step):
                     if part is not None:
                         self.eval(part, state)
+
+    def each_item(self, for_in: cst.CompFor, state: State) -> tuple[Value, ...]:
+        """The elements of a comprehension's short list of known elements, one by one."""
+        if for_in.inner_for_in is not None or for_in.ifs:
+            return ()
+        iterable = self.facts.value(for_in.iter)
+        if iterable.kind is not Kind.SEQUENCE or iterable.items is None:
+            return ()
+        items = iterable.items
+        if not 1 < len(items) <= 6 or all(item == items[0] for item in items):
+            return ()
+        return items
 
     def bind_comprehension(self, for_in: cst.CompFor, state: State) -> State:
         """The comprehension's own scope; iterating uses up generators of the outer one."""
@@ -1699,6 +1719,13 @@ class Interpreter:
             return result
         qualname = self.imports.resolve(classes)
         name = classes.value if isinstance(classes, cst.Name) else None
+        legacy = (qualname or "").removeprefix("torch.")
+        if legacy in api.LEGACY_CONSTRUCTORS and legacy != "Tensor" and value.is_tensor:
+            # `isinstance(x, torch.LongTensor)`: the dtype decides (on the CPU).
+            wanted = api.LEGACY_CONSTRUCTORS[legacy]
+            if value.integer is UNKNOWN or wanted is NO:
+                return UNKNOWN  # float, double and half all look alike here
+            return YES if value.integer is YES else NO
         kind = {
             "torch.Tensor": Kind.TENSOR,
             "torch.nn.Module": Kind.MODULE,
@@ -2109,6 +2136,7 @@ class Interpreter:
                 state.frozen[module.path] = wanted.negate()
                 if wanted is NO:
                     state.frozen_at[module.path] = node
+                    self._freeze_sites.add(id(node))
                 self.unfreeze_parents(module.path, wanted, state)
             return module.with_(frozen=wanted.negate())
         if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
@@ -2168,9 +2196,19 @@ class Interpreter:
         if forward is not None:
             positional, keywords = _split_args(node, args)
             returned = self.run_function(forward, positional, keywords, state, module, node)
-            if module.frozen is not UNKNOWN and (
-                returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER)
-                or (returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN)
+            # Cut by `.detach()`, `.data` or no_grad inside forward: no freeze changes that.
+            cut_inside = (
+                returned.is_tensor
+                and returned.requires_grad is NO
+                and isinstance(returned.cut, cst.CSTNode)
+                and id(returned.cut) not in self._freeze_sites
+            )
+            if cut_inside or (
+                module.frozen is not UNKNOWN
+                and (
+                    returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER)
+                    or (returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN)
+                )
             ):
                 if returned.is_tensor and returned.requires_grad is NO and module.path:
                     frozen_at = self.frozen_where(module.path, state) or module.cut
