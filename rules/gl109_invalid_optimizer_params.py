@@ -134,6 +134,15 @@ opt = torch.optim.SGD([w, v], lr=0.1)
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
                 continue
+            if made.no_parameters and made.unregistered is not None:
+                line = facts.position(made.node)[0]
+                yield Report(
+                    made.unregistered,
+                    "keeps layers in a plain list, which registers none of their parameters: "
+                    f"the optimizer at line {line} gets an empty list, which raises; use "
+                    "nn.ModuleList",
+                )
+                continue
             if made.no_parameters:
                 yield Report(made.node, _NO_PARAMETERS)
                 continue

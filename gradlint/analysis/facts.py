@@ -72,6 +72,8 @@ class OptimizerMade:
     params: cst.BaseExpression | None
     exhausted: bool  # given a `.parameters()` generator that was already used up
     no_parameters: bool = False  # given `.parameters()` of a module that has none yet
+    # ... because its layers are kept in a plain list: that assignment.
+    unregistered: cst.CSTNode | None = None
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,8 @@ class Interpreter:
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
         self.module_env: dict[str, Value] = {}
         self._frames: list[Frame] = []
+        # Module classes that keep layers with parameters in a plain list: where.
+        self.unregistered: dict[str, cst.CSTNode] = {}
         self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
         self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
 
@@ -633,7 +635,8 @@ class Interpreter:
                 # An nn.Parameter attribute (a leaf that requires grad) is a parameter.
                 result = result | (value.requires_grad if value.leaf is YES else UNKNOWN)
             elif value.kind is Kind.SEQUENCE and value.item is not None:
-                result = result | value.item.has_params
+                # Layers in a plain list are not registered: they add no parameters.
+                result = result | (NO if value.item.kind is Kind.MODULE else UNKNOWN)
             elif value.kind is Kind.UNKNOWN:
                 result = result | UNKNOWN
         for base in cls.bases:
@@ -932,6 +935,17 @@ class Interpreter:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
                     self.forget_freezes(key, state)
+                owner = self._function.owner if self._function is not None else None
+                if (
+                    owner is not None
+                    and owner.is_module
+                    and key.count(".") == 1
+                    and value.kind is Kind.SEQUENCE
+                    and value.item is not None
+                    and value.item.kind is Kind.MODULE
+                    and value.item.has_params is YES
+                ):
+                    self.unregistered[owner.name] = statement
                 state.env[key] = value
                 self.forget_children(key, state)
                 self.facts.record(target, value, state.mode)
@@ -1943,7 +1957,12 @@ class Interpreter:
                 exhausted = value.origin in state.exhausted
                 state.exhausted = state.exhausted | {value.origin}
         empty = bool(args) and args[0].kind is Kind.PARAMS and args[0].items == ()
-        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty))
+        cause = None
+        if empty and args[0].path is not None:
+            module = state.env.get(args[0].path)
+            if module is not None and module.cls is not None:
+                cause = self.unregistered.get(module.cls)
+        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause))
         roots = args[0].roots if args else frozenset()
         return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
 
@@ -2711,7 +2730,7 @@ class Interpreter:
                             if entry is not None:
                                 entry = self.frame_call(entry)
                             self.facts.saved_changes.append(
-                                SavedChanged(entry or changed, op, at, changed, stepped=True)
+                                SavedChanged(entry or op, op, at, changed, stepped=True)
                             )
                             continue
                         self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
