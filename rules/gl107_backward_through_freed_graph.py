@@ -85,6 +85,15 @@ second = (h**2).sum()
 first.backward()  # error
 second.backward()  # error
 """,
+        """\
+import torch
+w = torch.randn(3, requires_grad=True)
+state = torch.zeros(3)
+for step in range(3):
+    state = torch.tanh(state * w + 1)  # error
+    state.sum().backward()
+    state.detach()  # error
+""",
     ]
     VALID = [
         """\
@@ -134,6 +143,21 @@ second.backward()
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
+        for call in facts.statement_calls:
+            # `h.detach()` alone returns a detached copy and drops it: `h` keeps its graph,
+            # and the next backward through it raises.
+            if (
+                call.method == "detach"
+                and call.receiver is not None
+                and not call.node.args
+                and any(value.is_tensor for value in facts.any_run(call.receiver))
+            ):
+                yield Report(
+                    call.node,
+                    "does nothing: detach() returns a new tensor and this drops it, so the "
+                    "tensor keeps its graph; assign the result (`x = x.detach()`) or use "
+                    "`x.detach_()`",
+                )
         for event in facts.freed_graphs:
             freed = facts.position(event.freed_by)[0]
             again = facts.position(event.node)[0]

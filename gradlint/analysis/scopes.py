@@ -110,6 +110,19 @@ _MUTATORS = frozenset(
 )
 
 
+def _attribute_targets(target: cst.BaseExpression) -> set[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        found: set[str] = set()
+        for element in target.elements:
+            found |= _attribute_targets(element.value)
+        return found
+    if isinstance(target, cst.Attribute) and not (
+        isinstance(target.value, cst.Name) and target.value.value == "self"
+    ):
+        return {target.attr.value}
+    return set()
+
+
 def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
     """Names `x` of `self.x = ...`, `self.x += ...`, `self.x[i] = ...`, `self.x.append(...)`
     in a method."""
@@ -155,6 +168,8 @@ class ScopeCollector:
 
     def __init__(self, module: cst.Module, imports: ImportTable) -> None:
         self.imports = imports
+        self._module = module
+        self._assigned_outside: frozenset[str] | None = None
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
         self.module_functions: dict[str, FunctionInfo] = {}
@@ -372,9 +387,25 @@ class ScopeCollector:
             if cls.name in other.bases and other is not cls:
                 for method in other.methods.values():
                     names |= _self_attributes_set(method.node)
-        result = frozenset(names)
+        result = frozenset(names) | self.assigned_outside()
         self._assigned[cls.name] = result
         return result
+
+    def assigned_outside(self) -> frozenset[str]:
+        """Attribute names assigned on any object outside an `__init__` (`state.hidden =
+        ...`): which instance that is, is not known here."""
+        if self._assigned_outside is None:
+            names: set[str] = set()
+            todo: list[cst.CSTNode] = [self._module]
+            while todo:
+                node = todo.pop()
+                if isinstance(node, cst.FunctionDef) and node.name.value == "__init__":
+                    continue
+                if isinstance(node, (cst.AssignTarget, cst.AugAssign)):
+                    names |= _attribute_targets(node.target)
+                todo.extend(child_nodes(node))
+            self._assigned_outside = frozenset(names)
+        return self._assigned_outside
 
     def info_for(self, node: cst.FunctionDef) -> FunctionInfo | None:
         """The function a `def` statement defines."""
