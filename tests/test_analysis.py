@@ -435,3 +435,19 @@ def test_data_loaders_yield_batches_of_their_dataset() -> None:
         ids.requires_grad = True
     """
     assert codes(source) == [(9, "GL105")]
+
+
+def test_models_from_unknown_code_and_code_that_may_unfreeze() -> None:
+    source = """
+    import torch
+    from peft import add_lora
+    model = torch.load("model.pt")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.requires_grad_(False)
+    add_lora(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    torch.optim.SGD(trainable, lr=0.1)
+    print(model(torch.randn(2, 3)).detach().numpy())
+    """
+    assert value_at(source, "model", 1).kind is Kind.MODULE
+    assert codes(source) == []

@@ -912,6 +912,9 @@ class Interpreter:
                 self.assign(element.value, part, state, statement)
             return
         if isinstance(target, cst.Name):
+            if value.kind is Kind.UNKNOWN and target.value in self.scopes.models[self._function]:
+                # `model = torch.load(path)`, then `model.parameters()`: a model that trains.
+                value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
             if value.kind in (Kind.MODULE, Kind.OPTIMIZER) and value.path is None:
                 value = value.with_(path=target.value)
                 self.forget_freezes(target.value, state)  # a new module under an old name
@@ -1485,6 +1488,8 @@ class Interpreter:
             elif name in self.module_env and self._function is not None:
                 callee = self.module_env[name]
             else:
+                if name not in _BUILTINS:
+                    self.forget_modules(args, state)
                 return self.builtin_call(name, node, args, state)
         if callee is not None and callee.kind is Kind.MODULE:
             return self.module_call(callee, node, args, state)
@@ -1855,6 +1860,8 @@ class Interpreter:
                     args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
                 )
             return self.op_result(grad_args, node, state, name)
+        if not module.startswith("torch"):
+            self.forget_modules(args, state)
         return UNKNOWN_VALUE
 
     def keyword_fields(self, node: cst.Call, args: list[Value]) -> tuple[tuple[str, Value], ...]:
@@ -2169,7 +2176,19 @@ class Interpreter:
             return NONE
         if method == "forward":
             return self.module_call(module, node, args, state)
+        if method not in MODULE_METHODS:
+            # `dit.add_adapter(config)`: a method we do not know may add or unfreeze
+            # parameters.
+            self.forget_modules([module], state)
         return UNKNOWN_VALUE
+
+    def forget_modules(self, values: list[Value], state: State) -> None:
+        """Code we cannot see was handed these modules: what was frozen is unknown now."""
+        for value in values:
+            if value.kind is Kind.MODULE and value.path is not None and state.frozen:
+                prefix = value.path + "."
+                for key in [k for k in state.frozen if k == value.path or k.startswith(prefix)]:
+                    state.frozen[key] = UNKNOWN
 
     def module_call(
         self,
@@ -2871,6 +2890,12 @@ def _without_unknown_target(args: list[Value]) -> list[Value]:
     return args
 
 
+# Builtins that never change a model's parameters.
+_BUILTINS = frozenset(
+    "print len list tuple dict set sorted reversed zip enumerate range sum max min abs int "
+    "float str repr bool isinstance hasattr getattr type id iter next any all map filter "
+    "round format vars dir".split()
+)
 _REGISTERS = frozenset({"register_parameter", "add_module", "register_module", "__setattr__"})
 
 

@@ -7,6 +7,7 @@ passed around as a value has callers we cannot see, and its mode is unknown.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,10 @@ _BLOCKS = (
 # Methods only an nn.Module has (among the objects training code handles).
 MODULE_EVIDENCE = frozenset(
     {"train", "eval", "parameters", "named_parameters", "modules", "children", "named_modules"}
+)
+# Only a model has these (a trainer object has `.train()` too).
+STRONG_MODULE_EVIDENCE = frozenset(
+    {"parameters", "named_parameters", "modules", "children", "named_modules"}
 )
 
 
@@ -169,6 +174,9 @@ class ScopeCollector:
     def __init__(self, module: cst.Module, imports: ImportTable) -> None:
         self.imports = imports
         self._module = module
+        # Names whose `.parameters()` (or `.modules()`, ...) is read, per function (None:
+        # module level): whatever made them, they hold models.
+        self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
         self._assigned_outside: frozenset[str] | None = None
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
@@ -332,6 +340,12 @@ class ScopeCollector:
     ) -> None:
         for found in _names_and_calls(node):
             if isinstance(found, cst.Call):
+                if (
+                    isinstance(found.func, cst.Attribute)
+                    and found.func.attr.value in STRONG_MODULE_EVIDENCE
+                    and isinstance(found.func.value, cst.Name)
+                ):
+                    self.models[function].add(found.func.value.value)
                 if function is not None and isinstance(found.func, cst.Attribute):
                     method = found.func.attr.value
                     if method == "backward" and mode not in (DISABLED, INFERENCE):
