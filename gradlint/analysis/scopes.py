@@ -417,7 +417,11 @@ class ScopeCollector:
                     continue
                 if isinstance(node, (cst.AssignTarget, cst.AugAssign)):
                     names |= _attribute_targets(node.target)
-                todo.extend(child_nodes(node))
+                elif isinstance(node, cst.Assign):
+                    todo.extend(node.targets)
+                elif not isinstance(node, cst.BaseExpression):
+                    # Assignments are statements: expressions need no walk.
+                    todo.extend(child_nodes(node))
             self._assigned_outside = frozenset(names)
         return self._assigned_outside
 
