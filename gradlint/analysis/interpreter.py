@@ -31,7 +31,7 @@ from gradlint.analysis.facts import (
     WithItem,
 )
 from gradlint.analysis.names import dotted, resolve_dotted
-from gradlint.analysis.nodes import child_nodes, walk
+from gradlint.analysis.nodes import child_nodes
 from gradlint.analysis.scopes import (
     ClassInfo,
     FunctionInfo,
@@ -222,7 +222,6 @@ class Interpreter:
         self._return_values: list[Value] = []
         self._return_states: list[State] = []
         self._yield_values: list[Value] = []
-        self._changes_tensors: dict[FunctionInfo, bool] = {}
         self._site_nodes: dict[int, cst.CSTNode] = {}
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
@@ -299,7 +298,7 @@ class Interpreter:
         # `state.positions.requires_grad_()`) holds inside the call too.
         handed: dict[str, Value] = {}
         if call is not None and caller is not None:
-            for param, expr in _argument_expressions(info, call, self_value is not None).items():
+            for param, expr in _argument_expressions(info, call).items():
                 base = dotted(expr)
                 if base is None:
                     continue
@@ -326,7 +325,7 @@ class Interpreter:
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
         inputs = [*args, *kwargs.values(), *carried.values()]
         runs = self._runs.get(info, 0)
-        replay = caller is not None and runs < MAX_CONTEXTS and self.changes_tensors(info)
+        replay = caller is not None and runs < MAX_CONTEXTS and self.scopes.changes_tensors(info)
         if key in self._memo and not replay:
             result, remembered, effects = self._memo[key]
             if owner is not None and caller is not None:
@@ -380,14 +379,9 @@ class Interpreter:
         final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
-            result = self._return_values[0]
-            for value in self._return_values[1:]:
-                result = result.join(value)
+            result = sequence(self._return_values).item or UNKNOWN_VALUE  # their join
         if self._yield_values:  # a generator: what it yields, one at a time
-            item = self._yield_values[0]
-            for value in self._yield_values[1:]:
-                item = item.join(value)
-            result = Value(kind=Kind.SEQUENCE, item=item)
+            result = Value(kind=Kind.SEQUENCE, item=sequence(self._yield_values).item)
         if me is not None and info.name == "__init__" and info.owner is not None:
             self.remember_freezes(info.owner, me, final)
         writes: dict[str, Value] = {}
@@ -408,7 +402,7 @@ class Interpreter:
         if caller is not None:
             out = final
             for returned in self._return_states:
-                out = returned.join(out) if not out.dead else returned
+                out = returned.join(out)
             caller.freed, caller.versions = out.freed, out.versions
             caller.changed_at, caller.saves = out.changed_at, out.saves
             caller.exhausted = out.exhausted
@@ -430,7 +424,7 @@ class Interpreter:
         if head == _self_name(info) and self_value is not None:
             base = self_value.path
         elif call is not None:
-            expr = _argument_expressions(info, call, self_value is not None).get(head)
+            expr = _argument_expressions(info, call).get(head)
             base = self.facts.value(expr).path if expr is not None else None
         path = None if base is None else (f"{base}.{rest}" if rest else base)
         return result.with_(path=path)
@@ -459,7 +453,7 @@ class Interpreter:
         flags, frozen = effects
         if not flags and not frozen:
             return
-        passed = _argument_expressions(info, call, self_value is not None)
+        passed = _argument_expressions(info, call)
         for name, wanted in flags:
             expr = passed.get(name)
             key = dotted(expr) if expr is not None else None
@@ -485,15 +479,6 @@ class Interpreter:
             if at is not None:
                 caller.frozen_at[path] = at
             self.unfreeze_parents(path, is_frozen.negate(), caller)
-
-    def changes_tensors(self, info: FunctionInfo) -> bool:
-        """Whether a function back-propagates, steps or changes tensors in place: a call of
-        it must run again, not be remembered, for its caller to see what it did."""
-        found = self._changes_tensors.get(info)
-        if found is None:
-            found = _changes_tensors(info.node)
-            self._changes_tensors[info] = found
-        return found
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
@@ -1304,6 +1289,11 @@ class Interpreter:
                 return at
         return None
 
+    def frozen_site(self, module: Value, state: State) -> object:
+        """Where a frozen module was frozen: as the code here froze it, or as it came in."""
+        here = self.frozen_where(module.path, state) if module.path else None
+        return here if here is not None else module.cut
+
     def frozen_of(self, path: str, state: State) -> Tri | None:
         """Whether every parameter under `path` is frozen; None where nothing was said."""
         result: Tri | None = None
@@ -1711,10 +1701,7 @@ class Interpreter:
                 kind=Kind.MAPPING, item=sequence([v for _, v in fields]).item, fields=fields
             )
         if name in ("max", "min") and len(args) > 1 and all(a.kind is Kind.NUMBER for a in args):
-            result = args[0]
-            for value in args[1:]:
-                result = result.join(value)
-            return result
+            return sequence(args).item or NUMBER
         if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
             item = args[0].item or UNKNOWN_VALUE
             if item.kind is Kind.NUMBER:
@@ -1947,31 +1934,29 @@ class Interpreter:
     ) -> None:
         """An optimizer subclass hands torch the parameters at `node`, inside the class;
         report on the construction at `outer`."""
-        params = outer.args[0].value if outer.args and outer.args[0].keyword is None else None
-        exhausted = False
-        if args and args[0].kind is Kind.PARAMS and args[0].origin is not None:
-            exhausted = args[0].origin in state.exhausted
-            state.exhausted = state.exhausted | {args[0].origin}
-        empty = bool(args) and args[0].kind is Kind.PARAMS and args[0].items == ()
-        self.facts.optimizers.append(OptimizerMade(outer, params, exhausted, empty))
+        self.record_optimizer(outer, args, state)
 
     def make_optimizer(self, node: cst.Call, args: list[Value], state: State) -> Value:
+        self.record_optimizer(node, args, state)
+        roots = args[0].roots if args else frozenset()
+        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
+
+    def record_optimizer(self, node: cst.Call, args: list[Value], state: State) -> None:
+        """An optimizer built at `node` over `args[0]`: a generator it uses up, a module
+        with no parameters (and the plain list that hid them)."""
         params = node.args[0].value if node.args and node.args[0].keyword is None else None
+        given = args[0] if args else UNKNOWN_VALUE
         exhausted = False
-        if params is not None and args:
-            value = args[0]
-            if value.kind is Kind.PARAMS and value.origin is not None:
-                exhausted = value.origin in state.exhausted
-                state.exhausted = state.exhausted | {value.origin}
-        empty = bool(args) and args[0].kind is Kind.PARAMS and args[0].items == ()
+        if given.kind is Kind.PARAMS and given.origin is not None:
+            exhausted = given.origin in state.exhausted
+            state.exhausted = state.exhausted | {given.origin}
+        empty = given.kind is Kind.PARAMS and given.items == ()
         cause = None
-        if empty and args[0].path is not None:
-            module = state.env.get(args[0].path)
+        if empty and given.path is not None:
+            module = state.env.get(given.path)
             if module is not None and module.cls is not None:
                 cause = self.unregistered.get(module.cls)
         self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause))
-        roots = args[0].roots if args else frozenset()
-        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
 
     def make_module(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -2221,8 +2206,7 @@ class Interpreter:
             outer = self._layer
             for index, layer in enumerate(layers):
                 if module.frozen is YES:
-                    cut = self.frozen_where(module.path, state) if module.path else None
-                    layer = layer.with_(frozen=YES, cut=cut or module.cut)
+                    layer = layer.with_(frozen=YES, cut=self.frozen_site(module, state))
                 self._layer = hash((outer, index))
                 value = self.module_call(layer, node, [value], state, first=index == 0)
             self._layer = outer
@@ -2249,7 +2233,7 @@ class Interpreter:
                 )
             ):
                 if returned.is_tensor and returned.requires_grad is NO and module.path:
-                    frozen_at = self.frozen_where(module.path, state) or module.cut
+                    frozen_at = self.frozen_site(module, state)
                     if module.frozen is YES and frozen_at is not None:
                         returned = returned.with_(cut=frozen_at)
                 if module.has_params is YES and module.frozen is NO:
@@ -2269,9 +2253,7 @@ class Interpreter:
         requires, potential = self.recorded(grad, potential, state)
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
         if requires is NO and module.frozen is YES:
-            frozen_at = (self.frozen_where(module.path, state) if module.path else None) or (
-                module.cut
-            )
+            frozen_at = self.frozen_site(module, state)
             if frozen_at is not None and value.cut is None:
                 value = value.with_(cut=frozen_at)
         if potential is YES:
@@ -2581,7 +2563,7 @@ class Interpreter:
             if expr.value not in _param_names(info):
                 break
             site = call
-            expr = _argument_expressions(info, call, info.owner is not None).get(expr.value)
+            expr = _argument_expressions(info, call).get(expr.value)
         return site
 
     def entry_into_freed_graph(
@@ -2795,19 +2777,6 @@ def _is_none(value: Value) -> Tri:
     return NO
 
 
-def _changes_tensors(node: cst.FunctionDef) -> bool:
-    for found in walk(node.body):
-        if isinstance(found, cst.AugAssign):
-            return True
-        if isinstance(found, cst.AssignTarget) and isinstance(found.target, cst.Subscript):
-            return True
-        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
-            name = found.func.attr.value
-            if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
-                return True
-    return False
-
-
 def _number_dtype(value: Value) -> Tri:
     """Whether torch.tensor() of this Python value makes an integer tensor."""
     while value.kind is Kind.SEQUENCE and value.item is not None:
@@ -2863,9 +2832,7 @@ def _param_names(info: FunctionInfo) -> list[str]:
     return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)]
 
 
-def _argument_expressions(
-    info: FunctionInfo, call: cst.Call, bound_self: bool
-) -> dict[str, cst.BaseExpression]:
+def _argument_expressions(info: FunctionInfo, call: cst.Call) -> dict[str, cst.BaseExpression]:
     """Which expression of the call each parameter of the function receives."""
     params = info.node.params
     positional = [p.name.value for p in (*params.posonly_params, *params.params)]

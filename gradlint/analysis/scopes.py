@@ -115,6 +115,19 @@ _MUTATORS = frozenset(
 )
 
 
+def _changes_tensors(node: cst.FunctionDef) -> bool:
+    for found in walk(node.body):
+        if isinstance(found, cst.AugAssign):
+            return True
+        if isinstance(found, cst.AssignTarget) and isinstance(found.target, cst.Subscript):
+            return True
+        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
+            name = found.func.attr.value
+            if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
+                return True
+    return False
+
+
 def _attribute_targets(target: cst.BaseExpression) -> set[str]:
     if isinstance(target, (cst.Tuple, cst.List)):
         found: set[str] = set()
@@ -178,6 +191,7 @@ class ScopeCollector:
         # module level): whatever made them, they hold models.
         self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
         self._assigned_outside: frozenset[str] | None = None
+        self._changes: dict[FunctionInfo, bool] = {}
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
         self.module_functions: dict[str, FunctionInfo] = {}
@@ -404,6 +418,14 @@ class ScopeCollector:
         result = frozenset(names) | self.assigned_outside()
         self._assigned[cls.name] = result
         return result
+
+    def changes_tensors(self, info: FunctionInfo) -> bool:
+        """Whether a function back-propagates, steps or changes something in place: a call
+        of it must run again, not be remembered, for its caller to see what it did."""
+        found = self._changes.get(info)
+        if found is None:
+            found = self._changes[info] = _changes_tensors(info.node)
+        return found
 
     def assigned_outside(self) -> frozenset[str]:
         """Attribute names assigned on any object outside an `__init__` (`state.hidden =
