@@ -74,14 +74,33 @@ MODULE_METHODS = frozenset(
     "get_submodule get_parameter type extra_repr".split()
 )
 _BINARY_SAVING = (cst.Multiply, cst.Divide, cst.MatrixMultiply)
-_AUG_OPS = {
-    cst.AddAssign: "add",
-    cst.SubtractAssign: "sub",
-    cst.MultiplyAssign: "mul",
-    cst.DivideAssign: "div",
-    cst.MatrixMultiplyAssign: "matmul",
-    cst.PowerAssign: "pow",
-}
+# Binary and augmented operators by what they compute.
+_OPERATORS: dict[type[cst.CSTNode], str] = {}
+for _name, _types in {
+    "add": (cst.Add, cst.AddAssign),
+    "sub": (cst.Subtract, cst.SubtractAssign),
+    "mul": (cst.Multiply, cst.MultiplyAssign),
+    "div": (cst.Divide, cst.DivideAssign),
+    "matmul": (cst.MatrixMultiply, cst.MatrixMultiplyAssign),
+    "pow": (cst.Power, cst.PowerAssign),
+    "floordiv": (cst.FloorDivide, cst.FloorDivideAssign),
+    "mod": (cst.Modulo, cst.ModuloAssign),
+    "bits": (
+        cst.BitAnd,
+        cst.BitOr,
+        cst.BitXor,
+        cst.LeftShift,
+        cst.RightShift,
+        cst.BitAndAssign,
+        cst.BitOrAssign,
+        cst.BitXorAssign,
+        cst.LeftShiftAssign,
+        cst.RightShiftAssign,
+    ),
+}.items():
+    _OPERATORS.update(dict.fromkeys(_types, _name))
+_NO_GRAD_OPERATORS = frozenset({"floordiv", "mod", "bits"})  # results without a gradient
+_INTEGER_OPERATORS = frozenset({"add", "sub", "mul", "floordiv", "mod"})  # int op int is int
 
 
 @dataclass
@@ -847,7 +866,7 @@ class Interpreter:
             if isinstance(changed, cst.Subscript) and self.facts.value(changed.value).is_tensor:
                 changed = changed.value
             self.facts.inplace.append(Inplace(node, changed))
-            op = _AUG_OPS.get(type(node.operator), "other")
+            op = _OPERATORS.get(type(node.operator), "other")
             result = self.inplace_result(target, [value], op, node, state, saves_output=False)
             self.assign(node.target, result, state, node)
             return
@@ -2399,53 +2418,16 @@ class Interpreter:
         self, left: Value, right: Value, operator: cst.CSTNode, node: cst.CSTNode, state: State
     ) -> Value:
         if left.kind is Kind.TENSOR or right.kind is Kind.TENSOR:
-            op = "other"
-            if isinstance(operator, (cst.Multiply, cst.MultiplyAssign)):
-                op = "mul"
-            elif isinstance(operator, (cst.Divide, cst.DivideAssign)):
-                op = "div"
-            elif isinstance(operator, (cst.MatrixMultiply, cst.MatrixMultiplyAssign)):
-                op = "matmul"
-            elif isinstance(operator, (cst.Add, cst.AddAssign)):
-                op = "add"
-            elif isinstance(operator, (cst.Subtract, cst.SubtractAssign)):
-                op = "sub"
-            elif isinstance(operator, (cst.Power, cst.PowerAssign)):
-                op = "pow"
-            elif isinstance(
-                operator,
-                (
-                    cst.FloorDivide,
-                    cst.Modulo,
-                    cst.BitAnd,
-                    cst.BitOr,
-                    cst.BitXor,
-                    cst.LeftShift,
-                    cst.RightShift,
-                ),
-            ):
+            op = _OPERATORS.get(type(operator), "other")
+            if op in _NO_GRAD_OPERATORS:
                 return self.no_grad_tensor(left if left.is_tensor else right, node)
             return self.op_result([left, right], node, state, op)
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
-            if isinstance(operator, (cst.Divide, cst.DivideAssign)):
+            op = _OPERATORS.get(type(operator), "other")
+            if op == "div" or NO in (left.integer, right.integer):
                 return FLOAT
             both = left.integer if left.integer is right.integer else UNKNOWN
-            if both is NO or (left.integer is NO or right.integer is NO):
-                return FLOAT
-            if isinstance(
-                operator, (cst.Add, cst.Subtract, cst.Multiply, cst.FloorDivide, cst.Modulo)
-            ) or isinstance(
-                operator,
-                (
-                    cst.AddAssign,
-                    cst.SubtractAssign,
-                    cst.MultiplyAssign,
-                    cst.FloorDivideAssign,
-                    cst.ModuloAssign,
-                ),
-            ):
-                return NUMBER.with_(integer=both)
-            return NUMBER
+            return NUMBER.with_(integer=both) if op in _INTEGER_OPERATORS else NUMBER
         if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
             joined = sequence([v for v in (left.item, right.item) if v is not None])
             return joined.with_(roots=left.roots | right.roots)
