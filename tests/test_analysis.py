@@ -451,3 +451,67 @@ def test_models_from_unknown_code_and_code_that_may_unfreeze() -> None:
     """
     assert value_at(source, "model", 1).kind is Kind.MODULE
     assert codes(source) == []
+
+
+def test_constant_defaults_lists_extended_and_calls_on_local_instances() -> None:
+    source = """
+    import torch
+    from torch import nn
+    class Block(nn.Module):
+        def __init__(self, act_cfg=dict(type="ReLU")):
+            super().__init__()
+            self.act = nn.ReLU() if act_cfg is not None else None
+        def forward(self, x):
+            return self.act(x)
+    class Embedder:
+        def __init__(self):
+            self.table = nn.Embedding(10, 4)
+        def __call__(self, ids):
+            return self.table(ids)
+    class Data:
+        def __init__(self, embed):
+            self.embed = embed
+        def build(self):
+            self.frame = {"emb": self.embed(torch.arange(3))}
+            return self
+    y = Block()(torch.randn(2, requires_grad=True))
+    out = [y]
+    out.extend([torch.zeros(2)])
+    joined = out
+    data = Data(Embedder()).build()
+    frame = data.frame
+    """
+    assert value_at(source, "y").requires_grad is YES
+    joined = value_at(source, "joined")
+    assert joined.item is not None and joined.item.is_tensor
+    frame = value_at(source, "frame")
+    emb = frame.field("emb")
+    assert emb is not None and emb.requires_grad is YES
+
+
+def test_named_tuples_optional_values_and_local_datasets() -> None:
+    source = """
+    import torch
+    from collections import namedtuple
+    from torch.utils.data import DataLoader, Dataset
+    Pred = namedtuple("Pred", "noise start")
+    w = torch.randn(3, requires_grad=True)
+    start = Pred(w * 2, start=w.detach()).start
+    cond = None
+    if torch.rand(1) > 0.5:
+        cond = w * 3
+    maybe = cond
+    class Windows(Dataset):
+        def __init__(self, series):
+            self.series = series
+        def __len__(self):
+            return len(self.series)
+        def __getitem__(self, i):
+            return self.series[i]
+    for batch in DataLoader(Windows(w * 4), batch_size=2):
+        print(batch)
+    """
+    assert value_at(source, "start").requires_grad is NO
+    maybe = value_at(source, "maybe")
+    assert maybe.requires_grad is YES and maybe.nullable
+    assert value_at(source, "batch").requires_grad is YES

@@ -247,6 +247,8 @@ class Interpreter:
         self._generation = 0
         self._stale: Node | None = None  # the stale graph node the last entry was found from
         self._layer: int | None = None  # the layer of a Sequential being run
+        self._module_calls: set[int] = set()  # calls that ran a model or a layer
+        self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._site_order: dict[int, int] = {}  # sites in the order first met
         self._tick = 0  # a clock: each new graph node and each optimizer step
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
@@ -435,7 +437,19 @@ class Interpreter:
         self, result: Value, info: FunctionInfo, call: cst.Call | None, self_value: Value | None
     ) -> Value:
         """A module a function returns, named as its caller names it: the argument it was
-        handed, or nothing (a module the function made)."""
+        handed, or nothing (a module the function made). A method that returns `self`
+        returns the instance with what it wrote (`Dataset(...).materialize()`)."""
+        me = _self_name(info)
+        if (
+            self_value is not None
+            and me is not None
+            and result.path == me
+            and result.cls is not None
+            and result.cls == self_value.cls
+        ):
+            fields = dict(self_value.fields or ())
+            fields.update(self._last_writes)
+            return result.with_(path=self_value.path, fields=tuple(fields.items()))
         if result.kind is not Kind.MODULE or result.path is None:
             return result
         head, _, rest = result.path.partition(".")
@@ -1476,11 +1490,7 @@ class Interpreter:
                 callee = self.attribute_of(receiver, func, state)
             if callee is not None:
                 self.facts.record(func, callee, state.mode)
-                if callee.kind is Kind.MODULE:
-                    return self.module_call(callee, node, args, state)
-                if callee.layer == "function":  # a loss function kept on the object
-                    return self.call_function_value(callee, node, args, state)
-                return self.call_class_value(callee, node, args, state)
+                return self.call_value(callee, node, args, state)
             return self.method_call(receiver, call.method, node, args, state)
         callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
         args = self.eval_args(node, state)
@@ -1500,13 +1510,27 @@ class Interpreter:
                 if name not in _BUILTINS:
                     self.forget_modules(args, state)
                 return self.builtin_call(name, node, args, state)
-        if callee is not None and callee.kind is Kind.MODULE:
+        if callee is None:
+            return UNKNOWN_VALUE
+        return self.call_value(callee, node, args, state)
+
+    def call_value(self, callee: Value, node: cst.Call, args: list[Value], state: State) -> Value:
+        """A call of a value: a module, a function or class held in a variable, or an
+        instance of a class of this module (its `__call__`)."""
+        if callee.kind is Kind.MODULE:
             return self.module_call(callee, node, args, state)
-        if callee is not None and callee.layer == "function":
+        if callee.layer == "function":  # a loss function kept on the object
             return self.call_function_value(callee, node, args, state)
-        if callee is not None and callee.layer in ("ref", "class"):
+        if callee.layer in ("ref", "class"):
             return self.call_class_value(callee, node, args, state)
-        if callee is not None and callee.cls is not None and callee.layer != "class":
+        if callee.layer == "record" and callee.fields is not None:
+            names = [name for name, _ in callee.fields]
+            positional, keywords = _split_args(node, args)
+            given = dict(zip(names, positional, strict=False))
+            given.update(keywords)
+            fields = tuple((name, given.get(name, UNKNOWN_VALUE)) for name in names)
+            return Value(kind=Kind.OTHER, fields=fields)
+        if callee.cls is not None:
             method = self.method_of(callee, "__call__")
             if method is not None:
                 positional, keywords = _split_args(node, args)
@@ -1649,12 +1673,18 @@ class Interpreter:
         if init is not None:
             # What __init__ set, and no other method changes, is this instance's own.
             changed = self.scopes.assigned_elsewhere(cls)
-            # Layers and tensors keep going through the class's attributes, which know
-            # what __init__ froze.
+            # Layers and a model's tensors keep going through the class's attributes, which
+            # know what __init__ froze; a plain object (a Dataset) keeps its tensors, graph
+            # and all.
+            kept = (
+                (Kind.MODULE, Kind.PARAMS)
+                if instance.kind is Kind.OTHER
+                else (Kind.MODULE, Kind.TENSOR, Kind.PARAMS)
+            )
             fields = tuple(
                 (attr, value)
                 for attr, value in sorted(self._last_writes.items())
-                if attr not in changed and value.kind not in (Kind.MODULE, Kind.TENSOR, Kind.PARAMS)
+                if attr not in changed and value.kind not in kept
             )
             if fields:
                 instance = instance.with_(fields=fields)
@@ -1679,6 +1709,18 @@ class Interpreter:
         if receiver.cls is None or receiver.cls not in self.scopes.classes:
             return None
         return self.find_method(self.scopes.classes[receiver.cls], method)
+
+    def collated(self, item: Value, node: cst.Call, state: State) -> Value:
+        """What a DataLoader makes of one dataset item: tensors stacked into a batch,
+        tuples and dicts of them part by part."""
+        if item.is_tensor:
+            return self.op_result([item], node, state, "stack")
+        if item.kind is Kind.SEQUENCE and item.items is not None:
+            return sequence([self.collated(v, node, state) for v in item.items], fixed=True)
+        if item.fields is not None:
+            fields = tuple((k, self.collated(v, node, state)) for k, v in item.fields)
+            return item.with_(fields=fields)
+        return UNKNOWN_VALUE
 
     def builtin_call(self, name: str, node: cst.Call, args: list[Value], state: State) -> Value:
         if name in ("list", "tuple", "sorted", "reversed", "set"):
@@ -1794,9 +1836,22 @@ class Interpreter:
             dataset = args[0] if args else UNKNOWN_VALUE
             if dataset.kind is Kind.SEQUENCE and dataset.item is not None:
                 return Value(kind=Kind.SEQUENCE, item=dataset.item)
+            getitem = self.method_of(dataset, "__getitem__")
+            if getitem is not None and dataset.kind is Kind.OTHER:
+                # A Dataset of this module: each batch is its items stacked, which keeps
+                # the graph of any tensor they were cut from.
+                item = self.run_function(getitem, [INT], {}, state, dataset, node)
+                return Value(kind=Kind.SEQUENCE, item=self.collated(item, node, state))
             return UNKNOWN_VALUE
         if qualname in api.NAMESPACES:
             return Value(kind=Kind.OTHER, fields=self.keyword_fields(node, args))
+        if qualname == "collections.namedtuple" and len(node.args) >= 2:
+            names = _field_names(node.args[1].value)
+            if names is not None:
+                # The class: calling it makes a record with these fields.
+                return Value(
+                    kind=Kind.OTHER, layer="record", fields=tuple((n, OTHER) for n in names)
+                )
         if module.startswith("torch.distributions") and name[:1].isupper():
             # A distribution over tensors: log_prob, entropy, rsample carry their graph.
             return self.op_result(_tensor_args(args), node, state, "distribution").with_(
@@ -2061,12 +2116,23 @@ class Interpreter:
                 old = state.env.get(key, receiver)
                 kept: Value | None = old.item
                 filled_by = old.filled_by
-                if method == "append" and args:
-                    kept = args[0] if kept is None else kept.join(args[0])
-                    if args[0].is_tensor and args[0].requires_grad is YES:
+                # What the list gets: `append(x)` and `insert(i, x)` one element, `extend(xs)`
+                # each of another sequence's.
+                added: Value | None = None
+                if method == "append" and len(args) == 1:
+                    added = args[0]
+                elif method == "insert" and len(args) == 2:
+                    added = args[1]
+                elif method == "extend" and len(args) == 1 and args[0].kind is Kind.SEQUENCE:
+                    added = args[0].item
+                    if added is None:
+                        added = kept  # an empty sequence adds nothing
+                elif method in ("append", "extend", "insert", "__setitem__"):
+                    added = UNKNOWN_VALUE
+                if added is not None:
+                    kept = added if kept is None else kept.join(added)
+                    if added.is_tensor and added.requires_grad is YES:
                         filled_by = node
-                elif method in ("extend", "insert", "__setitem__"):
-                    kept = UNKNOWN_VALUE
                 state.env[key] = old.with_(item=kept, items=None, filled_by=filled_by)
                 self.update_class_attr(key, state.env[key])
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
@@ -2204,6 +2270,7 @@ class Interpreter:
     ) -> Value:
         """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
         call's own argument."""
+        self._module_calls.add(id(node))
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             if first and node.args:
@@ -2384,6 +2451,8 @@ class Interpreter:
         by_number = op in ("mul", "div") and any(a.kind is Kind.NUMBER for a in args)
         saves = op not in api.SAVES_NOTHING and not by_number
         value = self.tensor_result(inputs, node, state, requires, potential, saves=saves)
+        if op in api.MOVE_OPS and value.head is not None:
+            self._moving_sites.add(value.head[0])
         if potential is YES:
             if op in api.SAVES_OUTPUT and value.node is not None:
                 state.saves[value.node] = frozenset({(value.node, 0)})
@@ -2564,7 +2633,7 @@ class Interpreter:
             for node in common:
                 consumers = self._consumers.get(node, set())
                 if any(c in graph and c not in common for c in consumers):
-                    return self._site_nodes.get(node[0])
+                    return self._site_nodes.get(self.computed_by(node, common)[0])
         # Follow what was made from the stale part, through earlier passes, to this pass.
         seen: set[Node] = set()
         todo = [node for node in shared if node[1] != 0]
@@ -2604,6 +2673,18 @@ class Interpreter:
                 if freed[0] in sites and freed not in graph:
                     return self._site_nodes.get(freed[0])
         return None
+
+    def computed_by(self, node: Node, within: set[Node]) -> Node:
+        """The op that computed what `node` only moves (indexing, stacking into a batch,
+        reshaping), back through such ops inside `within`."""
+        seen = {node}
+        while node[0] in self._moving_sites:
+            makers = [n for n in within if node in self._consumers.get(n, ()) and n not in seen]
+            if len(makers) != 1:
+                break
+            node = makers[0]
+            seen.add(node)
+        return node
 
     def second_loss_entry(self, graph: frozenset[Node], state: State) -> cst.CSTNode | None:
         """The first op of this (second) loss's own graph that takes in the part the first
@@ -2671,8 +2752,16 @@ class Interpreter:
             call = path[depth]
             if through is not None and through not in self._call_inputs.get(id(call), ()):
                 return node
+            # Through helpers and plain objects down to the model that built the graph:
+            # `Dataset(...).materialize()` whose text embedder runs a layer, there.
+            for inner in [*path[depth:], node]:
+                if isinstance(inner, cst.Call) and self._is_module_call(inner):
+                    return inner
             return call  # type: ignore[return-value]
         return node
+
+    def _is_module_call(self, call: cst.Call) -> bool:
+        return id(call) in self._module_calls
 
     def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
         """The first op made after tick `after` that takes in what `holder` made."""
@@ -2735,7 +2824,7 @@ def _without_graph(value: Value) -> Value:
 def _truth(value: Value) -> Value:
     """A condition's value with what is known of its truth: None is false; a model, an
     optimizer, a function or an instance of a local class is true."""
-    if value.truth is not UNKNOWN:
+    if value.truth is not UNKNOWN or value.nullable:
         return value
     if value.layer == "none":
         return value.with_(truth=NO)
@@ -2749,11 +2838,15 @@ def _truth(value: Value) -> Value:
 def _is_none(value: Value) -> Tri:
     if value.layer == "none":
         return YES
-    if value.kind in (Kind.UNKNOWN,) or (
-        value.kind is Kind.OTHER
-        and value.layer is None
-        and value.cls is None
-        and value.fields is None
+    if (
+        value.nullable
+        or value.kind in (Kind.UNKNOWN,)
+        or (
+            value.kind is Kind.OTHER
+            and value.layer is None
+            and value.cls is None
+            and value.fields is None
+        )
     ):
         return UNKNOWN
     return NO
@@ -2884,11 +2977,33 @@ def _is_super(expr: cst.BaseExpression) -> bool:
     )
 
 
+def _field_names(expr: cst.BaseExpression) -> list[str] | None:
+    """A namedtuple's field names: `["a", "b"]`, `("a", "b")` or `"a b"` / `"a, b"`."""
+    if isinstance(expr, cst.SimpleString):
+        return expr.evaluated_value.replace(",", " ").split()  # type: ignore[union-attr]
+    if isinstance(expr, (cst.List, cst.Tuple)):
+        names = [e.value for e in expr.elements]
+        if all(isinstance(n, cst.SimpleString) for n in names):
+            return [str(n.evaluated_value) for n in names]  # type: ignore[union-attr]
+    return None
+
+
 def _is_literal(expr: cst.BaseExpression) -> bool:
+    """A constant that needs no state to evaluate: numbers, strings, booleans, None, and
+    tuples, lists, dicts and `dict(k=...)` of them (`act_cfg=dict(type="ReLU")`)."""
     if isinstance(expr, cst.Name):
         return expr.value in ("True", "False", "None")
     if isinstance(expr, cst.UnaryOperation):
         return _is_literal(expr.expression)
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        return all(isinstance(e, cst.Element) and _is_literal(e.value) for e in expr.elements)
+    if isinstance(expr, cst.Dict):
+        return all(
+            isinstance(e, cst.DictElement) and _is_literal(e.key) and _is_literal(e.value)
+            for e in expr.elements
+        )
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value == "dict":
+        return all(arg.keyword is not None and _is_literal(arg.value) for arg in expr.args)
     return isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString))
 
 

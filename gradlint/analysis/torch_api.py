@@ -172,6 +172,13 @@ VIEW_OPS = frozenset(
     "diagonal unfold movedim swapaxes swapdims as_strided real imag".split()
 )
 
+# Ops that move or regroup values without computing new ones: where a graph made before a
+# loop is taken in, the fix belongs at the op that computed it, not at these.
+MOVE_OPS = VIEW_OPS | frozenset(
+    "index stack cat concat concatenate hstack vstack reshape flatten contiguous chunk split "
+    "unbind repeat tile to float double half cpu cuda clone".split()
+)
+
 # torch.nn.utils functions that return the module they are given.
 MODULE_WRAPPERS = frozenset({"weight_norm", "spectral_norm", "remove_weight_norm"})
 

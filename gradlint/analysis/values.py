@@ -84,9 +84,15 @@ class Value:
     fields: tuple[tuple[str, Value], ...] | None = None
     grad_mode: frozenset[str] | None = None  # a grad-mode object (`torch.no_grad()`)
     filled_by: object = None  # SEQUENCE: a call that put a tensor requiring grad into it
+    # May also be None (`h = None`, later a tensor): what it holds when it is not None.
+    nullable: bool = False
 
     def with_(self, **changes: object) -> Value:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def is_none(self) -> bool:
+        return self.kind is Kind.OTHER and self.layer == "none"
 
     @property
     def is_tensor(self) -> bool:
@@ -95,6 +101,13 @@ class Value:
     def join(self, other: Value) -> Value:
         if self == other:
             return self
+        if self.is_none or other.is_none:
+            # None on one path, a value on the other: code that uses it as the value only
+            # runs where it is one, and code that tests for None cannot tell.
+            value = other if self.is_none else self
+            if value.kind is Kind.UNKNOWN or value.is_none:
+                return UNKNOWN_VALUE
+            return value.with_(nullable=True, truth=UNKNOWN)
         if self.kind is not other.kind:
             return UNKNOWN_VALUE
         # An empty sequence adds no element: the join's elements are the other's.
@@ -149,6 +162,7 @@ class Value:
             fields=fields,
             grad_mode=grad_mode,
             filled_by=self.filled_by if self.filled_by is not None else other.filled_by,
+            nullable=self.nullable or other.nullable,
         )
 
     def field(self, name: str) -> Value | None:
