@@ -2980,11 +2980,15 @@ def _is_super(expr: cst.BaseExpression) -> bool:
 def _field_names(expr: cst.BaseExpression) -> list[str] | None:
     """A namedtuple's field names: `["a", "b"]`, `("a", "b")` or `"a b"` / `"a, b"`."""
     if isinstance(expr, cst.SimpleString):
-        return expr.evaluated_value.replace(",", " ").split()  # type: ignore[union-attr]
+        text = expr.evaluated_value
+        return text.replace(",", " ").split() if isinstance(text, str) else None
     if isinstance(expr, (cst.List, cst.Tuple)):
-        names = [e.value for e in expr.elements]
-        if all(isinstance(n, cst.SimpleString) for n in names):
-            return [str(n.evaluated_value) for n in names]  # type: ignore[union-attr]
+        names = [
+            e.value.evaluated_value if isinstance(e.value, cst.SimpleString) else None
+            for e in expr.elements
+        ]
+        if all(isinstance(n, str) for n in names):
+            return [str(n) for n in names]
     return None
 
 
