@@ -515,3 +515,35 @@ def test_named_tuples_optional_values_and_local_datasets() -> None:
     maybe = value_at(source, "maybe")
     assert maybe.requires_grad is YES and maybe.nullable
     assert value_at(source, "batch").requires_grad is YES
+
+
+def test_first_pass_of_a_counted_loop_takes_its_own_branch() -> None:
+    # The first block's outputs start the sums; later blocks add into them in place, and
+    # the first block's ReLU saved its output: backward raises.
+    source = """
+    import torch
+    from torch import nn
+    blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(2)])
+    x = torch.randn(2, 4)
+    for i, block in enumerate(blocks):
+        x = block(x)
+        if i == 0:
+            total = x
+        else:
+            total += x
+    total.sum().backward()
+    """
+    assert codes(source) == [(11, "GL108")]
+    import torch
+    from torch import nn
+
+    blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(2)])
+    x = torch.randn(2, 4)
+    for i, block in enumerate(blocks):
+        x = block(x)
+        if i == 0:
+            total = x
+        else:
+            total += x
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        total.sum().backward()

@@ -169,7 +169,12 @@ class State:
             freed={k: v for k, v in self.freed.items() if k in other.freed},
             versions=versions,
             changed_at={**other.changed_at, **self.changed_at},
-            saves={k: v for k, v in self.saves.items() if other.saves.get(k) == v},
+            # What an op saved on one path only (an op in a loop that may not run) was
+            # saved where that op ran; where both paths saved, what both saved.
+            saves={
+                k: v if k not in other.saves else v & other.saves[k]
+                for k, v in {**other.saves, **self.saves}.items()
+            },
             exhausted=self.exhausted & other.exhausted,
             frozen=frozen,
             frozen_at={**self.frozen_at, **other.frozen_at},  # the later branch
@@ -716,6 +721,7 @@ class Interpreter:
                 statement.target,
                 self.iterate(iterable, state, statement.iter),
                 at_least_once=once,
+                counter=_counter_of(statement),
             )
         if isinstance(statement, cst.While):
             self.eval(statement.test, state)
@@ -758,7 +764,11 @@ class Interpreter:
         target: cst.BaseExpression | None,
         item: Value,
         at_least_once: bool = False,
+        counter: str | None = None,
     ) -> State:
+        """Two passes: the first from the state before the loop, the second standing for
+        every later one. A counter from 0 (`range(n)`, `enumerate(xs)`) is 0 on the first
+        pass and at least 1 on the second, so `if i == 0:` takes one branch on each."""
         body = body_statements(loop.body)
         if len(self._loop_sites) >= MAX_LOOP_DEPTH:
             passes = 1
@@ -772,6 +782,9 @@ class Interpreter:
             self._loop_sites.append(sites)
             if target is not None:
                 self.assign(target, item, current, loop)
+            if counter is not None:
+                bounds = {"low": 0, "high": 0} if index == 0 else {"low": 1}
+                current.env[counter] = INT.with_(**bounds)
             current = self.exec_block(body, current)
             self._loop_sites.pop()
             for outer in self._loop_sites:
@@ -933,7 +946,10 @@ class Interpreter:
             if value.kind is Kind.UNKNOWN and target.value in self.scopes.models[self._function]:
                 # `model = torch.load(path)`, then `model.parameters()`: a model that trains.
                 value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
-            if value.kind in (Kind.MODULE, Kind.OPTIMIZER) and value.path is None:
+            if value.path is None and (
+                value.kind in (Kind.MODULE, Kind.OPTIMIZER)
+                or (value.kind is Kind.OTHER and value.cls is not None and value.layer is None)
+            ):
                 value = value.with_(path=target.value)
                 self.forget_freezes(target.value, state)  # a new module under an old name
             self.facts.record(target, value, state.mode)
@@ -1034,7 +1050,7 @@ class Interpreter:
                     self.note_freeze_loop(self._statement)
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
-            if key is not None and key in state.env:
+            if key is not None and (key in state.env or _is_field_of_record(key, state)):
                 state.env[key] = obj.with_(requires_grad=wanted)
             if self._frames and key in self._frames[-1].params:
                 self._frames[-1].flags[key] = wanted
@@ -1072,7 +1088,10 @@ class Interpreter:
     def _eval(self, expr: cst.BaseExpression, state: State) -> Value:
         if isinstance(expr, cst.Name):
             if expr.value in state.env:
-                return self.with_frozen(state.env[expr.value], state)
+                value = state.env[expr.value]
+                if value.fields is not None and value.kind is Kind.OTHER:
+                    value = _with_field_writes(value, expr.value, state)
+                return self.with_frozen(value, state)
             if expr.value in self.module_env and self._function is not None:
                 return self.module_env[expr.value]  # a global, as the module left it
             if expr.value in ("True", "False"):
@@ -1121,6 +1140,10 @@ class Interpreter:
         if isinstance(expr, cst.Comparison):
             left = self.eval(expr.left, state)
             operands = [self.eval(target.comparator, state) for target in expr.comparisons]
+            if len(operands) == 1 and left.kind is Kind.NUMBER:
+                truth = _compare_bounds(left, expr.comparisons[0])
+                if truth is not UNKNOWN:
+                    return Value(kind=Kind.OTHER, truth=truth)
             if len(operands) == 1 and isinstance(expr.comparisons[0].operator, (cst.Is, cst.IsNot)):
                 truth = _is_none(left) if operands[0].layer == "none" else UNKNOWN
                 if isinstance(expr.comparisons[0].operator, cst.IsNot):
@@ -2828,6 +2851,10 @@ def _truth(value: Value) -> Value:
         return value
     if value.layer == "none":
         return value.with_(truth=NO)
+    if value.kind is Kind.NUMBER and (value.low, value.high) == (0, 0):
+        return value.with_(truth=NO)
+    if value.kind is Kind.NUMBER and value.low is not None and value.low > 0:
+        return value.with_(truth=YES)
     if value.kind in (Kind.MODULE, Kind.OPTIMIZER) or (
         value.kind is Kind.OTHER and (value.cls is not None or value.layer == "function")
     ):
@@ -2975,6 +3002,69 @@ def _is_super(expr: cst.BaseExpression) -> bool:
         and isinstance(expr.func, cst.Name)
         and expr.func.value == "super"
     )
+
+
+def _is_field_of_record(key: str, state: State) -> bool:
+    name, _, attr = key.rpartition(".")
+    holder = state.env.get(name)
+    return holder is not None and holder.kind is Kind.OTHER and holder.field(attr) is not None
+
+
+def _with_field_writes(value: Value, name: str, state: State) -> Value:
+    """A record as the code since changed it: `state.positions = ...` or
+    `state.positions.requires_grad_()` hold in `state` handed on."""
+    assert value.fields is not None
+    changed = [(k, state.env.get(f"{name}.{k}")) for k, _ in value.fields]
+    if all(new is None for _, new in changed):
+        return value
+    fields = tuple(
+        (k, new if new is not None else old)
+        for (k, new), (_, old) in zip(changed, value.fields, strict=True)
+    )
+    return value.with_(fields=fields)
+
+
+def _counter_of(loop: cst.For) -> str | None:
+    """The name counting a loop's passes from 0: `for i in range(n)`, `for i, x in
+    enumerate(xs)`."""
+    it, target = loop.iter, loop.target
+    if not isinstance(it, cst.Call) or not isinstance(it.func, cst.Name):
+        return None
+    if it.func.value == "range" and len(it.args) == 1 and isinstance(target, cst.Name):
+        return target.value
+    if (
+        it.func.value == "enumerate"
+        and len(it.args) == 1
+        and isinstance(target, cst.Tuple)
+        and target.elements
+        and isinstance(target.elements[0].value, cst.Name)
+    ):
+        return target.elements[0].value.value
+    return None
+
+
+def _compare_bounds(left: Value, comparison: cst.ComparisonTarget) -> Tri:
+    """`i == 0`, `i > 0`, ... for a number whose bounds are known, against an integer."""
+    if not isinstance(comparison.comparator, cst.Integer):
+        return UNKNOWN
+    k = int(comparison.comparator.evaluated_value)
+    low = left.low if left.low is not None else -(10**18)
+    high = left.high if left.high is not None else 10**18
+    if left.low is None and left.high is None:
+        return UNKNOWN
+    op = comparison.operator
+    if isinstance(op, (cst.Equal, cst.NotEqual)):
+        truth = YES if low == high == k else (NO if k < low or k > high else UNKNOWN)
+        return truth.negate() if isinstance(op, cst.NotEqual) else truth
+    if isinstance(op, cst.GreaterThan):
+        return YES if low > k else (NO if high <= k else UNKNOWN)
+    if isinstance(op, cst.GreaterThanEqual):
+        return YES if low >= k else (NO if high < k else UNKNOWN)
+    if isinstance(op, cst.LessThan):
+        return YES if high < k else (NO if low >= k else UNKNOWN)
+    if isinstance(op, cst.LessThanEqual):
+        return YES if high <= k else (NO if low > k else UNKNOWN)
+    return UNKNOWN
 
 
 def _field_names(expr: cst.BaseExpression) -> list[str] | None:
