@@ -45,6 +45,14 @@ class InplaceOnSavedTensor(Rule):
     INVALID = [
         """\
 import torch
+x = torch.randn(4, requires_grad=True)
+y = torch.relu(x * 2)
+out = y  # error
+out[:2] = 0
+out.sum().backward()
+""",
+        """\
+import torch
 logits = torch.randn(4, requires_grad=True)
 probs = torch.sigmoid(logits)
 probs[probs < 0.1] = 0  # error
@@ -103,6 +111,14 @@ d_loss.backward()
 """,
     ]
     VALID = [
+        """\
+import torch
+x = torch.randn(4, requires_grad=True)
+y = torch.relu(x * 2)
+out = y.clone()
+out[:2] = 0
+out.sum().backward()
+""",
         """\
 import torch
 from torch import nn
@@ -204,6 +220,12 @@ z.mul_(2)
                 continue
             if event.node is event.change:
                 what = "changes in place"
+            elif isinstance(event.node, cst.Assign):
+                # `out = x`, then `out[...] = ...`: the name was meant to be a copy.
+                what = (
+                    "gives a second name to the same tensor, not a copy (use `.clone()`); "
+                    f"line {facts.position(event.change)[0]} changes in place"
+                )
             else:
                 what = (
                     f"built with inplace=True, it changes at line {facts.position(event.change)[0]}"

@@ -254,6 +254,8 @@ class Interpreter:
         self._layer: int | None = None  # the layer of a Sequential being run
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
+        # (function, name) -> the `name = other` that last made name an alias of a tensor
+        self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
         self._site_order: dict[int, int] = {}  # sites in the order first met
         self._tick = 0  # a clock: each new graph node and each optimizer step
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
@@ -894,7 +896,9 @@ class Interpreter:
                 changed = changed.value
             self.facts.inplace.append(Inplace(node, changed))
             op = _OPERATORS.get(type(node.operator), "other")
-            result = self.inplace_result(target, [value], op, node, state, saves_output=False)
+            result = self.inplace_result(
+                target, [value], op, node, state, saves_output=False, blame=self.alias_of(changed)
+            )
             self.assign(node.target, result, state, node)
             return
         if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
@@ -954,6 +958,12 @@ class Interpreter:
                 self.forget_freezes(target.value, state)  # a new module under an old name
             self.facts.record(target, value, state.mode)
             state.env[target.value] = value
+            alias = (id(self._function), target.value)
+            if isinstance(source, cst.Name) and value.is_tensor and value.node is not None:
+                # `out = x`: the same tensor under a second name, not a copy.
+                self._aliases[alias] = statement
+            else:
+                self._aliases.pop(alias, None)
             self.forget_children(target.value, state)
             if self._frames and target.value in self._frames[-1].params:
                 self._frames[-1].rebound.add(target.value)
@@ -1005,13 +1015,26 @@ class Interpreter:
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
-                    obj, [value], "copy", statement, state, saves_output=False
+                    obj,
+                    [value],
+                    "copy",
+                    statement,
+                    state,
+                    saves_output=False,
+                    blame=self.alias_of(target.value),
                 )
                 if key is not None and key in state.env:
                     state.env[key] = changed  # `x[i] = y` can make x require grad
             return
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
+
+    def alias_of(self, changed: cst.BaseExpression) -> cst.CSTNode | None:
+        """Where a tensor changed in place through a second name got that name (`out = x`
+        then `out[...] = ...`): a copy there is the fix."""
+        if not isinstance(changed, cst.Name):
+            return None
+        return self._aliases.get((id(self._function), changed.value))
 
     def update_class_attr(self, key: str, value: Value) -> None:
         """`self.x = ...` (or `self.x.append(...)`) in any method changes what `x` can hold."""
