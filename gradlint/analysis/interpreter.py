@@ -896,9 +896,7 @@ class Interpreter:
                 changed = changed.value
             self.facts.inplace.append(Inplace(node, changed))
             op = _OPERATORS.get(type(node.operator), "other")
-            result = self.inplace_result(
-                target, [value], op, node, state, saves_output=False, blame=self.alias_of(changed)
-            )
+            result = self.inplace_result(target, [value], op, node, state, saves_output=False)
             self.assign(node.target, result, state, node)
             return
         if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
@@ -1030,8 +1028,9 @@ class Interpreter:
             self.assign(target.value, value, state, statement)
 
     def alias_of(self, changed: cst.BaseExpression) -> cst.CSTNode | None:
-        """Where a tensor changed in place through a second name got that name (`out = x`
-        then `out[...] = ...`): a copy there is the fix."""
+        """Where a tensor written into through a second name got that name (`out = x`
+        then `out[...] = ...`): a copy there is the fix. (`out += y` has its own fix on
+        its line, `out = out + y`.)"""
         if not isinstance(changed, cst.Name):
             return None
         return self._aliases.get((id(self._function), changed.value))
