@@ -8,7 +8,7 @@ import libcst as cst
 
 from gradlint.analysis import Facts
 from gradlint.analysis.torch_api import ARRAY_CONVERTERS, NUMPY_SAFE
-from gradlint.analysis.values import YES, Kind, Value
+from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.rule import Report, Rule
 
 
@@ -24,6 +24,35 @@ def _requires_grad(value: Value) -> bool:
     if value.kind is Kind.SEQUENCE and value.item is not None:
         return value.item.kind is Kind.TENSOR and value.item.requires_grad is YES
     return False
+
+
+_HANDED = (
+    "hands a tensor that requires grad to code that converts it to numpy at line {line}, "
+    "which raises; `.detach()` it here"
+)
+
+
+def _reports(convert: cst.Call, converted: cst.BaseExpression, facts: Facts) -> Iterator[Report]:
+    """The conversion of a tensor that requires grad; of a helper's parameter that other
+    calls hand detached tensors (a plotting helper), the calls that handed one with its
+    graph."""
+    runs = facts.any_run(converted)
+    values = [v for v in runs if _requires_grad(v)]
+    if not values:
+        return
+    detached_too = any(v.is_tensor and v.requires_grad is NO for v in runs)
+    handed = {id(v.handed): v.handed for v in values if isinstance(v.handed, cst.Call)}
+    if (
+        detached_too
+        and facts.is_parameter(converted, convert)
+        and handed
+        and all(isinstance(v.handed, cst.Call) for v in values)
+    ):
+        line = facts.position(convert)[0]
+        for call in handed.values():
+            yield Report(call, _HANDED.format(line=line))
+        return
+    yield Report(convert)
 
 
 _FILLED = (
@@ -59,6 +88,20 @@ class NumpyOnGraphTensor(Rule):
     raises = ("Can't call numpy() on Tensor that requires grad",)
 
     INVALID = [
+        """\
+import numpy as np
+import torch
+
+
+def scatter(xs, ys):
+    return np.asarray(xs), np.asarray(ys)
+
+
+w = torch.randn(3, requires_grad=True)
+x = torch.randn(5, 3)
+scatter(x[:, 0], x[:, 1])
+scatter(x[:, 0], x @ w)  # error
+""",
         """\
 import torch
 model = torch.nn.Linear(4, 2)
@@ -109,6 +152,26 @@ train()
     ]
     VALID = [
         """\
+import numpy as np
+import torch
+from torch import nn
+
+
+def trace(func):
+    def wrapper(*args):
+        args = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+        return func(*args)
+    return wrapper
+
+
+@trace
+def plot(values):
+    return np.asarray(values).mean()
+
+
+print(plot(nn.Linear(3, 1)(torch.randn(2, 3))))
+""",
+        """\
 import torch
 model = torch.nn.Linear(4, 2)
 with torch.no_grad():
@@ -158,8 +221,8 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                     arg.keyword is not None and arg.keyword.value == "force"
                     for arg in call.node.args
                 )
-                if not forced and any(map(_requires_grad, facts.any_run(call.receiver))):
-                    yield Report(call.node)
+                if not forced:
+                    yield from _reports(call.node, call.receiver, facts)
             elif call.qualname is not None and _converts(call.qualname):
                 # numpy functions, and the plotting and table functions built on them, turn
                 # tensor arguments into arrays (through `__array__`).
@@ -178,5 +241,5 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                         line = facts.position(call.node)[0]
                         yield Report(filled_by, _FILLED.format(line=line))
                     else:
-                        yield Report(call.node)
+                        yield from _reports(call.node, arg.value, facts)
                     break

@@ -281,7 +281,8 @@ class Interpreter:
     def run(self) -> Facts:
         state = State(mode=ENABLED)
         self.module_env = state.env
-        self.exec_block(body_statements_of_module(self.facts.module), state)
+        final = self.exec_block(body_statements_of_module(self.facts.module), state)
+        self.module_env = final.env  # functions no call reaches see the globals at the end
         # Code that no call in this module reaches runs once with unknown arguments.
         for info in self.scopes.classes.values():
             init = info.methods.get("__init__")
@@ -303,6 +304,13 @@ class Interpreter:
     ) -> Value:
         """Run a function's body on abstract values: for a call, with that call's arguments
         and grad mode (a few distinct calls per function); without a caller, with unknowns."""
+        if caller is not None and self._function is None:
+            # Called from the module's own code: its globals are as that code has them now.
+            self.module_env = caller.env
+        if caller is not None and self.is_wrapped(info):
+            # Calls go through the wrapper its decorator made, which may change the
+            # arguments (convert tensors to arrays) or what comes back.
+            return self.call_wrapped(info, args or [], kwargs or {}, caller, self_value, call)
         if caller is None:
             mode, off_at = info.mode, info.mode_set_by
         elif info.fixed_mode is not None:
@@ -387,7 +395,7 @@ class Interpreter:
             state.exhausted = caller.exhausted
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
-        self.bind_parameters(info, args, kwargs, self_value, state)
+        self.bind_parameters(info, args, kwargs, self_value, state, call)
         self._frames.append(Frame(frozenset(_param_names(info))))
         state.env.update(handed)
         me = _self_name(info)
@@ -439,6 +447,40 @@ class Interpreter:
         self._running.discard(info)
         self._active.pop()
         return self.outer_path(result, info, call, self_value)
+
+    def call_wrapped(
+        self,
+        info: FunctionInfo,
+        args: list[Value],
+        kwargs: dict[str, Value],
+        caller: State,
+        self_value: Value | None,
+        call: cst.Call | None,
+    ) -> Value:
+        """A call of a function under one decorator of this module that returns an inner
+        function (`def wrap(fn): def inner(*args): ...; return inner`): the inner function
+        runs on the call's arguments (the instance first, for a method)."""
+        decorator = (
+            self.scopes.module_functions.get(info.decorators[0])
+            if len(info.decorators) == 1
+            else None
+        )
+        wrapper = UNKNOWN_VALUE
+        if decorator is not None and decorator is not info and call is not None:
+            wrapper = self.run_function(decorator, [self.function_value(info)], {}, caller)
+        if wrapper.layer != "function" or call is None:
+            self.forget_modules([*args, *kwargs.values()], caller)
+            return UNKNOWN_VALUE
+        positional = args if self_value is None or info.owner is None else [self_value, *args]
+        return self.invoke(wrapper, positional, kwargs, call, caller)
+
+    def is_wrapped(self, info: FunctionInfo) -> bool:
+        """Decorated by a function of this module, or made a context manager."""
+        return any(
+            name in self.scopes.module_functions
+            or resolve_dotted(self.imports, name) == "contextlib.contextmanager"
+            for name in info.decorators
+        )
 
     def outer_path(
         self, result: Value, info: FunctionInfo, call: cst.Call | None, self_value: Value | None
@@ -583,6 +625,7 @@ class Interpreter:
         kwargs: dict[str, Value],
         self_value: Value | None,
         state: State,
+        call: cst.Call | None = None,
     ) -> None:
         params = info.node.params
         positional = [*params.posonly_params, *params.params]
@@ -614,6 +657,8 @@ class Interpreter:
                 value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
             if value.kind in (Kind.MODULE, Kind.OPTIMIZER):
                 value = value.with_(path=name)
+            if value.is_tensor and call is not None and value.handed is None:
+                value = value.with_(handed=call)
             state.env[name] = value
         star = params.star_arg
         if isinstance(star, cst.Param):
@@ -1216,9 +1261,10 @@ class Interpreter:
                 fields=tuple(fields) if fields is not None else None,
             )
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
-            inner = self.bind_comprehension(expr.for_in, state)
+            iterable = self.eval(expr.for_in.iter, state)
+            inner = self.bind_comprehension(expr.for_in, state, iterable)
             item = self.eval(expr.elt, inner)
-            for one in self.each_item(expr.for_in, state):
+            for one in self.each_item(expr.for_in, iterable):
                 # A short list of known elements: each element, not only their join.
                 each = copy.copy(state)
                 each.env = dict(state.env)
@@ -1297,11 +1343,10 @@ class Interpreter:
                     if part is not None:
                         self.eval(part, state)
 
-    def each_item(self, for_in: cst.CompFor, state: State) -> tuple[Value, ...]:
+    def each_item(self, for_in: cst.CompFor, iterable: Value) -> tuple[Value, ...]:
         """The elements of a comprehension's short list of known elements, one by one."""
         if for_in.inner_for_in is not None or for_in.ifs:
             return ()
-        iterable = self.facts.value(for_in.iter)
         if iterable.kind is not Kind.SEQUENCE or iterable.items is None:
             return ()
         items = iterable.items
@@ -1309,9 +1354,12 @@ class Interpreter:
             return ()
         return items
 
-    def bind_comprehension(self, for_in: cst.CompFor, state: State) -> State:
+    def bind_comprehension(
+        self, for_in: cst.CompFor, state: State, iterable: Value | None = None
+    ) -> State:
         """The comprehension's own scope; iterating uses up generators of the outer one."""
-        iterable = self.eval(for_in.iter, state)
+        if iterable is None:
+            iterable = self.eval(for_in.iter, state)
         item = self.iterate(iterable, state, for_in.iter)
         # The comprehension's names are its own; what it does to tensors is not.
         inner = copy.copy(state)

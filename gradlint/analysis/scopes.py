@@ -65,6 +65,7 @@ class FunctionInfo:
     is_static: bool = False
     is_property: bool = False
     is_classmethod: bool = False
+    decorators: list[str] = field(default_factory=list)  # dotted names, calls' callees
     calls_backward: bool = False
     # (caller, mode at the call site; None: the caller's own mode)
     call_sites: list[tuple[FunctionInfo | None, Mode | None]] = field(default_factory=list)
@@ -242,6 +243,13 @@ class ScopeCollector:
         info = FunctionInfo(node=node, name=node.name.value, owner=owner, parent=parent)
         for decorator in node.decorators:
             name = dotted(decorator.decorator)
+            callee = (
+                dotted(decorator.decorator.func)
+                if isinstance(decorator.decorator, cst.Call)
+                else name
+            )
+            if callee is not None:
+                info.decorators.append(callee)
             info.is_static = info.is_static or name == "staticmethod"
             info.is_classmethod = info.is_classmethod or name == "classmethod"
             info.is_property = info.is_property or name in (

@@ -86,6 +86,9 @@ class Value:
     filled_by: object = None  # SEQUENCE: a call that put a tensor requiring grad into it
     # May also be None (`h = None`, later a tensor): what it holds when it is not None.
     nullable: bool = False
+    # A function's parameter: the call (outermost, through helpers that pass it on) that
+    # handed the value in.
+    handed: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -166,6 +169,7 @@ class Value:
             grad_mode=grad_mode,
             filled_by=self.filled_by if self.filled_by is not None else other.filled_by,
             nullable=self.nullable or other.nullable,
+            handed=self.handed if self.handed is other.handed else None,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
