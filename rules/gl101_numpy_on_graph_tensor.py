@@ -55,6 +55,10 @@ def _reports(convert: cst.Call, converted: cst.BaseExpression, facts: Facts) -> 
     yield Report(convert)
 
 
+_SUMMED = (
+    "adds a tensor that requires grad, graph and all, to a running total that line {line} "
+    "converts to numpy, which raises; add `.item()` instead"
+)
 _FILLED = (
     "keeps a tensor that requires grad in a list that line {line} converts to numpy, which "
     "raises; keep `.item()` or `.detach()` instead"
@@ -88,6 +92,22 @@ class NumpyOnGraphTensor(Rule):
     raises = ("Can't call numpy() on Tensor that requires grad",)
 
     INVALID = [
+        """\
+import numpy as np
+import torch
+from torch import nn
+
+model = nn.Linear(3, 1)
+history = {"loss": []}
+for epoch in range(2):
+    total = 0
+    for _ in range(4):
+        loss = model(torch.randn(8, 3)).pow(2).mean()
+        loss.backward()
+        total += loss  # error
+    history["loss"].append(total / 4)
+curve = np.array(history["loss"])
+""",
         """\
 import numpy as np
 import torch
@@ -233,12 +253,16 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                     if value is None:
                         continue
                     filled_by = value.filled_by
-                    if isinstance(filled_by, cst.CSTNode) and facts.is_parameter(
+                    line = facts.position(call.node)[0]
+                    if isinstance(filled_by, cst.AugAssign):
+                        # Losses summed as tensors (`total += loss`), then listed: the
+                        # fix is the sum.
+                        yield Report(filled_by, _SUMMED.format(line=line))
+                    elif isinstance(filled_by, cst.CSTNode) and facts.is_parameter(
                         arg.value, call.node
                     ):
                         # A list handed in and converted here (a plotting helper): the
                         # fix is where a tensor with its graph went into the list.
-                        line = facts.position(call.node)[0]
                         yield Report(filled_by, _FILLED.format(line=line))
                     else:
                         yield from _reports(call.node, arg.value, facts)

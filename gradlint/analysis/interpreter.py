@@ -954,6 +954,13 @@ class Interpreter:
             self.assign(node.target, Value(kind=Kind.SEQUENCE, item=item), state, node)
             return
         result = self.binary(target, value, node.operator, node, state)
+        if (
+            target.kind is Kind.NUMBER
+            and isinstance(node.operator, cst.AddAssign)
+            and result.is_tensor
+            and value.requires_grad is YES
+        ):
+            result = result.with_(summed_at=node)
         self.assign(node.target, result, state, node)
 
     # -- assignment ---------------------------------------------------------------------------
@@ -1071,6 +1078,27 @@ class Interpreter:
             return
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
+
+    def field_holder(self, expr: cst.BaseExpression, state: State) -> tuple[str, str] | None:
+        """`results["loss"]` of a dict with known keys in a variable: its name and the key."""
+        if not isinstance(expr, cst.Subscript) or len(expr.slice) != 1:
+            return None
+        index = expr.slice[0].slice
+        name = dotted(expr.value)
+        key = _string_key(index.value) if isinstance(index, cst.Index) else None
+        if name is None or key is None or name not in state.env:
+            return None
+        holder = state.env[name]
+        if holder.kind is not Kind.MAPPING or holder.field(key) is None:
+            return None
+        return name, key
+
+    def set_field(self, name: str, key: str, value: Value, state: State) -> None:
+        holder = state.env[name]
+        assert holder.fields is not None
+        fields = tuple((k, value if k == key else v) for k, v in holder.fields)
+        item = value if holder.item is None else holder.item.join(value)
+        state.env[name] = holder.with_(fields=fields, item=item)
 
     def alias_of(self, changed: cst.BaseExpression) -> cst.CSTNode | None:
         """Where a tensor written into through a second name got that name (`out = x`
@@ -2205,8 +2233,11 @@ class Interpreter:
             return UNKNOWN_VALUE
         if receiver.kind is Kind.SEQUENCE:
             key = dotted(node.func.value)  # type: ignore[attr-defined]
-            if key is not None and (key in state.env or key.startswith("self.")):
-                old = state.env.get(key, receiver)
+            holder = self.field_holder(node.func.value, state)  # type: ignore[attr-defined]
+            if holder is not None or (
+                key is not None and (key in state.env or key.startswith("self."))
+            ):
+                old = state.env.get(key, receiver) if key is not None else receiver
                 kept: Value | None = old.item
                 filled_by = old.filled_by
                 # What the list gets: `append(x)` and `insert(i, x)` one element, `extend(xs)`
@@ -2225,9 +2256,15 @@ class Interpreter:
                 if added is not None:
                     kept = added if kept is None else kept.join(added)
                     if added.is_tensor and added.requires_grad is YES:
-                        filled_by = node
-                state.env[key] = old.with_(item=kept, items=None, filled_by=filled_by)
-                self.update_class_attr(key, state.env[key])
+                        # A running total of losses kept as a tensor: the fix is there.
+                        filled_by = added.summed_at or node
+                updated = old.with_(item=kept, items=None, filled_by=filled_by)
+                if holder is not None:
+                    name, field_name = holder
+                    self.set_field(name, field_name, updated, state)
+                if key is not None:
+                    state.env[key] = updated
+                    self.update_class_attr(key, state.env[key])
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
@@ -2583,7 +2620,11 @@ class Interpreter:
             op = _OPERATORS.get(type(operator), "other")
             if op in _NO_GRAD_OPERATORS:
                 return self.no_grad_tensor(left if left.is_tensor else right, node)
-            return self.op_result([left, right], node, state, op)
+            result = self.op_result([left, right], node, state, op)
+            summed = left.summed_at or right.summed_at
+            if summed is not None and Kind.NUMBER in (left.kind, right.kind):
+                result = result.with_(summed_at=summed)  # `total / len(loader)`
+            return result
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
             op = _OPERATORS.get(type(operator), "other")
             if op == "div" or NO in (left.integer, right.integer):

@@ -89,6 +89,9 @@ class Value:
     # A function's parameter: the call (outermost, through helpers that pass it on) that
     # handed the value in.
     handed: object = None
+    # A running total (`total = 0`, then `total += loss`) that became a tensor with a graph:
+    # that augmented assignment.
+    summed_at: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -170,6 +173,7 @@ class Value:
             filled_by=self.filled_by if self.filled_by is not None else other.filled_by,
             nullable=self.nullable or other.nullable,
             handed=self.handed if self.handed is other.handed else None,
+            summed_at=self.summed_at if self.summed_at is not None else other.summed_at,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
