@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
-from gradlint.analysis.values import NO
+from gradlint.analysis.nodes import ancestors, walk
+from gradlint.analysis.values import NO, UNKNOWN, Value
 from gradlint.rule import Report, Rule
 
 _GRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
@@ -40,6 +43,19 @@ class BackwardWithoutGraph(Rule):
     raises = ("does not require grad and does not have a grad_fn",)
 
     INVALID = [
+        """\
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Linear(3, 1)
+pred = model(torch.randn(4, 3))
+positives = pred > 10
+if positives.any():
+    loss = pred[positives].sum()
+else:
+    loss = torch.tensor(0.0)  # error
+loss.backward()
+""",
         """\
 import torch
 from torch import nn
@@ -90,6 +106,22 @@ step(torch.randn(2, 4))
     VALID = [
         """\
 import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Linear(3, 1)
+pred = model(torch.randn(4, 3))
+positives = pred > 10
+if positives.any():
+    loss = pred[positives].sum()
+else:
+    loss = pred.sum() * 0
+loss.backward()
+empty = pred[positives].sum() if positives.any() else torch.tensor(0.0)
+if empty.requires_grad:
+    empty.backward()
+""",
+        """\
+import torch
 model = torch.nn.Linear(4, 1)
 with torch.no_grad():
     target = model(torch.randn(2, 4))
@@ -128,10 +160,18 @@ evaluate(torch.randn(2, 4))
                 target = call.node.args[0].value
             if target is None:
                 continue
-            value = next(
-                (v for v in facts.any_run(target) if v.is_tensor and v.requires_grad is NO), None
-            )
+            runs = facts.any_run(target)
+            value = next((v for v in runs if v.is_tensor and v.requires_grad is NO), None)
             if value is None:
+                constant = next(filter(_constant_on_a_branch, runs), None)
+                if constant is not None and not _guarded(call.node, target, facts):
+                    line = facts.position(call.node)[0]
+                    yield Report(
+                        facts.where_to_fix(constant.born, call.node),  # type: ignore[arg-type]
+                        "makes the loss a constant without a graph on this branch: when it "
+                        f"is taken, the backward at line {line} raises; build it from the "
+                        "model's output (`pred.sum() * 0`)",
+                    )
                 continue
             # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze,
             # a tensor made without requires_grad) when that is the line to change.
@@ -153,3 +193,28 @@ evaluate(torch.randn(2, 4))
                     yield Report(
                         node, f"the graph is cut here, so the backward at line {line} raises"
                     )
+
+
+def _constant_on_a_branch(value: Value) -> bool:
+    """A loss that one branch made a constant (`torch.tensor(0.)` when there is nothing to
+    match) and another computed: whether it has a graph depends on the branch."""
+    return (
+        value.is_tensor
+        and value.requires_grad is UNKNOWN
+        and isinstance(value.born, cst.Call)
+        and value.cut is None
+    )
+
+
+def _guarded(call: cst.CSTNode, target: cst.BaseExpression, facts: Facts) -> bool:
+    """The backward runs only under a test of the loss itself (`if loss.requires_grad:`,
+    `if loss > 0:`): the test may be what keeps the constant out."""
+    name = facts.module.code_for_node(target)
+    for node in ancestors(facts.module, call):
+        if isinstance(node, (cst.If, cst.While)) and any(
+            isinstance(part, (cst.Name, cst.Attribute))
+            and facts.module.code_for_node(part) in (name, "requires_grad", "grad_fn")
+            for part in walk(node.test)
+        ):
+            return True
+    return False

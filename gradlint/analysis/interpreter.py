@@ -843,9 +843,14 @@ class Interpreter:
         self._loops.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
-            # `total = 0` then `total += loss` in the loop: after it, total is a tensor.
+            # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after
+            # it, total is a tensor with a graph (training loops run).
             before = entry.env.get(key)
-            if before is not None and before.kind is Kind.NUMBER and value.kind is Kind.TENSOR:
+            if before is None or value.kind is not Kind.TENSOR:
+                continue
+            if before.kind is Kind.NUMBER or (
+                before.is_tensor and before.requires_grad is NO and value.requires_grad is YES
+            ):
                 result.env[key] = value
         if loop.orelse is not None:
             result = self.exec_block(body_statements(loop.orelse.body), result)
