@@ -57,6 +57,22 @@ class InvalidOptimizerParams(Rule):
         """\
 import torch
 from torch import nn
+
+
+class Net(nn.Module):
+    def _init_(self):  # error
+        super()._init_()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+opt = torch.optim.SGD(Net().parameters(), lr=0.1)
+""",
+        """\
+import torch
+from torch import nn
 model = nn.Linear(4, 2)
 params = model.parameters()
 print(sum(p.numel() for p in params))
@@ -141,6 +157,14 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                     "keeps layers in a plain list, which registers none of their parameters: "
                     f"the optimizer at line {line} gets an empty list, which raises; use "
                     "nn.ModuleList",
+                )
+                continue
+            if made.no_parameters and made.misspelt_init is not None:
+                line = facts.position(made.node)[0]
+                yield Report(
+                    made.misspelt_init,
+                    "is not `__init__`, so Python never calls it and the module gets no "
+                    f"layers: the optimizer at line {line} gets an empty list, which raises",
                 )
                 continue
             if made.no_parameters:

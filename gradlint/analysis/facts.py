@@ -74,6 +74,8 @@ class OptimizerMade:
     no_parameters: bool = False  # given `.parameters()` of a module that has none yet
     # ... because its layers are kept in a plain list: that assignment.
     unregistered: cst.CSTNode | None = None
+    # ... because its constructor is misspelt (`def _init_(self)`): that method.
+    misspelt_init: cst.CSTNode | None = None
 
 
 @dataclass(frozen=True)

@@ -2151,12 +2151,24 @@ class Interpreter:
             exhausted = given.origin in state.exhausted
             state.exhausted = state.exhausted | {given.origin}
         empty = given.kind is Kind.PARAMS and given.items == ()
-        cause = None
-        if empty and given.path is not None:
-            module = state.env.get(given.path)
-            if module is not None and module.cls is not None:
-                cause = self.unregistered.get(module.cls)
-        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause))
+        cause = misspelt = None
+        if empty:
+            module = state.env.get(given.path) if given.path is not None else None
+            cls = module.cls if module is not None else given.layer
+            if cls is not None:
+                cause = self.unregistered.get(cls)
+                misspelt = self.misspelt_init(cls)
+        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause, misspelt))
+
+    def misspelt_init(self, cls_name: str) -> cst.CSTNode | None:
+        """A class without `__init__` whose method was meant to be it (`_init_`)."""
+        cls = self.scopes.classes.get(cls_name)
+        if cls is None or self.find_method(cls, "__init__") is not None:
+            return None
+        for name, method in cls.methods.items():
+            if name != "__init__" and name.strip("_") in _INIT_MISSPELLINGS:
+                return method.node
+        return None
 
     def make_module(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -2355,6 +2367,7 @@ class Interpreter:
                 items=() if module.has_params is NO else None,  # a module with none yet
                 origin=id(node),
                 path=module.path,
+                layer=module.cls,  # the local class whose parameters these are
                 frozen=module.frozen,
                 roots=frozenset({module.path}) if module.path else frozenset(),
             )
@@ -2460,6 +2473,10 @@ class Interpreter:
                 if module.has_params is YES and module.frozen is NO:
                     self.save_weights(module, returned, state)
                 return returned
+            if module.has_params is NO and returned.kind is Kind.UNKNOWN:
+                # A forward that uses layers its constructor never made (a misspelt
+                # `__init__`): what it returns is unknown, not the input passed through.
+                module = module.with_(has_params=UNKNOWN)
         inputs = _tensor_args(args)
         trainable = module.has_params is YES and module.frozen is NO
         if trainable:
@@ -3081,6 +3098,8 @@ _BUILTINS = frozenset(
     "float str repr bool isinstance hasattr getattr type id iter next any all map filter "
     "round format vars dir".split()
 )
+# `__init__` as it gets mistyped; Python calls none of them.
+_INIT_MISSPELLINGS = frozenset({"init", "inti", "intit", "innit", "initt", "iniit", "ini"})
 _REGISTERS = frozenset({"register_parameter", "add_module", "register_module", "__setattr__"})
 
 
