@@ -20,8 +20,9 @@ SETS = {
     "real_bugs_holdout": (30, 0.80),
     "real_bugs_set3": (24, 0.80),
     "real_bugs_set4": (25, 0.80),
-    "real_bugs_set5": (14, 0.60),
-    "real_bugs_set6": (15, 0.40),
+    "real_bugs_set5": (14, 0.80),
+    "real_bugs_set6": (15, 0.60),
+    "real_bugs_set7": (20, 0.35),
 }
 
 
