@@ -547,3 +547,18 @@ def test_first_pass_of_a_counted_loop_takes_its_own_branch() -> None:
             total += x
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         total.sum().backward()
+
+
+def test_nested_functions_read_the_names_of_the_call_that_made_them() -> None:
+    source = """
+    import torch
+    from torch import nn
+    def make_step(model, batch):
+        def closure():
+            out = model(batch)
+            return out
+        return closure
+    step = make_step(nn.Linear(3, 1), torch.randn(2, 3))
+    result = step()
+    """
+    assert value_at(source, "result").requires_grad is YES

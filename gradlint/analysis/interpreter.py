@@ -234,6 +234,8 @@ class Interpreter:
         self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
         # Lambdas used as values, by id: the lambda and the names it closes over.
         self._lambdas: dict[int, tuple[cst.Lambda, dict[str, Value]]] = {}
+        # A nested function: the environment of the call that defined it (late binding).
+        self._closures: dict[int, dict[str, Value]] = {}
         self._lambda_depth = 0
         self._call_inputs: dict[int, frozenset[Node]] = {}  # call -> its arguments' graphs
         self._runs: dict[FunctionInfo, int] = {}
@@ -350,6 +352,7 @@ class Interpreter:
             _shape(self_value) if self_value is not None else None,
             tuple(sorted((k, _shape(v)) for k, v in carried.items())),
             tuple(sorted((k, _shape(v)) for k, v in handed.items())),
+            id(self._closures.get(id(info))) if caller is not None else None,
         )
         made_before = self._function_sites.get(info)
         if caller is not None and made_before:
@@ -395,6 +398,9 @@ class Interpreter:
             state.exhausted = caller.exhausted
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
+        closure = self._closures.get(id(info)) if caller is not None else None
+        if closure is not None:
+            state.env.update(closure)
         self.bind_parameters(info, args, kwargs, self_value, state, call)
         self._frames.append(Frame(frozenset(_param_names(info))))
         state.env.update(handed)
@@ -794,6 +800,7 @@ class Interpreter:
                 nested = self.scopes.info_for(statement)
             if nested is not None:
                 state.env[statement.name.value] = self.function_value(nested)
+                self._closures[id(nested)] = state.env  # the names it reads from its maker
             return state
         if isinstance(statement, cst.Match):
             self.eval(statement.subject, state)
