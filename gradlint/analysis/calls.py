@@ -1,0 +1,750 @@
+"""Calls of the module's own code: functions run on the call's abstract arguments (or
+remembered), methods with their instance's attributes, classes instantiated, decorators' wrappers,
+lambdas and closures, and what a call did to its arguments flowing back to the caller.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint.analysis.facts import (
+    Call,
+)
+from gradlint.analysis.names import dotted, resolve_dotted
+from gradlint.analysis.scopes import (
+    ClassInfo,
+    FunctionInfo,
+    body_statements,
+)
+from gradlint.analysis.state import Effects, Frame, State
+from gradlint.analysis.syntax import (
+    _argument_expressions,
+    _is_literal,
+    _is_record_class,
+    _is_super,
+    _param_names,
+    _self_name,
+)
+from gradlint.analysis.torch_calls import TorchCalls
+from gradlint.analysis.value_ops import (
+    _BUILTINS,
+    _REGISTERS,
+    MAX_CONTEXTS,
+    MAX_LOOP_DEPTH,
+    MODULE_METHODS,
+    _record_fields,
+    _shape,
+    _split_args,
+    _without_graph,
+)
+from gradlint.analysis.values import (
+    NO,
+    OTHER,
+    UNKNOWN_VALUE,
+    YES,
+    Kind,
+    Node,
+    Value,
+    sequence,
+)
+
+
+class FunctionCalls(TorchCalls):
+    def run_function(
+        self,
+        info: FunctionInfo,
+        args: list[Value] | None = None,
+        kwargs: dict[str, Value] | None = None,
+        caller: State | None = None,
+        self_value: Value | None = None,
+        call: cst.Call | None = None,
+    ) -> Value:
+        """Run a function's body on abstract values: for a call, with that call's arguments
+        and grad mode (a few distinct calls per function); without a caller, with unknowns."""
+        if caller is not None and self._function is None:
+            # Called from the module's own code: its globals are as that code has them now.
+            self.module_env = caller.env
+        if caller is not None and self.is_wrapped(info):
+            # Calls go through the wrapper its decorator made, which may change the
+            # arguments (convert tensors to arrays) or what comes back.
+            return self.call_wrapped(info, args or [], kwargs or {}, caller, self_value, call)
+        if caller is None:
+            mode, off_at = info.mode, info.mode_set_by
+        elif info.fixed_mode is not None:
+            mode, off_at = info.fixed_mode, info.mode_set_by
+        else:
+            mode, off_at = caller.mode, caller.grad_off_at
+        args = args or []
+        kwargs = kwargs or {}
+        # The instance's attributes the caller knows (`model.hidden`) go in as `self.hidden`,
+        # and what the method sets on `self` comes back out: object state flows with calls.
+        owner = self_value.path if self_value is not None and caller is not None else None
+        carried: dict[str, Value] = {}
+        if owner is not None and caller is not None:
+            prefix = owner + "."
+            carried = {
+                name[len(prefix) :]: value
+                for name, value in caller.env.items()
+                if name.startswith(prefix) and "." not in name[len(prefix) :]
+            }
+        # What the caller knows of its arguments' attributes (`state.positions` after
+        # `state.positions.requires_grad_()`) holds inside the call too.
+        handed: dict[str, Value] = {}
+        if call is not None and caller is not None:
+            for param, expr in _argument_expressions(info, call).items():
+                base = dotted(expr)
+                if base is None:
+                    continue
+                prefix = base + "."
+                for name, value in caller.env.items():
+                    if name.startswith(prefix) and "." not in name[len(prefix) :]:
+                        handed[f"{param}.{name[len(prefix) :]}"] = value
+        key = (
+            id(info),
+            mode,
+            tuple(_shape(v) for v in args),
+            tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
+            _shape(self_value) if self_value is not None else None,
+            tuple(sorted((k, _shape(v)) for k, v in carried.items())),
+            tuple(sorted((k, _shape(v)) for k, v in handed.items())),
+            id(self._closures.get(id(info))) if caller is not None else None,
+        )
+        made_before = self._function_sites.get(info)
+        if caller is not None and made_before:
+            # What an earlier call of this function made are other tensors than this call's.
+            self._generation += 1
+            caller.age_in_place(made_before, self._generation)
+        if call is not None:
+            passed = [*args, *kwargs.values()]
+            self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
+        inputs = [*args, *kwargs.values(), *carried.values()]
+        runs = self._runs.get(info, 0)
+        replay = caller is not None and runs < MAX_CONTEXTS and self.scopes.changes_tensors(info)
+        if key in self._memo and not replay:
+            result, remembered, effects = self._memo[key]
+            if owner is not None and caller is not None:
+                for name, value in remembered.items():
+                    caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
+            if caller is not None and call is not None:
+                self.apply_effects(effects, info, call, self_value, caller)
+            self._last_writes = remembered
+            return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
+        if info in self._running:
+            return UNKNOWN_VALUE  # recursion
+        if runs >= MAX_CONTEXTS:
+            return UNKNOWN_VALUE
+        self._runs[info] = runs + 1
+        self._ran.add(info)
+        self._running.add(info)
+        self._active.append(info)
+        saved = (self._function, self._return_values, self._return_states, self._yield_values)
+        self._call_path.append(call)
+        # Callee code run inside a caller's loop makes new graph nodes on every pass too.
+        self._function, self._return_values, self._return_states = info, [], []
+        self._yield_values = []
+        state = State(mode=mode, grad_off_at=off_at if "E" not in mode else None)
+        if caller is not None:
+            # Tensors live across calls: what the caller's graphs saved, which graphs a
+            # backward freed, how often each tensor was changed in place.
+            state.freed = dict(caller.freed)
+            state.versions = dict(caller.versions)
+            state.changed_at = dict(caller.changed_at)
+            state.saves = dict(caller.saves)
+            state.exhausted = caller.exhausted
+        if info.mode_set_by is not None:
+            self.facts.scope[info.mode_set_by] = info
+        closure = self._closures.get(id(info)) if caller is not None else None
+        if closure is not None:
+            state.env.update(closure)
+        self.bind_parameters(info, args, kwargs, self_value, state, call)
+        self._frames.append(Frame(frozenset(_param_names(info))))
+        state.env.update(handed)
+        me = _self_name(info)
+        if me is not None:
+            if self_value is not None and self_value.fields is not None and self_value.cls:
+                for name, value in self_value.fields:
+                    state.env[f"{me}.{name}"] = value
+            for name, value in carried.items():
+                state.env[f"{me}.{name}"] = value
+            if info.owner is not None and info.name != "__init__":
+                # What __init__ froze, and where, holds in every other method.
+                cls_name = self_value.cls if self_value is not None else None
+                for attr, frozen in self.class_frozen_attrs.get(cls_name or "", {}).items():
+                    state.frozen[f"{me}.{attr}"] = frozen
+                for attr, at in self.class_frozen_at.get(cls_name or "", {}).items():
+                    state.frozen_at[f"{me}.{attr}"] = at
+        final = self.exec_block(body_statements(info.node.body), state)
+        result = UNKNOWN_VALUE
+        if self._return_values:
+            result = sequence(self._return_values).item or UNKNOWN_VALUE  # their join
+        if self._yield_values:  # a generator: what it yields, one at a time
+            result = Value(kind=Kind.SEQUENCE, item=sequence(self._yield_values).item)
+        if me is not None and info.name == "__init__" and info.owner is not None:
+            self.remember_freezes(info.owner, me, final)
+        writes: dict[str, Value] = {}
+        if me is not None:
+            prefix = me + "."
+            for name, value in final.env.items():
+                attr = name[len(prefix) :]
+                if name.startswith(prefix) and "." not in attr and carried.get(attr) != value:
+                    writes[attr] = value
+        if owner is not None and caller is not None:
+            for attr, value in writes.items():
+                caller.env[f"{owner}.{attr}"] = value
+        effects = self.effects_of(self._frames.pop(), final)
+        if caller is not None and call is not None:
+            self.apply_effects(effects, info, call, self_value, caller)
+        self._memo[key] = (result, writes, effects)
+        self._last_writes = writes
+        if caller is not None:
+            out = final
+            for returned in self._return_states:
+                out = returned.join(out)
+            caller.freed, caller.versions = out.freed, out.versions
+            caller.changed_at, caller.saves = out.changed_at, out.saves
+            caller.exhausted = out.exhausted
+        self._function, self._return_values, self._return_states, self._yield_values = saved
+        self._call_path.pop()
+        self._running.discard(info)
+        self._active.pop()
+        return self.outer_path(result, info, call, self_value)
+
+    def call_wrapped(
+        self,
+        info: FunctionInfo,
+        args: list[Value],
+        kwargs: dict[str, Value],
+        caller: State,
+        self_value: Value | None,
+        call: cst.Call | None,
+    ) -> Value:
+        """A call of a function under one decorator of this module that returns an inner
+        function (`def wrap(fn): def inner(*args): ...; return inner`): the inner function
+        runs on the call's arguments (the instance first, for a method)."""
+        decorator = (
+            self.scopes.module_functions.get(info.decorators[0])
+            if len(info.decorators) == 1
+            else None
+        )
+        wrapper = UNKNOWN_VALUE
+        if decorator is not None and decorator is not info and call is not None:
+            wrapper = self.run_function(decorator, [self.function_value(info)], {}, caller)
+        if wrapper.layer != "function" or call is None:
+            self.forget_modules([*args, *kwargs.values()], caller)
+            return UNKNOWN_VALUE
+        positional = args if self_value is None or info.owner is None else [self_value, *args]
+        return self.invoke(wrapper, positional, kwargs, call, caller)
+
+    def is_wrapped(self, info: FunctionInfo) -> bool:
+        """Decorated by a function of this module, or made a context manager."""
+        return any(
+            name in self.scopes.module_functions
+            or resolve_dotted(self.imports, name) == "contextlib.contextmanager"
+            for name in info.decorators
+        )
+
+    def outer_path(
+        self, result: Value, info: FunctionInfo, call: cst.Call | None, self_value: Value | None
+    ) -> Value:
+        """A module a function returns, named as its caller names it: the argument it was
+        handed, or nothing (a module the function made). A method that returns `self`
+        returns the instance with what it wrote (`Dataset(...).materialize()`)."""
+        me = _self_name(info)
+        if (
+            self_value is not None
+            and me is not None
+            and result.path == me
+            and result.cls is not None
+            and result.cls == self_value.cls
+        ):
+            fields = dict(self_value.fields or ())
+            fields.update(self._last_writes)
+            return result.with_(path=self_value.path, fields=tuple(fields.items()))
+        if result.kind is not Kind.MODULE or result.path is None:
+            return result
+        head, _, rest = result.path.partition(".")
+        base: str | None = None
+        if head == _self_name(info) and self_value is not None:
+            base = self_value.path
+        elif call is not None:
+            expr = _argument_expressions(info, call).get(head)
+            base = self.facts.value(expr).path if expr is not None else None
+        path = None if base is None else (f"{base}.{rest}" if rest else base)
+        return result.with_(path=path)
+
+    def effects_of(self, frame: Frame, final: State) -> Effects:
+        """What the call did to its arguments' objects: requires_grad set on a tensor it
+        was handed, parameters of a module it was handed frozen or unfrozen."""
+        frozen = tuple(
+            (key, value, final.frozen_at.get(key))
+            for key, value in final.frozen.items()
+            if key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound
+        )
+        flags = tuple(
+            (name, wanted) for name, wanted in frame.flags.items() if name not in frame.rebound
+        )
+        return flags, frozen
+
+    def apply_effects(
+        self,
+        effects: Effects,
+        info: FunctionInfo,
+        call: cst.Call,
+        self_value: Value | None,
+        caller: State,
+    ) -> None:
+        flags, frozen = effects
+        if not flags and not frozen:
+            return
+        passed = _argument_expressions(info, call)
+        for name, wanted in flags:
+            expr = passed.get(name)
+            key = dotted(expr) if expr is not None else None
+            value = caller.env.get(key) if key is not None else None
+            if key is not None and value is not None and value.is_tensor and value.leaf is YES:
+                caller.env[key] = value.with_(requires_grad=wanted)
+                if self._frames and key in self._frames[-1].params:
+                    self._frames[-1].flags[key] = wanted  # passed on to our own caller
+        me = _self_name(info)
+        for key, is_frozen, at in frozen:
+            head, _, rest = key.partition(".")
+            if head == me and self_value is not None:
+                base = self_value.path
+            else:
+                expr = passed.get(head)
+                base = self.facts.value(expr).path if expr is not None else None
+            if base is None:
+                continue
+            path = f"{base}.{rest}" if rest else base
+            for child in [k for k in caller.frozen if k.startswith(path + ".")]:
+                del caller.frozen[child]
+            caller.frozen[path] = is_frozen
+            if at is not None:
+                caller.frozen_at[path] = at
+            self.unfreeze_parents(path, is_frozen.negate(), caller)
+
+    def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
+        """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
+        parameters, `self.backbone` frozen) holds for every instance of the class."""
+        frozen = self.frozen_of(me, final)
+        if frozen is not None:
+            self.class_frozen[cls.name] = frozen
+        prefix = me + "."
+        for key, value in final.frozen.items():
+            attr = key[len(prefix) :]
+            if key.startswith(prefix) and "." not in attr:
+                self.class_frozen_attrs.setdefault(cls.name, {})[attr] = value
+                if key in final.frozen_at:
+                    self.class_frozen_at.setdefault(cls.name, {})[attr] = final.frozen_at[key]
+
+    def renewed(self, value: Value, info: FunctionInfo, inputs: list[Value]) -> Value:
+        """A remembered call's result, as this call makes it: what the function made is made
+        anew (its earlier loop passes are other tensors than the first call's), and what
+        came from the first call's arguments comes from this call's arguments instead."""
+        generations: dict[int, int] = {}
+        made_here = self._function_sites.get(info, set())
+        from_inputs: frozenset[Node] = frozenset()
+        for value_in in inputs:
+            from_inputs |= value_in.graph
+            for part in (value_in.item, *(value_in.items or ())):
+                if part is not None:
+                    from_inputs |= part.graph
+
+        def own(node: Node | None) -> Node | None:
+            return node_of(node) if node is not None and node[0] in made_here else None
+
+        def node_of(node: Node) -> Node:
+            if node[1] == 0:
+                for sites in self._loop_sites:  # made anew by this call, in this loop pass
+                    sites.add(node[0])
+                return node
+            if node[1] not in generations:
+                self._generation += 1
+                generations[node[1]] = self._generation
+            return (node[0], generations[node[1]])
+
+        def renew(value: Value) -> Value:
+            if not value.graph and value.item is None and value.items is None:
+                return value
+            graph = frozenset(node_of(n) for n in value.graph if n[0] in made_here)
+            if any(n[0] not in made_here for n in value.graph):
+                graph |= from_inputs
+            return value.with_(
+                graph=graph,
+                node=own(value.node),
+                head=own(value.head),
+                item=renew(value.item) if value.item is not None else None,
+                items=tuple(renew(v) for v in value.items) if value.items is not None else None,
+            )
+
+        return renew(value)
+
+    def bind_parameters(
+        self,
+        info: FunctionInfo,
+        args: list[Value],
+        kwargs: dict[str, Value],
+        self_value: Value | None,
+        state: State,
+        call: cst.Call | None = None,
+    ) -> None:
+        params = info.node.params
+        positional = [*params.posonly_params, *params.params]
+        passed = list(args)
+        if info.owner is not None and positional and not info.is_static:
+            first = positional[0].name.value
+            if info.is_classmethod:
+                state.env[first] = Value(kind=Kind.OTHER, cls=info.owner.name, layer="class")
+            else:
+                state.env[first] = (self_value or self.instance_of(info.owner, first)).with_(
+                    path=first  # inside the method, the instance is `self`
+                )
+            positional = positional[1:]
+        spread = next((v for v in passed if v.spread), None)
+        if spread is not None:
+            passed = []  # positions unknown past a `*xs` of unknown length
+        for param in [*positional, *params.kwonly_params]:
+            name = param.name.value
+            if param in positional and passed:
+                value = passed.pop(0)
+            elif name in kwargs:
+                value = kwargs[name]
+            elif param.default is not None and _is_literal(param.default):
+                value = self.eval(param.default, State())
+            else:
+                value = UNKNOWN_VALUE
+            if value.kind is Kind.UNKNOWN and name in info.used_as_module:
+                # `model.train()` / `model.parameters()`: a model, and one that trains.
+                value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
+            if value.kind in (Kind.MODULE, Kind.OPTIMIZER):
+                value = value.with_(path=name)
+            if value.is_tensor and call is not None and value.handed is None:
+                value = value.with_(handed=call)
+            state.env[name] = value
+        star = params.star_arg
+        if isinstance(star, cst.Param):
+            if spread is not None:
+                rest = Value(kind=Kind.SEQUENCE, item=spread.with_(spread=False))
+            else:
+                rest = sequence(passed, fixed=True)
+            state.env[star.name.value] = rest
+        if params.star_kwarg is not None:
+            state.env[params.star_kwarg.name.value] = OTHER
+
+    def eval_call(self, node: cst.Call, state: State) -> Value:
+        call = self.call_of(node)
+        self.facts.calls.append(call)
+        self.facts.scope[node] = self._function
+        self.facts.record_mode(node, state.mode)
+        if call.qualname is not None:
+            args = self.eval_args(node, state)
+            return self.qualified_call(call.qualname, node, args, state)
+        if call.method is not None and call.receiver is not None:
+            func = node.func
+            assert isinstance(func, cst.Attribute)
+            receiver = self.eval(call.receiver, state)
+            args = self.eval_args(node, state)
+            if call.method in _REGISTERS and self._function and self._function.owner:
+                self.dynamic_classes.add(self._function.owner.name)
+            if _is_super(call.receiver):
+                if call.method == "__init__":
+                    self.super_init(node, args)
+                return self.super_call(call.method, node, args, state)
+            method = self.method_of(receiver, call.method)
+            if method is not None:
+                positional, keywords = _split_args(node, args)
+                result = self.run_function(method, positional, keywords, state, receiver, node)
+                if receiver.kind is Kind.OPTIMIZER and "step" in call.method:
+                    self.step(receiver, node, state)  # SAM's first_step, second_step
+                return result
+            key = dotted(func)
+            callee: Value | None = None
+            if key is not None and key in state.env:
+                callee = self.with_frozen(state.env[key], state)
+            elif (receiver.kind is Kind.MODULE and call.method not in MODULE_METHODS) or (
+                receiver.kind is Kind.OTHER and receiver.cls is not None
+            ):
+                callee = self.attribute_of(receiver, func, state)
+            if callee is not None:
+                self.facts.record(func, callee, state.mode)
+                return self.call_value(callee, node, args, state)
+            return self.method_call(receiver, call.method, node, args, state)
+        callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
+        args = self.eval_args(node, state)
+        if isinstance(node.func, cst.Name):
+            name = node.func.value
+            if name in state.env:
+                callee = self.with_frozen(state.env[name], state)
+            elif name in self.scopes.classes:
+                return self.instantiate(self.scopes.classes[name], node, args, state)
+            elif name in self.scopes.module_functions:
+                positional, keywords = _split_args(node, args)
+                function = self.scopes.module_functions[name]
+                return self.run_function(function, positional, keywords, state, call=node)
+            elif name in self.module_env and self._function is not None:
+                callee = self.module_env[name]
+            else:
+                if name not in _BUILTINS:
+                    self.forget_modules(args, state)
+                return self.builtin_call(name, node, args, state)
+        if callee is None:
+            return UNKNOWN_VALUE
+        return self.call_value(callee, node, args, state)
+
+    def call_of(self, node: cst.Call) -> Call:
+        func = node.func
+        qualname = self.imports.resolve(func)
+        if qualname is not None:
+            return Call(node, qualname, None, None)
+        if isinstance(func, cst.Attribute):
+            return Call(node, None, func.attr.value, func.value)
+        return Call(node, None, None, None)
+
+    def eval_args(self, node: cst.Call, state: State) -> list[Value]:
+        values = []
+        for arg in node.args:
+            value = self.eval(arg.value, state)
+            values.append(value)
+            self.escape(arg.value, value, state)
+        return values
+
+    def escape(self, expr: cst.BaseExpression, value: Value, state: State) -> None:
+        """A list handed to other code may be filled there: forget what its length was."""
+        if value.kind is Kind.SEQUENCE and value.items is not None:
+            key = dotted(expr)
+            if key is not None and key in state.env:
+                state.env[key] = value.with_(items=None)
+
+    def call_value(self, callee: Value, node: cst.Call, args: list[Value], state: State) -> Value:
+        """A call of a value: a module, a function or class held in a variable, or an
+        instance of a class of this module (its `__call__`)."""
+        if callee.kind is Kind.MODULE:
+            return self.module_call(callee, node, args, state)
+        if callee.layer == "function":  # a loss function kept on the object
+            return self.call_function_value(callee, node, args, state)
+        if callee.layer in ("ref", "class"):
+            return self.call_class_value(callee, node, args, state)
+        if callee.layer == "record" and callee.fields is not None:
+            names = [name for name, _ in callee.fields]
+            positional, keywords = _split_args(node, args)
+            given = dict(zip(names, positional, strict=False))
+            given.update(keywords)
+            fields = tuple((name, given.get(name, UNKNOWN_VALUE)) for name in names)
+            return Value(kind=Kind.OTHER, fields=fields)
+        if callee.cls is not None:
+            method = self.method_of(callee, "__call__")
+            if method is not None:
+                positional, keywords = _split_args(node, args)
+                return self.run_function(method, positional, keywords, state, callee, node)
+        return UNKNOWN_VALUE
+
+    def super_init(self, node: cst.Call, args: list[Value]) -> None:
+        """`super().__init__(*layers)` in a subclass of nn.Sequential records its layers."""
+        owner = self._function.owner if self._function is not None else None
+        if owner is None or self._function is None or self._function.name != "__init__":
+            return
+        if any(resolve_dotted(self.imports, b) == "torch.nn.Sequential" for b in owner.bases):
+            made = self.container("Sequential", node, args)
+            if made.items is not None:
+                self.class_layers[owner.name] = made.items
+
+    def call_class_value(
+        self, callee: Value, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        """A class held in a variable, called: a torch class, or a class of this module."""
+        if callee.layer == "ref" and callee.path is not None:
+            return self.qualified_call(callee.path, node, args, state)
+        if callee.layer == "class" and callee.cls in self.scopes.classes:
+            return self.instantiate(self.scopes.classes[callee.cls], node, args, state)
+        return UNKNOWN_VALUE
+
+    def super_call(self, method: str, node: cst.Call, args: list[Value], state: State) -> Value:
+        """`super().method(...)`: the method a local base class defines, on this instance."""
+        function = self._function
+        owner = function.owner if function is not None else None
+        if function is None or owner is None:
+            return OTHER if method == "__init__" else UNKNOWN_VALUE
+        if method == "__init__" and owner.is_optimizer and function.name == "__init__":
+            local_base = any(
+                b in self.scopes.classes and self.scopes.classes[b].is_optimizer
+                for b in owner.bases
+            )
+            outer = self._call_path[-1] if self._call_path else None
+            if not local_base and outer is not None:
+                # torch's Optimizer takes the parameters here; the user's line is the
+                # construction of the subclass.
+                self.optimizer_made(outer, node, args, state)
+                return OTHER
+        for base in owner.bases:
+            local = self.scopes.classes.get(base)
+            if local is None or local is owner:
+                continue
+            found = self.find_method(local, method)
+            if found is not None:
+                me = _self_name(function)
+                receiver = state.env.get(me) if me is not None else None
+                positional, keywords = _split_args(node, args)
+                return self.run_function(found, positional, keywords, state, receiver, node)
+        return OTHER if method == "__init__" else UNKNOWN_VALUE
+
+    def attrs_of(self, cls_name: str) -> dict[str, Value]:
+        """The attributes the methods of a class, and of its local bases, set on `self`."""
+        cls = self.scopes.classes.get(cls_name)
+        if cls is None or not any(b in self.scopes.classes for b in cls.bases):
+            return self.class_attrs.get(cls_name, {})
+        merged: dict[str, Value] = {}
+        seen: set[str] = set()
+        todo = [cls_name]
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            for attr, value in self.class_attrs.get(name, {}).items():
+                merged[attr] = merged[attr].join(value) if attr in merged else value
+            cls = self.scopes.classes.get(name)
+            if cls is not None:
+                todo.extend(b for b in cls.bases if b in self.scopes.classes)
+        return merged
+
+    def function_value(self, info: FunctionInfo) -> Value:
+        """A function as a value (passed as an argument, kept in a variable or attribute)."""
+        self._functions[id(info)] = info
+        return Value(kind=Kind.OTHER, layer="function", origin=id(info))
+
+    def call_function_value(
+        self, callee: Value, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        positional, keywords = _split_args(node, args)
+        return self.invoke(callee, positional, keywords, node, state)
+
+    def invoke(
+        self,
+        callee: Value,
+        positional: list[Value],
+        keywords: dict[str, Value],
+        node: cst.Call,
+        state: State,
+    ) -> Value:
+        """Call a function value (a local function or a lambda) with these arguments."""
+        if callee.origin in self._lambdas:
+            return self.call_lambda(callee.origin, positional, keywords, state)
+        info = self._functions.get(callee.origin) if callee.origin is not None else None
+        if info is None or info.owner is not None:
+            return UNKNOWN_VALUE
+        return self.run_function(info, positional, keywords, state, call=node)
+
+    def call_lambda(
+        self, key: int, positional: list[Value], keywords: dict[str, Value], state: State
+    ) -> Value:
+        """A lambda's body, on the call's arguments, with the names it closed over."""
+        if self._lambda_depth >= MAX_LOOP_DEPTH:
+            return UNKNOWN_VALUE
+        lam, closure = self._lambdas[key]
+        positional = list(positional)
+        inner = state.copy()
+        inner.env = dict(closure)
+        params = lam.params
+        for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
+            name = param.name.value
+            if positional and param not in params.kwonly_params:
+                inner.env[name] = positional.pop(0)
+            else:
+                inner.env[name] = keywords.get(name, UNKNOWN_VALUE)
+        self._lambda_depth += 1
+        try:
+            return self.eval(lam.body, inner)
+        finally:
+            self._lambda_depth -= 1
+
+    def instantiate(self, cls: ClassInfo, node: cst.Call, args: list[Value], state: State) -> Value:
+        init = self.find_method(cls, "__init__")
+        if init is not None:
+            positional, keywords = _split_args(node, args)
+            self._last_writes = {}
+            self.run_function(init, positional, keywords, state, self.instance_of(cls, None), node)
+        instance = self.instance_of(cls, None)  # as __init__ made it
+        if init is None and _is_record_class(cls, self.imports):
+            fields = _record_fields(cls, node, args, self)
+            if fields is not None:
+                return instance.with_(fields=fields)
+        if cls.is_optimizer:
+            roots = args[0].roots if args else frozenset()
+            return Value(kind=Kind.OPTIMIZER, cls=cls.name, origin=id(node), roots=roots)
+        if init is not None:
+            # What __init__ set, and no other method changes, is this instance's own.
+            changed = self.scopes.assigned_elsewhere(cls)
+            # Layers and a model's tensors keep going through the class's attributes, which
+            # know what __init__ froze; a plain object (a Dataset) keeps its tensors, graph
+            # and all.
+            kept = (
+                (Kind.MODULE, Kind.PARAMS)
+                if instance.kind is Kind.OTHER
+                else (Kind.MODULE, Kind.TENSOR, Kind.PARAMS)
+            )
+            fields = tuple(
+                (attr, value)
+                for attr, value in sorted(self._last_writes.items())
+                if attr not in changed and value.kind not in kept
+            )
+            if fields:
+                instance = instance.with_(fields=fields)
+        return instance
+
+    def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
+        attr = expr.attr.value
+        if obj.fields is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
+            found = obj.field(attr)
+            if found is not None:
+                return found
+            if obj.cls is None:
+                return UNKNOWN_VALUE
+        if obj.cls is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
+            getter = self.method_of(obj, attr)
+            if getter is not None and getter.is_property:
+                return self.run_function(getter, [], {}, state, obj)
+        if obj.kind is Kind.TENSOR:
+            if attr in ("data",):
+                return self.no_grad_tensor(obj, expr).with_(
+                    leaf=YES, integer=obj.integer, node=obj.node
+                )
+            if attr in ("grad",):
+                return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
+            if attr in ("T", "mT", "H", "mH", "real", "imag"):
+                return self.op_result([obj], expr, state, attr)
+            if attr in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"):
+                return OTHER
+            return UNKNOWN_VALUE
+        if obj.kind is Kind.OTHER and obj.cls is not None:
+            # An attribute of an instance of a local class, as its methods set it.
+            return _without_graph(self.attrs_of(obj.cls).get(attr, UNKNOWN_VALUE))
+        if obj.kind is Kind.MODULE:
+            if obj.cls is not None:
+                attrs = self.attrs_of(obj.cls)
+                if attr in attrs:
+                    found = _without_graph(attrs[attr])
+                    frozen_attr = self.class_frozen_attrs.get(obj.cls, {}).get(attr)
+                    if frozen_attr is not None and found.kind is Kind.MODULE:
+                        found = found.with_(frozen=frozen_attr)
+                    if obj.frozen is YES:  # every parameter of the module is frozen
+                        if found.kind is Kind.MODULE:
+                            found = found.with_(frozen=YES)
+                        elif found.kind is Kind.TENSOR and found.leaf is YES:
+                            found = found.with_(requires_grad=NO)
+                    path = f"{obj.path}.{attr}" if obj.path else None
+                    return self.with_frozen(found.with_(path=path), state) if path else found
+                return UNKNOWN_VALUE
+            if attr in ("weight", "bias") and obj.has_params is YES:
+                path = f"{obj.path}.{attr}" if obj.path else None
+                param = Value(
+                    kind=Kind.TENSOR,
+                    requires_grad=obj.frozen.negate(),
+                    leaf=YES,
+                    inference=NO,
+                    integer=NO,
+                    path=path,
+                    node=(id(expr), 0),
+                )
+                return self.with_frozen(param, state) if path else param
+            return UNKNOWN_VALUE
+        return UNKNOWN_VALUE

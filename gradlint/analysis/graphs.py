@@ -1,0 +1,508 @@
+"""Tensors as nodes of autograd graphs: what each op records and saves, what an
+in-place change or an optimizer step does to saved tensors, and what a backward frees and
+needs. The interpreter's part that PyTorch's autograd engine plays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import libcst as cst
+
+from gradlint.analysis import torch_api as api
+from gradlint.analysis.facts import (
+    ENABLED,
+    FreedGraph,
+    SavedChanged,
+)
+from gradlint.analysis.interpreter_base import InterpreterBase
+from gradlint.analysis.names import dotted
+from gradlint.analysis.state import State
+from gradlint.analysis.syntax import (
+    _argument_expressions,
+    _bool_literal,
+    _param_names,
+)
+from gradlint.analysis.value_ops import (
+    _INTEGER_OPERATORS,
+    _NO_GRAD_OPERATORS,
+    _OPERATORS,
+    _grad_of,
+    _inference_in,
+    _owns,
+    _tensor_args,
+)
+from gradlint.analysis.values import (
+    FLOAT,
+    NO,
+    NUMBER,
+    UNKNOWN,
+    UNKNOWN_VALUE,
+    YES,
+    Kind,
+    Node,
+    Tri,
+    Value,
+    sequence,
+)
+
+
+class GraphTracking(InterpreterBase):
+    def recorded(self, grad: Tri, potential: Tri, state: State) -> tuple[Tri, Tri]:
+        """What autograd records for an op whose inputs require `grad`, in this grad mode:
+        (requires_grad of the result, and the same had grad mode been enabled)."""
+        if "E" not in state.mode:
+            return NO, NO
+        if state.mode == ENABLED:
+            return grad, potential
+        return (NO if grad is NO else UNKNOWN), potential
+
+    def new_node(self, node: cst.CSTNode) -> Node:
+        # Inside a Sequential, each layer's output is its own tensor, made at the call.
+        site = id(node) if self._layer is None else hash((id(node), self._layer))
+        self._site_nodes[site] = node
+        self._site_order.setdefault(site, len(self._site_order))
+        self._tick += 1
+        self._site_tick[site] = self._tick
+        self._made_during.setdefault(site, tuple(self._call_path))
+        self._made_during.setdefault(id(node), tuple(self._call_path))
+        for function in self._active:
+            self._function_sites.setdefault(function, set()).add(site)
+        for sites in self._loop_sites:
+            sites.add(site)
+        return (site, 0)
+
+    def no_grad_tensor(self, source: Value, at: cst.CSTNode | None = None) -> Value:
+        """A tensor cut from the graph (at `at`: a detach, an argmax, a comparison)."""
+        cut = at if source.requires_grad is not NO or source.graph else source.cut
+        if at is not None:
+            self.facts.scope[at] = self._function
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=NO,
+            leaf=YES,
+            inference=source.inference,
+            integer=UNKNOWN,
+            cut=cut,
+        )
+
+    def tensor_result(
+        self,
+        inputs: list[Value],
+        node: cst.CSTNode,
+        state: State,
+        requires: Tri,
+        potential: Tri,
+        saves: bool,
+    ) -> Value:
+        """A new tensor. Its graph is the one autograd builds when it records here: where
+        the grad mode is unknown, the graph it builds when training."""
+        graph: frozenset[Node] = frozenset()
+        for value in inputs:
+            graph |= value.graph
+        identity = self.new_node(node)
+        if potential is YES:
+            graph = graph | {identity}
+            if saves:
+                self._saving_sites.add(identity[0])
+            for value in inputs:
+                if value.head is not None:
+                    self._consumers.setdefault(value.head, set()).add(identity)
+            if saves:
+                state.saves.setdefault(identity, frozenset())
+        # Outside inference mode, ops on inference tensors give normal tensors.
+        inference = _inference_in(state.mode)
+        cut: object = None
+        born: object = None
+        made_in: object = None
+        if requires is NO:
+            if "E" not in state.mode:
+                cut = state.grad_off_at
+            else:
+                cut = next((v.cut for v in inputs if v.cut is not None), None)
+                born = next((v.born for v in inputs if v.born is not None), None)
+        if inference is YES:
+            made_in = state.grad_off_at
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=requires,
+            leaf=requires.negate() if requires is not UNKNOWN else UNKNOWN,
+            inference=inference,
+            node=identity,
+            head=identity if potential is YES else None,
+            made_by=node if requires is YES else None,
+            graph=graph,
+            cut=cut,
+            born=born,
+            made_in=made_in,
+        )
+
+    def op_result(self, args: list[Value], node: cst.CSTNode, state: State, op: str) -> Value:
+        inputs = _tensor_args(args)
+        if not inputs:
+            return UNKNOWN_VALUE
+        requires, potential = self.recorded(_grad_of(args), _grad_of(args, potential=True), state)
+        # `x * 0.5` saves only the number: a second backward through it is fine.
+        by_number = op in ("mul", "div") and any(a.kind is Kind.NUMBER for a in args)
+        saves = op not in api.SAVES_NOTHING and not by_number
+        value = self.tensor_result(inputs, node, state, requires, potential, saves=saves)
+        if op in api.MOVE_OPS and value.head is not None:
+            self._moving_sites.add(value.head[0])
+        if potential is YES:
+            if op in api.SAVES_OUTPUT and value.node is not None:
+                state.saves[value.node] = frozenset({(value.node, 0)})
+                state.versions[value.node] = 0
+            elif op in api.SAVES_INPUTS:
+                binary = op in ("mul", "div", "matmul", "mm", "bmm", "mv", "dot")
+                for index, tensor in enumerate(inputs):
+                    others = inputs[:index] + inputs[index + 1 :]
+                    saved = (
+                        _grad_of(others, potential=True) is YES
+                        if binary
+                        else _grad_of([tensor], potential=True) is YES
+                    )
+                    if saved:
+                        self.save_inputs([tensor], value, state, when=True)
+        integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
+        if integer is not UNKNOWN:
+            value = value.with_(integer=integer)
+        if op in api.VIEW_OPS and inputs[0].inference is YES:
+            # A view of an inference tensor is one too, wherever it is taken.
+            value = value.with_(inference=YES, made_in=inputs[0].made_in)
+        if op in api.VIEW_OPS and inputs[0].node is not None:
+            # A view shares its base's storage and version counter.
+            base = inputs[0]
+            value = value.with_(
+                node=base.node,
+                leaf_view=base.leaf_view or (base.leaf is YES and base.requires_grad is YES),
+            )
+        return value
+
+    def binary(
+        self, left: Value, right: Value, operator: cst.CSTNode, node: cst.CSTNode, state: State
+    ) -> Value:
+        if left.kind is Kind.TENSOR or right.kind is Kind.TENSOR:
+            op = _OPERATORS.get(type(operator), "other")
+            if op in _NO_GRAD_OPERATORS:
+                return self.no_grad_tensor(left if left.is_tensor else right, node)
+            result = self.op_result([left, right], node, state, op)
+            summed = left.summed_at or right.summed_at
+            if summed is not None and Kind.NUMBER in (left.kind, right.kind):
+                result = result.with_(summed_at=summed)  # `total / len(loader)`
+            return result
+        if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
+            op = _OPERATORS.get(type(operator), "other")
+            if op == "div" or NO in (left.integer, right.integer):
+                return FLOAT
+            both = left.integer if left.integer is right.integer else UNKNOWN
+            return NUMBER.with_(integer=both) if op in _INTEGER_OPERATORS else NUMBER
+        if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
+            joined = sequence([v for v in (left.item, right.item) if v is not None])
+            return joined.with_(roots=left.roots | right.roots)
+        return UNKNOWN_VALUE
+
+    def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
+        if not when or result.node is None:
+            return
+        saved = set(state.saves.get(result.node, frozenset()))
+        for tensor in inputs:
+            if tensor.inference is YES and "I" not in state.mode:
+                op = self._site_nodes.get(result.node[0])
+                if op is not None:
+                    self.facts.inference_saved.append((self.model_call_of(op), tensor.made_in))
+            if tensor.node is not None:
+                saved.add((tensor.node, state.versions.setdefault(tensor.node, 0)))
+        state.saves[result.node] = frozenset(saved)
+
+    def inplace_result(
+        self,
+        target: Value,
+        args: list[Value],
+        op: str,
+        node: cst.CSTNode,
+        state: State,
+        saves_output: bool,
+        blame: cst.CSTNode | None = None,
+    ) -> Value:
+        """`target` changed in place by `op` at `node` (`blame`: what to change to avoid it,
+        such as the layer built with inplace=True)."""
+        if (target.leaf is YES and target.requires_grad is YES) or target.leaf_view:
+            return target  # raises under grad mode, and changes nothing of the graph under no_grad
+        if target.node is not None:
+            version = state.versions.get(target.node, 0)
+            state.versions[target.node] = version + 1 if version >= 0 else -1
+            changes = state.changed_at.get(target.node, ())
+            state.changed_at[target.node] = (*changes, (version + 1, node, blame or node))
+        operands = [target, *args]
+        if "E" not in state.mode:
+            requires, potential = target.requires_grad, _grad_of([target], potential=True)
+        else:
+            requires, potential = self.recorded(
+                _grad_of(operands), _grad_of(operands, potential=True), state
+            )
+            if state.mode != ENABLED and requires is NO:
+                requires = target.requires_grad
+        graph = target.graph
+        for value in _tensor_args(args):
+            graph |= value.graph
+        head = target.head
+        if potential is YES and target.node is not None:
+            step = self.new_node(node)
+            graph = graph | {step}
+            if target.head is not None:
+                self._consumers.setdefault(target.head, set()).add(step)
+            head = step
+            if saves_output:
+                state.saves[step] = frozenset({(target.node, state.versions[target.node])})
+        # An in-place op that records a graph gives the tensor a grad_fn: no longer a leaf.
+        leaf = NO if requires is YES else target.leaf
+        return target.with_(requires_grad=requires, graph=graph, leaf=leaf, head=head)
+
+    def backward(
+        self,
+        loss: Value,
+        loss_expr: cst.BaseExpression,
+        node: cst.Call,
+        state: State,
+        kwargs: dict[str, cst.BaseExpression],
+    ) -> None:
+        if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
+            return
+        shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
+        self._tick += 1
+        node = self.backward_site(node, loss_expr)
+        self._backward_ticks[id(node)] = self._tick
+        if shared:
+            first = state.freed[shared[0]]
+            since = self._backward_ticks.get(id(first), self._tick)
+            stepped = any(since < tick < self._tick for tick, _ in self._steps)
+            if first is not node and loss.head in state.freed:
+                # The same loss back-propagated twice: the second call is the mistake.
+                self.facts.freed_graphs.append(FreedGraph(node, None, first))
+            elif first is not node and not stepped:
+                # Two losses over one computation, with nothing trained in between: both
+                # are meant to reach the same tensors, and the first backward should keep
+                # the graph (or the losses be added and back-propagated once). A GAN steps
+                # its discriminator between the two: its fake batch is detached instead.
+                self.facts.freed_graphs.append(FreedGraph(node, None, first, together=True))
+            else:
+                entry = self.entry_into_freed_graph(shared, loss.graph, state, node)
+                if entry is not None:
+                    entry = self.frame_call(entry, self._stale)
+                self.facts.freed_graphs.append(FreedGraph(node, entry, first))
+        self.check_saved(loss, node, state)
+        retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
+        if retain is None or _bool_literal(retain) is NO:
+            for graph_node in loss.graph:
+                state.freed[graph_node] = node
+        key = dotted(loss_expr)
+        if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
+            # backward() succeeded, so the loss is a tensor that required grad.
+            state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
+        """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
+        loss): loss.backward()`): the wrapper's call is the user's backward."""
+        site = node
+        expr: cst.BaseExpression | None = loss_expr
+        for info, call in reversed(list(zip(self._active, self._call_path, strict=False))):
+            if not isinstance(expr, cst.Name) or call is None:
+                break
+            if expr.value not in _param_names(info):
+                break
+            site = call
+            expr = _argument_expressions(info, call).get(expr.value)
+        return site
+
+    def entry_into_freed_graph(
+        self, shared: list[Node], graph: frozenset[Node], state: State, backward: cst.Call
+    ) -> cst.CSTNode | None:
+        """Where the shared, freed part of a graph was let into a graph that backward ran
+        through: for a tensor carried over from an earlier pass of a loop (an RNN's hidden
+        state), where this pass uses it; for values made before a loop whose every pass
+        back-propagates them (advantages reused over epochs), where the shared part ends;
+        otherwise (a GAN's fake batch), where the first of the two backwards took it in."""
+        in_loop = self._loop_sites[-1] if self._loop_sites else set()
+        if all(state.freed[node] is backward for node in shared) and (
+            all(node[1] == 0 for node in shared) or any(n[0] not in in_loop for n in shared)
+        ):
+            common = {n for n in graph if n in state.freed}
+            for node in common:
+                consumers = self._consumers.get(node, set())
+                if any(c in graph and c not in common for c in consumers):
+                    return self._site_nodes.get(self.computed_by(node, common)[0])
+        # Follow what was made from the stale part, through earlier passes, to this pass.
+        seen: set[Node] = set()
+        todo = [node for node in shared if node[1] != 0]
+        self._stale = None
+        while todo:
+            node = todo.pop(0)
+            self._stale = node
+            # Edges made on the earlier pass were named before that pass aged.
+            consumers = set(self._consumers.get(node, ()))
+            consumers |= {
+                (c[0], node[1]) for c in self._consumers.get((node[0], 0), ()) if c[1] == 0
+            }
+            for consumer in sorted(consumers, key=self._order):
+                if consumer[1] == 0 and consumer in graph:
+                    return self._site_nodes.get(consumer[0])
+                if consumer[1] != 0 and consumer in state.freed and consumer not in seen:
+                    seen.add(consumer)
+                    todo.append(consumer)
+        # Two losses over one tensor (a GAN's fake batch): the loss whose optimizer does
+        # not own the module that made it should have detached it. If the optimizer that
+        # stepped between the two backwards owns that module, the second loss is the one.
+        first = self._backward_ticks.get(id(state.freed[shared[0]]), 0)
+        for node in shared:
+            maker = self._site_module.get(node[0])
+            if maker is not None and any(
+                tick > first and _owns(roots, maker) for tick, roots in self._steps
+            ):
+                entry = self.stale_entry(node, graph, first)
+                if entry is not None:
+                    return entry
+                entry = self.second_loss_entry(graph, state)
+                if entry is not None:
+                    return entry
+        for node in shared:
+            sites = {consumer[0] for consumer in self._consumers.get(node, ())}
+            for freed in state.freed:
+                if freed[0] in sites and freed not in graph:
+                    return self._site_nodes.get(freed[0])
+        return None
+
+    def computed_by(self, node: Node, within: set[Node]) -> Node:
+        """The op that computed what `node` only moves (indexing, stacking into a batch,
+        reshaping), back through such ops inside `within`."""
+        seen = {node}
+        while node[0] in self._moving_sites:
+            makers = [n for n in within if node in self._consumers.get(n, ()) and n not in seen]
+            if len(makers) != 1:
+                break
+            node = makers[0]
+            seen.add(node)
+        return node
+
+    def second_loss_entry(self, graph: frozenset[Node], state: State) -> cst.CSTNode | None:
+        """The first op of this (second) loss's own graph that takes in the part the first
+        backward freed: where the second loss should have detached it."""
+        common = {n for n in graph if n in state.freed}
+        found: list[tuple[Node, Node]] = []
+        for node in common:
+            found.extend(
+                (c, node) for c in self._consumers.get(node, ()) if c in graph and c not in common
+            )
+        if not found:
+            return None
+        consumer, self._stale = min(found, key=lambda pair: self._order(pair[0]))
+        return self._site_nodes.get(consumer[0])
+
+    def _order(self, node: Node) -> int:
+        return self._site_order.get(node[0], 0)
+
+    def model_call_of(self, node: cst.CSTNode) -> cst.CSTNode:
+        """`node`, or, inside a model's forward, the call of the model that ran it."""
+        for info, call in zip(self._active, self._call_path[-len(self._active) :], strict=False):
+            owner = info.owner
+            if info.name == "forward" and owner is not None and owner.is_module and call:
+                return call
+        return node
+
+    def step(self, optimizer: Value, node: cst.Call, state: State) -> None:
+        """optimizer.step() changes in place the weights of every module it owns."""
+        self._tick += 1
+        self._step_ticks[id(node)] = self._tick
+        self._steps.append((self._tick, optimizer.roots))
+        for key, path in self._weights.items():
+            if _owns(optimizer.roots, path):
+                weights = (key, 0)
+                version = state.versions.get(weights, 0)
+                state.versions[weights] = version + 1
+                changes = state.changed_at.get(weights, ())
+                state.changed_at[weights] = (*changes, (version + 1, node, node))
+
+    def save_weights(self, module: Value, result: Value, state: State) -> None:
+        """A trainable layer saves its weights for backward (to give its input a gradient)."""
+        if module.path is None:
+            return
+        if result.kind is Kind.SEQUENCE and result.items is not None:
+            for part in result.items:  # a model returning (logits, loss)
+                if part.is_tensor:
+                    self.save_weights(module, part, state)
+            return
+        if result.head is None:
+            return
+        key = hash(("weights", module.path))
+        self._weights[key] = module.path
+        self._site_module[result.head[0]] = module.path
+        weights = (key, 0)
+        saved = state.saves.get(result.head, frozenset())
+        state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}
+
+    def frame_call(self, node: cst.CSTNode, through: Node | None = None) -> cst.CSTNode:
+        """A node made inside a call from the running code: that call; else the node. With
+        `through`, only if that graph node came in through the call's arguments (a hidden
+        state passed in, not one the method keeps on `self`)."""
+        path = self._made_during.get(id(node), ())
+        depth = len(self._call_path)
+        if len(path) > depth and path[depth] is not None:
+            call = path[depth]
+            if through is not None and through not in self._call_inputs.get(id(call), ()):
+                return node
+            # Through helpers and plain objects down to the model that built the graph:
+            # `Dataset(...).materialize()` whose text embedder runs a layer, there.
+            for inner in [*path[depth:], node]:
+                if isinstance(inner, cst.Call) and self._is_module_call(inner):
+                    return inner
+            return call  # type: ignore[return-value]
+        return node
+
+    def _is_module_call(self, call: cst.Call) -> bool:
+        return id(call) in self._module_calls
+
+    def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
+        """The first op made after tick `after` that takes in what `holder` made."""
+        seen = {holder}
+        todo = [holder]
+        while todo:
+            current = todo.pop(0)
+            for consumer in sorted(self._consumers.get(current, ()), key=self._order):
+                if consumer in seen or consumer not in graph:
+                    continue
+                seen.add(consumer)
+                if self._site_tick.get(consumer[0], 0) > after:
+                    return self._site_nodes.get(consumer[0])
+                todo.append(consumer)
+        return None
+
+    def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
+        """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
+        graph = set(value.graph)
+        for part in (value.item, *(value.items or ())):
+            if part is not None:
+                graph |= part.graph
+        for graph_node in graph:
+            for saved, version in state.saves.get(graph_node, frozenset()):
+                current = state.versions.get(saved, 0)
+                if 0 <= version != current >= 0 and saved in state.changed_at:
+                    op = self._site_nodes.get(graph_node[0])
+                    if op is None:
+                        continue
+                    for after, changed, blame in state.changed_at[saved]:
+                        if after <= version:
+                            continue
+                        if saved[0] in self._weights and graph_node not in state.freed:
+                            # Weights changed by optimizer.step(): point at where the graph
+                            # built before the step is taken in after it.
+                            tick = self._step_ticks.get(id(changed), 0)
+                            entry = self.stale_entry(graph_node, frozenset(graph), tick)
+                            if entry is not None:
+                                entry = self.frame_call(entry)
+                            self.facts.saved_changes.append(
+                                SavedChanged(entry or op, op, at, changed, stepped=True)
+                            )
+                            continue
+                        self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
+
+    def saves_tensors(self, graph_node: Node) -> bool:
+        return graph_node[0] in self._saving_sites

@@ -1,0 +1,272 @@
+"""The interpreter's own state, shared by its parts (calls, torch calls, graph tracking):
+what it has learnt of the module so far, and where the running code is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from gradlint.analysis.facts import (
+    Facts,
+)
+from gradlint.analysis.names import resolve_dotted
+from gradlint.analysis.scopes import (
+    ClassInfo,
+    FunctionInfo,
+    ScopeCollector,
+)
+from gradlint.analysis.state import Effects, Frame, State
+from gradlint.analysis.values import (
+    NO,
+    UNKNOWN,
+    YES,
+    Kind,
+    Node,
+    Tri,
+    Value,
+)
+
+
+class InterpreterBase:
+    def __init__(self, module: cst.Module) -> None:
+        self.facts = Facts(module)
+        self.scopes = ScopeCollector(module, self.facts.imports)
+        self.imports = self.facts.imports
+        self.class_attrs: dict[str, dict[str, Value]] = {}
+        # What each class's __init__ froze: all of it, or some of its attributes.
+        self.class_frozen: dict[str, Tri] = {}
+        self.class_frozen_attrs: dict[str, dict[str, Tri]] = {}
+        self.class_frozen_at: dict[str, dict[str, cst.CSTNode]] = {}  # ... and where
+        # Classes that register parameters or layers by name (register_parameter, setattr).
+        self.dynamic_classes: set[str] = set()
+        # Subclasses of nn.Sequential: the layers their __init__ hands to it.
+        self.class_layers: dict[str, tuple[Value, ...]] = {}
+        self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value], Effects]] = {}
+        self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
+        # Lambdas used as values, by id: the lambda and the names it closes over.
+        self._lambdas: dict[int, tuple[cst.Lambda, dict[str, Value]]] = {}
+        # A nested function: the environment of the call that defined it (late binding).
+        self._closures: dict[int, dict[str, Value]] = {}
+        self._lambda_depth = 0
+        self._call_inputs: dict[int, frozenset[Node]] = {}  # call -> its arguments' graphs
+        self._runs: dict[FunctionInfo, int] = {}
+        self._ran: set[FunctionInfo] = set()
+        self._running: set[FunctionInfo] = set()
+        self._loops: list[cst.CSTNode] = []
+        self._statement: cst.CSTNode | None = None
+        self._loop_sites: list[set[int]] = []
+        self._function: FunctionInfo | None = None
+        self._return_values: list[Value] = []
+        self._return_states: list[State] = []
+        self._yield_values: list[Value] = []
+        self._site_nodes: dict[int, cst.CSTNode] = {}
+        # Graph node -> the graph nodes made from it (as named when they were made).
+        self._consumers: dict[Node, set[Node]] = {}
+        self._generation = 0
+        self._stale: Node | None = None  # the stale graph node the last entry was found from
+        self._layer: int | None = None  # the layer of a Sequential being run
+        self._module_calls: set[int] = set()  # calls that ran a model or a layer
+        self._moving_sites: set[int] = set()  # sites of ops that only move values
+        # (function, name) -> the `name = other` that last made name an alias of a tensor
+        self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
+        self._site_order: dict[int, int] = {}  # sites in the order first met
+        self._tick = 0  # a clock: each new graph node and each optimizer step
+        self._site_tick: dict[int, int] = {}  # site -> when it last made a node
+        self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
+        self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
+        self._site_module: dict[int, str] = {}  # site -> the module whose call made it
+        self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
+        self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
+        self._active: list[FunctionInfo] = []  # the functions running, outermost first
+        self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
+        self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
+        self._made_during: dict[int, tuple[cst.Call | None, ...]] = {}  # site -> call path
+        self._saving_sites: set[int] = set()  # ops that save tensors for backward
+        self.module_env: dict[str, Value] = {}
+        self._frames: list[Frame] = []
+        # Module classes that keep layers with parameters in a plain list: where.
+        self.unregistered: dict[str, cst.CSTNode] = {}
+        self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
+        self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
+
+    # The parts above this one that the lower parts call back into: running statements and
+    # expressions (interpreter.py) and calls of the module's own functions (calls.py).
+
+    def exec_block(
+        self, statements: Sequence[cst.BaseStatement | cst.BaseSmallStatement], state: State
+    ) -> State:
+        raise NotImplementedError
+
+    def eval(self, expr: cst.BaseExpression, state: State) -> Value:
+        raise NotImplementedError
+
+    def run_function(
+        self,
+        info: FunctionInfo,
+        args: list[Value] | None = None,
+        kwargs: dict[str, Value] | None = None,
+        caller: State | None = None,
+        self_value: Value | None = None,
+        call: cst.Call | None = None,
+    ) -> Value:
+        raise NotImplementedError
+
+    def invoke(
+        self,
+        callee: Value,
+        positional: list[Value],
+        keywords: dict[str, Value],
+        node: cst.Call,
+        state: State,
+    ) -> Value:
+        raise NotImplementedError
+
+    def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
+        """The method a local class defines or inherits from a local base."""
+        seen: set[str] = set()
+        todo = [cls]
+        while todo:
+            current = todo.pop(0)
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            if name in current.methods:
+                return current.methods[name]
+            todo.extend(self.scopes.classes[b] for b in current.bases if b in self.scopes.classes)
+        return None
+
+    def method_of(self, receiver: Value, method: str) -> FunctionInfo | None:
+        """The local method `receiver.method` calls, for an instance of a local class."""
+        if receiver.cls is None or receiver.cls not in self.scopes.classes:
+            return None
+        return self.find_method(self.scopes.classes[receiver.cls], method)
+
+    def layers_of(self, module: Value) -> tuple[Value, ...] | None:
+        if module.layer == "Sequential" and module.items is not None:
+            return module.items
+        if module.cls is not None and module.cls in self.class_layers:
+            cls = self.scopes.classes.get(module.cls)
+            if cls is not None and self.find_method(cls, "forward") is None:
+                return self.class_layers[module.cls]
+        return None
+
+    def instance_of(self, cls: ClassInfo, path: str | None) -> Value:
+        if not cls.is_module:
+            return Value(kind=Kind.OTHER, cls=cls.name, path=path)
+        return Value(
+            kind=Kind.MODULE,
+            cls=cls.name,
+            path=path,
+            has_params=self.class_has_params(cls),
+            frozen=self.class_frozen.get(cls.name, NO),
+        )
+
+    def class_has_params(self, cls: ClassInfo) -> Tri:
+        if cls.name in self.dynamic_classes:
+            return UNKNOWN  # registers parameters by name: not seen here
+        attrs = self.class_attrs.get(cls.name, {})
+        # A class that sets nothing on itself and has no __init__ adds no parameters.
+        result = NO if attrs or "__init__" not in cls.methods else UNKNOWN
+        for value in attrs.values():
+            if value.kind is Kind.MODULE:
+                result = result | value.has_params
+            elif value.kind is Kind.TENSOR and value.layer == "buffer":
+                continue
+            elif value.kind is Kind.TENSOR:
+                # An nn.Parameter attribute (a leaf that requires grad) is a parameter.
+                result = result | (value.requires_grad if value.leaf is YES else UNKNOWN)
+            elif value.kind is Kind.SEQUENCE and value.item is not None:
+                # Layers in a plain list are not registered: they add no parameters.
+                result = result | (NO if value.item.kind is Kind.MODULE else UNKNOWN)
+            elif value.kind is Kind.UNKNOWN:
+                result = result | UNKNOWN
+        for base in cls.bases:
+            local = self.scopes.classes.get(base)
+            if local is not None and local is not cls:
+                result = result | self.class_has_params(local)
+            elif base and resolve_dotted(self.imports, base) not in (
+                "torch.nn.Module",
+                None,
+            ):
+                result = result | UNKNOWN
+        return result
+
+    def frozen_site(self, module: Value, state: State) -> object:
+        """Where a frozen module was frozen: as the code here froze it, or as it came in."""
+        here = self.frozen_where(module.path, state) if module.path else None
+        return here if here is not None else module.cut
+
+    def frozen_where(self, path: str, state: State) -> cst.CSTNode | None:
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            at = state.frozen_at.get(".".join(parts[:end]))
+            if at is not None:
+                return at
+        return None
+
+    def frozen_of(self, path: str, state: State) -> Tri | None:
+        """Whether every parameter under `path` is frozen; None where nothing was said."""
+        result: Tri | None = None
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            key = ".".join(parts[:end])
+            if key in state.frozen:
+                result = state.frozen[key]
+                break
+        prefix = path + "."
+        children = [v for k, v in state.frozen.items() if k.startswith(prefix)]
+        if result is None:
+            return UNKNOWN if children else None
+        if any(child is not result for child in children):
+            return UNKNOWN
+        return result
+
+    def with_frozen(self, value: Value, state: State) -> Value:
+        """A module or parameter as frozen as the freezing statements so far left it."""
+        if value.path is None or not state.frozen:
+            return value
+        frozen = self.frozen_of(value.path.removesuffix(".*"), state)
+        if frozen is None:
+            return value
+        if value.kind is Kind.MODULE:
+            frozen_at = self.frozen_where(value.path.removesuffix(".*"), state)
+            cut = frozen_at if frozen is YES and frozen_at is not None else value.cut
+            return value.with_(frozen=frozen, cut=cut)
+        if value.kind is Kind.PARAMS:
+            item = value.item
+            if item is not None and item.kind is Kind.TENSOR:
+                item = item.with_(requires_grad=frozen.negate())
+            return value.with_(frozen=frozen, item=item)
+        if value.kind is Kind.TENSOR and value.leaf is YES:
+            return value.with_(requires_grad=frozen.negate())
+        return value
+
+    def set_field(self, name: str, key: str, value: Value, state: State) -> None:
+        holder = state.env[name]
+        assert holder.fields is not None
+        fields = tuple((k, value if k == key else v) for k, v in holder.fields)
+        item = value if holder.item is None else holder.item.join(value)
+        state.env[name] = holder.with_(fields=fields, item=item)
+
+    def unfreeze_parents(self, path: str, wanted: Tri, state: State) -> None:
+        # Making part of a frozen module trainable means it is no longer wholly frozen.
+        if wanted is not YES:
+            return
+        parts = path.split(".")
+        for end in range(1, len(parts)):
+            parent = ".".join(parts[:end])
+            if state.frozen.get(parent) is YES:
+                state.frozen[parent] = NO
+
+    def update_class_attr(self, key: str, value: Value) -> None:
+        """`self.x = ...` (or `self.x.append(...)`) in any method changes what `x` can hold."""
+        if not key.startswith("self.") or key.count(".") != 1 or self._function is None:
+            return
+        owner = self._function.owner
+        if owner is None:
+            return
+        attrs = self.class_attrs.setdefault(owner.name, {})
+        name = key[5:]
+        attrs[name] = attrs[name].join(value) if name in attrs else value

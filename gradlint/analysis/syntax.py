@@ -1,0 +1,204 @@
+"""Facts read from the syntax alone: literals, parameters and arguments, loop counters,
+names and keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from gradlint.analysis.names import dotted
+from gradlint.analysis.scopes import (
+    ClassInfo,
+    FunctionInfo,
+)
+from gradlint.analysis.values import (
+    NO,
+    UNKNOWN,
+    YES,
+    Tri,
+)
+
+
+def _string_key(expr: cst.BaseExpression) -> str | None:
+    if isinstance(expr, cst.SimpleString):
+        value = expr.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _param_names(info: FunctionInfo) -> list[str]:
+    params = info.node.params
+    return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)]
+
+
+def _argument_expressions(info: FunctionInfo, call: cst.Call) -> dict[str, cst.BaseExpression]:
+    """Which expression of the call each parameter of the function receives."""
+    params = info.node.params
+    positional = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if info.owner is not None and not info.is_static and positional:
+        positional = positional[1:]  # the instance, or the class
+    passed: dict[str, cst.BaseExpression] = {}
+    for arg in call.args:
+        if arg.star:
+            break
+        if arg.keyword is not None:
+            passed[arg.keyword.value] = arg.value
+        elif positional:
+            passed[positional.pop(0)] = arg.value
+    return passed
+
+
+def _self_name(info: FunctionInfo) -> str | None:
+    """The name a method calls its instance (`self`), or None for other functions."""
+    if info.owner is None or info.is_static or info.is_classmethod:
+        return None
+    params = [*info.node.params.posonly_params, *info.node.params.params]
+    return params[0].name.value if params else None
+
+
+def _counts(expr: cst.BaseExpression) -> bool:
+    """`range(n)` (not `range(0)`), `range(a, b)`, `enumerate(range(n))`."""
+    if not isinstance(expr, cst.Call) or not isinstance(expr.func, cst.Name):
+        return False
+    if expr.func.value == "enumerate" and expr.args:
+        return _counts(expr.args[0].value)
+    if expr.func.value != "range" or not expr.args:
+        return False
+    return not (
+        len(expr.args) == 1
+        and isinstance(expr.args[0].value, cst.Integer)
+        and expr.args[0].value.value == "0"
+    )
+
+
+def _is_super(expr: cst.BaseExpression) -> bool:
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value == "super"
+    )
+
+
+def _counter_of(loop: cst.For) -> str | None:
+    """The name counting a loop's passes from 0: `for i in range(n)`, `for i, x in
+    enumerate(xs)`."""
+    it, target = loop.iter, loop.target
+    if not isinstance(it, cst.Call) or not isinstance(it.func, cst.Name):
+        return None
+    if it.func.value == "range" and len(it.args) == 1 and isinstance(target, cst.Name):
+        return target.value
+    if (
+        it.func.value == "enumerate"
+        and len(it.args) == 1
+        and isinstance(target, cst.Tuple)
+        and target.elements
+        and isinstance(target.elements[0].value, cst.Name)
+    ):
+        return target.elements[0].value.value
+    return None
+
+
+def _field_names(expr: cst.BaseExpression) -> list[str] | None:
+    """A namedtuple's field names: `["a", "b"]`, `("a", "b")` or `"a b"` / `"a, b"`."""
+    if isinstance(expr, cst.SimpleString):
+        text = expr.evaluated_value
+        return text.replace(",", " ").split() if isinstance(text, str) else None
+    if isinstance(expr, (cst.List, cst.Tuple)):
+        names = [
+            e.value.evaluated_value if isinstance(e.value, cst.SimpleString) else None
+            for e in expr.elements
+        ]
+        if all(isinstance(n, str) for n in names):
+            return [str(n) for n in names]
+    return None
+
+
+def _is_literal(expr: cst.BaseExpression) -> bool:
+    """A constant that needs no state to evaluate: numbers, strings, booleans, None, and
+    tuples, lists, dicts and `dict(k=...)` of them (`act_cfg=dict(type="ReLU")`)."""
+    if isinstance(expr, cst.Name):
+        return expr.value in ("True", "False", "None")
+    if isinstance(expr, cst.UnaryOperation):
+        return _is_literal(expr.expression)
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        return all(isinstance(e, cst.Element) and _is_literal(e.value) for e in expr.elements)
+    if isinstance(expr, cst.Dict):
+        return all(
+            isinstance(e, cst.DictElement) and _is_literal(e.key) and _is_literal(e.value)
+            for e in expr.elements
+        )
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value == "dict":
+        return all(arg.keyword is not None and _is_literal(arg.value) for arg in expr.args)
+    return isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString))
+
+
+def body_statements_of_module(module: cst.Module) -> Sequence[cst.BaseStatement]:
+    return module.body
+
+
+def _target_keys(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        keys: list[str] = []
+        for element in target.elements:
+            keys.extend(_target_keys(element.value))
+        return keys
+    key = dotted(target)
+    return [key] if key else []
+
+
+def _is_requires_grad_test(expr: cst.BaseExpression) -> bool:
+    """`p.requires_grad`, or `lambda p: p.requires_grad`."""
+    if isinstance(expr, cst.Lambda):
+        expr = expr.body
+    return isinstance(expr, cst.Attribute) and expr.attr.value == "requires_grad"
+
+
+def _keeps_trainable(for_in: cst.CompFor, elt: cst.BaseExpression) -> bool:
+    """Keeps only trainable elements: `[p for p in ps if p.requires_grad]`."""
+    return (
+        for_in.inner_for_in is None
+        and isinstance(elt, cst.Name)
+        and any(
+            _is_requires_grad_test(cond.test)
+            and isinstance(cond.test, cst.Attribute)
+            and dotted(cond.test.value) == elt.value
+            for cond in for_in.ifs
+        )
+    )
+
+
+def _bool_literal(expr: cst.BaseExpression) -> Tri:
+    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+        return YES if expr.value == "True" else NO
+    return UNKNOWN
+
+
+def _literal_integer(expr: cst.BaseExpression) -> Tri:
+    """Whether a literal such as `[1, 2, 3]` makes an integer tensor."""
+    if isinstance(expr, cst.Integer):
+        return YES
+    if isinstance(expr, cst.Float):
+        return NO
+    if isinstance(expr, (cst.List, cst.Tuple)) and expr.elements:
+        kinds = {_literal_integer(element.value) for element in expr.elements}
+        if kinds == {YES}:
+            return YES
+        if NO in kinds:
+            return NO
+    if isinstance(expr, cst.UnaryOperation):
+        return _literal_integer(expr.expression)
+    return UNKNOWN
+
+
+def _is_record_class(cls: ClassInfo, imports: object) -> bool:
+    """A dataclass or NamedTuple: its constructor sets the annotated fields."""
+    for decorator in cls.node.decorators:
+        target = decorator.decorator
+        if isinstance(target, cst.Call):
+            target = target.func
+        name = dotted(target) or ""
+        if name.rsplit(".", 1)[-1] == "dataclass":
+            return True
+    return any(base.rsplit(".", 1)[-1] == "NamedTuple" for base in cls.bases)

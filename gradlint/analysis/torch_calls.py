@@ -1,0 +1,739 @@
+"""Calls of torch, of Python builtins and of methods on tensors, modules, optimizers and
+containers: factories, layers, optimizers, data loaders, and tensor methods by what they do
+to grad.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint.analysis import torch_api as api
+from gradlint.analysis.facts import (
+    Inplace,
+    OptimizerMade,
+)
+from gradlint.analysis.graphs import GraphTracking
+from gradlint.analysis.names import dotted
+from gradlint.analysis.scopes import (
+    grad_mode_of,
+)
+from gradlint.analysis.state import State
+from gradlint.analysis.syntax import (
+    _bool_literal,
+    _field_names,
+    _is_requires_grad_test,
+    _literal_integer,
+    _string_key,
+)
+from gradlint.analysis.value_ops import (
+    _INIT_MISSPELLINGS,
+    _SAVING_NORMS,
+    MODULE_METHODS,
+    _grad_of,
+    _inference_in,
+    _number_dtype,
+    _pair,
+    _split_args,
+    _tensor_args,
+    _without_unknown_target,
+)
+from gradlint.analysis.values import (
+    FLOAT,
+    INT,
+    NO,
+    NONE,
+    NUMBER,
+    OTHER,
+    UNKNOWN,
+    UNKNOWN_VALUE,
+    YES,
+    Kind,
+    Tri,
+    Value,
+    sequence,
+)
+
+
+class TorchCalls(GraphTracking):
+    def builtin_call(self, name: str, node: cst.Call, args: list[Value], state: State) -> Value:
+        if name in ("list", "tuple", "sorted", "reversed", "set"):
+            if args:
+                item = self.iterate(args[0], state, node.args[0].value)
+                return Value(kind=Kind.SEQUENCE, item=item, roots=args[0].roots)
+            return Value(kind=Kind.SEQUENCE)
+        if name == "filter" and len(args) == 2:
+            item = self.iterate(args[1], state, node.args[1].value)
+            if _is_requires_grad_test(node.args[0].value) and item.requires_grad is NO:
+                frozen_at = (
+                    self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
+                )
+                return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
+                return Value(kind=Kind.PARAMS, item=item, origin=id(node))
+            return Value(kind=Kind.SEQUENCE, item=item)
+        if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
+            if name == "abs" and args and args[0].kind is Kind.TENSOR:
+                return self.op_result(args, node, state, "abs")
+            if name in ("len", "int") or (name == "round" and len(args) == 1):
+                return INT
+            if name == "float":
+                return FLOAT
+            if name in ("round", "abs") and args and args[0].kind is Kind.NUMBER:
+                return args[0]
+            return NUMBER if name == "round" else OTHER
+        if name in ("zip", "enumerate"):
+            pairs = zip(args, node.args, strict=False)
+            items = [self.iterate(arg, state, a.value) for arg, a in pairs]
+            if name == "enumerate":
+                items = [INT, *items[:1]]
+            return Value(kind=Kind.SEQUENCE, item=sequence(items, fixed=True))
+        if name == "range":
+            return Value(kind=Kind.SEQUENCE, item=INT)
+        if name == "dict" and all(arg.keyword is not None for arg in node.args):
+            fields = self.keyword_fields(node, args)
+            return Value(
+                kind=Kind.MAPPING, item=sequence([v for _, v in fields]).item, fields=fields
+            )
+        if name in ("max", "min") and len(args) > 1 and all(a.kind is Kind.NUMBER for a in args):
+            return sequence(args).item or NUMBER
+        if name in ("sum", "max", "min") and args and args[0].kind is Kind.SEQUENCE:
+            item = args[0].item or UNKNOWN_VALUE
+            if item.kind is Kind.NUMBER:
+                return item
+            return self.op_result([item], node, state, "add")
+        if name == "setattr" and self._function is not None and self._function.owner:
+            self.dynamic_classes.add(self._function.owner.name)
+        if name == "isinstance" and len(args) == 2:
+            return Value(kind=Kind.OTHER, truth=self.is_instance(args[0], node.args[1].value))
+        if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
+            return OTHER
+        return UNKNOWN_VALUE
+
+    def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:
+        """`isinstance(x, torch.Tensor)`, `(list, tuple)`, `nn.Module`, where x's kind is
+        known."""
+        if isinstance(classes, cst.Tuple):
+            result = NO
+            for element in classes.elements:
+                result = result | self.is_instance(value, element.value)
+            return result
+        qualname = self.imports.resolve(classes)
+        name = classes.value if isinstance(classes, cst.Name) else None
+        legacy = (qualname or "").removeprefix("torch.")
+        if legacy in api.LEGACY_CONSTRUCTORS and legacy != "Tensor" and value.is_tensor:
+            # `isinstance(x, torch.LongTensor)`: the dtype decides (on the CPU).
+            wanted = api.LEGACY_CONSTRUCTORS[legacy]
+            if value.integer is UNKNOWN or wanted is NO:
+                return UNKNOWN  # float, double and half all look alike here
+            return YES if value.integer is YES else NO
+        kind = {
+            "torch.Tensor": Kind.TENSOR,
+            "torch.nn.Module": Kind.MODULE,
+            "torch.nn.modules.module.Module": Kind.MODULE,
+        }.get(qualname or "")
+        if kind is None and name is not None and name not in self.module_env:
+            kind = {"list": Kind.SEQUENCE, "tuple": Kind.SEQUENCE, "dict": Kind.MAPPING}.get(name)
+        known = (Kind.TENSOR, Kind.MODULE, Kind.SEQUENCE, Kind.MAPPING, Kind.NUMBER, Kind.ARRAY)
+        if kind is None or value.kind not in known:
+            return UNKNOWN
+        if value.kind is kind is Kind.SEQUENCE:
+            return UNKNOWN  # a list and a tuple look alike here
+        return YES if value.kind is kind else NO
+
+    def qualified_call(
+        self, qualname: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        module, _, name = qualname.rpartition(".")
+        kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if qualname in api.GRAD_MODE_CLASSES:
+            found = grad_mode_of(node, self.imports)
+            return Value(kind=Kind.OTHER, grad_mode=found[1] if found else None)
+        if qualname == "torch.is_floating_point" and args and args[0].is_tensor:
+            return Value(kind=Kind.OTHER, truth=args[0].integer.negate())
+        if name == "TensorDataset" and module.startswith("torch.utils.data"):
+            # Each element, and each batch a DataLoader makes, is a tuple of new tensors.
+            parts = [
+                Value(
+                    kind=Kind.TENSOR,
+                    requires_grad=NO if v.requires_grad is NO else UNKNOWN,
+                    leaf=YES if v.requires_grad is NO else UNKNOWN,
+                    inference=v.inference,
+                    integer=v.integer,
+                )
+                if v.is_tensor
+                else UNKNOWN_VALUE
+                for v in args
+            ]
+            return Value(kind=Kind.SEQUENCE, item=sequence(parts, fixed=True))
+        if name == "DataLoader" and module.startswith("torch.utils.data"):
+            dataset = args[0] if args else UNKNOWN_VALUE
+            if dataset.kind is Kind.SEQUENCE and dataset.item is not None:
+                return Value(kind=Kind.SEQUENCE, item=dataset.item)
+            getitem = self.method_of(dataset, "__getitem__")
+            if getitem is not None and dataset.kind is Kind.OTHER:
+                # A Dataset of this module: each batch is its items stacked, which keeps
+                # the graph of any tensor they were cut from.
+                item = self.run_function(getitem, [INT], {}, state, dataset, node)
+                return Value(kind=Kind.SEQUENCE, item=self.collated(item, node, state))
+            return UNKNOWN_VALUE
+        if qualname in api.NAMESPACES:
+            return Value(kind=Kind.OTHER, fields=self.keyword_fields(node, args))
+        if qualname == "collections.namedtuple" and len(node.args) >= 2:
+            names = _field_names(node.args[1].value)
+            if names is not None:
+                # The class: calling it makes a record with these fields.
+                return Value(
+                    kind=Kind.OTHER, layer="record", fields=tuple((n, OTHER) for n in names)
+                )
+        if module.startswith("torch.distributions") and name[:1].isupper():
+            # A distribution over tensors: log_prob, entropy, rsample carry their graph.
+            return self.op_result(_tensor_args(args), node, state, "distribution").with_(
+                layer="distribution"
+            )
+        if qualname in api.PARAMETER_CLASSES or qualname in api.VARIABLE_CLASSES:
+            default = YES if qualname in api.PARAMETER_CLASSES else NO
+            flag = kwargs.get("requires_grad")
+            if flag is None and len(node.args) > 1 and node.args[1].keyword is None:
+                flag = node.args[1].value
+            wanted = default if flag is None else _bool_literal(flag)
+            base = args[0] if args else UNKNOWN_VALUE
+            return Value(
+                kind=Kind.TENSOR,
+                requires_grad=wanted,
+                leaf=YES,
+                inference=NO,
+                integer=base.integer,
+                node=self.new_node(node),
+            )
+        if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
+            return self.factory(name, node, args, kwargs, state)
+        if qualname == "itertools.chain":
+            roots: frozenset[str] = frozenset()
+            for value in args:
+                roots |= value.roots
+            items = [self.iterate(v, state, a.value) for v, a in zip(args, node.args, strict=False)]
+            return sequence(items).with_(roots=roots)
+        if module.startswith("torch.nn.utils") and name in api.MODULE_WRAPPERS and args:
+            return args[0]  # weight_norm(layer) hands back the layer
+        if module.startswith("torch.optim") and name[:1].isupper() and "lr_scheduler" not in module:
+            return self.make_optimizer(node, args, state)
+        if module in ("torch.nn", "torch.nn.modules") and name[:1].isupper():
+            return self.make_module(name, node, args, kwargs)
+        if qualname.startswith(api.MODEL_ZOOS) and name[:1].islower():
+            return Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
+        if qualname in ("torch.autograd.grad", "torch.autograd.backward"):
+            if args:
+                self.backward(args[0], node.args[0].value, node, state, kwargs)
+            return Value(kind=Kind.SEQUENCE, item=UNKNOWN_VALUE)
+        if module.startswith("numpy") or module == "numpy":
+            return Value(kind=Kind.ARRAY, requires_grad=NO)
+        if module.startswith("torch") and (
+            module == "torch"
+            or module.startswith("torch.nn.functional")
+            or module == "torch.linalg"
+            or module == "torch.special"
+            or module == "torch.fft"
+        ):
+            if name in api.NO_GRAD_RESULTS:
+                first = next(iter(_tensor_args(args)), UNKNOWN_VALUE)
+                return self.no_grad_tensor(first, node)
+            tensors = _tensor_args(args)
+            if not tensors:
+                return UNKNOWN_VALUE
+            grad_args = [
+                value
+                for value, arg in zip(args, node.args, strict=False)
+                if arg.keyword is None or arg.keyword.value not in api.NON_TENSOR_KEYWORDS
+            ]
+            if name in api.CLASS_INDEX_LOSSES:
+                grad_args = _without_unknown_target(grad_args)
+            inplace = kwargs.get("inplace")
+            if inplace is not None and _bool_literal(inplace) is YES and args:
+                self.facts.inplace.append(Inplace(node, node.args[0].value))
+                return self.inplace_result(
+                    args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
+                )
+            return self.op_result(grad_args, node, state, name)
+        if not module.startswith("torch"):
+            self.forget_modules(args, state)
+        return UNKNOWN_VALUE
+
+    def keyword_fields(self, node: cst.Call, args: list[Value]) -> tuple[tuple[str, Value], ...]:
+        return tuple(
+            (arg.keyword.value, value)
+            for arg, value in zip(node.args, args, strict=False)
+            if arg.keyword is not None
+        )
+
+    def factory(
+        self,
+        name: str,
+        node: cst.Call,
+        args: list[Value],
+        kwargs: dict[str, cst.BaseExpression],
+        state: State,
+    ) -> Value:
+        flag = kwargs.get("requires_grad")
+        wanted = NO if flag is None else _bool_literal(flag)
+        integer = self.factory_integer(name, node, args, kwargs)
+        inference = _inference_in(state.mode)
+        return Value(
+            kind=Kind.TENSOR,
+            requires_grad=wanted,
+            leaf=YES,
+            inference=inference,
+            integer=integer,
+            node=self.new_node(node),
+            born=node if wanted is NO else None,
+            made_in=state.grad_off_at if inference is YES else None,
+        )
+
+    def factory_integer(
+        self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
+    ) -> Tri:
+        dtype = kwargs.get("dtype")
+        if dtype is not None:
+            dtype_name = (dotted(dtype) or "").rsplit(".", 1)[-1]
+            if dtype_name in api.INTEGER_DTYPES:
+                return YES
+            if dtype_name in api.FLOAT_DTYPES:
+                return NO
+            return UNKNOWN
+        if name in api.INTEGER_FACTORIES:
+            return YES
+        if name in api.LEGACY_CONSTRUCTORS:
+            return api.LEGACY_CONSTRUCTORS[name]
+        if name == "arange" or name == "tensor":
+            positional = [a.value for a in node.args if a.keyword is None]
+            if name == "arange" and positional:
+                return (
+                    YES
+                    if all(isinstance(p, cst.Integer) for p in positional)
+                    else (NO if any(isinstance(p, cst.Float) for p in positional) else UNKNOWN)
+                )
+            if name == "tensor" and positional:
+                literal = _literal_integer(positional[0])
+                return literal if literal is not UNKNOWN or not args else _number_dtype(args[0])
+            return UNKNOWN
+        if name.endswith("_like") and args:
+            return args[0].integer
+        return (
+            NO
+            if name
+            in (
+                "zeros",
+                "ones",
+                "empty",
+                "full",
+                "rand",
+                "randn",
+                "linspace",
+                "logspace",
+                "eye",
+                "normal",
+            )
+            and "full" != name
+            else UNKNOWN
+        )
+
+    def optimizer_made(
+        self, outer: cst.Call, node: cst.Call, args: list[Value], state: State
+    ) -> None:
+        """An optimizer subclass hands torch the parameters at `node`, inside the class;
+        report on the construction at `outer`."""
+        self.record_optimizer(outer, args, state)
+
+    def make_optimizer(self, node: cst.Call, args: list[Value], state: State) -> Value:
+        self.record_optimizer(node, args, state)
+        roots = args[0].roots if args else frozenset()
+        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
+
+    def record_optimizer(self, node: cst.Call, args: list[Value], state: State) -> None:
+        """An optimizer built at `node` over `args[0]`: a generator it uses up, a module
+        with no parameters (and the plain list that hid them)."""
+        params = node.args[0].value if node.args and node.args[0].keyword is None else None
+        given = args[0] if args else UNKNOWN_VALUE
+        exhausted = False
+        if given.kind is Kind.PARAMS and given.origin is not None:
+            exhausted = given.origin in state.exhausted
+            state.exhausted = state.exhausted | {given.origin}
+        empty = given.kind is Kind.PARAMS and given.items == ()
+        cause = misspelt = None
+        if empty:
+            module = state.env.get(given.path) if given.path is not None else None
+            cls = module.cls if module is not None else given.layer
+            if cls is not None:
+                cause = self.unregistered.get(cls)
+                misspelt = self.misspelt_init(cls)
+        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause, misspelt))
+
+    def misspelt_init(self, cls_name: str) -> cst.CSTNode | None:
+        """A class without `__init__` whose method was meant to be it (`_init_`)."""
+        cls = self.scopes.classes.get(cls_name)
+        if cls is None or self.find_method(cls, "__init__") is not None:
+            return None
+        for name, method in cls.methods.items():
+            if name != "__init__" and name.strip("_") in _INIT_MISSPELLINGS:
+                return method.node
+        return None
+
+    def make_module(
+        self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
+    ) -> Value:
+        if name in ("Sequential", "ModuleList", "ModuleDict"):
+            return self.container(name, node, args)
+        if name == "Parameter":
+            return UNKNOWN_VALUE
+        if name in ("ParameterList", "ParameterDict"):
+            param = Value(kind=Kind.TENSOR, requires_grad=YES, leaf=YES, inference=NO, integer=NO)
+            has = NO if args and args[0].kind is Kind.SEQUENCE and args[0].items == () else YES
+            return Value(kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, item=param)
+        has = NO if name in api.PARAMETERLESS_MODULES else YES
+        if has is NO and _grad_of(args) is not NO:
+            has = UNKNOWN  # a loss weighted by a tensor that may itself be trained
+        flag = kwargs.get("inplace")
+        inplace = (
+            name in api.INPLACE_CAPABLE_MODULES and flag is not None and _bool_literal(flag) is YES
+        )
+        return Value(
+            kind=Kind.MODULE, has_params=has, frozen=NO, layer=name, inplace=inplace, born=node
+        )
+
+    def container(self, name: str, node: cst.Call, args: list[Value]) -> Value:
+        """nn.Sequential / ModuleList / ModuleDict: its layers, in order where known."""
+        has_params: Tri = NO
+        parts: list[Value] = []
+        ordered = name == "Sequential"
+        for arg, value in zip(node.args, args, strict=False):
+            if arg.star == "*" and value.items is not None:
+                parts.extend(value.items)
+                continue
+            if value.kind is Kind.SEQUENCE:
+                ordered = ordered and value.items is not None
+                parts.extend(value.items or ([value.item] if value.item else []))
+            else:
+                parts.append(value)
+        for part in parts:
+            has_params = has_params | (part.has_params if part.kind is Kind.MODULE else UNKNOWN)
+        if not args and name == "ModuleList":
+            has_params = UNKNOWN  # filled later with append()
+        element = sequence(parts).item if parts and name != "ModuleDict" else None
+        layers = tuple(parts) if ordered and all(p.kind is Kind.MODULE for p in parts) else None
+        return Value(
+            kind=Kind.MODULE,
+            has_params=has_params,
+            frozen=NO,
+            layer=name,
+            item=element,
+            items=layers,
+        )
+
+    def method_call(
+        self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if method == "backward":
+            self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
+            return OTHER
+        if method == "step" and receiver.kind is Kind.OPTIMIZER:
+            if args and args[0].layer == "function":  # LBFGS-style closure: step calls it
+                self.invoke(args[0], [], {}, node, state)
+            self.step(receiver, node, state)
+            return OTHER
+        if receiver.kind is Kind.MODULE:
+            return self.module_method(receiver, method, node, args, state)
+        if receiver.kind is Kind.PARAMS and method in ("__iter__",):
+            return receiver
+        if receiver.kind is Kind.MAPPING:
+            item = receiver.item or UNKNOWN_VALUE
+            if method == "values":
+                return Value(kind=Kind.SEQUENCE, item=item)
+            if method == "items":
+                return Value(kind=Kind.SEQUENCE, item=_pair(item))
+            if method in ("get", "pop", "setdefault"):
+                return item
+            if method == "keys":
+                return Value(kind=Kind.SEQUENCE, item=OTHER)
+            return UNKNOWN_VALUE
+        if receiver.kind is Kind.SEQUENCE:
+            key = dotted(node.func.value)  # type: ignore[attr-defined]
+            holder = self.field_holder(node.func.value, state)  # type: ignore[attr-defined]
+            if holder is not None or (
+                key is not None and (key in state.env or key.startswith("self."))
+            ):
+                old = state.env.get(key, receiver) if key is not None else receiver
+                kept: Value | None = old.item
+                filled_by = old.filled_by
+                # What the list gets: `append(x)` and `insert(i, x)` one element, `extend(xs)`
+                # each of another sequence's.
+                added: Value | None = None
+                if method == "append" and len(args) == 1:
+                    added = args[0]
+                elif method == "insert" and len(args) == 2:
+                    added = args[1]
+                elif method == "extend" and len(args) == 1 and args[0].kind is Kind.SEQUENCE:
+                    added = args[0].item
+                    if added is None:
+                        added = kept  # an empty sequence adds nothing
+                elif method in ("append", "extend", "insert", "__setitem__"):
+                    added = UNKNOWN_VALUE
+                if added is not None:
+                    kept = added if kept is None else kept.join(added)
+                    if added.is_tensor and added.requires_grad is YES:
+                        # A running total of losses kept as a tensor: the fix is there.
+                        filled_by = added.summed_at or node
+                updated = old.with_(item=kept, items=None, filled_by=filled_by)
+                if holder is not None:
+                    name, field_name = holder
+                    self.set_field(name, field_name, updated, state)
+                if key is not None:
+                    state.env[key] = updated
+                    self.update_class_attr(key, state.env[key])
+            return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
+        if receiver.kind is not Kind.TENSOR:
+            return UNKNOWN_VALUE
+        if method == "is_floating_point":
+            return Value(kind=Kind.OTHER, truth=receiver.integer.negate())
+        if receiver.layer == "distribution":
+            if method in ("sample", "sample_n", "enumerate_support"):
+                return self.no_grad_tensor(receiver, node)
+            return self.op_result([receiver, *args], node, state, method)
+        if method == "detach":
+            # detach() shares storage and version counter with the tensor.
+            return self.no_grad_tensor(receiver, node).with_(
+                leaf=YES, integer=receiver.integer, node=receiver.node
+            )
+        if method == "detach_":
+            key = dotted(node.func.value)  # type: ignore[attr-defined]
+            detached = self.no_grad_tensor(receiver, node).with_(leaf=YES, node=receiver.node)
+            if key is not None:
+                state.env[key] = detached
+            return detached
+        if method == "requires_grad_":
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            wanted = flag.truth
+            if receiver.leaf is not YES:
+                return receiver
+            self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
+            return receiver.with_(requires_grad=wanted)
+        if method in api.NON_TENSOR_METHODS:
+            return (
+                Value(kind=Kind.OTHER, requires_grad=NO)
+                if method != "numpy"
+                else Value(kind=Kind.ARRAY, requires_grad=NO)
+            )
+        if method in api.NO_GRAD_RESULTS:
+            return self.no_grad_tensor(receiver, node)
+        if method.endswith("_") and not method.startswith("_") and method not in api.NOT_INPLACE:
+            self.facts.inplace.append(Inplace(node, node.func.value))  # type: ignore[attr-defined]
+            base = method[:-1]
+            return self.inplace_result(
+                receiver, args, base, node, state, saves_output=base in api.SAVES_OUTPUT
+            )
+        if method in (
+            "contiguous",
+            "float",
+            "to",
+            "cpu",
+            "type",
+            "cuda",
+            "double",
+            "half",
+            "bfloat16",
+            "clone",
+        ):
+            integer = NO if method in ("float", "double", "half", "bfloat16") else receiver.integer
+            result = self.op_result([receiver], node, state, method).with_(integer=integer)
+            if (
+                method in ("contiguous", "float", "to", "cpu", "type")
+                and result.requires_grad is YES
+            ):
+                # May return the tensor itself (same device and dtype): a leaf stays a leaf.
+                return result.with_(leaf=UNKNOWN if receiver.leaf is YES else NO)
+            return result
+        operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
+        return self.op_result(operands, node, state, method)
+
+    def module_method(
+        self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        state.exhausted = state.exhausted - {id(node)}  # a fresh generator on each call
+        if method in ("parameters", "named_parameters"):
+            # Every parameter of the module; `.*` in the path marks "all of them".
+            param = Value(
+                kind=Kind.TENSOR,
+                requires_grad=module.frozen.negate(),
+                leaf=YES,
+                inference=NO,
+                integer=NO,
+                path=(module.path + ".*") if module.path else None,
+            )
+            return Value(
+                kind=Kind.PARAMS,
+                item=param if method == "parameters" else _pair(param),
+                items=() if module.has_params is NO else None,  # a module with none yet
+                origin=id(node),
+                path=module.path,
+                layer=module.cls,  # the local class whose parameters these are
+                frozen=module.frozen,
+                roots=frozenset({module.path}) if module.path else frozenset(),
+            )
+        if method == "requires_grad_":
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            wanted = flag.truth
+            if module.path is not None:
+                for key in [k for k in state.frozen if k.startswith(module.path + ".")]:
+                    del state.frozen[key]
+                state.frozen[module.path] = wanted.negate()
+                if wanted is NO:
+                    state.frozen_at[module.path] = node
+                    self._freeze_sites.add(id(node))
+                self.unfreeze_parents(module.path, wanted, state)
+            return module.with_(frozen=wanted.negate())
+        if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
+            return module
+        if method == "register_buffer" and len(args) >= 2 and module.path is not None:
+            name = _string_key(node.args[0].value)
+            if name is not None:  # a tensor kept on the module, not a parameter
+                key = f"{module.path}.{name}"
+                state.env[key] = args[1].with_(layer="buffer")
+                self.update_class_attr(key, state.env[key])
+            return NONE
+        if method == "forward":
+            return self.module_call(module, node, args, state)
+        if method not in MODULE_METHODS:
+            # `dit.add_adapter(config)`: a method we do not know may add or unfreeze
+            # parameters.
+            self.forget_modules([module], state)
+        return UNKNOWN_VALUE
+
+    def forget_modules(self, values: list[Value], state: State) -> None:
+        """Code we cannot see was handed these modules: what was frozen is unknown now."""
+        for value in values:
+            if value.kind is Kind.MODULE and value.path is not None and state.frozen:
+                prefix = value.path + "."
+                for key in [k for k in state.frozen if k == value.path or k.startswith(prefix)]:
+                    state.frozen[key] = UNKNOWN
+
+    def module_call(
+        self,
+        module: Value,
+        node: cst.Call,
+        args: list[Value],
+        state: State,
+        first: bool = True,
+    ) -> Value:
+        """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
+        call's own argument."""
+        self._module_calls.add(id(node))
+        if module.inplace and module.layer is not None and args:
+            # nn.ReLU(inplace=True)(x) changes x in place.
+            if first and node.args:
+                self.facts.inplace.append(Inplace(node, node.args[0].value))
+            blame = module.born if isinstance(module.born, cst.CSTNode) else None
+            return self.inplace_result(
+                args[0],
+                [],
+                module.layer,
+                node,
+                state,
+                saves_output=module.layer in api.SAVES_OUTPUT,
+                blame=blame,
+            )
+        layers = self.layers_of(module)
+        if layers is not None and len(args) == 1:
+            # A Sequential runs its layers in order: follow the tensor through each.
+            value = args[0]
+            outer = self._layer
+            for index, layer in enumerate(layers):
+                if module.frozen is YES:
+                    layer = layer.with_(frozen=YES, cut=self.frozen_site(module, state))
+                self._layer = hash((outer, index))
+                value = self.module_call(layer, node, [value], state, first=index == 0)
+            self._layer = outer
+            if module.has_params is YES and module.frozen is NO:
+                self.save_weights(module, value, state)
+            return value
+        forward = self.method_of(module, "forward")
+        returned = UNKNOWN_VALUE
+        if forward is not None:
+            positional, keywords = _split_args(node, args)
+            returned = self.run_function(forward, positional, keywords, state, module, node)
+            # Cut by `.detach()`, `.data` or no_grad inside forward: no freeze changes that.
+            cut_inside = (
+                returned.is_tensor
+                and returned.requires_grad is NO
+                and isinstance(returned.cut, cst.CSTNode)
+                and id(returned.cut) not in self._freeze_sites
+            )
+            if cut_inside or (
+                module.frozen is not UNKNOWN
+                and (
+                    returned.kind in (Kind.SEQUENCE, Kind.ARRAY, Kind.OTHER)
+                    or (returned.kind is Kind.TENSOR and returned.requires_grad is not UNKNOWN)
+                )
+            ):
+                if returned.is_tensor and returned.requires_grad is NO and module.path:
+                    frozen_at = self.frozen_site(module, state)
+                    if module.frozen is YES and frozen_at is not None:
+                        returned = returned.with_(cut=frozen_at)
+                if module.has_params is YES and module.frozen is NO:
+                    self.save_weights(module, returned, state)
+                return returned
+            if module.has_params is NO and returned.kind is Kind.UNKNOWN:
+                # A forward that uses layers its constructor never made (a misspelt
+                # `__init__`): what it returns is unknown, not the input passed through.
+                module = module.with_(has_params=UNKNOWN)
+        inputs = _tensor_args(args)
+        trainable = module.has_params is YES and module.frozen is NO
+        if trainable:
+            grad, potential = YES, YES
+        else:
+            if module.layer in api.CLASS_INDEX_LOSSES:
+                args = _without_unknown_target(args)
+            grad = _grad_of(args) if args else UNKNOWN
+            potential = _grad_of(args, potential=True) if args else UNKNOWN
+            if module.has_params is not NO and module.frozen is not YES and grad is not YES:
+                grad, potential = UNKNOWN, UNKNOWN if potential is not YES else YES
+        requires, potential = self.recorded(grad, potential, state)
+        value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
+        if requires is NO and module.frozen is YES:
+            frozen_at = self.frozen_site(module, state)
+            if frozen_at is not None and value.cut is None:
+                value = value.with_(cut=frozen_at)
+        if potential is YES:
+            if module.layer in api.SAVES_OUTPUT and value.node is not None:
+                state.saves[value.node] = frozenset({(value.node, 0)})
+                state.versions[value.node] = 0
+            self.save_inputs(inputs, value, state, when=trainable or module.layer in _SAVING_NORMS)
+            if trainable:
+                self.save_weights(module, value, state)
+        return value
+
+    def collated(self, item: Value, node: cst.Call, state: State) -> Value:
+        """What a DataLoader makes of one dataset item: tensors stacked into a batch,
+        tuples and dicts of them part by part."""
+        if item.is_tensor:
+            return self.op_result([item], node, state, "stack")
+        if item.kind is Kind.SEQUENCE and item.items is not None:
+            return sequence([self.collated(v, node, state) for v in item.items], fixed=True)
+        if item.fields is not None:
+            fields = tuple((k, self.collated(v, node, state)) for k, v in item.fields)
+            return item.with_(fields=fields)
+        return UNKNOWN_VALUE
+
+    def iterate(self, iterable: Value, state: State, expr: cst.BaseExpression) -> Value:
+        """The value of one element when iterating."""
+        if iterable.kind is Kind.PARAMS:
+            if iterable.origin is not None:
+                state.exhausted = state.exhausted | {iterable.origin}
+            return iterable.item if iterable.item is not None else UNKNOWN_VALUE
+        if iterable.kind is Kind.SEQUENCE:
+            return iterable.item if iterable.item is not None else UNKNOWN_VALUE
+        if iterable.kind is Kind.TENSOR:
+            return self.op_result([iterable], expr, state, "select")
+        if iterable.kind is Kind.MODULE and iterable.item is not None:
+            return iterable.item  # the layers of a Sequential or ModuleList
+        if iterable.kind is Kind.MAPPING:
+            return OTHER  # its keys
+        return UNKNOWN_VALUE
