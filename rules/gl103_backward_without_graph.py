@@ -180,6 +180,23 @@ evaluate(torch.randn(2, 4))
                 cause = value.born  # its .grad is read after: it was meant to require grad
             at = facts.where_to_fix(cause, call.node)
             line = facts.position(call.node)[0]
+            entry = _call_into(cause, call.node, facts) if at is cause else None
+            if entry is not None:
+                # Grad turned off around a call whose own backward needs it (an attack or
+                # a training step run during evaluation): re-enable it around that call.
+                # Either line is the fix, depending on what the block is for.
+                off = facts.position(cause)[0]  # type: ignore[arg-type]
+                yield Report(
+                    entry,
+                    f"runs a backward (line {line}) while grad is disabled (line {off}), "
+                    "which raises: wrap this call in `torch.enable_grad()`",
+                )
+                yield Report(
+                    cause,  # type: ignore[arg-type]
+                    f"disables grad around the call at line {facts.position(entry)[0]}, "
+                    f"whose backward at line {line} then raises",
+                )
+                continue
             if at is call.node:
                 yield Report(call.node)
             elif cause is value.born:
@@ -218,3 +235,19 @@ def _guarded(call: cst.CSTNode, target: cst.BaseExpression, facts: Facts) -> boo
         ):
             return True
     return False
+
+
+def _call_into(cause: object, backward: cst.CSTNode, facts: Facts) -> cst.Call | None:
+    """The call, in the code that turned grad off at `cause`, that leads to a backward in
+    another function: the same call on every path that reaches the backward."""
+    if not isinstance(cause, (cst.With, cst.Expr)):
+        return None
+    home = facts.scope.get(cause)
+    if facts.scope.get(backward) is home:
+        return None
+    found: set[cst.Call] = set()
+    for path in facts.backward_paths.get(backward, ()):
+        entry = next((call for call in path if facts.scope.get(call) is home), None)
+        if entry is not None:
+            found.add(entry)
+    return found.pop() if len(found) == 1 else None

@@ -23,6 +23,7 @@ SETS = {
     "real_bugs_set5": (14, 0.80),
     "real_bugs_set6": (15, 0.60),
     "real_bugs_set7": (20, 0.35),
+    "real_bugs_set8": (16, 0.40),
 }
 
 

@@ -105,6 +105,8 @@ class Facts:
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
     # A freeze that is the whole body of a loop over parameters -> that loop.
     freeze_loops: dict[cst.CSTNode, cst.For] = field(default_factory=dict)
+    # A backward() call -> the calls that led to it, outermost first, each time it ran.
+    backward_paths: dict[cst.CSTNode, set[tuple[cst.Call, ...]]] = field(default_factory=dict)
     # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
     scope: dict[cst.CSTNode, object] = field(default_factory=dict)
     _positions: dict[cst.CSTNode, CodeRange] | None = None

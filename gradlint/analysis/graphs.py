@@ -268,6 +268,8 @@ class GraphTracking(InterpreterBase):
     ) -> None:
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
+        path = tuple(call for call in self._call_path if call is not None)
+        self.facts.backward_paths.setdefault(node, set()).add(path)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self._tick += 1
         node = self.backward_site(node, loss_expr)
