@@ -562,3 +562,30 @@ def test_nested_functions_read_the_names_of_the_call_that_made_them() -> None:
     result = step()
     """
     assert value_at(source, "result").requires_grad is YES
+
+
+def test_instances_of_local_classes_iterate_through_their_iterator_methods() -> None:
+    source = """
+    import torch
+    class Batches:
+        def __init__(self, data):
+            self.data = data
+        def __iter__(self):
+            self.start = 0
+            return self
+        def __next__(self):
+            return self.data[self.start : self.start + 2]
+    class Windows:
+        def __init__(self, data):
+            self.data = data
+        def __iter__(self):
+            for i in range(3):
+                yield self.data[i]
+    w = torch.randn(6, requires_grad=True)
+    for batch in Batches(w * 2):
+        first = batch
+    for window in Windows(w.detach()):
+        second = window
+    """
+    assert value_at(source, "first").requires_grad is YES
+    assert value_at(source, "second").requires_grad is NO

@@ -736,4 +736,23 @@ class TorchCalls(GraphTracking):
             return iterable.item  # the layers of a Sequential or ModuleList
         if iterable.kind is Kind.MAPPING:
             return OTHER  # its keys
+        if iterable.kind is Kind.OTHER and iterable.cls is not None:
+            return self.iterate_instance(iterable, state)
+        return UNKNOWN_VALUE
+
+    def iterate_instance(self, instance: Value, state: State) -> Value:
+        """An element of an instance of a local class: what its `__iter__` yields, or what
+        the iterator it returns gives from `__next__`; else its `__getitem__`."""
+        iter_method = self.method_of(instance, "__iter__")
+        if iter_method is not None:
+            iterator = self.run_function(iter_method, [], {}, state, instance)
+            if iterator.kind is Kind.SEQUENCE:  # a generator
+                return iterator.item if iterator.item is not None else UNKNOWN_VALUE
+            next_method = self.method_of(iterator, "__next__")
+            if next_method is not None:
+                return self.run_function(next_method, [], {}, state, iterator)
+            return UNKNOWN_VALUE
+        getitem = self.method_of(instance, "__getitem__")
+        if getitem is not None:
+            return self.run_function(getitem, [INT], {}, state, instance)
         return UNKNOWN_VALUE
