@@ -524,7 +524,7 @@ class Interpreter(FunctionCalls):
         return self.facts.record(expr, value, state.mode)
 
     def _eval(self, expr: cst.BaseExpression, state: State) -> Value:
-        if isinstance(expr, cst.Name):
+        if type(expr) is cst.Name:
             if expr.value in state.env:
                 value = state.env[expr.value]
                 if value.fields is not None and value.kind is Kind.OTHER:
@@ -542,27 +542,27 @@ class Interpreter(FunctionCalls):
             if expr.value in self.scopes.module_functions:
                 return self.function_value(self.scopes.module_functions[expr.value])
             return self.class_ref(expr) or UNKNOWN_VALUE
-        if isinstance(expr, cst.Attribute):
+        if type(expr) is cst.Attribute:
             return self.eval_attribute(expr, state)
-        if isinstance(expr, cst.Call):
+        if type(expr) is cst.Call:
             return self.eval_call(expr, state)
-        if isinstance(expr, cst.Ellipsis):
+        if type(expr) is cst.Ellipsis:
             return OTHER
-        if isinstance(expr, cst.Integer):
+        if type(expr) is cst.Integer:
             return INT
         if isinstance(expr, (cst.Float, cst.Imaginary)):
             return FLOAT
         if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
-            if isinstance(expr, cst.FormattedString):
+            if type(expr) is cst.FormattedString:
                 for part in expr.parts:
                     if isinstance(part, cst.FormattedStringExpression):
                         self.eval(part.expression, state)
             return OTHER
-        if isinstance(expr, cst.BinaryOperation):
+        if type(expr) is cst.BinaryOperation:
             left = self.eval(expr.left, state)
             right = self.eval(expr.right, state)
             return self.binary(left, right, expr.operator, expr, state)
-        if isinstance(expr, cst.UnaryOperation):
+        if type(expr) is cst.UnaryOperation:
             operand = self.eval(expr.expression, state)
             if isinstance(expr.operator, cst.Not):
                 return Value(kind=Kind.OTHER, truth=_truth(operand).truth.negate())
@@ -571,11 +571,11 @@ class Interpreter(FunctionCalls):
             if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
                 return self.no_grad_tensor(operand, expr)
             return self.op_result([operand], expr, state, "neg")
-        if isinstance(expr, cst.BooleanOperation):
+        if type(expr) is cst.BooleanOperation:
             left = self.eval(expr.left, state)
             right = self.eval(expr.right, state)
             return left.join(right)
-        if isinstance(expr, cst.Comparison):
+        if type(expr) is cst.Comparison:
             left = self.eval(expr.left, state)
             operands = [self.eval(target.comparator, state) for target in expr.comparisons]
             if len(operands) == 1 and left.kind is Kind.NUMBER:
@@ -593,7 +593,7 @@ class Interpreter(FunctionCalls):
             ):
                 return self.no_grad_tensor(UNKNOWN_VALUE, expr)
             return OTHER
-        if isinstance(expr, cst.IfExp):
+        if type(expr) is cst.IfExp:
             test = _truth(self.eval(expr.test, state))
             if test.truth is YES:
                 return self.eval(expr.body, state)
@@ -609,7 +609,7 @@ class Interpreter(FunctionCalls):
                 items.append(value)
             starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
             return sequence(items, fixed=not starred)
-        if isinstance(expr, cst.Dict):
+        if type(expr) is cst.Dict:
             values = []
             fields: list[tuple[str, Value]] | None = []
             for entry in expr.elements:
@@ -648,12 +648,12 @@ class Interpreter(FunctionCalls):
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
             return Value(kind=Kind.SEQUENCE, item=item)
-        if isinstance(expr, cst.DictComp):
+        if type(expr) is cst.DictComp:
             inner = self.bind_comprehension(expr.for_in, state)
             self.eval(expr.key, inner)
             self.eval(expr.value, inner)
             return OTHER
-        if isinstance(expr, cst.Subscript):
+        if type(expr) is cst.Subscript:
             obj = self.eval(expr.value, state)
             self.eval_slices(expr, state)
             if obj.kind is Kind.MAPPING and obj.fields is not None and len(expr.slice) == 1:
@@ -682,21 +682,21 @@ class Interpreter(FunctionCalls):
                     return self.with_frozen(param, state)
                 return obj.with_(path=path, item=None, layer=None)
             return UNKNOWN_VALUE
-        if isinstance(expr, cst.NamedExpr):
+        if type(expr) is cst.NamedExpr:
             value = self.eval(expr.value, state)
             self.assign(expr.target, value, state, expr)
             return value
-        if isinstance(expr, cst.Yield):
+        if type(expr) is cst.Yield:
             if isinstance(expr.value, cst.BaseExpression):
                 self._yield_values.append(self.eval(expr.value, state))
             elif isinstance(expr.value, cst.From):  # `yield from xs`
                 iterable = self.eval(expr.value.item, state)
                 self._yield_values.append(self.iterate(iterable, state, expr.value.item))
             return UNKNOWN_VALUE
-        if isinstance(expr, cst.Await):
+        if type(expr) is cst.Await:
             self.eval(expr.expression, state)
             return UNKNOWN_VALUE
-        if isinstance(expr, cst.Lambda):
+        if type(expr) is cst.Lambda:
             self._lambdas[id(expr)] = (expr, state.env)
             return Value(kind=Kind.OTHER, layer="function", origin=id(expr))
         for child in child_nodes(expr):
