@@ -108,7 +108,7 @@ class Value:
         return self.kind is Kind.TENSOR
 
     def join(self, other: Value) -> Value:
-        if self == other:
+        if self is other or (self.kind is other.kind and self == other):
             return self
         if self.is_none or other.is_none:
             # None on one path, a value on the other: code that uses it as the value only
