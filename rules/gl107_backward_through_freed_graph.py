@@ -185,5 +185,6 @@ second.backward()
                 yield Report(
                     event.entry,
                     f"takes in a graph that the backward() at line {freed} frees; the backward() "
-                    f"at line {again} then goes through it again and raises: `.detach()` it here",
+                    f"at line {again} then goes through it again and raises: `.detach()` it here "
+                    "if no gradient should reach it, else compute it anew for each backward",
                 )

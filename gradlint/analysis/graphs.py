@@ -484,6 +484,8 @@ class GraphTracking(InterpreterBase):
             if part is not None:
                 graph |= part.graph
         for graph_node in graph:
+            if graph_node in state.freed and self.saves_tensors(graph_node):
+                continue  # its buffers are gone: backward raises for that first (GL107)
             for saved, version in state.saves.get(graph_node, frozenset()):
                 current = state.versions.get(saved, 0)
                 if 0 <= version != current >= 0 and saved in state.changed_at:

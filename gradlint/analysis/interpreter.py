@@ -748,6 +748,8 @@ class Interpreter(FunctionCalls):
         obj = self.eval(expr.value, state)
         if key is not None and key in state.env:
             return self.with_frozen(state.env[key], state)
+        if key is not None and self.is_global(key, state) and key in self.module_env:
+            return self.module_env[key]  # `policy.saved_log_probs` filled by another function
         if obj.kind is Kind.UNKNOWN:
             ref = self.class_ref(expr)
             if ref is not None:

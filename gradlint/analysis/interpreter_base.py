@@ -123,6 +123,11 @@ class InterpreterBase:
     ) -> Value:
         raise NotImplementedError
 
+    def is_global(self, key: str, state: State) -> bool:
+        """Whether a dotted name inside a function starts at a module-level variable."""
+        base = key.split(".", 1)[0]
+        return self._function is not None and base not in state.env and base in self.module_env
+
     def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
         """The method a local class defines or inherits from a local base."""
         seen: set[str] = set()

@@ -458,10 +458,14 @@ class TorchCalls(GraphTracking):
         if receiver.kind is Kind.SEQUENCE:
             key = dotted(node.func.value)  # type: ignore[attr-defined]
             holder = self.field_holder(node.func.value, state)  # type: ignore[attr-defined]
-            if holder is not None or (
-                key is not None and (key in state.env or key.startswith("self."))
+            shared = key is not None and self.is_global(key, state) and "." in key
+            if (
+                holder is not None
+                or shared
+                or (key is not None and (key in state.env or key.startswith("self.")))
             ):
-                old = state.env.get(key, receiver) if key is not None else receiver
+                env = self.module_env if shared else state.env
+                old = env.get(key, receiver) if key is not None else receiver
                 kept: Value | None = old.item
                 filled_by = old.filled_by
                 # What the list gets: `append(x)` and `insert(i, x)` one element, `extend(xs)`
@@ -487,8 +491,8 @@ class TorchCalls(GraphTracking):
                     name, field_name = holder
                     self.set_field(name, field_name, updated, state)
                 if key is not None:
-                    state.env[key] = updated
-                    self.update_class_attr(key, state.env[key])
+                    env[key] = updated
+                    self.update_class_attr(key, updated)
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
