@@ -332,7 +332,10 @@ class GraphTracking(InterpreterBase):
             for node in common:
                 consumers = self._consumers.get(node, set())
                 if any(c in graph and c not in common for c in consumers):
-                    return self._site_nodes.get(self.computed_by(node, common)[0])
+                    made = self.computed_by(node, common)
+                    # The statement that last named it (`feats, _ = encoder(x)`): where it
+                    # was made for this use, even when the op ran for other calls too.
+                    return self._bound_at.get(made[0]) or self._site_nodes.get(made[0])
         # Follow what was made from the stale part, through earlier passes, to this pass.
         seen: set[Node] = set()
         todo = [node for node in shared if node[1] != 0]

@@ -379,6 +379,8 @@ class Interpreter(FunctionCalls):
                 self.forget_freezes(target.value, state)  # a new module under an old name
             self.facts.record(target, value, state.mode)
             state.env[target.value] = value
+            if value.is_tensor and value.head is not None:
+                self._bound_at[value.head[0]] = statement
             alias = (id(self._function), target.value)
             if isinstance(source, cst.Name) and value.is_tensor and value.node is not None:
                 # `out = x`: the same tensor under a second name, not a copy.
