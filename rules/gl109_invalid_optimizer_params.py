@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.rule import Report, Rule
 
@@ -61,7 +62,7 @@ from torch import nn
 
 class Net(nn.Module):
     def _init_(self):  # error
-        super()._init_()
+        super()._init_()  # error
         self.fc = nn.Linear(3, 1)
 
     def forward(self, x):
@@ -166,6 +167,8 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                     "is not `__init__`, so Python never calls it and the module gets no "
                     f"layers: the optimizer at line {line} gets an empty list, which raises",
                 )
+                for call in _super_calls(made.misspelt_init):
+                    yield Report(call, "calls the base class by the same misspelt name")
                 continue
             if made.no_parameters:
                 yield Report(made.node, _NO_PARAMETERS)
@@ -227,3 +230,20 @@ def _non_leaf(value: Value) -> Value | None:
         if item is not None and item.is_tensor and item.leaf is NO and item.requires_grad is YES:
             return item
     return None
+
+
+def _super_calls(method: cst.CSTNode) -> list[cst.Call]:
+    """`super()._init_()` inside a misspelt constructor: the same name, to rename too."""
+    if not isinstance(method, cst.FunctionDef):
+        return []
+    name = method.name.value
+    return [
+        node
+        for node in walk(method)
+        if isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == name
+        and isinstance(node.func.value, cst.Call)
+        and isinstance(node.func.value.func, cst.Name)
+        and node.func.value.func.value == "super"
+    ]
