@@ -401,6 +401,18 @@ class Interpreter(FunctionCalls):
                 return
             if target.attr.value == "grad":
                 return
+            if (
+                obj.kind is Kind.MODULE
+                and obj.path is not None
+                and value.kind is Kind.MODULE
+                and value.has_params is not NO
+                and value.frozen is not YES
+            ):
+                # `blk.proj = LoraLinear(blk.proj)` on a frozen model: the new layer's
+                # parameters train, so the model (and each module above) is frozen no more.
+                child = f"{obj.path}.{target.attr.value}"
+                state.frozen[child] = NO
+                self.unfreeze_parents(child, YES, state)
             if key is not None:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)

@@ -306,11 +306,19 @@ class TorchCalls(GraphTracking):
         if name == "arange" or name == "tensor":
             positional = [a.value for a in node.args if a.keyword is None]
             if name == "arange" and positional:
-                return (
-                    YES
-                    if all(isinstance(p, cst.Integer) for p in positional)
-                    else (NO if any(isinstance(p, cst.Float) for p in positional) else UNKNOWN)
-                )
+                # Integer bounds and step (`-2`, `n`, `len(x)`) make an integer tensor.
+                numbers = [
+                    value
+                    for arg, value in zip(node.args, args, strict=False)
+                    if arg.keyword is None
+                ]
+                if any(v.kind is Kind.NUMBER and v.integer is NO for v in numbers):
+                    return NO
+                if len(numbers) == len(positional) and all(
+                    v.kind is Kind.NUMBER and v.integer is YES for v in numbers
+                ):
+                    return YES
+                return UNKNOWN
             if name == "tensor" and positional:
                 literal = _literal_integer(positional[0])
                 return literal if literal is not UNKNOWN or not args else _number_dtype(args[0])
@@ -737,7 +745,10 @@ class TorchCalls(GraphTracking):
         if iterable.kind is Kind.TENSOR:
             return self.op_result([iterable], expr, state, "select")
         if iterable.kind is Kind.MODULE and iterable.item is not None:
-            return iterable.item  # the layers of a Sequential or ModuleList
+            # The layers of a Sequential or ModuleList, each reached from the container.
+            if iterable.path is None or iterable.item.kind is not Kind.MODULE:
+                return iterable.item
+            return self.with_frozen(iterable.item.with_(path=f"{iterable.path}.[]"), state)
         if iterable.kind is Kind.MAPPING:
             return OTHER  # its keys
         if iterable.kind is Kind.OTHER and iterable.cls is not None:

@@ -100,6 +100,11 @@ class Value:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
+    def was_cut(self) -> bool:
+        """A tensor detached from its graph on purpose (`.detach()`, `.data`, no_grad)."""
+        return self.requires_grad is NO and self.cut is not None
+
+    @property
     def is_none(self) -> bool:
         return self.kind is Kind.OTHER and self.layer == "none"
 
@@ -142,6 +147,11 @@ class Value:
             and len(self.items) == len(other.items)
         ):
             items = tuple(a.join(b) for a, b in zip(self.items, other.items, strict=False))
+        graph = self.graph | other.graph
+        if self.kind is Kind.TENSOR and (self.was_cut or other.was_cut):
+            # Detached on one path (`h = h.detach()` every k steps, a reset): which graph
+            # it holds is the code's choice, not a mistake to report.
+            graph = frozenset()
         return Value(
             kind=self.kind,
             requires_grad=self.requires_grad.join(other.requires_grad),
@@ -151,7 +161,7 @@ class Value:
             node=self.node if self.node == other.node else None,
             head=self.head if self.head == other.head else None,
             # May-analysis: a graph that either path built can be the one backward frees.
-            graph=self.graph | other.graph,
+            graph=graph,
             item=item,
             items=items,
             truth=self.truth.join(other.truth),
