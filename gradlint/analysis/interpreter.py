@@ -49,6 +49,7 @@ from gradlint.analysis.value_ops import (
     _compare_bounds,
     _is_field_of_record,
     _is_none,
+    _known_part,
     _truth,
     _with_field_writes,
 )
@@ -676,6 +677,10 @@ class Interpreter(FunctionCalls):
                 found = obj.field(key) if key is not None else None
                 if found is not None:
                     return found
+            if obj.kind is Kind.SEQUENCE and obj.items is not None and len(expr.slice) == 1:
+                known = _known_part(obj.items, expr.slice[0].slice)
+                if known is not None:
+                    return known  # `outputs[0]`, `results[:3]` of a tuple of known length
             if obj.kind in (Kind.SEQUENCE, Kind.MAPPING):
                 return obj.item if obj.item is not None else UNKNOWN_VALUE
             if obj.kind is Kind.TENSOR:

@@ -302,3 +302,28 @@ def _grad_of(values: list[Value], potential: bool = False) -> Tri:
 def _pair(item: Value) -> Value:
     """`(name, parameter)` as `named_parameters()` yields it."""
     return sequence([OTHER, item], fixed=True)
+
+
+def _known_part(items: tuple[Value, ...], index: cst.BaseSlice) -> Value | None:
+    """An element or a slice, by integer literals, of a sequence whose elements are known."""
+
+    def bound(expr: cst.BaseExpression | None) -> int | None | bool:
+        if expr is None:
+            return None
+        negative = isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus)
+        inner = expr.expression if isinstance(expr, cst.UnaryOperation) else expr
+        if not isinstance(inner, cst.Integer):
+            return False
+        return -int(inner.value) if negative else int(inner.value)
+
+    if isinstance(index, cst.Index):
+        at = bound(index.value)
+        if isinstance(at, bool) or at is None or not -len(items) <= at < len(items):
+            return None
+        return items[at]
+    if isinstance(index, cst.Slice) and index.step is None:
+        lower, upper = bound(index.lower), bound(index.upper)
+        if isinstance(lower, bool) or isinstance(upper, bool):
+            return None
+        return sequence(list(items[lower:upper]), fixed=True)
+    return None
