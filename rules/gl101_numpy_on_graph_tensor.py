@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.torch_api import ARRAY_CONVERTERS, NUMPY_SAFE
+from gradlint.analysis.facts import Call
+from gradlint.analysis.torch_api import ARRAY_CONVERTERS, AXES_PLOTS, NUMPY_SAFE
 from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.rule import Report, Rule
 
@@ -243,7 +244,9 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                 )
                 if not forced:
                     yield from _reports(call.node, call.receiver, facts)
-            elif call.qualname is not None and _converts(call.qualname):
+            elif (call.qualname is not None and _converts(call.qualname)) or _plots_on_axes(
+                call, facts
+            ):
                 # numpy functions, and the plotting and table functions built on them, turn
                 # tensor arguments into arrays (through `__array__`).
                 for arg in call.node.args:
@@ -267,3 +270,12 @@ labels = (torch.randn(4, 3).argmax(dim=1)).numpy()
                     else:
                         yield from _reports(call.node, arg.value, facts)
                     break
+
+
+def _plots_on_axes(call: Call, facts: Facts) -> bool:
+    """`ax.plot(x, y)` on matplotlib axes (from `plt.subplots()`, `fig.add_subplot()`)."""
+    return (
+        call.method in AXES_PLOTS
+        and call.receiver is not None
+        and any(value.layer == "axes" for value in facts.any_run(call.receiver))
+    )

@@ -589,3 +589,20 @@ def test_instances_of_local_classes_iterate_through_their_iterator_methods() -> 
     """
     assert value_at(source, "first").requires_grad is YES
     assert value_at(source, "second").requires_grad is NO
+
+
+def test_matplotlib_axes_convert_what_they_plot() -> None:
+    # matplotlib turns data into arrays with numpy, as `plt.plot` does: a tensor that
+    # requires grad raises there.
+    source = """
+    import matplotlib.pyplot as plt
+    import torch
+    w = torch.randn(3, requires_grad=True)
+    fig, ax = plt.subplots()
+    ax.plot(w * 2)
+    ax.plot((w * 2).detach())
+    fig, grid = plt.subplots(2, 2)
+    grid[0, 1].scatter(w, w)
+    plt.figure().add_subplot(111).hist(w.detach())
+    """
+    assert codes(source) == [(6, "GL101"), (9, "GL101")]

@@ -677,6 +677,8 @@ class Interpreter(FunctionCalls):
                 found = obj.field(key) if key is not None else None
                 if found is not None:
                     return found
+            if obj.layer == "axes":
+                return obj  # `axes[0, 1]` of a grid of subplots
             if obj.kind is Kind.SEQUENCE and obj.items is not None and len(expr.slice) == 1:
                 known = _known_part(obj.items, expr.slice[0].slice)
                 if known is not None:

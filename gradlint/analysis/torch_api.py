@@ -201,5 +201,18 @@ ARRAY_CONVERTERS = frozenset(
     ]
 )
 
+# matplotlib: what makes a figure or axes, and the axes methods that convert their data
+# arguments with numpy (as `plt.plot` does).
+FIGURE_MAKERS = frozenset({"matplotlib.pyplot.figure", "matplotlib.pyplot.gcf"})
+AXES_MAKERS = frozenset(
+    {"matplotlib.pyplot.gca", "matplotlib.pyplot.subplot", "matplotlib.pyplot.axes"}
+)
+AXES_FROM_FIGURE = frozenset({"add_subplot", "gca", "add_axes", "subplots"})
+AXES_FROM_AXES = frozenset({"twinx", "twiny", "flatten", "ravel", "inset_axes"})
+AXES_PLOTS = frozenset(
+    "plot scatter imshow hist bar barh fill_between errorbar semilogx semilogy loglog step "
+    "stem contour contourf pcolormesh matshow boxplot violinplot hexbin quiver".split()
+)
+
 # Namespaces whose keyword arguments become attributes.
 NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace"})

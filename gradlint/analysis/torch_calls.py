@@ -176,6 +176,12 @@ class TorchCalls(GraphTracking):
                 item = self.run_function(getitem, [INT], {}, state, dataset, node)
                 return Value(kind=Kind.SEQUENCE, item=self.collated(item, node, state))
             return UNKNOWN_VALUE
+        if qualname == "matplotlib.pyplot.subplots":
+            return sequence([FIGURE, AXES], fixed=True)
+        if qualname in api.FIGURE_MAKERS:
+            return FIGURE
+        if qualname in api.AXES_MAKERS:
+            return AXES
         if qualname in api.NAMESPACES:
             return Value(kind=Kind.OTHER, fields=self.keyword_fields(node, args))
         if qualname == "collections.namedtuple" and len(node.args) >= 2:
@@ -452,6 +458,10 @@ class TorchCalls(GraphTracking):
             return self.module_method(receiver, method, node, args, state)
         if receiver.kind is Kind.PARAMS and method in ("__iter__",):
             return receiver
+        if receiver.layer == "figure" and method in api.AXES_FROM_FIGURE:
+            return AXES
+        if receiver.layer == "axes":
+            return AXES if method in api.AXES_FROM_AXES else OTHER
         if receiver.kind is Kind.MAPPING:
             item = receiver.item or UNKNOWN_VALUE
             if method == "values":
@@ -751,6 +761,8 @@ class TorchCalls(GraphTracking):
             return self.with_frozen(iterable.item.with_(path=f"{iterable.path}.[]"), state)
         if iterable.kind is Kind.MAPPING:
             return OTHER  # its keys
+        if iterable.layer == "axes":
+            return AXES
         if iterable.kind is Kind.OTHER and iterable.cls is not None:
             return self.iterate_instance(iterable, state)
         return UNKNOWN_VALUE
@@ -771,3 +783,8 @@ class TorchCalls(GraphTracking):
         if getitem is not None:
             return self.run_function(getitem, [INT], {}, state, instance)
         return UNKNOWN_VALUE
+
+
+FIGURE = Value(kind=Kind.OTHER, layer="figure")
+# A matplotlib Axes, or an array of them (indexing and iterating give an Axes).
+AXES = Value(kind=Kind.OTHER, layer="axes")
