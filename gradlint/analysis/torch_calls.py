@@ -576,10 +576,31 @@ class TorchCalls(GraphTracking):
         operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
         return self.op_result(operands, node, state, method)
 
+    def add_layers(
+        self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
+    ) -> Value:
+        """`layers.append(Block())` on an nn.ModuleList: it may now hold that layer (order
+        is not kept)."""
+        added = args[0] if args else UNKNOWN_VALUE
+        if method == "extend":
+            added = added.item if added.kind is Kind.SEQUENCE and added.item else UNKNOWN_VALUE
+        item = added if module.item is None else module.item.join(added)
+        has = added.has_params if added.kind is Kind.MODULE else UNKNOWN
+        if module.item is not None or module.has_params is YES:
+            has = has | module.has_params
+        grown = module.with_(item=item, items=None, has_params=has)
+        key = dotted(node.func.value)  # type: ignore[attr-defined]
+        if key is not None:
+            state.env[key] = grown
+            self.update_class_attr(key, grown)
+        return NONE
+
     def module_method(
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
     ) -> Value:
         state.exhausted = state.exhausted - {id(node)}  # a fresh generator on each call
+        if module.layer in ("ModuleList", "Sequential") and method in ("append", "extend"):
+            return self.add_layers(module, method, node, args, state)
         if method in ("parameters", "named_parameters"):
             # Every parameter of the module; `.*` in the path marks "all of them".
             param = Value(
