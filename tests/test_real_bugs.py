@@ -22,8 +22,9 @@ SETS = {
     "real_bugs_set4": (25, 0.80),
     "real_bugs_set5": (14, 0.80),
     "real_bugs_set6": (15, 0.60),
-    "real_bugs_set7": (20, 0.35),
-    "real_bugs_set8": (16, 0.40),
+    "real_bugs_set7": (20, 0.40),
+    "real_bugs_set8": (16, 0.50),
+    "real_bugs_set9": (19, 0.10),
 }
 
 

@@ -354,19 +354,20 @@ class FunctionCalls(TorchCalls):
             return node_of(node) if node is not None and node[0] in made_here else None
 
         def node_of(node: Node) -> Node:
-            if node[1] == 0:
-                for sites in self._loop_sites:  # made anew by this call, in this loop pass
-                    sites.add(node[0])
-                return node
             if node[1] not in generations:
                 self._generation += 1
                 generations[node[1]] = self._generation
             return (node[0], generations[node[1]])
 
+        renamed: dict[Node, Node] = {}
+
         def renew(value: Value) -> Value:
             if not value.graph and value.item is None and value.items is None:
                 return value
-            graph = frozenset(node_of(n) for n in value.graph if n[0] in made_here)
+            own_nodes = [n for n in value.graph if n[0] in made_here]
+            for n in own_nodes:
+                renamed[n] = node_of(n)
+            graph = frozenset(renamed[n] for n in own_nodes)
             if any(n[0] not in made_here for n in value.graph):
                 graph |= from_inputs
             return value.with_(
@@ -377,7 +378,15 @@ class FunctionCalls(TorchCalls):
                 items=tuple(renew(v) for v in value.items) if value.items is not None else None,
             )
 
-        return renew(value)
+        result = renew(value)
+        # The edges from what went in to what came out, for the new names too.
+        for producer in [*renamed, *from_inputs]:
+            consumers = self._consumers.get(producer)
+            if consumers:
+                new = {renamed[c] for c in consumers if c in renamed}
+                if new:
+                    self._consumers.setdefault(renamed.get(producer, producer), set()).update(new)
+        return result
 
     def bind_parameters(
         self,

@@ -39,6 +39,7 @@ from gradlint.analysis.syntax import (
     _counter_of,
     _counts,
     _keeps_trainable,
+    _literal_range,
     _string_key,
     _target_keys,
     body_statements_of_module,
@@ -656,6 +657,11 @@ class Interpreter(FunctionCalls):
                 each.env = dict(state.env)
                 self.assign(expr.for_in.target, one, each, expr.for_in)
                 item = item.join(self.eval(expr.elt, each))
+            count = _literal_range(expr.for_in)
+            if count is not None and isinstance(expr, cst.ListComp) and item.kind is Kind.MODULE:
+                # `[Critic() for _ in range(4)]`: four of them, so `*critics` fills four
+                # parameters.
+                return sequence([item] * count, fixed=True)
             if _keeps_trainable(expr.for_in, expr.elt) and item.requires_grad is NO:
                 # Every candidate is frozen: the list is empty, made so by the freeze.
                 frozen_at = (

@@ -202,3 +202,20 @@ def _is_record_class(cls: ClassInfo, imports: object) -> bool:
         if name.rsplit(".", 1)[-1] == "dataclass":
             return True
     return any(base.rsplit(".", 1)[-1] == "NamedTuple" for base in cls.bases)
+
+
+def _literal_range(for_in: cst.CompFor) -> int | None:
+    """`for _ in range(4)` without conditions: how many passes (a few at most)."""
+    it = for_in.iter
+    if (
+        for_in.ifs
+        or for_in.inner_for_in is not None
+        or not isinstance(it, cst.Call)
+        or not isinstance(it.func, cst.Name)
+        or it.func.value != "range"
+        or len(it.args) != 1
+        or not isinstance(it.args[0].value, cst.Integer)
+    ):
+        return None
+    count = int(it.args[0].value.value)
+    return count if 0 < count <= 8 else None
