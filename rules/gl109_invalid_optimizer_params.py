@@ -76,7 +76,7 @@ import torch
 from torch import nn
 model = nn.Linear(4, 2)
 params = model.parameters()
-print(sum(p.numel() for p in params))
+print(sum(p.numel() for p in params))  # error
 opt = torch.optim.SGD(params, lr=0.1)  # error
 """,
         """\
@@ -150,6 +150,14 @@ opt = torch.optim.SGD([w, v], lr=0.1)
         for made in facts.optimizers:
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
+                if made.used_up_at is not None and made.used_up_at is not made.node:
+                    # Either line is the fix: keep a list here, or call parameters() again.
+                    line = facts.position(made.node)[0]
+                    yield Report(
+                        made.used_up_at,
+                        f"uses up the `.parameters()` generator that the optimizer at line {line}"
+                        " then gets empty, which raises; make it a list first",
+                    )
                 continue
             if made.no_parameters and made.unregistered is not None:
                 line = facts.position(made.node)[0]

@@ -76,6 +76,8 @@ class OptimizerMade:
     unregistered: cst.CSTNode | None = None
     # ... because its constructor is misspelt (`def _init_(self)`): that method.
     misspelt_init: cst.CSTNode | None = None
+    # The generator given was used up before: where (a `list()`, a loop, another optimizer).
+    used_up_at: cst.CSTNode | None = None
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,13 @@ class TorchCalls(GraphTracking):
             roots: frozenset[str] = frozenset()
             for value in args:
                 roots |= value.roots
-            items = [self.iterate(v, state, a.value) for v, a in zip(args, node.args, strict=False)]
+            items = []
+            for value, arg in zip(args, node.args, strict=False):
+                if arg.star == "*":
+                    # `chain(*model.parameters())` chains each parameter's rows, which are
+                    # views made by indexing: not leaves.
+                    value = self.iterate(value, state, arg.value)
+                items.append(self.iterate(value, state, arg.value))
             return sequence(items).with_(roots=roots)
         if module.startswith("torch.nn.utils") and name in api.MODULE_WRAPPERS and args:
             return args[0]  # weight_norm(layer) hands back the layer
@@ -368,8 +374,13 @@ class TorchCalls(GraphTracking):
         params = node.args[0].value if node.args and node.args[0].keyword is None else None
         given = args[0] if args else UNKNOWN_VALUE
         exhausted = False
+        used_up_at = None
         if given.kind is Kind.PARAMS and given.origin is not None:
             exhausted = given.origin in state.exhausted
+            if exhausted:
+                used_up_at = self._used_up_at.get(given.origin)
+            else:
+                self._used_up_at[given.origin] = node
             state.exhausted = state.exhausted | {given.origin}
         empty = given.kind is Kind.PARAMS and given.items == ()
         cause = misspelt = None
@@ -379,7 +390,9 @@ class TorchCalls(GraphTracking):
             if cls is not None:
                 cause = self.unregistered.get(cls)
                 misspelt = self.misspelt_init(cls)
-        self.facts.optimizers.append(OptimizerMade(node, params, exhausted, empty, cause, misspelt))
+        self.facts.optimizers.append(
+            OptimizerMade(node, params, exhausted, empty, cause, misspelt, used_up_at)
+        )
 
     def misspelt_init(self, cls_name: str) -> cst.CSTNode | None:
         """A class without `__init__` whose method was meant to be it (`_init_`)."""
@@ -769,6 +782,8 @@ class TorchCalls(GraphTracking):
         """The value of one element when iterating."""
         if iterable.kind is Kind.PARAMS:
             if iterable.origin is not None:
+                if iterable.origin not in state.exhausted:
+                    self._used_up_at[iterable.origin] = expr
                 state.exhausted = state.exhausted | {iterable.origin}
             return iterable.item if iterable.item is not None else UNKNOWN_VALUE
         if iterable.kind is Kind.SEQUENCE:
