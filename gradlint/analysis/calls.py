@@ -32,6 +32,7 @@ from gradlint.analysis.value_ops import (
     MAX_CONTEXTS,
     MAX_LOOP_DEPTH,
     MODULE_METHODS,
+    _parameter,
     _record_fields,
     _shape,
     _split_args,
@@ -745,15 +746,7 @@ class FunctionCalls(TorchCalls):
                 return UNKNOWN_VALUE
             if attr in ("weight", "bias") and obj.has_params is YES:
                 path = f"{obj.path}.{attr}" if obj.path else None
-                param = Value(
-                    kind=Kind.TENSOR,
-                    requires_grad=obj.frozen.negate(),
-                    leaf=YES,
-                    inference=NO,
-                    integer=NO,
-                    path=path,
-                    node=(id(expr), 0),
-                )
+                param = _parameter(obj.frozen, path, node=(id(expr), 0))
                 return self.with_frozen(param, state) if path else param
             return UNKNOWN_VALUE
         return UNKNOWN_VALUE

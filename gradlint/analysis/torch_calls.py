@@ -33,6 +33,7 @@ from gradlint.analysis.value_ops import (
     _inference_in,
     _number_dtype,
     _pair,
+    _parameter,
     _split_args,
     _tensor_args,
     _without_unknown_target,
@@ -616,14 +617,7 @@ class TorchCalls(GraphTracking):
             return self.add_layers(module, method, node, args, state)
         if method in ("parameters", "named_parameters"):
             # Every parameter of the module; `.*` in the path marks "all of them".
-            param = Value(
-                kind=Kind.TENSOR,
-                requires_grad=module.frozen.negate(),
-                leaf=YES,
-                inference=NO,
-                integer=NO,
-                path=(module.path + ".*") if module.path else None,
-            )
+            param = _parameter(module.frozen, (module.path + ".*") if module.path else None)
             return Value(
                 kind=Kind.PARAMS,
                 item=param if method == "parameters" else _pair(param),

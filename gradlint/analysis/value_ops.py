@@ -25,6 +25,7 @@ from gradlint.analysis.values import (
     UNKNOWN_VALUE,
     YES,
     Kind,
+    Node,
     Tri,
     Value,
     sequence,
@@ -327,3 +328,16 @@ def _known_part(items: tuple[Value, ...], index: cst.BaseSlice) -> Value | None:
             return None
         return sequence(list(items[lower:upper]), fixed=True)
     return None
+
+
+def _parameter(frozen: Tri, path: str | None, node: Node | None = None) -> Value:
+    """A module's parameter: a float leaf that requires grad unless the module is frozen."""
+    return Value(
+        kind=Kind.TENSOR,
+        requires_grad=frozen.negate(),
+        leaf=YES,
+        inference=NO,
+        integer=NO,
+        path=path,
+        node=node,
+    )
