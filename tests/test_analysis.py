@@ -606,3 +606,25 @@ def test_matplotlib_axes_convert_what_they_plot() -> None:
     plt.figure().add_subplot(111).hist(w.detach())
     """
     assert codes(source) == [(6, "GL101"), (9, "GL101")]
+
+
+def test_layers_named_by_known_strings() -> None:
+    # `getattr(nn, activation)` with the name known builds that layer: here an in-place
+    # ReLU on a sigmoid's output, which sigmoid saved for backward.
+    source = """
+    import torch
+    from torch import nn
+    class Block(nn.Module):
+        def __init__(self, activation="ReLU"):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.act = getattr(nn, activation)(inplace=True)
+        def forward(self, x):
+            return self.act(torch.sigmoid(self.fc(x)))
+    Block()(torch.randn(2, 3)).sum().backward()
+    """
+    assert codes(source) == [(8, "GL108")]
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        exec(textwrap.dedent(source), {})
+    assert torch.is_grad_enabled()

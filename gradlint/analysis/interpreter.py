@@ -573,6 +573,9 @@ class Interpreter(FunctionCalls):
                 for part in expr.parts:
                     if isinstance(part, cst.FormattedStringExpression):
                         self.eval(part.expression, state)
+            if type(expr) is cst.SimpleString:
+                text = expr.evaluated_value
+                return OTHER.with_(text=text) if isinstance(text, str) else OTHER
             return OTHER
         if type(expr) is cst.BinaryOperation:
             left = self.eval(expr.left, state)
@@ -787,15 +790,7 @@ class Interpreter(FunctionCalls):
         """`torch.optim.Adam` or `nn.Linear` used as a value (`opt_class=torch.optim.Adam`),
         to be called later."""
         qualname = self.imports.resolve(expr)
-        if qualname is None or not qualname.rpartition(".")[2][:1].isupper():
-            return None
-        if qualname.startswith("torch.optim.") and "lr_scheduler" not in qualname:
-            # Any optimizer class builds an optimizer: one name, so that a loop over
-            # several (`for opt_class in (Adam, SGD)`) still knows what it calls.
-            return Value(kind=Kind.OTHER, layer="ref", path="torch.optim.Optimizer")
-        if qualname.startswith(("torch.nn.", "torch.utils.data.")):
-            return Value(kind=Kind.OTHER, layer="ref", path=qualname)
-        return None
+        return None if qualname is None else self.ref_of(qualname)
 
     # -- calls -----------------------------------------------------------------------------
 

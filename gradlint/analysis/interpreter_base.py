@@ -130,6 +130,18 @@ class InterpreterBase:
         base = key.split(".", 1)[0]
         return self._function is not None and base not in state.env and base in self.module_env
 
+    def ref_of(self, qualname: str) -> Value | None:
+        """A torch class as a value, to be called later: `nn.Linear`, an optimizer class."""
+        if not qualname.rpartition(".")[2][:1].isupper():
+            return None
+        if qualname.startswith("torch.optim.") and "lr_scheduler" not in qualname:
+            # Any optimizer class builds an optimizer: one name, so that a loop over
+            # several (`for opt_class in (Adam, SGD)`) still knows what it calls.
+            return Value(kind=Kind.OTHER, layer="ref", path="torch.optim.Optimizer")
+        if qualname.startswith(("torch.nn.", "torch.utils.data.")):
+            return Value(kind=Kind.OTHER, layer="ref", path=qualname)
+        return None
+
     def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
         """The method a local class defines or inherits from a local base."""
         seen: set[str] = set()

@@ -13,7 +13,7 @@ from gradlint.analysis.facts import (
     OptimizerMade,
 )
 from gradlint.analysis.graphs import GraphTracking
-from gradlint.analysis.names import dotted
+from gradlint.analysis.names import dotted, resolve_dotted
 from gradlint.analysis.scopes import (
     grad_mode_of,
 )
@@ -106,8 +106,25 @@ class TorchCalls(GraphTracking):
             self.dynamic_classes.add(self._function.owner.name)
         if name == "isinstance" and len(args) == 2:
             return Value(kind=Kind.OTHER, truth=self.is_instance(args[0], node.args[1].value))
-        if name in ("isinstance", "hasattr", "callable", "getattr", "setattr", "id", "type"):
+        if name == "getattr" and len(args) >= 2:
+            return self.named_attribute(node, args, state)
+        if name in ("isinstance", "hasattr", "callable", "setattr", "id", "type"):
             return OTHER
+        return UNKNOWN_VALUE
+
+    def named_attribute(self, node: cst.Call, args: list[Value], state: State) -> Value:
+        """`getattr(nn, "ReLU")`, `getattr(model, name)` with the name known."""
+        name = args[1].text
+        base = dotted(node.args[0].value)
+        if name is None or base is None:
+            return UNKNOWN_VALUE
+        namespace = resolve_dotted(self.imports, base)
+        if namespace is not None and namespace.split(".")[0] == "torch" and base not in state.env:
+            ref = self.ref_of(f"{namespace}.{name}")
+            return ref if ref is not None else UNKNOWN_VALUE
+        key = f"{base}.{name}"
+        if key in state.env:
+            return state.env[key]
         return UNKNOWN_VALUE
 
     def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:

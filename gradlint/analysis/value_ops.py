@@ -267,6 +267,7 @@ def _shape(value: Value) -> tuple[object, ...]:
         value.spread,
         None if item is None else (item.kind, item.requires_grad, item.cls),
         None if value.fields is None else tuple((k, v.kind, v.truth) for k, v in value.fields),
+        value.text,
     )
 
 

@@ -92,6 +92,7 @@ class Value:
     # A running total (`total = 0`, then `total += loss`) that became a tensor with a graph:
     # that augmented assignment.
     summed_at: object = None
+    text: str | None = None  # a string whose value is known (`"ReLU"`)
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -184,6 +185,7 @@ class Value:
             nullable=self.nullable or other.nullable,
             handed=self.handed if self.handed is other.handed else None,
             summed_at=self.summed_at if self.summed_at is not None else other.summed_at,
+            text=self.text if self.text == other.text else None,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
