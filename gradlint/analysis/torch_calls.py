@@ -112,6 +112,11 @@ class TorchCalls(GraphTracking):
             return OTHER
         return UNKNOWN_VALUE
 
+    def flag_of(self, expr: cst.BaseExpression) -> Tri:
+        """A boolean argument: a literal, or a name whose value is known (`parametrize`)."""
+        literal = _bool_literal(expr)
+        return literal if literal is not UNKNOWN else self.facts.value(expr).truth
+
     def named_attribute(self, node: cst.Call, args: list[Value], state: State) -> Value:
         """`getattr(nn, "ReLU")`, `getattr(model, name)` with the name known."""
         name = args[1].text
@@ -219,7 +224,7 @@ class TorchCalls(GraphTracking):
             flag = kwargs.get("requires_grad")
             if flag is None and len(node.args) > 1 and node.args[1].keyword is None:
                 flag = node.args[1].value
-            wanted = default if flag is None else _bool_literal(flag)
+            wanted = default if flag is None else self.flag_of(flag)
             base = args[0] if args else UNKNOWN_VALUE
             return Value(
                 kind=Kind.TENSOR,
@@ -304,7 +309,7 @@ class TorchCalls(GraphTracking):
         state: State,
     ) -> Value:
         flag = kwargs.get("requires_grad")
-        wanted = NO if flag is None else _bool_literal(flag)
+        wanted = NO if flag is None else self.flag_of(flag)
         integer = self.factory_integer(name, node, args, kwargs)
         inference = _inference_in(state.mode)
         return Value(
