@@ -120,7 +120,13 @@ class FunctionCalls(TorchCalls):
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
         inputs = [*args, *kwargs.values(), *carried.values()]
         runs = self._runs.get(info, 0)
-        replay = caller is not None and runs < MAX_CONTEXTS and self.scopes.changes_tensors(info)
+        # Code that changes tensors or back-propagates acts on the caller's tensors each time
+        # it runs: run it again rather than remembering its result.
+        replay = (
+            caller is not None
+            and runs < MAX_CONTEXTS
+            and (info.calls_backward or self.scopes.changes_tensors(info))
+        )
         if key in self._memo and not replay:
             result, remembered, effects = self._memo[key]
             if owner is not None and caller is not None:
