@@ -628,3 +628,41 @@ def test_layers_named_by_known_strings() -> None:
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         exec(textwrap.dedent(source), {})
     assert torch.is_grad_enabled()
+
+
+def test_lists_kept_on_an_agent_grow_until_cleared() -> None:
+    # An agent's log-probs kept across episodes are back-propagated again after the first
+    # update freed them; clearing the list (`del xs[:]`, `.clear()`) after each update is
+    # the fix and stays silent.
+    source = """
+    import torch
+    from torch import nn
+    from torch.distributions import Categorical
+    class Agent:
+        def __init__(self):
+            self.policy = nn.Linear(4, 2)
+            self.opt = torch.optim.Adam(self.policy.parameters(), lr=1e-2)
+            self.log_probs = []
+        def act(self, s):
+            dist = Categorical(logits=self.policy(s))
+            self.log_probs.append(dist.log_prob(dist.sample()))
+        def learn(self):
+            loss = -torch.stack(self.log_probs).sum()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            CLEAR
+    agent = Agent()
+    for episode in range(2):
+        for t in range(3):
+            agent.act(torch.randn(4))
+        agent.learn()
+    """
+    assert codes(source.replace("CLEAR", "pass")) == [(16, "GL107")]
+    assert codes(source.replace("CLEAR", "del self.log_probs[:]")) == []
+    assert codes(source.replace("CLEAR", "self.log_probs.clear()")) == []
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        exec(textwrap.dedent(source.replace("CLEAR", "pass")), {})
+    exec(textwrap.dedent(source.replace("CLEAR", "self.log_probs.clear()")), {})
+    assert torch.is_grad_enabled()

@@ -36,6 +36,7 @@ from gradlint.analysis.scopes import (
 )
 from gradlint.analysis.state import State
 from gradlint.analysis.syntax import (
+    _cleared_list,
     _counter_of,
     _counts,
     _keeps_trainable,
@@ -293,6 +294,10 @@ class Interpreter(FunctionCalls):
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)
         elif isinstance(small, cst.Del):
+            cleared = _cleared_list(small.target)
+            if cleared is not None:
+                # `del self.log_probs[:]` empties the list, which stays.
+                self.set_list(cleared, Value(kind=Kind.SEQUENCE), state)
             for name in _target_keys(small.target):
                 state.env.pop(name, None)
         elif isinstance(small, (cst.Import, cst.ImportFrom)):

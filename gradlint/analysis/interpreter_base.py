@@ -142,6 +142,11 @@ class InterpreterBase:
             return Value(kind=Kind.OTHER, layer="ref", path=qualname)
         return None
 
+    def set_list(self, key: str, value: Value, state: State) -> None:
+        """A list kept under `key` changed in place (filled, emptied)."""
+        state.env[key] = value
+        self.update_class_attr(key, value)
+
     def find_method(self, cls: ClassInfo, name: str) -> FunctionInfo | None:
         """The method a local class defines or inherits from a local base."""
         seen: set[str] = set()

@@ -126,6 +126,10 @@ def _changes_tensors(node: cst.FunctionDef) -> bool:
             name = found.func.attr.value
             if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
                 return True
+            if name in ("append", "extend", "insert") and isinstance(
+                found.func.value, cst.Attribute
+            ):
+                return True  # fills a list kept on an object (`self.log_probs.append(...)`)
     return False
 
 
@@ -428,8 +432,9 @@ class ScopeCollector:
         return result
 
     def changes_tensors(self, info: FunctionInfo) -> bool:
-        """Whether a function back-propagates, steps or changes something in place: a call
-        of it must run again, not be remembered, for its caller to see what it did."""
+        """Whether a function back-propagates, steps, changes something in place or fills
+        a list kept on an object: a call of it must run again, not be remembered, for its
+        caller to see what it did."""
         found = self._changes.get(info)
         if found is None:
             found = self._changes[info] = _changes_tensors(info.node)

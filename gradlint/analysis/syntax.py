@@ -219,3 +219,16 @@ def _literal_range(for_in: cst.CompFor) -> int | None:
         return None
     count = int(it.args[0].value.value)
     return count if 0 < count <= 8 else None
+
+
+def _cleared_list(target: cst.BaseExpression) -> str | None:
+    """`del xs[:]`: the dotted name of the list emptied in place."""
+    if (
+        isinstance(target, cst.Subscript)
+        and len(target.slice) == 1
+        and isinstance(target.slice[0].slice, cst.Slice)
+        and target.slice[0].slice.lower is None
+        and target.slice[0].slice.upper is None
+    ):
+        return dotted(target.value)
+    return None

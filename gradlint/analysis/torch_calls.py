@@ -533,6 +533,8 @@ class TorchCalls(GraphTracking):
                     added = args[0].item
                     if added is None:
                         added = kept  # an empty sequence adds nothing
+                elif method == "clear":
+                    kept = None  # emptied in place
                 elif method in ("append", "extend", "insert", "__setitem__"):
                     added = UNKNOWN_VALUE
                 if added is not None:
