@@ -164,7 +164,7 @@ class FunctionCalls(TorchCalls):
         if closure is not None:
             state.env.update(closure)
         self.bind_parameters(info, args, kwargs, self_value, state, call)
-        self._frames.append(Frame(frozenset(_param_names(info))))
+        self._frames.append(Frame(frozenset(_param_names(info)), loops=len(self._loops)))
         state.env.update(handed)
         me = _self_name(info)
         if me is not None:

@@ -323,6 +323,16 @@ class Interpreter(FunctionCalls):
             self.assign(node.target, result, state, node)
             return
         if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
+            if (
+                target.items is not None
+                and value.kind is Kind.SEQUENCE
+                and value.items is not None
+                and not self.in_loop()
+            ):
+                # `layers += [Block(), Block()]` in straight-line code: the order is known.
+                joined = sequence([*target.items, *value.items], fixed=True)
+                self.assign(node.target, joined, state, node)
+                return
             merged = value.item if value.kind is Kind.SEQUENCE else None
             item = (
                 target.item
@@ -605,6 +615,13 @@ class Interpreter(FunctionCalls):
             if len(operands) == 1 and left.kind is Kind.NUMBER:
                 truth = _compare_bounds(left, expr.comparisons[0])
                 if truth is not UNKNOWN:
+                    return Value(kind=Kind.OTHER, truth=truth)
+            if len(operands) == 1 and left.text is not None and operands[0].text is not None:
+                # `activation == "lrelu"` with the string known: a configuration choice.
+                operator = expr.comparisons[0].operator
+                if isinstance(operator, (cst.Equal, cst.NotEqual)):
+                    same = YES if left.text == operands[0].text else NO
+                    truth = same.negate() if isinstance(operator, cst.NotEqual) else same
                     return Value(kind=Kind.OTHER, truth=truth)
             if len(operands) == 1 and isinstance(expr.comparisons[0].operator, (cst.Is, cst.IsNot)):
                 truth = _is_none(left) if operands[0].layer == "none" else UNKNOWN

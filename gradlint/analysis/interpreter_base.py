@@ -142,6 +142,10 @@ class InterpreterBase:
             return Value(kind=Kind.OTHER, layer="ref", path=qualname)
         return None
 
+    def in_loop(self) -> bool:
+        """Whether the running code is inside a loop of its own function (or module)."""
+        return len(self._loops) > (self._frames[-1].loops if self._frames else 0)
+
     def set_list(self, key: str, value: Value, state: State) -> None:
         """A list kept under `key` changed in place (filled, emptied)."""
         state.env[key] = value

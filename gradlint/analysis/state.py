@@ -32,6 +32,7 @@ class Frame:
     params: frozenset[str]  # its parameter names (and `self`)
     rebound: set[str] = field(default_factory=set)  # parameters assigned anew
     flags: dict[str, Tri] = field(default_factory=dict)  # `x.requires_grad = ...` on a param
+    loops: int = 0  # how many loops were running when the call began
 
 
 @dataclass
