@@ -666,3 +666,40 @@ def test_lists_kept_on_an_agent_grow_until_cleared() -> None:
         exec(textwrap.dedent(source.replace("CLEAR", "pass")), {})
     exec(textwrap.dedent(source.replace("CLEAR", "self.log_probs.clear()")), {})
     assert torch.is_grad_enabled()
+
+
+def test_a_module_level_policy_list_emptied_inside_a_function() -> None:
+    # REINFORCE with the policy at module level: each update empties its list of
+    # log-probs, so no update goes through an earlier episode's graph.
+    source = """
+    import torch
+    from torch import nn
+    from torch.distributions import Categorical
+    class Policy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+            self.saved_log_probs = []
+        def forward(self, x):
+            return torch.softmax(self.fc(x), dim=-1)
+    policy = Policy()
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    def select_action(state):
+        m = Categorical(policy(state))
+        action = m.sample()
+        policy.saved_log_probs.append(m.log_prob(action))
+    def finish_episode():
+        loss = -torch.stack(policy.saved_log_probs).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        del policy.saved_log_probs[:]
+    for episode in range(2):
+        for t in range(3):
+            select_action(torch.randn(4))
+        finish_episode()
+    """
+    assert codes(source) == []
+    torch = pytest.importorskip("torch")
+    exec(textwrap.dedent(source), {})
+    assert torch.is_grad_enabled()

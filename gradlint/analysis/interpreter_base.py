@@ -147,7 +147,11 @@ class InterpreterBase:
         return len(self._loops) > (self._frames[-1].loops if self._frames else 0)
 
     def set_list(self, key: str, value: Value, state: State) -> None:
-        """A list kept under `key` changed in place (filled, emptied)."""
+        """A list kept under `key` changed in place (filled, emptied): on a module-level
+        object (`del policy.saved_log_probs[:]` in a function), the module's."""
+        if "." in key and self.is_global(key, state):
+            self.module_env[key] = value
+            return
         state.env[key] = value
         self.update_class_attr(key, value)
 
