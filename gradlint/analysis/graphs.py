@@ -506,7 +506,9 @@ class GraphTracking(InterpreterBase):
                             if entry is not None:
                                 entry = self.frame_call(entry)
                             self.facts.saved_changes.append(
-                                SavedChanged(entry or op, op, at, changed, stepped=True)
+                                SavedChanged(
+                                    entry or self.frame_call(op), op, at, changed, stepped=True
+                                )
                             )
                             continue
                         self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
