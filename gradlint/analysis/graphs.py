@@ -417,6 +417,7 @@ class GraphTracking(InterpreterBase):
         """optimizer.step() changes in place the weights of every module it owns."""
         self._tick += 1
         self._step_ticks[id(node)] = self._tick
+        self._made_during[id(node)] = tuple(self._call_path)
         self._steps.append((self._tick, optimizer.roots))
         for key, path in self._weights.items():
             if _owns(optimizer.roots, path):
@@ -465,6 +466,17 @@ class GraphTracking(InterpreterBase):
     def _is_module_call(self, call: cst.Call) -> bool:
         return id(call) in self._module_calls
 
+    def call_beside(self, node: cst.CSTNode) -> cst.CSTNode:
+        """A step made inside a helper (`self._update_critics(...)`), as the running code's
+        caller sees it: the call, in the function both run under, that led to it."""
+        path = self._made_during.get(id(node), ())
+        running = tuple(self._call_path)
+        shared = 0
+        while shared < min(len(path), len(running)) and path[shared] is running[shared]:
+            shared += 1
+        call = path[shared] if len(path) > shared else None
+        return call if call is not None else node
+
     def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
         """The first op made after tick `after` that takes in what `holder` made."""
         seen = {holder}
@@ -502,12 +514,19 @@ class GraphTracking(InterpreterBase):
                             # Weights changed by optimizer.step(): point at where the graph
                             # built before the step is taken in after it.
                             tick = self._step_ticks.get(id(changed), 0)
-                            entry = self.stale_entry(graph_node, frozenset(graph), tick)
-                            if entry is not None:
-                                entry = self.frame_call(entry)
+                            entry = self.stale_entry(graph_node, frozenset(graph), tick) or op
+                            lifted = self.frame_call(entry)
+                            beside = self.call_beside(entry)
+                            if lifted is entry and isinstance(beside, cst.Call):
+                                # Made inside a model called from elsewhere: that call.
+                                lifted = beside if self._is_module_call(beside) else entry
                             self.facts.saved_changes.append(
                                 SavedChanged(
-                                    entry or self.frame_call(op), op, at, changed, stepped=True
+                                    lifted,
+                                    op,
+                                    at,
+                                    self.call_beside(changed),
+                                    stepped=True,
                                 )
                             )
                             continue
