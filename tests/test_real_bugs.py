@@ -24,7 +24,7 @@ SETS = {
     "real_bugs_set6": (15, 0.60),
     "real_bugs_set7": (20, 0.40),
     "real_bugs_set8": (16, 0.50),
-    "real_bugs_set9": (19, 0.20),
+    "real_bugs_set9": (19, 0.25),
     "real_bugs_set10": (4, 0.50),
 }
 
