@@ -41,6 +41,7 @@ from gradlint.analysis.syntax import (
     _counts,
     _keeps_trainable,
     _literal_range,
+    _plain_text,
     _string_key,
     _target_keys,
     body_statements_of_module,
@@ -589,8 +590,8 @@ class Interpreter(FunctionCalls):
                     if isinstance(part, cst.FormattedStringExpression):
                         self.eval(part.expression, state)
             if type(expr) is cst.SimpleString:
-                text = expr.evaluated_value
-                return OTHER.with_(text=text) if isinstance(text, str) else OTHER
+                text = _plain_text(expr.value)
+                return OTHER.with_(text=text) if text is not None else OTHER
             return OTHER
         if type(expr) is cst.BinaryOperation:
             left = self.eval(expr.left, state)

@@ -232,3 +232,14 @@ def _cleared_list(target: cst.BaseExpression) -> str | None:
     ):
         return dotted(target.value)
     return None
+
+
+def _plain_text(literal: str) -> str | None:
+    """A short string literal's text without evaluating it (`"ReLU"`, `'lrelu'`): no
+    prefix, no escapes, no triple quotes. (libcst evaluates strings by compiling them.)"""
+    if len(literal) < 2 or literal[0] not in "'\"" or literal[-1] != literal[0]:
+        return None
+    body = literal[1:-1]
+    if "\\" in body or literal[0] in body or literal.startswith(literal[0] * 3):
+        return None
+    return body
