@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from enum import Enum
 
 
@@ -98,7 +98,15 @@ class Value:
     high: int | None = None
 
     def with_(self, **changes: object) -> Value:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        # What `dataclasses.replace` does, without calling __init__ with every field again:
+        # the interpreter makes hundreds of thousands of these.
+        unknown = changes.keys() - _FIELD_NAMES
+        if unknown:
+            raise TypeError(f"Value has no field {sorted(unknown)[0]!r}")
+        changed = object.__new__(Value)
+        changed.__dict__.update(self.__dict__)
+        changed.__dict__.update(changes)
+        return changed
 
     @property
     def was_cut(self) -> bool:
@@ -199,6 +207,7 @@ class Value:
         return None
 
 
+_FIELD_NAMES = frozenset(f.name for f in fields(Value))
 UNKNOWN_VALUE = Value()
 OTHER = Value(kind=Kind.OTHER)
 NONE = Value(kind=Kind.OTHER, layer="none")
