@@ -703,3 +703,29 @@ def test_a_module_level_policy_list_emptied_inside_a_function() -> None:
     torch = pytest.importorskip("torch")
     exec(textwrap.dedent(source), {})
     assert torch.is_grad_enabled()
+
+
+def test_integer_dtypes_survive_views_casts_and_numpy() -> None:
+    # Views, reshapes and `.long()` keep an integer dtype, and so does a numpy integer
+    # array turned into a tensor: none of them can require grad.
+    source = """
+    import numpy as np
+    import torch
+    grid = torch.arange(10).view(2, 5)
+    labels = torch.from_numpy(np.random.randint(0, 5, size=10))
+    scores = torch.randn(3).long()
+    ok = torch.arange(10).float().view(2, 5)
+    ok.requires_grad_()
+    """
+    assert value_at(source, "grid").integer is YES
+    assert value_at(source, "labels").integer is YES
+    assert value_at(source, "scores").integer is YES
+    assert value_at(source, "ok").integer is NO
+    torch = pytest.importorskip("torch")
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(source), namespace)
+    for name in ("grid", "labels", "scores"):
+        tensor = namespace[name]
+        assert isinstance(tensor, torch.Tensor)
+        with pytest.raises(RuntimeError, match="floating point"):
+            tensor.requires_grad_()

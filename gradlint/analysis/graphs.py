@@ -163,7 +163,11 @@ class GraphTracking(InterpreterBase):
                     )
                     if saved:
                         self.save_inputs([tensor], value, state, when=True)
-        integer = inputs[0].integer if len(inputs) == 1 and op in ("select", "neg") else UNKNOWN
+        # Reshaping, indexing and copying keep the dtype; so does negation.
+        keeps_dtype = op in api.VIEW_OPS or op in _SAME_DTYPE
+        integer = inputs[0].integer if len(inputs) == 1 and keeps_dtype else UNKNOWN
+        if len(inputs) == 1 and op in api.INTEGER_CASTS:
+            integer = YES
         if integer is not UNKNOWN:
             value = value.with_(integer=integer)
         if op in api.VIEW_OPS and inputs[0].inference is YES:
@@ -534,3 +538,9 @@ class GraphTracking(InterpreterBase):
 
     def saves_tensors(self, graph_node: Node) -> bool:
         return graph_node[0] in self._saving_sites
+
+
+# Ops of one tensor whose result has that tensor's dtype (besides views).
+_SAME_DTYPE = frozenset(
+    "neg index reshape flatten contiguous clone repeat tile cpu cuda roll flip".split()
+)

@@ -216,3 +216,10 @@ AXES_PLOTS = frozenset(
 
 # Namespaces whose keyword arguments become attributes.
 NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace"})
+
+# Tensor methods whose result has an integer or bool dtype: casts, indices, comparisons.
+INTEGER_CASTS = frozenset(
+    "long int short byte char bool argmax argmin argsort nonzero count_nonzero bucketize "
+    "searchsorted isnan isinf isfinite eq ne lt le gt ge logical_and logical_or logical_not "
+    "logical_xor".split()
+)

@@ -261,7 +261,11 @@ class TorchCalls(GraphTracking):
                 self.backward(args[0], node.args[0].value, node, state, kwargs)
             return Value(kind=Kind.SEQUENCE, item=UNKNOWN_VALUE)
         if module.startswith("numpy") or module == "numpy":
-            return Value(kind=Kind.ARRAY, requires_grad=NO)
+            # Integer arrays (`np.random.randint`) make integer tensors with from_numpy.
+            integer = YES if name in ("randint", "integers") else UNKNOWN
+            if name in ("rand", "randn", "random", "uniform", "normal", "linspace"):
+                integer = NO
+            return Value(kind=Kind.ARRAY, requires_grad=NO, integer=integer)
         if module.startswith("torch") and (
             module == "torch"
             or module.startswith("torch.nn.functional")
@@ -358,6 +362,8 @@ class TorchCalls(GraphTracking):
                 literal = _literal_integer(positional[0])
                 return literal if literal is not UNKNOWN or not args else _number_dtype(args[0])
             return UNKNOWN
+        if name in ("from_numpy", "as_tensor") and args and args[0].kind is Kind.ARRAY:
+            return args[0].integer
         if name.endswith("_like") and args:
             return args[0].integer
         return (
@@ -583,7 +589,8 @@ class TorchCalls(GraphTracking):
                 else Value(kind=Kind.ARRAY, requires_grad=NO)
             )
         if method in api.NO_GRAD_RESULTS:
-            return self.no_grad_tensor(receiver, node)
+            cut = self.no_grad_tensor(receiver, node)
+            return cut.with_(integer=YES) if method in api.INTEGER_CASTS else cut
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_INPLACE:
             self.facts.inplace.append(Inplace(node, node.func.value))  # type: ignore[attr-defined]
             base = method[:-1]
