@@ -729,3 +729,24 @@ def test_integer_dtypes_survive_views_casts_and_numpy() -> None:
         assert isinstance(tensor, torch.Tensor)
         with pytest.raises(RuntimeError, match="floating point"):
             tensor.requires_grad_()
+
+
+def test_layers_frozen_one_by_one_freeze_the_model() -> None:
+    # Freezing model[0] and model[2] of a Sequential whose middle layer has no parameters
+    # freezes all of it: the filtered optimizer gets nothing.
+    source = """
+    import torch
+    from torch import nn
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    for p in model[0].parameters():
+        p.requires_grad = False
+    for p in model[2].parameters():
+        p.requires_grad = False
+    opt = torch.optim.Adam(filter(lambda p: p.requires_grad, model.parameters()), lr=0.1)
+    """
+    assert "GL109" in {code for _, code in codes(source)}
+    assert codes(source.replace("model[2]", "model[0]")) == []
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="empty parameter list"):
+        exec(textwrap.dedent(source), {})
+    exec(textwrap.dedent(source.replace("model[2]", "model[0]")), {})

@@ -52,6 +52,7 @@ from gradlint.analysis.value_ops import (
     _compare_bounds,
     _is_field_of_record,
     _is_none,
+    _known_index,
     _known_part,
     _truth,
     _with_field_writes,
@@ -727,6 +728,11 @@ class Interpreter(FunctionCalls):
                 # Basic indexing gives a view; indexing with lists or tensors copies.
                 return self.op_result([obj], expr, state, "select" if basic else "index")
             if obj.kind is Kind.MODULE:  # nn.Sequential / ModuleList indexing
+                at = _known_index(expr, obj.items)
+                if at is not None and obj.items is not None and obj.path:
+                    # `model[0]` of known layers: that layer, by its position.
+                    layer = obj.items[at].with_(path=f"{obj.path}.{at % len(obj.items)}")
+                    return self.with_frozen(layer, state)
                 path = f"{obj.path}.[]" if obj.path else None
                 if obj.item is not None and obj.item.kind is Kind.MODULE:
                     return self.with_frozen(obj.item.with_(path=path), state)

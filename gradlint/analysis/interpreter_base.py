@@ -236,7 +236,10 @@ class InterpreterBase:
             at = state.frozen_at.get(".".join(parts[:end]))
             if at is not None:
                 return at
-        return None
+        # Frozen layer by layer (`model[0]`, then `model[2]`): the last of those freezes.
+        prefix = path + "."
+        children = [at for key, at in state.frozen_at.items() if key.startswith(prefix)]
+        return children[-1] if children else None
 
     def frozen_of(self, path: str, state: State) -> Tri | None:
         """Whether every parameter under `path` is frozen; None where nothing was said."""
@@ -260,6 +263,11 @@ class InterpreterBase:
         if value.path is None or not state.frozen:
             return value
         frozen = self.frozen_of(value.path.removesuffix(".*"), state)
+        if frozen is UNKNOWN and value.kind is Kind.MODULE and value.items is not None:
+            # Layers frozen one by one (`model[0]`, `model[2]`): all of them, or not.
+            frozen = self.frozen_by_layers(value.path, value.items, state)
+        if frozen is UNKNOWN and value.kind is Kind.PARAMS and value.frozen is YES:
+            frozen = YES  # the module said so, layer by layer
         if frozen is None:
             return value
         if value.kind is Kind.MODULE:
@@ -274,6 +282,19 @@ class InterpreterBase:
         if value.kind is Kind.TENSOR and value.leaf is YES:
             return value.with_(requires_grad=frozen.negate())
         return value
+
+    def frozen_by_layers(self, path: str, layers: tuple[Value, ...], state: State) -> Tri:
+        """Whether every layer with parameters, at `path.0`, `path.1`, ..., is frozen."""
+        result: Tri = YES
+        for index, layer in enumerate(layers):
+            if layer.kind is Kind.MODULE and layer.has_params is NO:
+                continue
+            frozen = self.frozen_of(f"{path}.{index}", state)
+            if frozen is not YES:
+                result = NO if frozen is NO else UNKNOWN
+                if result is NO:
+                    return NO
+        return result
 
     def set_field(self, name: str, key: str, value: Value, state: State) -> None:
         holder = state.env[name]

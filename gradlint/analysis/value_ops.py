@@ -342,3 +342,16 @@ def _parameter(frozen: Tri, path: str | None, node: Node | None = None) -> Value
         path=path,
         node=node,
     )
+
+
+def _known_index(expr: cst.Subscript, items: tuple[Value, ...] | None) -> int | None:
+    """`layers[2]` (or `[-1]`) with a literal index within known elements."""
+    if items is None or len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+        return None
+    index = expr.slice[0].slice.value
+    negative = isinstance(index, cst.UnaryOperation) and isinstance(index.operator, cst.Minus)
+    inner = index.expression if isinstance(index, cst.UnaryOperation) else index
+    if not isinstance(inner, cst.Integer):
+        return None
+    at = -int(inner.value) if negative else int(inner.value)
+    return at if -len(items) <= at < len(items) else None
