@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.nodes import ancestors, walk
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.values import NO, UNKNOWN, Value
 from gradlint.rule import Report, Rule
 
@@ -227,14 +227,12 @@ def _guarded(call: cst.CSTNode, target: cst.BaseExpression, facts: Facts) -> boo
     """The backward runs only under a test of the loss itself (`if loss.requires_grad:`,
     `if loss > 0:`): the test may be what keeps the constant out."""
     name = facts.module.code_for_node(target)
-    for node in ancestors(facts.module, call):
-        if isinstance(node, (cst.If, cst.While)) and any(
-            isinstance(part, (cst.Name, cst.Attribute))
-            and facts.module.code_for_node(part) in (name, "requires_grad", "grad_fn")
-            for part in walk(node.test)
-        ):
-            return True
-    return False
+    return any(
+        isinstance(part, (cst.Name, cst.Attribute))
+        and facts.module.code_for_node(part) in (name, "requires_grad", "grad_fn")
+        for test in facts.backward_conditions.get(call, ())
+        for part in walk(test)
+    )
 
 
 def _call_into(cause: object, backward: cst.CSTNode, facts: Facts) -> cst.Call | None:

@@ -109,6 +109,8 @@ class Facts:
     freeze_loops: dict[cst.CSTNode, cst.For] = field(default_factory=dict)
     # A backward() call -> the calls that led to it, outermost first, each time it ran.
     backward_paths: dict[cst.CSTNode, set[tuple[cst.Call, ...]]] = field(default_factory=dict)
+    # A backward() call -> the `if` tests it ran under, in its function and its callers.
+    backward_conditions: dict[cst.CSTNode, set[cst.BaseExpression]] = field(default_factory=dict)
     # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
     scope: dict[cst.CSTNode, object] = field(default_factory=dict)
     _positions: dict[cst.CSTNode, CodeRange] | None = None

@@ -164,7 +164,7 @@ class GraphTracking(InterpreterBase):
                     if saved:
                         self.save_inputs([tensor], value, state, when=True)
         # Reshaping, indexing and copying keep the dtype; so does negation.
-        keeps_dtype = op in api.VIEW_OPS or op in _SAME_DTYPE
+        keeps_dtype = op in api.SAME_DTYPE_OPS
         integer = inputs[0].integer if len(inputs) == 1 and keeps_dtype else UNKNOWN
         if len(inputs) == 1 and op in api.INTEGER_CASTS:
             integer = YES
@@ -274,6 +274,7 @@ class GraphTracking(InterpreterBase):
             return
         path = tuple(call for call in self._call_path if call is not None)
         self.facts.backward_paths.setdefault(node, set()).add(path)
+        self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self._tick += 1
         node = self.backward_site(node, loss_expr)
@@ -538,9 +539,3 @@ class GraphTracking(InterpreterBase):
 
     def saves_tensors(self, graph_node: Node) -> bool:
         return graph_node[0] in self._saving_sites
-
-
-# Ops of one tensor whose result has that tensor's dtype (besides views).
-_SAME_DTYPE = frozenset(
-    "neg index reshape flatten contiguous clone repeat tile cpu cuda roll flip".split()
-)

@@ -119,6 +119,8 @@ class Interpreter(FunctionCalls):
                 if isinstance(statement.orelse, cst.If):
                     return self.exec_statement(statement.orelse, state)
                 return self.exec_block(body_statements(statement.orelse.body), state)
+            # Both branches run only under what the test says.
+            self._conditions.append(statement.test)
             then = self.exec_block(body_statements(statement.body), state.copy())
             if statement.orelse is None:
                 other = state
@@ -126,6 +128,7 @@ class Interpreter(FunctionCalls):
                 other = self.exec_statement(statement.orelse, state.copy())
             else:
                 other = self.exec_block(body_statements(statement.orelse.body), state.copy())
+            self._conditions.pop()
             return then.join(other)
         if isinstance(statement, cst.For):
             iterable = self.eval(statement.iter, state)
@@ -591,6 +594,7 @@ class Interpreter(FunctionCalls):
                     if isinstance(part, cst.FormattedStringExpression):
                         self.eval(part.expression, state)
             if type(expr) is cst.SimpleString:
+                # Plain literals only: reading escapes compiles the string, for every one.
                 text = _plain_text(expr.value)
                 return OTHER.with_(text=text) if text is not None else OTHER
             return OTHER

@@ -69,6 +69,7 @@ class InterpreterBase:
         self._layer: int | None = None  # the layer of a Sequential being run
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
+        self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
         # (function, name) -> the `name = other` that last made name an alias of a tensor

@@ -76,15 +76,3 @@ def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         current = todo.pop()
         yield current
         todo.extend(child_nodes(current))
-
-
-def ancestors(root: cst.CSTNode, target: cst.CSTNode) -> list[cst.CSTNode]:
-    """The nodes that enclose `target` under `root`, outermost first ([] if not found)."""
-    todo: list[tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = [(root, ())]
-    while todo:
-        current, above = todo.pop()
-        if current is target:
-            return list(above)
-        inner = (*above, current)
-        todo.extend((child, inner) for child in child_nodes(current))
-    return []

@@ -22,9 +22,26 @@ from gradlint.analysis.values import (
 
 
 def _string_key(expr: cst.BaseExpression) -> str | None:
-    if isinstance(expr, cst.SimpleString):
+    """A string literal's text (`"loss"`, `'ReLU'`)."""
+    if not isinstance(expr, cst.SimpleString):
+        return None
+    text = _plain_text(expr.value)
+    if text is not None:
+        return text
+    value = expr.evaluated_value  # escapes, prefixes: let Python read it (slower)
+    return value if isinstance(value, str) else None
+
+
+def _int_literal(expr: cst.BaseExpression | None) -> int | None:
+    """An integer literal's value, signed (`3`, `-1`)."""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+        inner = _int_literal(expr.expression)
+        if inner is None:
+            return None
+        return -inner if isinstance(expr.operator, cst.Minus) else inner
+    if isinstance(expr, cst.Integer):
         value = expr.evaluated_value
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, int) else None
     return None
 
 
@@ -66,11 +83,7 @@ def _counts(expr: cst.BaseExpression) -> bool:
         return _counts(expr.args[0].value)
     if expr.func.value != "range" or not expr.args:
         return False
-    return not (
-        len(expr.args) == 1
-        and isinstance(expr.args[0].value, cst.Integer)
-        and expr.args[0].value.value == "0"
-    )
+    return not (len(expr.args) == 1 and _int_literal(expr.args[0].value) == 0)
 
 
 def _is_super(expr: cst.BaseExpression) -> bool:
@@ -214,11 +227,10 @@ def _literal_range(for_in: cst.CompFor) -> int | None:
         or not isinstance(it.func, cst.Name)
         or it.func.value != "range"
         or len(it.args) != 1
-        or not isinstance(it.args[0].value, cst.Integer)
     ):
         return None
-    count = int(it.args[0].value.value)
-    return count if 0 < count <= 8 else None
+    count = _int_literal(it.args[0].value)
+    return count if count is not None and 0 < count <= 8 else None
 
 
 def _cleared_list(target: cst.BaseExpression) -> str | None:

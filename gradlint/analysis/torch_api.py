@@ -179,6 +179,10 @@ MOVE_OPS = VIEW_OPS | frozenset(
     "unbind repeat tile to float double half cpu cuda clone".split()
 )
 
+# Ops whose result has their input's dtype: moving and regrouping (but not casting), and
+# sign and order changes.
+SAME_DTYPE_OPS = (MOVE_OPS - {"to", "float", "double", "half"}) | {"neg", "roll", "flip"}
+
 # torch.nn.utils functions that return the module they are given.
 MODULE_WRAPPERS = frozenset({"weight_norm", "spectral_norm", "remove_weight_norm"})
 

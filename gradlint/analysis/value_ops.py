@@ -16,6 +16,7 @@ from gradlint.analysis.scopes import (
 )
 from gradlint.analysis.state import State
 from gradlint.analysis.syntax import (
+    _int_literal,
     _is_literal,
 )
 from gradlint.analysis.values import (
@@ -202,9 +203,9 @@ def _with_field_writes(value: Value, name: str, state: State) -> Value:
 
 def _compare_bounds(left: Value, comparison: cst.ComparisonTarget) -> Tri:
     """`i == 0`, `i > 0`, ... for a number whose bounds are known, against an integer."""
-    if not isinstance(comparison.comparator, cst.Integer):
+    k = _int_literal(comparison.comparator)
+    if k is None:
         return UNKNOWN
-    k = int(comparison.comparator.evaluated_value)
     low = left.low if left.low is not None else -(10**18)
     high = left.high if left.high is not None else 10**18
     if left.low is None and left.high is None:
@@ -308,27 +309,23 @@ def _pair(item: Value) -> Value:
 
 def _known_part(items: tuple[Value, ...], index: cst.BaseSlice) -> Value | None:
     """An element or a slice, by integer literals, of a sequence whose elements are known."""
-
-    def bound(expr: cst.BaseExpression | None) -> int | None | bool:
-        if expr is None:
-            return None
-        negative = isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus)
-        inner = expr.expression if isinstance(expr, cst.UnaryOperation) else expr
-        if not isinstance(inner, cst.Integer):
-            return False
-        return -int(inner.value) if negative else int(inner.value)
-
     if isinstance(index, cst.Index):
-        at = bound(index.value)
-        if isinstance(at, bool) or at is None or not -len(items) <= at < len(items):
-            return None
-        return items[at]
+        at = _position(items, index)
+        return None if at is None else items[at]
     if isinstance(index, cst.Slice) and index.step is None:
-        lower, upper = bound(index.lower), bound(index.upper)
-        if isinstance(lower, bool) or isinstance(upper, bool):
+        lower, upper = _int_literal(index.lower), _int_literal(index.upper)
+        if (index.lower is not None and lower is None) or (
+            index.upper is not None and upper is None
+        ):
             return None
         return sequence(list(items[lower:upper]), fixed=True)
     return None
+
+
+def _position(items: tuple[Value, ...], index: cst.Index) -> int | None:
+    """`[2]` or `[-1]` within known elements."""
+    at = _int_literal(index.value)
+    return at if at is not None and -len(items) <= at < len(items) else None
 
 
 def _parameter(frozen: Tri, path: str | None, node: Node | None = None) -> Value:
@@ -348,10 +345,4 @@ def _known_index(expr: cst.Subscript, items: tuple[Value, ...] | None) -> int | 
     """`layers[2]` (or `[-1]`) with a literal index within known elements."""
     if items is None or len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
         return None
-    index = expr.slice[0].slice.value
-    negative = isinstance(index, cst.UnaryOperation) and isinstance(index.operator, cst.Minus)
-    inner = index.expression if isinstance(index, cst.UnaryOperation) else index
-    if not isinstance(inner, cst.Integer):
-        return None
-    at = -int(inner.value) if negative else int(inner.value)
-    return at if -len(items) <= at < len(items) else None
+    return _position(items, expr.slice[0].slice)
