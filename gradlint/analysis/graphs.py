@@ -451,36 +451,39 @@ class GraphTracking(InterpreterBase):
         state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}
 
     def frame_call(self, node: cst.CSTNode, through: Node | None = None) -> cst.CSTNode:
-        """A node made inside a call from the running code: that call; else the node. With
-        `through`, only if that graph node came in through the call's arguments (a hidden
-        state passed in, not one the method keeps on `self`)."""
-        path = self._made_during.get(id(node), ())
-        depth = len(self._call_path)
-        if len(path) > depth and path[depth] is not None:
-            call = path[depth]
-            if through is not None and through not in self._call_inputs.get(id(call), ()):
-                return node
-            # Through helpers and plain objects down to the model that built the graph:
-            # `Dataset(...).materialize()` whose text embedder runs a layer, there.
-            for inner in [*path[depth:], node]:
-                if isinstance(inner, cst.Call) and self._is_module_call(inner):
-                    return inner
-            return call  # type: ignore[return-value]
-        return node
+        """A node made inside a call from the running code: that call, or the model call
+        below it that built the graph; else the node. Made inside a call beside the running
+        code (a sibling method), only a model call counts. With `through`, only if that graph
+        node came in through the call's arguments (a hidden state passed in, not one the
+        method keeps on `self`)."""
+        call, below, from_running = self.call_toward(node)
+        if call is None:
+            return node
+        if through is not None and through not in self._call_inputs.get(id(call), ()):
+            return node
+        # Through helpers and plain objects down to the model that built the graph:
+        # `Dataset(...).materialize()` whose text embedder runs a layer, there.
+        for inner in [*below, node]:
+            if isinstance(inner, cst.Call) and self._is_module_call(inner):
+                return inner
+        return call if from_running else node
 
     def _is_module_call(self, call: cst.Call) -> bool:
         return id(call) in self._module_calls
 
-    def call_beside(self, node: cst.CSTNode) -> cst.CSTNode:
-        """A step made inside a helper (`self._update_critics(...)`), as the running code's
-        caller sees it: the call, in the function both run under, that led to it."""
+    def call_toward(
+        self, node: cst.CSTNode
+    ) -> tuple[cst.Call | None, tuple[cst.Call | None, ...], bool]:
+        """The call, in the function that both the running code and the code that made
+        `node` run under, that led to `node`; the calls from there down; and whether that
+        function is the running code itself."""
         path = self._made_during.get(id(node), ())
         running = tuple(self._call_path)
         shared = 0
         while shared < min(len(path), len(running)) and path[shared] is running[shared]:
             shared += 1
-        call = path[shared] if len(path) > shared else None
-        return call if call is not None else node
+        below = path[shared:]
+        return (below[0] if below else None), below, shared == len(running)
 
     def stale_entry(self, holder: Node, graph: frozenset[Node], after: int) -> cst.CSTNode | None:
         """The first op made after tick `after` that takes in what `holder` made."""
@@ -520,19 +523,11 @@ class GraphTracking(InterpreterBase):
                             # built before the step is taken in after it.
                             tick = self._step_ticks.get(id(changed), 0)
                             entry = self.stale_entry(graph_node, frozenset(graph), tick) or op
-                            lifted = self.frame_call(entry)
-                            beside = self.call_beside(entry)
-                            if lifted is entry and isinstance(beside, cst.Call):
-                                # Made inside a model called from elsewhere: that call.
-                                lifted = beside if self._is_module_call(beside) else entry
+                            # The step too, made inside a helper beside the backward
+                            # (`self._update_critics(...)`), at the helper's call.
+                            step = self.call_toward(changed)[0] or changed
                             self.facts.saved_changes.append(
-                                SavedChanged(
-                                    lifted,
-                                    op,
-                                    at,
-                                    self.call_beside(changed),
-                                    stepped=True,
-                                )
+                                SavedChanged(self.frame_call(entry), op, at, step, stepped=True)
                             )
                             continue
                         self.facts.saved_changes.append(SavedChanged(blame, op, at, changed))
