@@ -148,11 +148,11 @@ opt = torch.optim.SGD([w, v], lr=0.1)
 
     def check(self, facts: Facts) -> Iterator[Report]:
         for made in facts.optimizers:
+            line = facts.position(made.node)[0]
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
                 if made.used_up_at is not None and made.used_up_at is not made.node:
                     # Either line is the fix: keep a list here, or call parameters() again.
-                    line = facts.position(made.node)[0]
                     yield Report(
                         made.used_up_at,
                         f"uses up the `.parameters()` generator that the optimizer at line {line}"
@@ -160,7 +160,6 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                     )
                 continue
             if made.no_parameters and made.unregistered is not None:
-                line = facts.position(made.node)[0]
                 yield Report(
                     made.unregistered,
                     "keeps layers in a plain list, which registers none of their parameters: "
@@ -169,7 +168,6 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 )
                 continue
             if made.no_parameters and made.misspelt_init is not None:
-                line = facts.position(made.node)[0]
                 yield Report(
                     made.misspelt_init,
                     "is not `__init__`, so Python never calls it and the module gets no "
