@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     Call,
 )
@@ -22,6 +23,7 @@ from gradlint.analysis.syntax import (
     _is_literal,
     _is_record_class,
     _is_super,
+    _names_grad,
     _param_names,
     _self_name,
 )
@@ -127,6 +129,10 @@ class FunctionCalls(TorchCalls):
             and runs < MAX_CONTEXTS
             and (info.calls_backward or self.scopes.changes_tensors(info))
         )
+        if caller is not None and self.scopes.touches_grads(info) and (
+            (key in self._memo and not replay) or info in self._running or runs >= MAX_CONTEXTS
+        ):
+            self.forget_grads(caller)  # what it does to gradients is not run again here
         if key in self._memo and not replay:
             result, remembered, effects = self._memo[key]
             if owner is not None and caller is not None:
@@ -158,6 +164,7 @@ class FunctionCalls(TorchCalls):
             state.changed_at = dict(caller.changed_at)
             state.saves = dict(caller.saves)
             state.exhausted = caller.exhausted
+            state.grads = dict(caller.grads)
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
         closure = self._closures.get(id(info)) if caller is not None else None
@@ -210,6 +217,7 @@ class FunctionCalls(TorchCalls):
             caller.freed, caller.versions = out.freed, out.versions
             caller.changed_at, caller.saves = out.changed_at, out.saves
             caller.exhausted = out.exhausted
+            caller.grads = out.grads
         self._function, self._return_values, self._return_states, self._yield_values = saved
         self._call_path.pop()
         self._running.discard(info)
@@ -454,12 +462,18 @@ class FunctionCalls(TorchCalls):
         self.facts.record_mode(node, state.mode)
         if call.qualname is not None:
             args = self.eval_args(node, state)
-            return self.qualified_call(call.qualname, node, args, state)
+            result = self.qualified_call(call.qualname, node, args, state)
+            finite = api.FINITE_CHECKS.get(call.qualname)
+            if finite is not None:
+                result = result.with_(truth=YES if finite else NO)
+            return result
         if call.method is not None and call.receiver is not None:
             func = node.func
             assert isinstance(func, cst.Attribute)
             receiver = self.eval(call.receiver, state)
             args = self.eval_args(node, state)
+            if call.method.endswith("_") and _names_grad(call.receiver):
+                self.forget_grads(state)  # `p.grad.zero_()`: cleared by hand
             if call.method in _REGISTERS and self._function and self._function.owner:
                 self.dynamic_classes.add(self._function.owner.name)
             if _is_super(call.receiver):
@@ -469,9 +483,14 @@ class FunctionCalls(TorchCalls):
             method = self.method_of(receiver, call.method)
             if method is not None:
                 positional, keywords = _split_args(node, args)
+                stepping = receiver.kind is Kind.OPTIMIZER and "step" in call.method
+                if stepping:  # the step reads `.grad` before its body may clear it
+                    self.step_grads(receiver, node, state)
                 result = self.run_function(method, positional, keywords, state, receiver, node)
-                if receiver.kind is Kind.OPTIMIZER and "step" in call.method:
-                    self.step(receiver, node, state)  # SAM's first_step, second_step
+                if stepping:
+                    self.step(receiver, node, state, grads=False)  # SAM's first_step
+                elif receiver.kind is Kind.OPTIMIZER and call.method == "zero_grad":
+                    self.clear_grads(receiver, node, state)
                 return result
             key = dotted(func)
             callee: Value | None = None
@@ -685,8 +704,8 @@ class FunctionCalls(TorchCalls):
             if fields is not None:
                 return instance.with_(fields=fields)
         if cls.is_optimizer:
-            roots = args[0].roots if args else frozenset()
-            return Value(kind=Kind.OPTIMIZER, cls=cls.name, origin=id(node), roots=roots)
+            made = self.new_optimizer(node, args[0].roots if args else frozenset(), state)
+            return made.with_(cls=cls.name)
         if init is not None:
             # What __init__ set, and no other method changes, is this instance's own.
             changed = self.scopes.assigned_elsewhere(cls)

@@ -81,6 +81,17 @@ class OptimizerMade:
 
 
 @dataclass(frozen=True)
+class StepMisfire:
+    """An optimizer step that applies the wrong gradients: summed over several steps
+    (nothing cleared them since the last step), or none (a clear threw them away)."""
+
+    node: cst.CSTNode  # the step
+    piled_by: cst.CSTNode | None  # GL201: the backward that added to applied gradients
+    cleared_at: cst.CSTNode | None  # the last clear before the step, if any
+    recent: bool = False  # GL202: the thrown-away backward ran on this pass
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -102,6 +113,9 @@ class Facts:
     saved_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
+    # Steps that apply gradients summed since an earlier step (GL201), or none (GL202).
+    piled_steps: list[StepMisfire] = field(default_factory=list)
+    empty_steps: list[StepMisfire] = field(default_factory=list)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded

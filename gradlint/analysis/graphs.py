@@ -14,7 +14,9 @@ from gradlint.analysis.facts import (
     ENABLED,
     FreedGraph,
     SavedChanged,
+    StepMisfire,
 )
+from gradlint.analysis.gradients import UNKNOWN_GRADS, Grads, owned_by
 from gradlint.analysis.interpreter_base import InterpreterBase
 from gradlint.analysis.names import dotted
 from gradlint.analysis.state import State
@@ -277,6 +279,7 @@ class GraphTracking(InterpreterBase):
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self._tick += 1
+        accumulates = not self.returns_grads(node)
         node = self.backward_site(node, loss_expr)
         self._backward_ticks[id(node)] = self._tick
         if shared:
@@ -298,6 +301,8 @@ class GraphTracking(InterpreterBase):
                     entry = self.frame_call(entry, self._stale)
                 self.facts.freed_graphs.append(FreedGraph(node, entry, first))
         self.check_saved(loss, node, state)
+        if accumulates:
+            state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
             for graph_node in loss.graph:
@@ -306,6 +311,11 @@ class GraphTracking(InterpreterBase):
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def returns_grads(self, node: cst.Call) -> bool:
+        """`torch.autograd.grad(...)` hands the gradients back instead of adding them to
+        `.grad`."""
+        return self.imports.resolve(node.func) == "torch.autograd.grad"
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
@@ -418,8 +428,11 @@ class GraphTracking(InterpreterBase):
                 return call
         return node
 
-    def step(self, optimizer: Value, node: cst.Call, state: State) -> None:
-        """optimizer.step() changes in place the weights of every module it owns."""
+    def step(self, optimizer: Value, node: cst.Call, state: State, grads: bool = True) -> None:
+        """optimizer.step() changes in place the weights of every module it owns (and, with
+        `grads`, applies what `.grad` holds)."""
+        if grads:
+            self.step_grads(optimizer, node, state)
         self._tick += 1
         self._step_ticks[id(node)] = self._tick
         self._made_during[id(node)] = tuple(self._call_path)
@@ -431,6 +444,55 @@ class GraphTracking(InterpreterBase):
                 state.versions[weights] = version + 1
                 changes = state.changed_at.get(weights, ())
                 state.changed_at[weights] = (*changes, (version + 1, node, node))
+
+    # -- the training-loop model: what .grad holds (gradients.py) ------------------------
+
+    def new_optimizer(self, node: cst.Call, roots: frozenset[str], state: State) -> Value:
+        self._optimizer_roots[id(node)] = roots
+        state.grads[id(node)] = Grads()
+        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
+
+    def step_grads(self, optimizer: Value, node: cst.CSTNode, state: State) -> None:
+        if optimizer.origin is None:  # one of several: which is not known
+            self.forget_grads(state)
+            return
+        grads = state.grads.get(optimizer.origin)
+        if grads is None:
+            return
+        if grads.piles_up(node):
+            self.facts.piled_steps.append(StepMisfire(node, grads.piled_by, grads.cleared_at))
+        elif grads.emptied:
+            recent = grads.wiped_recent is YES
+            self.facts.empty_steps.append(StepMisfire(node, None, grads.cleared_at, recent))
+        state.grads[optimizer.origin] = grads.step(node)
+
+    def clear_grads(self, holder: Value, node: cst.CSTNode, state: State) -> None:
+        """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
+        parameters that module holds; of the others, those it may share some with are
+        unknown now."""
+        for key, grads in state.grads.items():
+            if holder.kind is Kind.OPTIMIZER and holder.origin is not None:
+                owned = YES if key == holder.origin else NO
+            elif holder.path is not None:
+                owned = owned_by(self._optimizer_roots.get(key, frozenset()), holder.path)
+            else:
+                owned = UNKNOWN
+            if owned is YES:
+                state.grads[key] = grads.clear(node)
+            elif owned is UNKNOWN:
+                state.grads[key] = UNKNOWN_GRADS
+
+    def forget_grads(self, state: State, optimizers: Iterable[Value] | None = None) -> None:
+        """Code we cannot follow may clear, fill or apply gradients: of these optimizers,
+        or of every one."""
+        keys = (
+            list(state.grads)
+            if optimizers is None
+            else [v.origin for v in optimizers if v.kind is Kind.OPTIMIZER]
+        )
+        for key in keys:
+            if key in state.grads:
+                state.grads[key] = UNKNOWN_GRADS
 
     def save_weights(self, module: Value, result: Value, state: State) -> None:
         """A trainable layer saves its weights for backward (to give its input a gradient)."""

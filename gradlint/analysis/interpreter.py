@@ -41,6 +41,7 @@ from gradlint.analysis.syntax import (
     _counts,
     _keeps_trainable,
     _literal_range,
+    _names_grad,
     _plain_text,
     _string_key,
     _target_keys,
@@ -214,6 +215,7 @@ class Interpreter(FunctionCalls):
             if index + 1 < passes:
                 self._generation += 1
                 current = current.age(sites, self._generation)
+                current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
@@ -299,6 +301,8 @@ class Interpreter(FunctionCalls):
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)
         elif isinstance(small, cst.Del):
+            if _names_grad(small.target):
+                self.forget_grads(state)
             cleared = _cleared_list(small.target)
             if cleared is not None:
                 # `del self.log_probs[:]` empties the list, which stays.
@@ -315,6 +319,8 @@ class Interpreter(FunctionCalls):
         return state
 
     def exec_augassign(self, node: cst.AugAssign, state: State) -> None:
+        if _names_grad(node.target):
+            self.forget_grads(state)
         target = self.eval(node.target, state)
         value = self.eval(node.value, state)
         if target.kind is Kind.TENSOR:
@@ -366,6 +372,8 @@ class Interpreter(FunctionCalls):
         statement: cst.CSTNode,
         source: cst.BaseExpression | None = None,
     ) -> None:
+        if _names_grad(target):
+            self.forget_grads(state)  # `p.grad = None`: cleared by hand
         if isinstance(target, (cst.Tuple, cst.List)):
             elements = [el for el in target.elements]
             starred = any(isinstance(el, cst.StarredElement) for el in elements)

@@ -116,6 +116,21 @@ _MUTATORS = frozenset(
 )
 
 
+# Calls that fill, apply or clear the gradients that parameters hold.
+_GRAD_METHODS = frozenset({"backward", "step", "zero_grad"})
+
+
+def _touches_grads(node: cst.FunctionDef) -> bool:
+    """Whether a function back-propagates, steps, clears gradients, or writes `.grad`."""
+    for found in walk(node.body):
+        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
+            if found.func.attr.value in _GRAD_METHODS:
+                return True
+        if isinstance(found, cst.Attribute) and found.attr.value == "grad":
+            return True
+    return False
+
+
 def _changes_tensors(node: cst.FunctionDef) -> bool:
     for found in walk(node.body):
         if isinstance(found, cst.AugAssign):
@@ -124,7 +139,7 @@ def _changes_tensors(node: cst.FunctionDef) -> bool:
             return True
         if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
             name = found.func.attr.value
-            if name in ("backward", "step") or (name.endswith("_") and not name.startswith("_")):
+            if name in _GRAD_METHODS or (name.endswith("_") and not name.startswith("_")):
                 return True
             if name in ("append", "extend", "insert") and isinstance(
                 found.func.value, cst.Attribute
@@ -197,6 +212,7 @@ class ScopeCollector:
         self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
         self._assigned_outside: frozenset[str] | None = None
         self._changes: dict[FunctionInfo, bool] = {}
+        self._grad_touchers: set[FunctionInfo] | None = None
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
         self.module_functions: dict[str, FunctionInfo] = {}
@@ -430,6 +446,20 @@ class ScopeCollector:
         result = frozenset(names) | self.assigned_outside()
         self._assigned[cls.name] = result
         return result
+
+    def touches_grads(self, info: FunctionInfo) -> bool:
+        """Whether a function, or one it calls, back-propagates, steps, clears gradients or
+        writes `.grad`."""
+        if self._grad_touchers is None:
+            found = {f for f in self.functions if _touches_grads(f.node)}
+            todo = list(found)
+            while todo:
+                for caller, _ in todo.pop().call_sites:
+                    if caller is not None and caller not in found:
+                        found.add(caller)
+                        todo.append(caller)
+            self._grad_touchers = found
+        return info in self._grad_touchers
 
     def changes_tensors(self, info: FunctionInfo) -> bool:
         """Whether a function back-propagates, steps, changes something in place or fills

@@ -13,6 +13,7 @@ from gradlint.analysis.facts import (
     ANY_MODE,
     Mode,
 )
+from gradlint.analysis.gradients import Grads, join_grads
 from gradlint.analysis.values import (
     UNKNOWN,
     Node,
@@ -54,6 +55,7 @@ class State:
     frozen_at: dict[str, cst.CSTNode] = field(default_factory=dict)  # ... and where
     dead: bool = False  # after return/raise/break/continue
     grad_off_at: cst.CSTNode | None = None  # what turned grad mode off here
+    grads: dict[int, Grads] = field(default_factory=dict)  # optimizer origin -> its .grad
 
     def copy(self) -> State:
         return State(
@@ -68,6 +70,7 @@ class State:
             dict(self.frozen_at),
             self.dead,
             self.grad_off_at,
+            dict(self.grads),
         )
 
     def join(self, other: State) -> State:
@@ -102,6 +105,7 @@ class State:
             frozen=frozen,
             frozen_at={**self.frozen_at, **other.frozen_at},  # the later branch
             grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
+            grads=join_grads(self.grads, other.grads),
         )
 
     def age(self, sites: set[int], generation: int) -> State:

@@ -255,3 +255,13 @@ def _plain_text(literal: str) -> str | None:
     if "\\" in body or literal[0] in body or literal.startswith(literal[0] * 3):
         return None
     return body
+
+
+def _names_grad(expr: cst.BaseExpression) -> bool:
+    """Whether an expression reaches into a `.grad` (`p.grad`, `p.grad.data`, `p.grad[0]`):
+    writing it changes what an optimizer step will apply."""
+    while isinstance(expr, (cst.Attribute, cst.Subscript)):
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "grad":
+            return True
+        expr = expr.value
+    return False

@@ -227,3 +227,11 @@ INTEGER_CASTS = frozenset(
     "searchsorted isnan isinf isfinite eq ne lt le gt ge logical_and logical_or logical_not "
     "logical_xor".split()
 )
+
+# Checks that data is finite. Training data is: the other branch (skip the step, raise on a
+# NaN loss) is the exception, so code after such a check is taken to run as on finite data.
+FINITE_CHECKS = {
+    f"{module}.{name}": name == "isfinite"
+    for module in ("torch", "math", "numpy")
+    for name in ("isfinite", "isnan", "isinf")
+}

@@ -199,6 +199,8 @@ class TorchCalls(GraphTracking):
                 item = self.run_function(getitem, [INT], {}, state, dataset, node)
                 return Value(kind=Kind.SEQUENCE, item=self.collated(item, node, state))
             return UNKNOWN_VALUE
+        if name == "GradScaler" and module in ("torch.cuda.amp", "torch.amp", "torch"):
+            return Value(kind=Kind.OTHER, layer="grad_scaler")
         if qualname == "matplotlib.pyplot.subplots":
             return sequence([FIGURE, AXES], fixed=True)
         if qualname in api.FIGURE_MAKERS:
@@ -394,8 +396,7 @@ class TorchCalls(GraphTracking):
 
     def make_optimizer(self, node: cst.Call, args: list[Value], state: State) -> Value:
         self.record_optimizer(node, args, state)
-        roots = args[0].roots if args else frozenset()
-        return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
+        return self.new_optimizer(node, args[0].roots if args else frozenset(), state)
 
     def record_optimizer(self, node: cst.Call, args: list[Value], state: State) -> None:
         """An optimizer built at `node` over `args[0]`: a generator it uses up, a module
@@ -496,8 +497,17 @@ class TorchCalls(GraphTracking):
                 self.invoke(args[0], [], {}, node, state)
             self.step(receiver, node, state)
             return OTHER
+        if method == "zero_grad" and receiver.kind is Kind.OPTIMIZER:
+            self.clear_grads(receiver, node, state)
+            return NONE
         if receiver.kind is Kind.MODULE:
             return self.module_method(receiver, method, node, args, state)
+        if receiver.kind in (Kind.UNKNOWN, Kind.OTHER):
+            optimizers = [v for v in args if v.kind is Kind.OPTIMIZER]
+            if method == "step" and receiver.layer == "grad_scaler" and optimizers:
+                self.step(optimizers[0], node, state)  # unscales, then optimizer.step()
+            else:
+                self.forget_grads(state, optimizers)  # code we cannot see has them
         if receiver.kind is Kind.PARAMS and method in ("__iter__",):
             return receiver
         if receiver.layer == "figure" and method in api.AXES_FROM_FIGURE:
@@ -588,6 +598,12 @@ class TorchCalls(GraphTracking):
                 if method != "numpy"
                 else Value(kind=Kind.ARRAY, requires_grad=NO)
             )
+        if method in ("all", "any", "item") and receiver.truth is not UNKNOWN:
+            # `torch.isfinite(loss).all()`
+            return receiver if method != "item" else NUMBER.with_(truth=receiver.truth)
+        finite = api.FINITE_CHECKS.get(f"torch.{method}")
+        if finite is not None:
+            return self.no_grad_tensor(receiver, node).with_(truth=YES if finite else NO)
         if method in api.NO_GRAD_RESULTS:
             cut = self.no_grad_tensor(receiver, node)
             return cut.with_(integer=YES) if method in api.INTEGER_CASTS else cut
@@ -671,6 +687,9 @@ class TorchCalls(GraphTracking):
                     self._freeze_sites.add(id(node))
                 self.unfreeze_parents(module.path, wanted, state)
             return module.with_(frozen=wanted.negate())
+        if method == "zero_grad":
+            self.clear_grads(module, node, state)
+            return NONE
         if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
             return module
         if method == "register_buffer" and len(args) >= 2 and module.path is not None:
@@ -689,7 +708,9 @@ class TorchCalls(GraphTracking):
         return UNKNOWN_VALUE
 
     def forget_modules(self, values: list[Value], state: State) -> None:
-        """Code we cannot see was handed these modules: what was frozen is unknown now."""
+        """Code we cannot see was handed these modules and optimizers: what was frozen, and
+        what their gradients hold, is unknown now."""
+        self.forget_grads(state, values)
         for value in values:
             if value.kind is Kind.MODULE and value.path is not None and state.frozen:
                 prefix = value.path + "."

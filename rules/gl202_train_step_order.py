@@ -1,0 +1,137 @@
+"""GL202 train-step-order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis import Facts
+from gradlint.rule import Report, Rule
+
+
+class TrainStepOrder(Rule):
+    """Clears the gradients between `backward()` and `step()`, so the step applies nothing.
+
+    **Why is this bad?** `optimizer.step()` applies what `.grad` holds when it runs. A
+    `zero_grad()` after the backward and before the step throws the gradients away, and a
+    `step()` placed before this iteration's backward finds them already cleared: the
+    weights never move (or move only by weight decay and momentum), and the loss stays flat
+    with no error.
+
+    **Example**
+    ```python
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    ```
+
+    **Use instead**
+    ```python
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    ```
+    """
+
+    code = "GL202"
+    name = "train-step-order"
+    message = (
+        "`zero_grad()` here clears the gradients of the last `backward()` before `step()` "
+        "applies them; clear before the backward instead"
+    )
+    early_message = (
+        "`step()` runs before this iteration's `backward()`, on gradients already cleared, so "
+        "it applies nothing; step after the backward"
+    )
+
+    INVALID = [
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+before = model.weight.detach().clone()
+for step in range(3):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()
+    optimizer.zero_grad()  # error
+    optimizer.step()
+assert torch.equal(model.weight, before)  # never trained
+""",
+        """\
+import torch as T
+from torch import nn, optim
+
+net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+opt = optim.Adam(net.parameters(), lr=0.1)
+before = [p.detach().clone() for p in net.parameters()]
+for x in [T.randn(8, 4) for _ in range(3)]:
+    opt.zero_grad()
+    opt.step()  # error
+    net(x).pow(2).mean().backward()
+assert all(T.equal(p, b) for p, b in zip(net.parameters(), before))  # never trained
+""",
+    ]
+    VALID = [
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    optimizer.zero_grad()
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+        """\
+import torch
+from torch import nn
+
+G = nn.Linear(2, 4)
+D = nn.Linear(4, 1)
+opt_g = torch.optim.Adam(G.parameters())
+opt_d = torch.optim.Adam(D.parameters())
+for step in range(3):
+    fake = G(torch.randn(8, 2))
+    opt_d.zero_grad()
+    D(fake.detach()).mean().backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    (-D(fake)).mean().backward()
+    opt_g.step()
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(8, 4, requires_grad=True)
+model(x).sum().backward()
+saliency = x.grad.abs()
+optimizer.zero_grad()
+model(x).pow(2).mean().backward()
+optimizer.step()
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        for step in facts.empty_steps:
+            if step.recent and step.cleared_at is not None:
+                yield Report(step.cleared_at)
+            else:
+                yield Report(step.node, self.early_message)
