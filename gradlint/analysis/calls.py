@@ -129,8 +129,12 @@ class FunctionCalls(TorchCalls):
             and runs < MAX_CONTEXTS
             and (info.calls_backward or self.scopes.changes_tensors(info))
         )
-        if caller is not None and self.scopes.touches_grads(info) and (
-            (key in self._memo and not replay) or info in self._running or runs >= MAX_CONTEXTS
+        if (
+            caller is not None
+            and self.scopes.touches_grads(info)
+            and (
+                (key in self._memo and not replay) or info in self._running or runs >= MAX_CONTEXTS
+            )
         ):
             self.forget_grads(caller)  # what it does to gradients is not run again here
         if key in self._memo and not replay:

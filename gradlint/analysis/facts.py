@@ -92,6 +92,15 @@ class StepMisfire:
 
 
 @dataclass(frozen=True)
+class ClipMisplaced:
+    """Gradient clipping where it changes nothing a step applies: before the backward that
+    fills `.grad`, or after the step that applied it."""
+
+    node: cst.CSTNode
+    after_step: bool
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -116,6 +125,7 @@ class Facts:
     # Steps that apply gradients summed since an earlier step (GL201), or none (GL202).
     piled_steps: list[StepMisfire] = field(default_factory=list)
     empty_steps: list[StepMisfire] = field(default_factory=list)
+    misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded

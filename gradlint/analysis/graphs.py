@@ -12,6 +12,7 @@ import libcst as cst
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     ENABLED,
+    ClipMisplaced,
     FreedGraph,
     SavedChanged,
     StepMisfire,
@@ -481,6 +482,26 @@ class GraphTracking(InterpreterBase):
                 state.grads[key] = grads.clear(node)
             elif owned is UNKNOWN:
                 state.grads[key] = UNKNOWN_GRADS
+
+    def clip_grads(self, params: Value, node: cst.CSTNode, state: State) -> None:
+        """`clip_grad_norm_(params, ...)`: it changes `.grad` for the next step to apply.
+        Reported only where it is so for every optimizer that may hold those parameters."""
+        paths = params.roots if params.kind is Kind.PARAMS else frozenset()
+        found = [
+            grads
+            for key, grads in state.grads.items()
+            if not paths
+            or any(
+                owned_by(self._optimizer_roots.get(key, frozenset()), path) is not NO
+                for path in paths
+            )
+        ]
+        if not found:
+            return
+        if all(g.held is YES and g.unstepped is NO and g.applied is YES for g in found):
+            self.facts.misplaced_clips.append(ClipMisplaced(node, after_step=True))
+        elif all(g.held is NO and g.cleared_at is not None for g in found):
+            self.facts.misplaced_clips.append(ClipMisplaced(node, after_step=False))
 
     def forget_grads(self, state: State, optimizers: Iterable[Value] | None = None) -> None:
         """Code we cannot follow may clear, fill or apply gradients: of these optimizers,

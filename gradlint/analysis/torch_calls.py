@@ -199,6 +199,10 @@ class TorchCalls(GraphTracking):
                 item = self.run_function(getitem, [INT], {}, state, dataset, node)
                 return Value(kind=Kind.SEQUENCE, item=self.collated(item, node, state))
             return UNKNOWN_VALUE
+        if name in ("clip_grad_norm_", "clip_grad_value_") and module.startswith("torch.nn.utils"):
+            if args:
+                self.clip_grads(args[0], node, state)
+            return Value(kind=Kind.TENSOR, requires_grad=NO)
         if name == "GradScaler" and module in ("torch.cuda.amp", "torch.amp", "torch"):
             return Value(kind=Kind.OTHER, layer="grad_scaler")
         if qualname == "matplotlib.pyplot.subplots":
