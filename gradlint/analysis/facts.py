@@ -126,6 +126,9 @@ class Facts:
     piled_steps: list[StepMisfire] = field(default_factory=list)
     empty_steps: list[StepMisfire] = field(default_factory=list)
     misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
+    # A backward of a loss holding a gradient penalty made without `create_graph`:
+    # (the `torch.autograd.grad` call, the backward).
+    penalties_without_graph: list[tuple[object, cst.CSTNode]] = field(default_factory=list)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded

@@ -173,6 +173,7 @@ class GraphTracking(InterpreterBase):
             integer = YES
         if integer is not UNKNOWN:
             value = value.with_(integer=integer)
+        value = self.with_gradient_origin(value, inputs, op)
         if op in api.VIEW_OPS and inputs[0].inference is YES:
             # A view of an inference tensor is one too, wherever it is taken.
             value = value.with_(inference=YES, made_in=inputs[0].made_in)
@@ -183,6 +184,21 @@ class GraphTracking(InterpreterBase):
                 node=base.node,
                 leaf_view=base.leaf_view or (base.leaf is YES and base.requires_grad is YES),
             )
+        return value
+
+    @staticmethod
+    def with_gradient_origin(value: Value, inputs: list[Value], op: str) -> Value:
+        """Carry where a gradient without a graph came from: through ops that keep it
+        without a graph, and, once its size is taken (a gradient penalty), into everything
+        made from that."""
+        grad_of = next((v.grad_of for v in inputs if v.grad_of is not None), None)
+        penalized = next((v.penalized for v in inputs if v.penalized is not None), None)
+        if grad_of is not None and penalized is None and op in api.MAGNITUDE_OPS:
+            penalized = grad_of
+        if grad_of is not None and value.requires_grad is NO:
+            value = value.with_(grad_of=grad_of)
+        if penalized is not None:
+            value = value.with_(penalized=penalized)
         return value
 
     def binary(
@@ -302,6 +318,8 @@ class GraphTracking(InterpreterBase):
                     entry = self.frame_call(entry, self._stale)
                 self.facts.freed_graphs.append(FreedGraph(node, entry, first))
         self.check_saved(loss, node, state)
+        if loss.penalized is not None:
+            self.facts.penalties_without_graph.append((loss.penalized, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
@@ -485,17 +503,18 @@ class GraphTracking(InterpreterBase):
 
     def clip_grads(self, params: Value, node: cst.CSTNode, state: State) -> None:
         """`clip_grad_norm_(params, ...)`: it changes `.grad` for the next step to apply.
-        Reported only where it is so for every optimizer that may hold those parameters."""
+        Reported where it is so for every optimizer known to hold those parameters (or, if
+        none is known to, for every one that may)."""
         paths = params.roots if params.kind is Kind.PARAMS else frozenset()
-        found = [
-            grads
-            for key, grads in state.grads.items()
-            if not paths
-            or any(
-                owned_by(self._optimizer_roots.get(key, frozenset()), path) is not NO
-                for path in paths
-            )
-        ]
+        holds: dict[Tri, list[Grads]] = {YES: [], UNKNOWN: []}
+        for key, grads in state.grads.items():
+            roots = self._optimizer_roots.get(key, frozenset())
+            owned = [owned_by(roots, path) for path in paths] or [UNKNOWN]
+            if YES in owned:
+                holds[YES].append(grads)
+            elif UNKNOWN in owned:
+                holds[UNKNOWN].append(grads)
+        found = holds[YES] or holds[UNKNOWN]
         if not found:
             return
         if all(g.held is YES and g.unstepped is NO and g.applied is YES for g in found):

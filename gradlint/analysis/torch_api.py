@@ -235,3 +235,6 @@ FINITE_CHECKS = {
     for module in ("torch", "math", "numpy")
     for name in ("isfinite", "isnan", "isinf")
 }
+
+# Ops that measure the size of a tensor: applied to a gradient, they make a gradient penalty.
+MAGNITUDE_OPS = frozenset("norm vector_norm pow square abs sum mean".split())

@@ -265,7 +265,12 @@ class TorchCalls(GraphTracking):
         if qualname in ("torch.autograd.grad", "torch.autograd.backward"):
             if args:
                 self.backward(args[0], node.args[0].value, node, state, kwargs)
-            return Value(kind=Kind.SEQUENCE, item=UNKNOWN_VALUE)
+            item = UNKNOWN_VALUE
+            graph = kwargs.get("create_graph")
+            if name == "grad" and (graph is None or _bool_literal(graph) is NO):
+                # Gradients as constants: tensors without a graph.
+                item = Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES, grad_of=node)
+            return Value(kind=Kind.SEQUENCE, item=item)
         if module.startswith("numpy") or module == "numpy":
             # Integer arrays (`np.random.randint`) make integer tensors with from_numpy.
             integer = YES if name in ("randint", "integers") else UNKNOWN

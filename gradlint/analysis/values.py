@@ -93,6 +93,11 @@ class Value:
     # that augmented assignment.
     summed_at: object = None
     text: str | None = None  # a string whose value is known (`"ReLU"`)
+    # A gradient that `torch.autograd.grad` returned without `create_graph` (so without a
+    # graph of its own), or a tensor made from one: that call.
+    grad_of: object = None
+    # A tensor made from the size of such a gradient (a gradient penalty): that call.
+    penalized: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -194,6 +199,8 @@ class Value:
             handed=self.handed if self.handed is other.handed else None,
             summed_at=self.summed_at if self.summed_at is not None else other.summed_at,
             text=self.text if self.text == other.text else None,
+            grad_of=self.grad_of if self.grad_of is not None else other.grad_of,
+            penalized=self.penalized if self.penalized is not None else other.penalized,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
