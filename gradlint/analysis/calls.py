@@ -744,8 +744,9 @@ class FunctionCalls(TorchCalls):
                 return self.run_function(getter, [], {}, state, obj)
         if obj.kind is Kind.TENSOR:
             if attr in ("data",):
+                # The same storage, with changes hidden from autograd's version counter.
                 return self.no_grad_tensor(obj, expr).with_(
-                    leaf=YES, integer=obj.integer, node=obj.node
+                    leaf=YES, integer=obj.integer, node=obj.node, layer="data"
                 )
             if attr in ("grad",):
                 return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)

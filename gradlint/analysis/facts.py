@@ -120,6 +120,8 @@ class Facts:
     attribute_sets: list[AttributeSet] = field(default_factory=list)
     freed_graphs: list[FreedGraph] = field(default_factory=list)
     saved_changes: list[SavedChanged] = field(default_factory=list)
+    # ... changed through `.data`, which autograd does not notice: wrong gradients, no error.
+    hidden_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
     # Steps that apply gradients summed since an earlier step (GL201), or none (GL202).

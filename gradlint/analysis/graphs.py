@@ -249,6 +249,9 @@ class GraphTracking(InterpreterBase):
     ) -> Value:
         """`target` changed in place by `op` at `node` (`blame`: what to change to avoid it,
         such as the layer built with inplace=True)."""
+        if target.layer == "data" and target.node is not None:
+            self.hide_change(target.node, node, state)
+            return target
         if (target.leaf is YES and target.requires_grad is YES) or target.leaf_view:
             return target  # raises under grad mode, and changes nothing of the graph under no_grad
         if target.node is not None:
@@ -602,6 +605,13 @@ class GraphTracking(InterpreterBase):
                 todo.append(consumer)
         return None
 
+    def hide_change(self, tensor: Node, node: cst.CSTNode, state: State) -> None:
+        """A change through `.data`: autograd's version counter does not see it, so the ops
+        that saved the tensor will back-propagate with its new value, silently."""
+        for graph_node, saved in state.saves.items():
+            if any(identity == tensor for identity, _ in saved):
+                state.hidden[graph_node] = node
+
     def check_saved(self, value: Value, at: cst.CSTNode, state: State) -> None:
         """Back-propagating `value` at `at` needs the tensors its graph saved, unchanged."""
         graph = set(value.graph)
@@ -611,6 +621,10 @@ class GraphTracking(InterpreterBase):
         for graph_node in graph:
             if graph_node in state.freed and self.saves_tensors(graph_node):
                 continue  # its buffers are gone: backward raises for that first (GL107)
+            hidden = state.hidden.get(graph_node)
+            op = self._site_nodes.get(graph_node[0])
+            if hidden is not None and op is not None:
+                self.facts.hidden_changes.append(SavedChanged(hidden, op, at, hidden))
             for saved, version in state.saves.get(graph_node, frozenset()):
                 current = state.versions.get(saved, 0)
                 if 0 <= version != current >= 0 and saved in state.changed_at:

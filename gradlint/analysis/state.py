@@ -56,6 +56,8 @@ class State:
     dead: bool = False  # after return/raise/break/continue
     grad_off_at: cst.CSTNode | None = None  # what turned grad mode off here
     grads: dict[int, Grads] = field(default_factory=dict)  # optimizer origin -> its .grad
+    # Graph node -> a change through `.data` of a tensor it saved, which autograd cannot see.
+    hidden: dict[Node, cst.CSTNode] = field(default_factory=dict)
 
     def copy(self) -> State:
         return State(
@@ -71,6 +73,7 @@ class State:
             self.dead,
             self.grad_off_at,
             dict(self.grads),
+            dict(self.hidden),
         )
 
     def join(self, other: State) -> State:
@@ -106,6 +109,7 @@ class State:
             frozen_at={**self.frozen_at, **other.frozen_at},  # the later branch
             grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
             grads=join_grads(self.grads, other.grads),
+            hidden={**other.hidden, **self.hidden},
         )
 
     def age(self, sites: set[int], generation: int) -> State:
@@ -132,6 +136,7 @@ class State:
         aged.freed = {old(n): at for n, at in self.freed.items()}
         aged.versions = {old(n): v for n, v in self.versions.items()}
         aged.changed_at = {old(n): at for n, at in self.changed_at.items()}
+        aged.hidden = {old(n): at for n, at in self.hidden.items()}
         aged.saves = {
             old(n): frozenset((old(s), v) for s, v in saved) for n, saved in self.saves.items()
         }
@@ -141,3 +146,4 @@ class State:
         aged = self.age(sites, generation)
         self.env, self.freed, self.versions = aged.env, aged.freed, aged.versions
         self.changed_at, self.saves = aged.changed_at, aged.saves
+        self.hidden = aged.hidden
