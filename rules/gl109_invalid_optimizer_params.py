@@ -122,6 +122,23 @@ opt = torch.optim.SGD(model.parameters(), lr=0.1)  # error
         """\
 import torch
 from torch import nn
+
+net = nn.Linear(4, 4)
+
+
+def train_task(task):
+    params = filter(lambda p: p.requires_grad, net.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    net(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+
+
+for task in range(3):
+    train_task(task)  # a new generator on each call
+""",
+        """\
+import torch
+from torch import nn
 model = nn.Linear(4, 2)
 params = list(model.parameters())
 print(sum(p.numel() for p in params))

@@ -70,6 +70,7 @@ class TorchCalls(GraphTracking):
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
             if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
+                state.exhausted = state.exhausted - {id(node)}  # a new one on each run
                 return Value(kind=Kind.PARAMS, item=item, origin=id(node))
             return Value(kind=Kind.SEQUENCE, item=item)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
