@@ -128,6 +128,8 @@ class Facts:
     piled_steps: list[StepMisfire] = field(default_factory=list)
     empty_steps: list[StepMisfire] = field(default_factory=list)
     misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
+    # `.detach()` straight on a model's output made while autograd records.
+    detached_forwards: list[cst.Call] = field(default_factory=list)
     # A backward of a loss holding a gradient penalty made without `create_graph`:
     # (the `torch.autograd.grad` call, the backward).
     penalties_without_graph: list[tuple[object, cst.CSTNode]] = field(default_factory=list)

@@ -9,6 +9,7 @@ import libcst as cst
 
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
+    ENABLED,
     Inplace,
     OptimizerMade,
 )
@@ -585,6 +586,15 @@ class TorchCalls(GraphTracking):
                 return self.no_grad_tensor(receiver, node)
             return self.op_result([receiver, *args], node, state, method)
         if method == "detach":
+            made_by = node.func.value  # type: ignore[attr-defined]
+            if (
+                isinstance(made_by, cst.Call)
+                and id(made_by) in self._module_calls
+                and receiver.requires_grad is YES
+                and state.mode == ENABLED
+            ):
+                # A whole forward recorded, only for its graph to be dropped at once.
+                self.facts.detached_forwards.append(node)
             # detach() shares storage and version counter with the tensor.
             return self.no_grad_tensor(receiver, node).with_(
                 leaf=YES, integer=receiver.integer, node=receiver.node
