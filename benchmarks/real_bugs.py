@@ -3,7 +3,9 @@
 Each case folder holds `buggy.py`, whose root-cause line ends with `# bug: GLxxx`, and
 `fixed.py`, the fix its thread recommends. `_near_misses/` holds correct idioms that look
 like the bugs. A case is found when gradlint reports that code on that line; a fixed
-version or near miss is silent when gradlint reports nothing at all.
+version or near miss is silent when gradlint reports nothing at all, except findings listed
+in the set's `_accepted.txt`: warnings (GL3xx) about waste that the fix left in place,
+each read and judged true (`case/fixed.py:LINE:CODE  why`).
 
     python benchmarks/real_bugs.py [--verbose] [--root tests/fixtures/real_bugs_holdout]
 """
@@ -30,6 +32,7 @@ class Score:
     missed: list[str]
     noisy: list[str]  # fixed versions and near misses with findings
     silent_checked: int
+    accepted: int = 0  # findings there judged true (`_accepted.txt`)
 
 
 def expected(source: str) -> list[tuple[int, str]]:
@@ -44,8 +47,23 @@ def findings(path: Path) -> list[Finding]:
     return lint(path.read_text(), str(path))
 
 
+def accepted_findings(root: Path) -> set[str]:
+    listed = root / "_accepted.txt"
+    if not listed.is_file():
+        return set()
+    lines = (line.split("#")[0].split()[:1] for line in listed.read_text().splitlines())
+    return {first[0] for first in lines if first}
+
+
 def score(root: Path = ROOT) -> Score:
     result = Score(found=defaultdict(list), missed=[], noisy=[], silent_checked=0)
+    accepted = accepted_findings(root)
+
+    def noise_of(path: Path, name: str) -> list[Finding]:
+        noise = [f for f in findings(path) if f"{name}:{f.line}:{f.code}" not in accepted]
+        result.accepted += len(findings(path)) - len(noise)
+        return noise
+
     for case in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         buggy = case / "buggy.py"
         got = {(f.line, f.code) for f in findings(buggy)}
@@ -57,14 +75,14 @@ def score(root: Path = ROOT) -> Score:
         fixed = case / "fixed.py"
         if fixed.exists():
             result.silent_checked += 1
-            noise = findings(fixed)
+            noise = noise_of(fixed, f"{case.name}/fixed.py")
             if noise:
                 result.noisy.append(f"{case.name}/fixed.py: {[(f.line, f.code) for f in noise]}")
     near = root / "_near_misses"
     if near.is_dir():
         for path in sorted(near.glob("*.py")):
             result.silent_checked += 1
-            noise = findings(path)
+            noise = noise_of(path, f"_near_misses/{path.name}")
             if noise:
                 result.noisy.append(
                     f"_near_misses/{path.name}: {[(f.line, f.code) for f in noise]}"
@@ -91,6 +109,8 @@ def main() -> int:
         f"silent on fixed versions and near misses: {silent}/{result.silent_checked} = "
         f"{silent / max(result.silent_checked, 1):.0%}"
     )
+    if result.accepted:
+        print(f"warnings there read and judged true (_accepted.txt): {result.accepted}")
     if args.verbose:
         for line in result.missed:
             print("missed", line)

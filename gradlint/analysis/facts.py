@@ -129,7 +129,7 @@ class Facts:
     empty_steps: list[StepMisfire] = field(default_factory=list)
     misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
     # `.detach()` straight on a model's output made while autograd records.
-    detached_forwards: list[cst.Call] = field(default_factory=list)
+    detached_forwards: dict[cst.Call, None] = field(default_factory=dict)  # (ordered set)
     # A backward of a loss holding a gradient penalty made without `create_graph`:
     # (the `torch.autograd.grad` call, the backward).
     penalties_without_graph: list[tuple[object, cst.CSTNode]] = field(default_factory=list)

@@ -238,3 +238,6 @@ FINITE_CHECKS = {
 
 # Ops that measure the size of a tensor: applied to a gradient, they make a gradient penalty.
 MAGNITUDE_OPS = frozenset("norm vector_norm pow square abs sum mean".split())
+
+# Methods that take a tensor's values out of torch.
+CONVERSIONS = frozenset("numpy tolist item".split())

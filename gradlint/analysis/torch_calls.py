@@ -594,7 +594,7 @@ class TorchCalls(GraphTracking):
                 and state.mode == ENABLED
             ):
                 # A whole forward recorded, only for its graph to be dropped at once.
-                self.facts.detached_forwards.append(node)
+                self.facts.detached_forwards[node] = None
             # detach() shares storage and version counter with the tensor.
             return self.no_grad_tensor(receiver, node).with_(
                 leaf=YES, integer=receiver.integer, node=receiver.node
@@ -612,6 +612,8 @@ class TorchCalls(GraphTracking):
                 return receiver
             self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
             return receiver.with_(requires_grad=wanted)
+        if method in api.CONVERSIONS:
+            self.forget_converted(node)
         if method in api.NON_TENSOR_METHODS:
             return (
                 Value(kind=Kind.OTHER, requires_grad=NO)
@@ -656,6 +658,18 @@ class TorchCalls(GraphTracking):
             return result
         operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
         return self.op_result(operands, node, state, method)
+
+    def forget_converted(self, node: cst.Call) -> None:
+        """`model(x).detach().cpu().numpy()`: the way to take values out for plots and logs,
+        which GL101 asks for; not a forward meant as a constant."""
+        inner = node.func.value  # type: ignore[attr-defined]
+        while isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute):
+            if inner.func.attr.value == "detach":
+                self.facts.detached_forwards.pop(inner, None)
+                return
+            if inner.func.attr.value not in ("cpu", "to", "float", "double"):
+                return
+            inner = inner.func.value
 
     def add_layers(
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
