@@ -128,6 +128,12 @@ class Facts:
     piled_steps: list[StepMisfire] = field(default_factory=list)
     empty_steps: list[StepMisfire] = field(default_factory=list)
     misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
+    # Where a value cut from its graph was made to require grad again -> where it was cut.
+    revivals: dict[cst.CSTNode, object] = field(default_factory=dict)
+    # ... of those, the ones then used as leaves: their `.grad` read, given to an optimizer.
+    revived_as_leaves: set[cst.CSTNode] = field(default_factory=set)
+    # A backward of such a value: (where it was made to require grad, the backward).
+    revived_backwards: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # `.detach()` straight on a model's output made while autograd records.
     detached_forwards: dict[cst.Call, None] = field(default_factory=dict)  # (ordered set)
     # A backward of a loss holding a gradient penalty made without `create_graph`:

@@ -80,6 +80,10 @@ class GraphTracking(InterpreterBase):
         cut = at if source.requires_grad is not NO or source.graph else source.cut
         if at is not None:
             self.facts.scope[at] = self._function
+            if source.requires_grad is YES and source.leaf is NO:
+                # A computation's graph surely ended here (a weight's `.data` copied to make
+                # a new leaf is no graph cut).
+                self._sure_cuts.add(id(at))
         return Value(
             kind=Kind.TENSOR,
             requires_grad=NO,
@@ -199,7 +203,18 @@ class GraphTracking(InterpreterBase):
             value = value.with_(grad_of=grad_of)
         if penalized is not None:
             value = value.with_(penalized=penalized)
+        revived = next((v.revived for v in inputs if v.revived is not None), None)
+        if revived is not None:
+            value = value.with_(revived=revived)
         return value
+
+    def revive(self, value: Value, at: cst.CSTNode) -> Value:
+        """A value cut from its graph, made to require grad again at `at`: a leaf with no
+        path back to any parameter."""
+        if id(value.cut) not in self._sure_cuts:
+            return value.with_(requires_grad=YES, leaf=YES)
+        self.facts.revivals[at] = value.cut
+        return value.with_(requires_grad=YES, leaf=YES, revived=at)
 
     def binary(
         self, left: Value, right: Value, operator: cst.CSTNode, node: cst.CSTNode, state: State
@@ -215,10 +230,16 @@ class GraphTracking(InterpreterBase):
             return result
         if left.kind is Kind.NUMBER and right.kind is Kind.NUMBER:
             op = _OPERATORS.get(type(operator), "other")
+            cut = left.cut if left.cut is not None else right.cut
             if op == "div" or NO in (left.integer, right.integer):
-                return FLOAT
+                return FLOAT.with_(cut=cut) if cut is not None else FLOAT
             both = left.integer if left.integer is right.integer else UNKNOWN
-            return NUMBER.with_(integer=both) if op in _INTEGER_OPERATORS else NUMBER
+            number = NUMBER.with_(integer=both) if op in _INTEGER_OPERATORS else NUMBER
+            return number.with_(cut=cut) if cut is not None else number
+        if {left.kind, right.kind} <= {Kind.ARRAY, Kind.NUMBER}:
+            # numpy arithmetic: still values taken out of a graph, if they were.
+            cut = left.cut if left.cut is not None else right.cut
+            return Value(kind=Kind.ARRAY, requires_grad=NO, cut=cut)
         if left.kind is Kind.SEQUENCE and right.kind is Kind.SEQUENCE:
             joined = sequence([v for v in (left.item, right.item) if v is not None])
             return joined.with_(roots=left.roots | right.roots)
@@ -323,6 +344,8 @@ class GraphTracking(InterpreterBase):
         self.check_saved(loss, node, state)
         if loss.penalized is not None:
             self.facts.penalties_without_graph.append((loss.penalized, node))
+        if isinstance(loss.revived, cst.CSTNode):
+            self.facts.revived_backwards.append((loss.revived, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")

@@ -543,7 +543,11 @@ class Interpreter(FunctionCalls):
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and (key in state.env or _is_field_of_record(key, state)):
-                state.env[key] = obj.with_(requires_grad=wanted)
+                changed = obj.with_(requires_grad=wanted)
+                revived = obj.requires_grad is NO and obj.cut is not None and obj.path is None
+                if wanted is YES and revived and self._statement is not None:
+                    changed = self.revive(obj, self._statement)
+                state.env[key] = changed
             if self._frames and key in self._frames[-1].params:
                 self._frames[-1].flags[key] = wanted
 

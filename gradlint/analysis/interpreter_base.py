@@ -83,6 +83,7 @@ class InterpreterBase:
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
         self._optimizer_roots: dict[int, frozenset[str]] = {}  # optimizer -> modules it holds
+        self._sure_cuts: set[int] = set()  # cuts (detach, item) of computed tensors with a graph
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
         self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code

@@ -241,3 +241,6 @@ MAGNITUDE_OPS = frozenset("norm vector_norm pow square abs sum mean".split())
 
 # Methods that take a tensor's values out of torch.
 CONVERSIONS = frozenset("numpy tolist item".split())
+
+# Factories that copy the data they are given.
+FROM_DATA = frozenset("tensor as_tensor from_numpy Tensor FloatTensor DoubleTensor".split())

@@ -80,7 +80,7 @@ class TorchCalls(GraphTracking):
             if name in ("len", "int") or (name == "round" and len(args) == 1):
                 return INT
             if name == "float":
-                return FLOAT
+                return FLOAT.with_(cut=args[0].cut) if args and args[0].cut is not None else FLOAT
             if name in ("round", "abs") and args and args[0].kind is Kind.NUMBER:
                 return args[0]
             return NUMBER if name == "round" else OTHER
@@ -278,7 +278,8 @@ class TorchCalls(GraphTracking):
             integer = YES if name in ("randint", "integers") else UNKNOWN
             if name in ("rand", "randn", "random", "uniform", "normal", "linspace"):
                 integer = NO
-            return Value(kind=Kind.ARRAY, requires_grad=NO, integer=integer)
+            cut = next((a.cut for a in args if a.cut is not None), None)
+            return Value(kind=Kind.ARRAY, requires_grad=NO, integer=integer, cut=cut)
         if module.startswith("torch") and (
             module == "torch"
             or module.startswith("torch.nn.functional")
@@ -329,7 +330,10 @@ class TorchCalls(GraphTracking):
         wanted = NO if flag is None else self.flag_of(flag)
         integer = self.factory_integer(name, node, args, kwargs)
         inference = _inference_in(state.mode)
-        return Value(
+        data = args[0] if args and name in api.FROM_DATA else UNKNOWN_VALUE
+        if data.kind is Kind.SEQUENCE and data.item is not None:
+            data = data.item
+        made = Value(
             kind=Kind.TENSOR,
             requires_grad=wanted,
             leaf=YES,
@@ -339,6 +343,11 @@ class TorchCalls(GraphTracking):
             born=node if wanted is NO else None,
             made_in=state.grad_off_at if inference is YES else None,
         )
+        if data.cut is not None and data.requires_grad is not YES:
+            # Made from values cut from a graph (`loss.item()`, a numpy round trip).
+            made = made.with_(cut=data.cut)
+            return self.revive(made, node) if wanted is YES else made
+        return made
 
     def factory_integer(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -414,6 +423,9 @@ class TorchCalls(GraphTracking):
         with no parameters (and the plain list that hid them)."""
         params = node.args[0].value if node.args and node.args[0].keyword is None else None
         given = args[0] if args else UNKNOWN_VALUE
+        for part in (given, given.item):
+            if part is not None and isinstance(part.revived, cst.CSTNode):
+                self.facts.revived_as_leaves.add(part.revived)  # a leaf to optimize
         exhausted = False
         used_up_at = None
         if given.kind is Kind.PARAMS and given.origin is not None:
@@ -577,6 +589,8 @@ class TorchCalls(GraphTracking):
                     env[key] = updated
                     self.update_class_attr(key, updated)
             return OTHER if method in ("append", "extend", "insert") else UNKNOWN_VALUE
+        if receiver.kind is Kind.ARRAY and receiver.cut is not None:
+            return Value(kind=Kind.ARRAY, requires_grad=NO, cut=receiver.cut)  # `arr.sum()`
         if receiver.kind is not Kind.TENSOR:
             return UNKNOWN_VALUE
         if method == "is_floating_point":
@@ -611,15 +625,22 @@ class TorchCalls(GraphTracking):
             if receiver.leaf is not YES:
                 return receiver
             self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
+            if wanted is YES and receiver.requires_grad is NO and receiver.cut is not None:
+                return self.revive(receiver, node)
             return receiver.with_(requires_grad=wanted)
         if method in api.CONVERSIONS:
             self.forget_converted(node)
         if method in api.NON_TENSOR_METHODS:
-            return (
-                Value(kind=Kind.OTHER, requires_grad=NO)
-                if method != "numpy"
-                else Value(kind=Kind.ARRAY, requires_grad=NO)
+            taken = (
+                Value(kind=Kind.ARRAY, requires_grad=NO)
+                if method == "numpy"
+                else NUMBER
+                if method == "item"
+                else Value(kind=Kind.OTHER, requires_grad=NO)
             )
+            if method in api.CONVERSIONS:  # values out of torch: where their graph was cut
+                taken = taken.with_(cut=self.no_grad_tensor(receiver, node).cut)
+            return taken
         if method in ("all", "any", "item") and receiver.truth is not UNKNOWN:
             # `torch.isfinite(loss).all()`
             return receiver if method != "item" else NUMBER.with_(truth=receiver.truth)

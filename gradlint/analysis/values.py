@@ -98,6 +98,9 @@ class Value:
     grad_of: object = None
     # A tensor made from the size of such a gradient (a gradient penalty): that call.
     penalized: object = None
+    # A tensor cut from its graph and then made to require grad again (`loss.requires_grad =
+    # True`, `torch.tensor(loss.item(), requires_grad=True)`), or one made from it: where.
+    revived: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -201,6 +204,7 @@ class Value:
             text=self.text if self.text == other.text else None,
             grad_of=self.grad_of if self.grad_of is not None else other.grad_of,
             penalized=self.penalized if self.penalized is not None else other.penalized,
+            revived=self.revived if self.revived is not None else other.revived,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
