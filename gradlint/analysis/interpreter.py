@@ -23,9 +23,11 @@ import libcst as cst
 from gradlint.analysis.calls import FunctionCalls
 from gradlint.analysis.facts import (
     ENABLED,
+    MAX_OBSERVED,
     AttributeSet,
     Facts,
     Inplace,
+    UnregisteredTensor,
     WithItem,
 )
 from gradlint.analysis.names import dotted
@@ -88,6 +90,13 @@ class Interpreter(FunctionCalls):
         for function in self.scopes.functions:
             if function not in self._ran:
                 self.run_function(function)
+        # Made a parameter after all by another assignment, or registered by name.
+        self.facts.unregistered_tensors = [
+            found
+            for found in self.facts.unregistered_tensors
+            if (found.cls, found.attr) not in self._registered_attrs
+            and found.cls not in self.dynamic_classes
+        ]
         return self.facts
 
     # -- statements ---------------------------------------------------------------------------
@@ -435,6 +444,8 @@ class Interpreter(FunctionCalls):
                 child = f"{obj.path}.{target.attr.value}"
                 state.frozen[child] = NO
                 self.unfreeze_parents(child, YES, state)
+            if key is not None and source is not None:
+                self.note_module_tensor(key, value, source)
             if key is not None:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
@@ -486,6 +497,25 @@ class Interpreter(FunctionCalls):
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
 
+    def note_module_tensor(self, key: str, value: Value, source: cst.BaseExpression) -> None:
+        """`self.w = ...` in a module's method: a tensor meant to train that the module
+        does not register, when its constructor assigns it."""
+        owner = self._function.owner if self._function is not None else None
+        if owner is None or not owner.is_module or not key.startswith("self.") or "." in key[5:]:
+            return
+        attr = key[5:]
+        building = any(f.name == "__init__" and f.owner is owner for f in self._active)
+        trains = building and value.is_tensor and value.requires_grad is YES
+        found: UnregisteredTensor | None = None
+        if trains and value.leaf is NO and value.moved is not None:
+            found = UnregisteredTensor(source, owner.name, attr, value.moved)
+        elif trains and value.leaf is YES and value.grad_leaf is not None and not value.parameter:
+            found = UnregisteredTensor(source, owner.name, attr)
+        if found is None:
+            self._registered_attrs.add((owner.name, attr))
+        elif found not in self.facts.unregistered_tensors:
+            self.facts.unregistered_tensors.append(found)
+
     def field_holder(self, expr: cst.BaseExpression, state: State) -> tuple[str, str] | None:
         """`results["loss"]` of a dict with known keys in a variable: its name and the key."""
         if not isinstance(expr, cst.Subscript) or len(expr.slice) != 1:
@@ -535,7 +565,8 @@ class Interpreter(FunctionCalls):
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and (key in state.env or _is_field_of_record(key, state)):
-                state.env[key] = obj.with_(requires_grad=wanted)
+                made = self._statement if wanted is YES and obj.path is None else None
+                state.env[key] = obj.with_(requires_grad=wanted, grad_leaf=made)
             if self._frames and key in self._frames[-1].params:
                 self._frames[-1].flags[key] = wanted
 
@@ -809,6 +840,8 @@ class Interpreter(FunctionCalls):
         key = dotted(expr)
         self.facts.attributes_read.add(expr.attr.value)
         obj = self.eval(expr.value, state)
+        if expr.attr.value == "grad" and obj.is_tensor:
+            self.note_grad_read(expr, obj, state)
         if key is not None and key in state.env:
             return self.with_frozen(state.env[key], state)
         if key is not None and self.is_global(key, state) and key in self.module_env:
@@ -818,6 +851,14 @@ class Interpreter(FunctionCalls):
             if ref is not None:
                 return ref
         return self.attribute_of(obj, expr, state)
+
+    def note_grad_read(self, expr: cst.Attribute, tensor: Value, state: State) -> None:
+        if tensor.moved is not None and self.leaf_held(tensor.moved, state):
+            # The leaf is still there under a name: its `.grad` is the one to read.
+            tensor = tensor.with_(moved=None)
+        runs = self.facts.grad_reads.setdefault(expr, [])
+        if tensor not in runs and len(runs) < MAX_OBSERVED:
+            runs.append(tensor)
 
     def class_ref(self, expr: cst.BaseExpression) -> Value | None:
         """`torch.optim.Adam` or `nn.Linear` used as a value (`opt_class=torch.optim.Adam`),

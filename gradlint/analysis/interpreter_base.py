@@ -93,6 +93,9 @@ class InterpreterBase:
         self.unregistered: dict[str, cst.CSTNode] = {}
         self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
         self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
+        self._moved_from: dict[int, int] = {}  # op that copied a grad leaf -> the leaf's site
+        # (module class, attribute) assigned something other than a tensor left unregistered.
+        self._registered_attrs: set[tuple[str, str]] = set()
 
     # The parts above this one that the lower parts call back into: running statements and
     # expressions (interpreter.py) and calls of the module's own functions (calls.py).

@@ -233,6 +233,8 @@ class TorchCalls(GraphTracking):
                 inference=NO,
                 integer=base.integer,
                 node=self.new_node(node),
+                grad_leaf=node if wanted is YES else None,
+                parameter=qualname in api.PARAMETER_CLASSES,
             )
         if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
             return self.factory(name, node, args, kwargs, state)
@@ -325,6 +327,7 @@ class TorchCalls(GraphTracking):
             node=self.new_node(node),
             born=node if wanted is NO else None,
             made_in=state.grad_off_at if inference is YES else None,
+            grad_leaf=node if wanted is YES else None,
         )
 
     def factory_integer(
@@ -488,6 +491,9 @@ class TorchCalls(GraphTracking):
         self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
     ) -> Value:
         kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if method == "retain_grad":
+            self.retain_grad(receiver)
+            return NONE
         if method == "backward":
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
@@ -581,7 +587,7 @@ class TorchCalls(GraphTracking):
             if receiver.leaf is not YES:
                 return receiver
             self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
-            return receiver.with_(requires_grad=wanted)
+            return receiver.with_(requires_grad=wanted, grad_leaf=node if wanted is YES else None)
         if method in api.NON_TENSOR_METHODS:
             return (
                 Value(kind=Kind.OTHER, requires_grad=NO)
@@ -616,10 +622,20 @@ class TorchCalls(GraphTracking):
                 and result.requires_grad is YES
             ):
                 # May return the tensor itself (same device and dtype): a leaf stays a leaf.
-                return result.with_(leaf=UNKNOWN if receiver.leaf is YES else NO)
+                if receiver.leaf is YES:
+                    # Not surely a copy: whatever op next copies it is the one to blame.
+                    return result.with_(leaf=UNKNOWN, moved=None, grad_leaf=receiver.grad_leaf)
+                return result.with_(leaf=NO)
             return result
         operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
         return self.op_result(operands, node, state, method)
+
+    def retain_grad(self, tensor: Value) -> None:
+        """`x.retain_grad()`: backward fills `x.grad` though `x` is not a leaf."""
+        sites = {n[0] for n in (tensor.node, tensor.head) if n is not None}
+        self.facts.retained |= sites
+        if not sites:
+            self.facts.retained_unknown = True
 
     def add_layers(
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
