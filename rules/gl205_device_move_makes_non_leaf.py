@@ -89,6 +89,15 @@ s = Scaler()
 s.apply(torch.ones(2, 3)).sum().backward()
 assert s.scale_grad() is None
 """,
+        """\
+import torch
+dtype = torch.DoubleTensor  # torch.cuda.FloatTensor on a GPU
+x = torch.ones(4, 3, dtype=torch.float64)
+w = torch.randn(3, 2, requires_grad=True).type(dtype)  # error
+b = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+(x @ w + b).sum().backward()
+assert w.grad is None and b.grad is not None
+""",
     ]
     VALID = [
         """\
@@ -120,6 +129,13 @@ scaled = torch.randn(3, requires_grad=True) * 2
 loss = (w64 * 2).sum() + scaled.sum()
 loss.backward()
 assert w.grad is not None
+""",
+        """\
+import torch
+w = torch.randn(3, dtype=torch.float64, requires_grad=True).double()
+v = torch.randn(3, requires_grad=True).float().to(torch.float32)
+(w.float() * v).sum().backward()
+assert w.grad is not None and v.grad is not None
 """,
         """\
 import torch

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gradlint.analysis import Facts
-from gradlint.analysis.facts import UnregisteredTensor
 from gradlint.analysis.values import Kind
 from gradlint.rule import Report, Rule
 
@@ -16,25 +15,32 @@ _MOVED = (
 
 
 class ParameterNotRegistered(Rule):
-    """Keeps a tensor meant to train on a module as a plain attribute, which registers no parameter.
+    """Keeps a tensor or layer meant to train on a module where it registers no parameter.
 
     **Why is this bad?** A module registers a parameter only when an `nn.Parameter` itself
-    is assigned to it. `self.w = nn.Parameter(t).double()` (or `.cuda()`, `.to(...)`,
-    `* 0.1`, `.view(...)`) assigns an op's result, a non-leaf copy: `model.parameters()`
-    misses it and it never trains. `self.w = torch.randn(..., requires_grad=True)` is a
-    plain tensor: not in `parameters()`, so an optimizer built from them never updates
-    it, `model.to(device)` does not move it and `state_dict()` does not save it.
+    is assigned to it, and a layer's parameters only when the layer is assigned to it or
+    kept in an `nn.ModuleList`/`nn.ModuleDict`. `self.w = nn.Parameter(t).double()` (or
+    `.cuda()`, `* 0.1`, `.view(...)`) assigns an op's result, a non-leaf copy:
+    `model.parameters()` misses it and it never trains. `self.w = torch.randn(...,
+    requires_grad=True)` is a plain tensor, and layers appended to a plain list are
+    hidden: an optimizer built from `model.parameters()` never updates them,
+    `model.to(device)` does not move them and `state_dict()` does not save them.
 
     **Example**
     ```python
     self.scale = nn.Parameter(torch.ones(dim)).cuda()
     self.bias = torch.zeros(dim, requires_grad=True)
+    self.blocks = []
+    for _ in range(depth):
+        self.blocks.append(nn.Linear(dim, dim))
     ```
 
-    **Use instead**: assign the `nn.Parameter` itself, made from the moved tensor.
+    **Use instead**: assign the `nn.Parameter` itself, made from the moved tensor, and
+    keep layers in a module container.
     ```python
     self.scale = nn.Parameter(torch.ones(dim, device="cuda"))
     self.bias = nn.Parameter(torch.zeros(dim))
+    self.blocks = nn.ModuleList()
     ```
     """
 
@@ -104,6 +110,33 @@ class Gate(nn.Module):
 g = Gate(4)
 assert list(g.parameters()) == []
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Stack(nn.Module):
+    def __init__(self, depth=2):
+        super().__init__()
+        self.inp = nn.Linear(3, 4)
+        self.blocks = []  # error
+        for _ in range(depth):
+            self.blocks.append(nn.Linear(4, 4))  # error
+
+    def forward(self, x):
+        x = self.inp(x)
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        return x
+
+
+model = Stack()
+opt = torch.optim.Adam(model.parameters(), lr=0.1)
+before = model.blocks[0].weight.detach().clone()
+model(torch.randn(5, 3)).pow(2).sum().backward()
+opt.step()
+assert torch.equal(model.blocks[0].weight, before)  # never trained
+""",
     ]
     VALID = [
         """\
@@ -169,6 +202,35 @@ model(torch.randn(4, 3)).pow(2).sum().backward()
 opt.step()
 assert not torch.equal(model.shift, torch.zeros(3))
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Stack(nn.Module):
+    def __init__(self, depth=2):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        layers = []
+        self.heads = []
+        for _ in range(depth):
+            self.blocks.append(nn.Linear(4, 4))
+            layers.append(nn.Linear(4, 4))
+            self.heads.append(nn.Linear(4, 1))
+        self.body = nn.Sequential(*layers)
+        self.heads = nn.ModuleList(self.heads)
+        self.hooks = []
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return [head(self.body(x)) for head in self.heads]
+
+
+model = Stack()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+assert len(list(model.parameters())) == 12
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -176,7 +238,7 @@ assert not torch.equal(model.shift, torch.zeros(3))
             if found.moved is not None:
                 yield Report(found.node, _MOVED)
                 continue
-            line = _optimizer_of(facts, found)
+            line = _optimizer_of(facts, found.cls)
             if line is not None:
                 yield Report(
                     found.node,
@@ -184,13 +246,38 @@ assert not torch.equal(model.shift, torch.zeros(3))
                     f"{line}, built from the module's parameters, never updates it (nor do "
                     "`.to()` and `state_dict()` see it); wrap it in `nn.Parameter`",
                 )
+        yield from self._layers(facts)
+
+    def _layers(self, facts: Facts) -> Iterator[Report]:
+        seen: set[int] = set()
+        for found in facts.unregistered_layers:
+            line = _optimizer_of(facts, found.cls)
+            if line is None:
+                continue
+            if id(found.node) not in seen:
+                seen.add(id(found.node))
+                yield Report(
+                    found.node,
+                    "keeps layers in a plain list or dict, which registers none of their "
+                    f"parameters: the optimizer at line {line} never trains them (nor do "
+                    "`.to()` and `state_dict()` see them); use nn.ModuleList / nn.ModuleDict",
+                )
+            if found.added is not None and id(found.added) not in seen:
+                seen.add(id(found.added))
+                where = facts.position(found.node)[0]
+                yield Report(
+                    found.added,
+                    f"puts a layer with parameters in the plain container of line {where}, "
+                    "which does not register it: its parameters never train",
+                )
 
 
-def _optimizer_of(facts: Facts, found: UnregisteredTensor) -> int | None:
-    """The line of an optimizer built from `parameters()` of the tensor's module class."""
+def _optimizer_of(facts: Facts, cls: str) -> int | None:
+    """The line of an optimizer built from `parameters()` of a module of class `cls` that
+    has other parameters (with none, it raises: GL109 reports that)."""
     for made in facts.optimizers:
-        if made.params is None:
+        if made.params is None or made.no_parameters:
             continue
-        if any(v.kind is Kind.PARAMS and v.layer == found.cls for v in facts.any_run(made.params)):
+        if any(v.kind is Kind.PARAMS and v.layer == cls for v in facts.any_run(made.params)):
             return facts.position(made.node)[0]
     return None

@@ -18,7 +18,8 @@ class NonLeafGradRead(Rule):
     (parameters, `torch.randn(..., requires_grad=True)`), not results of ops. The `.grad`
     of an intermediate result, a model's output or a hidden activation stays None (PyTorch
     only warns), so a gradient norm, a saliency map or a hand-written update silently
-    reads nothing.
+    reads nothing. The finding points where the tensor got the name (or the slot) it is
+    read by: where `retain_grad()` belongs.
 
     **Example**
     ```python
@@ -47,18 +48,18 @@ class NonLeafGradRead(Rule):
         """\
 import torch
 x = torch.randn(3, requires_grad=True)
-y = x * 2
+y = x * 2  # error
 y.sum().backward()
-assert y.grad is None  # error
+assert y.grad is None
 """,
         """\
 import torch
 from torch import nn
 model = nn.Linear(4, 2)
 images = torch.randn(5, 4)
-logits = model(images)
+logits = model(images)  # error
 logits.max(dim=1).values.sum().backward()
-saliency = logits.grad  # error
+saliency = logits.grad
 assert saliency is None and model.weight.grad is not None
 """,
         """\
@@ -73,12 +74,12 @@ class Net(nn.Module):
         self.head = nn.Linear(4, 1)
 
     def forward(self, x):
-        self.hidden = self.fc(x)
+        self.hidden = self.fc(x)  # error
         return self.head(T.relu(self.hidden))
 
 
 def grad_of(t):
-    return t.grad  # error
+    return t.grad
 
 
 net = Net()
@@ -87,6 +88,28 @@ for _ in range(2):
     net(T.randn(3, 4)).sum().backward()
     grads.append(grad_of(net.hidden))
 assert all(g is None for g in grads)
+""",
+        """\
+import torch
+from torch import nn
+
+
+class Probe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.acts = {}
+
+    def forward(self, x):
+        h = self.conv(x)
+        self.acts["conv"] = h  # error
+        return h.relu()
+
+
+net = Probe()
+net(torch.randn(1, 1, 5, 5)).sum().backward()
+stats = {k: a.grad for k, a in net.acts.items()}
+assert stats["conv"] is None and net.conv.weight.grad is not None
 """,
     ]
     VALID = [
@@ -130,21 +153,26 @@ assert x.grad is not None
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
+        reported: set[int] = set()
         for read, runs in facts.grad_reads.items():
             found = next((t for t in runs if _non_leaf(facts, t)), None)
             if found is None:
                 continue
-            made_by = found.made_by
-            if isinstance(made_by, cst.CSTNode):
-                line = facts.position(made_by)[0]
-                yield Report(
-                    read,
-                    f"reads `.grad` of a non-leaf tensor (made by the op at line {line}), which "
-                    "backward leaves None; read the leaf's `.grad`, or call `.retain_grad()` "
-                    "on it before backward",
-                )
-            else:
+            kept = [at for at in found.kept_at if isinstance(at, cst.CSTNode)]
+            if not kept:
                 yield Report(read)
+                continue
+            # Where the tensor got the name it is read by: `retain_grad()` goes there.
+            line = facts.position(read)[0]
+            for at in sorted(kept, key=lambda node: facts.position(node)):
+                if id(at) not in reported:
+                    reported.add(id(at))
+                    yield Report(
+                        at,
+                        f"keeps a non-leaf tensor whose `.grad`, read at line {line}, backward "
+                        "leaves None; call `.retain_grad()` on it before backward, or read the "
+                        "leaf's `.grad`",
+                    )
 
 
 def _non_leaf(facts: Facts, tensor: Value) -> bool:

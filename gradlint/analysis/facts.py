@@ -93,6 +93,16 @@ class UnregisteredTensor:
 
 
 @dataclass(frozen=True)
+class UnregisteredLayers:
+    """Layers with parameters that a module's constructor keeps in a plain list or dict."""
+
+    node: cst.BaseExpression  # the plain container assigned: `self.layers = []`
+    cls: str  # the module class
+    attr: str
+    added: cst.CSTNode | None = None  # where layers were put in (`self.layers.append(...)`)
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -128,6 +138,7 @@ class Facts:
     # `x.grad` reads -> the tensor `x` on each run. Its `moved` is kept only where no name
     # holds the leaf it was copied from any more.
     grad_reads: dict[cst.Attribute, list[Value]] = field(default_factory=dict)
+    unregistered_layers: list[UnregisteredLayers] = field(default_factory=list)
     # Tensors (identity or graph-node sites) that `retain_grad()` was called on; and
     # whether it was called on one whose identity is not known.
     retained: set[int] = field(default_factory=set)

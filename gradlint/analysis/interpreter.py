@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from gradlint.analysis import torch_api as api
 from gradlint.analysis.calls import FunctionCalls
 from gradlint.analysis.facts import (
     ENABLED,
@@ -74,6 +75,11 @@ from gradlint.analysis.values import (
 )
 
 
+def _is_own_attribute(key: str) -> bool:
+    """`self.acts`: a container the instance keeps, which any method may fill."""
+    return key.startswith("self.") and "." not in key[5:]
+
+
 class Interpreter(FunctionCalls):
     # -- driving ----------------------------------------------------------------------------
 
@@ -94,6 +100,12 @@ class Interpreter(FunctionCalls):
         self.facts.unregistered_tensors = [
             found
             for found in self.facts.unregistered_tensors
+            if (found.cls, found.attr) not in self._registered_attrs
+            and found.cls not in self.dynamic_classes
+        ]
+        self.facts.unregistered_layers = [
+            found
+            for found in self.facts.unregistered_layers
             if (found.cls, found.attr) not in self._registered_attrs
             and found.cls not in self.dynamic_classes
         ]
@@ -375,6 +387,8 @@ class Interpreter(FunctionCalls):
         statement: cst.CSTNode,
         source: cst.BaseExpression | None = None,
     ) -> None:
+        if value.is_tensor and isinstance(statement, (cst.Assign, cst.AnnAssign)):
+            value = value.with_(kept_at=frozenset({statement}))
         if isinstance(target, (cst.Tuple, cst.List)):
             elements = [el for el in target.elements]
             starred = any(isinstance(el, cst.StarredElement) for el in elements)
@@ -445,7 +459,7 @@ class Interpreter(FunctionCalls):
                 state.frozen[child] = NO
                 self.unfreeze_parents(child, YES, state)
             if key is not None and source is not None:
-                self.note_module_tensor(key, value, source)
+                self.note_module_attribute(key, value, source)
             if key is not None:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
@@ -470,7 +484,11 @@ class Interpreter(FunctionCalls):
             obj = self.eval(target.value, state)
             self.eval_slices(target, state)
             key = dotted(target.value)
-            if obj.kind in (Kind.MAPPING, Kind.SEQUENCE) and key is not None and key in state.env:
+            if (
+                obj.kind in (Kind.MAPPING, Kind.SEQUENCE)
+                and key is not None
+                and (key in state.env or _is_own_attribute(key))
+            ):
                 # `losses["total"] = loss`: the container may now hold that value.
                 item = value if obj.item is None else obj.item.join(value)
                 fields = None
@@ -480,6 +498,7 @@ class Interpreter(FunctionCalls):
                     fields = (*((k, v) for k, v in obj.fields if k != name), (name, value))
                 state.env[key] = obj.with_(item=item, items=None, fields=fields)
                 self.update_class_attr(key, state.env[key])
+                self.note_layers_added(key, value, statement)
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
@@ -497,14 +516,19 @@ class Interpreter(FunctionCalls):
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
 
-    def note_module_tensor(self, key: str, value: Value, source: cst.BaseExpression) -> None:
+    def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
         """`self.w = ...` in a module's method: a tensor meant to train that the module
-        does not register, when its constructor assigns it."""
+        does not register, or layers kept in a plain list, when its constructor assigns
+        them."""
         owner = self._function.owner if self._function is not None else None
         if owner is None or not owner.is_module or not key.startswith("self.") or "." in key[5:]:
             return
         attr = key[5:]
-        building = any(f.name == "__init__" and f.owner is owner for f in self._active)
+        building = self.building() is owner
+        if building and value.kind in (Kind.SEQUENCE, Kind.MAPPING):
+            self._plain_containers[(owner.name, attr)] = source
+            self.note_layers_added(key, value, source)
+            return
         trains = building and value.is_tensor and value.requires_grad is YES
         found: UnregisteredTensor | None = None
         if trains and value.leaf is NO and value.moved is not None:
@@ -864,7 +888,10 @@ class Interpreter(FunctionCalls):
         """`torch.optim.Adam` or `nn.Linear` used as a value (`opt_class=torch.optim.Adam`),
         to be called later."""
         qualname = self.imports.resolve(expr)
-        return None if qualname is None else self.ref_of(qualname)
+        if qualname is None:
+            return None
+        dtype = api.dtype_named(qualname)
+        return Value(kind=Kind.OTHER, dtype=dtype) if dtype else self.ref_of(qualname)
 
     # -- calls -----------------------------------------------------------------------------
 

@@ -235,6 +235,7 @@ class TorchCalls(GraphTracking):
                 node=self.new_node(node),
                 grad_leaf=node if wanted is YES else None,
                 parameter=qualname in api.PARAMETER_CLASSES,
+                dtype=base.dtype,
             )
         if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
             return self.factory(name, node, args, kwargs, state)
@@ -328,7 +329,16 @@ class TorchCalls(GraphTracking):
             born=node if wanted is NO else None,
             made_in=state.grad_off_at if inference is YES else None,
             grad_leaf=node if wanted is YES else None,
+            dtype=self.factory_dtype(name, kwargs),
         )
+
+    def factory_dtype(self, name: str, kwargs: dict[str, cst.BaseExpression]) -> str | None:
+        """The dtype a factory makes, where known; not known on a device chosen by name."""
+        if "device" in kwargs:
+            return None
+        if "dtype" in kwargs:
+            return self.facts.value(kwargs["dtype"]).dtype
+        return "float32" if name in api.FLOAT32_FACTORIES else None
 
     def factory_integer(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -460,6 +470,12 @@ class TorchCalls(GraphTracking):
 
     def container(self, name: str, node: cst.Call, args: list[Value]) -> Value:
         """nn.Sequential / ModuleList / ModuleDict: its layers, in order where known."""
+        owner = self._function.owner if self._function is not None else None
+        for arg in node.args:
+            key = dotted(arg.value)
+            if owner is not None and key is not None and key.startswith("self."):
+                # `nn.ModuleList(self.layers)`: the plain list's layers are registered here.
+                self._registered_attrs.add((owner.name, key[5:]))
         has_params: Tri = NO
         parts: list[Value] = []
         ordered = name == "Sequential"
@@ -549,6 +565,8 @@ class TorchCalls(GraphTracking):
                     kept = None  # emptied in place
                 elif method in ("append", "extend", "insert", "__setitem__"):
                     added = UNKNOWN_VALUE
+                if added is not None and key is not None:
+                    self.note_layers_added(key, added, node)
                 if added is not None:
                     kept = added if kept is None else kept.join(added)
                     if added.is_tensor and added.requires_grad is YES:
@@ -616,11 +634,14 @@ class TorchCalls(GraphTracking):
             "clone",
         ):
             integer = NO if method in ("float", "double", "half", "bfloat16") else receiver.integer
-            result = self.op_result([receiver], node, state, method).with_(integer=integer)
-            if (
-                method in ("contiguous", "float", "to", "cpu", "type")
-                and result.requires_grad is YES
-            ):
+            target = _CAST_DTYPES.get(method) or next((a.dtype for a in args if a.dtype), None)
+            copies = _copies(receiver, method, target)
+            if copies is NO and receiver.requires_grad is YES:
+                return receiver  # already that dtype: the tensor itself
+            result = self.op_result([receiver], node, state, method).with_(
+                integer=integer, dtype=target if target is not None else receiver.dtype
+            )
+            if copies is UNKNOWN and result.requires_grad is YES:
                 # May return the tensor itself (same device and dtype): a leaf stays a leaf.
                 if receiver.leaf is YES:
                     # Not surely a copy: whatever op next copies it is the one to blame.
@@ -860,6 +881,23 @@ class TorchCalls(GraphTracking):
         if getitem is not None:
             return self.run_function(getitem, [INT], {}, state, instance)
         return UNKNOWN_VALUE
+
+
+_CAST_DTYPES = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
+
+
+def _copies(tensor: Value, method: str, target: str | None) -> Tri:
+    """Whether a move or cast makes a copy (YES) or returns the tensor itself (NO): it
+    copies unless the tensor already has that dtype and device."""
+    if method == "clone":
+        return YES
+    if target is not None and tensor.dtype is not None:
+        if target != tensor.dtype:
+            return YES
+        return NO if method in _CAST_DTYPES else UNKNOWN
+    if method in ("cuda", "double", "half", "bfloat16"):
+        return YES  # made on the CPU with the default dtype, as nearly every tensor is
+    return UNKNOWN
 
 
 FIGURE = Value(kind=Kind.OTHER, layer="figure")

@@ -85,6 +85,12 @@ class Value:
     # A non-leaf copy of such a leaf (moved, cast, scaled, reshaped): the first op that
     # surely made a copy. The copy's `.grad` stays None, and an optimizer rejects it.
     moved: object = None
+    # The assignments that last put this tensor under a name, an attribute or a container
+    # slot: where `retain_grad()` belongs.
+    kept_at: frozenset[object] = frozenset()
+    # A tensor's dtype where known (`float32`; `cuda.float32` on the GPU), or the dtype a
+    # value such as `torch.float64` or `torch.DoubleTensor` names.
+    dtype: str | None = None
     # PARAMS/OPTIMIZER: id of the creating call; a function used as a value: its id.
     origin: int | None = None
     # A namespace or a dict with string keys: what each named field holds.
@@ -196,6 +202,8 @@ class Value:
             grad_leaf=self.grad_leaf if self.grad_leaf is other.grad_leaf else None,
             parameter=self.parameter and other.parameter,
             moved=self.moved if self.moved is other.moved else None,
+            kept_at=self.kept_at | other.kept_at,
+            dtype=self.dtype if self.dtype == other.dtype else None,
             origin=self.origin if self.origin == other.origin else None,
             fields=fields,
             grad_mode=grad_mode,
