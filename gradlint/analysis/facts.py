@@ -101,6 +101,28 @@ class ClipMisplaced:
 
 
 @dataclass(frozen=True)
+class UnregisteredTensor:
+    """`self.w = value` in a module's constructor that registers no parameter."""
+
+    node: cst.BaseExpression  # the value assigned
+    cls: str  # the module class
+    attr: str
+    # The op that made a non-leaf copy of a parameter or of a tensor made to require grad
+    # (`nn.Parameter(t).double()`); None: a plain tensor made with requires_grad=True.
+    moved: object = None
+
+
+@dataclass(frozen=True)
+class UnregisteredLayers:
+    """Layers with parameters that a module's constructor keeps in a plain list or dict."""
+
+    node: cst.BaseExpression  # the plain container assigned: `self.layers = []`
+    cls: str  # the module class
+    attr: str
+    added: cst.CSTNode | None = None  # where layers were put in (`self.layers.append(...)`)
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -148,6 +170,16 @@ class Facts:
     backward_paths: dict[cst.CSTNode, set[tuple[cst.Call, ...]]] = field(default_factory=dict)
     # A backward() call -> the `if` tests it ran under, in its function and its callers.
     backward_conditions: dict[cst.CSTNode, set[cst.BaseExpression]] = field(default_factory=dict)
+    # `self.w = ...` in module constructors that leave a tensor meant to train unregistered.
+    unregistered_tensors: list[UnregisteredTensor] = field(default_factory=list)
+    # `x.grad` reads -> the tensor `x` on each run. Its `moved` is kept only where no name
+    # holds the leaf it was copied from any more.
+    grad_reads: dict[cst.Attribute, list[Value]] = field(default_factory=dict)
+    unregistered_layers: list[UnregisteredLayers] = field(default_factory=list)
+    # Tensors (identity or graph-node sites) that `retain_grad()` was called on; and
+    # whether it was called on one whose identity is not known.
+    retained: set[int] = field(default_factory=set)
+    retained_unknown: bool = False
     # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
     scope: dict[cst.CSTNode, object] = field(default_factory=dict)
     _positions: dict[cst.CSTNode, CodeRange] | None = None
@@ -207,6 +239,14 @@ class Facts:
             and self.value(node.value).born is born
             for node in self.values
         )
+
+    def may_retain_grad(self, value: Value) -> bool:
+        """Whether `retain_grad()` may have been called on this tensor, so that backward
+        fills its `.grad` though it is not a leaf."""
+        sites = {n[0] for n in (value.node, value.head) if n is not None}
+        if not sites:
+            return self.retained_unknown or bool(self.retained)
+        return self.retained_unknown or bool(sites & self.retained)
 
     @staticmethod
     def focus(node: cst.CSTNode) -> cst.CSTNode:

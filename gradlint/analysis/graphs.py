@@ -181,6 +181,7 @@ class GraphTracking(InterpreterBase):
         if op in api.VIEW_OPS and inputs[0].inference is YES:
             # A view of an inference tensor is one too, wherever it is taken.
             value = value.with_(inference=YES, made_in=inputs[0].made_in)
+        moved = self.copied_leaf(args, value, node)
         if op in api.VIEW_OPS and inputs[0].node is not None:
             # A view shares its base's storage and version counter.
             base = inputs[0]
@@ -188,7 +189,45 @@ class GraphTracking(InterpreterBase):
                 node=base.node,
                 leaf_view=base.leaf_view or (base.leaf is YES and base.requires_grad is YES),
             )
-        return value
+        return value.with_(moved=moved) if moved is not None else value
+
+    def copied_leaf(self, args: list[Value], result: Value, node: cst.CSTNode) -> object:
+        """Where `result`, a non-leaf, was copied from a leaf the code made require grad:
+        an op on that tensor alone (and numbers) copies, casts, scales or reshapes it."""
+        if result.requires_grad is not YES or result.leaf is not NO:
+            return None
+        tensors = [a for a in args if a.kind is Kind.TENSOR]
+        if len(tensors) != 1 or any(a.kind not in (Kind.TENSOR, Kind.NUMBER) for a in args):
+            return None
+        source = tensors[0]
+        if source.moved is not None:
+            return source.moved  # `.double().cuda()`: the first copy lost the leaf
+        if source.grad_leaf is None or source.leaf is NO or source.requires_grad is not YES:
+            return None
+        if source.node is not None:
+            self._moved_from[id(node)] = source.node[0]
+        return node
+
+    def leaf_held(self, moved: object, state: State) -> bool:
+        """Whether a name (or a list or dict under a name) still holds the leaf that the op
+        `moved` copied: then its `.grad` is there to read."""
+        site = self._moved_from.get(id(moved))
+        if site is None:
+            return True
+        for env in (state.env, self.module_env):
+            for value in env.values():
+                parts = [value, value.item, *(value.items or ())]
+                parts.extend(v for _, v in value.fields or ())
+                for part in parts:
+                    if (
+                        part is not None
+                        and part.is_tensor
+                        and part.leaf is not NO
+                        and part.node is not None
+                        and part.node[0] == site
+                    ):
+                        return True
+        return False
 
     @staticmethod
     def with_gradient_origin(value: Value, inputs: list[Value], op: str) -> Value:

@@ -20,12 +20,15 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from gradlint.analysis import torch_api as api
 from gradlint.analysis.calls import FunctionCalls
 from gradlint.analysis.facts import (
     ENABLED,
+    MAX_OBSERVED,
     AttributeSet,
     Facts,
     Inplace,
+    UnregisteredTensor,
     WithItem,
 )
 from gradlint.analysis.names import dotted
@@ -73,6 +76,11 @@ from gradlint.analysis.values import (
 )
 
 
+def _is_own_attribute(key: str) -> bool:
+    """`self.acts`: a container the instance keeps, which any method may fill."""
+    return key.startswith("self.") and "." not in key[5:]
+
+
 class Interpreter(FunctionCalls):
     # -- driving ----------------------------------------------------------------------------
 
@@ -89,6 +97,19 @@ class Interpreter(FunctionCalls):
         for function in self.scopes.functions:
             if function not in self._ran:
                 self.run_function(function)
+        # Made a parameter after all by another assignment, or registered by name.
+        self.facts.unregistered_tensors = [
+            found
+            for found in self.facts.unregistered_tensors
+            if (found.cls, found.attr) not in self._registered_attrs
+            and found.cls not in self.dynamic_classes
+        ]
+        self.facts.unregistered_layers = [
+            found
+            for found in self.facts.unregistered_layers
+            if (found.cls, found.attr) not in self._registered_attrs
+            and found.cls not in self.dynamic_classes
+        ]
         return self.facts
 
     # -- statements ---------------------------------------------------------------------------
@@ -374,6 +395,8 @@ class Interpreter(FunctionCalls):
     ) -> None:
         if _names_grad(target):
             self.forget_grads(state)  # `p.grad = None`: cleared by hand
+        if value.is_tensor and isinstance(statement, (cst.Assign, cst.AnnAssign)):
+            value = value.with_(kept_at=frozenset({statement}))
         if isinstance(target, (cst.Tuple, cst.List)):
             elements = [el for el in target.elements]
             starred = any(isinstance(el, cst.StarredElement) for el in elements)
@@ -443,6 +466,8 @@ class Interpreter(FunctionCalls):
                 child = f"{obj.path}.{target.attr.value}"
                 state.frozen[child] = NO
                 self.unfreeze_parents(child, YES, state)
+            if key is not None and source is not None:
+                self.note_module_attribute(key, value, source)
             if key is not None:
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
@@ -467,7 +492,11 @@ class Interpreter(FunctionCalls):
             obj = self.eval(target.value, state)
             self.eval_slices(target, state)
             key = dotted(target.value)
-            if obj.kind in (Kind.MAPPING, Kind.SEQUENCE) and key is not None and key in state.env:
+            if (
+                obj.kind in (Kind.MAPPING, Kind.SEQUENCE)
+                and key is not None
+                and (key in state.env or _is_own_attribute(key))
+            ):
                 # `losses["total"] = loss`: the container may now hold that value.
                 item = value if obj.item is None else obj.item.join(value)
                 fields = None
@@ -477,6 +506,7 @@ class Interpreter(FunctionCalls):
                     fields = (*((k, v) for k, v in obj.fields if k != name), (name, value))
                 state.env[key] = obj.with_(item=item, items=None, fields=fields)
                 self.update_class_attr(key, state.env[key])
+                self.note_layers_added(key, value, statement)
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
@@ -493,6 +523,30 @@ class Interpreter(FunctionCalls):
             return
         if isinstance(target, cst.StarredElement):
             self.assign(target.value, value, state, statement)
+
+    def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
+        """`self.w = ...` in a module's method: a tensor meant to train that the module
+        does not register, or layers kept in a plain list, when its constructor assigns
+        them."""
+        owner = self._function.owner if self._function is not None else None
+        if owner is None or not owner.is_module or not key.startswith("self.") or "." in key[5:]:
+            return
+        attr = key[5:]
+        building = self.building() is owner
+        if building and value.kind in (Kind.SEQUENCE, Kind.MAPPING):
+            self._plain_containers[(owner.name, attr)] = source
+            self.note_layers_added(key, value, source)
+            return
+        trains = building and value.is_tensor and value.requires_grad is YES
+        found: UnregisteredTensor | None = None
+        if trains and value.leaf is NO and value.moved is not None:
+            found = UnregisteredTensor(source, owner.name, attr, value.moved)
+        elif trains and value.leaf is YES and value.grad_leaf is not None and not value.parameter:
+            found = UnregisteredTensor(source, owner.name, attr)
+        if found is None:
+            self._registered_attrs.add((owner.name, attr))
+        elif found not in self.facts.unregistered_tensors:
+            self.facts.unregistered_tensors.append(found)
 
     def field_holder(self, expr: cst.BaseExpression, state: State) -> tuple[str, str] | None:
         """`results["loss"]` of a dict with known keys in a variable: its name and the key."""
@@ -543,10 +597,11 @@ class Interpreter(FunctionCalls):
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and (key in state.env or _is_field_of_record(key, state)):
-                changed = obj.with_(requires_grad=wanted)
+                made = self._statement if wanted is YES and obj.path is None else None
+                changed = obj.with_(requires_grad=wanted, grad_leaf=made)
                 revived = obj.requires_grad is NO and obj.cut is not None and obj.path is None
                 if wanted is YES and revived and self._statement is not None:
-                    changed = self.revive(obj, self._statement)
+                    changed = self.revive(changed, self._statement)
                 state.env[key] = changed
             if self._frames and key in self._frames[-1].params:
                 self._frames[-1].flags[key] = wanted
@@ -821,6 +876,8 @@ class Interpreter(FunctionCalls):
         key = dotted(expr)
         self.facts.attributes_read.add(expr.attr.value)
         obj = self.eval(expr.value, state)
+        if expr.attr.value == "grad" and obj.is_tensor:
+            self.note_grad_read(expr, obj, state)
         if key is not None and key in state.env:
             return self.with_frozen(state.env[key], state)
         if key is not None and self.is_global(key, state) and key in self.module_env:
@@ -831,11 +888,22 @@ class Interpreter(FunctionCalls):
                 return ref
         return self.attribute_of(obj, expr, state)
 
+    def note_grad_read(self, expr: cst.Attribute, tensor: Value, state: State) -> None:
+        if tensor.moved is not None and self.leaf_held(tensor.moved, state):
+            # The leaf is still there under a name: its `.grad` is the one to read.
+            tensor = tensor.with_(moved=None)
+        runs = self.facts.grad_reads.setdefault(expr, [])
+        if tensor not in runs and len(runs) < MAX_OBSERVED:
+            runs.append(tensor)
+
     def class_ref(self, expr: cst.BaseExpression) -> Value | None:
         """`torch.optim.Adam` or `nn.Linear` used as a value (`opt_class=torch.optim.Adam`),
         to be called later."""
         qualname = self.imports.resolve(expr)
-        return None if qualname is None else self.ref_of(qualname)
+        if qualname is None:
+            return None
+        dtype = api.dtype_named(qualname)
+        return Value(kind=Kind.OTHER, dtype=dtype) if dtype else self.ref_of(qualname)
 
     # -- calls -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import libcst as cst
 
 from gradlint.analysis.facts import (
     Facts,
+    UnregisteredLayers,
 )
 from gradlint.analysis.names import resolve_dotted
 from gradlint.analysis.scopes import (
@@ -27,6 +28,13 @@ from gradlint.analysis.values import (
     Tri,
     Value,
 )
+
+
+def _trainable_layers(value: Value) -> bool:
+    """A layer with parameters that train, or a sequence of such layers."""
+    if value.kind is Kind.SEQUENCE and value.item is not None:
+        value = value.item
+    return value.kind is Kind.MODULE and value.has_params is YES and value.frozen is NO
 
 
 class InterpreterBase:
@@ -95,6 +103,30 @@ class InterpreterBase:
         self.unregistered: dict[str, cst.CSTNode] = {}
         self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
         self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
+        self._moved_from: dict[int, int] = {}  # op that copied a grad leaf -> the leaf's site
+        # (module class, attribute) assigned something other than a tensor left unregistered.
+        self._registered_attrs: set[tuple[str, str]] = set()
+        # (module class, attribute) -> the plain list or dict its constructor assigned there.
+        self._plain_containers: dict[tuple[str, str], cst.BaseExpression] = {}
+
+    def building(self) -> ClassInfo | None:
+        """The module class whose constructor (or a method it calls) is running."""
+        owner = self._function.owner if self._function is not None else None
+        if owner is None or not owner.is_module:
+            return None
+        building = any(f.name == "__init__" and f.owner is owner for f in self._active)
+        return owner if building else None
+
+    def note_layers_added(self, key: str, added: Value, where: cst.CSTNode) -> None:
+        """`self.layers.append(layer)` (or `[k] = layer`) in a module's constructor: a
+        layer with parameters put into a plain container, which registers none of them."""
+        owner = self.building()
+        if owner is None or not key.startswith("self.") or "." in key[5:]:
+            return
+        container = self._plain_containers.get((owner.name, key[5:]))
+        if container is not None and _trainable_layers(added):
+            found = UnregisteredLayers(container, owner.name, key[5:], where)
+            self.facts.unregistered_layers.append(found)
 
     # The parts above this one that the lower parts call back into: running statements and
     # expressions (interpreter.py) and calls of the module's own functions (calls.py).

@@ -50,6 +50,48 @@ FLOAT_DTYPES = frozenset(
     "float float32 float64 double half float16 bfloat16 complex64 complex128 cfloat cdouble".split()
 )
 
+# Dtypes by the names torch gives them (`torch.double`, `torch.DoubleTensor`), as one name.
+_DTYPE_ALIASES = {
+    "float": "float32",
+    "double": "float64",
+    "half": "float16",
+    "long": "int64",
+    "int": "int32",
+    "short": "int16",
+    "cfloat": "complex64",
+    "cdouble": "complex128",
+}
+_LEGACY_DTYPES = {
+    "FloatTensor": "float32",
+    "DoubleTensor": "float64",
+    "HalfTensor": "float16",
+    "BFloat16Tensor": "bfloat16",
+    "LongTensor": "int64",
+    "IntTensor": "int32",
+    "ShortTensor": "int16",
+    "CharTensor": "int8",
+    "ByteTensor": "uint8",
+    "BoolTensor": "bool",
+}
+# Factories whose tensors are float32 unless told otherwise (on the default dtype).
+FLOAT32_FACTORIES = frozenset("randn rand zeros ones empty linspace logspace eye".split())
+
+
+def dtype_named(qualname: str) -> str | None:
+    """The dtype `torch.float64` or `torch.DoubleTensor` names; `cuda.` before it for
+    `torch.cuda.FloatTensor`, a type on the GPU."""
+    module, _, name = qualname.rpartition(".")
+    if module == "torch.cuda" and name in _LEGACY_DTYPES:
+        return "cuda." + _LEGACY_DTYPES[name]
+    if module != "torch":
+        return None
+    if name in _LEGACY_DTYPES:
+        return _LEGACY_DTYPES[name]
+    if name in FLOAT_DTYPES or name in INTEGER_DTYPES:
+        return _DTYPE_ALIASES.get(name, name)
+    return None
+
+
 # torch.* functions and tensor methods whose results never require grad.
 NO_GRAD_RESULTS = frozenset(
     "argmax argmin argsort nonzero isnan isinf isfinite isclose equal eq ne lt le gt ge "

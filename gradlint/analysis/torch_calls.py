@@ -241,6 +241,9 @@ class TorchCalls(GraphTracking):
                 inference=NO,
                 integer=base.integer,
                 node=self.new_node(node),
+                grad_leaf=node if wanted is YES else None,
+                parameter=qualname in api.PARAMETER_CLASSES,
+                dtype=base.dtype,
             )
         if module == "torch" and (name in api.FACTORIES or name in api.LEGACY_CONSTRUCTORS):
             return self.factory(name, node, args, kwargs, state)
@@ -342,12 +345,22 @@ class TorchCalls(GraphTracking):
             node=self.new_node(node),
             born=node if wanted is NO else None,
             made_in=state.grad_off_at if inference is YES else None,
+            grad_leaf=node if wanted is YES else None,
+            dtype=self.factory_dtype(name, kwargs),
         )
         if data.cut is not None and data.requires_grad is not YES:
             # Made from values cut from a graph (`loss.item()`, a numpy round trip).
             made = made.with_(cut=data.cut)
             return self.revive(made, node) if wanted is YES else made
         return made
+
+    def factory_dtype(self, name: str, kwargs: dict[str, cst.BaseExpression]) -> str | None:
+        """The dtype a factory makes, where known; not known on a device chosen by name."""
+        if "device" in kwargs:
+            return None
+        if "dtype" in kwargs:
+            return self.facts.value(kwargs["dtype"]).dtype
+        return "float32" if name in api.FLOAT32_FACTORIES else None
 
     def factory_integer(
         self, name: str, node: cst.Call, args: list[Value], kwargs: dict[str, cst.BaseExpression]
@@ -481,6 +494,12 @@ class TorchCalls(GraphTracking):
 
     def container(self, name: str, node: cst.Call, args: list[Value]) -> Value:
         """nn.Sequential / ModuleList / ModuleDict: its layers, in order where known."""
+        owner = self._function.owner if self._function is not None else None
+        for arg in node.args:
+            key = dotted(arg.value)
+            if owner is not None and key is not None and key.startswith("self."):
+                # `nn.ModuleList(self.layers)`: the plain list's layers are registered here.
+                self._registered_attrs.add((owner.name, key[5:]))
         has_params: Tri = NO
         parts: list[Value] = []
         ordered = name == "Sequential"
@@ -512,6 +531,9 @@ class TorchCalls(GraphTracking):
         self, receiver: Value, method: str, node: cst.Call, args: list[Value], state: State
     ) -> Value:
         kwargs = {arg.keyword.value: arg.value for arg in node.args if arg.keyword is not None}
+        if method == "retain_grad":
+            self.retain_grad(receiver)
+            return NONE
         if method == "backward":
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
@@ -576,6 +598,8 @@ class TorchCalls(GraphTracking):
                     kept = None  # emptied in place
                 elif method in ("append", "extend", "insert", "__setitem__"):
                     added = UNKNOWN_VALUE
+                if added is not None and key is not None:
+                    self.note_layers_added(key, added, node)
                 if added is not None:
                     kept = added if kept is None else kept.join(added)
                     if added.is_tensor and added.requires_grad is YES:
@@ -626,8 +650,8 @@ class TorchCalls(GraphTracking):
                 return receiver
             self.set_requires_grad(receiver, node.func.value, flag, state)  # type: ignore[attr-defined]
             if wanted is YES and receiver.requires_grad is NO and receiver.cut is not None:
-                return self.revive(receiver, node)
-            return receiver.with_(requires_grad=wanted)
+                return self.revive(receiver.with_(grad_leaf=node), node)
+            return receiver.with_(requires_grad=wanted, grad_leaf=node if wanted is YES else None)
         if method in api.CONVERSIONS:
             self.forget_converted(node)
         if method in api.NON_TENSOR_METHODS:
@@ -669,13 +693,19 @@ class TorchCalls(GraphTracking):
             "clone",
         ):
             integer = NO if method in ("float", "double", "half", "bfloat16") else receiver.integer
-            result = self.op_result([receiver], node, state, method).with_(integer=integer)
-            if (
-                method in ("contiguous", "float", "to", "cpu", "type")
-                and result.requires_grad is YES
-            ):
+            target = _CAST_DTYPES.get(method) or next((a.dtype for a in args if a.dtype), None)
+            copies = _copies(receiver, method, target)
+            if copies is NO and receiver.requires_grad is YES:
+                return receiver  # already that dtype: the tensor itself
+            result = self.op_result([receiver], node, state, method).with_(
+                integer=integer, dtype=target if target is not None else receiver.dtype
+            )
+            if copies is UNKNOWN and result.requires_grad is YES:
                 # May return the tensor itself (same device and dtype): a leaf stays a leaf.
-                return result.with_(leaf=UNKNOWN if receiver.leaf is YES else NO)
+                if receiver.leaf is YES:
+                    # Not surely a copy: whatever op next copies it is the one to blame.
+                    return result.with_(leaf=UNKNOWN, moved=None, grad_leaf=receiver.grad_leaf)
+                return result.with_(leaf=NO)
             return result
         operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
         return self.op_result(operands, node, state, method)
@@ -691,6 +721,13 @@ class TorchCalls(GraphTracking):
             if inner.func.attr.value not in ("cpu", "to", "float", "double"):
                 return
             inner = inner.func.value
+
+    def retain_grad(self, tensor: Value) -> None:
+        """`x.retain_grad()`: backward fills `x.grad` though `x` is not a leaf."""
+        sites = {n[0] for n in (tensor.node, tensor.head) if n is not None}
+        self.facts.retained |= sites
+        if not sites:
+            self.facts.retained_unknown = True
 
     def add_layers(
         self, module: Value, method: str, node: cst.Call, args: list[Value], state: State
@@ -920,6 +957,23 @@ class TorchCalls(GraphTracking):
         if getitem is not None:
             return self.run_function(getitem, [INT], {}, state, instance)
         return UNKNOWN_VALUE
+
+
+_CAST_DTYPES = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
+
+
+def _copies(tensor: Value, method: str, target: str | None) -> Tri:
+    """Whether a move or cast makes a copy (YES) or returns the tensor itself (NO): it
+    copies unless the tensor already has that dtype and device."""
+    if method == "clone":
+        return YES
+    if target is not None and tensor.dtype is not None:
+        if target != tensor.dtype:
+            return YES
+        return NO if method in _CAST_DTYPES else UNKNOWN
+    if method in ("cuda", "double", "half", "bfloat16"):
+        return YES  # made on the CPU with the default dtype, as nearly every tensor is
+    return UNKNOWN
 
 
 FIGURE = Value(kind=Kind.OTHER, layer="figure")

@@ -78,6 +78,19 @@ class Value:
     born: object = None  # a factory's tensor made without requires_grad: that call
     made_in: object = None  # inference tensor: the inference_mode block or decorator
     made_by: object = None  # non-leaf tensor: the op that made it
+    # A leaf that the code made require grad: the factory (`requires_grad=True`), the
+    # `nn.Parameter`, or the `requires_grad_()` / `requires_grad = True` that did.
+    grad_leaf: object = None
+    parameter: bool = False  # made by `nn.Parameter`: a module registers it
+    # A non-leaf copy of such a leaf (moved, cast, scaled, reshaped): the first op that
+    # surely made a copy. The copy's `.grad` stays None, and an optimizer rejects it.
+    moved: object = None
+    # The assignments that last put this tensor under a name, an attribute or a container
+    # slot: where `retain_grad()` belongs.
+    kept_at: frozenset[object] = frozenset()
+    # A tensor's dtype where known (`float32`; `cuda.float32` on the GPU), or the dtype a
+    # value such as `torch.float64` or `torch.DoubleTensor` names.
+    dtype: str | None = None
     # PARAMS/OPTIMIZER: id of the creating call; a function used as a value: its id.
     origin: int | None = None
     # A namespace or a dict with string keys: what each named field holds.
@@ -194,6 +207,11 @@ class Value:
             born=self.born if self.born is not None else other.born,
             made_in=self.made_in if self.made_in is not None else other.made_in,
             made_by=self.made_by if self.made_by is other.made_by else None,
+            grad_leaf=self.grad_leaf if self.grad_leaf is other.grad_leaf else None,
+            parameter=self.parameter and other.parameter,
+            moved=self.moved if self.moved is other.moved else None,
+            kept_at=self.kept_at | other.kept_at,
+            dtype=self.dtype if self.dtype == other.dtype else None,
             origin=self.origin if self.origin == other.origin else None,
             fields=fields,
             grad_mode=grad_mode,
