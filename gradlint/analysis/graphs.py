@@ -13,6 +13,8 @@ from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     ENABLED,
     FreedGraph,
+    GrowingGraph,
+    KeptGraph,
     SavedChanged,
 )
 from gradlint.analysis.interpreter_base import InterpreterBase
@@ -205,6 +207,76 @@ class GraphTracking(InterpreterBase):
             return joined.with_(roots=left.roots | right.roots)
         return UNKNOWN_VALUE
 
+    def note_running_total(
+        self,
+        node: cst.CSTNode,
+        name: cst.BaseExpression,
+        before: Value,
+        added: Value,
+        result: Value,
+        state: State,
+    ) -> None:
+        """A local total that adds a graph tensor on each pass of a loop and still holds
+        what this same addition made on an earlier pass keeps every pass's graph."""
+        if (
+            isinstance(name, cst.Name)
+            and name.value in state.env
+            and self.in_loop()
+            and added.is_tensor
+            and added.requires_grad is YES
+            and result.head is not None
+            and self.from_earlier_pass(before.graph, result.head[0])
+        ):
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, result.head[0]))
+
+    def note_sum_assigned(
+        self, node: cst.Assign, name: cst.BaseExpression, value: Value, state: State
+    ) -> None:
+        """`total = total + loss`: a running total, as with `+=`."""
+        expr = node.value
+        if not isinstance(expr, cst.BinaryOperation) or not isinstance(expr.operator, cst.Add):
+            return
+        if not isinstance(name, cst.Name) or name.value not in state.env:
+            return
+        sides = [expr.left, expr.right]
+        others = [
+            side for side in sides if not (isinstance(side, cst.Name) and side.value == name.value)
+        ]
+        if len(others) != 1:
+            return
+        added = self.facts.value(others[0])
+        self.note_running_total(node, name, state.env[name.value], added, value, state)
+
+    def keep_in_container(
+        self, value: Value, node: cst.CSTNode, holder: Value, key: str | None, state: State
+    ) -> Value:
+        """`value` put into a container (by `node`: an append, an item assignment): in the
+        container it carries a mark of `node`, so that a backward through what is taken out
+        of the container is seen as one through what `node` kept. A container held by a
+        local name that still holds what `node` put there on an earlier pass of a loop keeps
+        every pass's graph."""
+        if not value.is_tensor or value.requires_grad is not YES or not value.graph:
+            return value
+        # A container on an object, a global, or one the caller handed in: other code
+        # (another method, the caller) sees what goes into it.
+        local = (
+            key is not None
+            and "." not in key
+            and key in state.env
+            and not (self._frames and key in self._frames[-1].params)
+        )
+        if not local:
+            self.propagate(value)  # kept on an object or a global: other code may use it
+            return value
+        site = id(node)
+        if (
+            self.in_loop()
+            and holder.item is not None
+            and self.from_earlier_pass(holder.item.graph, site)
+        ):
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, site))
+        return value.with_(graph=value.graph | {self.new_node(node)})
+
     def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
         if not when or result.node is None:
             return
@@ -270,8 +342,10 @@ class GraphTracking(InterpreterBase):
         state: State,
         kwargs: dict[str, cst.BaseExpression],
     ) -> None:
+        self.propagate(loss)
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
+        self.note_growing_graph(loss, node, kwargs)
         path = tuple(call for call in self._call_path if call is not None)
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
@@ -306,6 +380,23 @@ class GraphTracking(InterpreterBase):
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def note_growing_graph(
+        self, loss: Value, node: cst.Call, kwargs: dict[str, cst.BaseExpression]
+    ) -> None:
+        """A backward in a loop that keeps its graph while that graph reaches back into
+        earlier passes: each pass adds to one graph that is never let go. Unrolled
+        differentiation (`create_graph=True`) grows its graph on purpose."""
+        retain = kwargs.get("retain_graph")
+        if retain is None or _bool_literal(retain) is not YES or "create_graph" in kwargs:
+            return
+        if self.from_earlier_pass(loss.graph):
+            keyword = next(
+                (arg for arg in node.args if arg.keyword and arg.keyword.value == "retain_graph"),
+                None,
+            )
+            at = keyword if keyword is not None else node
+            self.facts.growing_graphs.setdefault(at, GrowingGraph(at, node))
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,

@@ -33,6 +33,7 @@ class Frame:
     rebound: set[str] = field(default_factory=set)  # parameters assigned anew
     flags: dict[str, Tri] = field(default_factory=dict)  # `x.requires_grad = ...` on a param
     loops: int = 0  # how many loops were running when the call began
+    root: bool = False  # run with no caller in this module: what it returns goes elsewhere
 
 
 @dataclass
