@@ -11,7 +11,7 @@ from gradlint.rule import Report, Rule
 
 
 class LossAccumulatedWithGraph(Rule):
-    """Keeps a tensor with its graph across the iterations of a loop: `total += loss`, `losses.append(loss)`.
+    """Keeps losses with their graphs across loop iterations (`total += loss`, `xs.append(loss)`).
 
     **Why is this bad?** A loss is not just a number: it holds its autograd graph, and the
     graph holds what the forward pass saved for backward. A running total of losses is a
