@@ -88,6 +88,9 @@ class KeptGraph:
 
     node: cst.CSTNode  # the `+=`, the `.append(...)` call, the `d[k] = ...` assignment
     site: int  # the graph site that marks what this statement keeps, in graphs made from it
+    # A backward already freed what it kept (the loss was back-propagated on its own): no
+    # later backward can go through it again, wherever the accumulator goes.
+    freed: bool = False
 
 
 @dataclass(frozen=True)

@@ -222,12 +222,14 @@ class GraphTracking(InterpreterBase):
             isinstance(name, cst.Name)
             and name.value in state.env
             and self.in_loop()
+            and not self.in_forward()
             and added.is_tensor
             and added.requires_grad is YES
             and result.head is not None
             and self.from_earlier_pass(before.graph, result.head[0])
         ):
-            self.facts.kept_graphs.setdefault(node, KeptGraph(node, result.head[0]))
+            freed = self.freed_before(before.graph, state)
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, result.head[0], freed))
 
     def note_sum_assigned(
         self, node: cst.Assign, name: cst.BaseExpression, value: Value, state: State
@@ -246,6 +248,21 @@ class GraphTracking(InterpreterBase):
             return
         added = self.facts.value(others[0])
         self.note_running_total(node, name, state.env[name.value], added, value, state)
+
+    def in_forward(self) -> bool:
+        """Whether the running code is part of a module's forward pass: what it keeps there
+        is kept by the graph of the forward's output anyway, for that output's backward."""
+        return any(
+            info.name == "forward" and info.owner is not None and info.owner.is_module
+            for info in self._active
+        )
+
+    def freed_before(self, graph: frozenset[Node], state: State) -> bool:
+        """Whether a backward already freed part of what an earlier pass left in `graph`:
+        nothing can back-propagate that again, wherever it goes."""
+        return any(
+            node[1] != 0 and node in state.freed and self.saves_tensors(node) for node in graph
+        )
 
     def keep_in_container(
         self, value: Value, node: cst.CSTNode, holder: Value, key: str | None, state: State
@@ -271,10 +288,12 @@ class GraphTracking(InterpreterBase):
         site = id(node)
         if (
             self.in_loop()
+            and not self.in_forward()
             and holder.item is not None
             and self.from_earlier_pass(holder.item.graph, site)
         ):
-            self.facts.kept_graphs.setdefault(node, KeptGraph(node, site))
+            freed = self.freed_before(holder.item.graph, state)
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, site, freed))
         return value.with_(graph=value.graph | {self.new_node(node)})
 
     def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:

@@ -291,6 +291,7 @@ class Interpreter(FunctionCalls):
                 if function.owner.is_module:
                     # Training back-propagates what forward returns.
                     self.check_saved(value, small, state)
+                    self.propagate(value)
             if self._frames and self._frames[-1].root:
                 self.propagate(value)  # handed to callers this module does not show
             self._return_values.append(value)
