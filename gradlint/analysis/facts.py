@@ -159,9 +159,12 @@ class Facts:
         return UNKNOWN
 
     def kept_unpropagated(self) -> list[KeptGraph]:
-        """Accumulators of graph tensors whose contents no backward ever goes through."""
+        """Accumulators of graph tensors whose contents no backward ever goes through (or
+        can go through: a backward already freed them)."""
         return [
-            kept for kept in self.kept_graphs.values() if kept.site not in self.propagated_sites
+            kept
+            for kept in self.kept_graphs.values()
+            if kept.freed or kept.site not in self.propagated_sites
         ]
 
     def where_to_fix(self, cause: object, use: cst.CSTNode) -> cst.CSTNode:

@@ -272,7 +272,7 @@ class GraphTracking(InterpreterBase):
         of the container is seen as one through what `node` kept. A container held by a
         local name that still holds what `node` put there on an earlier pass of a loop keeps
         every pass's graph."""
-        if not value.is_tensor or value.requires_grad is not YES or not value.graph:
+        if not _holds_graph_tensor(value):
             return value
         # A container on an object, a global, or one the caller handed in: other code
         # (another method, the caller) sees what goes into it.
@@ -290,11 +290,11 @@ class GraphTracking(InterpreterBase):
             self.in_loop()
             and not self.in_forward()
             and holder.item is not None
-            and self.from_earlier_pass(holder.item.graph, site)
+            and self.from_earlier_pass(_all_nodes(holder.item), site)
         ):
-            freed = self.freed_before(holder.item.graph, state)
+            freed = self.freed_before(_all_nodes(holder.item), state)
             self.facts.kept_graphs.setdefault(node, KeptGraph(node, site, freed))
-        return value.with_(graph=value.graph | {self.new_node(node)})
+        return _marked(value, self.new_node(node))
 
     def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
         if not when or result.node is None:
@@ -644,3 +644,38 @@ class GraphTracking(InterpreterBase):
 
     def saves_tensors(self, graph_node: Node) -> bool:
         return graph_node[0] in self._saving_sites
+
+
+def _parts(value: Value) -> list[Value]:
+    """The values a container holds: its elements, or its named fields."""
+    parts = [*(value.items or ()), *(v for _, v in value.fields or ())]
+    if value.item is not None:
+        parts.append(value.item)
+    return parts
+
+
+def _holds_graph_tensor(value: Value) -> bool:
+    """A tensor that requires grad and has a graph, or a container of one (`{"loss": loss}`)."""
+    if value.is_tensor:
+        return value.requires_grad is YES and bool(value.graph)
+    return any(_holds_graph_tensor(part) for part in _parts(value))
+
+
+def _all_nodes(value: Value) -> frozenset[Node]:
+    nodes = value.graph
+    for part in _parts(value):
+        nodes |= _all_nodes(part)
+    return nodes
+
+
+def _marked(value: Value, mark: Node) -> Value:
+    """`value` with `mark` in the graph of each tensor it is or holds that has a graph."""
+    if value.is_tensor:
+        return value.with_(graph=value.graph | {mark}) if value.graph else value
+    return value.with_(
+        item=_marked(value.item, mark) if value.item is not None else None,
+        items=tuple(_marked(v, mark) for v in value.items) if value.items is not None else None,
+        fields=tuple((k, _marked(v, mark)) for k, v in value.fields)
+        if value.fields is not None
+        else None,
+    )
