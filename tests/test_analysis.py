@@ -389,7 +389,8 @@ def test_a_list_handed_to_a_converting_helper_is_reported_where_it_was_filled() 
     log.add(w * 2)
     log.dump()
     """
-    assert codes(source) == [(12, "GL101"), (16, "GL101")]
+    # The list also keeps each step's graph for nothing (GL302): not what this test is about.
+    assert [c for c in codes(source) if c[1] == "GL101"] == [(12, "GL101"), (16, "GL101")]
 
 
 def test_isinstance_is_decided_where_the_kind_is_known() -> None:

@@ -175,7 +175,9 @@ class FunctionCalls(TorchCalls):
         if closure is not None:
             state.env.update(closure)
         self.bind_parameters(info, args, kwargs, self_value, state, call)
-        self._frames.append(Frame(frozenset(_param_names(info)), loops=len(self._loops)))
+        self._frames.append(
+            Frame(frozenset(_param_names(info)), loops=len(self._loops), root=caller is None)
+        )
         state.env.update(handed)
         me = _self_name(info)
         if me is not None:
@@ -470,7 +472,7 @@ class FunctionCalls(TorchCalls):
             finite = api.FINITE_CHECKS.get(call.qualname)
             if finite is not None:
                 result = result.with_(truth=YES if finite else NO)
-            return result
+            return self.unfollowed(result, args)
         if call.method is not None and call.receiver is not None:
             func = node.func
             assert isinstance(func, cst.Attribute)
@@ -506,8 +508,9 @@ class FunctionCalls(TorchCalls):
                 callee = self.attribute_of(receiver, func, state)
             if callee is not None:
                 self.facts.record(func, callee, state.mode)
-                return self.call_value(callee, node, args, state)
-            return self.method_call(receiver, call.method, node, args, state)
+                return self.unfollowed(self.call_value(callee, node, args, state), args)
+            result = self.method_call(receiver, call.method, node, args, state)
+            return self.unfollowed(result, [receiver, *args])
         callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
         args = self.eval_args(node, state)
         if isinstance(node.func, cst.Name):
@@ -525,10 +528,18 @@ class FunctionCalls(TorchCalls):
             else:
                 if name not in _BUILTINS:
                     self.forget_modules(args, state)
-                return self.builtin_call(name, node, args, state)
+                return self.unfollowed(self.builtin_call(name, node, args, state), args)
         if callee is None:
-            return UNKNOWN_VALUE
-        return self.call_value(callee, node, args, state)
+            return self.unfollowed(UNKNOWN_VALUE, args)
+        return self.unfollowed(self.call_value(callee, node, args, state), args)
+
+    def unfollowed(self, result: Value, args: list[Value]) -> Value:
+        """A call whose result the analysis does not know: code it does not see may keep or
+        back-propagate the tensors handed to it (`accelerator.backward(loss)`)."""
+        if result.kind is Kind.UNKNOWN:
+            for arg in args:
+                self.propagate(arg)
+        return result
 
     def call_of(self, node: cst.Call) -> Call:
         func = node.func

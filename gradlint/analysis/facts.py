@@ -123,6 +123,28 @@ class UnregisteredLayers:
 
 
 @dataclass(frozen=True)
+class KeptGraph:
+    """A tensor with a graph kept from one iteration of a loop to the next by a running
+    total (`total += loss`) or a container (`losses.append(loss)`, `history[k] = loss`):
+    every iteration's graph stays alive as long as the accumulator does."""
+
+    node: cst.CSTNode  # the `+=`, the `.append(...)` call, the `d[k] = ...` assignment
+    site: int  # the graph site that marks what this statement keeps, in graphs made from it
+    # A backward already freed what it kept (the loss was back-propagated on its own): no
+    # later backward can go through it again, wherever the accumulator goes.
+    freed: bool = False
+
+
+@dataclass(frozen=True)
+class GrowingGraph:
+    """A backward that keeps its graph (`retain_graph=True`) on every iteration of a loop
+    while that graph reaches tensors made on earlier iterations: it grows without bound."""
+
+    node: cst.CSTNode  # the `retain_graph=True` argument
+    backward: cst.Call
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -161,6 +183,12 @@ class Facts:
     # A backward of a loss holding a gradient penalty made without `create_graph`:
     # (the `torch.autograd.grad` call, the backward).
     penalties_without_graph: list[tuple[object, cst.CSTNode]] = field(default_factory=list)
+    kept_graphs: dict[cst.CSTNode, KeptGraph] = field(default_factory=dict)
+    # Graph sites that some backward went through, or that reached code the analysis does
+    # not follow (returned to an unknown caller, handed to an unknown function, stored on
+    # an object): whatever holds them may be back-propagated.
+    propagated_sites: set[int] = field(default_factory=set)
+    growing_graphs: dict[cst.CSTNode, GrowingGraph] = field(default_factory=dict)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
@@ -198,6 +226,15 @@ class Facts:
         if "E" not in mode:
             return NO
         return UNKNOWN
+
+    def kept_unpropagated(self) -> list[KeptGraph]:
+        """Accumulators of graph tensors whose contents no backward ever goes through (or
+        can go through: a backward already freed them)."""
+        return [
+            kept
+            for kept in self.kept_graphs.values()
+            if kept.freed or kept.site not in self.propagated_sites
+        ]
 
     def where_to_fix(self, cause: object, use: cst.CSTNode) -> cst.CSTNode:
         """Where to report a tensor made wrong at `cause` (a no_grad block, a decorator, a

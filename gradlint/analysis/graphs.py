@@ -14,6 +14,8 @@ from gradlint.analysis.facts import (
     ENABLED,
     ClipMisplaced,
     FreedGraph,
+    GrowingGraph,
+    KeptGraph,
     SavedChanged,
     StepMisfire,
 )
@@ -284,6 +286,95 @@ class GraphTracking(InterpreterBase):
             return joined.with_(roots=left.roots | right.roots)
         return UNKNOWN_VALUE
 
+    def note_running_total(
+        self,
+        node: cst.CSTNode,
+        name: cst.BaseExpression,
+        before: Value,
+        added: Value,
+        result: Value,
+        state: State,
+    ) -> None:
+        """A local total that adds a graph tensor on each pass of a loop and still holds
+        what this same addition made on an earlier pass keeps every pass's graph."""
+        if (
+            isinstance(name, cst.Name)
+            and name.value in state.env
+            and self.in_loop()
+            and not self.in_forward()
+            and added.is_tensor
+            and added.requires_grad is YES
+            and result.head is not None
+            and self.from_earlier_pass(before.graph, result.head[0])
+        ):
+            freed = self.freed_before(before.graph, state)
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, result.head[0], freed))
+
+    def note_sum_assigned(
+        self, node: cst.Assign, name: cst.BaseExpression, value: Value, state: State
+    ) -> None:
+        """`total = total + loss`: a running total, as with `+=`."""
+        expr = node.value
+        if not isinstance(expr, cst.BinaryOperation) or not isinstance(expr.operator, cst.Add):
+            return
+        if not isinstance(name, cst.Name) or name.value not in state.env:
+            return
+        sides = [expr.left, expr.right]
+        others = [
+            side for side in sides if not (isinstance(side, cst.Name) and side.value == name.value)
+        ]
+        if len(others) != 1:
+            return
+        added = self.facts.value(others[0])
+        self.note_running_total(node, name, state.env[name.value], added, value, state)
+
+    def in_forward(self) -> bool:
+        """Whether the running code is part of a module's forward pass: what it keeps there
+        is kept by the graph of the forward's output anyway, for that output's backward."""
+        return any(
+            info.name == "forward" and info.owner is not None and info.owner.is_module
+            for info in self._active
+        )
+
+    def freed_before(self, graph: frozenset[Node], state: State) -> bool:
+        """Whether a backward already freed part of what an earlier pass left in `graph`:
+        nothing can back-propagate that again, wherever it goes."""
+        return any(
+            node[1] != 0 and node in state.freed and self.saves_tensors(node) for node in graph
+        )
+
+    def keep_in_container(
+        self, value: Value, node: cst.CSTNode, holder: Value, key: str | None, state: State
+    ) -> Value:
+        """`value` put into a container (by `node`: an append, an item assignment): in the
+        container it carries a mark of `node`, so that a backward through what is taken out
+        of the container is seen as one through what `node` kept. A container held by a
+        local name that still holds what `node` put there on an earlier pass of a loop keeps
+        every pass's graph."""
+        if not _holds_graph_tensor(value):
+            return value
+        # A container on an object, a global, or one the caller handed in: other code
+        # (another method, the caller) sees what goes into it.
+        local = (
+            key is not None
+            and "." not in key
+            and key in state.env
+            and not (self._frames and key in self._frames[-1].params)
+        )
+        if not local:
+            self.propagate(value)  # kept on an object or a global: other code may use it
+            return value
+        site = id(node)
+        if (
+            self.in_loop()
+            and not self.in_forward()
+            and holder.item is not None
+            and self.from_earlier_pass(_all_nodes(holder.item), site)
+        ):
+            freed = self.freed_before(_all_nodes(holder.item), state)
+            self.facts.kept_graphs.setdefault(node, KeptGraph(node, site, freed))
+        return _marked(value, self.new_node(node))
+
     def save_inputs(self, inputs: Iterable[Value], result: Value, state: State, when: bool) -> None:
         if not when or result.node is None:
             return
@@ -352,8 +443,10 @@ class GraphTracking(InterpreterBase):
         state: State,
         kwargs: dict[str, cst.BaseExpression],
     ) -> None:
+        self.propagate(loss)
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
+        self.note_growing_graph(loss, node, kwargs)
         path = tuple(call for call in self._call_path if call is not None)
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
@@ -400,6 +493,23 @@ class GraphTracking(InterpreterBase):
         """`torch.autograd.grad(...)` hands the gradients back instead of adding them to
         `.grad`."""
         return self.imports.resolve(node.func) == "torch.autograd.grad"
+
+    def note_growing_graph(
+        self, loss: Value, node: cst.Call, kwargs: dict[str, cst.BaseExpression]
+    ) -> None:
+        """A backward in a loop that keeps its graph while that graph reaches back into
+        earlier passes: each pass adds to one graph that is never let go. Unrolled
+        differentiation (`create_graph=True`) grows its graph on purpose."""
+        retain = kwargs.get("retain_graph")
+        if retain is None or _bool_literal(retain) is not YES or "create_graph" in kwargs:
+            return
+        if self.from_earlier_pass(loss.graph):
+            keyword = next(
+                (arg for arg in node.args if arg.keyword and arg.keyword.value == "retain_graph"),
+                None,
+            )
+            at = keyword if keyword is not None else node
+            self.facts.growing_graphs.setdefault(at, GrowingGraph(at, node))
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
@@ -712,3 +822,38 @@ class GraphTracking(InterpreterBase):
 
     def saves_tensors(self, graph_node: Node) -> bool:
         return graph_node[0] in self._saving_sites
+
+
+def _parts(value: Value) -> list[Value]:
+    """The values a container holds: its elements, or its named fields."""
+    parts = [*(value.items or ()), *(v for _, v in value.fields or ())]
+    if value.item is not None:
+        parts.append(value.item)
+    return parts
+
+
+def _holds_graph_tensor(value: Value) -> bool:
+    """A tensor that requires grad and has a graph, or a container of one (`{"loss": loss}`)."""
+    if value.is_tensor:
+        return value.requires_grad is YES and bool(value.graph)
+    return any(_holds_graph_tensor(part) for part in _parts(value))
+
+
+def _all_nodes(value: Value) -> frozenset[Node]:
+    nodes = value.graph
+    for part in _parts(value):
+        nodes |= _all_nodes(part)
+    return nodes
+
+
+def _marked(value: Value, mark: Node) -> Value:
+    """`value` with `mark` in the graph of each tensor it is or holds that has a graph."""
+    if value.is_tensor:
+        return value.with_(graph=value.graph | {mark}) if value.graph else value
+    return value.with_(
+        item=_marked(value.item, mark) if value.item is not None else None,
+        items=tuple(_marked(v, mark) for v in value.items) if value.items is not None else None,
+        fields=tuple((k, _marked(v, mark)) for k, v in value.fields)
+        if value.fields is not None
+        else None,
+    )

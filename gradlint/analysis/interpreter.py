@@ -235,6 +235,7 @@ class Interpreter(FunctionCalls):
             current.dead = False  # break/continue end a pass, not the function
             if index + 1 < passes:
                 self._generation += 1
+                self._loop_generations[self._generation] = loop
                 current = current.age(sites, self._generation)
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
@@ -296,6 +297,8 @@ class Interpreter(FunctionCalls):
             self.eval(expr, state)
         elif isinstance(small, cst.Assign):
             value = self.eval(small.value, state)
+            if len(small.targets) == 1:
+                self.note_sum_assigned(small, small.targets[0].target, value, state)
             for target in small.targets:
                 self.assign(target.target, value, state, small, small.value)
         elif isinstance(small, cst.AnnAssign):
@@ -311,6 +314,9 @@ class Interpreter(FunctionCalls):
                 if function.owner.is_module:
                     # Training back-propagates what forward returns.
                     self.check_saved(value, small, state)
+                    self.propagate(value)
+            if self._frames and self._frames[-1].root:
+                self.propagate(value)  # handed to callers this module does not show
             self._return_values.append(value)
             returned = copy.copy(state)  # only its tensor facts are read
             self._return_states.append(returned)
@@ -352,6 +358,7 @@ class Interpreter(FunctionCalls):
             self.facts.inplace.append(Inplace(node, changed))
             op = _OPERATORS.get(type(node.operator), "other")
             result = self.inplace_result(target, [value], op, node, state, saves_output=False)
+            self.note_running_total(node, node.target, target, value, result, state)
             self.assign(node.target, result, state, node)
             return
         if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
@@ -381,6 +388,8 @@ class Interpreter(FunctionCalls):
             and value.requires_grad is YES
         ):
             result = result.with_(summed_at=node)
+        if isinstance(node.operator, cst.AddAssign):
+            self.note_running_total(node, node.target, target, value, result, state)
         self.assign(node.target, result, state, node)
 
     # -- assignment ---------------------------------------------------------------------------
@@ -454,6 +463,7 @@ class Interpreter(FunctionCalls):
                 return
             if target.attr.value == "grad":
                 return
+            self.propagate(value)  # kept on an object: its other methods may use it
             if (
                 obj.kind is Kind.MODULE
                 and obj.path is not None
@@ -498,10 +508,16 @@ class Interpreter(FunctionCalls):
                 and (key in state.env or _is_own_attribute(key))
             ):
                 # `losses["total"] = loss`: the container may now hold that value.
-                item = value if obj.item is None else obj.item.join(value)
-                fields = None
                 slot = target.slice[0].slice if len(target.slice) == 1 else None
                 name = _string_key(slot.value) if isinstance(slot, cst.Index) else None
+                # Under a fixed key (`d["loss"] = loss`) the new value replaces the old.
+                fixed = isinstance(slot, cst.Index) and isinstance(
+                    slot.value, (cst.SimpleString, cst.Integer)
+                )
+                if not fixed:
+                    value = self.keep_in_container(value, statement, obj, key, state)
+                item = value if obj.item is None else obj.item.join(value)
+                fields = None
                 if obj.fields is not None and name is not None:
                     fields = (*((k, v) for k, v in obj.fields if k != name), (name, value))
                 state.env[key] = obj.with_(item=item, items=None, fields=fields)
@@ -818,7 +834,9 @@ class Interpreter(FunctionCalls):
             return value
         if type(expr) is cst.Yield:
             if isinstance(expr.value, cst.BaseExpression):
-                self._yield_values.append(self.eval(expr.value, state))
+                yielded = self.eval(expr.value, state)
+                self.propagate(yielded)  # the consumer may be anywhere
+                self._yield_values.append(yielded)
             elif isinstance(expr.value, cst.From):  # `yield from xs`
                 iterable = self.eval(expr.value.item, state)
                 self._yield_values.append(self.iterate(iterable, state, expr.value.item))

@@ -27,6 +27,7 @@ from gradlint.analysis.values import (
     Node,
     Tri,
     Value,
+    sites_of,
 )
 
 
@@ -73,6 +74,7 @@ class InterpreterBase:
         # Graph node -> the graph nodes made from it (as named when they were made).
         self._consumers: dict[Node, set[Node]] = {}
         self._generation = 0
+        self._loop_generations: dict[int, cst.CSTNode] = {}  # a loop pass's generation -> loop
         self._stale: Node | None = None  # the stale graph node the last entry was found from
         self._layer: int | None = None  # the layer of a Sequential being run
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
@@ -180,6 +182,22 @@ class InterpreterBase:
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""
         return len(self._loops) > (self._frames[-1].loops if self._frames else 0)
+
+    def propagate(self, value: Value) -> None:
+        """`value` reaches a backward, or code that may run one: what it holds may be
+        back-propagated."""
+        if value.kind is not Kind.NUMBER and value.kind is not Kind.OTHER:
+            self.facts.propagated_sites |= sites_of(value)
+
+    def from_earlier_pass(self, graph: frozenset[Node], site: int | None = None) -> bool:
+        """Whether `graph` holds a node (of `site`, if given) made on an earlier pass of a
+        loop that is running now: something carried from one iteration to the next."""
+        running = set(map(id, self._loops))
+        return any(
+            (site is None or node[0] == site) and id(self._loop_generations.get(node[1])) in running
+            for node in graph
+            if node[1] != 0
+        )
 
     def set_list(self, key: str, value: Value, state: State) -> None:
         """A list kept under `key` changed in place (filled, emptied): on a module-level

@@ -34,6 +34,7 @@ class Frame:
     rebound: set[str] = field(default_factory=set)  # parameters assigned anew
     flags: dict[str, Tri] = field(default_factory=dict)  # `x.requires_grad = ...` on a param
     loops: int = 0  # how many loops were running when the call began
+    root: bool = False  # run with no caller in this module: what it returns goes elsewhere
 
 
 @dataclass
@@ -122,13 +123,25 @@ class State:
             return (node[0], generation) if node[1] == 0 and node[0] in sites else node
 
         def age_value(value: Value) -> Value:
-            if not value.graph and value.node is None and value.item is None:
+            if (
+                not value.graph
+                and value.node is None
+                and value.item is None
+                and value.items is None
+                and value.fields is None
+            ):
                 return value
             return value.with_(
                 graph=frozenset(old(n) for n in value.graph),
                 node=old(value.node) if value.node is not None else None,
                 head=old(value.head) if value.head is not None else None,
                 item=age_value(value.item) if value.item is not None else None,
+                items=tuple(map(age_value, value.items)) if value.items is not None else None,
+                fields=(
+                    tuple((k, age_value(v)) for k, v in value.fields)
+                    if value.fields is not None
+                    else None
+                ),
             )
 
         aged = self.copy()

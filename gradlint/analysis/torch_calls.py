@@ -586,10 +586,11 @@ class TorchCalls(GraphTracking):
                 # What the list gets: `append(x)` and `insert(i, x)` one element, `extend(xs)`
                 # each of another sequence's.
                 added: Value | None = None
+                at = None if holder is not None or shared else key
                 if method == "append" and len(args) == 1:
-                    added = args[0]
+                    added = self.keep_in_container(args[0], node, old, at, state)
                 elif method == "insert" and len(args) == 2:
-                    added = args[1]
+                    added = self.keep_in_container(args[1], node, old, at, state)
                 elif method == "extend" and len(args) == 1 and args[0].kind is Kind.SEQUENCE:
                     added = args[0].item
                     if added is None:

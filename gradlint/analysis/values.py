@@ -245,6 +245,17 @@ INT = NUMBER.with_(integer=YES)
 FLOAT = NUMBER.with_(integer=NO)
 
 
+def sites_of(value: Value) -> set[int]:
+    """The graph sites a value holds, in itself and in whatever it contains."""
+    sites = {node[0] for node in value.graph}
+    parts = [*(value.items or ()), *(v for _, v in value.fields or ())]
+    if value.item is not None:
+        parts.append(value.item)
+    for part in parts:
+        sites |= sites_of(part)
+    return sites
+
+
 def sequence(items: list[Value], fixed: bool = False) -> Value:
     """A list or tuple; `fixed` keeps each element's value, for unpacking."""
     item: Value | None = None
