@@ -42,6 +42,7 @@ from gradlint.analysis.syntax import (
     _cleared_list,
     _counter_of,
     _counts,
+    _int_literal,
     _keeps_trainable,
     _literal_range,
     _names_grad,
@@ -668,7 +669,8 @@ class Interpreter(FunctionCalls):
         if type(expr) is cst.Ellipsis:
             return OTHER
         if type(expr) is cst.Integer:
-            return INT
+            literal = _int_literal(expr)  # a literal's value decides `if idx == 0:` in a call
+            return INT if literal is None else INT.with_(low=literal, high=literal)
         if isinstance(expr, (cst.Float, cst.Imaginary)):
             return FLOAT
         if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):

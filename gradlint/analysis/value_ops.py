@@ -269,6 +269,7 @@ def _shape(value: Value) -> tuple[object, ...]:
         None if item is None else (item.kind, item.requires_grad, item.cls),
         None if value.fields is None else tuple((k, v.kind, v.truth) for k, v in value.fields),
         value.text,
+        value.low if value.low is not None and value.low == value.high else None,
     )
 
 
