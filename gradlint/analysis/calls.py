@@ -323,6 +323,8 @@ class FunctionCalls(TorchCalls):
             if base is None:
                 continue
             path = f"{base}.{rest}" if rest else base
+            if self.frozen_of(path, caller) is not is_frozen:
+                self.note_freeze(path, is_frozen.negate(), call, caller, by_callee=True)
             for child in [k for k in caller.frozen if k.startswith(path + ".")]:
                 del caller.frozen[child]
             caller.frozen[path] = is_frozen

@@ -78,6 +78,43 @@ class OptimizerMade:
     misspelt_init: cst.CSTNode | None = None
     # The generator given was used up before: where (a `list()`, a loop, another optimizer).
     used_up_at: cst.CSTNode | None = None
+    # Modules under the ones it was given whose parameters were all frozen then, and where
+    # they were frozen; empty where unknown or where only trainable ones were kept.
+    frozen_parts: tuple[tuple[str, cst.CSTNode | None], ...] = ()
+    trainable_only: bool = False  # given a list filtered on `p.requires_grad`
+    clock: int = 0  # when, on the clock of freezes, optimizers and training steps
+
+
+@dataclass(frozen=True)
+class FreezeChange:
+    """Parameters set frozen or trainable: `m.requires_grad_(flag)`, or `p.requires_grad =
+    flag` on parameters of a known module (in a loop over them)."""
+
+    node: cst.CSTNode  # the call or statement; a helper's call for what the helper did
+    path: str | None  # the module, as named where it ran; None where not known
+    frozen: Tri  # YES froze them, NO made them trainable, UNKNOWN either
+    clock: int
+
+
+@dataclass(frozen=True)
+class FreezeUndone:
+    """Trainable again, wholesale, with nothing trained since they were frozen."""
+
+    node: cst.CSTNode  # the unfreeze
+    freeze: cst.CSTNode  # the freeze it undoes
+    path: str  # what was frozen
+
+
+@dataclass(frozen=True)
+class ParamsMissed:
+    """An optimizer stepped after parameters it was not given became trainable: a module
+    unfrozen after the optimizer kept only trainable ones, or a layer replaced after it
+    was built."""
+
+    node: cst.CSTNode  # the unfreeze, or the assignment of the new layer
+    optimizer: cst.CSTNode  # where the optimizer was built
+    step: cst.CSTNode  # a step that misses them
+    replaced: bool  # a new layer, not an unfreeze
 
 
 @dataclass(frozen=True)
@@ -101,6 +138,9 @@ class Facts:
     freed_graphs: list[FreedGraph] = field(default_factory=list)
     saved_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
+    freeze_changes: list[FreezeChange] = field(default_factory=list)
+    freezes_undone: list[FreezeUndone] = field(default_factory=list)
+    params_missed: list[ParamsMissed] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)

@@ -276,6 +276,7 @@ class GraphTracking(InterpreterBase):
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
+        self.trained()
         self._tick += 1
         node = self.backward_site(node, loss_expr)
         self._backward_ticks[id(node)] = self._tick

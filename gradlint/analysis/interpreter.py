@@ -433,6 +433,9 @@ class Interpreter(FunctionCalls):
                 # `blk.proj = LoraLinear(blk.proj)` on a frozen model: the new layer's
                 # parameters train, so the model (and each module above) is frozen no more.
                 child = f"{obj.path}.{target.attr.value}"
+                if value.path is None and value.has_params is YES:
+                    # A new layer: optimizers built before it do not have its parameters.
+                    self.note_missed(child, statement, state, replaced=True)
                 state.frozen[child] = NO
                 self.unfreeze_parents(child, YES, state)
             if key is not None:
@@ -523,10 +526,20 @@ class Interpreter(FunctionCalls):
         self, obj: Value, obj_expr: cst.BaseExpression, flag: Value, state: State
     ) -> None:
         wanted = flag.truth
+        if self._statement is not None and (
+            obj.kind in (Kind.TENSOR, Kind.UNKNOWN)
+            and obj.path is None
+            and obj.born is None
+            and obj.made_by is None
+        ):
+            # Some tensor's flag: it may be a parameter, frozen or made trainable.
+            self.note_freeze(None, wanted, self._statement, state)
         if obj.kind is Kind.TENSOR and obj.leaf is YES:
             if obj.path is not None:
                 every = obj.path.endswith(".*")
                 owner = obj.path[:-2] if every else obj.path
+                if self._statement is not None:
+                    self.note_freeze(owner, wanted, self._statement, state)
                 state.frozen[owner] = wanted.negate()
                 if wanted is NO and self._statement is not None:
                     state.frozen_at[owner] = self._statement
@@ -699,6 +712,10 @@ class Interpreter(FunctionCalls):
                     self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            if _keeps_trainable(expr.for_in, expr.elt) and iterable.roots:
+                return Value(
+                    kind=Kind.SEQUENCE, item=item, roots=iterable.roots, trainable_only=True
+                )
             return Value(kind=Kind.SEQUENCE, item=item)
         if type(expr) is cst.DictComp:
             inner = self.bind_comprehension(expr.for_in, state)

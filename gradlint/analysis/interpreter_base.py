@@ -10,6 +10,9 @@ import libcst as cst
 
 from gradlint.analysis.facts import (
     Facts,
+    FreezeChange,
+    FreezeUndone,
+    ParamsMissed,
 )
 from gradlint.analysis.names import resolve_dotted
 from gradlint.analysis.scopes import (
@@ -93,6 +96,18 @@ class InterpreterBase:
         self.unregistered: dict[str, cst.CSTNode] = {}
         self._freeze_sites: set[int] = set()  # statements and calls that froze parameters
         self._last_writes: dict[str, Value] = {}  # what the last call set on its `self`
+        # Freezes, unfreezes, optimizers built and training steps, on one clock.
+        self._clock = 0
+        self._trained_at = -1  # the clock at the last backward() or optimizer step
+        # A freeze (its node's id) -> when it last ran, the `if`s and loops around it, and
+        # the calls that led to it.
+        self._freeze_runs: dict[int, tuple[int, frozenset[int], tuple[object, ...]]] = {}
+        # Optimizer (its origin) -> where it was built, the modules it was given, whether
+        # only their trainable parameters, and the parts of them frozen then.
+        self._optimizers_made: dict[int, tuple[cst.Call, frozenset[str], bool, frozenset[str]]] = {}
+        # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
+        # whether by a new layer.
+        self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
 
     # The parts above this one that the lower parts call back into: running statements and
     # expressions (interpreter.py) and calls of the module's own functions (calls.py).
@@ -324,3 +339,151 @@ class InterpreterBase:
         attrs = self.class_attrs.setdefault(owner.name, {})
         name = key[5:]
         attrs[name] = attrs[name].join(value) if name in attrs else value
+
+    # -- freezes, unfreezes and the optimizers they affect -------------------------------------
+
+    def tick_clock(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def trained(self) -> None:
+        """A backward() or an optimizer step: training happened now."""
+        self._trained_at = self.tick_clock()
+
+    def context(self) -> frozenset[int]:
+        """The `if`s and loops (not loops over parameters) the running code is inside, in
+        its function and its callers."""
+        loops = [
+            loop
+            for loop in self._loops
+            if not (isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS)
+        ]
+        return frozenset(id(node) for node in (*self._conditions, *loops))
+
+    def note_freeze(
+        self,
+        path: str | None,
+        wanted: Tri,
+        node: cst.CSTNode,
+        state: State,
+        by_callee: bool = False,
+    ) -> None:
+        """Parameters under `path` set to require grad as `wanted` says, at `node`, before
+        `state` records it: a freeze to remember, or an unfreeze that may undo one or that
+        optimizers built before it miss. `by_callee`: the callee that `node` calls did
+        it, and is still the innermost call running."""
+        clock = self.tick_clock()
+        self.facts.freeze_changes.append(FreezeChange(node, path, wanted.negate(), clock))
+        calls = tuple(self._call_path[:-1] if by_callee else self._call_path)
+        if wanted is NO:
+            self._freeze_runs[id(node)] = (clock, self.context(), calls)
+            return
+        if path is None or wanted is not YES:
+            return
+        self.note_undone(path, node, state, calls)
+        self.note_missed(path, node, state, replaced=False)
+
+    def note_undone(
+        self, path: str, node: cst.CSTNode, state: State, calls: tuple[object, ...]
+    ) -> None:
+        """`path` made trainable at `node`: each freeze of it, or of a part of it, that
+        this undoes wholesale, with nothing trained since and on every path that froze."""
+        context = self.context()
+        for key, at in self.frozen_under(path, state):
+            run = self._freeze_runs.get(id(at))
+            if run is None:
+                continue
+            clock, where, led_by = run
+            # Frozen in this run of this code (or in what it called), under every `if`
+            # and loop the unfreeze is under: the unfreeze always follows the freeze.
+            if clock < self._trained_at or not context <= where or led_by[: len(calls)] != calls:
+                continue
+            self.facts.freezes_undone.append(FreezeUndone(node, at, key))
+
+    def frozen_under(self, path: str, state: State) -> list[tuple[str, cst.CSTNode]]:
+        """The modules at or under `path` frozen now, and where: by the code here, or by
+        the __init__ of the module's class."""
+        found = [
+            (key, state.frozen_at[key])
+            for key, frozen in state.frozen.items()
+            if frozen is YES
+            and (key == path or key.startswith(path + "."))
+            and key in state.frozen_at
+        ]
+        module = state.env.get(path)
+        cls = module.cls if module is not None and module.kind is Kind.MODULE else None
+        for attr, frozen in self.class_frozen_attrs.get(cls or "", {}).items():
+            key = f"{path}.{attr}"
+            at = self.class_frozen_at.get(cls or "", {}).get(attr)
+            if frozen is YES and at is not None and self.frozen_of(key, state) in (None, YES):
+                found.append((key, at))
+        return found
+
+    def note_missed(self, path: str, node: cst.CSTNode, state: State, replaced: bool) -> None:
+        """Parameters under `path` became trainable at `node` (unfrozen, or a new layer):
+        the optimizers here that were built without them miss them from now on."""
+        for value in list(state.env.values()):
+            if value.kind is not Kind.OPTIMIZER or value.origin is None:
+                continue
+            made = self._optimizers_made.get(value.origin)
+            if made is None:
+                continue
+            _, roots, trainable_only, frozen_parts = made
+            if replaced:
+                hit = any(path == root or path.startswith(root + ".") for root in roots)
+            else:
+                hit = trainable_only and any(_overlap(path, part) for part in frozen_parts)
+            if hit:
+                self._missed[value.origin] = (node, replaced)
+
+    def optimizer_built(self, node: cst.Call, given: Value, state: State) -> OptimizerParts:
+        """An optimizer built at `node` over `given`: remembered, with the parts of the
+        given modules that are frozen now."""
+        parts = self.frozen_parts(given, state)
+        origin = id(node)
+        paths = frozenset(path for path, _ in parts)
+        self._optimizers_made[origin] = (node, given.roots, given.trainable_only, paths)
+        self._missed.pop(origin, None)
+        return parts, self.tick_clock()
+
+    def optimizer_stepped(self, optimizer: Value, node: cst.CSTNode) -> None:
+        self.trained()
+        missed = self._missed.get(optimizer.origin) if optimizer.origin is not None else None
+        made = self._optimizers_made.get(optimizer.origin) if optimizer.origin else None
+        if missed is not None and made is not None:
+            at, replaced = missed
+            self.facts.params_missed.append(ParamsMissed(at, made[0], node, replaced))
+
+    def params_added(self, optimizer: Value) -> None:
+        """`optimizer.add_param_group(...)`: what it missed may be given to it now."""
+        if optimizer.origin is not None:
+            self._missed.pop(optimizer.origin, None)
+
+    def frozen_parts(
+        self, given: Value, state: State
+    ) -> tuple[tuple[str, cst.CSTNode | None], ...]:
+        """The modules under `given`'s roots whose parameters are all frozen now: as the
+        code here froze them, or as their class's __init__ did."""
+        found: dict[str, cst.CSTNode | None] = {}
+        for root in sorted(given.roots):
+            if self.frozen_of(root, state) is YES:
+                found[root] = self.frozen_where(root, state)
+                continue
+            for key, frozen in state.frozen.items():
+                if frozen is YES and key.startswith(root + "."):
+                    found[key] = state.frozen_at.get(key)
+            module = state.env.get(root)
+            cls = module.cls if module is not None and module.kind is Kind.MODULE else None
+            for attr, frozen in self.class_frozen_attrs.get(cls or "", {}).items():
+                key = f"{root}.{attr}"
+                if frozen is YES and self.frozen_of(key, state) in (None, YES):
+                    found.setdefault(key, self.class_frozen_at.get(cls or "", {}).get(attr))
+        return tuple(found.items())
+
+
+OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int]
+
+
+def _overlap(path: str, other: str) -> bool:
+    """Whether one module path is the other or inside it."""
+    return path == other or path.startswith(other + ".") or other.startswith(path + ".")

@@ -60,7 +60,12 @@ class TorchCalls(GraphTracking):
         if name in ("list", "tuple", "sorted", "reversed", "set"):
             if args:
                 item = self.iterate(args[0], state, node.args[0].value)
-                return Value(kind=Kind.SEQUENCE, item=item, roots=args[0].roots)
+                return Value(
+                    kind=Kind.SEQUENCE,
+                    item=item,
+                    roots=args[0].roots,
+                    trainable_only=args[0].trainable_only,
+                )
             return Value(kind=Kind.SEQUENCE)
         if name == "filter" and len(args) == 2:
             item = self.iterate(args[1], state, node.args[1].value)
@@ -69,9 +74,14 @@ class TorchCalls(GraphTracking):
                     self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            # The parameters that requires_grad keeps are still the given modules'.
+            kept = _is_requires_grad_test(node.args[0].value)
+            roots = args[1].roots if kept else frozenset()
             if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
-                return Value(kind=Kind.PARAMS, item=item, origin=id(node))
-            return Value(kind=Kind.SEQUENCE, item=item)
+                return Value(
+                    kind=Kind.PARAMS, item=item, origin=id(node), roots=roots, trainable_only=kept
+                )
+            return Value(kind=Kind.SEQUENCE, item=item, roots=roots, trainable_only=kept)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
                 return self.op_result(args, node, state, "abs")
@@ -419,8 +429,20 @@ class TorchCalls(GraphTracking):
             if cls is not None:
                 cause = self.unregistered.get(cls)
                 misspelt = self.misspelt_init(cls)
+        parts, clock = self.optimizer_built(node, given, state)
         self.facts.optimizers.append(
-            OptimizerMade(node, params, exhausted, empty, cause, misspelt, used_up_at)
+            OptimizerMade(
+                node,
+                params,
+                exhausted,
+                empty,
+                cause,
+                misspelt,
+                used_up_at,
+                frozen_parts=parts,
+                trainable_only=given.trainable_only,
+                clock=clock,
+            )
         )
 
     def misspelt_init(self, cls_name: str) -> cst.CSTNode | None:
@@ -495,7 +517,11 @@ class TorchCalls(GraphTracking):
             if args and args[0].layer == "function":  # LBFGS-style closure: step calls it
                 self.invoke(args[0], [], {}, node, state)
             self.step(receiver, node, state)
+            self.optimizer_stepped(receiver, node)
             return OTHER
+        if method == "add_param_group" and receiver.kind is Kind.OPTIMIZER:
+            self.params_added(receiver)
+            return NONE
         if receiver.kind is Kind.MODULE:
             return self.module_method(receiver, method, node, args, state)
         if receiver.kind is Kind.PARAMS and method in ("__iter__",):
@@ -662,6 +688,7 @@ class TorchCalls(GraphTracking):
         if method == "requires_grad_":
             flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
             wanted = flag.truth
+            self.note_freeze(module.path, wanted, node, state)
             if module.path is not None:
                 for key in [k for k in state.frozen if k.startswith(module.path + ".")]:
                     del state.frozen[key]
