@@ -450,6 +450,27 @@ class FunctionCalls(TorchCalls):
             state.env[params.star_kwarg.name.value] = OTHER
 
     def eval_call(self, node: cst.Call, state: State) -> Value:
+        result = self.call_result(node, state)
+        if result.kind is Kind.MODULE:
+            handed = self.modules_handed(node)
+            if handed:
+                return result.with_(wraps=result.wraps | handed)
+        return result
+
+    def modules_handed(self, node: cst.Call) -> frozenset[str]:
+        """The modules a call was handed (alone or in a list), and those they wrap."""
+        found: set[str] = set()
+        for arg in node.args:
+            value = self.facts.value(arg.value)
+            parts = [value, *(value.items or ()), *([value.item] if value.item else [])]
+            for part in parts:
+                if part.kind is Kind.MODULE:
+                    found |= part.wraps
+                    if part.path is not None:
+                        found.add(part.path)
+        return frozenset(found)
+
+    def call_result(self, node: cst.Call, state: State) -> Value:
         call = self.call_of(node)
         self.facts.calls.append(call)
         self.facts.scope[node] = self._function

@@ -83,6 +83,9 @@ class OptimizerMade:
     frozen_parts: tuple[tuple[str, cst.CSTNode | None], ...] = ()
     trainable_only: bool = False  # given a list filtered on `p.requires_grad`
     clock: int = 0  # when, on the clock of freezes, optimizers and training steps
+    # The modules whose parameters it was given, and those they wrap (DataParallel's
+    # module, a model's sub-modules handed to its constructor); empty where unknown.
+    covers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,17 @@ class ParamsMissed:
 
 
 @dataclass(frozen=True)
+class Trained:
+    """A trainable module whose parameters a backward surely reaches."""
+
+    backward: cst.Call
+    call: cst.CSTNode  # the call of the module whose output the loss was computed from
+    path: str
+    family: frozenset[str]  # the path, and the modules it was made from
+    known: bool  # a torch.nn layer or a class of this module, not an unknown model
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -141,6 +155,7 @@ class Facts:
     freeze_changes: list[FreezeChange] = field(default_factory=list)
     freezes_undone: list[FreezeUndone] = field(default_factory=list)
     params_missed: list[ParamsMissed] = field(default_factory=list)
+    trained: list[Trained] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)

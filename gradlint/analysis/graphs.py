@@ -14,6 +14,7 @@ from gradlint.analysis.facts import (
     ENABLED,
     FreedGraph,
     SavedChanged,
+    Trained,
 )
 from gradlint.analysis.interpreter_base import InterpreterBase
 from gradlint.analysis.names import dotted
@@ -277,6 +278,7 @@ class GraphTracking(InterpreterBase):
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self.trained()
+        self.note_trained(loss, node)
         self._tick += 1
         node = self.backward_site(node, loss_expr)
         self._backward_ticks[id(node)] = self._tick
@@ -307,6 +309,18 @@ class GraphTracking(InterpreterBase):
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def note_trained(self, loss: Value, backward: cst.Call) -> None:
+        """The trainable modules whose outputs the loss was computed from: their
+        parameters get gradients from this backward."""
+        for graph_node in loss.graph:
+            module = self._site_module_value.get(graph_node[0])
+            call = self._site_module_call.get(graph_node[0])
+            if module is None or module.path is None or call is None:
+                continue
+            known = module.layer is not None or module.cls is not None
+            family = frozenset({module.path}) | module.wraps
+            self.facts.trained.append(Trained(backward, call, module.path, family, known))
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
@@ -433,20 +447,26 @@ class GraphTracking(InterpreterBase):
                 changes = state.changed_at.get(weights, ())
                 state.changed_at[weights] = (*changes, (version + 1, node, node))
 
-    def save_weights(self, module: Value, result: Value, state: State) -> None:
-        """A trainable layer saves its weights for backward (to give its input a gradient)."""
+    def save_weights(
+        self, module: Value, result: Value, state: State, call: cst.CSTNode | None = None
+    ) -> None:
+        """A trainable layer, called at `call`, saves its weights for backward (to give its
+        input a gradient)."""
         if module.path is None:
             return
         if result.kind is Kind.SEQUENCE and result.items is not None:
             for part in result.items:  # a model returning (logits, loss)
                 if part.is_tensor:
-                    self.save_weights(module, part, state)
+                    self.save_weights(module, part, state, call)
             return
         if result.head is None:
             return
         key = hash(("weights", module.path))
         self._weights[key] = module.path
         self._site_module[result.head[0]] = module.path
+        self._site_module_value[result.head[0]] = module
+        if call is not None:
+            self._site_module_call[result.head[0]] = call
         weights = (key, 0)
         saved = state.saves.get(result.head, frozenset())
         state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}

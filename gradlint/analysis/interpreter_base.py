@@ -83,6 +83,8 @@ class InterpreterBase:
         self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
         self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
         self._site_module: dict[int, str] = {}  # site -> the module whose call made it
+        self._site_module_value: dict[int, Value] = {}  # ... and that module
+        self._site_module_call: dict[int, cst.CSTNode] = {}  # ... and that call
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
@@ -444,7 +446,17 @@ class InterpreterBase:
         paths = frozenset(path for path, _ in parts)
         self._optimizers_made[origin] = (node, given.roots, given.trainable_only, paths)
         self._missed.pop(origin, None)
-        return parts, self.tick_clock()
+        return parts, self.tick_clock(), self.covered_by(given, state)
+
+    def covered_by(self, given: Value, state: State) -> frozenset[str]:
+        """The modules an optimizer given `given` holds the parameters of: the roots,
+        and the modules each of them was made from."""
+        covered = set(given.roots)
+        for root in given.roots:
+            module = state.env.get(root)
+            if module is not None and module.kind is Kind.MODULE:
+                covered |= module.wraps
+        return frozenset(covered)
 
     def optimizer_stepped(self, optimizer: Value, node: cst.CSTNode) -> None:
         self.trained()
@@ -481,7 +493,8 @@ class InterpreterBase:
         return tuple(found.items())
 
 
-OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int]
+# An optimizer built: the frozen parts it was given, when, and the modules it holds.
+OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int, frozenset[str]]
 
 
 def _overlap(path: str, other: str) -> bool:

@@ -429,7 +429,7 @@ class TorchCalls(GraphTracking):
             if cls is not None:
                 cause = self.unregistered.get(cls)
                 misspelt = self.misspelt_init(cls)
-        parts, clock = self.optimizer_built(node, given, state)
+        parts, clock, covers = self.optimizer_built(node, given, state)
         self.facts.optimizers.append(
             OptimizerMade(
                 node,
@@ -442,6 +442,7 @@ class TorchCalls(GraphTracking):
                 frozen_parts=parts,
                 trainable_only=given.trainable_only,
                 clock=clock,
+                covers=covers,
             )
         )
 
@@ -513,6 +514,10 @@ class TorchCalls(GraphTracking):
         if method == "backward":
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
+        if method == "requires_grad_" and receiver.kind is Kind.UNKNOWN:
+            # A module or parameter we cannot name may be frozen or made trainable here.
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            self.note_freeze(None, flag.truth, node, state)
         if method == "step" and receiver.kind is Kind.OPTIMIZER:
             if args and args[0].layer == "function":  # LBFGS-style closure: step calls it
                 self.invoke(args[0], [], {}, node, state)
@@ -760,7 +765,7 @@ class TorchCalls(GraphTracking):
                 value = self.module_call(layer, node, [value], state, first=index == 0)
             self._layer = outer
             if module.has_params is YES and module.frozen is NO:
-                self.save_weights(module, value, state)
+                self.save_weights(module, value, state, node)
             return value
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
@@ -786,7 +791,7 @@ class TorchCalls(GraphTracking):
                     if module.frozen is YES and frozen_at is not None:
                         returned = returned.with_(cut=frozen_at)
                 if module.has_params is YES and module.frozen is NO:
-                    self.save_weights(module, returned, state)
+                    self.save_weights(module, returned, state, node)
                 return returned
             if module.has_params is NO and returned.kind is Kind.UNKNOWN:
                 # A forward that uses layers its constructor never made (a misspelt
@@ -815,7 +820,7 @@ class TorchCalls(GraphTracking):
                 state.versions[value.node] = 0
             self.save_inputs(inputs, value, state, when=trainable or module.layer in _SAVING_NORMS)
             if trainable:
-                self.save_weights(module, value, state)
+                self.save_weights(module, value, state, node)
         return value
 
     def collated(self, item: Value, node: cst.Call, state: State) -> Value:
