@@ -95,6 +95,20 @@ def main():
 
 main()
 """,
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+keep_fixed = ("0.",)
+for name, p in model.named_parameters():
+    if name.startswith(keep_fixed):
+        p.requires_grad = False
+decay, no_decay = [], []
+for name, p in model.named_parameters():
+    p.requires_grad = True  # error
+    (no_decay if name.endswith("bias") else decay).append(p)
+assert model[0].weight.requires_grad  # the layer meant to stay fixed trains
+""",
     ]
     VALID = [
         """\
@@ -148,6 +162,31 @@ for _ in range(2):
     opt_g.zero_grad()
     (-D(G(torch.randn(4, 2)))).mean().backward()
     opt_g.step()
+""",
+        """\
+import torch
+from torch import nn
+actor = nn.Linear(3, 2)
+critic = nn.Linear(5, 1)
+opt = torch.optim.SGD(actor.parameters(), lr=0.1)
+obs = torch.randn(4, 3)
+critic.requires_grad_(False)  # the actor's loss goes through the critic, frozen for it
+actor_loss = -critic(torch.cat([obs, actor(obs)], 1)).mean()
+critic.requires_grad_(True)
+actor_loss.backward()
+opt.step()
+assert critic.weight.grad is None
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+for name, p in model.named_parameters():
+    if name.startswith("2."):
+        p.requires_grad = True
+    else:
+        p.requires_grad = False
+assert not model[0].weight.requires_grad
 """,
         """\
 import torch

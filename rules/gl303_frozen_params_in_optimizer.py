@@ -174,11 +174,16 @@ opt = torch.optim.SGD(model[2].parameters(), lr=0.1)
                 continue
             path, at = frozen[0]
             where = f", frozen at line {facts.position(at)[0]}" if at is not None else ""
-            target = made_runs[0].params if made_runs[0].params is not None else node
+            path = path.replace(".[]", "[...]")
+            # Where the list was made (`params = list(model.parameters())`), else the
+            # argument: the line that chooses what the optimizer gets.
+            first = made_runs[0]
+            target = first.params_made or first.params or node
             yield Report(
                 target,
-                f"the optimizer is given the frozen parameters of `{path}`{where}; they take "
-                "no part in training: pass only the trainable ones (`if p.requires_grad`)",
+                f"the optimizer is given the frozen parameters of `{path}`{where}: it keeps "
+                "them for nothing, and a leftover grad or a weight decay done by hand still "
+                "changes them; pass only the trainable ones (`if p.requires_grad`)",
             )
 
 

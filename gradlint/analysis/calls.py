@@ -45,6 +45,7 @@ from gradlint.analysis.values import (
     YES,
     Kind,
     Node,
+    Tri,
     Value,
     sequence,
 )
@@ -100,9 +101,11 @@ class FunctionCalls(TorchCalls):
                 for name, value in caller.env.items():
                     if name.startswith(prefix) and "." not in name[len(prefix) :]:
                         handed[f"{param}.{name[len(prefix) :]}"] = value
+        inherited = self.freezes_handed(info, call, caller, self_value)
         key = (
             id(info),
             mode,
+            tuple(sorted((k, frozen.name) for k, (frozen, _) in inherited.items())),
             tuple(_shape(v) for v in args),
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
@@ -180,6 +183,10 @@ class FunctionCalls(TorchCalls):
                     state.frozen[f"{me}.{attr}"] = frozen
                 for attr, at in self.class_frozen_at.get(cls_name or "", {}).items():
                     state.frozen_at[f"{me}.{attr}"] = at
+        for key_path, (frozen, frozen_at) in inherited.items():
+            state.frozen[key_path] = frozen
+            if frozen_at is not None:
+                state.frozen_at[key_path] = frozen_at
         final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
@@ -278,6 +285,33 @@ class FunctionCalls(TorchCalls):
             base = self.facts.value(expr).path if expr is not None else None
         path = None if base is None else (f"{base}.{rest}" if rest else base)
         return result.with_(path=path)
+
+    def freezes_handed(
+        self,
+        info: FunctionInfo,
+        call: cst.Call | None,
+        caller: State | None,
+        self_value: Value | None,
+    ) -> dict[str, tuple[Tri, cst.CSTNode | None]]:
+        """What the caller froze of the modules it hands the call (`build_optimizer(model)`
+        after `model.backbone.requires_grad_(False)`), renamed as the callee names them."""
+        if call is None or caller is None or not caller.frozen:
+            return {}
+        names: dict[str, str] = {}  # callee's name -> caller's path
+        me = _self_name(info)
+        if me is not None and self_value is not None and self_value.path is not None:
+            names[me] = self_value.path
+        for param, expr in _argument_expressions(info, call).items():
+            value = self.facts.value(expr)
+            if value.kind is Kind.MODULE and value.path is not None:
+                names[param] = value.path
+        found: dict[str, tuple[Tri, cst.CSTNode | None]] = {}
+        for name, path in names.items():
+            for key, frozen in caller.frozen.items():
+                if key == path or key.startswith(path + "."):
+                    renamed = name + key[len(path) :]
+                    found[renamed] = (frozen, caller.frozen_at.get(key))
+        return found
 
     def effects_of(self, frame: Frame, final: State) -> Effects:
         """What the call did to its arguments' objects: requires_grad set on a tensor it

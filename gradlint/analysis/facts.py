@@ -82,6 +82,8 @@ class OptimizerMade:
     # they were frozen; empty where unknown or where only trainable ones were kept.
     frozen_parts: tuple[tuple[str, cst.CSTNode | None], ...] = ()
     trainable_only: bool = False  # given a list filtered on `p.requires_grad`
+    # Given a name: the assignment that made what it holds (`params = list(...)`).
+    params_made: cst.CSTNode | None = None
     clock: int = 0  # when, on the clock of freezes, optimizers and training steps
     # The modules whose parameters it was given, and those they wrap (DataParallel's
     # module, a model's sub-modules handed to its constructor); empty where unknown.

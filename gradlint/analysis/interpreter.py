@@ -121,13 +121,16 @@ class Interpreter(FunctionCalls):
                 return self.exec_block(body_statements(statement.orelse.body), state)
             # Both branches run only under what the test says.
             self._conditions.append(statement.test)
+            self._branches.append(id(statement.body))
             then = self.exec_block(body_statements(statement.body), state.copy())
+            self._branches[-1] = id(statement.orelse)
             if statement.orelse is None:
                 other = state
             elif isinstance(statement.orelse, cst.If):
                 other = self.exec_statement(statement.orelse, state.copy())
             else:
                 other = self.exec_block(body_statements(statement.orelse.body), state.copy())
+            self._branches.pop()
             self._conditions.pop()
             return then.join(other)
         if isinstance(statement, cst.For):
@@ -404,6 +407,7 @@ class Interpreter(FunctionCalls):
             if value.is_tensor and value.head is not None:
                 self._bound_at[value.head[0]] = statement
             alias = (id(self._function), target.value)
+            self._bound_by[alias] = statement
             if isinstance(source, cst.Name) and value.is_tensor and value.node is not None:
                 # `out = x`: the same tensor under a second name, not a copy.
                 self._aliases[alias] = statement

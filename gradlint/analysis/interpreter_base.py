@@ -73,10 +73,12 @@ class InterpreterBase:
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
+        self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
         # (function, name) -> the `name = other` that last made name an alias of a tensor
         self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
+        self._bound_by: dict[tuple[int, str], cst.CSTNode] = {}  # ... the last `name = ...`
         self._site_order: dict[int, int] = {}  # sites in the order first met
         self._tick = 0  # a clock: each new graph node and each optimizer step
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
@@ -101,6 +103,7 @@ class InterpreterBase:
         # Freezes, unfreezes, optimizers built and training steps, on one clock.
         self._clock = 0
         self._trained_at = -1  # the clock at the last backward() or optimizer step
+        self._used_at = -1  # the clock at the last call of a module
         # A freeze (its node's id) -> when it last ran, the `if`s and loops around it, and
         # the calls that led to it.
         self._freeze_runs: dict[int, tuple[int, frozenset[int], tuple[object, ...]]] = {}
@@ -353,14 +356,14 @@ class InterpreterBase:
         self._trained_at = self.tick_clock()
 
     def context(self) -> frozenset[int]:
-        """The `if`s and loops (not loops over parameters) the running code is inside, in
-        its function and its callers."""
+        """The branches of `if`s and the loops (not loops over parameters) the running
+        code is inside, in its function and its callers."""
         loops = [
             loop
             for loop in self._loops
             if not (isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS)
         ]
-        return frozenset(id(node) for node in (*self._conditions, *loops))
+        return frozenset((*self._branches, *(id(loop) for loop in loops)))
 
     def note_freeze(
         self,
@@ -398,17 +401,22 @@ class InterpreterBase:
             clock, where, led_by = run
             # Frozen in this run of this code (or in what it called), under every `if`
             # and loop the unfreeze is under: the unfreeze always follows the freeze.
-            if clock < self._trained_at or not context <= where or led_by[: len(calls)] != calls:
+            if (
+                clock < max(self._trained_at, self._used_at)
+                or not context <= where
+                or led_by[: len(calls)] != calls
+            ):
                 continue
             self.facts.freezes_undone.append(FreezeUndone(node, at, key))
 
     def frozen_under(self, path: str, state: State) -> list[tuple[str, cst.CSTNode]]:
-        """The modules at or under `path` frozen now, and where: by the code here, or by
-        the __init__ of the module's class."""
+        """The modules at or under `path` frozen now, or on some paths (a freeze under an
+        `if`, of parameters picked by name), and where: by the code here, or by the
+        __init__ of the module's class."""
         found = [
             (key, state.frozen_at[key])
             for key, frozen in state.frozen.items()
-            if frozen is YES
+            if frozen is not NO
             and (key == path or key.startswith(path + "."))
             and key in state.frozen_at
         ]

@@ -441,6 +441,11 @@ class TorchCalls(GraphTracking):
                 used_up_at,
                 frozen_parts=parts,
                 trainable_only=given.trainable_only,
+                params_made=(
+                    self._bound_by.get((id(self._function), params.value))
+                    if isinstance(params, cst.Name)
+                    else None
+                ),
                 clock=clock,
                 covers=covers,
             )
@@ -721,7 +726,10 @@ class TorchCalls(GraphTracking):
         return UNKNOWN_VALUE
 
     def forget_modules(self, values: list[Value], state: State) -> None:
-        """Code we cannot see was handed these modules: what was frozen is unknown now."""
+        """Code we cannot see was handed these modules: what was frozen is unknown now,
+        and they may have been run or trained there."""
+        if any(value.kind is Kind.MODULE for value in values):
+            self.trained()
         for value in values:
             if value.kind is Kind.MODULE and value.path is not None and state.frozen:
                 prefix = value.path + "."
@@ -739,6 +747,7 @@ class TorchCalls(GraphTracking):
         """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
         call's own argument."""
         self._module_calls.add(id(node))
+        self._used_at = self.tick_clock()
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             if first and node.args:
