@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.facts import Trained
+from gradlint.analysis.facts import ENABLED, Trained
 from gradlint.rule import Report, Rule
 
 
@@ -38,7 +38,7 @@ class TrainableParamNeverOptimized(Rule):
     ```
 
     Reported only where every optimizer is built beside the backward from modules it
-    knows, and the file reads no `.grad` by hand (a manual update).
+    knows, and the code updates no weights by hand from their `.grad`.
     """
 
     code = "GL304"
@@ -65,13 +65,14 @@ def reaches(fn, param):
 
 teacher = nn.Linear(4, 3)
 student = nn.Linear(4, 3)
-opt = optim.SGD(student.parameters(), lr=0.1)
-x = torch.randn(8, 4)
-target = teacher(x)  # error
-loss = (student(x) - target).pow(2).mean()
-assert reaches(loss.grad_fn, teacher.weight)  # backward works out its gradient too
-loss.backward()
-opt.step()
+opt = optim.SGD(student.parameters(), lr=0.1)  # error
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    target = teacher(x)  # error
+    loss = (student(x) - target).pow(2).mean()
+    assert reaches(loss.grad_fn, teacher.weight)  # backward works out its gradient too
+    loss.backward()
+    opt.step()
 """,
         """\
 import torch as T
@@ -89,7 +90,7 @@ class Encoder(T.nn.Module):
 def main():
     encoder = Encoder()
     decoder = T.nn.Linear(8, 4)
-    opt = T.optim.Adam(decoder.parameters(), lr=1e-2)
+    opt = T.optim.Adam(decoder.parameters(), lr=1e-2)  # error
     x = T.randn(16, 4)
     before = encoder.fc.weight.clone()
     hits = []
@@ -106,20 +107,63 @@ def main():
 
 main()
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 3)
+
+    def forward(self, h):
+        return self.linear(h)
+
+
+body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+head = Head()
+opt = torch.optim.Adam(body.parameters(), lr=1e-2)  # error
+before = head.linear.weight.detach().clone()
+x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+for _ in range(3):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(head(body(x)), y)  # error
+    loss.backward()
+    opt.step()
+print("head grad norm", head.linear.weight.grad.norm().item())
+assert torch.equal(before, head.linear.weight)  # a new head that never trains
+""",
     ]
     VALID = [
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+aux = nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(2):
+    opt.zero_grad()
+    aux.zero_grad()
+    aux(model(torch.randn(3, 4))).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        for p in aux.parameters():
+            p -= 0.1 * p.grad
+""",
         """\
 import torch
 from torch import nn, optim
 teacher = nn.Linear(4, 3)
 student = nn.Linear(4, 3)
 opt = optim.SGD(student.parameters(), lr=0.1)
-x = torch.randn(8, 4)
-with torch.no_grad():
-    target = teacher(x)
-loss = (student(x) - target).pow(2).mean()
-loss.backward()
-opt.step()
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    with torch.no_grad():
+        target = teacher(x)
+    loss = (student(x) - target).pow(2).mean()
+    loss.backward()
+    opt.step()
 """,
         """\
 import torch
@@ -138,9 +182,11 @@ from torch import nn
 net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 model = nn.DataParallel(net)
 opt = torch.optim.SGD(net.parameters(), lr=0.1)
-loss = model(torch.randn(5, 4)).pow(2).mean()
-loss.backward()
-opt.step()
+for _ in range(2):
+    opt.zero_grad()
+    loss = model(torch.randn(5, 4)).pow(2).mean()
+    loss.backward()
+    opt.step()
 """,
         """\
 import torch
@@ -149,10 +195,11 @@ teacher = nn.Linear(4, 3)
 teacher.requires_grad_(False)
 student = nn.Linear(4, 3)
 opt = torch.optim.SGD(student.parameters(), lr=0.1)
-x = torch.randn(8, 4)
-loss = (student(x) - teacher(x)).pow(2).mean()
-loss.backward()
-opt.step()
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    loss = (student(x) - teacher(x)).pow(2).mean()
+    loss.backward()
+    opt.step()
 """,
         """\
 import torch
@@ -161,9 +208,11 @@ G = nn.Linear(2, 3)
 D = nn.Linear(3, 1)
 opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
 opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
-g_loss = -D(G(torch.randn(4, 2))).mean()
-g_loss.backward()
-opt_g.step()
+for _ in range(2):
+    opt_g.zero_grad()
+    g_loss = -D(G(torch.randn(4, 2))).mean()
+    g_loss.backward()
+    opt_g.step()
 """,
         """\
 import torch
@@ -178,15 +227,16 @@ with torch.no_grad():
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
-        if "grad" in facts.attributes_read or not facts.optimizers:
-            return  # gradients read or applied by hand somewhere
+        if _updates_by_hand(facts) or not facts.optimizers:
+            return
         if any(not made.covers for made in facts.optimizers):
             return  # an optimizer given parameters we cannot name
         covered = frozenset().union(*(made.covers for made in facts.optimizers))
         scopes = {facts.scope.get(made.node, False) for made in facts.optimizers}
         reported: set[cst.CSTNode] = set()
         for trained in facts.trained:
-            if trained.call in reported or not _uncovered(trained, covered):
+            # One backward outside any loop is a check or a demo, not a training loop.
+            if not trained.looped or trained.call in reported or not _uncovered(trained, covered):
                 continue
             scope = facts.scope.get(trained.backward, True)
             # Module, backward and every optimizer in one function: one naming of modules.
@@ -200,6 +250,30 @@ with torch.no_grad():
                 "optimizer has its parameters; freeze it or run it under `torch.no_grad()`, "
                 "or give it to the optimizer",
             )
+            builds = {made.node for made in facts.optimizers}
+            if len(builds) == 1:
+                # The one optimizer: where to add it, if it was meant to train.
+                (built,) = builds
+                yield Report(
+                    built,
+                    f"the optimizer does not have `{trained.path}`, which the backward at "
+                    f"line {line} gives gradients: add its parameters, or freeze it",
+                )
+
+
+def _updates_by_hand(facts: Facts) -> bool:
+    """Whether the code reads `.grad` to change weights itself: under `no_grad`, or
+    through `.data` (`p.data.add_(p.grad, alpha=-lr)`)."""
+    if "grad" not in facts.attributes_read:
+        return False
+    if "data" in facts.attributes_read:
+        return True
+    return any(
+        isinstance(node, cst.Attribute)
+        and node.attr.value == "grad"
+        and any(mode != ENABLED for _, mode in facts.runs(node))
+        for node in facts.values
+    )
 
 
 def _uncovered(trained: Trained, covered: frozenset[str]) -> bool:

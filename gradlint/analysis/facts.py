@@ -131,6 +131,7 @@ class Trained:
     path: str
     family: frozenset[str]  # the path, and the modules it was made from
     known: bool  # a torch.nn layer or a class of this module, not an unknown model
+    looped: bool  # the backward runs in a loop (in its function or a caller): training
 
 
 @dataclass(frozen=True)

@@ -320,7 +320,8 @@ class GraphTracking(InterpreterBase):
                 continue
             known = module.layer is not None or module.cls is not None
             family = frozenset({module.path}) | module.wraps
-            self.facts.trained.append(Trained(backward, call, module.path, family, known))
+            looped = bool(self._loops)
+            self.facts.trained.append(Trained(backward, call, module.path, family, known, looped))
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
