@@ -101,8 +101,8 @@ class Trainer:
         self.opt.step()
 
     def thaw(self):
-        for p in self.model.parameters():
-            p.requires_grad = True  # error
+        for p in self.model.parameters():  # error
+            p.requires_grad = True
 
 
 trainer = Trainer()
@@ -112,8 +112,65 @@ before = trainer.model[0].weight.clone()
 trainer.step(torch.randn(5, 4))
 assert torch.equal(before, trainer.model[0].weight)
 """,
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def trainable_sgd(params, lr):
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr)
+
+
+def fit(opt, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+
+
+for p in model[0].parameters():
+    p.requires_grad_(False)
+opt = trainable_sgd(model.parameters(), 0.1)
+fit(opt, 2)
+for p in model[0].parameters():  # error
+    p.requires_grad_(True)
+before = model[0].weight.clone()
+fit(opt, 2)
+assert torch.equal(before, model[0].weight)
+""",
     ]
     VALID = [
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def trainable_sgd(params, lr):
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr)
+
+
+def fit(opt, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+
+
+for p in model[0].parameters():
+    p.requires_grad_(False)
+opt = trainable_sgd(model.parameters(), 0.1)
+fit(opt, 2)
+for p in model[0].parameters():
+    p.requires_grad_(True)
+opt = trainable_sgd(model.parameters(), 0.1)
+before = model[0].weight.clone()
+fit(opt, 2)
+assert not torch.equal(before, model[0].weight)
+""",
         """\
 import torch
 from torch import nn, optim
@@ -193,9 +250,11 @@ opt.step()
     def check(self, facts: Facts) -> Iterator[Report]:
         seen: set[cst.CSTNode] = set()
         for missed in facts.params_missed:
-            if missed.node in seen:
+            # A loop over parameters whose whole body this is: the loop is the line.
+            at = facts.with_freeze_loop(missed.node)[0]
+            if at in seen:
                 continue
-            seen.add(missed.node)
+            seen.add(at)
             line = facts.position(missed.optimizer)[0]
             what = (
                 "assigns a new layer whose parameters the optimizer built at line {line} lacks: "
@@ -205,4 +264,4 @@ opt.step()
                 "left out (it kept only trainable ones): they never change; "
                 "`add_param_group` them or build the optimizer again"
             )
-            yield Report(missed.node, what.format(line=line))
+            yield Report(at, what.format(line=line))

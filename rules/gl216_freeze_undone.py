@@ -70,8 +70,8 @@ class Net(T.nn.Module):
 
 
 net = Net()
-for p in net.parameters():
-    p.requires_grad = True  # error
+for p in net.parameters():  # error
+    p.requires_grad = True
 assert net.backbone.weight.requires_grad
 """,
         """\
@@ -201,12 +201,14 @@ assert not model[0].weight.requires_grad
     def check(self, facts: Facts) -> Iterator[Report]:
         seen: set[cst.CSTNode] = set()
         for undone in facts.freezes_undone:
-            if undone.node in seen:
+            # A loop over parameters whose whole body this is: the loop is the line.
+            at = facts.with_freeze_loop(undone.node)[0]
+            if at in seen:
                 continue
-            seen.add(undone.node)
+            seen.add(at)
             line = facts.position(undone.freeze)[0]
             yield Report(
-                undone.node,
+                at,
                 f"makes `{undone.path}` trainable again, frozen at line {line} with nothing "
                 "trained in between: the freeze does nothing; unfreeze only the part meant "
                 "to train, or drop one of the two",

@@ -137,6 +137,8 @@ class FunctionCalls(TorchCalls):
                     caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
+            for value in (result, *remembered.values()):
+                self.optimizer_rebuilt(value)
             self._last_writes = remembered
             return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
         if info in self._running:

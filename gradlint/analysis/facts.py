@@ -163,7 +163,7 @@ class Facts:
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
-    # A freeze that is the whole body of a loop over parameters -> that loop.
+    # A freeze (or unfreeze) that is the whole body of a loop over parameters -> that loop.
     freeze_loops: dict[cst.CSTNode, cst.For] = field(default_factory=dict)
     # A backward() call -> the calls that led to it, outermost first, each time it ran.
     backward_paths: dict[cst.CSTNode, set[tuple[cst.Call, ...]]] = field(default_factory=dict)

@@ -548,7 +548,7 @@ class Interpreter(FunctionCalls):
                 if wanted is NO and self._statement is not None:
                     state.frozen_at[owner] = self._statement
                     self._freeze_sites.add(id(self._statement))
-                    self.note_freeze_loop(self._statement)
+                self.note_freeze_loop(self._statement)
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and (key in state.env or _is_field_of_record(key, state)):

@@ -5,6 +5,7 @@ what it has learnt of the module so far, and where the running code is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import libcst as cst
 
@@ -109,7 +110,7 @@ class InterpreterBase:
         self._freeze_runs: dict[int, tuple[int, frozenset[int], tuple[object, ...]]] = {}
         # Optimizer (its origin) -> where it was built, the modules it was given, whether
         # only their trainable parameters, and the parts of them frozen then.
-        self._optimizers_made: dict[int, tuple[cst.Call, frozenset[str], bool, frozenset[str]]] = {}
+        self._optimizers_made: dict[int, BuiltOptimizer] = {}
         # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
         # whether by a new layer.
         self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
@@ -438,13 +439,30 @@ class InterpreterBase:
             made = self._optimizers_made.get(value.origin)
             if made is None:
                 continue
-            _, roots, trainable_only, frozen_parts = made
             if replaced:
-                hit = any(path == root or path.startswith(root + ".") for root in roots)
+                hit = any(path == root or path.startswith(root + ".") for root in made.roots)
             else:
-                hit = trainable_only and any(_overlap(path, part) for part in frozen_parts)
+                hit = made.trainable_only and self.left_out(path, made, state)
             if hit:
                 self._missed[value.origin] = (node, replaced)
+
+    def left_out(self, path: str, made: BuiltOptimizer, state: State) -> bool:
+        """Whether an optimizer that kept only trainable parameters left out some under
+        `path`: frozen when it was built, as it saw them, or (built in a call that did not
+        know of the freeze) frozen here since before it was built."""
+        if any(_overlap(path, part) for part in made.frozen_parts):
+            return True
+        if not any(_overlap(path, root) for root in made.roots):
+            return False
+        frozen = self.frozen_under(path, state)
+        if self.frozen_of(path, state) is YES:
+            at = self.frozen_where(path, state)
+            frozen.extend([(path, at)] if at is not None else [])
+        for _, at in frozen:
+            run = self._freeze_runs.get(id(at))
+            if run is not None and run[0] < made.clock:
+                return True
+        return False
 
     def optimizer_built(self, node: cst.Call, given: Value, state: State) -> OptimizerParts:
         """An optimizer built at `node` over `given`: remembered, with the parts of the
@@ -452,9 +470,18 @@ class InterpreterBase:
         parts = self.frozen_parts(given, state)
         origin = id(node)
         paths = frozenset(path for path, _ in parts)
-        self._optimizers_made[origin] = (node, given.roots, given.trainable_only, paths)
+        clock = self.tick_clock()
+        self._optimizers_made[origin] = BuiltOptimizer(
+            node, given.roots, given.trainable_only, paths, clock
+        )
         self._missed.pop(origin, None)
-        return parts, self.tick_clock(), self.covered_by(given, state)
+        return parts, clock, self.covered_by(given, state)
+
+    def optimizer_rebuilt(self, value: Value) -> None:
+        """A remembered call that built an optimizer, not run again: it builds it anew,
+        over the parameters as they are now."""
+        if value.kind is Kind.OPTIMIZER and value.origin in self._optimizers_made:
+            self._missed.pop(value.origin, None)
 
     def covered_by(self, given: Value, state: State) -> frozenset[str]:
         """The modules an optimizer given `given` holds the parameters of: the roots,
@@ -472,7 +499,7 @@ class InterpreterBase:
         made = self._optimizers_made.get(optimizer.origin) if optimizer.origin else None
         if missed is not None and made is not None:
             at, replaced = missed
-            self.facts.params_missed.append(ParamsMissed(at, made[0], node, replaced))
+            self.facts.params_missed.append(ParamsMissed(at, made.node, node, replaced))
 
     def params_added(self, optimizer: Value) -> None:
         """`optimizer.add_param_group(...)`: what it missed may be given to it now."""
@@ -499,6 +526,15 @@ class InterpreterBase:
                 if frozen is YES and self.frozen_of(key, state) in (None, YES):
                     found.setdefault(key, self.class_frozen_at.get(cls or "", {}).get(attr))
         return tuple(found.items())
+
+
+@dataclass(frozen=True)
+class BuiltOptimizer:
+    node: cst.Call  # where
+    roots: frozenset[str]  # the modules whose parameters it was given
+    trainable_only: bool  # ... only those that required grad then
+    frozen_parts: frozenset[str]  # parts of them frozen then, as far as it knew
+    clock: int  # when
 
 
 # An optimizer built: the frozen parts it was given, when, and the modules it holds.
