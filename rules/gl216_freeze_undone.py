@@ -115,6 +115,16 @@ assert model[0].weight.requires_grad  # the layer meant to stay fixed trains
 import torch
 from torch import nn
 model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+for name, p in model.named_parameters():
+    p.requires_grad = True  # each parameter: trainable, unless it is picked to freeze
+    if name.startswith("0."):
+        p.requires_grad = False
+assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 model.requires_grad_(False)
 model[2].requires_grad_(True)
 assert not model[0].weight.requires_grad

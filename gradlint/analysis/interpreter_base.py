@@ -107,7 +107,7 @@ class InterpreterBase:
         self._used_at = -1  # the clock at the last call of a module
         # A freeze (its node's id) -> when it last ran, the `if`s and loops around it, and
         # the calls that led to it.
-        self._freeze_runs: dict[int, tuple[int, frozenset[int], tuple[object, ...]]] = {}
+        self._freeze_runs: dict[int, FreezeRun] = {}
         # Optimizer (its origin) -> where it was built, the modules it was given, whether
         # only their trainable parameters, and the parts of them frozen then.
         self._optimizers_made: dict[int, BuiltOptimizer] = {}
@@ -359,12 +359,15 @@ class InterpreterBase:
     def context(self) -> frozenset[int]:
         """The branches of `if`s and the loops (not loops over parameters) the running
         code is inside, in its function and its callers."""
-        loops = [
-            loop
-            for loop in self._loops
-            if not (isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS)
-        ]
+        loops = [loop for loop in self._loops if not self.over_parameters(loop)]
         return frozenset((*self._branches, *(id(loop) for loop in loops)))
+
+    def over_parameters(self, loop: cst.CSTNode) -> bool:
+        return isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS
+
+    def parameter_loops(self) -> frozenset[int]:
+        """The loops over parameters running: each pass sets one parameter's flag."""
+        return frozenset(id(loop) for loop in self._loops if self.over_parameters(loop))
 
     def note_freeze(
         self,
@@ -382,7 +385,9 @@ class InterpreterBase:
         self.facts.freeze_changes.append(FreezeChange(node, path, wanted.negate(), clock))
         calls = tuple(self._call_path[:-1] if by_callee else self._call_path)
         if wanted is NO:
-            self._freeze_runs[id(node)] = (clock, self.context(), calls)
+            self._freeze_runs[id(node)] = FreezeRun(
+                clock, self.context(), calls, self.parameter_loops()
+            )
             return
         if path is None or wanted is not YES:
             return
@@ -399,13 +404,14 @@ class InterpreterBase:
             run = self._freeze_runs.get(id(at))
             if run is None:
                 continue
-            clock, where, led_by = run
             # Frozen in this run of this code (or in what it called), under every `if`
-            # and loop the unfreeze is under: the unfreeze always follows the freeze.
+            # and loop the unfreeze is under: the unfreeze always follows the freeze. Not
+            # in the same loop over parameters: an earlier pass froze another parameter.
             if (
-                clock < max(self._trained_at, self._used_at)
-                or not context <= where
-                or led_by[: len(calls)] != calls
+                run.clock < max(self._trained_at, self._used_at)
+                or not context <= run.context
+                or run.calls[: len(calls)] != calls
+                or run.parameter_loops & self.parameter_loops()
             ):
                 continue
             self.facts.freezes_undone.append(FreezeUndone(node, at, key))
@@ -460,7 +466,7 @@ class InterpreterBase:
             frozen.extend([(path, at)] if at is not None else [])
         for _, at in frozen:
             run = self._freeze_runs.get(id(at))
-            if run is not None and run[0] < made.clock:
+            if run is not None and run.clock < made.clock:
                 return True
         return False
 
@@ -526,6 +532,16 @@ class InterpreterBase:
                 if frozen is YES and self.frozen_of(key, state) in (None, YES):
                     found.setdefault(key, self.class_frozen_at.get(cls or "", {}).get(attr))
         return tuple(found.items())
+
+
+@dataclass(frozen=True)
+class FreezeRun:
+    """A freeze as it last ran."""
+
+    clock: int
+    context: frozenset[int]  # the branches and loops around it
+    calls: tuple[object, ...]  # the calls that led to it
+    parameter_loops: frozenset[int]  # the loops over parameters around it
 
 
 @dataclass(frozen=True)
