@@ -47,6 +47,7 @@ from gradlint.analysis.values import (
     YES,
     Kind,
     Node,
+    Tri,
     Value,
     sequence,
 )
@@ -102,9 +103,11 @@ class FunctionCalls(TorchCalls):
                 for name, value in caller.env.items():
                     if name.startswith(prefix) and "." not in name[len(prefix) :]:
                         handed[f"{param}.{name[len(prefix) :]}"] = value
+        inherited = self.freezes_handed(info, call, caller, self_value)
         key = (
             id(info),
             mode,
+            tuple(sorted((k, frozen.name) for k, (frozen, _) in inherited.items())),
             tuple(_shape(v) for v in args),
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
@@ -144,6 +147,8 @@ class FunctionCalls(TorchCalls):
                     caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
+            for value in (result, *remembered.values()):
+                self.optimizer_rebuilt(value)
             self._last_writes = remembered
             return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
         if info in self._running:
@@ -193,6 +198,10 @@ class FunctionCalls(TorchCalls):
                     state.frozen[f"{me}.{attr}"] = frozen
                 for attr, at in self.class_frozen_at.get(cls_name or "", {}).items():
                     state.frozen_at[f"{me}.{attr}"] = at
+        for key_path, (frozen, frozen_at) in inherited.items():
+            state.frozen[key_path] = frozen
+            if frozen_at is not None:
+                state.frozen_at[key_path] = frozen_at
         final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
@@ -293,6 +302,33 @@ class FunctionCalls(TorchCalls):
         path = None if base is None else (f"{base}.{rest}" if rest else base)
         return result.with_(path=path)
 
+    def freezes_handed(
+        self,
+        info: FunctionInfo,
+        call: cst.Call | None,
+        caller: State | None,
+        self_value: Value | None,
+    ) -> dict[str, tuple[Tri, cst.CSTNode | None]]:
+        """What the caller froze of the modules it hands the call (`build_optimizer(model)`
+        after `model.backbone.requires_grad_(False)`), renamed as the callee names them."""
+        if call is None or caller is None or not caller.frozen:
+            return {}
+        names: dict[str, str] = {}  # callee's name -> caller's path
+        me = _self_name(info)
+        if me is not None and self_value is not None and self_value.path is not None:
+            names[me] = self_value.path
+        for param, expr in _argument_expressions(info, call).items():
+            value = self.facts.value(expr)
+            if value.kind is Kind.MODULE and value.path is not None:
+                names[param] = value.path
+        found: dict[str, tuple[Tri, cst.CSTNode | None]] = {}
+        for name, path in names.items():
+            for key, frozen in caller.frozen.items():
+                if key == path or key.startswith(path + "."):
+                    renamed = name + key[len(path) :]
+                    found[renamed] = (frozen, caller.frozen_at.get(key))
+        return found
+
     def effects_of(self, frame: Frame, final: State) -> Effects:
         """What the call did to its arguments' objects: requires_grad set on a tensor it
         was handed, parameters of a module it was handed frozen or unfrozen."""
@@ -337,6 +373,8 @@ class FunctionCalls(TorchCalls):
             if base is None:
                 continue
             path = f"{base}.{rest}" if rest else base
+            if self.frozen_of(path, caller) is not is_frozen:
+                self.note_freeze(path, is_frozen.negate(), call, caller, by_callee=True)
             for child in [k for k in caller.frozen if k.startswith(path + ".")]:
                 del caller.frozen[child]
             caller.frozen[path] = is_frozen
@@ -462,6 +500,27 @@ class FunctionCalls(TorchCalls):
             state.env[params.star_kwarg.name.value] = OTHER
 
     def eval_call(self, node: cst.Call, state: State) -> Value:
+        result = self.call_result(node, state)
+        if result.kind is Kind.MODULE:
+            handed = self.modules_handed(node)
+            if handed:
+                return result.with_(wraps=result.wraps | handed)
+        return result
+
+    def modules_handed(self, node: cst.Call) -> frozenset[str]:
+        """The modules a call was handed (alone or in a list), and those they wrap."""
+        found: set[str] = set()
+        for arg in node.args:
+            value = self.facts.value(arg.value)
+            parts = [value, *(value.items or ()), *([value.item] if value.item else [])]
+            for part in parts:
+                if part.kind is Kind.MODULE:
+                    found |= part.wraps
+                    if part.path is not None:
+                        found.add(part.path)
+        return frozenset(found)
+
+    def call_result(self, node: cst.Call, state: State) -> Value:
         call = self.call_of(node)
         self.facts.calls.append(call)
         self.facts.scope[node] = self._function

@@ -78,6 +78,60 @@ class OptimizerMade:
     misspelt_init: cst.CSTNode | None = None
     # The generator given was used up before: where (a `list()`, a loop, another optimizer).
     used_up_at: cst.CSTNode | None = None
+    # Modules under the ones it was given whose parameters were all frozen then, and where
+    # they were frozen; empty where unknown or where only trainable ones were kept.
+    frozen_parts: tuple[tuple[str, cst.CSTNode | None], ...] = ()
+    trainable_only: bool = False  # given a list filtered on `p.requires_grad`
+    # Given a name: the assignment that made what it holds (`params = list(...)`).
+    params_made: cst.CSTNode | None = None
+    clock: int = 0  # when, on the clock of freezes, optimizers and training steps
+    # The modules whose parameters it was given, and those they wrap (DataParallel's
+    # module, a model's sub-modules handed to its constructor); empty where unknown.
+    covers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class FreezeChange:
+    """Parameters set frozen or trainable: `m.requires_grad_(flag)`, or `p.requires_grad =
+    flag` on parameters of a known module (in a loop over them)."""
+
+    node: cst.CSTNode  # the call or statement; a helper's call for what the helper did
+    path: str | None  # the module, as named where it ran; None where not known
+    frozen: Tri  # YES froze them, NO made them trainable, UNKNOWN either
+    clock: int
+
+
+@dataclass(frozen=True)
+class FreezeUndone:
+    """Trainable again, wholesale, with nothing trained since they were frozen."""
+
+    node: cst.CSTNode  # the unfreeze
+    freeze: cst.CSTNode  # the freeze it undoes
+    path: str  # what was frozen
+
+
+@dataclass(frozen=True)
+class ParamsMissed:
+    """An optimizer stepped after parameters it was not given became trainable: a module
+    unfrozen after the optimizer kept only trainable ones, or a layer replaced after it
+    was built."""
+
+    node: cst.CSTNode  # the unfreeze, or the assignment of the new layer
+    optimizer: cst.CSTNode  # where the optimizer was built
+    step: cst.CSTNode  # a step that misses them
+    replaced: bool  # a new layer, not an unfreeze
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trainable module whose parameters a backward surely reaches."""
+
+    backward: cst.Call
+    call: cst.CSTNode  # the call of the module whose output the loss was computed from
+    path: str
+    family: frozenset[str]  # the path, and the modules it was made from
+    known: bool  # a torch.nn layer or a class of this module, not an unknown model
+    looped: bool  # the backward runs in a loop (in its function or a caller): training
 
 
 @dataclass(frozen=True)
@@ -167,6 +221,10 @@ class Facts:
     # ... changed through `.data`, which autograd does not notice: wrong gradients, no error.
     hidden_changes: list[SavedChanged] = field(default_factory=list)
     optimizers: list[OptimizerMade] = field(default_factory=list)
+    freeze_changes: list[FreezeChange] = field(default_factory=list)
+    freezes_undone: list[FreezeUndone] = field(default_factory=list)
+    params_missed: list[ParamsMissed] = field(default_factory=list)
+    trained: list[Trained] = field(default_factory=list)
     with_items: list[WithItem] = field(default_factory=list)
     # Steps that apply gradients summed since an earlier step (GL201), or none (GL202).
     piled_steps: list[StepMisfire] = field(default_factory=list)
@@ -192,7 +250,7 @@ class Facts:
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded
-    # A freeze that is the whole body of a loop over parameters -> that loop.
+    # A freeze (or unfreeze) that is the whole body of a loop over parameters -> that loop.
     freeze_loops: dict[cst.CSTNode, cst.For] = field(default_factory=dict)
     # A backward() call -> the calls that led to it, outermost first, each time it ran.
     backward_paths: dict[cst.CSTNode, set[tuple[cst.Call, ...]]] = field(default_factory=dict)

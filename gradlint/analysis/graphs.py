@@ -18,6 +18,7 @@ from gradlint.analysis.facts import (
     KeptGraph,
     SavedChanged,
     StepMisfire,
+    Trained,
 )
 from gradlint.analysis.gradients import UNKNOWN_GRADS, Grads, owned_by
 from gradlint.analysis.interpreter_base import InterpreterBase
@@ -451,6 +452,8 @@ class GraphTracking(InterpreterBase):
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
+        self.trained()
+        self.note_trained(loss, node)
         self._tick += 1
         accumulates = not self.returns_grads(node)
         node = self.backward_site(node, loss_expr)
@@ -510,6 +513,19 @@ class GraphTracking(InterpreterBase):
             )
             at = keyword if keyword is not None else node
             self.facts.growing_graphs.setdefault(at, GrowingGraph(at, node))
+
+    def note_trained(self, loss: Value, backward: cst.Call) -> None:
+        """The trainable modules whose outputs the loss was computed from: their
+        parameters get gradients from this backward."""
+        for graph_node in loss.graph:
+            module = self._site_module_value.get(graph_node[0])
+            call = self._site_module_call.get(graph_node[0])
+            if module is None or module.path is None or call is None:
+                continue
+            known = module.layer is not None or module.cls is not None
+            family = frozenset({module.path}) | module.wraps
+            looped = bool(self._loops)
+            self.facts.trained.append(Trained(backward, call, module.path, family, known, looped))
 
     def backward_site(self, node: cst.Call, loss_expr: cst.BaseExpression) -> cst.Call:
         """`loss.backward()` inside a wrapper that was handed the loss (`def backward(self,
@@ -627,6 +643,7 @@ class GraphTracking(InterpreterBase):
         `grads`, applies what `.grad` holds)."""
         if grads:
             self.step_grads(optimizer, node, state)
+        self.optimizer_stepped(optimizer, node)
         self._tick += 1
         self._step_ticks[id(node)] = self._tick
         self._made_during[id(node)] = tuple(self._call_path)
@@ -709,20 +726,26 @@ class GraphTracking(InterpreterBase):
             if key in state.grads:
                 state.grads[key] = UNKNOWN_GRADS
 
-    def save_weights(self, module: Value, result: Value, state: State) -> None:
-        """A trainable layer saves its weights for backward (to give its input a gradient)."""
+    def save_weights(
+        self, module: Value, result: Value, state: State, call: cst.CSTNode | None = None
+    ) -> None:
+        """A trainable layer, called at `call`, saves its weights for backward (to give its
+        input a gradient)."""
         if module.path is None:
             return
         if result.kind is Kind.SEQUENCE and result.items is not None:
             for part in result.items:  # a model returning (logits, loss)
                 if part.is_tensor:
-                    self.save_weights(module, part, state)
+                    self.save_weights(module, part, state, call)
             return
         if result.head is None:
             return
         key = hash(("weights", module.path))
         self._weights[key] = module.path
         self._site_module[result.head[0]] = module.path
+        self._site_module_value[result.head[0]] = module
+        if call is not None:
+            self._site_module_call[result.head[0]] = call
         weights = (key, 0)
         saved = state.saves.get(result.head, frozenset())
         state.saves[result.head] = saved | {(weights, state.versions.setdefault(weights, 0))}

@@ -144,13 +144,16 @@ class Interpreter(FunctionCalls):
                 return self.exec_block(body_statements(statement.orelse.body), state)
             # Both branches run only under what the test says.
             self._conditions.append(statement.test)
+            self._branches.append(id(statement.body))
             then = self.exec_block(body_statements(statement.body), state.copy())
+            self._branches[-1] = id(statement.orelse)
             if statement.orelse is None:
                 other = state
             elif isinstance(statement.orelse, cst.If):
                 other = self.exec_statement(statement.orelse, state.copy())
             else:
                 other = self.exec_block(body_statements(statement.orelse.body), state.copy())
+            self._branches.pop()
             self._conditions.pop()
             return then.join(other)
         if isinstance(statement, cst.For):
@@ -445,6 +448,7 @@ class Interpreter(FunctionCalls):
             if value.is_tensor and value.head is not None:
                 self._bound_at[value.head[0]] = statement
             alias = (id(self._function), target.value)
+            self._bound_by[alias] = statement
             if isinstance(source, cst.Name) and value.is_tensor and value.node is not None:
                 # `out = x`: the same tensor under a second name, not a copy.
                 self._aliases[alias] = statement
@@ -475,6 +479,9 @@ class Interpreter(FunctionCalls):
                 # `blk.proj = LoraLinear(blk.proj)` on a frozen model: the new layer's
                 # parameters train, so the model (and each module above) is frozen no more.
                 child = f"{obj.path}.{target.attr.value}"
+                if value.path is None and value.has_params is YES:
+                    # A new layer: optimizers built before it do not have its parameters.
+                    self.note_missed(child, statement, state, replaced=True)
                 state.frozen[child] = NO
                 self.unfreeze_parents(child, YES, state)
             if key is not None and source is not None:
@@ -602,15 +609,25 @@ class Interpreter(FunctionCalls):
         self, obj: Value, obj_expr: cst.BaseExpression, flag: Value, state: State
     ) -> None:
         wanted = flag.truth
+        if self._statement is not None and (
+            obj.kind in (Kind.TENSOR, Kind.UNKNOWN)
+            and obj.path is None
+            and obj.born is None
+            and obj.made_by is None
+        ):
+            # Some tensor's flag: it may be a parameter, frozen or made trainable.
+            self.note_freeze(None, wanted, self._statement, state)
         if obj.kind is Kind.TENSOR and obj.leaf is YES:
             if obj.path is not None:
                 every = obj.path.endswith(".*")
                 owner = obj.path[:-2] if every else obj.path
+                if self._statement is not None:
+                    self.note_freeze(owner, wanted, self._statement, state)
                 state.frozen[owner] = wanted.negate()
                 if wanted is NO and self._statement is not None:
                     state.frozen_at[owner] = self._statement
                     self._freeze_sites.add(id(self._statement))
-                    self.note_freeze_loop(self._statement)
+                self.note_freeze_loop(self._statement)
                 self.unfreeze_parents(owner, wanted, state)
             key = dotted(obj_expr)
             if key is not None and (key in state.env or _is_field_of_record(key, state)):
@@ -784,6 +801,10 @@ class Interpreter(FunctionCalls):
                     self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            if _keeps_trainable(expr.for_in, expr.elt) and iterable.roots:
+                return Value(
+                    kind=Kind.SEQUENCE, item=item, roots=iterable.roots, trainable_only=True
+                )
             return Value(kind=Kind.SEQUENCE, item=item)
         if type(expr) is cst.DictComp:
             inner = self.bind_comprehension(expr.for_in, state)

@@ -5,11 +5,15 @@ what it has learnt of the module so far, and where the running code is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import libcst as cst
 
 from gradlint.analysis.facts import (
     Facts,
+    FreezeChange,
+    FreezeUndone,
+    ParamsMissed,
     UnregisteredLayers,
 )
 from gradlint.analysis.names import resolve_dotted
@@ -80,16 +84,20 @@ class InterpreterBase:
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
+        self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
         # (function, name) -> the `name = other` that last made name an alias of a tensor
         self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
+        self._bound_by: dict[tuple[int, str], cst.CSTNode] = {}  # ... the last `name = ...`
         self._site_order: dict[int, int] = {}  # sites in the order first met
         self._tick = 0  # a clock: each new graph node and each optimizer step
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
         self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
         self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
         self._site_module: dict[int, str] = {}  # site -> the module whose call made it
+        self._site_module_value: dict[int, Value] = {}  # ... and that module
+        self._site_module_call: dict[int, cst.CSTNode] = {}  # ... and that call
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
         self._optimizer_roots: dict[int, frozenset[str]] = {}  # optimizer -> modules it holds
@@ -110,6 +118,19 @@ class InterpreterBase:
         self._registered_attrs: set[tuple[str, str]] = set()
         # (module class, attribute) -> the plain list or dict its constructor assigned there.
         self._plain_containers: dict[tuple[str, str], cst.BaseExpression] = {}
+        # Freezes, unfreezes, optimizers built and training steps, on one clock.
+        self._clock = 0
+        self._trained_at = -1  # the clock at the last backward() or optimizer step
+        self._used_at = -1  # the clock at the last call of a module
+        # A freeze (its node's id) -> when it last ran, the `if`s and loops around it, and
+        # the calls that led to it.
+        self._freeze_runs: dict[int, FreezeRun] = {}
+        # Optimizer (its origin) -> where it was built, the modules it was given, whether
+        # only their trainable parameters, and the parts of them frozen then.
+        self._optimizers_made: dict[int, BuiltOptimizer] = {}
+        # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
+        # whether by a new layer.
+        self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
 
     def building(self) -> ClassInfo | None:
         """The module class whose constructor (or a method it calls) is running."""
@@ -376,3 +397,218 @@ class InterpreterBase:
         attrs = self.class_attrs.setdefault(owner.name, {})
         name = key[5:]
         attrs[name] = attrs[name].join(value) if name in attrs else value
+
+    # -- freezes, unfreezes and the optimizers they affect -------------------------------------
+
+    def tick_clock(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def trained(self) -> None:
+        """A backward() or an optimizer step: training happened now."""
+        self._trained_at = self.tick_clock()
+
+    def context(self) -> frozenset[int]:
+        """The branches of `if`s and the loops (not loops over parameters) the running
+        code is inside, in its function and its callers."""
+        loops = [loop for loop in self._loops if not self.over_parameters(loop)]
+        return frozenset((*self._branches, *(id(loop) for loop in loops)))
+
+    def over_parameters(self, loop: cst.CSTNode) -> bool:
+        return isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS
+
+    def parameter_loops(self) -> frozenset[int]:
+        """The loops over parameters running: each pass sets one parameter's flag."""
+        return frozenset(id(loop) for loop in self._loops if self.over_parameters(loop))
+
+    def note_freeze(
+        self,
+        path: str | None,
+        wanted: Tri,
+        node: cst.CSTNode,
+        state: State,
+        by_callee: bool = False,
+    ) -> None:
+        """Parameters under `path` set to require grad as `wanted` says, at `node`, before
+        `state` records it: a freeze to remember, or an unfreeze that may undo one or that
+        optimizers built before it miss. `by_callee`: the callee that `node` calls did
+        it, and is still the innermost call running."""
+        clock = self.tick_clock()
+        self.facts.freeze_changes.append(FreezeChange(node, path, wanted.negate(), clock))
+        calls = tuple(self._call_path[:-1] if by_callee else self._call_path)
+        if wanted is NO:
+            self._freeze_runs[id(node)] = FreezeRun(
+                clock, self.context(), calls, self.parameter_loops()
+            )
+            return
+        if path is None or wanted is not YES:
+            return
+        self.note_undone(path, node, state, calls)
+        self.note_missed(path, node, state, replaced=False)
+
+    def note_undone(
+        self, path: str, node: cst.CSTNode, state: State, calls: tuple[object, ...]
+    ) -> None:
+        """`path` made trainable at `node`: each freeze of it, or of a part of it, that
+        this undoes wholesale, with nothing trained since and on every path that froze."""
+        context = self.context()
+        for key, at in self.frozen_under(path, state):
+            run = self._freeze_runs.get(id(at))
+            if run is None:
+                continue
+            # Frozen in this run of this code (or in what it called), under every `if`
+            # and loop the unfreeze is under: the unfreeze always follows the freeze. Not
+            # in the same loop over parameters: an earlier pass froze another parameter.
+            if (
+                run.clock < max(self._trained_at, self._used_at)
+                or not context <= run.context
+                or run.calls[: len(calls)] != calls
+                or run.parameter_loops & self.parameter_loops()
+            ):
+                continue
+            self.facts.freezes_undone.append(FreezeUndone(node, at, key))
+
+    def frozen_under(self, path: str, state: State) -> list[tuple[str, cst.CSTNode]]:
+        """The modules at or under `path` frozen now, or on some paths (a freeze under an
+        `if`, of parameters picked by name), and where: by the code here, or by the
+        __init__ of the module's class."""
+        found = [
+            (key, state.frozen_at[key])
+            for key, frozen in state.frozen.items()
+            if frozen is not NO
+            and (key == path or key.startswith(path + "."))
+            and key in state.frozen_at
+        ]
+        module = state.env.get(path)
+        cls = module.cls if module is not None and module.kind is Kind.MODULE else None
+        for attr, frozen in self.class_frozen_attrs.get(cls or "", {}).items():
+            key = f"{path}.{attr}"
+            at = self.class_frozen_at.get(cls or "", {}).get(attr)
+            if frozen is YES and at is not None and self.frozen_of(key, state) in (None, YES):
+                found.append((key, at))
+        return found
+
+    def note_missed(self, path: str, node: cst.CSTNode, state: State, replaced: bool) -> None:
+        """Parameters under `path` became trainable at `node` (unfrozen, or a new layer):
+        the optimizers here that were built without them miss them from now on."""
+        for value in list(state.env.values()):
+            if value.kind is not Kind.OPTIMIZER or value.origin is None:
+                continue
+            made = self._optimizers_made.get(value.origin)
+            if made is None:
+                continue
+            if replaced:
+                hit = any(path == root or path.startswith(root + ".") for root in made.roots)
+            else:
+                hit = made.trainable_only and self.left_out(path, made, state)
+            if hit:
+                self._missed[value.origin] = (node, replaced)
+
+    def left_out(self, path: str, made: BuiltOptimizer, state: State) -> bool:
+        """Whether an optimizer that kept only trainable parameters left out some under
+        `path`: frozen when it was built, as it saw them, or (built in a call that did not
+        know of the freeze) frozen here since before it was built."""
+        if any(_overlap(path, part) for part in made.frozen_parts):
+            return True
+        if not any(_overlap(path, root) for root in made.roots):
+            return False
+        frozen = self.frozen_under(path, state)
+        if self.frozen_of(path, state) is YES:
+            at = self.frozen_where(path, state)
+            frozen.extend([(path, at)] if at is not None else [])
+        for _, at in frozen:
+            run = self._freeze_runs.get(id(at))
+            if run is not None and run.clock < made.clock:
+                return True
+        return False
+
+    def optimizer_built(self, node: cst.Call, given: Value, state: State) -> OptimizerParts:
+        """An optimizer built at `node` over `given`: remembered, with the parts of the
+        given modules that are frozen now."""
+        parts = self.frozen_parts(given, state)
+        origin = id(node)
+        paths = frozenset(path for path, _ in parts)
+        clock = self.tick_clock()
+        self._optimizers_made[origin] = BuiltOptimizer(
+            node, given.roots, given.trainable_only, paths, clock
+        )
+        self._missed.pop(origin, None)
+        return parts, clock, self.covered_by(given, state)
+
+    def optimizer_rebuilt(self, value: Value) -> None:
+        """A remembered call that built an optimizer, not run again: it builds it anew,
+        over the parameters as they are now."""
+        if value.kind is Kind.OPTIMIZER and value.origin in self._optimizers_made:
+            self._missed.pop(value.origin, None)
+
+    def covered_by(self, given: Value, state: State) -> frozenset[str]:
+        """The modules an optimizer given `given` holds the parameters of: the roots,
+        and the modules each of them was made from."""
+        covered = set(given.roots)
+        for root in given.roots:
+            module = state.env.get(root)
+            if module is not None and module.kind is Kind.MODULE:
+                covered |= module.wraps
+        return frozenset(covered)
+
+    def optimizer_stepped(self, optimizer: Value, node: cst.CSTNode) -> None:
+        self.trained()
+        missed = self._missed.get(optimizer.origin) if optimizer.origin is not None else None
+        made = self._optimizers_made.get(optimizer.origin) if optimizer.origin else None
+        if missed is not None and made is not None:
+            at, replaced = missed
+            self.facts.params_missed.append(ParamsMissed(at, made.node, node, replaced))
+
+    def params_added(self, optimizer: Value) -> None:
+        """`optimizer.add_param_group(...)`: what it missed may be given to it now."""
+        if optimizer.origin is not None:
+            self._missed.pop(optimizer.origin, None)
+
+    def frozen_parts(
+        self, given: Value, state: State
+    ) -> tuple[tuple[str, cst.CSTNode | None], ...]:
+        """The modules under `given`'s roots whose parameters are all frozen now: as the
+        code here froze them, or as their class's __init__ did."""
+        found: dict[str, cst.CSTNode | None] = {}
+        for root in sorted(given.roots):
+            if self.frozen_of(root, state) is YES:
+                found[root] = self.frozen_where(root, state)
+                continue
+            for key, frozen in state.frozen.items():
+                if frozen is YES and key.startswith(root + "."):
+                    found[key] = state.frozen_at.get(key)
+            module = state.env.get(root)
+            cls = module.cls if module is not None and module.kind is Kind.MODULE else None
+            for attr, frozen in self.class_frozen_attrs.get(cls or "", {}).items():
+                key = f"{root}.{attr}"
+                if frozen is YES and self.frozen_of(key, state) in (None, YES):
+                    found.setdefault(key, self.class_frozen_at.get(cls or "", {}).get(attr))
+        return tuple(found.items())
+
+
+@dataclass(frozen=True)
+class FreezeRun:
+    """A freeze as it last ran."""
+
+    clock: int
+    context: frozenset[int]  # the branches and loops around it
+    calls: tuple[object, ...]  # the calls that led to it
+    parameter_loops: frozenset[int]  # the loops over parameters around it
+
+
+@dataclass(frozen=True)
+class BuiltOptimizer:
+    node: cst.Call  # where
+    roots: frozenset[str]  # the modules whose parameters it was given
+    trainable_only: bool  # ... only those that required grad then
+    frozen_parts: frozenset[str]  # parts of them frozen then, as far as it knew
+    clock: int  # when
+
+
+# An optimizer built: the frozen parts it was given, when, and the modules it holds.
+OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int, frozenset[str]]
+
+
+def _overlap(path: str, other: str) -> bool:
+    """Whether one module path is the other or inside it."""
+    return path == other or path.startswith(other + ".") or other.startswith(path + ".")

@@ -61,7 +61,12 @@ class TorchCalls(GraphTracking):
         if name in ("list", "tuple", "sorted", "reversed", "set"):
             if args:
                 item = self.iterate(args[0], state, node.args[0].value)
-                return Value(kind=Kind.SEQUENCE, item=item, roots=args[0].roots)
+                return Value(
+                    kind=Kind.SEQUENCE,
+                    item=item,
+                    roots=args[0].roots,
+                    trainable_only=args[0].trainable_only,
+                )
             return Value(kind=Kind.SEQUENCE)
         if name == "filter" and len(args) == 2:
             item = self.iterate(args[1], state, node.args[1].value)
@@ -70,10 +75,15 @@ class TorchCalls(GraphTracking):
                     self.frozen_where(item.path.removesuffix(".*"), state) if item.path else None
                 )
                 return Value(kind=Kind.SEQUENCE, items=(), cut=frozen_at)
+            # The parameters that requires_grad keeps are still the given modules'.
+            kept = _is_requires_grad_test(node.args[0].value)
+            roots = args[1].roots if kept else frozenset()
             if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
                 state.exhausted = state.exhausted - {id(node)}  # a new one on each run
-                return Value(kind=Kind.PARAMS, item=item, origin=id(node))
-            return Value(kind=Kind.SEQUENCE, item=item)
+                return Value(
+                    kind=Kind.PARAMS, item=item, origin=id(node), roots=roots, trainable_only=kept
+                )
+            return Value(kind=Kind.SEQUENCE, item=item, roots=roots, trainable_only=kept)
         if name in ("len", "int", "float", "round", "abs", "bool", "str", "repr", "print"):
             if name == "abs" and args and args[0].kind is Kind.TENSOR:
                 return self.op_result(args, node, state, "abs")
@@ -456,8 +466,26 @@ class TorchCalls(GraphTracking):
             if cls is not None:
                 cause = self.unregistered.get(cls)
                 misspelt = self.misspelt_init(cls)
+        parts, clock, covers = self.optimizer_built(node, given, state)
         self.facts.optimizers.append(
-            OptimizerMade(node, params, exhausted, empty, cause, misspelt, used_up_at)
+            OptimizerMade(
+                node,
+                params,
+                exhausted,
+                empty,
+                cause,
+                misspelt,
+                used_up_at,
+                frozen_parts=parts,
+                trainable_only=given.trainable_only,
+                params_made=(
+                    self._bound_by.get((id(self._function), params.value))
+                    if isinstance(params, cst.Name)
+                    else None
+                ),
+                clock=clock,
+                covers=covers,
+            )
         )
 
     def misspelt_init(self, cls_name: str) -> cst.CSTNode | None:
@@ -537,6 +565,10 @@ class TorchCalls(GraphTracking):
         if method == "backward":
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
+        if method == "requires_grad_" and receiver.kind is Kind.UNKNOWN:
+            # A module or parameter we cannot name may be frozen or made trainable here.
+            flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
+            self.note_freeze(None, flag.truth, node, state)
         if method == "step" and receiver.kind is Kind.OPTIMIZER:
             if args and args[0].layer == "function":  # LBFGS-style closure: step calls it
                 self.invoke(args[0], [], {}, node, state)
@@ -544,6 +576,9 @@ class TorchCalls(GraphTracking):
             return OTHER
         if method == "zero_grad" and receiver.kind is Kind.OPTIMIZER:
             self.clear_grads(receiver, node, state)
+            return NONE
+        if method == "add_param_group" and receiver.kind is Kind.OPTIMIZER:
+            self.params_added(receiver)
             return NONE
         if receiver.kind is Kind.MODULE:
             return self.module_method(receiver, method, node, args, state)
@@ -771,6 +806,7 @@ class TorchCalls(GraphTracking):
         if method == "requires_grad_":
             flag = args[0] if args else Value(kind=Kind.OTHER, truth=YES)
             wanted = flag.truth
+            self.note_freeze(module.path, wanted, node, state)
             if module.path is not None:
                 for key in [k for k in state.frozen if k.startswith(module.path + ".")]:
                     del state.frozen[key]
@@ -802,8 +838,11 @@ class TorchCalls(GraphTracking):
 
     def forget_modules(self, values: list[Value], state: State) -> None:
         """Code we cannot see was handed these modules and optimizers: what was frozen, and
-        what their gradients hold, is unknown now."""
+        what their gradients hold, is unknown now, and the modules may have been run or
+        trained there."""
         self.forget_grads(state, values)
+        if any(value.kind is Kind.MODULE for value in values):
+            self.trained()
         for value in values:
             if value.kind is Kind.MODULE and value.path is not None and state.frozen:
                 prefix = value.path + "."
@@ -821,6 +860,7 @@ class TorchCalls(GraphTracking):
         """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
         call's own argument."""
         self._module_calls.add(id(node))
+        self._used_at = self.tick_clock()
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             if first and node.args:
@@ -847,7 +887,7 @@ class TorchCalls(GraphTracking):
                 value = self.module_call(layer, node, [value], state, first=index == 0)
             self._layer = outer
             if module.has_params is YES and module.frozen is NO:
-                self.save_weights(module, value, state)
+                self.save_weights(module, value, state, node)
             return value
         forward = self.method_of(module, "forward")
         returned = UNKNOWN_VALUE
@@ -873,7 +913,7 @@ class TorchCalls(GraphTracking):
                     if module.frozen is YES and frozen_at is not None:
                         returned = returned.with_(cut=frozen_at)
                 if module.has_params is YES and module.frozen is NO:
-                    self.save_weights(module, returned, state)
+                    self.save_weights(module, returned, state, node)
                 return returned
             if module.has_params is NO and returned.kind is Kind.UNKNOWN:
                 # A forward that uses layers its constructor never made (a misspelt
@@ -902,7 +942,7 @@ class TorchCalls(GraphTracking):
                 state.versions[value.node] = 0
             self.save_inputs(inputs, value, state, when=trainable or module.layer in _SAVING_NORMS)
             if trainable:
-                self.save_weights(module, value, state)
+                self.save_weights(module, value, state, node)
         return value
 
     def collated(self, item: Value, node: cst.Call, state: State) -> Value:

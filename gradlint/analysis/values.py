@@ -74,6 +74,11 @@ class Value:
     leaf_view: bool = False  # a view of a leaf that requires grad (in-place on it raises)
     # PARAMS, parameter lists, OPTIMIZER: the modules (access paths) whose parameters they hold.
     roots: frozenset[str] = frozenset()
+    # MODULE: the modules (access paths) handed to the call that made it, whose
+    # parameters it may hold: `DataParallel(net)`, `nn.Sequential(encoder, decoder)`.
+    wraps: frozenset[str] = frozenset()
+    # PARAMS, parameter lists: only the trainable ones were kept (`if p.requires_grad`).
+    trainable_only: bool = False
     cut: object = None  # tensor without grad: the node where its graph was cut, if known
     born: object = None  # a factory's tensor made without requires_grad: that call
     made_in: object = None  # inference tensor: the inference_mode block or decorator
@@ -203,6 +208,8 @@ class Value:
             inplace=self.inplace and other.inplace,
             leaf_view=self.leaf_view and other.leaf_view,
             roots=self.roots & other.roots,
+            trainable_only=self.trainable_only and other.trainable_only,
+            wraps=self.wraps | other.wraps,
             cut=self.cut if self.cut is not None else other.cut,
             born=self.born if self.born is not None else other.born,
             made_in=self.made_in if self.made_in is not None else other.made_in,

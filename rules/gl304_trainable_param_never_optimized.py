@@ -1,0 +1,285 @@
+"""GL304 trainable-param-never-optimized."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from gradlint.analysis import Facts
+from gradlint.analysis.facts import ENABLED, Trained
+from gradlint.rule import Report, Rule
+
+
+class TrainableParamNeverOptimized(Rule):
+    """Back-propagates into a trainable module that no optimizer has.
+
+    **Why is this bad?** A backward computes and stores a gradient for every parameter
+    that requires grad on the way, whether or not an optimizer will use it. A teacher
+    network called without `torch.no_grad()`, or an encoder left out of the optimizer,
+    costs the memory of its activations and gradients and the time of its backward on
+    every step, and never changes. Either it was meant to train and is missing from the
+    optimizer, or it was meant to stay fixed and should be frozen or run under
+    `torch.no_grad()`.
+
+    **Example**
+    ```python
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    loss = F.mse_loss(student(x), teacher(x))
+    loss.backward()
+    ```
+
+    **Use instead**: run the fixed module without autograd (or freeze it), or give it to
+    the optimizer.
+    ```python
+    with torch.no_grad():
+        target = teacher(x)
+    loss = F.mse_loss(student(x), target)
+    ```
+
+    Reported only where every optimizer is built beside the backward from modules it
+    knows, and the code updates no weights by hand from their `.grad`.
+    """
+
+    code = "GL304"
+    name = "trainable-param-never-optimized"
+    message = (
+        "back-propagates into a trainable module that no optimizer has: its gradients are "
+        "computed for nothing; freeze it, run it under `torch.no_grad()`, or optimize it"
+    )
+
+    INVALID = [
+        """\
+import torch
+from torch import nn, optim
+
+
+def reaches(fn, param):
+    # Whether the backward graph from `fn` accumulates a gradient into `param`.
+    if fn is None:
+        return False
+    if getattr(fn, "variable", None) is param:
+        return True
+    return any(reaches(f, param) for f, _ in fn.next_functions)
+
+
+teacher = nn.Linear(4, 3)
+student = nn.Linear(4, 3)
+opt = optim.SGD(student.parameters(), lr=0.1)  # error
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    target = teacher(x)  # error
+    loss = (student(x) - target).pow(2).mean()
+    assert reaches(loss.grad_fn, teacher.weight)  # backward works out its gradient too
+    loss.backward()
+    opt.step()
+""",
+        """\
+import torch as T
+
+
+class Encoder(T.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = T.nn.Linear(4, 8)
+
+    def forward(self, x):
+        return self.fc(x).tanh()
+
+
+def main():
+    encoder = Encoder()
+    decoder = T.nn.Linear(8, 4)
+    opt = T.optim.Adam(decoder.parameters(), lr=1e-2)  # error
+    x = T.randn(16, 4)
+    before = encoder.fc.weight.clone()
+    hits = []
+    encoder.fc.weight.register_hook(lambda g: hits.append(g.norm()))
+    for _ in range(3):
+        opt.zero_grad()
+        z = encoder(x)  # error
+        loss = (decoder(z) - x).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert len(hits) == 3 and min(hits) > 0  # a gradient on every step...
+    assert T.equal(before, encoder.fc.weight)  # ... and never a change
+
+
+main()
+""",
+        """\
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 3)
+
+    def forward(self, h):
+        return self.linear(h)
+
+
+body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+head = Head()
+opt = torch.optim.Adam(body.parameters(), lr=1e-2)  # error
+before = head.linear.weight.detach().clone()
+x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+for _ in range(3):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(head(body(x)), y)  # error
+    loss.backward()
+    opt.step()
+print("head grad norm", head.linear.weight.grad.norm().item())
+assert torch.equal(before, head.linear.weight)  # a new head that never trains
+""",
+    ]
+    VALID = [
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+aux = nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(2):
+    opt.zero_grad()
+    aux.zero_grad()
+    aux(model(torch.randn(3, 4))).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        for p in aux.parameters():
+            p -= 0.1 * p.grad
+""",
+        """\
+import torch
+from torch import nn, optim
+teacher = nn.Linear(4, 3)
+student = nn.Linear(4, 3)
+opt = optim.SGD(student.parameters(), lr=0.1)
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    with torch.no_grad():
+        target = teacher(x)
+    loss = (student(x) - target).pow(2).mean()
+    loss.backward()
+    opt.step()
+""",
+        """\
+import torch
+from torch import nn
+encoder = nn.Linear(4, 8)
+decoder = nn.Linear(8, 4)
+opt = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=1e-2)
+x = torch.randn(16, 4)
+loss = (decoder(encoder(x)) - x).pow(2).mean()
+loss.backward()
+opt.step()
+""",
+        """\
+import torch
+from torch import nn
+net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+model = nn.DataParallel(net)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+for _ in range(2):
+    opt.zero_grad()
+    loss = model(torch.randn(5, 4)).pow(2).mean()
+    loss.backward()
+    opt.step()
+""",
+        """\
+import torch
+from torch import nn
+teacher = nn.Linear(4, 3)
+teacher.requires_grad_(False)
+student = nn.Linear(4, 3)
+opt = torch.optim.SGD(student.parameters(), lr=0.1)
+for x in torch.randn(3, 8, 4):
+    opt.zero_grad()
+    loss = (student(x) - teacher(x)).pow(2).mean()
+    loss.backward()
+    opt.step()
+""",
+        """\
+import torch
+from torch import nn
+G = nn.Linear(2, 3)
+D = nn.Linear(3, 1)
+opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
+opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+for _ in range(2):
+    opt_g.zero_grad()
+    g_loss = -D(G(torch.randn(4, 2))).mean()
+    g_loss.backward()
+    opt_g.step()
+""",
+        """\
+import torch
+from torch import nn
+model = nn.Linear(4, 2)
+x = torch.randn(3, 4)
+model(x).sum().backward()
+with torch.no_grad():
+    for p in model.parameters():
+        p -= 0.1 * p.grad
+""",
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Report]:
+        if _updates_by_hand(facts) or not facts.optimizers:
+            return
+        if any(not made.covers for made in facts.optimizers):
+            return  # an optimizer given parameters we cannot name
+        covered = frozenset().union(*(made.covers for made in facts.optimizers))
+        scopes = {facts.scope.get(made.node, False) for made in facts.optimizers}
+        reported: set[cst.CSTNode] = set()
+        for trained in facts.trained:
+            # One backward outside any loop is a check or a demo, not a training loop.
+            if not trained.looped or trained.call in reported or not _uncovered(trained, covered):
+                continue
+            scope = facts.scope.get(trained.backward, True)
+            # Module, backward and every optimizer in one function: one naming of modules.
+            if scopes != {scope} or facts.scope.get(trained.call, True) is not scope:
+                continue
+            reported.add(trained.call)
+            line = facts.position(trained.backward)[0]
+            yield Report(
+                trained.call,
+                f"`{trained.path}` gets gradients from the backward at line {line}, but no "
+                "optimizer has its parameters; freeze it or run it under `torch.no_grad()`, "
+                "or give it to the optimizer",
+            )
+            builds = {made.node for made in facts.optimizers}
+            if len(builds) == 1:
+                # The one optimizer: where to add it, if it was meant to train.
+                (built,) = builds
+                yield Report(
+                    built,
+                    f"the optimizer does not have `{trained.path}`, which the backward at "
+                    f"line {line} gives gradients: add its parameters, or freeze it",
+                )
+
+
+def _updates_by_hand(facts: Facts) -> bool:
+    """Whether the code reads `.grad` to change weights itself: under `no_grad`, or
+    through `.data` (`p.data.add_(p.grad, alpha=-lr)`)."""
+    if "grad" not in facts.attributes_read:
+        return False
+    if "data" in facts.attributes_read:
+        return True
+    return any(
+        isinstance(node, cst.Attribute)
+        and node.attr.value == "grad"
+        and any(mode != ENABLED for _, mode in facts.runs(node))
+        for node in facts.values
+    )
+
+
+def _uncovered(trained: Trained, covered: frozenset[str]) -> bool:
+    """A known module none of whose parts, wrappers or wrapped modules an optimizer has."""
+    return trained.known and not any(
+        a == b or a.startswith(b + ".") or b.startswith(a + ".")
+        for a in trained.family
+        for b in covered
+    )
