@@ -751,3 +751,40 @@ def test_layers_frozen_one_by_one_freeze_the_model() -> None:
     with pytest.raises(ValueError, match="empty parameter list"):
         exec(textwrap.dedent(source), {})
     exec(textwrap.dedent(source.replace("model[2]", "model[0]")), {})
+
+
+@pytest.mark.parametrize(
+    ("expression", "requires_grad"),
+    [
+        ("x.max(1)[1]", NO),
+        ("torch.max(x, dim=1).indices", NO),
+        ("torch.topk(x, 2)[1]", NO),
+        ("x.sort(dim=1).values", YES),
+        ("x.max(1)[0]", YES),
+        ("x.max(torch.zeros(3, 4))", YES),
+        ("torch.max(x)", YES),
+    ],
+)
+def test_values_and_indices(expression: str, requires_grad: Tri) -> None:
+    # Ops that return (values, indices): only the values keep the graph.
+    source = f"import torch\nx = torch.randn(3, 4, requires_grad=True)\nprobe = {expression}\n"
+    value = value_at(source, "probe")
+    assert value.kind is Kind.TENSOR and value.requires_grad is requires_grad
+
+
+def test_integer_literals_choose_a_calls_branch() -> None:
+    source = """
+    import torch
+    from torch import nn
+    net = nn.Linear(2, 2)
+
+    def pick(x, idx):
+        if idx == 0:
+            return net(x)
+        return net(x).detach()
+
+    first = pick(torch.randn(1, 2), 0)
+    second = pick(torch.randn(1, 2), idx=1)
+    """
+    assert value_at(source, "first").requires_grad is YES
+    assert value_at(source, "second").requires_grad is NO

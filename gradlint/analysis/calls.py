@@ -802,7 +802,7 @@ class FunctionCalls(TorchCalls):
 
     def attribute_of(self, obj: Value, expr: cst.Attribute, state: State) -> Value:
         attr = expr.attr.value
-        if obj.fields is not None and obj.kind in (Kind.OTHER, Kind.MODULE):
+        if obj.fields is not None and obj.kind in (Kind.OTHER, Kind.MODULE, Kind.SEQUENCE):
             found = obj.field(attr)
             if found is not None:
                 return found

@@ -286,3 +286,7 @@ CONVERSIONS = frozenset("numpy tolist item".split())
 
 # Factories that copy the data they are given.
 FROM_DATA = frozenset("tensor as_tensor from_numpy Tensor FloatTensor DoubleTensor".split())
+
+# Ops that return a (values, indices) pair; and reductions that do so when given a dim.
+VALUES_AND_INDICES = frozenset("topk sort kthvalue mode cummax cummin".split())
+REDUCTIONS_BY_DIM = frozenset("max min median nanmedian".split())

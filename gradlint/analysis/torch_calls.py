@@ -319,7 +319,7 @@ class TorchCalls(GraphTracking):
                 return self.inplace_result(
                     args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
                 )
-            return self.op_result(grad_args, node, state, name)
+            return self.with_indices(self.op_result(grad_args, node, state, name), node, name, 1)
         if not module.startswith("torch"):
             self.forget_modules(args, state)
         return UNKNOWN_VALUE
@@ -744,7 +744,26 @@ class TorchCalls(GraphTracking):
                 return result.with_(leaf=NO)
             return result
         operands = [receiver, *args] if method in api.BINARY_METHODS else [receiver]
-        return self.op_result(operands, node, state, method)
+        return self.with_indices(self.op_result(operands, node, state, method), node, method, 0)
+
+    def with_indices(self, values: Value, node: cst.Call, op: str, tensors: int) -> Value:
+        """Ops that return `(values, indices)` (`topk`, `sort`, `max(x, dim)`): the indices
+        are an integer tensor without a graph. `tensors`: how many leading arguments are the
+        tensors themselves (1 for `torch.max(x, 1)`, 0 for `x.max(1)`)."""
+        positional = [arg for arg in node.args if arg.keyword is None]
+        by_dim = len(positional) > tensors or any(
+            arg.keyword is not None and arg.keyword.value == "dim" for arg in node.args
+        )
+        if op not in api.VALUES_AND_INDICES and not (op in api.REDUCTIONS_BY_DIM and by_dim):
+            return values
+        if op in api.REDUCTIONS_BY_DIM and len(positional) > tensors:
+            if self.facts.value(positional[tensors].value).is_tensor:
+                return values  # `torch.max(a, b)`, `a.max(b)`: elementwise
+        indices = self.no_grad_tensor(values, node).with_(integer=YES)
+        parts = (values, indices)
+        return sequence(list(parts), fixed=True).with_(
+            fields=(("values", values), ("indices", indices))
+        )
 
     def forget_converted(self, node: cst.Call) -> None:
         """`model(x).detach().cpu().numpy()`: the way to take values out for plots and logs,
