@@ -38,6 +38,10 @@ class TrainStepOrder(Rule):
         "`zero_grad()` here clears the gradients of the last `backward()` before `step()` "
         "applies them; clear before the backward instead"
     )
+    accumulation_message = (
+        "clears the gradients that the conditional `step()` is meant to sum over several "
+        "backwards (gradient accumulation); clear right after the step instead"
+    )
     early_message = (
         "`step()` runs before this iteration's `backward()`, on gradients already cleared, so "
         "it applies nothing; step after the backward"
@@ -70,6 +74,25 @@ for x in [T.randn(8, 4) for _ in range(3)]:
     opt.step()  # error
     net(x).pow(2).mean().backward()
 assert all(T.equal(p, b) for p, b in zip(net.parameters(), before))  # never trained
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+x, y = torch.randn(8, 4), torch.randn(8, 1)
+accumulation = 4
+seen = []
+optimizer.register_step_pre_hook(lambda *_: seen.append(model.weight.grad.clone()))
+for i in range(8):
+    optimizer.zero_grad()  # error
+    loss = nn.functional.mse_loss(model(x), y) / accumulation
+    loss.backward()
+    if (i + 1) % accumulation == 0:
+        optimizer.step()
+full = torch.autograd.grad(nn.functional.mse_loss(model(x), y), model.weight)[0]
+assert torch.allclose(seen[0], full / accumulation)  # one micro-batch, not four
 """,
     ]
     VALID = [
@@ -127,6 +150,36 @@ optimizer.zero_grad()
 model(x).pow(2).mean().backward()
 optimizer.step()
 """,
+        """\
+import torch
+from torch import nn
+
+G, D = nn.Linear(2, 4), nn.Linear(4, 1)
+opt_g = torch.optim.RMSprop(G.parameters(), lr=5e-5)
+opt_d = torch.optim.RMSprop(D.parameters(), lr=5e-5)
+for i in range(10):
+    z, real = torch.randn(8, 2), torch.randn(8, 4)
+    opt_d.zero_grad()
+    (D(G(z).detach()).mean() - D(real).mean()).backward()
+    opt_d.step()
+    if i % 5 == 0:
+        opt_g.zero_grad()
+        (-D(G(z)).mean()).backward()
+        opt_g.step()
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for i in range(8):
+    loss = model(torch.randn(8, 4)).pow(2).mean() / 4
+    loss.backward()
+    if (i + 1) % 4 == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -135,3 +188,7 @@ optimizer.step()
                 yield Report(step.cleared_at)
             else:
                 yield Report(step.node, self.early_message)
+        for clear, optimizers in facts.pending_clears.items():
+            # Every step of those optimizers is guarded inside its loop: they accumulate.
+            if all(facts.step_guards.get(key) == {True} for key in optimizers):
+                yield Report(clear, self.accumulation_message)

@@ -230,6 +230,11 @@ class Facts:
     piled_steps: list[StepMisfire] = field(default_factory=list)
     empty_steps: list[StepMisfire] = field(default_factory=list)
     misplaced_clips: list[ClipMisplaced] = field(default_factory=list)
+    # A clear that, on some path, throws away gradients of a backward that reached the
+    # optimizer's parameters and that no step applied -> those optimizers (their origins).
+    pending_clears: dict[cst.CSTNode, set[int]] = field(default_factory=dict)
+    # Optimizer (origin) -> for each step: whether an `if` inside its loop guarded it.
+    step_guards: dict[int, set[bool]] = field(default_factory=dict)
     # Where a value cut from its graph was made to require grad again -> where it was cut.
     revivals: dict[cst.CSTNode, object] = field(default_factory=dict)
     # ... of those, the ones then used as leaves: their `.grad` read, given to an optimizer.

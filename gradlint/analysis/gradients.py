@@ -14,7 +14,7 @@ accumulation, `if (i + 1) % k == 0: step()`) makes the state UNKNOWN, and rules 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
@@ -35,6 +35,9 @@ class Grads:
     wiped: Tri = NO  # that clear threw away a backward's gradients no step had applied
     wiped_recent: Tri = NO  # ... gradients of a backward on this pass
     applied_by: cst.CSTNode | None = None  # the step that applied them
+    # On some path, a backward that surely reached these parameters ran since the last step
+    # or clear (a may-fact: paths join with `or`).
+    pending: bool = False
 
     def backward(self, node: cst.CSTNode) -> Grads:
         # The last backward before the step: in a GAN, the generator's own loss.
@@ -48,7 +51,12 @@ class Grads:
             wiped=NO,
             wiped_recent=NO,
             applied_by=self.applied_by,
+            pending=self.pending,
         )
+
+    def reached(self) -> Grads:
+        """A backward surely reached these parameters."""
+        return self if self.pending else replace(self, pending=True)
 
     def step(self, node: cst.CSTNode) -> Grads:
         return Grads(
@@ -92,6 +100,7 @@ class Grads:
             self.wiped,
             NO,
             self.applied_by,
+            self.pending,
         )
 
     def join(self, other: Grads) -> Grads:
@@ -107,10 +116,11 @@ class Grads:
             wiped=self.wiped.join(other.wiped),
             wiped_recent=self.wiped_recent.join(other.wiped_recent),
             applied_by=self.applied_by if self.applied_by is other.applied_by else None,
+            pending=self.pending or other.pending,
         )
 
 
-UNKNOWN_GRADS = Grads(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, None, None, UNKNOWN, UNKNOWN, None)
+UNKNOWN_GRADS = Grads(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, None, None, UNKNOWN, UNKNOWN, None, False)
 
 
 def join_grads(a: dict[int, Grads], b: dict[int, Grads]) -> dict[int, Grads]:
@@ -119,6 +129,13 @@ def join_grads(a: dict[int, Grads], b: dict[int, Grads]) -> dict[int, Grads]:
     for key, grads in b.items():
         joined[key] = joined[key].join(grads) if key in joined else grads
     return joined
+
+
+def holds_part(roots: frozenset[str], path: str) -> bool:
+    """Whether an optimizer over `roots` holds parameters of the module at `path`."""
+    return any(
+        path == root or path.startswith(root + ".") or root.startswith(path + ".") for root in roots
+    )
 
 
 def owned_by(roots: frozenset[str], path: str) -> Tri:

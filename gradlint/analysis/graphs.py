@@ -20,7 +20,7 @@ from gradlint.analysis.facts import (
     StepMisfire,
     Trained,
 )
-from gradlint.analysis.gradients import UNKNOWN_GRADS, Grads, owned_by
+from gradlint.analysis.gradients import UNKNOWN_GRADS, Grads, holds_part, owned_by
 from gradlint.analysis.interpreter_base import InterpreterBase
 from gradlint.analysis.names import dotted
 from gradlint.analysis.state import State
@@ -483,6 +483,7 @@ class GraphTracking(InterpreterBase):
             self.facts.revived_backwards.append((loss.revived, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
+            self.reach_grads(loss, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
             for graph_node in loss.graph:
@@ -670,12 +671,26 @@ class GraphTracking(InterpreterBase):
         grads = state.grads.get(optimizer.origin)
         if grads is None:
             return
+        self.facts.step_guards.setdefault(optimizer.origin, set()).add(self.in_guarded_part())
         if grads.piles_up(node):
             self.facts.piled_steps.append(StepMisfire(node, grads.piled_by, grads.cleared_at))
         elif grads.emptied:
             recent = grads.wiped_recent is YES
             self.facts.empty_steps.append(StepMisfire(node, None, grads.cleared_at, recent))
         state.grads[optimizer.origin] = grads.step(node)
+
+    def reach_grads(self, loss: Value, state: State) -> None:
+        """The optimizers whose parameters this backward surely fills: those holding a
+        module whose call made part of the loss's graph."""
+        paths = set()
+        for graph_node in loss.graph:
+            module = self._site_module_value.get(graph_node[0])
+            if module is not None and module.path is not None:
+                paths.add(module.path)
+        for key, grads in state.grads.items():
+            roots = self._optimizer_roots.get(key, frozenset())
+            if any(holds_part(roots, path) for path in paths):
+                state.grads[key] = grads.reached()
 
     def clear_grads(self, holder: Value, node: cst.CSTNode, state: State) -> None:
         """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
@@ -689,6 +704,10 @@ class GraphTracking(InterpreterBase):
             else:
                 owned = UNKNOWN
             if owned is YES:
+                if grads.pending:
+                    # On some path, gradients no step applied: accumulation, if its steps
+                    # are all conditional (rules decide).
+                    self.facts.pending_clears.setdefault(node, set()).add(key)
                 state.grads[key] = grads.clear(node)
             elif owned is UNKNOWN:
                 state.grads[key] = UNKNOWN_GRADS

@@ -224,7 +224,10 @@ class Interpreter(FunctionCalls):
         entry = state
         current = state.copy()
         self._loops.append(loop)
+        self._loop_conditions.append(len(self._conditions))
+        self._pass_skipped.append(False)
         for index in range(passes):
+            self._pass_skipped[-1] = False
             sites: set[int] = set()
             self._loop_sites.append(sites)
             if target is not None:
@@ -243,6 +246,8 @@ class Interpreter(FunctionCalls):
                 current = current.age(sites, self._generation)
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
+        self._loop_conditions.pop()
+        self._pass_skipped.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
             # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after
@@ -328,6 +333,8 @@ class Interpreter(FunctionCalls):
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
             if isinstance(small, cst.Raise) and small.exc is not None:
                 self.eval(small.exc, state)
+            if isinstance(small, cst.Continue) and self.in_guarded_part():
+                self._pass_skipped[-1] = True  # what follows runs on some passes only
             state.dead = True
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)

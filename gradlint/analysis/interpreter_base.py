@@ -84,6 +84,8 @@ class InterpreterBase:
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
+        self._loop_conditions: list[int] = []  # for each running loop: len(_conditions) then
+        self._pass_skipped: list[bool] = []  # ... and whether a `continue` under an `if` ran
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
@@ -199,6 +201,13 @@ class InterpreterBase:
         if qualname.startswith(("torch.nn.", "torch.utils.data.")):
             return Value(kind=Kind.OTHER, layer="ref", path=qualname)
         return None
+
+    def in_guarded_part(self) -> bool:
+        """Whether the running code is, inside the innermost loop, under an `if` or after a
+        `continue` that some passes take: it runs on some passes only."""
+        if not self._loop_conditions:
+            return False
+        return len(self._conditions) > self._loop_conditions[-1] or self._pass_skipped[-1]
 
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""
