@@ -76,3 +76,16 @@ def test_configuration_example_is_valid() -> None:
     config = build_config(parse_settings(table, "README.md"))
     assert config.is_enabled("GL101", "train.py")
     assert not config.is_enabled("GL210", "train.py")
+
+
+def test_sample_output_is_what_gradlint_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("$ gradlint check examples/\n") + len("$ gradlint check examples/\n")
+    shown = text[start : text.index("```", start)]
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, ["check", "--no-color", "examples/"])
+    assert result.output == shown
