@@ -36,8 +36,8 @@ class Grads:
     wiped_recent: Tri = NO  # ... gradients of a backward on this pass
     applied_by: cst.CSTNode | None = None  # the step that applied them
     # On some path, a backward that surely reached these parameters ran since the last step
-    # or clear (a may-fact: paths join with `or`).
-    pending: bool = False
+    # or clear: the loops (ids) on every pass of which it ran. A may-fact: paths join with `|`.
+    pending: frozenset[int] = frozenset()
 
     def backward(self, node: cst.CSTNode) -> Grads:
         # The last backward before the step: in a GAN, the generator's own loss.
@@ -54,9 +54,9 @@ class Grads:
             pending=self.pending,
         )
 
-    def reached(self) -> Grads:
-        """A backward surely reached these parameters."""
-        return self if self.pending else replace(self, pending=True)
+    def reached(self, loops: frozenset[int]) -> Grads:
+        """A backward surely reached these parameters, on every pass of these loops."""
+        return self if loops <= self.pending else replace(self, pending=self.pending | loops)
 
     def step(self, node: cst.CSTNode) -> Grads:
         return Grads(
@@ -116,11 +116,11 @@ class Grads:
             wiped=self.wiped.join(other.wiped),
             wiped_recent=self.wiped_recent.join(other.wiped_recent),
             applied_by=self.applied_by if self.applied_by is other.applied_by else None,
-            pending=self.pending or other.pending,
+            pending=self.pending | other.pending,
         )
 
 
-UNKNOWN_GRADS = Grads(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, None, None, UNKNOWN, UNKNOWN, None, False)
+UNKNOWN_GRADS = Grads(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, None, None, UNKNOWN, UNKNOWN, None)
 
 
 def join_grads(a: dict[int, Grads], b: dict[int, Grads]) -> dict[int, Grads]:

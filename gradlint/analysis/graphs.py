@@ -671,7 +671,7 @@ class GraphTracking(InterpreterBase):
         grads = state.grads.get(optimizer.origin)
         if grads is None:
             return
-        self.facts.step_guards.setdefault(optimizer.origin, set()).add(self.in_guarded_part())
+        self.facts.step_guards.setdefault(optimizer.origin, set()).add(self.counted_guard())
         if grads.piles_up(node):
             self.facts.piled_steps.append(StepMisfire(node, grads.piled_by, grads.cleared_at))
         elif grads.emptied:
@@ -687,10 +687,13 @@ class GraphTracking(InterpreterBase):
             module = self._site_module_value.get(graph_node[0])
             if module is not None and module.path is not None:
                 paths.add(module.path)
+        loops = self.unguarded_loops()
+        if not loops:
+            return  # a backward on some passes only: its gradients are for a step like it
         for key, grads in state.grads.items():
             roots = self._optimizer_roots.get(key, frozenset())
             if any(holds_part(roots, path) for path in paths):
-                state.grads[key] = grads.reached()
+                state.grads[key] = grads.reached(loops)
 
     def clear_grads(self, holder: Value, node: cst.CSTNode, state: State) -> None:
         """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
@@ -704,7 +707,7 @@ class GraphTracking(InterpreterBase):
             else:
                 owned = UNKNOWN
             if owned is YES:
-                if grads.pending:
+                if self._loops and id(self._loops[-1]) in grads.pending:
                     # On some path, gradients no step applied: accumulation, if its steps
                     # are all conditional (rules decide).
                     self.facts.pending_clears.setdefault(node, set()).add(key)

@@ -225,9 +225,9 @@ class Interpreter(FunctionCalls):
         current = state.copy()
         self._loops.append(loop)
         self._loop_conditions.append(len(self._conditions))
-        self._pass_skipped.append(False)
+        self._pass_skipped.append([])
         for index in range(passes):
-            self._pass_skipped[-1] = False
+            self._pass_skipped[-1] = []
             sites: set[int] = set()
             self._loop_sites.append(sites)
             if target is not None:
@@ -333,8 +333,9 @@ class Interpreter(FunctionCalls):
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
             if isinstance(small, cst.Raise) and small.exc is not None:
                 self.eval(small.exc, state)
-            if isinstance(small, cst.Continue) and self.in_guarded_part():
-                self._pass_skipped[-1] = True  # what follows runs on some passes only
+            if isinstance(small, cst.Continue) and self._pass_skipped:
+                # What follows runs only on passes where these tests let it.
+                self._pass_skipped[-1].extend(self.guards())
             state.dead = True
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)

@@ -23,6 +23,7 @@ from gradlint.analysis.scopes import (
     ScopeCollector,
 )
 from gradlint.analysis.state import Effects, Frame, State
+from gradlint.analysis.syntax import _names_assigned, _reads_any
 from gradlint.analysis.values import (
     NO,
     UNKNOWN,
@@ -85,7 +86,9 @@ class InterpreterBase:
         self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
         self._loop_conditions: list[int] = []  # for each running loop: len(_conditions) then
-        self._pass_skipped: list[bool] = []  # ... and whether a `continue` under an `if` ran
+        # ... and the tests under which a `continue` ran on this pass.
+        self._pass_skipped: list[list[cst.BaseExpression]] = []
+        self._loop_names: dict[int, frozenset[str]] = {}  # loop -> names it assigns
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
@@ -202,12 +205,37 @@ class InterpreterBase:
             return Value(kind=Kind.OTHER, layer="ref", path=qualname)
         return None
 
-    def in_guarded_part(self) -> bool:
-        """Whether the running code is, inside the innermost loop, under an `if` or after a
-        `continue` that some passes take: it runs on some passes only."""
+    def guards(self) -> list[cst.BaseExpression]:
+        """The tests that decide, inside the innermost loop, whether the running code runs
+        on a pass: those of the `if`s around it, and of `if`s that ran `continue` before."""
         if not self._loop_conditions:
+            return []
+        return [*self._conditions[self._loop_conditions[-1] :], *self._pass_skipped[-1]]
+
+    def unguarded_loops(self) -> frozenset[int]:
+        """The running loops (ids) on every pass of which the running code runs: no `if`
+        around it, and no `continue` before it, inside them."""
+        found: set[int] = set()
+        for depth in range(len(self._loops) - 1, -1, -1):
+            if len(self._conditions) > self._loop_conditions[depth] or any(
+                self._pass_skipped[depth:]
+            ):
+                break
+            found.add(id(self._loops[depth]))
+        return frozenset(found)
+
+    def counted_guard(self) -> bool:
+        """Whether the running code is guarded, inside the innermost loop, by a test on a
+        name that loop changes (`if (i + 1) % k == 0`, `if count < k: continue`): it runs
+        on some passes of every run of the loop, by design."""
+        guards = self.guards()
+        if not guards or not self._loops:
             return False
-        return len(self._conditions) > self._loop_conditions[-1] or self._pass_skipped[-1]
+        loop = self._loops[-1]
+        names = self._loop_names.get(id(loop))
+        if names is None:
+            names = self._loop_names[id(loop)] = _names_assigned(loop)
+        return any(_reads_any(test, names) for test in guards)
 
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""

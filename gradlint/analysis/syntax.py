@@ -265,3 +265,45 @@ def _names_grad(expr: cst.BaseExpression) -> bool:
             return True
         expr = expr.value
     return False
+
+
+def _names_assigned(loop: cst.CSTNode) -> frozenset[str]:
+    """The plain names a loop binds or assigns: its target, `x = ...`, `x += ...`."""
+    found: set[str] = set()
+    todo: list[cst.CSTNode] = [loop]
+    while todo:
+        node = todo.pop()
+        targets: list[cst.BaseExpression] = []
+        if isinstance(node, cst.For):
+            targets.append(node.target)
+        elif isinstance(node, cst.Assign):
+            targets.extend(target.target for target in node.targets)
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign)):
+            targets.append(node.target)
+        for target in targets:
+            found |= {n.value for n in _walk_names(target)}
+        if not isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) or node is loop:
+            todo.extend(node.children)
+    return frozenset(found)
+
+
+def _walk_names(expr: cst.CSTNode) -> list[cst.Name]:
+    if isinstance(expr, cst.Name):
+        return [expr]
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        return [name for element in expr.elements for name in _walk_names(element.value)]
+    return []
+
+
+def _reads_any(expr: cst.CSTNode, names: frozenset[str]) -> bool:
+    """Whether an expression reads one of these plain names."""
+    todo: list[cst.CSTNode] = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, cst.Name) and node.value in names:
+            return True
+        if isinstance(node, cst.Attribute):
+            todo.append(node.value)  # `self.count` reads `self`, not `count`
+            continue
+        todo.extend(node.children)
+    return False
