@@ -39,6 +39,10 @@ class GraphCut(Rule):
         "makes a loss cut from its graph require grad again: backward() will reach no "
         "parameter; keep the loss a torch computation from the model's output"
     )
+    dead_message = (
+        "cuts the prediction that a loss term is computed from, so that term trains nothing; "
+        "detach only what must not be trained (a target), or drop the term"
+    )
     cut_message = (
         "cuts the loss from the model's graph, so the backward() that follows trains nothing"
     )
@@ -75,6 +79,23 @@ loss.requires_grad = True  # error
 loss.backward()
 assert net[0].weight.grad is None
 """,
+        """\
+import torch
+from torch import nn
+
+G, D = nn.Linear(2, 4), nn.Linear(4, 1)
+bce, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
+z, target = torch.randn(8, 2), torch.randn(8, 4)
+fake = G(z)
+pred_fake = D(fake).detach()  # error
+adv = bce(pred_fake, torch.ones_like(pred_fake))
+g_loss = adv + 10 * l1(fake, target)
+g_loss.backward()
+with_adv = G.weight.grad.clone()
+G.zero_grad()
+(10 * l1(G(z), target)).backward()
+assert torch.equal(G.weight.grad, with_adv)  # the adversarial term added nothing
+""",
     ]
     VALID = [
         """\
@@ -86,6 +107,16 @@ x, y = torch.randn(8, 4), torch.randn(8, 1)
 loss = nn.functional.mse_loss(model(x), y)
 loss.backward()
 print(loss.item())
+""",
+        """\
+import torch
+from torch import nn
+
+q_net = nn.Linear(4, 2)
+s, s2, r = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8)
+target = r + 0.99 * q_net(s2).max(1)[0].detach()
+loss = nn.functional.mse_loss(q_net(s).max(1)[0], target)
+loss.backward()
 """,
         """\
 import numpy as np
@@ -123,6 +154,8 @@ for _ in range(3):
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
+        for cut, _ in facts.dead_terms:
+            yield Report(facts.focus(cut), self.dead_message)
         for revived, _ in facts.revived_backwards:
             if revived in facts.revived_as_leaves:
                 continue  # a detached input made a leaf on purpose, for its gradient

@@ -248,7 +248,18 @@ class GraphTracking(InterpreterBase):
         revived = next((v.revived for v in inputs if v.revived is not None), None)
         if revived is not None:
             value = value.with_(revived=revived)
+        dropped = next((v.dropped for v in inputs if v.dropped is not None), None)
+        if dropped is not None and op in api.SUMMING_OPS:
+            value = value.with_(dropped=dropped)
         return value
+
+    def criterion_result(self, value: Value, inputs: list[Value]) -> Value:
+        """A loss function's result: with no graph because its prediction was cut from one
+        (`bce(D(fake).detach(), ones)`), a term that trains nothing."""
+        if value.requires_grad is not NO:
+            return value
+        cut = next((v.cut for v in inputs if id(v.cut) in self._sure_cuts), None)
+        return value.with_(dropped=cut) if cut is not None else value
 
     def revive(self, value: Value, at: cst.CSTNode) -> Value:
         """A value cut from its graph, made to require grad again at `at`: a leaf with no
@@ -481,6 +492,8 @@ class GraphTracking(InterpreterBase):
             self.facts.penalties_without_graph.append((loss.penalized, node))
         if isinstance(loss.revived, cst.CSTNode):
             self.facts.revived_backwards.append((loss.revived, node))
+        if isinstance(loss.dropped, cst.CSTNode) and loss.requires_grad is YES:
+            self.facts.dead_terms.append((loss.dropped, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
             self.reach_grads(loss, state)

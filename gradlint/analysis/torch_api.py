@@ -290,3 +290,16 @@ FROM_DATA = frozenset("tensor as_tensor from_numpy Tensor FloatTensor DoubleTens
 # Ops that return a (values, indices) pair; and reductions that do so when given a dim.
 VALUES_AND_INDICES = frozenset("topk sort kthvalue mode cummax cummin".split())
 REDUCTIONS_BY_DIM = frozenset("max min median nanmedian".split())
+
+# Ops through which a term stays a term of a sum (scaled, added, averaged).
+SUMMING_OPS = frozenset("add sub mul div neg mean sum".split())
+
+
+def is_criterion(name: str) -> bool:
+    """A loss function or loss module: `F.mse_loss`, `F.cross_entropy`, `nn.BCELoss`."""
+    return name.endswith(("_loss", "Loss")) or name in (
+        "cross_entropy",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "kl_div",
+    )

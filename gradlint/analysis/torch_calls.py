@@ -319,7 +319,10 @@ class TorchCalls(GraphTracking):
                 return self.inplace_result(
                     args[0], args[1:], name, node, state, saves_output=name in api.SAVES_OUTPUT
                 )
-            return self.with_indices(self.op_result(grad_args, node, state, name), node, name, 1)
+            result = self.op_result(grad_args, node, state, name)
+            if api.is_criterion(name):
+                return self.criterion_result(result, _tensor_args(grad_args))
+            return self.with_indices(result, node, name, 1)
         if not module.startswith("torch"):
             self.forget_modules(args, state)
         return UNKNOWN_VALUE
@@ -951,6 +954,8 @@ class TorchCalls(GraphTracking):
                 grad, potential = UNKNOWN, UNKNOWN if potential is not YES else YES
         requires, potential = self.recorded(grad, potential, state)
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
+        if module.layer is not None and api.is_criterion(module.layer):
+            value = self.criterion_result(value, inputs)
         if requires is NO and module.frozen is YES:
             frozen_at = self.frozen_site(module, state)
             if frozen_at is not None and value.cut is None:

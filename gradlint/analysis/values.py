@@ -119,6 +119,9 @@ class Value:
     # A tensor cut from its graph and then made to require grad again (`loss.requires_grad =
     # True`, `torch.tensor(loss.item(), requires_grad=True)`), or one made from it: where.
     revived: object = None
+    # A loss computed by a criterion from values surely cut from their graph (a detached
+    # prediction), or a sum holding one: where the cut was. It can train nothing.
+    dropped: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -230,6 +233,7 @@ class Value:
             grad_of=self.grad_of if self.grad_of is not None else other.grad_of,
             penalized=self.penalized if self.penalized is not None else other.penalized,
             revived=self.revived if self.revived is not None else other.revived,
+            dropped=self.dropped if self.dropped is not None else other.dropped,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
