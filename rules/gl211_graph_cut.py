@@ -160,6 +160,6 @@ for _ in range(3):
             if revived in facts.revived_as_leaves:
                 continue  # a detached input made a leaf on purpose, for its gradient
             yield Report(revived)
-            cut = facts.revivals.get(revived)
-            if isinstance(cut, cst.CSTNode):
-                yield Report(facts.focus(cut), self.cut_message)
+            made_at = facts.revivals.get(revived)
+            if isinstance(made_at, cst.CSTNode):
+                yield Report(facts.focus(made_at), self.cut_message)

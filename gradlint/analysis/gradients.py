@@ -36,8 +36,9 @@ class Grads:
     wiped_recent: Tri = NO  # ... gradients of a backward on this pass
     applied_by: cst.CSTNode | None = None  # the step that applied them
     # On some path, a backward that surely reached these parameters ran since the last step
-    # or clear: the loops (ids) on every pass of which it ran. A may-fact: paths join with `|`.
-    pending: frozenset[int] = frozenset()
+    # or clear: (a loop on every pass of which it ran, that backward), by id. A may-fact:
+    # paths join with `|`.
+    pending: frozenset[tuple[int, int]] = frozenset()
 
     def backward(self, node: cst.CSTNode) -> Grads:
         # The last backward before the step: in a GAN, the generator's own loss.
@@ -54,9 +55,13 @@ class Grads:
             pending=self.pending,
         )
 
-    def reached(self, loops: frozenset[int]) -> Grads:
+    def reached(self, backward: cst.CSTNode, loops: frozenset[int]) -> Grads:
         """A backward surely reached these parameters, on every pass of these loops."""
-        return self if loops <= self.pending else replace(self, pending=self.pending | loops)
+        added = frozenset((loop, id(backward)) for loop in loops)
+        return self if added <= self.pending else replace(self, pending=self.pending | added)
+
+    def pending_in(self, loop: cst.CSTNode) -> bool:
+        return any(found == id(loop) for found, _ in self.pending)
 
     def step(self, node: cst.CSTNode) -> Grads:
         return Grads(

@@ -6,6 +6,7 @@ needs. The interpreter's part that PyTorch's autograd engine plays.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import libcst as cst
 
@@ -496,7 +497,7 @@ class GraphTracking(InterpreterBase):
             self.facts.dead_terms.append((loss.dropped, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
-            self.reach_grads(loss, state)
+            self.reach_grads(loss, node, state)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
             for graph_node in loss.graph:
@@ -691,8 +692,13 @@ class GraphTracking(InterpreterBase):
             recent = grads.wiped_recent is YES
             self.facts.empty_steps.append(StepMisfire(node, None, grads.cleared_at, recent))
         state.grads[optimizer.origin] = grads.step(node)
+        # The backwards before this step were this optimizer's (a discriminator's loss that
+        # also reaches the generator): not gradients another optimizer is to sum.
+        for key, other in state.grads.items():
+            if key != optimizer.origin and other.pending:
+                state.grads[key] = replace(other, pending=frozenset())
 
-    def reach_grads(self, loss: Value, state: State) -> None:
+    def reach_grads(self, loss: Value, node: cst.CSTNode, state: State) -> None:
         """The optimizers whose parameters this backward surely fills: those holding a
         module whose call made part of the loss's graph."""
         paths = set()
@@ -706,7 +712,7 @@ class GraphTracking(InterpreterBase):
         for key, grads in state.grads.items():
             roots = self._optimizer_roots.get(key, frozenset())
             if any(holds_part(roots, path) for path in paths):
-                state.grads[key] = grads.reached(loops)
+                state.grads[key] = grads.reached(node, loops)
 
     def clear_grads(self, holder: Value, node: cst.CSTNode, state: State) -> None:
         """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
@@ -720,7 +726,7 @@ class GraphTracking(InterpreterBase):
             else:
                 owned = UNKNOWN
             if owned is YES:
-                if self._loops and id(self._loops[-1]) in grads.pending:
+                if self._loops and grads.pending_in(self._loops[-1]):
                     # On some path, gradients no step applied: accumulation, if its steps
                     # are all conditional (rules decide).
                     self.facts.pending_clears.setdefault(node, set()).add(key)
