@@ -9,7 +9,7 @@ from gradlint.rule import Report, Rule
 
 
 class RetainGraphInLoop(Rule):
-    """Calls `backward(retain_graph=True)` in a loop on a graph that reaches earlier iterations.
+    """Calls `backward(retain_graph=True)` in a loop where no later backward needs the graph.
 
     **Why is this bad?** A tensor carried from one iteration to the next without
     `.detach()` (an RNN's hidden state, a running state) links each iteration's graph to
@@ -18,6 +18,9 @@ class RetainGraphInLoop(Rule):
     ever freed: the graph grows by one iteration every step, and every backward goes all
     the way back to the first iteration. Memory and the time of each step grow without
     bound, and the gradients mix every earlier step into the current one.
+
+    When no later backward goes through the graph at all, `retain_graph=True` only keeps
+    each iteration's saved activations alive after its backward: memory for nothing.
 
     **Example**
     ```python
@@ -125,6 +128,23 @@ for x in torch.randn(5, 4):
     sizes.append(graph_size(h))
 assert sizes[-1] > 3 * sizes[0]  # the state's graph grows every iteration
 """,
+        """\
+import torch
+from torch import nn
+rnn = nn.GRU(4, 8, batch_first=True)
+head = nn.Linear(8, 1)
+opt = torch.optim.SGD([*rnn.parameters(), *head.parameters()], lr=0.01)
+hidden = torch.zeros(1, 2, 8)
+for step in range(3):
+    hidden = hidden.detach()
+    out, hidden = rnn(torch.randn(2, 5, 4), hidden)
+    loss = head(out).pow(2).mean()
+    opt.zero_grad()
+    loss.backward(retain_graph=True)  # error
+    opt.step()
+    pow_node = loss.grad_fn.next_functions[0][0]
+    assert pow_node._saved_self is not None  # still held after the backward
+""",
     ]
     VALID = [
         """\
@@ -141,21 +161,6 @@ for step in range(3):
     opt.zero_grad()
     loss_a.backward(retain_graph=True)
     loss_b.backward()
-    opt.step()
-""",
-        """\
-import torch
-from torch import nn
-rnn = nn.GRU(4, 8, batch_first=True)
-head = nn.Linear(8, 1)
-opt = torch.optim.SGD([*rnn.parameters(), *head.parameters()], lr=0.01)
-hidden = torch.zeros(1, 2, 8)
-for step in range(3):
-    hidden = hidden.detach()
-    out, hidden = rnn(torch.randn(2, 5, 4), hidden)
-    loss = head(out).pow(2).mean()
-    opt.zero_grad()
-    loss.backward(retain_graph=True)
     opt.step()
 """,
         """\
@@ -183,6 +188,22 @@ assert w.grad is not None
 """,
     ]
 
+    unused_message = (
+        "keeps a graph that no later backward goes through, so each iteration's saved "
+        "activations outlive its backward; drop retain_graph=True"
+    )
+
     def check(self, facts: Facts) -> Iterator[Report]:
         for growing in facts.growing_graphs.values():
             yield Report(growing.node)
+        growing_backwards = {growing.backward for growing in facts.growing_graphs.values()}
+        for backward, kept in facts.retained_graphs.items():
+            if backward in facts.retained_used or backward in growing_backwards:
+                continue
+            if any(node[0] in facts.escaped_sites for node in kept):
+                continue  # the graph reaches code that may back-propagate it
+            keyword = next(
+                (a for a in backward.args if a.keyword and a.keyword.value == "retain_graph"),
+                None,
+            )
+            yield Report(keyword or backward, self.unused_message)

@@ -8,7 +8,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from gradlint.analysis.names import ImportTable
-from gradlint.analysis.values import NO, UNKNOWN, UNKNOWN_VALUE, YES, Tri, Value
+from gradlint.analysis.values import NO, UNKNOWN, UNKNOWN_VALUE, YES, Node, Tri, Value
 
 # A grad mode is the set of modes a point may run in: "E" enabled, "D" disabled
 # (no_grad, set_grad_enabled(False)), "I" inference_mode.
@@ -255,6 +255,13 @@ class Facts:
     # an object): whatever holds them may be back-propagated.
     propagated_sites: set[int] = field(default_factory=set)
     growing_graphs: dict[cst.CSTNode, GrowingGraph] = field(default_factory=dict)
+    # Graph sites handed to code the analysis does not follow (returned to an unknown caller,
+    # stored on an object, passed to an unknown call).
+    escaped_sites: set[int] = field(default_factory=set)
+    # A backward with retain_graph=True in a loop -> the graph nodes it kept; and those of
+    # them that a later backward went through.
+    retained_graphs: dict[cst.Call, frozenset[Node]] = field(default_factory=dict)
+    retained_used: set[cst.Call] = field(default_factory=set)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded

@@ -456,10 +456,11 @@ class GraphTracking(InterpreterBase):
         state: State,
         kwargs: dict[str, cst.BaseExpression],
     ) -> None:
-        self.propagate(loss)
+        self.propagate(loss, escapes=False)
         if loss.kind is not Kind.TENSOR and loss.kind is not Kind.UNKNOWN:
             return
         self.note_growing_graph(loss, node, kwargs)
+        self.note_retained(loss, node, kwargs)
         path = tuple(call for call in self._call_path if call is not None)
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
@@ -511,6 +512,30 @@ class GraphTracking(InterpreterBase):
         """`torch.autograd.grad(...)` hands the gradients back instead of adding them to
         `.grad`."""
         return self.imports.resolve(node.func) == "torch.autograd.grad"
+
+    def note_retained(
+        self, loss: Value, node: cst.Call, kwargs: dict[str, cst.BaseExpression]
+    ) -> None:
+        """A backward in a loop that keeps its graph (`retain_graph=True`): kept for a later
+        backward through it. Which retained graphs this backward goes through."""
+        for earlier, kept in self.facts.retained_graphs.items():
+            if kept & loss.graph:  # an earlier backward's, or this one's on an earlier pass
+                self.facts.retained_used.add(earlier)
+        retain = kwargs.get("retain_graph")
+        if retain is None or _bool_literal(retain) is not YES or "create_graph" in kwargs:
+            return
+        if self._comprehensions:
+            return  # `[grad(out[k], x, retain_graph=True) for k in ...]`: each reuses it
+        if self._loops and loss.graph:
+            kept = self.facts.retained_graphs.get(node, frozenset())
+            self.facts.retained_graphs[node] = kept | loss.graph
+
+    def age_retained(self, sites: set[int], generation: int) -> None:
+        """A loop's next pass: the graphs retained on this one are an earlier pass's."""
+        for backward, kept in self.facts.retained_graphs.items():
+            self.facts.retained_graphs[backward] = frozenset(
+                (n[0], generation) if n[1] == 0 and n[0] in sites else n for n in kept
+            )
 
     def note_growing_graph(
         self, loss: Value, node: cst.Call, kwargs: dict[str, cst.BaseExpression]

@@ -244,6 +244,7 @@ class Interpreter(FunctionCalls):
                 self._generation += 1
                 self._loop_generations[self._generation] = loop
                 current = current.age(sites, self._generation)
+                self.age_retained(sites, self._generation)
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
         self._loop_conditions.pop()
@@ -323,7 +324,7 @@ class Interpreter(FunctionCalls):
                 if function.owner.is_module:
                     # Training back-propagates what forward returns.
                     self.check_saved(value, small, state)
-                    self.propagate(value)
+                    self.propagate(value, escapes=False)
             if self._frames and self._frames[-1].root:
                 self.propagate(value)  # handed to callers this module does not show
             self._return_values.append(value)
@@ -791,7 +792,9 @@ class Interpreter(FunctionCalls):
         if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
             iterable = self.eval(expr.for_in.iter, state)
             inner = self.bind_comprehension(expr.for_in, state, iterable)
+            self._comprehensions += 1  # its element runs many times, on the same values
             item = self.eval(expr.elt, inner)
+            self._comprehensions -= 1
             for one in self.each_item(expr.for_in, iterable):
                 # A short list of known elements: each element, not only their join.
                 each = copy.copy(state)

@@ -89,6 +89,7 @@ class InterpreterBase:
         # ... and the tests under which a `continue` ran on this pass.
         self._pass_skipped: list[list[cst.BaseExpression]] = []
         self._loop_names: dict[int, frozenset[str]] = {}  # loop -> names it assigns
+        self._comprehensions = 0  # comprehensions whose element is being evaluated
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
@@ -241,11 +242,15 @@ class InterpreterBase:
         """Whether the running code is inside a loop of its own function (or module)."""
         return len(self._loops) > (self._frames[-1].loops if self._frames else 0)
 
-    def propagate(self, value: Value) -> None:
+    def propagate(self, value: Value, escapes: bool = True) -> None:
         """`value` reaches a backward, or code that may run one: what it holds may be
-        back-propagated."""
+        back-propagated. `escapes`: it goes to code the analysis does not follow (not a
+        backward here, nor what a forward returns to a caller the analysis runs)."""
         if value.kind is not Kind.NUMBER and value.kind is not Kind.OTHER:
-            self.facts.propagated_sites |= sites_of(value)
+            sites = sites_of(value)
+            self.facts.propagated_sites |= sites
+            if escapes:
+                self.facts.escaped_sites |= sites
 
     def from_earlier_pass(self, graph: frozenset[Node], site: int | None = None) -> bool:
         """Whether `graph` holds a node (of `site`, if given) made on an earlier pass of a
