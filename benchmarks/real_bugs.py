@@ -4,8 +4,9 @@ Each case folder holds `buggy.py`, whose root-cause line ends with `# bug: GLxxx
 `fixed.py`, the fix its thread recommends. `_near_misses/` holds correct idioms that look
 like the bugs. A case is found when gradlint reports that code on that line; a fixed
 version or near miss is silent when gradlint reports nothing at all, except findings listed
-in the set's `_accepted.txt`: warnings (GL3xx) about waste that the fix left in place,
-each read and judged true (`case/fixed.py:LINE:CODE  why`).
+in the set's `_accepted.txt`: misuses other than the reported bug that the fix left in place
+(waste, mostly), each read and judged true, with a comment saying why
+(`case/fixed.py:LINE:CODE  # why`).
 
     python benchmarks/real_bugs.py [--verbose] [--root tests/fixtures/real_bugs_holdout]
 """

@@ -6,7 +6,6 @@ needs. The interpreter's part that PyTorch's autograd engine plays.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 import libcst as cst
 
@@ -716,12 +715,15 @@ class GraphTracking(InterpreterBase):
         elif grads.emptied:
             recent = grads.wiped_recent is YES
             self.facts.empty_steps.append(StepMisfire(node, None, grads.cleared_at, recent))
+        for backward in grads.leaked:
+            self.facts.foreign_gradients.append((backward, node))
         state.grads[optimizer.origin] = grads.step(node)
         # The backwards before this step were this optimizer's (a discriminator's loss that
-        # also reaches the generator): not gradients another optimizer is to sum.
+        # also reaches the generator): not gradients another optimizer is to sum, nor to
+        # apply.
         for key, other in state.grads.items():
-            if key != optimizer.origin and other.pending:
-                state.grads[key] = replace(other, pending=frozenset())
+            if key != optimizer.origin:
+                state.grads[key] = other.other_stepped(grads.reached_by)
 
     def reach_grads(self, loss: Value, node: cst.CSTNode, state: State) -> None:
         """The optimizers whose parameters this backward surely fills: those holding a
@@ -731,9 +733,8 @@ class GraphTracking(InterpreterBase):
             module = self._site_module_value.get(graph_node[0])
             if module is not None and module.path is not None:
                 paths.add(module.path)
+        # A backward on some passes only is for a step like it: not one to accumulate for.
         loops = self.unguarded_loops()
-        if not loops:
-            return  # a backward on some passes only: its gradients are for a step like it
         for key, grads in state.grads.items():
             roots = self._optimizer_roots.get(key, frozenset())
             if any(holds_part(roots, path) for path in paths):
