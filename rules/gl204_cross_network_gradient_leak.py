@@ -40,6 +40,11 @@ class CrossNetworkGradientLeak(Rule):
         "not train, or `zero_grad()` right before the other backward"
     )
 
+    weight_message = (
+        "a policy-gradient loss is weighted by this value, which still has the critic's graph, "
+        "so the policy loss trains the critic too; use `.detach()` in the policy loss"
+    )
+
     INVALID = [
         """\
 import torch
@@ -65,8 +70,53 @@ for step in range(2):
 own = torch.autograd.grad(bce(D(G(z)), torch.ones(8, 1)), G.weight)[0]
 assert not torch.allclose(seen[-1], own)  # G stepped on D's loss too
 """,
+        """\
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+
+class ActorCritic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.actor = nn.Linear(4, 2)
+        self.critic = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return Categorical(logits=self.actor(x)), self.critic(x).squeeze(-1)
+
+
+agent = ActorCritic()
+x, reward = torch.randn(8, 4), torch.randn(8)
+dist, value = agent(x)
+action = dist.sample()
+advantage = reward - value  # error
+policy_loss = -(dist.log_prob(action) * advantage).mean()
+policy_loss.backward()
+assert agent.critic.weight.grad is not None  # the policy loss trained the critic
+""",
     ]
     VALID = [
+        """\
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+actor, critic = nn.Linear(4, 2), nn.Linear(4, 1)
+opt = torch.optim.Adam([*actor.parameters(), *critic.parameters()])
+for _ in range(3):
+    x, reward = torch.randn(8, 4), torch.randn(8)
+    dist = Categorical(logits=actor(x))
+    action = dist.sample()
+    value = critic(x).squeeze(-1)
+    advantage = reward - value
+    policy_loss = -(dist.log_prob(action) * advantage.detach()).mean()
+    ratio = torch.exp(dist.log_prob(action) - dist.log_prob(action).detach())
+    clipped = (ratio * advantage.detach()).mean()
+    opt.zero_grad()
+    (policy_loss - clipped + advantage.pow(2).mean()).backward()
+    opt.step()
+""",
         """\
 import torch
 from torch import nn
@@ -126,3 +176,5 @@ for step in range(3):
     def check(self, facts: Facts) -> Iterator[Report]:
         for backward, _ in facts.foreign_gradients:
             yield Report(backward)
+        for weight, _ in facts.policy_weights:
+            yield Report(weight, self.weight_message)

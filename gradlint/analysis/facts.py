@@ -245,6 +245,9 @@ class Facts:
     revived_as_leaves: set[cst.CSTNode] = field(default_factory=set)
     # A backward of such a value: (where it was made to require grad, the backward).
     revived_backwards: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
+    # A backward of a policy-gradient loss whose weight (an advantage) has a graph of its
+    # own: (where the weight was made, the backward).
+    policy_weights: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # A backward of a loss with a term computed from a cut prediction: (the cut, backward).
     dead_terms: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # `.detach()` straight on a model's output made while autograd records.

@@ -232,8 +232,7 @@ class GraphTracking(InterpreterBase):
                         return True
         return False
 
-    @staticmethod
-    def with_gradient_origin(value: Value, inputs: list[Value], op: str) -> Value:
+    def with_gradient_origin(self, value: Value, inputs: list[Value], op: str) -> Value:
         """Carry where a gradient without a graph came from: through ops that keep it
         without a graph, and, once its size is taken (a gradient penalty), into everything
         made from that."""
@@ -251,6 +250,29 @@ class GraphTracking(InterpreterBase):
         dropped = next((v.dropped for v in inputs if v.dropped is not None), None)
         if dropped is not None and op in api.SUMMING_OPS:
             value = value.with_(dropped=dropped)
+        return self.with_policy_weight(value, inputs, op)
+
+    def with_policy_weight(self, value: Value, inputs: list[Value], op: str) -> Value:
+        """Carry log-probabilities through ops; a log-probability times a weight that has
+        a graph of its own (a critic's value in an advantage) makes a term whose backward
+        also trains what made the weight."""
+        log_prob = next((v.log_prob_of for v in inputs if v.log_prob_of is not None), None)
+        weighted = next((v.weighted for v in inputs if v.weighted is not None), None)
+        if log_prob is not None and op == "mul" and weighted is None:
+            weight = next(
+                (
+                    v
+                    for v in inputs
+                    if v.log_prob_of is None and v.requires_grad is YES and self.made_by_model(v)
+                ),
+                None,
+            )
+            if weight is not None:
+                weighted = next(iter(weight.kept_at), None) or weight.made_by or weight.head
+        if log_prob is not None:
+            value = value.with_(log_prob_of=log_prob)
+        if weighted is not None:
+            value = value.with_(weighted=weighted)
         return value
 
     def criterion_result(self, value: Value, inputs: list[Value]) -> Value:
@@ -260,6 +282,11 @@ class GraphTracking(InterpreterBase):
             return value
         cut = next((v.cut for v in inputs if id(v.cut) in self._sure_cuts), None)
         return value.with_(dropped=cut) if cut is not None else value
+
+    def made_by_model(self, value: Value) -> bool:
+        """Whether a module's call made part of the tensor's graph (a critic's value), not
+        only raw tensors (an entropy coefficient `log_alpha.exp()`)."""
+        return any(node[0] in self._site_module_value for node in value.graph)
 
     def revive(self, value: Value, at: cst.CSTNode) -> Value:
         """A value cut from its graph, made to require grad again at `at`: a leaf with no
@@ -495,6 +522,8 @@ class GraphTracking(InterpreterBase):
             self.facts.revived_backwards.append((loss.revived, node))
         if isinstance(loss.dropped, cst.CSTNode) and loss.requires_grad is YES:
             self.facts.dead_terms.append((loss.dropped, node))
+        if isinstance(loss.weighted, cst.CSTNode):
+            self.facts.policy_weights.append((loss.weighted, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
             self.reach_grads(loss, node, state)

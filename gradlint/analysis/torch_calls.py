@@ -661,7 +661,8 @@ class TorchCalls(GraphTracking):
         if receiver.layer == "distribution":
             if method in ("sample", "sample_n", "enumerate_support"):
                 return self.no_grad_tensor(receiver, node)
-            return self.op_result([receiver, *args], node, state, method)
+            result = self.op_result([receiver, *args], node, state, method)
+            return result.with_(log_prob_of=node) if method == "log_prob" else result
         if method == "detach":
             made_by = node.func.value  # type: ignore[attr-defined]
             if (

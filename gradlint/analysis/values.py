@@ -122,6 +122,11 @@ class Value:
     # A loss computed by a criterion from values surely cut from their graph (a detached
     # prediction), or a sum holding one: where the cut was. It can train nothing.
     dropped: object = None
+    # A log-probability of an action (`dist.log_prob(a)`), or made from one: that call.
+    log_prob_of: object = None
+    # A policy-gradient term: a log-probability times a weight (an advantage, a return)
+    # that still has a graph of its own: where that weight was made.
+    weighted: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -234,6 +239,8 @@ class Value:
             penalized=self.penalized if self.penalized is not None else other.penalized,
             revived=self.revived if self.revived is not None else other.revived,
             dropped=self.dropped if self.dropped is not None else other.dropped,
+            log_prob_of=self.log_prob_of if self.log_prob_of is not None else other.log_prob_of,
+            weighted=self.weighted if self.weighted is not None else other.weighted,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
