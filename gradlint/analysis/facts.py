@@ -233,9 +233,6 @@ class Facts:
     # A clear that, on some path, throws away gradients of a backward that reached the
     # optimizer's parameters and that no step applied -> those optimizers (their origins).
     pending_clears: dict[cst.CSTNode, set[int]] = field(default_factory=dict)
-    # (a backward, a later step of another optimizer whose parameters it also reached, with
-    # no clear in between): that step applies gradients of the other network's loss.
-    foreign_gradients: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # Optimizer (origin) -> for each step: whether a test on a name its loop changes guarded
     # it (gradient accumulation).
     step_guards: dict[int, set[bool]] = field(default_factory=dict)

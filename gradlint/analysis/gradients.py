@@ -39,11 +39,6 @@ class Grads:
     # or clear: (a loop on every pass of which it ran, that backward), by id. A may-fact:
     # paths join with `|`.
     pending: frozenset[tuple[int, int]] = frozenset()
-    # Backwards that surely reached these parameters since the last clear or step of another
-    # optimizer; and, since the last clear, those after which another optimizer stepped: that
-    # optimizer's losses (a discriminator's, through a fake batch not detached). May-facts.
-    reached_by: frozenset[cst.CSTNode] = frozenset()
-    foreign: frozenset[cst.CSTNode] = frozenset()
 
     def backward(self, node: cst.CSTNode) -> Grads:
         # The last backward before the step: in a GAN, the generator's own loss.
@@ -58,32 +53,17 @@ class Grads:
             wiped_recent=NO,
             applied_by=self.applied_by,
             pending=self.pending,
-            reached_by=self.reached_by,
-            foreign=self.foreign,
         )
 
     def reached(self, backward: cst.CSTNode, loops: frozenset[int]) -> Grads:
         """A backward surely reached these parameters, on every pass of these loops."""
         added = frozenset((loop, id(backward)) for loop in loops)
-        return replace(self, pending=self.pending | added, reached_by=self.reached_by | {backward})
+        return self if added <= self.pending else replace(self, pending=self.pending | added)
 
-    def other_stepped(self, its: frozenset[cst.CSTNode]) -> Grads:
-        """Another optimizer stepped on `its` backwards: those that reached these
-        parameters too were its losses, not theirs."""
-        if not self.pending and not self.reached_by:
-            return self
-        return replace(
-            self,
-            pending=frozenset(),
-            foreign=self.foreign | (self.reached_by & its),
-            reached_by=self.reached_by - its,
-        )
-
-    @property
-    def leaked(self) -> frozenset[cst.CSTNode]:
-        """Other networks' backwards that a step now applies: only where a backward of this
-        optimizer's own ran after them (else which loss was whose cannot be told)."""
-        return self.foreign if self.reached_by else frozenset()
+    def other_stepped(self) -> Grads:
+        """Another optimizer stepped: the backwards before it were its losses (a
+        discriminator's that also reaches the generator), not gradients to sum here."""
+        return replace(self, pending=frozenset()) if self.pending else self
 
     def pending_in(self, loop: cst.CSTNode) -> bool:
         return any(found == id(loop) for found, _ in self.pending)
@@ -131,8 +111,6 @@ class Grads:
             NO,
             self.applied_by,
             self.pending,
-            self.reached_by,
-            self.foreign,
         )
 
     def join(self, other: Grads) -> Grads:
@@ -149,8 +127,6 @@ class Grads:
             wiped_recent=self.wiped_recent.join(other.wiped_recent),
             applied_by=self.applied_by if self.applied_by is other.applied_by else None,
             pending=self.pending | other.pending,
-            reached_by=self.reached_by | other.reached_by,
-            foreign=self.foreign | other.foreign,
         )
 
 

@@ -744,15 +744,13 @@ class GraphTracking(InterpreterBase):
         elif grads.emptied:
             recent = grads.wiped_recent is YES
             self.facts.empty_steps.append(StepMisfire(node, None, grads.cleared_at, recent))
-        for backward in grads.leaked:
-            self.facts.foreign_gradients.append((backward, node))
         state.grads[optimizer.origin] = grads.step(node)
         # The backwards before this step were this optimizer's (a discriminator's loss that
         # also reaches the generator): not gradients another optimizer is to sum, nor to
         # apply.
         for key, other in state.grads.items():
             if key != optimizer.origin:
-                state.grads[key] = other.other_stepped(grads.reached_by)
+                state.grads[key] = other.other_stepped()
 
     def reach_grads(self, loss: Value, node: cst.CSTNode, state: State) -> None:
         """The optimizers whose parameters this backward surely fills: those holding a
