@@ -26,6 +26,9 @@ SETS = {
     "real_bugs_set8": (16, 0.50),
     "real_bugs_set9": (19, 0.25),
     "real_bugs_set10": (4, 0.50),
+    # Training bugs that do not crash (GL2xx, GL3xx).
+    "training_bugs": (48, 0.60),
+    "training_bugs_set2": (23, 0.65),
 }
 
 
