@@ -9,13 +9,14 @@ from gradlint.rule import Report, Rule
 
 
 class TrainStepOrder(Rule):
-    """Clears the gradients between `backward()` and `step()`, so the step applies nothing.
+    """Clears gradients before the `step()` that should apply them.
 
     **Why is this bad?** `optimizer.step()` applies what `.grad` holds when it runs. A
     `zero_grad()` after the backward and before the step throws the gradients away, and a
     `step()` placed before this iteration's backward finds them already cleared: the
     weights never move (or move only by weight decay and momentum), and the loss stays flat
-    with no error.
+    with no error. In gradient accumulation, where the step runs every few iterations, a
+    `zero_grad()` that runs on every iteration keeps only the last micro-batch's gradient.
 
     **Example**
     ```python
