@@ -51,6 +51,7 @@ from gradlint.analysis.syntax import (
     _target_keys,
     body_statements_of_module,
 )
+from gradlint.analysis.train_modes import forget_mode
 from gradlint.analysis.value_ops import (
     _OPERATORS,
     MAX_LOOP_DEPTH,
@@ -224,7 +225,9 @@ class Interpreter(FunctionCalls):
         entry = state
         current = state.copy()
         self._loops.append(loop)
+        self._loop_passes.append(0)
         for index in range(passes):
+            self.next_pass()
             sites: set[int] = set()
             self._loop_sites.append(sites)
             if target is not None:
@@ -243,6 +246,7 @@ class Interpreter(FunctionCalls):
                 current = current.age(sites, self._generation)
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
+        self._loop_passes.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
             # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after
@@ -595,6 +599,7 @@ class Interpreter(FunctionCalls):
         return self._aliases.get((id(self._function), changed.value))
 
     def forget_freezes(self, path: str, state: State) -> None:
+        forget_mode(path, state.training)
         prefix = path + "."
         for name in [k for k in state.frozen if k == path or k.startswith(prefix)]:
             del state.frozen[name]

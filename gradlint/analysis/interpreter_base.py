@@ -23,6 +23,7 @@ from gradlint.analysis.scopes import (
     ScopeCollector,
 )
 from gradlint.analysis.state import Effects, Frame, State
+from gradlint.analysis.train_modes import LoopPass, TrainMode, set_mode
 from gradlint.analysis.values import (
     NO,
     UNKNOWN,
@@ -131,6 +132,13 @@ class InterpreterBase:
         # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
         # whether by a new layer.
         self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
+        self._loop_passes: list[int] = []  # beside `_loops`: the id of each one's pass
+        self._pass_count = 0
+        # Graph site marking what an eval-mode model call returned -> that call, and
+        # whether its eval mode was left by an earlier pass of a loop still running.
+        self._eval_marks: dict[int, tuple[cst.Call, bool]] = {}
+        # ... of those carried over: the call that left the model in eval mode, the model.
+        self._eval_left_at: dict[int, tuple[cst.CSTNode, str]] = {}
 
     def building(self) -> ClassInfo | None:
         """The module class whose constructor (or a method it calls) is running."""
@@ -199,6 +207,35 @@ class InterpreterBase:
         if qualname.startswith(("torch.nn.", "torch.utils.data.")):
             return Value(kind=Kind.OTHER, layer="ref", path=qualname)
         return None
+
+    def next_pass(self) -> None:
+        """The innermost running loop starts a pass."""
+        self._pass_count += 1
+        self._loop_passes[-1] = self._pass_count
+
+    def running_passes(self) -> frozenset[LoopPass]:
+        return frozenset(zip(map(id, self._loops), self._loop_passes, strict=True))
+
+    def call_from(self, at: cst.CSTNode | None, node: cst.CSTNode) -> cst.CSTNode:
+        """The call, made by the function that ran `at`, that led to `node` (where that
+        function's code chose to run what is below); `node` where `at` ran in the running
+        function, or where it is not known."""
+        if at is None or at not in self.facts.scope:
+            return node
+        function = self.facts.scope[at]
+        index = 0  # module level: the outermost call
+        if function is not None:
+            found = [i for i, active in enumerate(self._active) if active is function]
+            if not found:
+                return node
+            index = found[-1] + 1
+        call = self._call_path[index] if index < len(self._call_path) else None
+        return call if call is not None else node
+
+    def set_training(self, module: Value, flag: Tri, node: cst.CSTNode, state: State) -> None:
+        """`module.train(flag)` / `module.eval()` at `node`."""
+        if module.path is not None:
+            set_mode(module.path, TrainMode(flag, node, self.running_passes()), state.training)
 
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""

@@ -10,10 +10,11 @@ import libcst as cst
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     ENABLED,
+    EvalForward,
     Inplace,
     OptimizerMade,
 )
-from gradlint.analysis.graphs import GraphTracking
+from gradlint.analysis.graphs import GraphTracking, _holds_graph_tensor, _marked
 from gradlint.analysis.names import dotted, resolve_dotted
 from gradlint.analysis.scopes import (
     grad_mode_of,
@@ -26,6 +27,7 @@ from gradlint.analysis.syntax import (
     _literal_integer,
     _string_key,
 )
+from gradlint.analysis.train_modes import TrainMode, forget_mode, mode_of, note_evaluated
 from gradlint.analysis.value_ops import (
     _INIT_MISSPELLINGS,
     _SAVING_NORMS,
@@ -819,7 +821,12 @@ class TorchCalls(GraphTracking):
         if method == "zero_grad":
             self.clear_grads(module, node, state)
             return NONE
-        if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
+        if method in ("train", "eval"):
+            self.set_training(module, _training_flag(method, args), node, state)
+            return module
+        if method == "apply" and module.path is not None:
+            forget_mode(module.path, state.training)  # `apply(set_bn_eval)`: part of it
+        if method in ("to", "cuda", "cpu", "float", "double", "half", "apply"):
             return module
         if method == "register_buffer" and len(args) >= 2 and module.path is not None:
             name = _string_key(node.args[0].value)
@@ -844,6 +851,8 @@ class TorchCalls(GraphTracking):
         if any(value.kind is Kind.MODULE for value in values):
             self.trained()
         for value in values:
+            if value.kind is Kind.MODULE and value.path is not None:
+                forget_mode(value.path, state.training)  # it may have been set either way
             if value.kind is Kind.MODULE and value.path is not None and state.frozen:
                 prefix = value.path + "."
                 for key in [k for k in state.frozen if k == value.path or k.startswith(prefix)]:
@@ -859,6 +868,57 @@ class TorchCalls(GraphTracking):
     ) -> Value:
         """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
         call's own argument."""
+        # A model called by the code that uses it, not a layer run inside a forward.
+        outer = self._layer is None and not self.in_forward() and module.path is not None
+        mode = mode_of(module.path, state.training) if outer and module.path else None
+        result = self.run_module(module, node, args, state, first)
+        if outer and state.mode == ENABLED and module.path is not None:
+            training = mode.training if mode is not None else UNKNOWN
+            old = self.facts.forward_modes.get(node)
+            self.facts.forward_modes[node] = training if old is None else old.join(training)
+            if mode is not None and training is NO:
+                result = self.eval_forward(module, module.path, mode, node, result)
+        elif outer and "E" not in state.mode and module.path is not None:
+            note_evaluated(module.path, state.training)
+        return result
+
+    def eval_forward(
+        self, module: Value, path: str, mode: TrainMode, node: cst.Call, result: Value
+    ) -> Value:
+        """A model run in eval mode while autograd records: what it returns carries a mark,
+        so that a backward through it (or code that may run one) is seen."""
+        if not _holds_graph_tensor(result):
+            return result
+        # Eval mode left by an earlier pass of a loop, or by an evaluation: training
+        # resumed without `.train()`.
+        carried = (
+            (mode.set_during(self.running_passes()) or mode.evaluated)
+            and module.has_params is YES
+            and module.frozen is NO
+        )
+        site = hash(("eval", id(node), carried))
+        self._eval_marks[site] = (node, carried)
+        mark = self.new_node(node, site)
+        at = self.call_from(mode.at, node)
+        found = self.facts.eval_forwards.get(at)
+        if found is not None:
+            sites, calls = found.sites | {site}, found.calls | {node}
+            self.facts.eval_forwards[at] = EvalForward(found.node, found.path, sites, calls)
+        else:
+            found = EvalForward(at, path, frozenset({site}), frozenset({node}))
+            self.facts.eval_forwards[at] = found
+        if carried and mode.at is not None:
+            self._eval_left_at[site] = (mode.at, path)
+        return _marked(result, mark)
+
+    def run_module(
+        self,
+        module: Value,
+        node: cst.Call,
+        args: list[Value],
+        state: State,
+        first: bool = True,
+    ) -> Value:
         self._module_calls.add(id(node))
         self._used_at = self.tick_clock()
         if module.inplace and module.layer is not None and args:
@@ -884,7 +944,7 @@ class TorchCalls(GraphTracking):
                 if module.frozen is YES:
                     layer = layer.with_(frozen=YES, cut=self.frozen_site(module, state))
                 self._layer = hash((outer, index))
-                value = self.module_call(layer, node, [value], state, first=index == 0)
+                value = self.run_module(layer, node, [value], state, first=index == 0)
             self._layer = outer
             if module.has_params is YES and module.frozen is NO:
                 self.save_weights(module, value, state, node)
@@ -1020,3 +1080,10 @@ def _copies(tensor: Value, method: str, target: str | None) -> Tri:
 FIGURE = Value(kind=Kind.OTHER, layer="figure")
 # A matplotlib Axes, or an array of them (indexing and iterating give an Axes).
 AXES = Value(kind=Kind.OTHER, layer="axes")
+
+
+def _training_flag(method: str, args: list[Value]) -> Tri:
+    """The mode `.eval()` / `.train(mode=True)` sets: YES training, NO eval."""
+    if method == "eval":
+        return NO
+    return args[0].truth if args else YES
