@@ -37,7 +37,9 @@ class TrainedInEvalMode(Rule):
     ```
 
     Reported at the `.eval()` (or the call of the helper that leaves the model in eval
-    mode) whose mode a later iteration's backward trains in.
+    mode) whose mode a later backward trains in; where the training runs in a routine of
+    its own that loops over batches, at that loop, before which the routine should set
+    its mode.
     """
 
     code = "GL203"
@@ -116,7 +118,7 @@ class Trainer:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1)
 
     def train_epoch(self, batches):
-        for x in batches:
+        for x in batches:  # error
             self.opt.zero_grad()
             loss = self.model(x).logsumexp(-1).mean()
             loss.backward()
@@ -130,7 +132,7 @@ class Trainer:
     def fit(self, epochs):
         for epoch in range(epochs):
             self.train_epoch(torch.randn(2, 16, 4))
-            self.validate(torch.randn(1, 16, 4))  # error
+            self.validate(torch.randn(1, 16, 4))
 
 
 trainer = Trainer()
@@ -231,11 +233,19 @@ for epoch in range(2):
             if _held_by_no_optimizer(facts, found):
                 continue
             line = facts.position(found.forward)[0]
+            if found.node is found.left_by:
+                yield Report(
+                    found.node,
+                    f"leaves `{found.path}` in eval mode, and training resumes in it at line "
+                    f"{line} (dropout off, BatchNorm frozen); call `.train()` before training "
+                    "resumes",
+                )
+                continue
+            left = facts.position(found.left_by)[0]
             yield Report(
                 found.node,
-                f"leaves `{found.path}` in eval mode, and the next iteration trains it so at "
-                f"line {line} (dropout off, BatchNorm frozen); call `.train()` before "
-                "training resumes",
+                f"trains `{found.path}` (line {line}) in the eval mode that line {left} left "
+                "it in (dropout off, BatchNorm frozen); call `.train()` before this loop",
             )
 
 

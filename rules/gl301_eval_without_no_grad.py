@@ -194,7 +194,9 @@ def predict(net, x):
             if isinstance(call.func, cst.Attribute)
         }
         for node, forward in facts.eval_forwards.items():
-            if any(facts.forward_modes.get(call) is not NO for call in forward.calls):
+            if node in forward.calls and any(
+                facts.forward_modes.get(call) is not NO for call in forward.calls
+            ):
                 continue  # also run in training mode: a helper that training uses too
             if forward.sites & facts.propagated_sites or node in detached:
                 continue  # back-propagated, or handed to code that may do so

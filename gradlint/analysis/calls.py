@@ -30,7 +30,7 @@ from gradlint.analysis.syntax import (
     _self_name,
 )
 from gradlint.analysis.torch_calls import TorchCalls
-from gradlint.analysis.train_modes import TrainMode, mode_of, set_mode
+from gradlint.analysis.train_modes import Left, TrainMode, mode_of, set_mode
 from gradlint.analysis.value_ops import (
     _BUILTINS,
     _REGISTERS,
@@ -468,13 +468,21 @@ class FunctionCalls(TorchCalls):
                 continue
             path = f"{base}.{rest}" if rest else base
             before = mode_of(path, caller.training)
+            kept = {left.at: left for left in before.left} if before is not None else {}
+            # Eval modes the caller left stay its own (as evaluated there); those the call
+            # set are set by the call, now, on the caller's pass of its loops.
+            passes = self.running_passes()
+            left = frozenset(
+                replace(kept[entry.at], evaluated=entry.evaluated)
+                if entry.at in kept
+                else Left(call, passes, entry.evaluated)
+                for entry in mode.left
+            )
             if before is not None and before.at is mode.at and before.training is mode.training:
-                # Only run (evaluated) there: still the mode the caller set, where it did.
-                set_mode(path, replace(before, evaluated=mode.evaluated), caller.training)
+                set_mode(path, replace(before, left=left), caller.training)
                 continue
             at = call if mode.training is not UNKNOWN else None
-            now = TrainMode(mode.training, at, self.running_passes(), mode.evaluated)
-            set_mode(path, now, caller.training)
+            set_mode(path, TrainMode(mode.training, at, left), caller.training)
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
@@ -918,7 +926,7 @@ class FunctionCalls(TorchCalls):
                 return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
             if attr in ("T", "mT", "H", "mH", "real", "imag"):
                 return self.op_result([obj], expr, state, attr)
-            if attr in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"):
+            if attr in api.TENSOR_INFO_ATTRIBUTES:
                 return OTHER
             return UNKNOWN_VALUE
         if obj.kind is Kind.OTHER and obj.cls is not None:

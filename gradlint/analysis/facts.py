@@ -217,7 +217,10 @@ class TrainedInEval:
     """A backward through a model's forward run in eval mode, where the eval mode was left
     by an earlier pass of a loop still running (a validation pass in the previous epoch)."""
 
-    node: cst.CSTNode  # the `.eval()` left in force, or the call of the helper that did it
+    # Where to set training mode: the `.eval()` left in force (or the call of the helper
+    # that did it), or the loop of the training routine that trains in it.
+    node: cst.CSTNode
+    left_by: cst.CSTNode  # the `.eval()`, or the call of the helper that did it
     forward: cst.Call  # the model call that ran in eval mode
     backward: cst.CSTNode
     path: str

@@ -499,13 +499,11 @@ class GraphTracking(InterpreterBase):
         """A backward through a model run in eval mode that an earlier pass of a running
         loop left it in: training resumed in eval mode."""
         for graph_node in loss.graph:
-            left = self._eval_left_at.get(graph_node[0])
-            forward = self._eval_marks.get(graph_node[0])
-            if left is None or forward is None:
-                continue
-            at, path = left
-            found = TrainedInEval(at, forward[0], backward, path)
-            self.facts.trained_in_eval.setdefault(at, found)
+            left = self._eval_left.get(graph_node[0])
+            if left is not None:
+                report, left_by, forward, path = left
+                found = TrainedInEval(report, left_by, forward, backward, path)
+                self.facts.trained_in_eval.setdefault(report, found)
 
     def returns_grads(self, node: cst.Call) -> bool:
         """`torch.autograd.grad(...)` hands the gradients back instead of adding them to

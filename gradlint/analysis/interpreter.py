@@ -226,6 +226,7 @@ class Interpreter(FunctionCalls):
         current = state.copy()
         self._loops.append(loop)
         self._loop_passes.append(0)
+        self._loop_depths.append(len(self._active))
         for index in range(passes):
             self.next_pass()
             sites: set[int] = set()
@@ -247,6 +248,7 @@ class Interpreter(FunctionCalls):
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
         self._loop_passes.pop()
+        self._loop_depths.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
             # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after

@@ -23,7 +23,7 @@ from gradlint.analysis.scopes import (
     ScopeCollector,
 )
 from gradlint.analysis.state import Effects, Frame, State
-from gradlint.analysis.train_modes import LoopPass, TrainMode, set_mode
+from gradlint.analysis.train_modes import Left, LoopPass, TrainMode, set_mode
 from gradlint.analysis.values import (
     NO,
     UNKNOWN,
@@ -133,12 +133,11 @@ class InterpreterBase:
         # whether by a new layer.
         self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
         self._loop_passes: list[int] = []  # beside `_loops`: the id of each one's pass
+        self._loop_depths: list[int] = []  # ... and how many functions were running then
         self._pass_count = 0
-        # Graph site marking what an eval-mode model call returned -> that call, and
-        # whether its eval mode was left by an earlier pass of a loop still running.
-        self._eval_marks: dict[int, tuple[cst.Call, bool]] = {}
-        # ... of those carried over: the call that left the model in eval mode, the model.
-        self._eval_left_at: dict[int, tuple[cst.CSTNode, str]] = {}
+        # Graph site marking what a model call returned in an eval mode left by an
+        # evaluation -> where to report, what left it, the model call, the model.
+        self._eval_left: dict[int, tuple[cst.CSTNode, cst.CSTNode, cst.Call, str]] = {}
 
     def building(self) -> ClassInfo | None:
         """The module class whose constructor (or a method it calls) is running."""
@@ -220,22 +219,43 @@ class InterpreterBase:
         """The call, made by the function that ran `at`, that led to `node` (where that
         function's code chose to run what is below); `node` where `at` ran in the running
         function, or where it is not known."""
+        index = self.call_index(at)
+        call = self._call_path[index] if index is not None else None
+        return call if call is not None else node
+
+    def call_index(self, at: cst.CSTNode | None) -> int | None:
+        """Where in the running calls (`_call_path`, `_active`) is the call that the
+        function that ran `at` made: None where `at` ran in the running function, or where
+        it is not known."""
         if at is None or at not in self.facts.scope:
-            return node
+            return None
         function = self.facts.scope[at]
         index = 0  # module level: the outermost call
         if function is not None:
             found = [i for i, active in enumerate(self._active) if active is function]
             if not found:
-                return node
+                return None
             index = found[-1] + 1
-        call = self._call_path[index] if index < len(self._call_path) else None
-        return call if call is not None else node
+        return index if index < len(self._call_path) else None
+
+    def training_entry(self, at: cst.CSTNode) -> cst.CSTNode:
+        """Where training resumes in the eval mode that `at` left: in a training routine
+        called from the code that ran `at`, which loops over batches itself, the outermost
+        loop of that routine around the running code (it should set its own mode before
+        it); otherwise `at`, where the mode was left."""
+        index = self.call_index(at)
+        if index is None:
+            return at
+        for loop, depth in zip(self._loops, self._loop_depths, strict=True):
+            if depth > index:
+                return loop
+        return at
 
     def set_training(self, module: Value, flag: Tri, node: cst.CSTNode, state: State) -> None:
         """`module.train(flag)` / `module.eval()` at `node`."""
         if module.path is not None:
-            set_mode(module.path, TrainMode(flag, node, self.running_passes()), state.training)
+            left = frozenset({Left(node, self.running_passes())}) if flag is NO else frozenset()
+            set_mode(module.path, TrainMode(flag, node, left), state.training)
 
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""

@@ -106,6 +106,11 @@ NON_TENSOR_METHODS = frozenset(
     "is_contiguous get_device is_floating_point equal allclose __len__ __repr__".split()
 )
 
+# Tensor methods that return an int (`size` and `stride` do when given a dimension).
+COUNT_METHODS = frozenset(
+    "numel dim nelement element_size data_ptr get_device storage_offset".split()
+)
+
 # Tensor methods that end in `_` but are not in-place changes of the values.
 NOT_INPLACE = frozenset(
     {"requires_grad_", "share_memory_", "retain_grad_", "detach_", "pin_memory_"}
@@ -286,3 +291,8 @@ CONVERSIONS = frozenset("numpy tolist item".split())
 
 # Factories that copy the data they are given.
 FROM_DATA = frozenset("tensor as_tensor from_numpy Tensor FloatTensor DoubleTensor".split())
+
+# Attributes of a tensor that describe it and hold none of its values (nor its graph).
+TENSOR_INFO_ATTRIBUTES = frozenset(
+    {"shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"}
+)

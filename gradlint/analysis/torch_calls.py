@@ -134,6 +134,8 @@ class TorchCalls(GraphTracking):
     def named_attribute(self, node: cst.Call, args: list[Value], state: State) -> Value:
         """`getattr(nn, "ReLU")`, `getattr(model, name)` with the name known."""
         name = args[1].text
+        if args[0].is_tensor and name in api.TENSOR_INFO_ATTRIBUTES:
+            return OTHER  # `getattr(t, "grad_fn", None)`: reads, and keeps, no values
         base = dotted(node.args[0].value)
         if name is None or base is None:
             return UNKNOWN_VALUE
@@ -698,6 +700,8 @@ class TorchCalls(GraphTracking):
                 if method == "numpy"
                 else NUMBER
                 if method == "item"
+                else INT
+                if method in api.COUNT_METHODS or (method in ("size", "stride") and args)
                 else Value(kind=Kind.OTHER, requires_grad=NO)
             )
             if method in api.CONVERSIONS:  # values out of torch: where their graph was cut
@@ -877,29 +881,34 @@ class TorchCalls(GraphTracking):
             old = self.facts.forward_modes.get(node)
             self.facts.forward_modes[node] = training if old is None else old.join(training)
             if mode is not None and training is NO:
-                result = self.eval_forward(module, module.path, mode, node, result)
+                result = self.eval_forward(module.path, mode, node, result)
+            if mode is not None and module.has_params is YES and module.frozen is NO:
+                result = self.resumed_in_eval(module.path, mode, node, result)
         elif outer and "E" not in state.mode and module.path is not None:
             note_evaluated(module.path, state.training)
         return result
 
-    def eval_forward(
-        self, module: Value, path: str, mode: TrainMode, node: cst.Call, result: Value
-    ) -> Value:
+    def resumed_in_eval(self, path: str, mode: TrainMode, node: cst.Call, result: Value) -> Value:
+        """A trainable model run, while autograd records, in an eval mode that an
+        evaluation left (on some path): marked, so that a backward through it is seen."""
+        running = self.running_passes()
+        for left in mode.left:
+            if not left.resumed(running) or not _holds_graph_tensor(result):
+                continue
+            report = self.training_entry(left.at)
+            site = hash(("left", id(node), id(left.at)))
+            self._eval_left[site] = (report, left.at, node, path)
+            result = _marked(result, self.new_node(node, site))
+        return result
+
+    def eval_forward(self, path: str, mode: TrainMode, node: cst.Call, result: Value) -> Value:
         """A model run in eval mode while autograd records: what it returns carries a mark,
         so that a backward through it (or code that may run one) is seen."""
         if not _holds_graph_tensor(result):
             return result
-        # Eval mode left by an earlier pass of a loop, or by an evaluation: training
-        # resumed without `.train()`.
-        carried = (
-            (mode.set_during(self.running_passes()) or mode.evaluated)
-            and module.has_params is YES
-            and module.frozen is NO
-        )
-        site = hash(("eval", id(node), carried))
-        self._eval_marks[site] = (node, carried)
-        mark = self.new_node(node, site)
         at = self.call_from(mode.at, node)
+        site = hash(("eval", id(node), id(at)))
+        mark = self.new_node(node, site)
         found = self.facts.eval_forwards.get(at)
         if found is not None:
             sites, calls = found.sites | {site}, found.calls | {node}
@@ -907,8 +916,6 @@ class TorchCalls(GraphTracking):
         else:
             found = EvalForward(at, path, frozenset({site}), frozenset({node}))
             self.facts.eval_forwards[at] = found
-        if carried and mode.at is not None:
-            self._eval_left_at[site] = (mode.at, path)
         return _marked(result, mark)
 
     def run_module(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import libcst as cst
 
-from gradlint.analysis.values import NO, UNKNOWN, Tri
+from gradlint.analysis.values import UNKNOWN, Tri
 
 # A pass of a loop: (the loop's id, the pass's own id). Each pass of each run of a loop has
 # an id of its own, so that a mode set on an earlier pass can be told from one set on this.
@@ -22,15 +22,33 @@ LoopPass = tuple[int, int]
 
 
 @dataclass(frozen=True)
+class Left:
+    """An eval mode set and not undone on some path: where, and what happened since."""
+
+    at: cst.CSTNode  # the `.eval()`, or the call of a helper that did it
+    passes: frozenset[LoopPass]  # the loop passes running when it was set
+    evaluated: bool = False  # the module was run in it with autograd off since (validation)
+
+    def resumed(self, running: frozenset[LoopPass]) -> bool:
+        """Whether training in this mode now is training resumed after an evaluation: the
+        mode was set on an earlier pass of a loop running now (carried into this pass from
+        the one before), or the model was evaluated in it."""
+        if self.evaluated:
+            return True
+        current = dict(running)
+        return any(loop in current and current[loop] != index for loop, index in self.passes)
+
+
+@dataclass(frozen=True)
 class TrainMode:
     """What the last `.train()`/`.eval()` on a module's path left it in."""
 
-    training: Tri  # YES training mode, NO eval mode, UNKNOWN either
+    training: Tri  # YES training mode, NO eval mode, UNKNOWN either (on every path)
     # The call that set it: `.eval()`, or the call of a helper that did.
     at: cst.CSTNode | None = None
-    passes: frozenset[LoopPass] = frozenset()  # the loop passes running when it was set
-    # Run in this mode with autograd off since: evaluated (validation, metrics, sampling).
-    evaluated: bool = False
+    # The eval modes that some path still has in force (a may-set: a path that called
+    # `.train()` since has none): those a training forward here would train in.
+    left: frozenset[Left] = frozenset()
 
     def join(self, other: TrainMode) -> TrainMode:
         if self == other:
@@ -38,15 +56,8 @@ class TrainMode:
         return TrainMode(
             self.training.join(other.training),
             self.at if self.at is other.at else None,
-            self.passes | other.passes,
-            self.evaluated and other.evaluated,
+            self.left | other.left,
         )
-
-    def set_during(self, passes: frozenset[LoopPass]) -> bool:
-        """Whether it was set on an earlier pass of a loop in `passes` (those running now)
-        than the one running: carried into this pass from the one before."""
-        running = dict(passes)
-        return any(loop in running and running[loop] != index for loop, index in self.passes)
 
 
 UNKNOWN_MODE = TrainMode(UNKNOWN)
@@ -59,7 +70,8 @@ def join_modes(a: dict[str, TrainMode], b: dict[str, TrainMode]) -> dict[str, Tr
 
 def mode_of(path: str, modes: dict[str, TrainMode]) -> TrainMode | None:
     """The mode of the module at `path`: as set on it or on the nearest module above it;
-    UNKNOWN where a module under it was set otherwise since; None where nothing was set."""
+    UNKNOWN where a module under it was set otherwise since (with the eval modes left on
+    any of them); None where nothing was set."""
     found: TrainMode | None = None
     parts = path.split(".")
     for end in range(len(parts), 0, -1):
@@ -69,9 +81,14 @@ def mode_of(path: str, modes: dict[str, TrainMode]) -> TrainMode | None:
     prefix = path + "."
     children = [mode for key, mode in modes.items() if key.startswith(prefix)]
     if found is None:
-        return UNKNOWN_MODE if children else None
+        return (
+            TrainMode(UNKNOWN, None, frozenset().union(*(c.left for c in children)))
+            if children
+            else None
+        )
     if any(child.training is not found.training for child in children):
-        return UNKNOWN_MODE
+        left = found.left.union(*(child.left for child in children))
+        return TrainMode(UNKNOWN, None, left)
     return found
 
 
@@ -82,8 +99,9 @@ def note_evaluated(path: str, modes: dict[str, TrainMode]) -> None:
         key = ".".join(parts[:end])
         found = modes.get(key)
         if found is not None:
-            if found.training is NO and not found.evaluated:
-                modes[key] = replace(found, evaluated=True)
+            if found.left and not all(left.evaluated for left in found.left):
+                left = frozenset(replace(left, evaluated=True) for left in found.left)
+                modes[key] = replace(found, left=left)
             return
 
 
@@ -99,7 +117,7 @@ def set_mode(path: str, mode: TrainMode, modes: dict[str, TrainMode]) -> None:
         parent = ".".join(parts[:end])
         above = modes.get(parent)
         if above is not None and above.training is not mode.training:
-            modes[parent] = UNKNOWN_MODE
+            modes[parent] = TrainMode(UNKNOWN, None, above.left)
 
 
 def forget_mode(path: str, modes: dict[str, TrainMode]) -> None:
