@@ -139,6 +139,30 @@ trainer = Trainer()
 trainer.fit(3)
 assert trainer.model.bn.num_batches_tracked.item() == 2  # only the first epoch's batches
 """,
+        """\
+import torch
+from torch import nn, optim
+
+
+def validate(net, data):
+    net.eval()
+    with torch.no_grad():
+        return sum(nn.functional.mse_loss(net(x), y).item() for x, y in data)
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+opt = optim.SGD(model.parameters(), lr=0.01)
+train_data = [(torch.randn(16, 4), torch.randn(16, 1)) for _ in range(6)]
+model.train()
+for step, (x, y) in enumerate(train_data):
+    opt.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+    if step % 3 == 0:
+        validate(model, train_data[:1])  # error
+# BatchNorm learnt from 1 of the 6 training batches: the rest trained in eval mode.
+assert model[1].num_batches_tracked.item() == 1
+""",
     ]
     VALID = [
         """\

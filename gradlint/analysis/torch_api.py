@@ -23,6 +23,14 @@ GRAD_MODE_CLASSES = {
 # Lightning runs these hooks with grad disabled.
 NO_GRAD_HOOKS = frozenset({"validation_step", "test_step", "predict_step"})
 
+# Packages whose decorators leave the grad mode as it is. A decorator imported from
+# anywhere else (a project's own `smart_inference_mode`) may wrap the function in no_grad.
+GRAD_NEUTRAL_PACKAGES = frozenset(
+    "abc accelerate atexit click contextlib dataclasses deprecated fire functools gin "
+    "hydra hypothesis jax lightning numba overrides pytest pytorch_lightning ray "
+    "tensorflow torch transformers typing typing_extensions unittest wandb warnings".split()
+)
+
 FACTORIES = frozenset(
     "tensor as_tensor from_numpy zeros ones empty full rand randn randint randperm arange "
     "linspace logspace eye zeros_like ones_like empty_like full_like rand_like randn_like "

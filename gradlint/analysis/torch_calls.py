@@ -567,6 +567,8 @@ class TorchCalls(GraphTracking):
             self.retain_grad(receiver)
             return NONE
         if method == "backward":
+            for arg in args:
+                self.propagate(arg)  # `accelerator.backward(loss)` back-propagates its argument
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
         if method == "requires_grad_" and receiver.kind is Kind.UNKNOWN:
