@@ -250,6 +250,23 @@ for epoch in range(2):
         model(x).pow(2).mean().backward()
         opt.step()
 """,
+        """\
+import torch
+from torch import nn, optim
+
+teacher = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+student = nn.Linear(4, 2)
+opt = optim.SGD(student.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for epoch in range(2):
+    teacher.eval()  # the teacher is never trained: eval mode is what it should run in
+    with torch.no_grad():
+        teacher_score = teacher(x).abs().mean().item()
+    opt.zero_grad()
+    loss = (student(x) - teacher(x)).pow(2).mean()
+    loss.backward()
+    opt.step()
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -37,8 +37,10 @@ class EvalWithoutNoGrad(Rule):
             correct += (model(x).argmax(1) == y).sum().item()
     ```
 
-    Silent where the result is back-propagated (adversarial examples, eval-mode
-    fine-tuning) or handed to code the analysis cannot follow.
+    Reported at the first such forward of an evaluation function (or at the call, from the
+    code that set eval mode, of the helper that runs the model). Silent where the result is
+    back-propagated (adversarial examples, eval-mode fine-tuning) or handed to code the
+    analysis cannot follow.
     """
 
     code = "GL301"
@@ -193,6 +195,9 @@ def predict(net, x):
             for call in facts.detached_forwards
             if isinstance(call.func, cst.Attribute)
         }
+        # One evaluation function is one fix (`@torch.no_grad()`): one finding, at its first
+        # forward; at module level, one per `.eval()`.
+        groups: dict[tuple[object, object], list[cst.CSTNode]] = {}
         for node, forward in facts.eval_forwards.items():
             if node in forward.calls and any(
                 facts.forward_modes.get(call) is not NO for call in forward.calls
@@ -200,4 +205,14 @@ def predict(net, x):
                 continue  # also run in training mode: a helper that training uses too
             if forward.sites & facts.propagated_sites or node in detached:
                 continue  # back-propagated, or handed to code that may do so
-            yield Report(node)
+            scope = facts.scope.get(node)
+            key = (scope, None if scope is not None else forward.set_by or node)
+            groups.setdefault(key, []).append(node)
+        for nodes in groups.values():
+            first, *rest = sorted(nodes, key=facts.position)
+            if not rest:
+                yield Report(first)
+                continue
+            lines = ", ".join(str(facts.position(node)[0]) for node in rest)
+            also = "line" if len(rest) == 1 else "lines"
+            yield Report(first, f"{self.message} (also the forward at {also} {lines})")

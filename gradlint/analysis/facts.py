@@ -210,6 +210,7 @@ class EvalForward:
     # them, or code we cannot follow that got them, may have wanted the graph.
     sites: frozenset[int]
     calls: frozenset[cst.Call]  # the model calls
+    set_by: cst.CSTNode | None = None  # the `.eval()` (or the helper call) that set the mode
 
 
 @dataclass(frozen=True)

@@ -914,9 +914,10 @@ class TorchCalls(GraphTracking):
         found = self.facts.eval_forwards.get(at)
         if found is not None:
             sites, calls = found.sites | {site}, found.calls | {node}
-            self.facts.eval_forwards[at] = EvalForward(found.node, found.path, sites, calls)
+            set_by = found.set_by if found.set_by is mode.at else None
+            self.facts.eval_forwards[at] = EvalForward(found.node, found.path, sites, calls, set_by)
         else:
-            found = EvalForward(at, path, frozenset({site}), frozenset({node}))
+            found = EvalForward(at, path, frozenset({site}), frozenset({node}), mode.at)
             self.facts.eval_forwards[at] = found
         return _marked(result, mark)
 
