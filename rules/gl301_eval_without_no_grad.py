@@ -111,6 +111,32 @@ class Classifier(nn.Module):
 labels, recorded = Classifier().predict(torch.randn(6, 4))
 assert recorded
 """,
+        """\
+import torch
+from torch import nn, optim
+
+
+def run_epoch(model, batches, opt=None):
+    total, last = 0.0, None
+    for x, y in batches:
+        last = nn.functional.mse_loss(model(x), y)
+        if opt is not None:
+            opt.zero_grad()
+            last.backward()
+            opt.step()
+        total += last.item()
+    return total / len(batches), last.requires_grad
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Linear(8, 1))
+opt = optim.Adam(model.parameters(), lr=1e-3)
+data = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(3)]
+model.train()
+train_loss, _ = run_epoch(model, data, opt)
+model.eval()
+val_loss, recorded = run_epoch(model, data)  # error
+assert recorded  # the validation epoch recorded graphs too
+""",
     ]
     VALID = [
         """\
