@@ -113,7 +113,7 @@ class FunctionCalls(TorchCalls):
             id(info),
             mode,
             tuple(sorted((k, frozen.name) for k, (frozen, _) in inherited.items())),
-            tuple(sorted((k, mode.training.name) for k, mode in modes_in.items())),
+            tuple(sorted((k, mode.training.name, bool(mode.left)) for k, mode in modes_in.items())),
             tuple(_shape(v) for v in args),
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
@@ -475,7 +475,7 @@ class FunctionCalls(TorchCalls):
             left = frozenset(
                 replace(kept[entry.at], evaluated=entry.evaluated)
                 if entry.at in kept
-                else Left(call, passes, entry.evaluated)
+                else Left(call, passes, entry.evaluated, path)
                 for entry in mode.left
             )
             if before is not None and before.at is mode.at and before.training is mode.training:

@@ -254,7 +254,8 @@ class InterpreterBase:
     def set_training(self, module: Value, flag: Tri, node: cst.CSTNode, state: State) -> None:
         """`module.train(flag)` / `module.eval()` at `node`."""
         if module.path is not None:
-            left = frozenset({Left(node, self.running_passes())}) if flag is NO else frozenset()
+            passes = self.running_passes()
+            left = frozenset({Left(node, passes, path=module.path)}) if flag is NO else frozenset()
             set_mode(module.path, TrainMode(flag, node, left), state.training)
 
     def in_loop(self) -> bool:

@@ -899,7 +899,7 @@ class TorchCalls(GraphTracking):
                 continue
             report = self.training_entry(left.at)
             site = hash(("left", id(node), id(left.at)))
-            self._eval_left[site] = (report, left.at, node, path)
+            self._eval_left[site] = (report, left.at, node, left.path or path)
             result = _marked(result, self.new_node(node, site))
         return result
 

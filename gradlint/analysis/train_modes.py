@@ -28,6 +28,7 @@ class Left:
     at: cst.CSTNode  # the `.eval()`, or the call of a helper that did it
     passes: frozenset[LoopPass]  # the loop passes running when it was set
     evaluated: bool = False  # the module was run in it with autograd off since (validation)
+    path: str | None = None  # the module, as named where `at` is
 
     def resumed(self, running: frozenset[LoopPass]) -> bool:
         """Whether training in this mode now is training resumed after an evaluation: the
