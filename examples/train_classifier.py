@@ -1,4 +1,4 @@
-"""A small training script with four autograd mistakes that gradlint finds.
+"""A small training script with four autograd mistakes that gradlint finds (five findings).
 
 Run `gradlint check examples/` to see them; `gradlint rule CODE` explains each one.
 """
@@ -40,7 +40,7 @@ def train(model: Classifier, batches: list[tuple[torch.Tensor, torch.Tensor]]) -
 
 def evaluate(model: Classifier, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     model.eval()
-    torch.no_grad()  # does nothing on its own (GL210)
+    torch.no_grad()  # does nothing on its own (GL210), so the forward below records (GL301)
     correct = 0
     for x, y in batches:
         correct += int((model(x).argmax(dim=1) == y).sum())

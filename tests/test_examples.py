@@ -18,6 +18,7 @@ def test_example_findings_are_the_documented_ones() -> None:
         (18, "GL215"),
         (37, "GL101"),
         (43, "GL210"),
+        (46, "GL301"),  # the forward that the bare no_grad() was meant to cover
         (60, "GL102"),
     ]
 

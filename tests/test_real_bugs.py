@@ -27,8 +27,8 @@ SETS = {
     "real_bugs_set9": (19, 0.25),
     "real_bugs_set10": (4, 0.50),
     # Training bugs that do not crash (GL2xx, GL3xx).
-    "training_bugs": (48, 0.60),
-    "training_bugs_set2": (23, 0.65),
+    "training_bugs": (48, 0.70),
+    "training_bugs_set2": (23, 0.75),
 }
 
 

@@ -5,6 +5,8 @@ lambdas and closures, and what a call did to its arguments flowing back to the c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import libcst as cst
 
 from gradlint.analysis import torch_api as api
@@ -28,6 +30,7 @@ from gradlint.analysis.syntax import (
     _self_name,
 )
 from gradlint.analysis.torch_calls import TorchCalls
+from gradlint.analysis.train_modes import Left, TrainMode, mode_of, set_mode
 from gradlint.analysis.value_ops import (
     _BUILTINS,
     _REGISTERS,
@@ -43,6 +46,7 @@ from gradlint.analysis.value_ops import (
 from gradlint.analysis.values import (
     NO,
     OTHER,
+    UNKNOWN,
     UNKNOWN_VALUE,
     YES,
     Kind,
@@ -104,10 +108,12 @@ class FunctionCalls(TorchCalls):
                     if name.startswith(prefix) and "." not in name[len(prefix) :]:
                         handed[f"{param}.{name[len(prefix) :]}"] = value
         inherited = self.freezes_handed(info, call, caller, self_value)
+        modes_in = self.modes_handed(info, call, caller, self_value)
         key = (
             id(info),
             mode,
             tuple(sorted((k, frozen.name) for k, (frozen, _) in inherited.items())),
+            tuple(sorted((k, mode.training.name, bool(mode.left)) for k, mode in modes_in.items())),
             tuple(_shape(v) for v in args),
             tuple(sorted((k, _shape(v)) for k, v in kwargs.items())),
             _shape(self_value) if self_value is not None else None,
@@ -174,6 +180,7 @@ class FunctionCalls(TorchCalls):
             state.saves = dict(caller.saves)
             state.exhausted = caller.exhausted
             state.grads = dict(caller.grads)
+            state.training = dict(modes_in)
         if info.mode_set_by is not None:
             self.facts.scope[info.mode_set_by] = info
         closure = self._closures.get(id(info)) if caller is not None else None
@@ -220,7 +227,7 @@ class FunctionCalls(TorchCalls):
         if owner is not None and caller is not None:
             for attr, value in writes.items():
                 caller.env[f"{owner}.{attr}"] = value
-        effects = self.effects_of(self._frames.pop(), final)
+        effects = self.effects_of(self._frames.pop(), final, modes_in)
         if caller is not None and call is not None:
             self.apply_effects(effects, info, call, self_value, caller)
         self._memo[key] = (result, writes, effects)
@@ -329,9 +336,51 @@ class FunctionCalls(TorchCalls):
                     found[renamed] = (frozen, caller.frozen_at.get(key))
         return found
 
-    def effects_of(self, frame: Frame, final: State) -> Effects:
+    def modes_handed(
+        self,
+        info: FunctionInfo,
+        call: cst.Call | None,
+        caller: State | None,
+        self_value: Value | None,
+    ) -> dict[str, TrainMode]:
+        """The train/eval modes of the modules the caller hands the call, renamed as the
+        callee names them, and of the module-level models the callee may use."""
+        if call is None or caller is None or not caller.training:
+            return {}
+        params = set(_param_names(info))
+        found = {
+            key: mode
+            for key, mode in caller.training.items()
+            if self._global_head(key, caller) and key.split(".")[0] not in params
+        }
+        names: dict[str, str] = {}  # callee's name -> caller's path
+        me = _self_name(info)
+        if me is not None and self_value is not None and self_value.path is not None:
+            names[me] = self_value.path
+        for param, expr in _argument_expressions(info, call).items():
+            value = self.facts.value(expr)
+            if value.kind is Kind.MODULE and value.path is not None:
+                names[param] = value.path
+        for name, path in names.items():
+            mode = mode_of(path, caller.training)
+            if mode is not None:
+                found[name] = mode
+            for key, mode in caller.training.items():
+                if key.startswith(path + "."):
+                    found[name + key[len(path) :]] = mode
+        return found
+
+    def _global_head(self, key: str, state: State) -> bool:
+        """Whether a path starts at a module-level name, as the running code sees it."""
+        head = key.split(".")[0]
+        return head in self.module_env and (self._function is None or head not in state.env)
+
+    def effects_of(
+        self, frame: Frame, final: State, modes_in: dict[str, TrainMode] | None = None
+    ) -> Effects:
         """What the call did to its arguments' objects: requires_grad set on a tensor it
-        was handed, parameters of a module it was handed frozen or unfrozen."""
+        was handed, parameters of a module it was handed frozen or unfrozen, a module it
+        was handed (or a module-level one) set to train or eval mode."""
         frozen = tuple(
             (key, value, final.frozen_at.get(key))
             for key, value in final.frozen.items()
@@ -340,7 +389,17 @@ class FunctionCalls(TorchCalls):
         flags = tuple(
             (name, wanted) for name, wanted in frame.flags.items() if name not in frame.rebound
         )
-        return flags, frozen
+        modes_in = modes_in or {}
+        modes = tuple(
+            (key, mode)
+            for key, mode in final.training.items()
+            if modes_in.get(key) != mode
+            and (
+                (key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound)
+                or self._global_head(key, final)
+            )
+        )
+        return flags, frozen, modes
 
     def apply_effects(
         self,
@@ -350,10 +409,11 @@ class FunctionCalls(TorchCalls):
         self_value: Value | None,
         caller: State,
     ) -> None:
-        flags, frozen = effects
-        if not flags and not frozen:
+        flags, frozen, modes = effects
+        if not flags and not frozen and not modes:
             return
         passed = _argument_expressions(info, call)
+        self.apply_modes(modes, info, call, self_value, caller)
         for name, wanted in flags:
             expr = passed.get(name)
             key = dotted(expr) if expr is not None else None
@@ -381,6 +441,48 @@ class FunctionCalls(TorchCalls):
             if at is not None:
                 caller.frozen_at[path] = at
             self.unfreeze_parents(path, is_frozen.negate(), caller)
+
+    def apply_modes(
+        self,
+        modes: tuple[tuple[str, TrainMode], ...],
+        info: FunctionInfo,
+        call: cst.Call,
+        self_value: Value | None,
+        caller: State,
+    ) -> None:
+        """The modes a call left its modules in, in the caller's names: set by the call,
+        now, on the caller's pass of its loops."""
+        passed = _argument_expressions(info, call)
+        me = _self_name(info)
+        params = set(_param_names(info))
+        for key, mode in modes:
+            head, _, rest = key.partition(".")
+            if head == me and self_value is not None:
+                base = self_value.path
+            elif head in params:
+                expr = passed.get(head)
+                base = self.facts.value(expr).path if expr is not None else None
+            else:
+                base = head  # a module-level model
+            if base is None:
+                continue
+            path = f"{base}.{rest}" if rest else base
+            before = mode_of(path, caller.training)
+            kept = {left.at: left for left in before.left} if before is not None else {}
+            # Eval modes the caller left stay its own (as evaluated there); those the call
+            # set are set by the call, now, on the caller's pass of its loops.
+            passes = self.running_passes()
+            left = frozenset(
+                replace(kept[entry.at], evaluated=entry.evaluated)
+                if entry.at in kept
+                else Left(call, passes, entry.evaluated, path)
+                for entry in mode.left
+            )
+            if before is not None and before.at is mode.at and before.training is mode.training:
+                set_mode(path, replace(before, left=left), caller.training)
+                continue
+            at = call if mode.training is not UNKNOWN else None
+            set_mode(path, TrainMode(mode.training, at, left), caller.training)
 
     def remember_freezes(self, cls: ClassInfo, me: str, final: State) -> None:
         """What __init__ froze (`self.requires_grad_(False)`, a loop over its own
@@ -824,7 +926,7 @@ class FunctionCalls(TorchCalls):
                 return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
             if attr in ("T", "mT", "H", "mH", "real", "imag"):
                 return self.op_result([obj], expr, state, attr)
-            if attr in ("shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"):
+            if attr in api.TENSOR_INFO_ATTRIBUTES:
                 return OTHER
             return UNKNOWN_VALUE
         if obj.kind is Kind.OTHER and obj.cls is not None:

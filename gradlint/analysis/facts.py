@@ -199,6 +199,35 @@ class GrowingGraph:
 
 
 @dataclass(frozen=True)
+class EvalForward:
+    """A call of a model in eval mode while autograd records: validation, inference."""
+
+    # Where to run it without autograd: the model call, or, where the eval mode was set by
+    # a caller, that caller's call that led to it (`model.sample()` running `self.decoder`).
+    node: cst.CSTNode
+    path: str  # the model, as named at the model call
+    # The graph sites that mark what the model calls returned: a backward through any of
+    # them, or code we cannot follow that got them, may have wanted the graph.
+    sites: frozenset[int]
+    calls: frozenset[cst.Call]  # the model calls
+    set_by: cst.CSTNode | None = None  # the `.eval()` (or the helper call) that set the mode
+
+
+@dataclass(frozen=True)
+class TrainedInEval:
+    """A backward through a model's forward run in eval mode, where the eval mode was left
+    by an earlier pass of a loop still running (a validation pass in the previous epoch)."""
+
+    # Where to set training mode: the `.eval()` left in force (or the call of the helper
+    # that did it), or the loop of the training routine that trains in it.
+    node: cst.CSTNode
+    left_by: cst.CSTNode  # the `.eval()`, or the call of the helper that did it
+    forward: cst.Call  # the model call that ran in eval mode
+    backward: cst.CSTNode
+    path: str
+
+
+@dataclass(frozen=True)
 class WithItem:
     node: cst.WithItem
     qualname: str  # the grad-mode class, e.g. `torch.no_grad`
@@ -265,6 +294,11 @@ class Facts:
     # them that a later backward went through.
     retained_graphs: dict[cst.Call, frozenset[Node]] = field(default_factory=dict)
     retained_used: set[cst.Call] = field(default_factory=set)
+    # Model calls (outside a forward) that ran while autograd records -> the join of the
+    # model's train/eval mode over those runs (YES training, NO eval).
+    forward_modes: dict[cst.Call, Tri] = field(default_factory=dict)
+    eval_forwards: dict[cst.CSTNode, EvalForward] = field(default_factory=dict)
+    trained_in_eval: dict[cst.CSTNode, TrainedInEval] = field(default_factory=dict)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
     attributes_read: set[str] = field(default_factory=set)  # attribute names ever loaded

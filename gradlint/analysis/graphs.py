@@ -19,6 +19,7 @@ from gradlint.analysis.facts import (
     SavedChanged,
     StepMisfire,
     Trained,
+    TrainedInEval,
 )
 from gradlint.analysis.gradients import UNKNOWN_GRADS, Grads, holds_part, owned_by
 from gradlint.analysis.interpreter_base import InterpreterBase
@@ -63,9 +64,10 @@ class GraphTracking(InterpreterBase):
             return grad, potential
         return (NO if grad is NO else UNKNOWN), potential
 
-    def new_node(self, node: cst.CSTNode) -> Node:
-        # Inside a Sequential, each layer's output is its own tensor, made at the call.
-        site = id(node) if self._layer is None else hash((id(node), self._layer))
+    def new_node(self, node: cst.CSTNode, site: int | None = None) -> Node:
+        if site is None:
+            # Inside a Sequential, each layer's output is its own tensor, made at the call.
+            site = id(node) if self._layer is None else hash((id(node), self._layer))
         self._site_nodes[site] = node
         self._site_order.setdefault(site, len(self._site_order))
         self._tick += 1
@@ -527,6 +529,7 @@ class GraphTracking(InterpreterBase):
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
             self.reach_grads(loss, node, state)
+            self.note_trained_in_eval(loss, node)
         retain = kwargs.get("retain_graph") or kwargs.get("create_graph")
         if retain is None or _bool_literal(retain) is NO:
             for graph_node in loss.graph:
@@ -535,6 +538,16 @@ class GraphTracking(InterpreterBase):
         if key is not None and key in state.env and loss.requires_grad is UNKNOWN:
             # backward() succeeded, so the loss is a tensor that required grad.
             state.env[key] = loss.with_(kind=Kind.TENSOR, requires_grad=YES, leaf=NO)
+
+    def note_trained_in_eval(self, loss: Value, backward: cst.CSTNode) -> None:
+        """A backward through a model run in eval mode that an earlier pass of a running
+        loop left it in: training resumed in eval mode."""
+        for graph_node in loss.graph:
+            left = self._eval_left.get(graph_node[0])
+            if left is not None:
+                report, left_by, forward, path = left
+                found = TrainedInEval(report, left_by, forward, backward, path)
+                self.facts.trained_in_eval.setdefault(report, found)
 
     def returns_grads(self, node: cst.Call) -> bool:
         """`torch.autograd.grad(...)` hands the gradients back instead of adding them to

@@ -51,6 +51,7 @@ from gradlint.analysis.syntax import (
     _target_keys,
     body_statements_of_module,
 )
+from gradlint.analysis.train_modes import forget_mode
 from gradlint.analysis.value_ops import (
     _OPERATORS,
     MAX_LOOP_DEPTH,
@@ -226,8 +227,11 @@ class Interpreter(FunctionCalls):
         self._loops.append(loop)
         self._loop_conditions.append(len(self._conditions))
         self._pass_skipped.append([])
+        self._loop_passes.append(0)
+        self._loop_depths.append(len(self._active))
         for index in range(passes):
             self._pass_skipped[-1] = []
+            self.next_pass()
             sites: set[int] = set()
             self._loop_sites.append(sites)
             if target is not None:
@@ -249,6 +253,8 @@ class Interpreter(FunctionCalls):
         self._loops.pop()
         self._loop_conditions.pop()
         self._pass_skipped.pop()
+        self._loop_passes.pop()
+        self._loop_depths.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
             # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after
@@ -604,6 +610,7 @@ class Interpreter(FunctionCalls):
         return self._aliases.get((id(self._function), changed.value))
 
     def forget_freezes(self, path: str, state: State) -> None:
+        forget_mode(path, state.training)
         prefix = path + "."
         for name in [k for k in state.frozen if k == path or k.startswith(prefix)]:
             del state.frozen[name]

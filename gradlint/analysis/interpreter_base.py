@@ -24,6 +24,7 @@ from gradlint.analysis.scopes import (
 )
 from gradlint.analysis.state import Effects, Frame, State
 from gradlint.analysis.syntax import _names_assigned, _reads_any
+from gradlint.analysis.train_modes import Left, LoopPass, TrainMode, set_mode
 from gradlint.analysis.values import (
     NO,
     UNKNOWN,
@@ -137,6 +138,12 @@ class InterpreterBase:
         # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
         # whether by a new layer.
         self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
+        self._loop_passes: list[int] = []  # beside `_loops`: the id of each one's pass
+        self._loop_depths: list[int] = []  # ... and how many functions were running then
+        self._pass_count = 0
+        # Graph site marking what a model call returned in an eval mode left by an
+        # evaluation -> where to report, what left it, the model call, the model.
+        self._eval_left: dict[int, tuple[cst.CSTNode, cst.CSTNode, cst.Call, str]] = {}
 
     def building(self) -> ClassInfo | None:
         """The module class whose constructor (or a method it calls) is running."""
@@ -237,6 +244,57 @@ class InterpreterBase:
         if names is None:
             names = self._loop_names[id(loop)] = _names_assigned(loop)
         return any(_reads_any(test, names) for test in guards)
+
+    def next_pass(self) -> None:
+        """The innermost running loop starts a pass."""
+        self._pass_count += 1
+        self._loop_passes[-1] = self._pass_count
+
+    def running_passes(self) -> frozenset[LoopPass]:
+        return frozenset(zip(map(id, self._loops), self._loop_passes, strict=True))
+
+    def call_from(self, at: cst.CSTNode | None, node: cst.CSTNode) -> cst.CSTNode:
+        """The call, made by the function that ran `at`, that led to `node` (where that
+        function's code chose to run what is below); `node` where `at` ran in the running
+        function, or where it is not known."""
+        index = self.call_index(at)
+        call = self._call_path[index] if index is not None else None
+        return call if call is not None else node
+
+    def call_index(self, at: cst.CSTNode | None) -> int | None:
+        """Where in the running calls (`_call_path`, `_active`) is the call that the
+        function that ran `at` made: None where `at` ran in the running function, or where
+        it is not known."""
+        if at is None or at not in self.facts.scope:
+            return None
+        function = self.facts.scope[at]
+        index = 0  # module level: the outermost call
+        if function is not None:
+            found = [i for i, active in enumerate(self._active) if active is function]
+            if not found:
+                return None
+            index = found[-1] + 1
+        return index if index < len(self._call_path) else None
+
+    def training_entry(self, at: cst.CSTNode) -> cst.CSTNode:
+        """Where training resumes in the eval mode that `at` left: in a training routine
+        called from the code that ran `at`, which loops over batches itself, the outermost
+        loop of that routine around the running code (it should set its own mode before
+        it); otherwise `at`, where the mode was left."""
+        index = self.call_index(at)
+        if index is None:
+            return at
+        for loop, depth in zip(self._loops, self._loop_depths, strict=True):
+            if depth > index:
+                return loop
+        return at
+
+    def set_training(self, module: Value, flag: Tri, node: cst.CSTNode, state: State) -> None:
+        """`module.train(flag)` / `module.eval()` at `node`."""
+        if module.path is not None:
+            passes = self.running_passes()
+            left = frozenset({Left(node, passes, path=module.path)}) if flag is NO else frozenset()
+            set_mode(module.path, TrainMode(flag, node, left), state.training)
 
     def in_loop(self) -> bool:
         """Whether the running code is inside a loop of its own function (or module)."""

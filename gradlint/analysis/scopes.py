@@ -18,6 +18,7 @@ from gradlint.analysis.names import ImportTable, dotted, resolve_dotted
 from gradlint.analysis.nodes import child_nodes, walk
 from gradlint.analysis.torch_api import (
     GRAD_MODE_CLASSES,
+    GRAD_NEUTRAL_PACKAGES,
     LIGHTNING_BASES,
     MODULE_BASES,
     NO_GRAD_HOOKS,
@@ -278,6 +279,8 @@ class ScopeCollector:
                 "cached_property",
             )
             found = grad_mode_of(decorator.decorator, self.imports)
+            if found is None and self._may_set_grad_mode(callee) and info.fixed_mode is None:
+                info.fixed_mode = ANY_MODE  # a wrapper we cannot see may turn autograd off
             if found is not None:
                 qualname, decorator_mode = found
                 if decorator_mode is None and isinstance(decorator.decorator, cst.Call):
@@ -299,6 +302,15 @@ class ScopeCollector:
         self.functions.append(info)
         self._by_node[node] = info
         return info
+
+    def _may_set_grad_mode(self, callee: str | None) -> bool:
+        """A decorator imported from a package not known to leave the grad mode alone."""
+        if callee is None or callee in self.module_functions:
+            return False
+        qualname = resolve_dotted(self.imports, callee)
+        if qualname is None:
+            return False  # a local object (`app.route`), or a builtin
+        return qualname.split(".")[0] not in GRAD_NEUTRAL_PACKAGES
 
     def _walk_statement(
         self,

@@ -14,6 +14,7 @@ from gradlint.analysis.facts import (
     Mode,
 )
 from gradlint.analysis.gradients import Grads, join_grads
+from gradlint.analysis.train_modes import TrainMode, join_modes
 from gradlint.analysis.values import (
     UNKNOWN,
     Node,
@@ -21,9 +22,14 @@ from gradlint.analysis.values import (
     Value,
 )
 
-# A call's effects on its arguments: requires_grad flags set on tensor parameters, and
-# (path, frozen, where) for module parameters frozen or unfrozen.
-Effects = tuple[tuple[tuple[str, Tri], ...], tuple[tuple[str, Tri, "cst.CSTNode | None"], ...]]
+# A call's effects on its arguments: requires_grad flags set on tensor parameters,
+# (path, frozen, where) for module parameters frozen or unfrozen, and (path, mode) for
+# modules set to train or eval mode.
+Effects = tuple[
+    tuple[tuple[str, Tri], ...],
+    tuple[tuple[str, Tri, "cst.CSTNode | None"], ...],
+    tuple[tuple[str, TrainMode], ...],
+]
 
 
 @dataclass
@@ -59,6 +65,7 @@ class State:
     grads: dict[int, Grads] = field(default_factory=dict)  # optimizer origin -> its .grad
     # Graph node -> a change through `.data` of a tensor it saved, which autograd cannot see.
     hidden: dict[Node, cst.CSTNode] = field(default_factory=dict)
+    training: dict[str, TrainMode] = field(default_factory=dict)  # module path -> its mode
 
     def copy(self) -> State:
         return State(
@@ -75,6 +82,7 @@ class State:
             self.grad_off_at,
             dict(self.grads),
             dict(self.hidden),
+            dict(self.training),
         )
 
     def join(self, other: State) -> State:
@@ -111,6 +119,7 @@ class State:
             grad_off_at=self.grad_off_at if self.grad_off_at is other.grad_off_at else None,
             grads=join_grads(self.grads, other.grads),
             hidden={**other.hidden, **self.hidden},
+            training=join_modes(self.training, other.training),
         )
 
     def age(self, sites: set[int], generation: int) -> State:

@@ -23,6 +23,14 @@ GRAD_MODE_CLASSES = {
 # Lightning runs these hooks with grad disabled.
 NO_GRAD_HOOKS = frozenset({"validation_step", "test_step", "predict_step"})
 
+# Packages whose decorators leave the grad mode as it is. A decorator imported from
+# anywhere else (a project's own `smart_inference_mode`) may wrap the function in no_grad.
+GRAD_NEUTRAL_PACKAGES = frozenset(
+    "abc accelerate atexit click contextlib dataclasses deprecated fire functools gin "
+    "hydra hypothesis jax lightning numba overrides pytest pytorch_lightning ray "
+    "tensorflow torch transformers typing typing_extensions unittest wandb warnings".split()
+)
+
 FACTORIES = frozenset(
     "tensor as_tensor from_numpy zeros ones empty full rand randn randint randperm arange "
     "linspace logspace eye zeros_like ones_like empty_like full_like rand_like randn_like "
@@ -104,6 +112,11 @@ NO_GRAD_RESULTS = frozenset(
 NON_TENSOR_METHODS = frozenset(
     "item tolist numpy size dim numel data_ptr element_size nelement stride storage_offset "
     "is_contiguous get_device is_floating_point equal allclose __len__ __repr__".split()
+)
+
+# Tensor methods that return an int (`size` and `stride` do when given a dimension).
+COUNT_METHODS = frozenset(
+    "numel dim nelement element_size data_ptr get_device storage_offset".split()
 )
 
 # Tensor methods that end in `_` but are not in-place changes of the values.
@@ -303,3 +316,9 @@ def is_criterion(name: str) -> bool:
         "binary_cross_entropy_with_logits",
         "kl_div",
     )
+
+
+# Attributes of a tensor that describe it and hold none of its values (nor its graph).
+TENSOR_INFO_ATTRIBUTES = frozenset(
+    {"shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "ndim"}
+)

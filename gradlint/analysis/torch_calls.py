@@ -10,10 +10,11 @@ import libcst as cst
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     ENABLED,
+    EvalForward,
     Inplace,
     OptimizerMade,
 )
-from gradlint.analysis.graphs import GraphTracking
+from gradlint.analysis.graphs import GraphTracking, _holds_graph_tensor, _marked
 from gradlint.analysis.names import dotted, resolve_dotted
 from gradlint.analysis.scopes import (
     grad_mode_of,
@@ -26,6 +27,7 @@ from gradlint.analysis.syntax import (
     _literal_integer,
     _string_key,
 )
+from gradlint.analysis.train_modes import TrainMode, forget_mode, mode_of, note_evaluated
 from gradlint.analysis.value_ops import (
     _INIT_MISSPELLINGS,
     _SAVING_NORMS,
@@ -132,6 +134,8 @@ class TorchCalls(GraphTracking):
     def named_attribute(self, node: cst.Call, args: list[Value], state: State) -> Value:
         """`getattr(nn, "ReLU")`, `getattr(model, name)` with the name known."""
         name = args[1].text
+        if args[0].is_tensor and name in api.TENSOR_INFO_ATTRIBUTES:
+            return OTHER  # `getattr(t, "grad_fn", None)`: reads, and keeps, no values
         base = dotted(node.args[0].value)
         if name is None or base is None:
             return UNKNOWN_VALUE
@@ -705,6 +709,8 @@ class TorchCalls(GraphTracking):
                 if method == "numpy"
                 else NUMBER
                 if method == "item"
+                else INT
+                if method in api.COUNT_METHODS or (method in ("size", "stride") and args)
                 else Value(kind=Kind.OTHER, requires_grad=NO)
             )
             if method in api.CONVERSIONS:  # values out of torch: where their graph was cut
@@ -847,7 +853,12 @@ class TorchCalls(GraphTracking):
         if method == "zero_grad":
             self.clear_grads(module, node, state)
             return NONE
-        if method in ("train", "eval", "to", "cuda", "cpu", "float", "double", "half", "apply"):
+        if method in ("train", "eval"):
+            self.set_training(module, _training_flag(method, args), node, state)
+            return module
+        if method == "apply" and module.path is not None:
+            forget_mode(module.path, state.training)  # `apply(set_bn_eval)`: part of it
+        if method in ("to", "cuda", "cpu", "float", "double", "half", "apply"):
             return module
         if method == "register_buffer" and len(args) >= 2 and module.path is not None:
             name = _string_key(node.args[0].value)
@@ -872,6 +883,8 @@ class TorchCalls(GraphTracking):
         if any(value.kind is Kind.MODULE for value in values):
             self.trained()
         for value in values:
+            if value.kind is Kind.MODULE and value.path is not None:
+                forget_mode(value.path, state.training)  # it may have been set either way
             if value.kind is Kind.MODULE and value.path is not None and state.frozen:
                 prefix = value.path + "."
                 for key in [k for k in state.frozen if k == value.path or k.startswith(prefix)]:
@@ -887,6 +900,61 @@ class TorchCalls(GraphTracking):
     ) -> Value:
         """`module(*args)` at `node`. Inside a Sequential only the `first` layer takes the
         call's own argument."""
+        # A model called by the code that uses it, not a layer run inside a forward.
+        outer = self._layer is None and not self.in_forward() and module.path is not None
+        mode = mode_of(module.path, state.training) if outer and module.path else None
+        result = self.run_module(module, node, args, state, first)
+        if outer and state.mode == ENABLED and module.path is not None:
+            training = mode.training if mode is not None else UNKNOWN
+            old = self.facts.forward_modes.get(node)
+            self.facts.forward_modes[node] = training if old is None else old.join(training)
+            if mode is not None and training is NO:
+                result = self.eval_forward(module.path, mode, node, result)
+            if mode is not None and module.has_params is YES and module.frozen is NO:
+                result = self.resumed_in_eval(module.path, mode, node, result)
+        elif outer and "E" not in state.mode and module.path is not None:
+            note_evaluated(module.path, state.training)
+        return result
+
+    def resumed_in_eval(self, path: str, mode: TrainMode, node: cst.Call, result: Value) -> Value:
+        """A trainable model run, while autograd records, in an eval mode that an
+        evaluation left (on some path): marked, so that a backward through it is seen."""
+        running = self.running_passes()
+        for left in mode.left:
+            if not left.resumed(running) or not _holds_graph_tensor(result):
+                continue
+            report = self.training_entry(left.at)
+            site = hash(("left", id(node), id(left.at)))
+            self._eval_left[site] = (report, left.at, node, left.path or path)
+            result = _marked(result, self.new_node(node, site))
+        return result
+
+    def eval_forward(self, path: str, mode: TrainMode, node: cst.Call, result: Value) -> Value:
+        """A model run in eval mode while autograd records: what it returns carries a mark,
+        so that a backward through it (or code that may run one) is seen."""
+        if not _holds_graph_tensor(result):
+            return result
+        at = self.call_from(mode.at, node)
+        site = hash(("eval", id(node), id(at)))
+        mark = self.new_node(node, site)
+        found = self.facts.eval_forwards.get(at)
+        if found is not None:
+            sites, calls = found.sites | {site}, found.calls | {node}
+            set_by = found.set_by if found.set_by is mode.at else None
+            self.facts.eval_forwards[at] = EvalForward(found.node, found.path, sites, calls, set_by)
+        else:
+            found = EvalForward(at, path, frozenset({site}), frozenset({node}), mode.at)
+            self.facts.eval_forwards[at] = found
+        return _marked(result, mark)
+
+    def run_module(
+        self,
+        module: Value,
+        node: cst.Call,
+        args: list[Value],
+        state: State,
+        first: bool = True,
+    ) -> Value:
         self._module_calls.add(id(node))
         self._used_at = self.tick_clock()
         if module.inplace and module.layer is not None and args:
@@ -912,7 +980,7 @@ class TorchCalls(GraphTracking):
                 if module.frozen is YES:
                     layer = layer.with_(frozen=YES, cut=self.frozen_site(module, state))
                 self._layer = hash((outer, index))
-                value = self.module_call(layer, node, [value], state, first=index == 0)
+                value = self.run_module(layer, node, [value], state, first=index == 0)
             self._layer = outer
             if module.has_params is YES and module.frozen is NO:
                 self.save_weights(module, value, state, node)
@@ -1050,3 +1118,10 @@ def _copies(tensor: Value, method: str, target: str | None) -> Tri:
 FIGURE = Value(kind=Kind.OTHER, layer="figure")
 # A matplotlib Axes, or an array of them (indexing and iterating give an Axes).
 AXES = Value(kind=Kind.OTHER, layer="axes")
+
+
+def _training_flag(method: str, args: list[Value]) -> Tri:
+    """The mode `.eval()` / `.train(mode=True)` sets: YES training, NO eval."""
+    if method == "eval":
+        return NO
+    return args[0].truth if args else YES
