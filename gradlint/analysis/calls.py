@@ -320,14 +320,7 @@ class FunctionCalls(TorchCalls):
         after `model.backbone.requires_grad_(False)`), renamed as the callee names them."""
         if call is None or caller is None or not caller.frozen:
             return {}
-        names: dict[str, str] = {}  # callee's name -> caller's path
-        me = _self_name(info)
-        if me is not None and self_value is not None and self_value.path is not None:
-            names[me] = self_value.path
-        for param, expr in _argument_expressions(info, call).items():
-            value = self.facts.value(expr)
-            if value.kind is Kind.MODULE and value.path is not None:
-                names[param] = value.path
+        names = self.callee_names(info, call, self_value)
         found: dict[str, tuple[Tri, cst.CSTNode | None]] = {}
         for name, path in names.items():
             for key, frozen in caller.frozen.items():
@@ -335,6 +328,21 @@ class FunctionCalls(TorchCalls):
                     renamed = name + key[len(path) :]
                     found[renamed] = (frozen, caller.frozen_at.get(key))
         return found
+
+    def callee_names(
+        self, info: FunctionInfo, call: cst.Call, self_value: Value | None
+    ) -> dict[str, str]:
+        """The modules a call hands its callee: the callee's name for each -> the path
+        the caller knows it by."""
+        names: dict[str, str] = {}
+        me = _self_name(info)
+        if me is not None and self_value is not None and self_value.path is not None:
+            names[me] = self_value.path
+        for param, expr in _argument_expressions(info, call).items():
+            value = self.facts.value(expr)
+            if value.kind is Kind.MODULE and value.path is not None:
+                names[param] = value.path
+        return names
 
     def modes_handed(
         self,
@@ -353,14 +361,7 @@ class FunctionCalls(TorchCalls):
             for key, mode in caller.training.items()
             if self._global_head(key, caller) and key.split(".")[0] not in params
         }
-        names: dict[str, str] = {}  # callee's name -> caller's path
-        me = _self_name(info)
-        if me is not None and self_value is not None and self_value.path is not None:
-            names[me] = self_value.path
-        for param, expr in _argument_expressions(info, call).items():
-            value = self.facts.value(expr)
-            if value.kind is Kind.MODULE and value.path is not None:
-                names[param] = value.path
+        names = self.callee_names(info, call, self_value)
         for name, path in names.items():
             mode = mode_of(path, caller.training)
             if mode is not None:
