@@ -570,11 +570,10 @@ class TorchCalls(GraphTracking):
             self.retain_grad(receiver)
             return NONE
         if method == "backward":
-            positional = [arg.value for arg in node.args if arg.keyword is None]
-            if receiver.kind is not Kind.TENSOR and positional and args[0].is_tensor:
-                # `accelerator.backward(loss)`: a library's backward of the loss it is given.
-                self.backward(args[0], positional[0], node, state, kwargs)
-                return OTHER
+            for arg in args:
+                # `accelerator.backward(loss)` back-propagates its argument, in code the
+                # analysis does not follow (it may scale, accumulate or skip it).
+                self.propagate(arg)
             self.backward(receiver, node.func.value, node, state, kwargs)  # type: ignore[attr-defined]
             return OTHER
         if method == "requires_grad_" and receiver.kind is Kind.UNKNOWN:
