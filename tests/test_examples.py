@@ -37,6 +37,7 @@ def test_gan_example_findings_are_the_documented_ones() -> None:
     assert [(f.line, f.code) for f in findings] == [(39, "GL201"), (42, "GL213"), (44, "GL302")]
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")
 def test_gan_example_runs_to_the_end() -> None:
     # Its mistakes train wrong without an error: the rules' own examples measure the damage.
     pytest.importorskip("torch")
