@@ -70,8 +70,7 @@ class GraphTracking(InterpreterBase):
             site = id(node) if self._layer is None else hash((id(node), self._layer))
         self._site_nodes[site] = node
         self._site_order.setdefault(site, len(self._site_order))
-        self._tick += 1
-        self._site_tick[site] = self._tick
+        self._site_tick[site] = self.tick_clock()
         self._made_during.setdefault(site, tuple(self._call_path))
         self._made_during.setdefault(id(node), tuple(self._call_path))
         for function in self._active:
@@ -495,14 +494,14 @@ class GraphTracking(InterpreterBase):
         shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
         self.trained()
         self.note_trained(loss, node)
-        self._tick += 1
+        now = self.tick_clock()
         accumulates = not self.returns_grads(node)
         node = self.backward_site(node, loss_expr)
-        self._backward_ticks[id(node)] = self._tick
+        self._backward_ticks[id(node)] = now
         if shared:
             first = state.freed[shared[0]]
-            since = self._backward_ticks.get(id(first), self._tick)
-            stepped = any(since < tick < self._tick for tick, _ in self._steps)
+            since = self._backward_ticks.get(id(first), now)
+            stepped = any(since < tick < now for tick, _ in self._steps)
             if first is not node and loss.head in state.freed:
                 # The same loss back-propagated twice: the second call is the mistake.
                 self.facts.freed_graphs.append(FreedGraph(node, None, first))
@@ -725,10 +724,10 @@ class GraphTracking(InterpreterBase):
         if grads:
             self.step_grads(optimizer, node, state)
         self.optimizer_stepped(optimizer, node)
-        self._tick += 1
-        self._step_ticks[id(node)] = self._tick
+        tick = self.tick_clock()
+        self._step_ticks[id(node)] = tick
         self._made_during[id(node)] = tuple(self._call_path)
-        self._steps.append((self._tick, optimizer.roots))
+        self._steps.append((tick, optimizer.roots))
         for key, path in self._weights.items():
             if _owns(optimizer.roots, path):
                 weights = (key, 0)

@@ -98,7 +98,7 @@ class InterpreterBase:
         self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
         self._bound_by: dict[tuple[int, str], cst.CSTNode] = {}  # ... the last `name = ...`
         self._site_order: dict[int, int] = {}  # sites in the order first met
-        self._tick = 0  # a clock: each new graph node and each optimizer step
+        self._tick = 0  # the clock (tick_clock): orders graph nodes, backwards, steps, freezes
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
         self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
         self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
@@ -125,8 +125,7 @@ class InterpreterBase:
         self._registered_attrs: set[tuple[str, str]] = set()
         # (module class, attribute) -> the plain list or dict its constructor assigned there.
         self._plain_containers: dict[tuple[str, str], cst.BaseExpression] = {}
-        # Freezes, unfreezes, optimizers built and training steps, on one clock.
-        self._clock = 0
+        # Freezes, unfreezes, optimizers built and training steps, on the clock.
         self._trained_at = -1  # the clock at the last backward() or optimizer step
         self._used_at = -1  # the clock at the last call of a module
         # A freeze (its node's id) -> when it last ran, the `if`s and loops around it, and
@@ -501,8 +500,10 @@ class InterpreterBase:
     # -- freezes, unfreezes and the optimizers they affect -------------------------------------
 
     def tick_clock(self) -> int:
-        self._clock += 1
-        return self._clock
+        """The one clock that orders graph nodes, backwards, steps, freezes and module
+        calls."""
+        self._tick += 1
+        return self._tick
 
     def trained(self) -> None:
         """A backward() or an optimizer step: training happened now."""
