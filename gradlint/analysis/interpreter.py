@@ -31,6 +31,7 @@ from gradlint.analysis.facts import (
     UnregisteredTensor,
     WithItem,
 )
+from gradlint.analysis.interpreter_base import LoopRun
 from gradlint.analysis.names import dotted
 from gradlint.analysis.nodes import child_nodes
 from gradlint.analysis.scopes import (
@@ -225,12 +226,8 @@ class Interpreter(FunctionCalls):
         entry = state
         current = state.copy()
         self._loops.append(loop)
-        self._loop_conditions.append(len(self._conditions))
-        self._pass_skipped.append([])
-        self._loop_passes.append(0)
-        self._loop_depths.append(len(self._active))
+        self._loop_runs.append(LoopRun(len(self._conditions), len(self._active)))
         for index in range(passes):
-            self._pass_skipped[-1] = []
             self.next_pass()
             sites: set[int] = set()
             self._loop_sites.append(sites)
@@ -251,10 +248,7 @@ class Interpreter(FunctionCalls):
                 self.age_retained(sites, self._generation)
                 current.grads = {key: g.next_pass() for key, g in current.grads.items()}
         self._loops.pop()
-        self._loop_conditions.pop()
-        self._pass_skipped.pop()
-        self._loop_passes.pop()
-        self._loop_depths.pop()
+        self._loop_runs.pop()
         result = current if at_least_once else entry.join(current)
         for key, value in current.env.items():
             # `total = 0` (or `torch.tensor(0.)`) then `total += loss` in the loop: after
@@ -340,9 +334,9 @@ class Interpreter(FunctionCalls):
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
             if isinstance(small, cst.Raise) and small.exc is not None:
                 self.eval(small.exc, state)
-            if isinstance(small, cst.Continue) and self._pass_skipped:
+            if isinstance(small, cst.Continue) and self._loop_runs:
                 # What follows runs only on passes where these tests let it.
-                self._pass_skipped[-1].extend(self.guards())
+                self._loop_runs[-1].skipped.extend(self.guards())
             state.dead = True
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)

@@ -5,7 +5,7 @@ what it has learnt of the module so far, and where the running code is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -42,6 +42,17 @@ def _trainable_layers(value: Value) -> bool:
     if value.kind is Kind.SEQUENCE and value.item is not None:
         value = value.item
     return value.kind is Kind.MODULE and value.has_params is YES and value.frozen is NO
+
+
+@dataclass
+class LoopRun:
+    """A loop the interpreter is running, beside `_loops`."""
+
+    conditions: int  # how many enclosing `if` tests (`_conditions`) there were at its start
+    depth: int  # how many functions were running then
+    passage: int = 0  # the id of the pass being run
+    # The tests under which a `continue` ran on this pass.
+    skipped: list[cst.BaseExpression] = field(default_factory=list)
 
 
 class InterpreterBase:
@@ -86,9 +97,7 @@ class InterpreterBase:
         self._module_calls: set[int] = set()  # calls that ran a model or a layer
         self._moving_sites: set[int] = set()  # sites of ops that only move values
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
-        self._loop_conditions: list[int] = []  # for each running loop: len(_conditions) then
-        # ... and the tests under which a `continue` ran on this pass.
-        self._pass_skipped: list[list[cst.BaseExpression]] = []
+        self._loop_runs: list[LoopRun] = []  # beside `_loops`: where each one stands
         self._loop_names: dict[int, frozenset[str]] = {}  # loop -> names it assigns
         self._comprehensions = 0  # comprehensions whose element is being evaluated
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
@@ -137,8 +146,6 @@ class InterpreterBase:
         # Optimizer (its origin) -> parameters made trainable that it lacks: where, and
         # whether by a new layer.
         self._missed: dict[int, tuple[cst.CSTNode, bool]] = {}
-        self._loop_passes: list[int] = []  # beside `_loops`: the id of each one's pass
-        self._loop_depths: list[int] = []  # ... and how many functions were running then
         self._pass_count = 0
         # Graph site marking what a model call returned in an eval mode left by an
         # evaluation -> where to report, what left it, the model call, the model.
@@ -215,17 +222,19 @@ class InterpreterBase:
     def guards(self) -> list[cst.BaseExpression]:
         """The tests that decide, inside the innermost loop, whether the running code runs
         on a pass: those of the `if`s around it, and of `if`s that ran `continue` before."""
-        if not self._loop_conditions:
+        if not self._loop_runs:
             return []
-        return [*self._conditions[self._loop_conditions[-1] :], *self._pass_skipped[-1]]
+        run = self._loop_runs[-1]
+        return [*self._conditions[run.conditions :], *run.skipped]
 
     def unguarded_loops(self) -> frozenset[int]:
         """The running loops (ids) on every pass of which the running code runs: no `if`
         around it, and no `continue` before it, inside them."""
         found: set[int] = set()
         for depth in range(len(self._loops) - 1, -1, -1):
-            if len(self._conditions) > self._loop_conditions[depth] or any(
-                self._pass_skipped[depth:]
+            run = self._loop_runs[depth]
+            if len(self._conditions) > run.conditions or any(
+                later.skipped for later in self._loop_runs[depth:]
             ):
                 break
             found.add(id(self._loops[depth]))
@@ -247,10 +256,13 @@ class InterpreterBase:
     def next_pass(self) -> None:
         """The innermost running loop starts a pass."""
         self._pass_count += 1
-        self._loop_passes[-1] = self._pass_count
+        self._loop_runs[-1].passage = self._pass_count
+        self._loop_runs[-1].skipped = []
 
     def running_passes(self) -> frozenset[LoopPass]:
-        return frozenset(zip(map(id, self._loops), self._loop_passes, strict=True))
+        return frozenset(
+            (id(loop), run.passage) for loop, run in zip(self._loops, self._loop_runs, strict=True)
+        )
 
     def call_from(self, at: cst.CSTNode | None, node: cst.CSTNode) -> cst.CSTNode:
         """The call, made by the function that ran `at`, that led to `node` (where that
@@ -283,8 +295,8 @@ class InterpreterBase:
         index = self.call_index(at)
         if index is None:
             return at
-        for loop, depth in zip(self._loops, self._loop_depths, strict=True):
-            if depth > index:
+        for loop, run in zip(self._loops, self._loop_runs, strict=True):
+            if run.depth > index:
                 return loop
         return at
 
