@@ -664,7 +664,8 @@ class GraphTracking(InterpreterBase):
         # stepped between the two backwards owns that module, the second loss is the one.
         first = self._backward_ticks.get(id(state.freed[shared[0]]), 0)
         for node in shared:
-            maker = self._site_module.get(node[0])
+            module = self._site_module_value.get(node[0])
+            maker = module.path if module is not None else None
             if maker is not None and any(
                 tick > first and _owns(roots, maker) for tick, roots in self._steps
             ):
@@ -848,7 +849,6 @@ class GraphTracking(InterpreterBase):
             return
         key = hash(("weights", module.path))
         self._weights[key] = module.path
-        self._site_module[result.head[0]] = module.path
         self._site_module_value[result.head[0]] = module
         if call is not None:
             self._site_module_call[result.head[0]] = call

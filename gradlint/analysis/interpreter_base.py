@@ -111,8 +111,7 @@ class InterpreterBase:
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
         self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
         self._weights: dict[int, str] = {}  # weights pseudo-tensor -> the module's path
-        self._site_module: dict[int, str] = {}  # site -> the module whose call made it
-        self._site_module_value: dict[int, Value] = {}  # ... and that module
+        self._site_module_value: dict[int, Value] = {}  # site -> the module whose call made it
         self._site_module_call: dict[int, cst.CSTNode] = {}  # ... and that call
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
