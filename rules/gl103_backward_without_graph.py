@@ -176,7 +176,11 @@ evaluate(torch.randn(2, 4))
             # Point at what cut the graph (a no_grad block, a detach, an argmax, a freeze,
             # a tensor made without requires_grad) when that is the line to change.
             cause = value.cut if value.cut is not None else value.born
-            if value.born is not None and value.cut is not None and facts.grad_read(value.born):
+            if (
+                value.born is not None
+                and value.cut is not None
+                and facts.grad_read(born=value.born)
+            ):
                 cause = value.born  # its .grad is read after: it was meant to require grad
             at = facts.where_to_fix(cause, call.node)
             line = facts.position(call.node)[0]

@@ -157,7 +157,7 @@ for _ in range(3):
         for cut, _ in facts.dead_terms:
             yield Report(facts.focus(cut), self.dead_message)
         for revived, _ in facts.revived_backwards:
-            if revived in facts.revived_as_leaves:
+            if revived in facts.revived_as_leaves or facts.grad_read(revived=revived):
                 continue  # a detached input made a leaf on purpose, for its gradient
             yield Report(revived)
             made_at = facts.revivals.get(revived)

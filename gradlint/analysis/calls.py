@@ -922,8 +922,6 @@ class FunctionCalls(TorchCalls):
                     leaf=YES, integer=obj.integer, node=obj.node, layer="data"
                 )
             if attr in ("grad",):
-                if isinstance(obj.revived, cst.CSTNode):
-                    self.facts.revived_as_leaves.add(obj.revived)  # wanted its gradient
                 return Value(kind=Kind.TENSOR, requires_grad=NO, leaf=YES)
             if attr in ("T", "mT", "H", "mH", "real", "imag"):
                 return self.op_result([obj], expr, state, attr)

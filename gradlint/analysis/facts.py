@@ -267,7 +267,7 @@ class Facts:
     step_guards: dict[int, set[bool]] = field(default_factory=dict)
     # Where a value cut from its graph was made to require grad again -> where it was cut.
     revivals: dict[cst.CSTNode, object] = field(default_factory=dict)
-    # ... of those, the ones then used as leaves: their `.grad` read, given to an optimizer.
+    # ... of those, the ones then given to an optimizer, as leaves to train.
     revived_as_leaves: set[cst.CSTNode] = field(default_factory=set)
     # A backward of such a value: (where it was made to require grad, the backward).
     revived_backwards: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
@@ -378,13 +378,13 @@ class Facts:
         loop = self.freeze_loops.get(node)
         return [loop, node] if loop is not None else [node]
 
-    def grad_read(self, born: object) -> bool:
-        """Whether the code reads `.grad` of the tensor made at `born` (it wanted one)."""
+    def grad_read(self, **marks: object) -> bool:
+        """Whether the code reads `.grad` of a tensor with these marks (`born=call`: made
+        there; `revived=node`): it wanted that tensor's gradient."""
         return any(
-            isinstance(node, cst.Attribute)
-            and node.attr.value == "grad"
-            and self.value(node.value).born is born
-            for node in self.values
+            all(getattr(tensor, mark) is node for mark, node in marks.items())
+            for runs in self.grad_reads.values()
+            for tensor in runs
         )
 
     def may_retain_grad(self, value: Value) -> bool:
