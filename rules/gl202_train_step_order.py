@@ -95,6 +95,32 @@ for i in range(8):
 full = torch.autograd.grad(nn.functional.mse_loss(model(x), y), model.weight)[0]
 assert torch.allclose(seen[0], full / accumulation)  # one micro-batch, not four
 """,
+        """\
+import torch
+from torch import nn
+
+
+def train(model, optimizer, batches, accumulation):
+    count = 0
+    for x in batches:
+        optimizer.zero_grad()  # error
+        (model(x).pow(2).mean() / accumulation).backward()
+        count += 1
+        if count < accumulation:
+            continue
+        optimizer.step()
+        count = 0
+
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+seen = []
+optimizer.register_step_pre_hook(lambda *_: seen.append(model.weight.grad.clone()))
+x = torch.randn(8, 4)
+train(model, optimizer, [x] * 4, accumulation=2)
+full = torch.autograd.grad(model(x).pow(2).mean(), model.weight)[0]
+assert torch.allclose(seen[0], full / 2)  # one micro-batch, not two
+""",
     ]
     VALID = [
         """\
@@ -181,6 +207,24 @@ for i in range(8):
         optimizer.step()
         optimizer.zero_grad()
 """,
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(2):
+    optimizer.zero_grad()  # a new accumulation each epoch: the count starts again
+    count = 0
+    for x in [torch.randn(8, 4) for _ in range(3)]:
+        (model(x).pow(2).mean() / 2).backward()
+        count += 1
+        if count < 2:
+            continue
+        optimizer.step()
+        optimizer.zero_grad()
+        count = 0
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -191,5 +235,7 @@ for i in range(8):
                 yield Report(step.node, self.early_message)
         for clear, optimizers in facts.pending_clears.items():
             # Every step of those optimizers is guarded inside its loop: they accumulate.
-            if all(facts.step_guards.get(key) == {True} for key in optimizers):
+            if all(
+                (guards := facts.step_guards.get(key)) and all(guards) for key in optimizers
+            ):
                 yield Report(clear, self.accumulation_message)

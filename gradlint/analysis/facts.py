@@ -262,9 +262,9 @@ class Facts:
     # A clear that, on some path, throws away gradients of a backward that reached the
     # optimizer's parameters and that no step applied -> those optimizers (their origins).
     pending_clears: dict[cst.CSTNode, set[int]] = field(default_factory=dict)
-    # Optimizer (origin) -> for each step: whether a test on a name its loop changes guarded
-    # it (gradient accumulation).
-    step_guards: dict[int, set[bool]] = field(default_factory=dict)
+    # Optimizer (origin) -> for each step: the names its loop changes that a test guarding
+    # it reads (gradient accumulation counts with them); empty for an unguarded step.
+    step_guards: dict[int, set[frozenset[str]]] = field(default_factory=dict)
     # Where a value cut from its graph was made to require grad again -> where it was cut.
     revivals: dict[cst.CSTNode, object] = field(default_factory=dict)
     # ... of those, the ones then given to an optimizer, as leaves to train.

@@ -780,6 +780,13 @@ class GraphTracking(InterpreterBase):
             if any(holds_part(roots, path) for path in paths):
                 state.grads[key] = grads.reached(node, loops)
 
+    def restarts(self, optimizer: int) -> bool:
+        """Whether the innermost running loop sets afresh, on each pass, a name that counts
+        the optimizer's accumulated backwards: a clear there starts a new accumulation
+        (`zero_grad(); count = 0` per epoch), it drops none."""
+        counters = frozenset().union(*self.facts.step_guards.get(optimizer, ()))
+        return bool(counters) and bool(counters & self.names_reset(self._loops[-1]))
+
     def clear_grads(self, holder: Value, node: cst.CSTNode, state: State) -> None:
         """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
         parameters that module holds; of the others, those it may share some with are
@@ -792,7 +799,7 @@ class GraphTracking(InterpreterBase):
             else:
                 owned = UNKNOWN
             if owned is YES:
-                if self._loops and grads.pending_in(self._loops[-1]):
+                if self._loops and grads.pending_in(self._loops[-1]) and not self.restarts(key):
                     # On some path, gradients no step applied: accumulation, if its steps
                     # are all conditional (rules decide).
                     self.facts.pending_clears.setdefault(node, set()).add(key)

@@ -237,6 +237,12 @@ class Interpreter(FunctionCalls):
                 bounds = {"low": 0, "high": 0} if index == 0 else {"low": 1}
                 current.env[counter] = INT.with_(**bounds)
             current = self.exec_block(body, current)
+            run = self._loop_runs[-1]
+            for skipped in run.continued:
+                current = current.join(skipped)
+            if index + 1 == passes:
+                for broken in run.broken:
+                    current = current.join(broken)
             self._loop_sites.pop()
             for outer in self._loop_sites:
                 outer |= sites
@@ -337,6 +343,9 @@ class Interpreter(FunctionCalls):
             if isinstance(small, cst.Continue) and self._loop_runs:
                 # What follows runs only on passes where these tests let it.
                 self._loop_runs[-1].skipped.extend(self.guards())
+                self._loop_runs[-1].continued.append(state.copy())
+            elif isinstance(small, cst.Break) and self._loop_runs:
+                self._loop_runs[-1].broken.append(state.copy())
             state.dead = True
         elif isinstance(small, cst.Assert):
             self.eval(small.test, state)

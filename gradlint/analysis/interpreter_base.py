@@ -23,7 +23,7 @@ from gradlint.analysis.scopes import (
     ScopeCollector,
 )
 from gradlint.analysis.state import Effects, Frame, State
-from gradlint.analysis.syntax import _names_assigned, _reads_any
+from gradlint.analysis.syntax import _names_assigned, _names_read, _names_reset
 from gradlint.analysis.train_modes import Left, LoopPass, TrainMode, set_mode
 from gradlint.analysis.values import (
     NO,
@@ -53,6 +53,10 @@ class LoopRun:
     passage: int = 0  # the id of the pass being run
     # The tests under which a `continue` ran on this pass.
     skipped: list[cst.BaseExpression] = field(default_factory=list)
+    # The states at each `continue` and `break` of this pass: they reach the next pass and
+    # the code after the loop, as the state at the end of the body does.
+    continued: list[State] = field(default_factory=list)
+    broken: list[State] = field(default_factory=list)
 
 
 class InterpreterBase:
@@ -80,7 +84,7 @@ class InterpreterBase:
         self._runs: dict[FunctionInfo, int] = {}
         self._ran: set[FunctionInfo] = set()
         self._running: set[FunctionInfo] = set()
-        self._loops: list[cst.CSTNode] = []
+        self._loops: list[cst.For | cst.While] = []
         self._statement: cst.CSTNode | None = None
         self._loop_sites: list[set[int]] = []
         self._function: FunctionInfo | None = None
@@ -99,6 +103,7 @@ class InterpreterBase:
         self._conditions: list[cst.BaseExpression] = []  # tests of the enclosing `if`s
         self._loop_runs: list[LoopRun] = []  # beside `_loops`: where each one stands
         self._loop_names: dict[int, frozenset[str]] = {}  # loop -> names it assigns
+        self._loop_resets: dict[int, frozenset[str]] = {}  # ... outside its inner loops
         self._comprehensions = 0  # comprehensions whose element is being evaluated
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
@@ -239,24 +244,33 @@ class InterpreterBase:
             found.add(id(self._loops[depth]))
         return frozenset(found)
 
-    def counted_guard(self) -> bool:
-        """Whether the running code is guarded, inside the innermost loop, by a test on a
-        name that loop changes (`if (i + 1) % k == 0`, `if count < k: continue`): it runs
-        on some passes of every run of the loop, by design."""
+    def counted_guard(self) -> frozenset[str]:
+        """The names that guard the running code inside the innermost loop and that loop
+        changes (`if (i + 1) % k == 0`, `if count < k: continue`): if any, it runs on some
+        passes of every run of the loop, by design."""
         guards = self.guards()
         if not guards or not self._loops:
-            return False
+            return frozenset()
         loop = self._loops[-1]
         names = self._loop_names.get(id(loop))
         if names is None:
             names = self._loop_names[id(loop)] = _names_assigned(loop)
-        return any(_reads_any(test, names) for test in guards)
+        read: frozenset[str] = frozenset().union(*(_names_read(test) for test in guards))
+        return names & read
+
+    def names_reset(self, loop: cst.For | cst.While) -> frozenset[str]:
+        found = self._loop_resets.get(id(loop))
+        if found is None:
+            found = self._loop_resets[id(loop)] = _names_reset(loop)
+        return found
 
     def next_pass(self) -> None:
         """The innermost running loop starts a pass."""
         self._pass_count += 1
         self._loop_runs[-1].passage = self._pass_count
         self._loop_runs[-1].skipped = []
+        self._loop_runs[-1].continued = []
+        self._loop_runs[-1].broken = []
 
     def running_passes(self) -> frozenset[LoopPass]:
         return frozenset(

@@ -287,12 +287,61 @@ def _names_assigned(loop: cst.CSTNode) -> frozenset[str]:
     return frozenset(found)
 
 
+def _names_reset(loop: cst.For | cst.While) -> frozenset[str]:
+    """The plain names a loop's body assigns on every pass: outside the `if`s and loops
+    nested in it, and before any `continue` or `break` (`count = 0` before an inner loop
+    that counts)."""
+    found: set[str] = set()
+    for statement in loop.body.children:
+        if _leaves_pass(statement):
+            break
+        todo: list[cst.CSTNode] = [statement]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, (cst.For, cst.While, cst.If, cst.FunctionDef, cst.ClassDef)):
+                continue
+            if isinstance(node, cst.Assign):
+                for target in node.targets:
+                    found |= {n.value for n in _walk_names(target.target)}
+            elif isinstance(node, cst.AnnAssign):
+                found |= {n.value for n in _walk_names(node.target)}
+            todo.extend(node.children)
+    return frozenset(found)
+
+
+def _leaves_pass(statement: cst.CSTNode) -> bool:
+    """Whether a statement may end its loop's pass early (`continue`, `break`, `return`)."""
+    todo: list[cst.CSTNode] = [statement]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (cst.Continue, cst.Break, cst.Return, cst.Raise)):
+            return True
+        if not isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            todo.extend(node.children)
+    return False
+
+
 def _walk_names(expr: cst.CSTNode) -> list[cst.Name]:
     if isinstance(expr, cst.Name):
         return [expr]
     if isinstance(expr, (cst.Tuple, cst.List)):
         return [name for element in expr.elements for name in _walk_names(element.value)]
     return []
+
+
+def _names_read(expr: cst.CSTNode) -> frozenset[str]:
+    """The plain names an expression reads (`self.count` reads `self`, not `count`)."""
+    found: set[str] = set()
+    todo: list[cst.CSTNode] = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, cst.Name):
+            found.add(node.value)
+        elif isinstance(node, cst.Attribute):
+            todo.append(node.value)
+        else:
+            todo.extend(node.children)
+    return frozenset(found)
 
 
 def _reads_any(expr: cst.CSTNode, names: frozenset[str]) -> bool:
