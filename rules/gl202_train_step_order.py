@@ -121,6 +121,38 @@ train(model, optimizer, [x] * 4, accumulation=2)
 full = torch.autograd.grad(model(x).pow(2).mean(), model.weight)[0]
 assert torch.allclose(seen[0], full / 2)  # one micro-batch, not two
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Trainer:
+    def __init__(self, model, accumulate):
+        self.model = model
+        self.accumulate = accumulate
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+
+    def fit(self, batches, epochs):
+        last_step = -1
+        for epoch in range(epochs):
+            self.optimizer.zero_grad()  # error
+            for i, x in enumerate(batches):
+                done = i + len(batches) * epoch
+                self.model(x).pow(2).mean().backward()
+                if done - last_step >= self.accumulate:
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                    last_step = done
+
+
+trainer = Trainer(nn.Linear(4, 1), accumulate=2)
+seen = []
+trainer.optimizer.register_step_pre_hook(
+    lambda *_: seen.append(trainer.model.weight.grad.norm().item())
+)
+trainer.fit([torch.ones(8, 4)] * 3, epochs=2)  # steps at batches 1, 3, 5 of 6
+assert seen[1] < 0.6 * seen[0]  # the step across the epochs lost a micro-batch
+""",
     ]
     VALID = [
         """\

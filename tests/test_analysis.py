@@ -788,3 +788,23 @@ def test_integer_literals_choose_a_calls_branch() -> None:
     """
     assert value_at(source, "first").requires_grad is YES
     assert value_at(source, "second").requires_grad is NO
+
+
+def test_a_sequential_subclass_has_its_layers_parameters() -> None:
+    source = """
+        import torch.nn as nn
+
+        class Critic(nn.Sequential):
+            def __init__(self):
+                super().__init__(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+        class Pool(nn.Sequential):
+            def __init__(self):
+                super().__init__(nn.ReLU(), nn.Flatten())
+
+        critic = Critic()
+        pool = Pool()
+        critic, pool
+    """
+    assert value_at(source, "critic").has_params is YES
+    assert value_at(source, "pool").has_params is NO

@@ -740,7 +740,7 @@ class GraphTracking(InterpreterBase):
     # -- the training-loop model: what .grad holds (gradients.py) ------------------------
 
     def new_optimizer(self, node: cst.Call, roots: frozenset[str], state: State) -> Value:
-        self._optimizer_roots[id(node)] = roots
+        self._optimizer_roots[id(node)] = (roots, self.aliased(roots, state))
         state.grads[id(node)] = Grads()
         return Value(kind=Kind.OPTIMIZER, origin=id(node), roots=roots)
 
@@ -776,9 +776,34 @@ class GraphTracking(InterpreterBase):
         # A backward on some passes only is for a step like it: not one to accumulate for.
         loops = self.unguarded_loops()
         for key, grads in state.grads.items():
-            roots = self._optimizer_roots.get(key, frozenset())
-            if any(holds_part(roots, path) for path in paths):
+            names = self._optimizer_roots.get(key, ())
+            if any(holds_part(roots, path) for roots in names for path in paths):
                 state.grads[key] = grads.reached(node, loops)
+
+    def aliased(self, roots: frozenset[str], state: State) -> frozenset[str]:
+        """The modules of `roots` as named through the attributes that hold them here
+        (`self.model = model`, then `model.parameters()`): the names the class's other
+        methods reach them by."""
+        names = set()
+        for root in roots:
+            found = root
+            for key, value in state.env.items():
+                held = value.path
+                if "." not in key or value.kind is not Kind.MODULE or held is None or key == held:
+                    continue
+                if root == held or root.startswith(held + "."):
+                    found = key + root[len(held) :]
+                    break
+            names.add(found)
+        return frozenset(names)
+
+    def optimizer_owned(self, optimizer: int, path: str) -> Tri:
+        """Whether the module at `path` holds every parameter of the optimizer, by any of
+        the optimizer's names for its modules."""
+        found = [owned_by(roots, path) for roots in self._optimizer_roots.get(optimizer, ())]
+        if YES in found:
+            return YES
+        return NO if found and all(f is NO for f in found) else UNKNOWN
 
     def restarts(self, optimizer: int) -> bool:
         """Whether the innermost running loop sets afresh, on each pass, a name that counts
@@ -795,7 +820,7 @@ class GraphTracking(InterpreterBase):
             if holder.kind is Kind.OPTIMIZER and holder.origin is not None:
                 owned = YES if key == holder.origin else NO
             elif holder.path is not None:
-                owned = owned_by(self._optimizer_roots.get(key, frozenset()), holder.path)
+                owned = self.optimizer_owned(key, holder.path)
             else:
                 owned = UNKNOWN
             if owned is YES:
@@ -814,8 +839,7 @@ class GraphTracking(InterpreterBase):
         paths = params.roots if params.kind is Kind.PARAMS else frozenset()
         holds: dict[Tri, list[Grads]] = {YES: [], UNKNOWN: []}
         for key, grads in state.grads.items():
-            roots = self._optimizer_roots.get(key, frozenset())
-            owned = [owned_by(roots, path) for path in paths] or [UNKNOWN]
+            owned = [self.optimizer_owned(key, path) for path in paths] or [UNKNOWN]
             if YES in owned:
                 holds[YES].append(grads)
             elif UNKNOWN in owned:

@@ -120,7 +120,9 @@ class InterpreterBase:
         self._site_module_call: dict[int, cst.CSTNode] = {}  # ... and that call
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
-        self._optimizer_roots: dict[int, frozenset[str]] = {}  # optimizer -> modules it holds
+        # Optimizer -> the modules it holds: as named where it was made, and as named
+        # through the attributes that hold them there.
+        self._optimizer_roots: dict[int, tuple[frozenset[str], ...]] = {}
         self._sure_cuts: set[int] = set()  # cuts (detach, item) of computed tensors with a graph
         self._active: list[FunctionInfo] = []  # the functions running, outermost first
         self._function_sites: dict[FunctionInfo, set[int]] = {}  # sites each one makes
@@ -412,12 +414,19 @@ class InterpreterBase:
                 result = result | (NO if value.item.kind is Kind.MODULE else UNKNOWN)
             elif value.kind is Kind.UNKNOWN:
                 result = result | UNKNOWN
+        # An nn.Sequential subclass has the parameters of the layers it hands to Sequential.
+        layers = self.class_layers.get(cls.name)
+        if layers is not None:
+            result = result if attrs else NO
+            for layer in layers:
+                result = result | (layer.has_params if layer.kind is Kind.MODULE else UNKNOWN)
         for base in cls.bases:
             local = self.scopes.classes.get(base)
             if local is not None and local is not cls:
                 result = result | self.class_has_params(local)
             elif base and resolve_dotted(self.imports, base) not in (
                 "torch.nn.Module",
+                "torch.nn.Sequential" if layers is not None else "torch.nn.Module",
                 None,
             ):
                 result = result | UNKNOWN
