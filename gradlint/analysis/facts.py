@@ -274,6 +274,9 @@ class Facts:
     # A backward of a policy-gradient loss whose weight (an advantage) has a graph of its
     # own: (where the weight was made, the backward).
     policy_weights: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
+    # A bootstrapped target with a graph through the network it trains (a TD target not
+    # detached) -> the backward of a loss made from it.
+    leaky_targets: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # A backward of a loss with a term computed from a cut prediction: (the cut, backward).
     dead_terms: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # `.detach()` straight on a model's output made while autograd records.

@@ -182,6 +182,7 @@ class GraphTracking(InterpreterBase):
         if integer is not UNKNOWN:
             value = value.with_(integer=integer)
         value = self.with_gradient_origin(value, inputs, op)
+        value = self.with_target_origin(value, args, op)
         if op in api.VIEW_OPS and inputs[0].inference is YES:
             # A view of an inference tensor is one too, wherever it is taken.
             value = value.with_(inference=YES, made_in=inputs[0].made_in)
@@ -253,6 +254,30 @@ class GraphTracking(InterpreterBase):
             value = value.with_(dropped=dropped)
         return self.with_policy_weight(value, inputs, op)
 
+    def with_target_origin(self, value: Value, args: list[Value], op: str) -> Value:
+        """Carry a bootstrapped target (data plus a network's output with its graph) and a
+        loss made from a leaky one through ops that keep a graph."""
+        if value.requires_grad is not YES:
+            return value
+        inputs = _tensor_args(args)
+        bootstrap = next((v.bootstrap for v in inputs if v.bootstrap is not None), None)
+        if op == "add" and len(args) == 2 and not self.in_forward():
+            # The data: a reward, a number, or what a replay buffer returned.
+            data = [v for v in args if v.requires_grad is not YES and not v.graph]
+            output = [v for v in args if v.requires_grad is YES and self.made_by_model(v)]
+            if data and output:
+                bootstrap = value.made_by or value.head
+        leaky = next((v.leaky_target for v in inputs if v.leaky_target is not None), None)
+        if bootstrap is not None:
+            value = value.with_(bootstrap=bootstrap)
+        return value.with_(leaky_target=leaky) if leaky is not None else value
+
+    def models_of(self, value: Value) -> frozenset[str]:
+        """The models whose calls, by the code that uses them, made part of the tensor's
+        graph (not the layers inside them, whose names are their own class's)."""
+        found = (self._model_calls.get(node[0]) for node in value.graph)
+        return frozenset(path for path in found if path is not None)
+
     def with_policy_weight(self, value: Value, inputs: list[Value], op: str) -> Value:
         """Carry log-probabilities through ops; a log-probability times a weight that has
         a graph of its own (a critic's value in an advantage) makes a term whose backward
@@ -279,6 +304,15 @@ class GraphTracking(InterpreterBase):
     def criterion_result(self, value: Value, inputs: list[Value]) -> Value:
         """A loss function's result: with no graph because its prediction was cut from one
         (`bce(D(fake).detach(), ones)`), a term that trains nothing."""
+        if value.requires_grad is YES and len(inputs) >= 2:
+            # `mse(q_net(s), reward + gamma * q_net(s2))`, either way round: the target
+            # trains the network too.
+            for target, predicted in ((inputs[1], inputs[0]), (inputs[0], inputs[1])):
+                if target.bootstrap is None or predicted.bootstrap is not None:
+                    continue
+                made = self.models_of(predicted)
+                if any(holds_part(made, path) for path in self.models_of(target)):
+                    return value.with_(leaky_target=target.bootstrap)
         if value.requires_grad is not NO:
             return value
         cut = next((v.cut for v in inputs if id(v.cut) in self._sure_cuts), None)
@@ -525,6 +559,8 @@ class GraphTracking(InterpreterBase):
             self.facts.dead_terms.append((loss.dropped, node))
         if isinstance(loss.weighted, cst.CSTNode):
             self.facts.policy_weights.append((loss.weighted, node))
+        if isinstance(loss.leaky_target, cst.CSTNode):
+            self.facts.leaky_targets.append((loss.leaky_target, node))
         if accumulates:
             state.grads = {key: grads.backward(node) for key, grads in state.grads.items()}
             self.reach_grads(loss, node, state)

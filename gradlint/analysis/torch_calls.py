@@ -903,6 +903,14 @@ class TorchCalls(GraphTracking):
         outer = self._layer is None and not self.in_forward() and module.path is not None
         mode = mode_of(module.path, state.training) if outer and module.path else None
         result = self.run_module(module, node, args, state, first)
+        if outer and module.path is not None:
+            for part in (result, *(result.items or ())):
+                if part.is_tensor and part.head is not None:
+                    # Two models of one class share their forward's nodes: then it is
+                    # not known which one made a value.
+                    known = self._model_calls.setdefault(part.head[0], module.path)
+                    if known != module.path:
+                        self._model_calls[part.head[0]] = None
         if outer and state.mode == ENABLED and module.path is not None:
             training = mode.training if mode is not None else UNKNOWN
             old = self.facts.forward_modes.get(node)

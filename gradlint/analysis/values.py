@@ -127,6 +127,12 @@ class Value:
     # A policy-gradient term: a log-probability times a weight (an advantage, a return)
     # that still has a graph of its own: where that weight was made.
     weighted: object = None
+    # A bootstrapped target: data plus a network's output that still has its graph
+    # (`reward + gamma * q_net(next_state)`), or made from one: that sum.
+    bootstrap: object = None
+    # A loss regressing a network's output onto a bootstrapped target with a graph through
+    # that same network, or made from one: where the target was summed.
+    leaky_target: object = None
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -241,6 +247,8 @@ class Value:
             dropped=self.dropped if self.dropped is not None else other.dropped,
             log_prob_of=self.log_prob_of if self.log_prob_of is not None else other.log_prob_of,
             weighted=self.weighted if self.weighted is not None else other.weighted,
+            bootstrap=self.bootstrap if self.bootstrap is not None else other.bootstrap,
+            leaky_target=self.leaky_target if self.leaky_target is not None else other.leaky_target,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
