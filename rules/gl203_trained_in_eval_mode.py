@@ -167,6 +167,31 @@ assert model[1].num_batches_tracked.item() == 1
     VALID = [
         """\
 import torch
+from torch import nn
+
+
+def evaluate(model, x):
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x).sum().item()
+    finally:
+        model.train(was_training)
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model.train()
+for step in range(4):
+    optimizer.zero_grad()
+    model(torch.randn(8, 4)).pow(2).mean().backward()
+    optimizer.step()
+    evaluate(model, torch.randn(8, 4))
+assert model.training
+""",
+        """\
+import torch
 from torch import nn, optim
 
 model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))

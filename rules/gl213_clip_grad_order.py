@@ -80,6 +80,26 @@ import torch
 from torch import nn
 
 model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def forward_backward(x):
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    return loss.detach()
+
+
+for step in range(3):
+    losses = [forward_backward(x) for x in torch.randn(2, 8, 4)]
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
 optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
 for _ in range(2):
     optimizer.zero_grad()

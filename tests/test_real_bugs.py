@@ -29,6 +29,7 @@ SETS = {
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
+    "training_bugs_set3": (30, 0.30),
 }
 
 

@@ -177,6 +177,7 @@ class Interpreter(FunctionCalls):
         if isinstance(statement, cst.With):
             return self.exec_with(statement, state)
         if isinstance(statement, (cst.Try, cst.TryStar)):
+            returns = len(self._return_states)
             after_body = self.exec_block(body_statements(statement.body), state.copy())
             if statement.orelse is not None:
                 after_body = self.exec_block(body_statements(statement.orelse.body), after_body)
@@ -185,7 +186,13 @@ class Interpreter(FunctionCalls):
                 start = state.join(after_body) if not after_body.dead else state.copy()
                 joined = joined.join(self.exec_block(body_statements(handler.body), start))
             if statement.finalbody is not None:
-                joined = self.exec_block(body_statements(statement.finalbody.body), joined)
+                final = body_statements(statement.finalbody.body)
+                # A `return` inside the `try` leaves only after the `finally` ran.
+                for index in range(returns, len(self._return_states)):
+                    left = self.exec_block(final, self._return_states[index])
+                    left.dead = False
+                    self._return_states[index] = left
+                joined = self.exec_block(final, joined)
             return joined
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             # Calls of the name resolve to the function or class itself.
@@ -805,12 +812,14 @@ class Interpreter(FunctionCalls):
             self._comprehensions += 1  # its element runs many times, on the same values
             item = self.eval(expr.elt, inner)
             self._comprehensions -= 1
+            _keep_effects(state, inner)
             for one in self.each_item(expr.for_in, iterable):
                 # A short list of known elements: each element, not only their join.
                 each = copy.copy(state)
                 each.env = dict(state.env)
                 self.assign(expr.for_in.target, one, each, expr.for_in)
                 item = item.join(self.eval(expr.elt, each))
+                _keep_effects(state, each)
             count = _literal_range(expr.for_in)
             if count is not None and isinstance(expr, cst.ListComp) and item.kind is Kind.MODULE:
                 # `[Critic() for _ in range(4)]`: four of them, so `*critics` fills four
@@ -972,3 +981,10 @@ class Interpreter(FunctionCalls):
     # -- tensor results -------------------------------------------------------------------------
 
     # -- backward ---------------------------------------------------------------------------------
+
+
+def _keep_effects(state: State, inner: State) -> None:
+    """What a comprehension's element did to gradients and modes (`[fwd_bwd(b) for b in
+    batches]` runs backwards): its own names stay inside it, its effects do not."""
+    state.grads = inner.grads
+    state.training = inner.training
