@@ -37,6 +37,11 @@ class DataBypassesAutograd(Rule):
         "computes wrong gradients: use an out-of-place op"
     )
 
+    forward_message = (
+        "the forward computes with this parameter's `.data`, outside autograd, and uses it "
+        "no other way, so it never gets a gradient: use the parameter itself"
+    )
+
     INVALID = [
         """\
 import torch
@@ -71,6 +76,26 @@ gate.zero_grad()
 true = T.sigmoid(gate.fc(x)).clamp(0.2, 0.8)
 (true * x).sum().backward()
 assert not T.allclose(wrong, gate.fc.bias.grad)
+""",
+        """\
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class MyLinear(nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        return F.relu(x @ self.weight.data + self.bias.data)  # error
+
+
+net = nn.Sequential(nn.Linear(4, 8), MyLinear(8, 2))
+net(torch.randn(3, 4)).sum().backward()
+assert net[1].weight.grad is None and net[0].weight.grad is not None  # never trained
 """,
     ]
     VALID = [
@@ -115,8 +140,34 @@ layer.weight.data.normal_(0, 0.02)
 layer.bias.data.zero_()
 layer(torch.randn(2, 4)).sum().backward()
 """,
+        """\
+import torch
+from torch import nn
+
+
+class WeightNormalized(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 2))
+        nn.init.xavier_normal_(self.weight)
+
+    def forward(self, x):
+        scale = self.weight.data.norm()  # a constant on purpose: no gradient through it
+        return x @ (self.weight / scale)
+
+
+layer = WeightNormalized()
+layer(torch.randn(3, 4)).sum().backward()
+assert layer.weight.grad is not None
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
         for change in facts.hidden_changes:
             yield Report(change.node)
+        for reads in facts.param_reads.values():
+            # Every read of the parameter where autograd records goes through `.data`:
+            # nothing it computes can give it a gradient.
+            if reads <= facts.data_reads:
+                for read in sorted(reads, key=lambda node: facts.position(node)):
+                    yield Report(read, self.forward_message)

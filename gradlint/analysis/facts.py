@@ -274,6 +274,11 @@ class Facts:
     # A backward of a policy-gradient loss whose weight (an advantage) has a graph of its
     # own: (where the weight was made, the backward).
     policy_weights: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
+    # (class, attribute) -> the reads of `self.<attribute>`, a parameter, in that class's
+    # methods (not __init__) while autograd records.
+    param_reads: dict[tuple[str, str], set[cst.CSTNode]] = field(default_factory=dict)
+    # The tensors whose `.data` a forward reads (`self.weight` in `self.weight.data`).
+    data_reads: set[cst.CSTNode] = field(default_factory=set)
     # A bootstrapped target with a graph through the network it trains (a TD target not
     # detached) -> the backward of a loss made from it.
     leaky_targets: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)

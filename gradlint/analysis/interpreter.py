@@ -48,6 +48,7 @@ from gradlint.analysis.syntax import (
     _literal_range,
     _names_grad,
     _plain_text,
+    _self_name,
     _string_key,
     _target_keys,
     body_statements_of_module,
@@ -944,11 +945,32 @@ class Interpreter(FunctionCalls):
         return inner
 
     def eval_attribute(self, expr: cst.Attribute, state: State) -> Value:
+        value = self.attribute_value(expr, state)
+        function = self._function
+        if (
+            function is not None
+            and function.owner is not None
+            and function.name != "__init__"
+            and state.mode == ENABLED
+            and isinstance(expr.value, cst.Name)
+            and expr.value.value == _self_name(function)
+            and value.is_tensor
+            and value.leaf is YES
+            and value.requires_grad is YES
+        ):
+            # `self.weight` read where autograd records: where a parameter may enter a graph.
+            key = (function.owner.name, expr.attr.value)
+            self.facts.param_reads.setdefault(key, set()).add(expr)
+        return value
+
+    def attribute_value(self, expr: cst.Attribute, state: State) -> Value:
         key = dotted(expr)
         self.facts.attributes_read.add(expr.attr.value)
         obj = self.eval(expr.value, state)
         if expr.attr.value == "grad" and obj.is_tensor:
             self.note_grad_read(expr, obj, state)
+        if expr.attr.value == "data" and obj.is_tensor and self.in_forward():
+            self.facts.data_reads.add(expr.value)
         if key is not None and key in state.env:
             return self.with_frozen(state.env[key], state)
         if key is not None and self.is_global(key, state) and key in self.module_env:
