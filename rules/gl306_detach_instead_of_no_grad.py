@@ -9,7 +9,8 @@ from gradlint.rule import Report, Rule
 
 
 class DetachInsteadOfNoGrad(Rule):
-    """Runs a model with autograd recording, only to `.detach()` its output at once.
+    """Runs a model with autograd recording, only to `.detach()` its output at once, or
+    the target it alone went into (`(reward + gamma * target_net(s2)).detach()`).
 
     **Why is this bad?** While grad mode is on, every layer of the forward saves its inputs
     and activations for a backward that never comes: the memory and time of recording a
@@ -34,6 +35,10 @@ class DetachInsteadOfNoGrad(Rule):
     message = (
         "the forward records a graph that `.detach()` throws away; run it under "
         "`torch.no_grad()` instead"
+    )
+    target_message = (
+        "this forward records a graph only for a target that is then detached; compute the "
+        "target under `torch.no_grad()` instead"
     )
 
     INVALID = [
@@ -68,6 +73,24 @@ class Agent:
 agent = Agent()
 target, recorded = agent.td_target(T.randn(8, 1), T.randn(8, 4))
 assert recorded
+""",
+        """\
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def td_loss(q_net, target_net, s, a, r, s2, gamma=0.99):
+    q = q_net(s).gather(1, a[:, None]).squeeze(1)
+    next_q = target_net(s2).max(1)[0]  # error
+    target = r + gamma * next_q
+    return F.mse_loss(q, target.detach())
+
+
+q_net, target_net = nn.Linear(4, 2), nn.Linear(4, 2)
+s, s2, a, r = torch.randn(8, 4), torch.randn(8, 4), torch.randint(0, 2, (8,)), torch.randn(8)
+td_loss(q_net, target_net, s, a, r, s2).backward()
+assert target_net.weight.grad is None  # its recorded graph was never used
 """,
     ]
     VALID = [
@@ -107,6 +130,20 @@ loss = out.pow(2).mean()
 loss.backward()
 print(out.detach().numpy())
 """,
+        """\
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+q_net = nn.Linear(4, 2)
+states = torch.randn(16, 4)
+r = torch.randn(8)
+q_all = q_net(states)  # one forward for both halves: the prediction needs its graph
+q, next_q = q_all[:8].max(1)[0], q_all[8:].max(1)[0]
+target = r + 0.99 * next_q
+F.mse_loss(q, target.detach()).backward()
+assert q_net.weight.grad is not None
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -114,3 +151,5 @@ print(out.detach().numpy())
         for call in facts.detached_forwards:
             if call not in dead:  # a loss term cut by mistake: GL211, not a saving to make
                 yield Report(facts.focus(call))
+        for call in facts.detached_targets:
+            yield Report(call, self.target_message)

@@ -286,6 +286,9 @@ class Facts:
     dead_terms: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)
     # `.detach()` straight on a model's output made while autograd records.
     detached_forwards: dict[cst.Call, None] = field(default_factory=dict)  # (ordered set)
+    # Model calls whose outputs went only into a bootstrapped target (`reward + gamma *
+    # target_net(s2)`) that was then detached (an ordered set).
+    detached_targets: dict[cst.Call, None] = field(default_factory=dict)
     # A backward of a loss holding a gradient penalty made without `create_graph`:
     # (the `torch.autograd.grad` call, the backward).
     penalties_without_graph: list[tuple[object, cst.CSTNode]] = field(default_factory=list)

@@ -304,6 +304,11 @@ class GraphTracking(InterpreterBase):
     def criterion_result(self, value: Value, inputs: list[Value]) -> Value:
         """A loss function's result: with no graph because its prediction was cut from one
         (`bce(D(fake).detach(), ones)`), a term that trains nothing."""
+        for target in inputs[1:2]:
+            # `mse(q, (reward + gamma * target_net(s2)).detach())`: a target recorded in vain.
+            for call in target.wasted:
+                if isinstance(call, cst.Call):
+                    self.facts.detached_targets[call] = None
         if value.requires_grad is YES and len(inputs) >= 2:
             # `mse(q_net(s), reward + gamma * q_net(s2))`, either way round: the target
             # trains the network too.

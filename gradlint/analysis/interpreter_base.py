@@ -120,6 +120,7 @@ class InterpreterBase:
         self._site_module_call: dict[int, cst.CSTNode] = {}  # ... and that call
         # The output of a model called by the code that uses it -> the model's path.
         self._model_calls: dict[int, str | None] = {}
+        self._model_outputs: dict[Node, cst.Call | None] = {}  # ... and the call, per output
         self._steps: list[tuple[int, frozenset[str]]] = []  # optimizer steps: when, whose
         self._backward_ticks: dict[int, int] = {}  # backward() call -> when it last ran
         # Optimizer -> the modules it holds: as named where it was made, and as named

@@ -682,9 +682,14 @@ class TorchCalls(GraphTracking):
                 # A whole forward recorded, only for its graph to be dropped at once.
                 self.facts.detached_forwards[node] = None
             # detach() shares storage and version counter with the tensor.
-            return self.no_grad_tensor(receiver, node).with_(
+            detached = self.no_grad_tensor(receiver, node).with_(
                 leaf=YES, integer=receiver.integer, node=receiver.node
             )
+            if receiver.bootstrap is not None and state.mode == ENABLED:
+                wasted = self.forwards_only_into(receiver)
+                if wasted:
+                    detached = detached.with_(wasted=wasted)
+            return detached
         if method == "detach_":
             key = dotted(node.func.value)  # type: ignore[attr-defined]
             detached = self.no_grad_tensor(receiver, node).with_(leaf=YES, node=receiver.node)
@@ -778,6 +783,16 @@ class TorchCalls(GraphTracking):
         return sequence(list(parts), fixed=True).with_(
             fields=(("values", values), ("indices", indices))
         )
+
+    def forwards_only_into(self, target: Value) -> frozenset[cst.Call]:
+        """The model calls whose outputs went into this bootstrapped target and nowhere
+        else: detached, it makes their recorded graphs useless."""
+        found = set()
+        for node in target.graph:
+            call = self._model_outputs.get(node)
+            if call is not None and self._consumers.get(node, set()) <= target.graph:
+                found.add(call)
+        return frozenset(found)
 
     def forget_converted(self, node: cst.Call) -> None:
         """`model(x).detach().cpu().numpy()`: the way to take values out for plots and logs,
@@ -904,13 +919,18 @@ class TorchCalls(GraphTracking):
         mode = mode_of(module.path, state.training) if outer and module.path else None
         result = self.run_module(module, node, args, state, first)
         if outer and module.path is not None:
-            for part in (result, *(result.items or ())):
-                if part.is_tensor and part.head is not None:
+            for part in _outputs(result):
+                if part.head is not None:
                     # Two models of one class share their forward's nodes: then it is
                     # not known which one made a value.
                     known = self._model_calls.setdefault(part.head[0], module.path)
                     if known != module.path:
                         self._model_calls[part.head[0]] = None
+                    # The same node from two calls (one forward run twice): which call
+                    # made a value is not known.
+                    made = self._model_outputs.setdefault(part.head, node)
+                    if made is not node:
+                        self._model_outputs[part.head] = None
         if outer and state.mode == ENABLED and module.path is not None:
             training = mode.training if mode is not None else UNKNOWN
             old = self.facts.forward_modes.get(node)
@@ -1132,3 +1152,18 @@ def _training_flag(method: str, args: list[Value]) -> Tri:
     if method == "eval":
         return NO
     return args[0].truth if args else YES
+
+
+def _outputs(result: Value) -> list[Value]:
+    """The tensors a model returns: itself, or those in the tuple or dict it returns (one
+    level down: `logits, (mean, std)`, `{"mean": m}`)."""
+    found: list[Value] = []
+    todo = [(result, 0)]
+    while todo:
+        value, depth = todo.pop()
+        if value.is_tensor:
+            found.append(value)
+        elif depth < 2:
+            parts = [*(value.items or ()), *(v for _, v in value.fields or ())]
+            todo.extend((part, depth + 1) for part in parts)
+    return found

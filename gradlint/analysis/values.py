@@ -133,6 +133,8 @@ class Value:
     # A loss regressing a network's output onto a bootstrapped target with a graph through
     # that same network, or made from one: where the target was summed.
     leaky_target: object = None
+    # A detached bootstrapped target: the model calls whose outputs went only into it.
+    wasted: frozenset[object] = frozenset()
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
@@ -249,6 +251,7 @@ class Value:
             weighted=self.weighted if self.weighted is not None else other.weighted,
             bootstrap=self.bootstrap if self.bootstrap is not None else other.bootstrap,
             leaky_target=self.leaky_target if self.leaky_target is not None else other.leaky_target,
+            wasted=self.wasted & other.wasted,
             low=None if self.low is None or other.low is None else min(self.low, other.low),
             high=None if self.high is None or other.high is None else max(self.high, other.high),
         )
