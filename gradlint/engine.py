@@ -8,10 +8,13 @@ import re
 import libcst as cst
 
 from gradlint.analysis import analyze
+from gradlint.analysis.facts import Facts
 from gradlint.config import Config
 from gradlint.finding import Finding, LintError
+from gradlint.fixes import Applied, Edit, Fix, apply_all
 from gradlint.noqa import is_suppressed, noqa_by_line
 from gradlint.registry import all_rules
+from gradlint.rule import Report
 
 
 def parse(source: str, path: str) -> cst.Module:
@@ -73,6 +76,7 @@ def lint(
                 line, column, end_line, end_column = facts.position(report.node)
                 if is_suppressed(noqa.get(line), rule.code, rule.name):
                     continue
+                fix = _fix_of(report, facts)
                 findings.setdefault(
                     (rule.code, line, column),
                     Finding(
@@ -84,7 +88,8 @@ def lint(
                         message=report.message or rule.message,
                         end_line=end_line,
                         end_column=end_column,
-                        fixable=rule.fixable,
+                        fixable=fix is not None and fix.safe,
+                        fix=fix,
                     ),
                 )
         except Exception as exc:  # one broken rule must not hide the others
@@ -93,6 +98,31 @@ def lint(
                 raise failure from exc
             errors.append(failure)
     return sorted(findings.values())
+
+
+def fix_source(
+    source: str, path: str = "<string>", config: Config | None = None, unsafe: bool = False
+) -> Applied:
+    """The source with every safe fix made (and the unsafe ones too, if asked), re-linted
+    until nothing more is fixable. A file that cannot be parsed raises `LintError`."""
+
+    def fixes_of(text: str) -> list[Fix]:
+        found = lint(text, path, config, errors=[])
+        return [f.fix for f in found if f.fix is not None and (f.fix.safe or unsafe)]
+
+    return apply_all(source, fixes_of)
+
+
+def _fix_of(report: Report, facts: Facts) -> Fix | None:
+    """A rule's proposed replacement, as text edits at the replaced node's place."""
+    proposal = report.fix
+    if proposal is None:
+        return None
+    line, column, end_line, end_column = facts.position(proposal.old)
+    new = proposal.new
+    text = new if isinstance(new, str) else facts.module.code_for_node(new)
+    edit = Edit(line, column, end_line, end_column, text)
+    return Fix((edit,), proposal.title, proposal.safe)
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from gradlint.fixes import Fix
 
 
 def severity_of(code: str) -> str:
@@ -21,9 +23,10 @@ class Finding:
     message: str
     end_line: int
     end_column: int
-    fixable: bool = False
+    fixable: bool = False  # carries a safe fix
     runtime: str | None = None
     cell: int | None = None
+    fix: Fix | None = field(default=None, compare=False)
 
     @property
     def severity(self) -> str:
@@ -31,6 +34,7 @@ class Finding:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["fix"]
         ordered: dict[str, Any] = {
             "code": self.code,
             "name": self.name,
@@ -46,6 +50,7 @@ class Finding:
         }
         if data["cell"] is not None:
             ordered["cell"] = self.cell
+        ordered["fix"] = self.fix.to_json() if self.fix is not None else None
         return ordered
 
 

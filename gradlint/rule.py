@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 import libcst as cst
 
 from gradlint.finding import severity_of
+from gradlint.fixes import Replacement
 
 if TYPE_CHECKING:
     from gradlint.analysis.facts import Facts
@@ -21,6 +22,7 @@ class Report:
 
     node: cst.CSTNode
     message: str | None = None
+    fix: Replacement | None = None
 
 
 class Rule:
@@ -36,9 +38,11 @@ class Rule:
     name: ClassVar[str]
     message: ClassVar[str]
     raises: ClassVar[tuple[str, ...]] = ()
-    fixable: ClassVar[bool] = False
+    fixable: ClassVar[bool] = False  # whether some of its findings carry a safe fix
     VALID: ClassVar[list[str]] = []
     INVALID: ClassVar[list[str]] = []
+    # INVALID example (its index) -> the program `gradlint check --fix` makes of it.
+    FIXED: ClassVar[dict[int, str]] = {}
 
     @property
     def severity(self) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
+from gradlint.fixes import Replacement
 from gradlint.rule import Report, Rule
 
 
@@ -32,6 +35,7 @@ class GradModeNotCalled(Rule):
     code = "GL104"
     name = "grad-mode-not-called"
     message = "grad-mode class used without calling it; write `torch.no_grad()`"
+    fixable = True
     raises = ("does not support the context manager protocol",)
 
     INVALID = [
@@ -47,6 +51,19 @@ with im:  # error
     pass
 """,
     ]
+    FIXED = {
+        0: """\
+import torch
+model = torch.nn.Linear(2, 1)
+with torch.no_grad():  # error
+    preds = model(torch.randn(1, 2))
+""",
+        1: """\
+from torch import inference_mode as im
+with im():  # error
+    pass
+""",
+    }
     VALID = [
         """\
 import torch
@@ -68,8 +85,10 @@ predict(torch.randn(1, 2))
     def check(self, facts: Facts) -> Iterator[Report]:
         for item in facts.with_items:
             if not item.called:
+                written = item.node.item
                 yield Report(
-                    item.node.item,
+                    written,
                     f"`{item.qualname}` is used without calling it; "
                     f"write `{item.qualname.rsplit('.', 1)[-1]}()`",
+                    Replacement(written, cst.Call(func=written), "Call the grad-mode class"),
                 )

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.analysis.values import Kind
+from gradlint.analysis.facts import AttributeSet
+from gradlint.analysis.values import YES, Kind
+from gradlint.fixes import Replacement
 from gradlint.rule import Report, Rule
 
 TYPOS = frozenset(
@@ -49,6 +51,7 @@ class RequireGradTypo(Rule):
     code = "GL209"
     name = "require-grad-typo"
     message = "misspelt `requires_grad`: this sets an attribute PyTorch never reads"
+    fixable = True
 
     INVALID = [
         """\
@@ -65,7 +68,37 @@ x = torch.randn(3)
 x.requires_grads = True  # error
 assert not x.requires_grad
 """,
+        """\
+import torch
+from torch import nn
+head = nn.Linear(4, 2)
+head.require_grad = False  # error
+assert head.weight.requires_grad  # the freeze did nothing
+""",
     ]
+    FIXED = {
+        0: """\
+import torch
+from torch import nn
+backbone = nn.Linear(4, 4)
+for p in backbone.parameters():
+    p.requires_grad = False  # error
+assert backbone.weight.requires_grad  # the freeze did nothing
+""",
+        1: """\
+import torch
+x = torch.randn(3)
+x.requires_grad = True  # error
+assert not x.requires_grad
+""",
+        2: """\
+import torch
+from torch import nn
+head = nn.Linear(4, 2)
+head.requires_grad_(False)  # error
+assert head.weight.requires_grad  # the freeze did nothing
+""",
+    }
     VALID = [
         """\
 import torch
@@ -101,4 +134,26 @@ print(Options(True).describe())
                 yield Report(
                     event.node,
                     f"`{attr}` is not an attribute PyTorch reads; did you mean `requires_grad`?",
+                    _spelt_right(event, facts),
                 )
+
+
+def _spelt_right(event: AttributeSet, facts: Facts) -> Replacement | None:
+    """On tensors, the attribute spelt right; on modules, `requires_grad_(flag)` (a module
+    has no flag of its own). Setting True on a tensor that may not be a leaf raises, which
+    the misspelling hid: that fix is offered as unsafe."""
+    runs = facts.any_run(event.target.value)
+    if len(event.node.targets) != 1 or not runs:
+        return None
+    if all(v.kind is Kind.TENSOR for v in runs):
+        turns_off = isinstance(event.value, cst.Name) and event.value.value == "False"
+        safe = turns_off or all(v.leaf is YES for v in runs)
+        name = event.target.attr.with_changes(value="requires_grad")
+        return Replacement(event.target.attr, name, "Spell `requires_grad` right", safe)
+    if all(v.kind is Kind.MODULE for v in runs):
+        call = cst.Call(
+            func=event.target.with_changes(attr=cst.Name("requires_grad_")),
+            args=[cst.Arg(event.value)],
+        )
+        return Replacement(event.node, cst.Expr(call), "Call `requires_grad_()`")
+    return None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
+from gradlint.analysis.facts import AttributeSet
 from gradlint.analysis.values import Kind
+from gradlint.fixes import Replacement
 from gradlint.rule import Report, Rule
 
 
@@ -30,6 +34,7 @@ class RequiresGradOnModule(Rule):
     code = "GL215"
     name = "requires-grad-on-module"
     message = "a module has no `requires_grad` flag; use `module.requires_grad_(False)`"
+    fixable = True
 
     INVALID = [
         """\
@@ -54,6 +59,29 @@ net = Net()
 assert net.encoder.weight.requires_grad
 """,
     ]
+    FIXED = {
+        0: """\
+import torch
+from torch import nn
+backbone = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+backbone.requires_grad_(False)  # error
+assert all(p.requires_grad for p in backbone.parameters())  # nothing was frozen
+""",
+        1: """\
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+        self.encoder.requires_grad_(False)  # error
+
+net = Net()
+assert net.encoder.weight.requires_grad
+""",
+    }
     VALID = [
         """\
 import torch
@@ -71,4 +99,15 @@ assert not any(p.requires_grad for p in backbone.parameters())
         for event in facts.attribute_sets:
             if event.target.attr.value == "requires_grad":
                 if any(v.kind is Kind.MODULE for v in facts.any_run(event.target.value)):
-                    yield Report(event.node)
+                    yield Report(event.node, fix=_method_call(event))
+
+
+def _method_call(event: AttributeSet) -> Replacement | None:
+    """`m.requires_grad = flag` -> `m.requires_grad_(flag)`: what the line meant."""
+    if len(event.node.targets) != 1:
+        return None  # `a = m.requires_grad = False` also sets `a`
+    call = cst.Call(
+        func=event.target.with_changes(attr=cst.Name("requires_grad_")),
+        args=[cst.Arg(event.value)],
+    )
+    return Replacement(event.node, cst.Expr(call), "Call `requires_grad_()`")

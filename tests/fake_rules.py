@@ -12,6 +12,7 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from gradlint.fixes import Replacement
 from gradlint.rule import Report, Rule
 
 
@@ -52,7 +53,7 @@ class FakeNumpy(Rule):
 
     def check(self, facts: FakeFacts) -> Iterator[Report]:  # type: ignore[override]
         for node in calls_to(facts.module, "numpy"):
-            yield Report(node)
+            yield Report(node, fix=Replacement(node, "x.tolist()", "Use a list"))
 
 
 class FakeItem(Rule):

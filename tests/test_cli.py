@@ -172,6 +172,13 @@ def test_json_format_exact(project: Path) -> None:
         "message": "`.numpy()` call",
         "fixable": True,
         "runtime": None,
+        "fix": {
+            "title": "Use a list",
+            "safe": True,
+            "edits": [
+                {"line": 4, "column": 5, "end_line": 4, "end_column": 14, "text": "x.tolist()"}
+            ],
+        },
     }
     assert data["errors"] == [{"path": "bad.py", "message": "binary file"}]
     assert data["summary"] == {"files": 2, "findings": 2, "errors": 1}

@@ -1,0 +1,154 @@
+"""Fixes: text edits that a finding carries, and applying them to a file's source.
+
+A rule proposes a fix as CST nodes (replace this node with that one); the engine turns it
+into text edits at the node's position, so that every front end (the CLI's `--fix` and
+`--diff`, SARIF, the language server's code actions) speaks in lines and columns. Applying
+edits never yields a file that does not parse: a fix that would is dropped and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import libcst as cst
+
+# How many times `apply_all` re-lints a fixed file: a fix may reveal another (a parenthesised
+# call inside a `with` that then needs no other change); more rounds than this mean two fixes
+# undo each other.
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A rule's proposal: put `new` where `old` is, in the module the rule analysed."""
+
+    old: cst.CSTNode
+    new: cst.CSTNode | str
+    title: str
+    safe: bool = True
+
+
+@dataclass(frozen=True, order=True)
+class Edit:
+    """Replace the text from (line, column) up to, not including, (end_line, end_column);
+    1-based, as findings count."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    text: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class Fix:
+    edits: tuple[Edit, ...]
+    title: str
+    safe: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "safe": self.safe,
+            "edits": [edit.to_json() for edit in self.edits],
+        }
+
+
+def splice(source: str, edits: Iterable[Edit]) -> str:
+    """The source with the edits made; they must not overlap."""
+    lines = source.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(line: int, column: int) -> int:
+        return starts[min(line, len(starts)) - 1] + column - 1
+
+    result = source
+    # From the end, so that earlier offsets stay right.
+    for edit in sorted(edits, reverse=True):
+        start, end = offset(edit.line, edit.column), offset(edit.end_line, edit.end_column)
+        result = result[:start] + edit.text + result[end:]
+    return result
+
+
+def _overlaps(first: Fix, second: Fix) -> bool:
+    for a in first.edits:
+        for b in second.edits:
+            if (a.line, a.column) < (b.end_line, b.end_column) and (b.line, b.column) < (
+                a.end_line,
+                a.end_column,
+            ):
+                return True
+    return False
+
+
+def _parses(source: str) -> bool:
+    try:
+        cst.parse_module(source)
+    except Exception:  # any parser failure means: not a file to write
+        return False
+    return True
+
+
+@dataclass
+class Applied:
+    """What applying fixes to one file did."""
+
+    source: str
+    applied: int = 0
+    dropped: list[str] | None = None  # titles of fixes left out: the file would not parse
+
+
+def apply_fixes(source: str, fixes: Iterable[Fix]) -> Applied:
+    """Apply the fixes that do not overlap an earlier one; leave out any whose result does
+    not parse."""
+    chosen: list[Fix] = []
+    for fix in fixes:
+        if not any(_overlaps(fix, other) for other in chosen):
+            chosen.append(fix)
+    result = Applied(source)
+    if not chosen:
+        return result
+    candidate = splice(source, [edit for fix in chosen for edit in fix.edits])
+    if _parses(candidate):
+        return Applied(candidate, len(chosen), [])
+    # One of them breaks the file: keep those that do not, one at a time.
+    dropped: list[str] = []
+    current = source
+    applied = 0
+    for fix in sorted(chosen, key=lambda f: f.edits, reverse=True):
+        attempt = splice(current, fix.edits)
+        if _parses(attempt):
+            current, applied = attempt, applied + 1
+        else:
+            dropped.append(fix.title)
+    return Applied(current, applied, dropped)
+
+
+def apply_all(
+    source: str, fixes_of: Callable[[str], list[Fix]], rounds: int = MAX_ROUNDS
+) -> Applied:
+    """Fix, re-lint and fix again until nothing more is fixable, so that a second run
+    changes nothing."""
+    total = Applied(source, 0, [])
+    for _ in range(rounds):
+        fixes = fixes_of(total.source)
+        if not fixes:
+            break
+        step = apply_fixes(total.source, fixes)
+        total.dropped = [*(total.dropped or []), *(step.dropped or [])]
+        if step.applied == 0:
+            break
+        total.source, total.applied = step.source, total.applied + step.applied
+    return total

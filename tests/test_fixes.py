@@ -1,0 +1,87 @@
+"""Fixes: each rule's fixed INVALID examples, and applying edits without breaking a file."""
+
+from __future__ import annotations
+
+import pytest
+from test_rules import execute
+
+from gradlint.engine import fix_source, lint
+from gradlint.fixes import Edit, Fix, apply_fixes, splice
+from gradlint.registry import all_rules
+from gradlint.rule import Rule
+
+FIXED = [
+    pytest.param(rule, index, id=f"{rule.code}-fixed-{index}")
+    for rule in all_rules()
+    for index in sorted(rule.FIXED)
+]
+
+
+def test_fixable_rules_show_their_fixes() -> None:
+    for rule in all_rules():
+        assert bool(rule.FIXED) == rule.fixable, rule.code
+        assert set(rule.FIXED) <= set(range(len(rule.INVALID))), rule.code
+
+
+@pytest.mark.parametrize(("rule", "index"), FIXED)
+def test_fix_makes_the_expected_program(rule: type[Rule], index: int) -> None:
+    fixed = fix_source(rule.INVALID[index], "example.py")
+    assert fixed.source == rule.FIXED[index]
+    assert fixed.dropped == []
+    # Idempotent: nothing left to fix, and no finding of the rule left.
+    assert fix_source(fixed.source, "example.py").applied == 0
+    assert not [f for f in lint(fixed.source, "example.py") if f.code == rule.code]
+
+
+@pytest.mark.parametrize(("rule", "index"), FIXED)
+def test_fixed_program_no_longer_misbehaves(rule: type[Rule], index: int) -> None:
+    source = rule.FIXED[index]
+    if rule.raises:
+        execute(source)  # the error is gone
+    else:
+        # The INVALID example asserts the damage; fixed, that assert no longer holds.
+        with pytest.raises(AssertionError):
+            execute(source)
+
+
+def test_finding_carries_a_safe_fix_in_json() -> None:
+    source = "import torch\nwith torch.no_grad:\n    pass\n"
+    (finding,) = lint(source, "a.py")
+    assert finding.fixable
+    assert finding.to_json()["fix"] == {
+        "title": "Call the grad-mode class",
+        "safe": True,
+        "edits": [
+            {"line": 2, "column": 6, "end_line": 2, "end_column": 19, "text": "torch.no_grad()"}
+        ],
+    }
+
+
+def test_splice_edits_across_lines() -> None:
+    source = "a = 1\nb = 2\nc = 3\n"
+    edits = [Edit(1, 5, 1, 6, "10"), Edit(2, 1, 3, 2, "d")]
+    assert splice(source, edits) == "a = 10\nd = 3\n"
+
+
+def test_overlapping_fixes_apply_the_first_only() -> None:
+    first = Fix((Edit(1, 1, 1, 2, "b"),), "one")
+    second = Fix((Edit(1, 1, 1, 4, "zzz"),), "two")
+    result = apply_fixes("a = 1\n", [first, second])
+    assert (result.source, result.applied) == ("b = 1\n", 1)
+
+
+def test_a_fix_that_breaks_the_file_is_dropped() -> None:
+    good = Fix((Edit(1, 5, 1, 6, "2"),), "good")
+    bad = Fix((Edit(2, 1, 2, 2, "("),), "bad")
+    result = apply_fixes("a = 1\nb = 1\n", [good, bad])
+    assert result.source == "a = 2\nb = 1\n"
+    assert result.dropped == ["bad"]
+
+
+def test_an_unsafe_fix_waits_for_unsafe_fixes() -> None:
+    # `y` is not a leaf: spelt right, the line raises, which the typo hid.
+    source = "import torch\ny = torch.randn(3, requires_grad=True) * 2\ny.requires_grads = True\n"
+    (finding,) = lint(source, "a.py")
+    assert finding.fix is not None and not finding.fix.safe and not finding.fixable
+    assert fix_source(source, "a.py").applied == 0
+    assert "y.requires_grad = True" in fix_source(source, "a.py", unsafe=True).source
