@@ -26,6 +26,16 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+def use_color(*, no_color: bool, output_file: str | None) -> bool:
+    """Colour only for a person at a terminal: never into a file or a pipe."""
+    return (
+        output_file is None
+        and not no_color
+        and "NO_COLOR" not in os.environ
+        and sys.stdout.isatty()
+    )
+
+
 class _Group(click.Group):
     """Turns an unexpected exception into one line and exit 2, not a traceback."""
 
@@ -121,12 +131,7 @@ def check(
     except ConfigError as exc:
         fail(str(exc))
 
-    color = (
-        output_file is None
-        and not no_color
-        and "NO_COLOR" not in os.environ
-        and sys.stdout.isatty()
-    )
+    color = use_color(no_color=no_color, output_file=output_file)
     report = render(result, output_format, color=color, statistics=statistics)
     if output_format not in REPORTS_ERRORS:
         for error in result.errors:
