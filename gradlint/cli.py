@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 import click
 
 from gradlint import __version__
+from gradlint.reports import FORMATS, REPORTS_ERRORS, render
+from gradlint.reports.output import output_problem, write_atomic
 
 EXIT_USAGE = 2
 
@@ -22,6 +24,16 @@ EXIT_USAGE = 2
 def fail(message: str) -> NoReturn:
     click.echo(f"gradlint: error: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def use_color(*, no_color: bool, output_file: str | None) -> bool:
+    """Colour only for a person at a terminal: never into a file or a pipe."""
+    return (
+        output_file is None
+        and not no_color
+        and "NO_COLOR" not in os.environ
+        and sys.stdout.isatty()
+    )
 
 
 class _Group(click.Group):
@@ -71,10 +83,16 @@ def main() -> None:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="Report format.",
+)
+@click.option(
+    "--output-file",
+    "-o",
+    metavar="PATH",
+    help="Write the report to PATH (replaced whole) instead of stdout.",
 )
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option(
@@ -87,12 +105,14 @@ def check(
     ignore: tuple[str, ...],
     extend_select: tuple[str, ...],
     output_format: str,
+    output_file: str | None,
     exit_zero: bool,
     statistics: bool,
     no_color: bool,
 ) -> None:
     """Lint PATHS (files or folders; default: the current folder)."""
     from gradlint.config import ConfigError, Selection
+    from gradlint.reports.text import format_error
     from gradlint.run import run
 
     chosen = _selectors(select)
@@ -101,20 +121,28 @@ def check(
         extend_select=_selectors(extend_select),
         ignore=_selectors(ignore),
     )
+    if output_file is not None:
+        # Found before linting: a long run should not end in "cannot write".
+        problem = output_problem(output_file)
+        if problem:
+            fail(f"cannot write the report to {output_file}: {problem}")
     try:
         result = run(paths or (".",), selection)
     except ConfigError as exc:
         fail(str(exc))
 
-    if output_format == "json":
-        from gradlint.reports.json import render_json
-
-        click.echo(render_json(result))
+    color = use_color(no_color=no_color, output_file=output_file)
+    report = render(result, output_format, color=color, statistics=statistics)
+    if output_format not in REPORTS_ERRORS:
+        for error in result.errors:
+            click.echo(format_error(error), err=True)
+    if output_file is None:
+        click.echo(report, nl=False, color=color)
     else:
-        from gradlint.reports.text import write_text
-
-        color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-        write_text(result, color=color, statistics=statistics)
+        try:
+            write_atomic(output_file, report)
+        except OSError as exc:
+            fail(f"cannot write the report to {output_file}: {exc.strerror or exc}")
     sys.exit(result.exit_code(exit_zero))
 
 

@@ -14,9 +14,14 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def place(finding: Finding) -> str:
+    """The file, and in a notebook its cell: ``nb.ipynb:cell 3``."""
+    return finding.path if finding.cell is None else f"{finding.path}:cell {finding.cell}"
+
+
 def format_finding(finding: Finding, color: bool = False) -> str:
     """``path:line:col: CODE [*] message``; in a notebook ``nb.ipynb:cell 3:line:col:``."""
-    where = finding.path if finding.cell is None else f"{finding.path}:cell {finding.cell}"
+    where = place(finding)
     code = finding.code
     fix = " [*]" if finding.fixable else ""
     if color:
@@ -58,17 +63,14 @@ def statistics_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def write_text(result: RunResult, *, color: bool = False, statistics: bool = False) -> None:
-    """Findings (or, with ``statistics``, counts per code) and the summary on stdout;
-    errors on stderr, one line each."""
+def render_text(result: RunResult, *, color: bool = False, statistics: bool = False) -> str:
+    """Findings (or, with ``statistics``, counts per code), then the summary. Files that
+    could not be linted are not in it: they go to stderr (`format_error`)."""
     lines = (
         statistics_lines(result)
         if statistics
         else [format_finding(finding, color) for finding in result.findings]
     )
-    for line in lines:
-        click.echo(line, color=color)
-    for error in result.errors:
-        click.echo(format_error(error), err=True)
     summary = summary_line(result)
-    click.echo(click.style(summary, bold=True) if color else summary, color=color)
+    lines.append(click.style(summary, bold=True) if color else summary)
+    return "".join(f"{line}\n" for line in lines)
