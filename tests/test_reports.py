@@ -22,7 +22,6 @@ from gradlint import registry
 from gradlint.cli import main, use_color
 from gradlint.finding import Finding, LintError
 from gradlint.reports import FORMATS, REPORTS_ERRORS, render
-from gradlint.reports import sarif as sarif_module
 from gradlint.reports.github import error_annotation, finding_annotation
 from gradlint.reports.sarif import plain_text, sarif_log
 from gradlint.run import RunResult
@@ -190,7 +189,8 @@ def test_sarif_findings(project: Path) -> None:
     ]
     assert run["invocations"] == [{"executionSuccessful": True, "toolExecutionNotifications": []}]
     assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == project.resolve().as_uri() + "/"
-    first = run["results"][0]
+    first = dict(run["results"][0])
+    first.pop("fixes")  # the fix's own test checks these
     assert first == {
         "ruleId": "GL901",
         "ruleIndex": 1,
@@ -205,8 +205,8 @@ def test_sarif_findings(project: Path) -> None:
             }
         ],
     }
-    # GL901 is fixable, but no fix exists yet: no made-up `fixes`.
-    assert all("fixes" not in found for found in run["results"])
+    # GL901's finding carries a safe fix; GL902's none.
+    assert [("fixes" in found) for found in run["results"]] == [True, False]
     assert [(found["ruleId"], found["level"]) for found in run["results"]] == [
         ("GL901", "error"),
         ("GL902", "error"),
@@ -259,30 +259,32 @@ def test_sarif_unlinted_files_are_notifications(project: Path) -> None:
     assert [found["ruleId"] for found in log["runs"][0]["results"]] == ["GL901", "GL902"]
 
 
-def test_sarif_fix_seam(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A finding that carries fixes gets them in its result, and the log stays valid."""
+def test_sarif_fixes_are_the_findings_edits(project: Path) -> None:
+    """A finding's safe fix becomes SARIF replacements, and the log stays valid."""
     write(project / "train.py", BUGGY)
-
-    def fixes(finding: Finding) -> list[dict[str, Any]]:
-        if not finding.fixable:
-            return []
-        change = {
-            "artifactLocation": sarif_module.artifact_location(finding.path),
-            "replacements": [
+    _, log = sarif_of()
+    first = log["runs"][0]["results"][0]
+    assert first["fixes"] == [
+        {
+            "description": {"text": "Use a list"},
+            "artifactChanges": [
                 {
-                    "deletedRegion": sarif_module.region(
-                        finding.line, finding.column, finding.end_line, finding.end_column
-                    ),
-                    "insertedContent": {"text": "y.detach().numpy()"},
+                    "artifactLocation": {"uri": "train.py", "uriBaseId": "%SRCROOT%"},
+                    "replacements": [
+                        {
+                            "deletedRegion": {
+                                "startLine": 4,
+                                "startColumn": 5,
+                                "endLine": 4,
+                                "endColumn": 14,
+                            },
+                            "insertedContent": {"text": "x.tolist()"},
+                        }
+                    ],
                 }
             ],
         }
-        return [{"description": {"text": "detach first"}, "artifactChanges": [change]}]
-
-    monkeypatch.setattr(sarif_module, "sarif_fixes", fixes)
-    _, log = sarif_of()
-    results = log["runs"][0]["results"]
-    assert [("fixes" in found) for found in results] == [True, False]
+    ]
 
 
 def test_sarif_runtime_verdict_and_cell_are_properties(monkeypatch: pytest.MonkeyPatch) -> None:
