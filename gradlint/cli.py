@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 import click
 
 from gradlint import __version__
+from gradlint.files import write_atomic
 from gradlint.reports import FORMATS, REPORTS_ERRORS, render
-from gradlint.reports.output import output_problem, write_atomic
+from gradlint.reports.output import output_problem
 
 EXIT_USAGE = 2
 
@@ -94,6 +95,15 @@ def main() -> None:
     metavar="PATH",
     help="Write the report to PATH (replaced whole) instead of stdout.",
 )
+@click.option("--fix", is_flag=True, help="Apply the safe fixes, then report what is left.")
+@click.option(
+    "--diff",
+    is_flag=True,
+    help="Print the fixes as a unified diff instead of writing them (exit 1 if any).",
+)
+@click.option(
+    "--unsafe-fixes", is_flag=True, help="Also apply (or show) fixes that may change behaviour."
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option(
     "--statistics", is_flag=True, help="Show counts per rule instead of each finding (text)."
@@ -106,6 +116,9 @@ def check(
     extend_select: tuple[str, ...],
     output_format: str,
     output_file: str | None,
+    fix: bool,
+    diff: bool,
+    unsafe_fixes: bool,
     exit_zero: bool,
     statistics: bool,
     no_color: bool,
@@ -113,7 +126,7 @@ def check(
     """Lint PATHS (files or folders; default: the current folder)."""
     from gradlint.config import ConfigError, Selection
     from gradlint.reports.text import format_error
-    from gradlint.run import run
+    from gradlint.run import Fixing, run
 
     chosen = _selectors(select)
     selection = Selection(
@@ -126,10 +139,23 @@ def check(
         problem = output_problem(output_file)
         if problem:
             fail(f"cannot write the report to {output_file}: {problem}")
+    fixing = Fixing(write=not diff, unsafe=unsafe_fixes) if fix or diff else None
     try:
-        result = run(paths or (".",), selection)
+        result = run(paths or (".",), selection, fixing=fixing)
     except ConfigError as exc:
         fail(str(exc))
+    for dropped in result.dropped:
+        click.echo(f"{dropped}: fix left out, the file would not parse", err=True)
+    if diff:
+        for error in result.errors:
+            click.echo(format_error(error), err=True)
+        click.echo("".join(result.diffs), nl=False)
+        noun = "fix" if result.fixed == 1 else "fixes"
+        click.echo(f"Would make {result.fixed} {noun}.", err=True)
+        sys.exit(2 if result.errors else 1 if result.fixed else 0)
+    if fix and result.fixed:
+        noun = "fix" if result.fixed == 1 else "fixes"
+        click.echo(f"Made {result.fixed} {noun}.", err=True)
 
     color = use_color(no_color=no_color, output_file=output_file)
     report = render(result, output_format, color=color, statistics=statistics)

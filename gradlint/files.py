@@ -1,9 +1,13 @@
-"""Read one file's source for linting, turning every way it can fail into a `LintError`."""
+"""Read one file's source for linting, turning every way it can fail into a `LintError`;
+write a file whole or not at all."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import stat
+import tempfile
 import tokenize
 
 from gradlint.finding import LintError
@@ -13,6 +17,13 @@ _UTF8 = frozenset({"utf-8", "utf-8-sig"})
 
 def read_source(path: str | os.PathLike[str], display: str | None = None) -> str:
     """The file's text. An empty file is valid Python (think of empty ``__init__.py``)."""
+    return read_source_encoded(path, display)[0]
+
+
+def read_source_encoded(
+    path: str | os.PathLike[str], display: str | None = None
+) -> tuple[str, str]:
+    """The file's text, and the encoding to write it back in."""
     shown = display if display is not None else os.fspath(path)
     try:
         with open(path, "rb") as handle:
@@ -22,8 +33,9 @@ def read_source(path: str | os.PathLike[str], display: str | None = None) -> str
     return decode_source(data, shown)
 
 
-def decode_source(data: bytes, display: str) -> str:
-    """Decode as Python does: UTF-8, a UTF-8 BOM, or a PEP 263 coding comment."""
+def decode_source(data: bytes, display: str) -> tuple[str, str]:
+    """Decode as Python does (UTF-8, a UTF-8 BOM, or a PEP 263 coding comment): the text
+    and its encoding."""
     # Python refuses NUL bytes in source, and they are the surest sign of a binary file.
     if b"\0" in data:
         raise LintError(display, "binary file")
@@ -35,10 +47,46 @@ def decode_source(data: bytes, display: str) -> str:
             raise LintError(display, f"{reason} (in its coding comment)") from None
         raise LintError(display, "not UTF-8 text") from None  # undecodable first lines
     try:
-        return data.decode(encoding)  # "utf-8-sig" drops the BOM
+        return data.decode(encoding), encoding  # "utf-8-sig" drops the BOM (and writes it)
     except UnicodeDecodeError:
         if encoding in _UTF8:
             raise LintError(display, "not UTF-8 text") from None
         raise LintError(display, f"not valid {encoding} text, as its coding comment says") from None
     except LookupError:  # pragma: no cover - detect_encoding already checked the codec
         raise LintError(display, f"unknown encoding: {encoding}") from None
+
+
+def write_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename,
+    so that a reader (or a crash, or a kill) never sees half a file. Raises OSError."""
+    # Through a symbolic link to the file it names, which a rename would replace.
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
+        # A device or a pipe (/dev/stdout) cannot be renamed over: write into it.
+        with open(target, "w", encoding=encoding, newline="") as stream:
+            stream.write(text)
+        return
+    folder, name = os.path.split(target)
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding=encoding, newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _mode(target))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _mode(target: str) -> int:
+    """The mode the file gets: the replaced file's, else what a plain open would give
+    (mkstemp makes files only their owner can read)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

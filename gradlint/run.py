@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gradlint import engine
 from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile, discover
-from gradlint.files import read_source
+from gradlint.files import read_source, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
+
+
+@dataclass(frozen=True)
+class Fixing:
+    """`--fix` (write the fixed files) or `--diff` (show what it would change)."""
+
+    write: bool
+    unsafe: bool = False
 
 
 @dataclass
@@ -17,6 +26,9 @@ class RunResult:
     findings: list[Finding] = field(default_factory=list)
     errors: list[LintError] = field(default_factory=list)
     files: int = 0  # files attempted, including those that failed
+    fixed: int = 0  # fixes made (or, with --diff, that would be)
+    diffs: list[str] = field(default_factory=list)  # with --diff: one unified diff per file
+    dropped: list[str] = field(default_factory=list)  # fixes left out: `path: title`
 
     def exit_code(self, exit_zero: bool = False) -> int:
         """0 clean, 1 findings, 2 when any file could not be linted (even with --exit-zero:
@@ -41,11 +53,49 @@ def lint_file(file: SourceFile, config: Config) -> tuple[list[Finding], list[Lin
     return findings, errors
 
 
+def fix_file(file: SourceFile, config: Config, fixing: Fixing, result: RunResult) -> None:
+    """Fix one file (or show the diff), then lint what it became; never raises for a bad
+    file, and never writes a file it could not fix whole."""
+    errors: list[LintError] = []
+    try:
+        source, encoding = read_source_encoded(file.path, file.display)
+        applied = engine.fix_source(source, file.display, config, fixing.unsafe)
+        result.dropped.extend(f"{file.display}: {title}" for title in applied.dropped or ())
+        if applied.applied:
+            result.fixed += applied.applied
+            if fixing.write:
+                try:
+                    write_atomic(str(file.path), applied.source, encoding)
+                except OSError as exc:
+                    raise LintError(file.display, f"cannot write the fixes: {exc}") from None
+                source = applied.source
+            else:
+                result.diffs.append(_diff(source, applied.source, file.display))
+        result.findings.extend(engine.lint(source, file.display, config, errors))
+    except LintError as exc:
+        errors.append(exc)
+    except Exception as exc:  # a bug of ours in one file must not stop the others
+        errors.append(LintError(file.display, f"internal error: {exc!r}"))
+    result.errors.extend(errors)
+
+
+def _diff(before: str, after: str, display: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"a/{display}",
+        tofile=f"b/{display}",
+    )
+    # A last line without a newline still ends its diff line.
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
 def run(
     paths: Sequence[str],
     selection: Selection | None = None,
     *,
     resolver: ConfigResolver | None = None,
+    fixing: Fixing | None = None,
 ) -> RunResult:
     """Lint every file under ``paths``.
 
@@ -56,7 +106,11 @@ def run(
     found = discover(paths, resolver)
     result = RunResult(errors=list(found.errors), files=len(found.files))
     for file in found.files:
-        findings, errors = lint_file(file, resolver.for_file(file.path))
+        config = resolver.for_file(file.path)
+        if fixing is not None:
+            fix_file(file, config, fixing, result)
+            continue
+        findings, errors = lint_file(file, config)
         result.findings.extend(findings)
         result.errors.extend(errors)
     result.findings.sort()

@@ -75,6 +75,7 @@ def test_findings_exit_1_text_lines(project: Path) -> None:
         "train.py:4:5: GL901 [*] `.numpy()` call",
         "train.py:5:5: GL902 `.item()` call",
         "Found 2 findings in 1 file.",
+        "[*] 1 fixable with `gradlint check --fix`.",
     ]
 
 
@@ -90,7 +91,7 @@ def test_summary_counts_files_with_findings(project: Path) -> None:
     write(project / "b.py", BUGGY)
     write(project / "c.py", "x = 1\n")
     result = gradlint_("check")
-    assert result.stdout.splitlines()[-1] == "Found 4 findings in 2 files."
+    assert result.stdout.splitlines()[-2] == "Found 4 findings in 2 files."
 
 
 def test_exit_zero(project: Path) -> None:
@@ -119,6 +120,7 @@ def test_statistics(project: Path) -> None:
         "2  GL901  [*] fake-numpy-call",
         "1  GL902  fake-item-call",
         "Found 3 findings in 1 file.",
+        "[*] 2 fixable with `gradlint check --fix`.",
     ]
 
 
@@ -306,7 +308,7 @@ def check_one_bad(project: Path, name: str, content: str | bytes, message: str) 
     assert result.exit_code == 2, result.output
     assert f"{name}: {message}" in result.stderr
     assert "good.py:4:5: GL901" in result.stdout
-    assert result.stdout.splitlines()[-1] == "Found 2 findings in 1 file (1 error)."
+    assert result.stdout.splitlines()[-2] == "Found 2 findings in 1 file (1 error)."
     no_traceback(result)
     return result
 
@@ -437,3 +439,64 @@ def test_fifo_is_an_error_not_a_hang(project: Path) -> None:
     result = gradlint_("check", "pipe.py")
     assert result.exit_code == 2
     assert "pipe.py: not a regular file or directory" in result.stderr
+
+
+# -- fixes -------------------------------------------------------------------------------
+
+
+def test_fix_writes_the_file_and_reports_what_is_left(project: Path) -> None:
+    path = write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--fix", "train.py")
+    assert result.exit_code == 1  # the `.item()` finding has no fix
+    assert path.read_text() == BUGGY.replace("y.numpy()", "x.tolist()")
+    assert "GL901" not in result.stdout and "GL902" in result.stdout
+    assert result.stderr == "Made 1 fix.\n"
+    again = gradlint_("check", "--fix", "train.py")
+    assert path.read_text() == BUGGY.replace("y.numpy()", "x.tolist()")
+    assert again.stderr == ""
+
+
+def test_fix_keeps_line_endings_and_encoding(project: Path) -> None:
+    source = "# -*- coding: latin-1 -*-\r\nname = 'caf\xe9'\r\na = y.numpy()\r\n"
+    path = write(project / "old.py", source.encode("latin-1"))
+    result = gradlint_("check", "--fix", "old.py")
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes() == source.replace("y.numpy()", "x.tolist()").encode("latin-1")
+
+
+def test_diff_shows_the_fix_and_writes_nothing(project: Path) -> None:
+    path = write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--diff", "train.py")
+    assert result.exit_code == 1
+    assert path.read_text() == BUGGY
+    assert result.stdout.splitlines()[:2] == ["--- a/train.py", "+++ b/train.py"]
+    assert "-a = y.numpy()" in result.stdout and "+a = x.tolist()" in result.stdout
+    assert result.stderr == "Would make 1 fix.\n"
+    clean = write(project / "clean.py", "b = 1\n")
+    assert gradlint_("check", "--diff", str(clean)).exit_code == 0
+
+
+def test_fix_goes_on_past_a_bad_file(project: Path) -> None:
+    write(project / "bad.py", "def broken(:\n")
+    path = write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--fix", ".")
+    no_traceback(result)
+    assert result.exit_code == 2
+    assert "bad.py: syntax error" in result.stderr
+    assert "x.tolist()" in path.read_text()
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere")
+def test_fix_into_a_read_only_folder_leaves_the_file_whole(project: Path) -> None:
+    folder = project / "locked"
+    path = write(folder / "train.py", BUGGY)
+    folder.chmod(0o555)
+    try:
+        result = gradlint_("check", "--fix", str(path))
+    finally:
+        folder.chmod(0o755)
+    no_traceback(result)
+    assert result.exit_code == 2
+    assert "cannot write the fixes" in result.stderr
+    assert path.read_text() == BUGGY
+    assert list(folder.iterdir()) == [path]

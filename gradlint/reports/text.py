@@ -73,4 +73,7 @@ def render_text(result: RunResult, *, color: bool = False, statistics: bool = Fa
     )
     summary = summary_line(result)
     lines.append(click.style(summary, bold=True) if color else summary)
+    fixable = sum(finding.fixable for finding in result.findings)
+    if fixable:
+        lines.append(f"[*] {fixable} fixable with `gradlint check --fix`.")
     return "".join(f"{line}\n" for line in lines)
