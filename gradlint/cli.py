@@ -104,6 +104,11 @@ def main() -> None:
 @click.option(
     "--unsafe-fixes", is_flag=True, help="Also apply (or show) fixes that may change behaviour."
 )
+@click.option(
+    "--add-noqa",
+    is_flag=True,
+    help="Add a `# noqa: CODE` comment on every line with findings (to adopt gradlint now).",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option(
     "--statistics", is_flag=True, help="Show counts per rule instead of each finding (text)."
@@ -119,6 +124,7 @@ def check(
     fix: bool,
     diff: bool,
     unsafe_fixes: bool,
+    add_noqa: bool,
     exit_zero: bool,
     statistics: bool,
     no_color: bool,
@@ -139,11 +145,16 @@ def check(
         problem = output_problem(output_file)
         if problem:
             fail(f"cannot write the report to {output_file}: {problem}")
+    if add_noqa and (fix or diff):
+        fail("--add-noqa cannot be combined with --fix or --diff")
     fixing = Fixing(write=not diff, unsafe=unsafe_fixes) if fix or diff else None
     try:
-        result = run(paths or (".",), selection, fixing=fixing)
+        result = run(paths or (".",), selection, fixing=fixing, add_noqa=add_noqa)
     except ConfigError as exc:
         fail(str(exc))
+    if add_noqa:
+        noun = "comment" if result.noqa_added == 1 else "comments"
+        click.echo(f"Added {result.noqa_added} noqa {noun}.", err=True)
     for dropped in result.dropped:
         click.echo(f"{dropped}: fix left out, the file would not parse", err=True)
     if diff:

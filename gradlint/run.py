@@ -11,6 +11,7 @@ from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile, discover
 from gradlint.files import read_source, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
+from gradlint.noqa import add_noqa as add_noqa_comments
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class RunResult:
     fixed: int = 0  # fixes made (or, with --diff, that would be)
     diffs: list[str] = field(default_factory=list)  # with --diff: one unified diff per file
     dropped: list[str] = field(default_factory=list)  # fixes left out: `path: title`
+    noqa_added: int = 0  # with --add-noqa: lines that got a suppression comment
 
     def exit_code(self, exit_zero: bool = False) -> int:
         """0 clean, 1 findings, 2 when any file could not be linted (even with --exit-zero:
@@ -79,6 +81,31 @@ def fix_file(file: SourceFile, config: Config, fixing: Fixing, result: RunResult
     result.errors.extend(errors)
 
 
+def noqa_file(file: SourceFile, config: Config, result: RunResult) -> None:
+    """Add `# noqa: CODE` on each line with findings, so that a codebase can adopt
+    gradlint now and fix over time; what cannot take a comment stays reported."""
+    errors: list[LintError] = []
+    try:
+        source, encoding = read_source_encoded(file.path, file.display)
+        findings = engine.lint(source, file.display, config, errors)
+        codes: dict[int, set[str]] = {}
+        for finding in findings:
+            codes.setdefault(finding.line, set()).add(finding.code)
+        marked, changed, skipped = add_noqa_comments(source, codes)
+        if changed:
+            try:
+                write_atomic(str(file.path), marked, encoding)
+            except OSError as exc:
+                raise LintError(file.display, f"cannot write the comments: {exc}") from None
+            result.noqa_added += changed
+        result.findings.extend(f for f in findings if f.line in skipped)
+    except LintError as exc:
+        errors.append(exc)
+    except Exception as exc:  # a bug of ours in one file must not stop the others
+        errors.append(LintError(file.display, f"internal error: {exc!r}"))
+    result.errors.extend(errors)
+
+
 def _diff(before: str, after: str, display: str) -> str:
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),
@@ -96,6 +123,7 @@ def run(
     *,
     resolver: ConfigResolver | None = None,
     fixing: Fixing | None = None,
+    add_noqa: bool = False,
 ) -> RunResult:
     """Lint every file under ``paths``.
 
@@ -107,6 +135,9 @@ def run(
     result = RunResult(errors=list(found.errors), files=len(found.files))
     for file in found.files:
         config = resolver.for_file(file.path)
+        if add_noqa:
+            noqa_file(file, config, result)
+            continue
         if fixing is not None:
             fix_file(file, config, fixing, result)
             continue

@@ -500,3 +500,15 @@ def test_fix_into_a_read_only_folder_leaves_the_file_whole(project: Path) -> Non
     assert "cannot write the fixes" in result.stderr
     assert path.read_text() == BUGGY
     assert list(folder.iterdir()) == [path]
+
+
+def test_add_noqa_silences_every_finding_and_changes_nothing_else(project: Path) -> None:
+    path = write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--add-noqa", "train.py")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "Added 2 noqa comments.\n"
+    assert path.read_text() == BUGGY.replace("y.numpy()", "y.numpy()  # noqa: GL901").replace(
+        ".item()", ".item()  # noqa: GL902"
+    )
+    assert gradlint_("check", "train.py").exit_code == 0
+    assert gradlint_("check", "--add-noqa", "--fix", "train.py").exit_code == 2

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from fake_rules import install
 
 from gradlint.cli import main
-from gradlint.noqa import is_suppressed, noqa_by_line
+from gradlint.noqa import add_noqa, is_suppressed, noqa_by_line
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +79,23 @@ def test_noqa_in_a_run(
     assert first_line == left
     # noqa acts on its own line only.
     assert any(line.startswith("a.py:2:5: GL902") for line in result.stdout.splitlines())
+
+
+def test_add_noqa_appends_merges_and_skips_string_lines() -> None:
+    source = 'x = 1\ny = 2  # keep\nz = 3  # noqa: GL101\ns = """a\nb"""\nw = 4  # noqa\n'
+    marked, changed, skipped = add_noqa(
+        source, {1: ["GL102"], 2: ["GL101"], 3: ["GL104", "GL101"], 4: ["GL1"], 6: ["GL2"]}
+    )
+    assert marked == (
+        'x = 1  # noqa: GL102\ny = 2  # keep  # noqa: GL101\nz = 3  # noqa: GL101, GL104\n'
+        's = """a\nb"""\nw = 4  # noqa\n'
+    )
+    assert (changed, skipped) == (3, [4])
+    # What was added is read back as suppressing exactly those codes.
+    names = noqa_by_line(marked)
+    assert names[1] == {"gl102"} and names[2] == {"gl101"} and names[3] == {"gl101", "gl104"}
+
+
+def test_add_noqa_keeps_line_endings() -> None:
+    marked, changed, _ = add_noqa("a = 1\r\nb = 2\r\n", {2: ["GL101"]})
+    assert marked == "a = 1\r\nb = 2  # noqa: GL101\r\n" and changed == 1
