@@ -85,3 +85,25 @@ def test_an_unsafe_fix_waits_for_unsafe_fixes() -> None:
     assert finding.fix is not None and not finding.fix.safe and not finding.fixable
     assert fix_source(source, "a.py").applied == 0
     assert "y.requires_grad = True" in fix_source(source, "a.py", unsafe=True).source
+
+
+def test_detach_inside_forward_is_offered_as_unsafe() -> None:
+    source = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return torch.from_numpy(self.fc(x).numpy())
+
+
+Net()(torch.randn(2, 4))
+"""
+    (finding,) = [f for f in lint(source, "a.py") if f.code == "GL101"]
+    assert finding.fix is not None and not finding.fix.safe
+    assert fix_source(source, "a.py").applied == 0
