@@ -118,10 +118,14 @@ def _fix_of(report: Report, facts: Facts) -> Fix | None:
     proposal = report.fix
     if proposal is None:
         return None
-    line, column, end_line, end_column = facts.position(proposal.old)
     new = proposal.new
     text = new if isinstance(new, str) else facts.module.code_for_node(new)
-    edit = Edit(line, column, end_line, end_column, text)
+    if proposal.lines is not None:
+        first, last = proposal.lines
+        edit = Edit(first, 1, last + 1, 1, text)
+    else:
+        line, column, end_line, end_column = facts.position(proposal.old)
+        edit = Edit(line, column, end_line, end_column, text)
     return Fix((edit,), proposal.title, proposal.safe)
 
 

@@ -27,6 +27,9 @@ class Replacement:
     new: cst.CSTNode | str
     title: str
     safe: bool = True
+    # Replace these whole lines (first, last) with `new` (text) instead of `old`'s span:
+    # for fixes that re-indent a block.
+    lines: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, order=True)

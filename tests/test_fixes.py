@@ -107,3 +107,30 @@ Net()(torch.randn(2, 4))
     (finding,) = [f for f in lint(source, "a.py") if f.code == "GL101"]
     assert finding.fix is not None and not finding.fix.safe
     assert fix_source(source, "a.py").applied == 0
+
+
+def test_no_with_block_fix_where_the_rest_trains_or_is_a_string() -> None:
+    trains = """\
+import torch
+
+
+def step(model, opt, x):
+    torch.no_grad()
+    loss = model(x).sum()
+    loss.backward()
+    opt.step()
+"""
+    (finding,) = [f for f in lint(trains, "a.py") if f.code == "GL210"]
+    assert finding.fix is None
+    text = '''\
+import torch
+
+
+def show(model, x):
+    torch.no_grad()
+    doc = """two
+lines"""
+    return model(x), doc
+'''
+    (finding,) = [f for f in lint(text, "a.py") if f.code == "GL210"]
+    assert finding.fix is None
