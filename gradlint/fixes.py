@@ -8,6 +8,8 @@ edits never yields a file that does not parse: a fix that would is dropped and r
 
 from __future__ import annotations
 
+import io
+import tokenize
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -155,3 +157,15 @@ def apply_all(
             break
         total.source, total.applied = step.source, total.applied + step.applied
     return total
+
+
+def string_lines(source: str) -> set[int]:
+    """Lines that continue a multi-line string: re-indenting them would change it."""
+    inside: set[int] = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.STRING and token.end[0] > token.start[0]:
+                inside.update(range(token.start[0] + 1, token.end[0] + 1))
+    except (tokenize.TokenError, SyntaxError):
+        return set(range(1, source.count("\n") + 2))
+    return inside

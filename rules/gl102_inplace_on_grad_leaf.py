@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from gradlint.analysis import Facts
 from gradlint.analysis.facts import ENABLED
 from gradlint.analysis.values import YES
+from gradlint.fixes import Replacement, string_lines
 from gradlint.rule import Report, Rule
 
 
@@ -40,6 +43,7 @@ class InplaceOnGradLeaf(Rule):
         "in-place change of a leaf tensor that requires grad raises; do it under `torch.no_grad()`"
     )
     raises = ("a leaf Variable that requires grad is being used in an in-place operation",)
+    fixable = True
 
     INVALID = [
         """\
@@ -76,6 +80,40 @@ rows = conv.bias.view(2, 3)
 rows[:, 0] += 1.0  # error
 """,
     ]
+    FIXED = {
+        0: """\
+import torch
+w = torch.randn(3, requires_grad=True)
+x = torch.randn(3)
+for step in range(2):
+    loss = (w * x).sum()
+    loss.backward()
+    with torch.no_grad():
+        w -= 0.1 * w.grad  # error
+""",
+        2: """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+for p in model.parameters():
+    with torch.no_grad():
+        p.zero_()  # error
+""",
+        3: """\
+import torch
+b = torch.zeros(4, requires_grad=True)
+with torch.no_grad():
+    b[0] = 1.0  # error
+""",
+        4: """\
+import torch
+from torch import nn
+conv = nn.Conv2d(3, 6, 1)
+rows = conv.bias.view(2, 3)
+with torch.no_grad():
+    rows[:, 0] += 1.0  # error
+""",
+    }
     VALID = [
         """\
 import torch
@@ -129,4 +167,56 @@ y.sum().backward()
                 and mode == ENABLED
                 for value, mode in facts.runs(event.target)
             ):
-                yield Report(event.node)
+                yield Report(event.node, fix=_under_no_grad(event.node, facts))
+
+
+def _under_no_grad(node: cst.CSTNode, facts: Facts) -> Replacement | None:
+    """The statement under `with torch.no_grad():`, the way to update a parameter by
+    hand (an optimizer's step does the same). Inside a forward, where the change may hit a
+    tensor a backward still needs, it is offered as unsafe."""
+    grad_off = _local_name(facts, "torch.no_grad") or _with_attr(_local_name(facts, "torch"))
+    statement = _statement_of(facts.module, node)
+    if grad_off is None or statement is None:
+        return None
+    first, _, last, _ = facts.position(statement)
+    lines = facts.module.code.splitlines(keepends=True)
+    if last > len(lines) or string_lines(facts.module.code) & set(range(first + 1, last + 1)):
+        return None
+    head = lines[first - 1]
+    indent = head[: len(head) - len(head.lstrip())]
+    unit = facts.module.default_indent
+    text = f"{indent}with {grad_off}():{facts.module.default_newline}"
+    text += "".join(unit + line if line.strip() else line for line in lines[first - 1 : last])
+    if not text.endswith(("\n", "\r")):
+        text += facts.module.default_newline
+    function = facts.scope.get(node)
+    owner = getattr(function, "owner", None)
+    in_forward = getattr(function, "name", None) == "forward" and getattr(owner, "is_module", False)
+    title = "Update under `no_grad()`"
+    return Replacement(node, text, title, safe=not in_forward, lines=(first, last))
+
+
+def _local_name(facts: Facts, qualname: str) -> str | None:
+    """The name this module imported `qualname` as (`T` for `import torch as T`)."""
+    names = [local for local, full in facts.imports.names.items() if full == qualname]
+    return min(names, key=len) if names else None
+
+
+def _with_attr(module: str | None) -> str | None:
+    return f"{module}.no_grad" if module is not None else None
+
+
+def _statement_of(module: cst.Module, node: cst.CSTNode) -> cst.SimpleStatementLine | None:
+    """The line holding `node` as its only statement (`x.add_(1)`, `w -= g`)."""
+    found: list[cst.SimpleStatementLine] = []
+
+    class Finder(cst.CSTVisitor):
+        def visit_SimpleStatementLine(self, line: cst.SimpleStatementLine) -> bool:
+            if len(line.body) == 1:
+                small = line.body[0]
+                if small is node or (isinstance(small, cst.Expr) and small.value is node):
+                    found.append(line)
+            return False
+
+    module.visit(Finder())
+    return found[0] if found else None

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import tokenize
 from collections.abc import Iterator
 
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.fixes import Replacement
+from gradlint.fixes import Replacement, string_lines
 from gradlint.rule import Report, Rule
 
 _CONTEXT_ONLY = frozenset({"torch.no_grad", "torch.enable_grad", "torch.inference_mode"})
@@ -132,7 +130,7 @@ def _with_block(call: cst.Call, facts: Facts) -> Replacement | None:
     ):
         return None
     lines = facts.module.code.splitlines(keepends=True)
-    if last > len(lines) or _string_lines(facts.module.code) & set(range(first + 1, last + 1)):
+    if last > len(lines) or string_lines(facts.module.code) & set(range(first + 1, last + 1)):
         return None
     head = lines[first - 1]
     written = facts.module.code_for_node(call)
@@ -170,15 +168,3 @@ def _block_after(
     if not found or not found[0][1]:
         return None
     return found[0]
-
-
-def _string_lines(source: str) -> set[int]:
-    """Lines that continue a multi-line string: re-indenting them would change it."""
-    inside: set[int] = set()
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type == tokenize.STRING and token.end[0] > token.start[0]:
-                inside.update(range(token.start[0] + 1, token.end[0] + 1))
-    except (tokenize.TokenError, SyntaxError):
-        return set(range(1, source.count("\n") + 2))
-    return inside
