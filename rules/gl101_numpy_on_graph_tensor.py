@@ -73,9 +73,7 @@ def _detached(
     if not isinstance(inner, _ATOMS) and not inner.lpar:
         inner = inner.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     new = cst.Call(func=cst.Attribute(value=inner, attr=cst.Name("detach")))
-    function = facts.scope.get(convert)
-    owner = getattr(function, "owner", None)
-    in_forward = getattr(function, "name", None) == "forward" and getattr(owner, "is_module", False)
+    in_forward = facts.in_forward(convert)
     cuts = {*facts.revivals.values(), *(cut for cut, _ in facts.dead_terms)}
     safe = not in_forward and convert not in cuts and converted not in cuts
     return Replacement(converted, new, "Detach before converting", safe)

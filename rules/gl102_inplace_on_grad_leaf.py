@@ -189,9 +189,7 @@ def _under_no_grad(node: cst.CSTNode, facts: Facts) -> Replacement | None:
     text += "".join(unit + line if line.strip() else line for line in lines[first - 1 : last])
     if not text.endswith(("\n", "\r")):
         text += facts.module.default_newline
-    function = facts.scope.get(node)
-    owner = getattr(function, "owner", None)
-    in_forward = getattr(function, "name", None) == "forward" and getattr(owner, "is_module", False)
+    in_forward = facts.in_forward(node)
     title = "Update under `no_grad()`"
     return Replacement(node, text, title, safe=not in_forward, lines=(first, last))
 

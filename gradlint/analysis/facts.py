@@ -372,6 +372,12 @@ class Facts:
             return cause
         return use
 
+    def in_forward(self, node: cst.CSTNode) -> bool:
+        """Whether a call or statement is in the `forward` of an `nn.Module` subclass."""
+        function = self.scope.get(node)
+        owner = getattr(function, "owner", None)
+        return getattr(function, "name", None) == "forward" and getattr(owner, "is_module", False)
+
     def is_parameter(self, expr: cst.CSTNode, at: cst.CSTNode) -> bool:
         """Whether `expr` names a parameter of the function that `at` is in: a value the
         caller handed in."""
