@@ -4,8 +4,10 @@ does a second `--fix` change nothing, and does the fixed program stop misbehavin
     python benchmarks/fix_real_bugs.py [--root tests/fixtures/real_bugs ...] [--timeout 60]
 
 Each case's `buggy.py` (see benchmarks/README.md) is copied to a temporary folder, fixed
-there, and run with the current interpreter (torch needed): it misbehaved before (raised, or
-failed its assert); a fix that reaches the root cause makes it exit 0.
+there, and run with the current interpreter (torch needed). Cases show the bug one of two
+ways: the program raises or fails an assert that a correct program passes (it then exits 0
+once fixed), or, in the older sets' silent cases, it asserts the damage itself (then that
+assert fails once fixed). Either way, a fix that reaches the root cause flips the exit status.
 """
 
 from __future__ import annotations
@@ -67,13 +69,13 @@ def main() -> None:
             before = run(copy, args.timeout)
             copy.write_text(applied.source, encoding="utf-8")
             after = run(copy, args.timeout)
-        verdict = "healed" if before != 0 and after == 0 else "still misbehaves"
+        verdict = "healed" if (before == 0) != (after == 0) and after != -1 else "unchanged"
         healed += verdict == "healed"
         rel = buggy.relative_to(FIXTURES) if buggy.is_relative_to(FIXTURES) else buggy
         print(f"{verdict:16} {applied.applied} fix(es)  {rel}")
     print(
         f"\n{len(cases)} cases; --fix changed {fixed_files}: {parses} parse, {stable} unchanged "
-        f"by a second --fix, {healed} no longer misbehave"
+        f"by a second --fix, {healed} no longer show the bug"
     )
 
 

@@ -338,7 +338,7 @@ for episode in range(2):
     def check(self, facts: Facts) -> Iterator[Report]:
         for kept in facts.kept_unpropagated():
             node = kept.node
-            fix = _detached(node)
+            fix = _detached(node, facts)
             if isinstance(node, cst.Call):
                 yield Report(
                     node,
@@ -354,7 +354,7 @@ for episode in range(2):
 _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
 
 
-def _detached(node: cst.CSTNode) -> Replacement | None:
+def _detached(node: cst.CSTNode, facts: Facts) -> Replacement | None:
     """The kept value with `.detach()`: the same numbers, no graph. (`.item()` would raise
     on a tensor of more than one element, which cannot be told here.)"""
     kept: cst.BaseExpression | None = None
@@ -373,8 +373,8 @@ def _detached(node: cst.CSTNode) -> Replacement | None:
             and value.left.value == target.value
         ):
             kept = value.right  # total = total + loss
-    if kept is None or isinstance(kept, (cst.Integer, cst.Float)):
-        return None
+    if kept is None or not all(value.is_tensor for value in facts.any_run(kept)):
+        return None  # a dict of outputs, a list of losses: no one tensor to detach
     inner = kept if isinstance(kept, _ATOMS) or kept.lpar else kept.with_changes(
         lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
     )
