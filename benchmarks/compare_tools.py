@@ -78,7 +78,7 @@ class ToolSpec:
 
 
 OTHER_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec(PREFLIGHT, "0.5.0", (("torch-preflight==0.5.0",),), "torch-preflight", 400),
+    ToolSpec(PREFLIGHT, "0.5.0", (("torch-preflight==0.5.0",),), "torch-preflight", 100),
     ToolSpec(TORCHFIX, "0.7.0", (("TorchFix==0.7.0",),), "torchfix", 400),
     # dslinter 2.0.9 declares pylint 2.12 / astroid 2.9, whose wrapt (<1.14) does not build on
     # Python 3.11. pylint 2.17.7 (the last 2.x; 3.0 removed the IAstroidChecker interface the
@@ -331,15 +331,20 @@ def run_tool(
     batch_size: int,
     per_file: float,
     work: Path,
+    single: float,
 ) -> Run:
-    """Runs `batch` over `files` in chunks; a chunk that fails is split until one file."""
+    """Runs `batch` over `files` in chunks; a chunk that fails is split until one file.
+
+    A chunk may take 60 s plus `per_file` seconds per file; a file alone may take `single`.
+    """
     result = Run(tool)
     start = time.monotonic()
     todo = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
     while todo:
         chunk = todo.pop()
         try:
-            got = batch(chunk, work, 60 + per_file * len(chunk))
+            limit = 60 + per_file * len(chunk) if len(chunk) > 1 else max(single, 60 + per_file)
+            got = batch(chunk, work, limit)
         except BatchFailed as exc:
             if len(chunk) == 1:
                 result.crashes[str(exc)] += 1
@@ -390,13 +395,15 @@ def tool_batches(
     return out
 
 
-def run_all(files: Sequence[str], tools_dir: Path, per_file: float, jobs: int) -> list[Run]:
+def run_all(
+    files: Sequence[str], tools_dir: Path, per_file: float, single: float, jobs: int
+) -> list[Run]:
     work = tools_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     batches = tool_batches(tools_dir)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [
-            pool.submit(run_tool, name, batch, files, size, per_file, work)
+            pool.submit(run_tool, name, batch, files, size, per_file, work, single)
             for name, batch, size in batches
         ]
         return [f.result() for f in futures]
@@ -654,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout-per-file", type=float, default=3.0, help="seconds per file of a batch"
     )
+    parser.add_argument(
+        "--timeout-single",
+        type=float,
+        default=300.0,
+        help="seconds for a file retried alone after its batch failed (default 300;"
+        " torch-preflight takes minutes on some 2,000-line training scripts)",
+    )
     parser.add_argument("--verbose", action="store_true", help="list misses and alarms")
     args = parser.parse_args(argv)
 
@@ -665,12 +679,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         files = fixture_files(roots)
         print(f"reported bugs: {len(files)} files in {len(roots)} sets", file=sys.stderr)
-        fixture_runs = run_all(files, args.tools_dir, args.timeout_per_file, args.jobs)
+        fixture_runs = run_all(
+            files, args.tools_dir, args.timeout_per_file, args.timeout_single, args.jobs
+        )
         corpus_runs = None
         if not args.skip_corpus:
             corpus_files = [str(p.resolve()) for p in iter_py_files(args.corpus)]
             print(f"corpus: {len(corpus_files)} files", file=sys.stderr)
-            corpus_runs = run_all(corpus_files, args.tools_dir, args.timeout_per_file, args.jobs)
+            corpus_runs = run_all(
+                corpus_files,
+                args.tools_dir,
+                args.timeout_per_file,
+                args.timeout_single,
+                args.jobs,
+            )
 
     versions = ", ".join(f"{s.name} {s.version}" for s in OTHER_TOOLS)
     print(f"gradlint (this checkout) beside {versions} (dslinter on pylint 2.17.7)\n")
