@@ -114,6 +114,20 @@ def main() -> None:
     "--statistics", is_flag=True, help="Show counts per rule instead of each finding (text)."
 )
 @click.option("--no-color", is_flag=True, help="Never colour the text report.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Lint on N processes at once (default: the number of CPUs).",
+)
+@click.option(
+    "--stdin-filename",
+    metavar="PATH",
+    help="With `-` as the path: the file that standard input stands for.",
+)
 def check(
     paths: tuple[str, ...],
     select: tuple[str, ...],
@@ -128,11 +142,24 @@ def check(
     exit_zero: bool,
     statistics: bool,
     no_color: bool,
+    no_cache: bool,
+    jobs: int | None,
+    stdin_filename: str | None,
 ) -> None:
-    """Lint PATHS (files or folders; default: the current folder)."""
+    """Lint PATHS (files or folders; default: the current folder; `-`: standard input)."""
     from gradlint.config import ConfigError, Selection
+    from gradlint.parallel import default_jobs
     from gradlint.reports.text import format_error
     from gradlint.run import Fixing, run
+    from gradlint.stdin import run_stdin
+
+    from_stdin = "-" in paths or (stdin_filename is not None and not paths)
+    if from_stdin and len(paths) > 1:
+        fail("`-` (standard input) cannot be combined with other paths")
+    if stdin_filename is not None and not from_stdin:
+        fail("--stdin-filename goes with `-` as the path")
+    if from_stdin and add_noqa:
+        fail("--add-noqa cannot be used on standard input")
 
     chosen = _selectors(select)
     selection = Selection(
@@ -148,10 +175,27 @@ def check(
     if add_noqa and (fix or diff):
         fail("--add-noqa cannot be combined with --fix or --diff")
     fixing = Fixing(write=not diff, unsafe=unsafe_fixes) if fix or diff else None
+    fixed_source: bytes | None = None
     try:
-        result = run(paths or (".",), selection, fixing=fixing, add_noqa=add_noqa)
+        if from_stdin:
+            stdin = run_stdin(sys.stdin.buffer.read(), stdin_filename, selection, fixing=fixing)
+            result, fixed_source = stdin.result, stdin.output
+        else:
+            result = run(
+                paths or (".",),
+                selection,
+                fixing=fixing,
+                add_noqa=add_noqa,
+                jobs=jobs or default_jobs(),
+                cache=not no_cache,
+            )
     except ConfigError as exc:
         fail(str(exc))
+    if fixed_source is not None:
+        # `--fix -`, as editors use it: the fixed text is the output, the report goes aside.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(fixed_source)
+        sys.stdout.buffer.flush()
     if add_noqa:
         noun = "comment" if result.noqa_added == 1 else "comments"
         click.echo(f"Added {result.noqa_added} noqa {noun}.", err=True)
@@ -168,13 +212,14 @@ def check(
         noun = "fix" if result.fixed == 1 else "fixes"
         click.echo(f"Made {result.fixed} {noun}.", err=True)
 
-    color = use_color(no_color=no_color, output_file=output_file)
+    report_aside = fixed_source is not None
+    color = use_color(no_color=no_color or report_aside, output_file=output_file)
     report = render(result, output_format, color=color, statistics=statistics)
     if output_format not in REPORTS_ERRORS:
         for error in result.errors:
             click.echo(format_error(error), err=True)
     if output_file is None:
-        click.echo(report, nl=False, color=color)
+        click.echo(report, nl=False, color=color, err=report_aside)
     else:
         try:
             write_atomic(output_file, report)

@@ -25,12 +25,16 @@ def read_source_encoded(
 ) -> tuple[str, str]:
     """The file's text, and the encoding to write it back in."""
     shown = display if display is not None else os.fspath(path)
+    return decode_source(read_bytes(path, shown), shown)
+
+
+def read_bytes(path: str | os.PathLike[str], display: str) -> bytes:
+    """The file's bytes, undecoded (the cache hashes them before any decoding)."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except OSError as exc:
-        raise LintError(shown, f"cannot read: {exc.strerror or exc}") from None
-    return decode_source(data, shown)
+        raise LintError(display, f"cannot read: {exc.strerror or exc}") from None
 
 
 def decode_source(data: bytes, display: str) -> tuple[str, str]:
@@ -56,9 +60,12 @@ def decode_source(data: bytes, display: str) -> tuple[str, str]:
         raise LintError(display, f"unknown encoding: {encoding}") from None
 
 
-def write_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
+def write_atomic(path: str, text: str, encoding: str = "utf-8", *, durable: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename,
-    so that a reader (or a crash, or a kill) never sees half a file. Raises OSError."""
+    so that a reader (or a crash, or a kill) never sees half a file. Raises OSError.
+
+    ``durable=False`` skips the fsync: for files that may be lost but must never be torn
+    (cache entries, thousands per run, where an fsync each would cost more than the lint)."""
     # Through a symbolic link to the file it names, which a rename would replace.
     target = os.path.realpath(path)
     if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
@@ -71,8 +78,9 @@ def write_atomic(path: str, text: str, encoding: str = "utf-8") -> None:
     try:
         with os.fdopen(descriptor, "w", encoding=encoding, newline="") as stream:
             stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.chmod(temporary, _mode(target))
         os.replace(temporary, target)
     except BaseException:

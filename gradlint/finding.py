@@ -61,3 +61,8 @@ class LintError(Exception):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+
+    def __reduce__(self) -> tuple[type[LintError], tuple[str, str]]:
+        # Pickled on its way back from a worker process; the default would call
+        # __init__ with the one formatted argument.
+        return (LintError, (self.path, self.message))

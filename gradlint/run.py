@@ -1,17 +1,18 @@
-"""Lint many paths: discovery, configuration and the engine, one file at a time."""
+"""Lint many paths: discovery, configuration, the cache and the engine."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from gradlint import engine
 from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile, discover
-from gradlint.files import read_source, read_source_encoded, write_atomic
+from gradlint.files import read_bytes, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
 from gradlint.noqa import add_noqa as add_noqa_comments
+from gradlint.parallel import Task, lint_all, lint_task
 
 
 @dataclass(frozen=True)
@@ -44,40 +45,53 @@ class RunResult:
 
 def lint_file(file: SourceFile, config: Config) -> tuple[list[Finding], list[LintError]]:
     """One file's findings and errors; never raises for a bad file."""
-    errors: list[LintError] = []
-    try:
-        source = read_source(file.path, file.display)
-        findings = engine.lint(source, file.display, config, errors)
-    except LintError as exc:
-        return [], [*errors, exc]
-    except Exception as exc:  # a bug of ours in one file must not stop the others
-        return [], [*errors, LintError(file.display, f"internal error: {exc!r}")]
-    return findings, errors
+    return lint_task(Task(file, config))
 
 
 def fix_file(file: SourceFile, config: Config, fixing: Fixing, result: RunResult) -> None:
     """Fix one file (or show the diff), then lint what it became; never raises for a bad
     file, and never writes a file it could not fix whole."""
-    errors: list[LintError] = []
+
+    def write(text: str) -> None:
+        try:
+            write_atomic(str(file.path), text, encoding)
+        except OSError as exc:
+            raise LintError(file.display, f"cannot write the fixes: {exc}") from None
+
     try:
         source, encoding = read_source_encoded(file.path, file.display)
-        applied = engine.fix_source(source, file.display, config, fixing.unsafe)
-        result.dropped.extend(f"{file.display}: {title}" for title in applied.dropped or ())
+    except LintError as exc:
+        result.errors.append(exc)
+        return
+    fix_text(source, file.display, config, fixing, result, write)
+
+
+def fix_text(
+    source: str,
+    display: str,
+    config: Config,
+    fixing: Fixing,
+    result: RunResult,
+    write: Callable[[str], None],
+) -> None:
+    """Fix one file's text, handing the fixed text to ``write`` (or, with --diff, adding the
+    diff to the result), then lint what it became; never raises for a bad file."""
+    errors: list[LintError] = []
+    try:
+        applied = engine.fix_source(source, display, config, fixing.unsafe)
+        result.dropped.extend(f"{display}: {title}" for title in applied.dropped or ())
         if applied.applied:
             result.fixed += applied.applied
             if fixing.write:
-                try:
-                    write_atomic(str(file.path), applied.source, encoding)
-                except OSError as exc:
-                    raise LintError(file.display, f"cannot write the fixes: {exc}") from None
+                write(applied.source)
                 source = applied.source
             else:
-                result.diffs.append(_diff(source, applied.source, file.display))
-        result.findings.extend(engine.lint(source, file.display, config, errors))
+                result.diffs.append(_diff(source, applied.source, display))
+        result.findings.extend(engine.lint(source, display, config, errors))
     except LintError as exc:
         errors.append(exc)
     except Exception as exc:  # a bug of ours in one file must not stop the others
-        errors.append(LintError(file.display, f"internal error: {exc!r}"))
+        errors.append(LintError(display, f"internal error: {exc!r}"))
     result.errors.extend(errors)
 
 
@@ -124,26 +138,60 @@ def run(
     resolver: ConfigResolver | None = None,
     fixing: Fixing | None = None,
     add_noqa: bool = False,
+    jobs: int = 1,
+    cache: bool = False,
 ) -> RunResult:
     """Lint every file under ``paths``.
 
-    Raises `gradlint.config.ConfigError` for a bad selection or pyproject.toml: that is
-    a usage error for the whole run, not a problem of one file.
+    ``jobs`` processes lint at once; ``cache`` reads and writes the result cache (plain
+    checks only: fixes and noqa comments work on each file's current text). Raises
+    `gradlint.config.ConfigError` for a bad selection or pyproject.toml: that is a usage
+    error for the whole run, not a problem of one file.
     """
     resolver = resolver or ConfigResolver(selection)
     found = discover(paths, resolver)
     result = RunResult(errors=list(found.errors), files=len(found.files))
-    for file in found.files:
-        config = resolver.for_file(file.path)
-        if add_noqa:
-            noqa_file(file, config, result)
-            continue
-        if fixing is not None:
-            fix_file(file, config, fixing, result)
-            continue
-        findings, errors = lint_file(file, config)
-        result.findings.extend(findings)
-        result.errors.extend(errors)
+    if add_noqa or fixing is not None:
+        for file in found.files:
+            config = resolver.for_file(file.path)
+            if add_noqa:
+                noqa_file(file, config, result)
+            elif fixing is not None:
+                fix_file(file, config, fixing, result)
+    else:
+        tasks = [Task(file, resolver.for_file(file.path)) for file in found.files]
+        _check(tasks, result, jobs, cache)
     result.findings.sort()
     result.errors.sort(key=lambda error: (error.path, error.message))
     return result
+
+
+def _check(tasks: list[Task], result: RunResult, jobs: int, use_cache: bool) -> None:
+    if not use_cache:
+        for findings, errors in lint_all(tasks, jobs):
+            result.findings.extend(findings)
+            result.errors.extend(errors)
+        return
+    from gradlint.cache import Cache
+
+    cache = Cache()
+    misses: list[tuple[Task, str]] = []
+    for task in tasks:
+        try:
+            data = read_bytes(task.file.path, task.file.display)
+        except LintError as exc:
+            result.errors.append(exc)
+            continue
+        key = cache.key(data, task.config, task.file.display)
+        hit = cache.load(task.config.root, key, task.file.display)
+        if hit is None:
+            misses.append((replace(task, data=data), key))
+        else:
+            result.findings.extend(hit[0])
+            result.errors.extend(hit[1])
+    outcomes = lint_all([task for task, _ in misses], jobs)
+    for (task, key), outcome in zip(misses, outcomes, strict=True):
+        result.findings.extend(outcome[0])
+        result.errors.extend(outcome[1])
+        cache.store(task.config.root, key, outcome)
+    cache.prune()

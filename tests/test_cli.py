@@ -512,3 +512,100 @@ def test_add_noqa_silences_every_finding_and_changes_nothing_else(project: Path)
     )
     assert gradlint_("check", "train.py").exit_code == 0
     assert gradlint_("check", "--add-noqa", "--fix", "train.py").exit_code == 2
+
+
+# -- standard input ----------------------------------------------------------------------
+
+
+def from_stdin(data: str | bytes, *args: str) -> Result:
+    return CliRunner().invoke(main, ["check", *args], input=data)
+
+
+def test_stdin_as_a_named_file(project: Path) -> None:
+    result = from_stdin(BUGGY, "-", "--stdin-filename", "pkg/train.py")
+    assert result.exit_code == 1, result.output
+    shown = os.path.join("pkg", "train.py")
+    assert result.stdout.splitlines()[:2] == [
+        f"{shown}:4:5: GL901 [*] `.numpy()` call",
+        f"{shown}:5:5: GL902 `.item()` call",
+    ]
+    assert not (project / "pkg").exists()
+    assert not (project / ".gradlint_cache").exists()
+
+
+def test_stdin_without_a_name(project: Path) -> None:
+    result = from_stdin(BUGGY, "-", "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert {finding["path"] for finding in data["findings"]} == {"<stdin>"}
+    assert data["summary"] == {"files": 1, "findings": 2, "errors": 0}
+
+
+def test_stdin_filename_alone_reads_stdin(project: Path) -> None:
+    result = from_stdin(BUGGY, "--stdin-filename", "t.py")
+    assert "t.py:4:5: GL901" in result.stdout
+
+
+def test_stdin_takes_the_named_files_configuration(project: Path) -> None:
+    write(project / "pyproject.toml", '[tool.gradlint.per-file-ignores]\n"tests/**" = ["GL901"]\n')
+    inside = from_stdin(BUGGY, "-", "--stdin-filename", "tests/test_x.py")
+    assert codes(inside) == ["GL902"]
+    outside = from_stdin(BUGGY, "-", "--stdin-filename", "src/x.py")
+    assert codes(outside) == ["GL901", "GL902"]
+
+
+def test_stdin_errors(project: Path) -> None:
+    result = from_stdin(b"\x00\x01", "-", "--stdin-filename", "bin.py")
+    assert result.exit_code == 2
+    assert result.stderr == "bin.py: binary file\n"
+    result = from_stdin("def (:\n", "-")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("<stdin>: syntax error at line 1")
+
+
+def test_stdin_fix_prints_the_fixed_source(project: Path) -> None:
+    on_disk = write(project / "train.py", "untouched\n")
+    result = from_stdin(BUGGY, "--fix", "-", "--stdin-filename", "train.py")
+    assert result.exit_code == 1  # the `.item()` finding is left
+    assert result.stdout == BUGGY.replace("y.numpy()", "x.tolist()")
+    assert "train.py:5:5: GL902" in result.stderr
+    assert "Made 1 fix." in result.stderr
+    assert on_disk.read_text() == "untouched\n"
+
+
+def test_stdin_fix_keeps_encoding_and_line_endings(project: Path) -> None:
+    source = "# -*- coding: latin-1 -*-\r\nname = 'caf\xe9'\r\na = y.numpy()\r\n"
+    result = from_stdin(source.encode("latin-1"), "--fix", "-")
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == source.replace("y.numpy()", "x.tolist()").encode("latin-1")
+
+
+@pytest.mark.parametrize("data", [b"x = 1\n", b"\x00binary", b"def (:\n"])
+def test_stdin_fix_gives_back_what_it_cannot_fix(project: Path, data: bytes) -> None:
+    # An editor replaces its buffer with the output: it must never come back empty.
+    result = from_stdin(data, "--fix", "-")
+    assert result.stdout_bytes == data
+
+
+def test_stdin_diff(project: Path) -> None:
+    result = from_stdin(BUGGY, "--diff", "-", "--stdin-filename", "train.py")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:2] == ["--- a/train.py", "+++ b/train.py"]
+    assert "+a = x.tolist()" in result.stdout
+    assert result.stderr == "Would make 1 fix.\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-", "other.py"],
+        ["--stdin-filename", "a.py", "other.py"],
+        ["--add-noqa", "-"],
+    ],
+)
+def test_stdin_usage_errors(project: Path, args: list[str]) -> None:
+    write(project / "other.py", "x = 1\n")
+    result = from_stdin(BUGGY, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("gradlint: error: ")
+    assert result.stdout == ""
