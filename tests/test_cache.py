@@ -27,13 +27,6 @@ def fake_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "pyproject.toml").write_text("[tool.gradlint]\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def lints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths the engine lints, in order: a cache hit adds none."""
     seen: list[str] = []

@@ -24,14 +24,6 @@ def fake_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch)
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the current directory, shielded from outer configs."""
-    (tmp_path / "pyproject.toml").write_text("[tool.gradlint]\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def gradlint_(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 

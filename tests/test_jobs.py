@@ -43,13 +43,6 @@ def fake_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "pyproject.toml").write_text("[tool.gradlint]\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def pools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the process pools started."""
     started: list[int] = []
