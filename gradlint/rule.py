@@ -54,8 +54,10 @@ class Rule:
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the docs: what the rule finds, in one sentence."""
-        return cls.doc().splitlines()[0] if cls.__doc__ else cls.message
+        """The first paragraph of the docs: what the rule finds, in one sentence."""
+        if not cls.__doc__:
+            return cls.message
+        return " ".join(cls.doc().split("\n\n", 1)[0].split())
 
     def check(self, facts: Facts) -> Iterator[Report]:
         raise NotImplementedError
