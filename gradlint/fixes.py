@@ -169,3 +169,71 @@ def string_lines(source: str) -> set[int]:
     except (tokenize.TokenError, SyntaxError):
         return set(range(1, source.count("\n") + 2))
     return inside
+
+
+# -- building blocks for rules' fixes ------------------------------------------------------
+
+_ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
+
+
+def detached(expr: cst.BaseExpression) -> cst.Call:
+    """`expr.detach()`, in parentheses where `expr` needs them (`(w * 2).detach()`)."""
+    if not isinstance(expr, _ATOMS) and not expr.lpar:
+        expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return cst.Call(func=cst.Attribute(value=expr, attr=cst.Name("detach")))
+
+
+def statement_in_block(
+    module: cst.Module, node: cst.CSTNode
+) -> tuple[cst.SimpleStatementLine, cst.Module | cst.IndentedBlock, int] | None:
+    """The line holding `node` as its only statement (`x.add_(1)`, `torch.no_grad()`),
+    the block it stands in, and its index there."""
+    found: list[tuple[cst.SimpleStatementLine, cst.Module | cst.IndentedBlock, int]] = []
+
+    def search(block: cst.Module | cst.IndentedBlock) -> None:
+        for index, statement in enumerate(block.body):
+            if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+                small = statement.body[0]
+                if small is node or (isinstance(small, cst.Expr) and small.value is node):
+                    found.append((statement, block, index))
+
+    class Finder(cst.CSTVisitor):
+        def visit_Module(self, block: cst.Module) -> bool:
+            search(block)
+            return not found
+
+        def visit_IndentedBlock(self, block: cst.IndentedBlock) -> bool:
+            search(block)
+            return not found
+
+    module.visit(Finder())
+    return found[0] if found else None
+
+
+def under_with(
+    module: cst.Module, header: str, first: int, last: int, keep_head: bool = False
+) -> str | None:
+    """Lines `first`..`last` of the module as the body of `with header:`, one indent deeper.
+    With `keep_head`, line `first` is the call to turn into the `with` itself (what follows
+    the call on that line, a comment, stays). None where re-indenting would change a
+    multi-line string."""
+    lines = module.code.splitlines(keepends=True)
+    if last > len(lines) or string_lines(module.code) & set(range(first + 1, last + 1)):
+        return None
+    head = lines[first - 1]
+    indent = head[: len(head) - len(head.lstrip())]
+    if keep_head:
+        at = head.find(header)
+        if at < 0:
+            return None
+        text = head[:at] + f"with {header}:" + head[at + len(header) :]
+        body = lines[first:last]
+    else:
+        text = f"{indent}with {header}:{module.default_newline}"
+        body = lines[first - 1 : last]
+    unit = module.default_indent
+    text += "".join(unit + line if line.strip() else line for line in body)
+    if not text.endswith(("\n", "\r")):
+        text += module.default_newline
+    return text
+

@@ -41,12 +41,22 @@ class Rule:
     fixable: ClassVar[bool] = False  # whether some of its findings carry a safe fix
     VALID: ClassVar[list[str]] = []
     INVALID: ClassVar[list[str]] = []
-    # INVALID example (its index) -> the program `gradlint check --fix` makes of it.
-    FIXED: ClassVar[dict[int, str]] = {}
+    # INVALID example (its index) -> what `gradlint check --fix` changes in it: pairs of
+    # (lines before, lines after).
+    FIXED: ClassVar[dict[int, list[tuple[str, str]]]] = {}
 
     @property
     def severity(self) -> str:
         return severity_of(self.code)
+
+    @classmethod
+    def fixed_example(cls, index: int) -> str:
+        """The INVALID example `index` as `--fix` leaves it."""
+        source = cls.INVALID[index]
+        for before, after in cls.FIXED[index]:
+            assert source.count(before) == 1, f"{cls.code}: {before!r} is not one place"
+            source = source.replace(before, after)
+        return source
 
     @classmethod
     def doc(cls) -> str:

@@ -10,7 +10,7 @@ from gradlint.analysis import Facts
 from gradlint.analysis.facts import Call
 from gradlint.analysis.torch_api import ARRAY_CONVERTERS, AXES_PLOTS, NUMPY_SAFE
 from gradlint.analysis.values import NO, YES, Kind, Value
-from gradlint.fixes import Replacement
+from gradlint.fixes import Replacement, detached
 from gradlint.rule import Report, Rule
 
 
@@ -57,22 +57,14 @@ def _reports(convert: cst.Call, converted: cst.BaseExpression, facts: Facts) -> 
     yield Report(convert, fix=_detached(convert, converted, facts))
 
 
-_ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
-
-
-def _detached(
-    convert: cst.Call, converted: cst.BaseExpression, facts: Facts
-) -> Replacement | None:
+def _detached(convert: cst.Call, converted: cst.BaseExpression, facts: Facts) -> Replacement | None:
     """`.detach()` on what is converted. Safe for values taken out to log, plot or save;
     not inside a model's forward, nor where the numbers go back into a tensor that is
     trained through (`torch.tensor(x.numpy())` in a loss): there the fix would let the
     program run with its graph silently cut, so it is offered as unsafe."""
     if not all(value.is_tensor for value in facts.any_run(converted)):
         return None  # a list of tensors, say: no one place to detach
-    inner = converted
-    if not isinstance(inner, _ATOMS) and not inner.lpar:
-        inner = inner.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-    new = cst.Call(func=cst.Attribute(value=inner, attr=cst.Name("detach")))
+    new = detached(converted)
     in_forward = facts.in_forward(convert)
     cuts = {*facts.revivals.values(), *(cut for cut, _ in facts.dead_terms)}
     safe = not in_forward and convert not in cuts and converted not in cuts
@@ -196,69 +188,36 @@ train()
 """,
     ]
     FIXED = {
-        0: """\
-import numpy as np
-import torch
-from torch import nn
-
-model = nn.Linear(3, 1)
-history = {"loss": []}
-for epoch in range(2):
-    total = 0
-    for _ in range(4):
-        loss = model(torch.randn(8, 3)).pow(2).mean()
-        loss.backward()
-        total += loss.detach()  # error
-    history["loss"].append(total / 4)
-curve = np.array(history["loss"])
-""",
-        2: """\
-import torch
-model = torch.nn.Linear(4, 2)
-out = model(torch.randn(3, 4))
-preds = out.detach().numpy()  # error
-""",
-        3: """\
-import numpy as np
-import torch as T
-w = T.randn(3, requires_grad=True)
-arr = np.asarray((w * 2).detach())  # error
-""",
-        4: """\
-import numpy as np
-import torch
-from torch import nn
-net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
-opt = torch.optim.SGD(net.parameters(), lr=0.1)
-losses = []
-for step in range(3):
-    loss = net(torch.randn(4, 2)).pow(2).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    losses.append(loss.detach())
-print("mean loss", np.mean(losses))  # error
-""",
-        5: """\
-import torch
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(3, 1)
-
-    def forward(self, x):
-        return self.fc(x)
-
-def train():
-    net = Net()
-    opt = torch.optim.Adam(net.parameters())
-    loss = net(torch.randn(2, 3)).sum()
-    loss.backward()
-    opt.step()
-    print(loss.cpu().detach().numpy())  # error
-
-train()
-""",
+        0: [
+            (
+                "        total += loss  # error\n",
+                "        total += loss.detach()  # error\n",
+            ),
+        ],
+        2: [
+            (
+                "preds = out.numpy()  # error\n",
+                "preds = out.detach().numpy()  # error\n",
+            ),
+        ],
+        3: [
+            (
+                "arr = np.asarray(w * 2)  # error\n",
+                "arr = np.asarray((w * 2).detach())  # error\n",
+            ),
+        ],
+        4: [
+            (
+                "    losses.append(loss)\n",
+                "    losses.append(loss.detach())\n",
+            ),
+        ],
+        5: [
+            (
+                "    print(loss.cpu().numpy())  # error\n",
+                "    print(loss.cpu().detach().numpy())  # error\n",
+            ),
+        ],
     }
     VALID = [
         """\

@@ -9,7 +9,7 @@ import libcst as cst
 from gradlint.analysis import Facts
 from gradlint.analysis.facts import ENABLED
 from gradlint.analysis.values import YES
-from gradlint.fixes import Replacement, string_lines
+from gradlint.fixes import Replacement, statement_in_block, under_with
 from gradlint.rule import Report, Rule
 
 
@@ -81,38 +81,30 @@ rows[:, 0] += 1.0  # error
 """,
     ]
     FIXED = {
-        0: """\
-import torch
-w = torch.randn(3, requires_grad=True)
-x = torch.randn(3)
-for step in range(2):
-    loss = (w * x).sum()
-    loss.backward()
-    with torch.no_grad():
-        w -= 0.1 * w.grad  # error
-""",
-        2: """\
-import torch
-from torch import nn
-model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
-for p in model.parameters():
-    with torch.no_grad():
-        p.zero_()  # error
-""",
-        3: """\
-import torch
-b = torch.zeros(4, requires_grad=True)
-with torch.no_grad():
-    b[0] = 1.0  # error
-""",
-        4: """\
-import torch
-from torch import nn
-conv = nn.Conv2d(3, 6, 1)
-rows = conv.bias.view(2, 3)
-with torch.no_grad():
-    rows[:, 0] += 1.0  # error
-""",
+        0: [
+            (
+                "    w -= 0.1 * w.grad  # error\n",
+                "    with torch.no_grad():\n        w -= 0.1 * w.grad  # error\n",
+            ),
+        ],
+        2: [
+            (
+                "    p.zero_()  # error\n",
+                "    with torch.no_grad():\n        p.zero_()  # error\n",
+            ),
+        ],
+        3: [
+            (
+                "b[0] = 1.0  # error\n",
+                "with torch.no_grad():\n    b[0] = 1.0  # error\n",
+            ),
+        ],
+        4: [
+            (
+                "rows[:, 0] += 1.0  # error\n",
+                "with torch.no_grad():\n    rows[:, 0] += 1.0  # error\n",
+            ),
+        ],
     }
     VALID = [
         """\
@@ -175,23 +167,15 @@ def _under_no_grad(node: cst.CSTNode, facts: Facts) -> Replacement | None:
     hand (an optimizer's step does the same). Inside a forward, where the change may hit a
     tensor a backward still needs, it is offered as unsafe."""
     grad_off = _local_name(facts, "torch.no_grad") or _with_attr(_local_name(facts, "torch"))
-    statement = _statement_of(facts.module, node)
-    if grad_off is None or statement is None:
+    found = statement_in_block(facts.module, node)
+    if grad_off is None or found is None:
         return None
-    first, _, last, _ = facts.position(statement)
-    lines = facts.module.code.splitlines(keepends=True)
-    if last > len(lines) or string_lines(facts.module.code) & set(range(first + 1, last + 1)):
+    first, _, last, _ = facts.position(found[0])
+    text = under_with(facts.module, f"{grad_off}()", first, last)
+    if text is None:
         return None
-    head = lines[first - 1]
-    indent = head[: len(head) - len(head.lstrip())]
-    unit = facts.module.default_indent
-    text = f"{indent}with {grad_off}():{facts.module.default_newline}"
-    text += "".join(unit + line if line.strip() else line for line in lines[first - 1 : last])
-    if not text.endswith(("\n", "\r")):
-        text += facts.module.default_newline
-    in_forward = facts.in_forward(node)
     title = "Update under `no_grad()`"
-    return Replacement(node, text, title, safe=not in_forward, lines=(first, last))
+    return Replacement(node, text, title, safe=not facts.in_forward(node), lines=(first, last))
 
 
 def _local_name(facts: Facts, qualname: str) -> str | None:
@@ -202,19 +186,3 @@ def _local_name(facts: Facts, qualname: str) -> str | None:
 
 def _with_attr(module: str | None) -> str | None:
     return f"{module}.no_grad" if module is not None else None
-
-
-def _statement_of(module: cst.Module, node: cst.CSTNode) -> cst.SimpleStatementLine | None:
-    """The line holding `node` as its only statement (`x.add_(1)`, `w -= g`)."""
-    found: list[cst.SimpleStatementLine] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_SimpleStatementLine(self, line: cst.SimpleStatementLine) -> bool:
-            if len(line.body) == 1:
-                small = line.body[0]
-                if small is node or (isinstance(small, cst.Expr) and small.value is node):
-                    found.append(line)
-            return False
-
-    module.visit(Finder())
-    return found[0] if found else None

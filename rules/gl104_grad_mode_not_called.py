@@ -52,17 +52,18 @@ with im:  # error
 """,
     ]
     FIXED = {
-        0: """\
-import torch
-model = torch.nn.Linear(2, 1)
-with torch.no_grad():  # error
-    preds = model(torch.randn(1, 2))
-""",
-        1: """\
-from torch import inference_mode as im
-with im():  # error
-    pass
-""",
+        0: [
+            (
+                "with torch.no_grad:  # error\n",
+                "with torch.no_grad():  # error\n",
+            ),
+        ],
+        1: [
+            (
+                "with im:  # error\n",
+                "with im():  # error\n",
+            ),
+        ],
     }
     VALID = [
         """\

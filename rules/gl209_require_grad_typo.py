@@ -77,27 +77,24 @@ assert head.weight.requires_grad  # the freeze did nothing
 """,
     ]
     FIXED = {
-        0: """\
-import torch
-from torch import nn
-backbone = nn.Linear(4, 4)
-for p in backbone.parameters():
-    p.requires_grad = False  # error
-assert backbone.weight.requires_grad  # the freeze did nothing
-""",
-        1: """\
-import torch
-x = torch.randn(3)
-x.requires_grad = True  # error
-assert not x.requires_grad
-""",
-        2: """\
-import torch
-from torch import nn
-head = nn.Linear(4, 2)
-head.requires_grad_(False)  # error
-assert head.weight.requires_grad  # the freeze did nothing
-""",
+        0: [
+            (
+                "    p.require_grad = False  # error\n",
+                "    p.requires_grad = False  # error\n",
+            ),
+        ],
+        1: [
+            (
+                "x.requires_grads = True  # error\n",
+                "x.requires_grad = True  # error\n",
+            ),
+        ],
+        2: [
+            (
+                "head.require_grad = False  # error\n",
+                "head.requires_grad_(False)  # error\n",
+            ),
+        ],
     }
     VALID = [
         """\

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.fixes import Replacement, string_lines
+from gradlint.fixes import Replacement, statement_in_block, under_with
 from gradlint.rule import Report, Rule
 
 _CONTEXT_ONLY = frozenset({"torch.no_grad", "torch.enable_grad", "torch.inference_mode"})
@@ -70,21 +70,16 @@ assert probs.requires_grad  # autograd still records
 """,
     ]
     FIXED = {
-        2: """\
-import torch
-from torch import nn
-
-
-def predict(model, x):
-    model.eval()
-    with torch.no_grad():  # error
-        out = model(x)
-        return out.softmax(dim=1)
-
-
-probs = predict(nn.Linear(4, 3), torch.randn(2, 4))
-assert probs.requires_grad  # autograd still records
-""",
+        2: [
+            (
+                "    torch.no_grad()  # error\n"
+                "    out = model(x)\n"
+                "    return out.softmax(dim=1)\n",
+                "    with torch.no_grad():  # error\n"
+                "        out = model(x)\n"
+                "        return out.softmax(dim=1)\n",
+            ),
+        ],
     }
     VALID = [
         """\
@@ -118,53 +113,21 @@ def _with_block(call: cst.Call, facts: Facts) -> Replacement | None:
     was meant to do. No fix where it is unclear: at module level, with nothing after it,
     when the rest trains (a `backward()` or `step()` that the block would break), or when
     re-indenting would change a multi-line string."""
-    found = _block_after(facts.module, call)
-    if found is None:
+    found = statement_in_block(facts.module, call)
+    if found is None or not isinstance(found[1], cst.IndentedBlock):
         return None
-    block, rest = found
+    _, block, index = found
+    rest = block.body[index + 1 :]
+    if not rest:
+        return None
     first = facts.position(call)[0]
     last = facts.position(rest[-1])[2]
     if any(
-        call.method in ("backward", "step") and first <= facts.position(call.node)[0] <= last
-        for call in facts.calls
+        other.method in ("backward", "step") and first <= facts.position(other.node)[0] <= last
+        for other in facts.calls
     ):
         return None
-    lines = facts.module.code.splitlines(keepends=True)
-    if last > len(lines) or string_lines(facts.module.code) & set(range(first + 1, last + 1)):
+    text = under_with(facts.module, facts.module.code_for_node(call), first, last, keep_head=True)
+    if text is None:
         return None
-    head = lines[first - 1]
-    written = facts.module.code_for_node(call)
-    at = head.find(written)
-    if at < 0:
-        return None
-    unit = block.indent if block.indent is not None else facts.module.default_indent
-    text = head[:at] + f"with {written}:" + head[at + len(written) :]
-    for line in lines[first:last]:
-        text += unit + line if line.strip() else line
-    if not text.endswith(("\n", "\r")):
-        text += facts.module.default_newline
     return Replacement(call, text, "Put the rest of the block under `with`", lines=(first, last))
-
-
-def _block_after(
-    module: cst.Module, call: cst.Call
-) -> tuple[cst.IndentedBlock, list[cst.BaseStatement]] | None:
-    """The function block holding the statement `call`, and the statements after it."""
-    found: list[tuple[cst.IndentedBlock, list[cst.BaseStatement]]] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_IndentedBlock(self, node: cst.IndentedBlock) -> bool:
-            for index, statement in enumerate(node.body):
-                if (
-                    isinstance(statement, cst.SimpleStatementLine)
-                    and len(statement.body) == 1
-                    and isinstance(statement.body[0], cst.Expr)
-                    and statement.body[0].value is call
-                ):
-                    found.append((node, list(node.body[index + 1 :])))
-            return not found
-
-    module.visit(Finder())
-    if not found or not found[0][1]:
-        return None
-    return found[0]

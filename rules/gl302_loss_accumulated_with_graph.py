@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
-from gradlint.fixes import Replacement
+from gradlint.fixes import Replacement, detached
 from gradlint.rule import Report, Rule
 
 
@@ -138,94 +138,30 @@ assert epoch_loss.requires_grad and epoch_loss.grad_fn is not None
 """,
     ]
     FIXED = {
-        0: """\
-import torch as T
-from torch import nn, optim
-
-def graph_size(t):
-    seen, todo = set(), [t.grad_fn]
-    while todo:
-        fn = todo.pop()
-        if fn is not None and fn not in seen:
-            seen.add(fn)
-            todo.extend(parent for parent, _ in fn.next_functions)
-    return len(seen)
-
-model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-opt = optim.SGD(model.parameters(), lr=0.1)
-running_loss = 0.0
-for step in range(10):
-    loss = model(T.randn(16, 4)).pow(2).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    running_loss += loss.detach()  # error
-print(f"mean loss {running_loss / 10}")
-assert graph_size(running_loss) > 5 * graph_size(loss)  # every step's graph is still held
-""",
-        1: """\
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
-
-    def forward(self, x):
-        return self.body(x)
-
-model = Net()
-batches = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(5)]
-model.eval()
-val_losses = []
-for x, y in batches:
-    val_losses.append(nn.functional.mse_loss(model(x), y).detach())  # error
-print(sum(val_losses) / len(val_losses))
-# Never back-propagated: each batch's graph, with the activations it saved, is kept.
-assert all(loss.grad_fn is not None for loss in val_losses)
-""",
-        2: """\
-import torch
-from torch import nn, optim
-
-class Trainer:
-    def __init__(self):
-        self.model = nn.Linear(4, 1)
-        self.opt = optim.Adam(self.model.parameters(), lr=1e-3)
-
-    def fit(self, epochs):
-        history = {}
-        for epoch in range(epochs):
-            loss = self.model(torch.randn(8, 4)).abs().mean()
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            history[epoch] = loss.detach()  # error
-        return history
-
-history = Trainer().fit(3)
-assert all(loss.grad_fn is not None for loss in history.values())
-""",
-        3: """\
-import torch
-from torch import nn, optim
-
-def train_step(model, opt, x):
-    loss = model(x).pow(2).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss
-
-model = nn.Linear(4, 1)
-opt = optim.SGD(model.parameters(), lr=0.01)
-epoch_loss = 0
-for x in torch.randn(6, 8, 4):
-    epoch_loss = epoch_loss + train_step(model, opt, x).detach()  # error
-print(epoch_loss / 6)
-assert epoch_loss.requires_grad and epoch_loss.grad_fn is not None
-""",
+        0: [
+            (
+                "    running_loss += loss  # error\n",
+                "    running_loss += loss.detach()  # error\n",
+            ),
+        ],
+        1: [
+            (
+                "    val_losses.append(nn.functional.mse_loss(model(x), y))  # error\n",
+                "    val_losses.append(nn.functional.mse_loss(model(x), y).detach())  # error\n",
+            ),
+        ],
+        2: [
+            (
+                "            history[epoch] = loss  # error\n",
+                "            history[epoch] = loss.detach()  # error\n",
+            ),
+        ],
+        3: [
+            (
+                "    epoch_loss = epoch_loss + train_step(model, opt, x)  # error\n",
+                "    epoch_loss = epoch_loss + train_step(model, opt, x).detach()  # error\n",
+            ),
+        ],
     }
     VALID = [
         """\
@@ -338,7 +274,7 @@ for episode in range(2):
     def check(self, facts: Facts) -> Iterator[Report]:
         for kept in facts.kept_unpropagated():
             node = kept.node
-            fix = _detached(node, facts)
+            fix = _detach_kept(node, facts)
             if isinstance(node, cst.Call):
                 yield Report(
                     node,
@@ -351,10 +287,7 @@ for episode in range(2):
                 yield Report(node, fix=fix)
 
 
-_ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
-
-
-def _detached(node: cst.CSTNode, facts: Facts) -> Replacement | None:
+def _detach_kept(node: cst.CSTNode, facts: Facts) -> Replacement | None:
     """The kept value with `.detach()`: the same numbers, no graph. (`.item()` would raise
     on a tensor of more than one element, which cannot be told here.)"""
     kept: cst.BaseExpression | None = None
@@ -375,8 +308,4 @@ def _detached(node: cst.CSTNode, facts: Facts) -> Replacement | None:
             kept = value.right  # total = total + loss
     if kept is None or not all(value.is_tensor for value in facts.any_run(kept)):
         return None  # a dict of outputs, a list of losses: no one tensor to detach
-    inner = kept if isinstance(kept, _ATOMS) or kept.lpar else kept.with_changes(
-        lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
-    )
-    call = cst.Call(func=cst.Attribute(value=inner, attr=cst.Name("detach")))
-    return Replacement(kept, call, "Keep the value without its graph (`.detach()`)")
+    return Replacement(kept, detached(kept), "Keep the value without its graph (`.detach()`)")

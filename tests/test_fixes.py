@@ -26,7 +26,7 @@ def test_fixable_rules_show_their_fixes() -> None:
 @pytest.mark.parametrize(("rule", "index"), FIXED)
 def test_fix_makes_the_expected_program(rule: type[Rule], index: int) -> None:
     fixed = fix_source(rule.INVALID[index], "example.py")
-    assert fixed.source == rule.FIXED[index]
+    assert fixed.source == rule.fixed_example(index)
     assert fixed.dropped == []
     # Idempotent: nothing left to fix, and no finding of the rule left.
     assert fix_source(fixed.source, "example.py").applied == 0
@@ -35,7 +35,7 @@ def test_fix_makes_the_expected_program(rule: type[Rule], index: int) -> None:
 
 @pytest.mark.parametrize(("rule", "index"), FIXED)
 def test_fixed_program_no_longer_misbehaves(rule: type[Rule], index: int) -> None:
-    source = rule.FIXED[index]
+    source = rule.fixed_example(index)
     if rule.raises:
         execute(source)  # the error is gone
     else:
