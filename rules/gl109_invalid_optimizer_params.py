@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from gradlint.analysis import Facts
+from gradlint.analysis.facts import OptimizerMade
 from gradlint.analysis.nodes import walk
 from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.rule import Report, Rule
@@ -164,23 +165,26 @@ opt = torch.optim.SGD([w, v], lr=0.1)
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
+        def line(made: OptimizerMade) -> int:
+            # Positions cost a second pass over the whole file: only for what is reported.
+            return facts.position(made.node)[0]
+
         for made in facts.optimizers:
-            line = facts.position(made.node)[0]
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
                 if made.used_up_at is not None and made.used_up_at is not made.node:
                     # Either line is the fix: keep a list here, or call parameters() again.
                     yield Report(
                         made.used_up_at,
-                        f"uses up the `.parameters()` generator that the optimizer at line {line}"
-                        " then gets empty, which raises; make it a list first",
+                        "uses up the `.parameters()` generator that the optimizer at line "
+                        f"{line(made)} then gets empty, which raises; make it a list first",
                     )
                 continue
             if made.no_parameters and made.unregistered is not None:
                 yield Report(
                     made.unregistered,
                     "keeps layers in a plain list, which registers none of their parameters: "
-                    f"the optimizer at line {line} gets an empty list, which raises; use "
+                    f"the optimizer at line {line(made)} gets an empty list, which raises; use "
                     "nn.ModuleList",
                 )
                 continue
@@ -188,7 +192,7 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 yield Report(
                     made.misspelt_init,
                     "is not `__init__`, so Python never calls it and the module gets no "
-                    f"layers: the optimizer at line {line} gets an empty list, which raises",
+                    f"layers: the optimizer at line {line(made)} gets an empty list, which raises",
                 )
                 for call in _super_calls(made.misspelt_init):
                     yield Report(call, "calls the base class by the same misspelt name")
@@ -228,11 +232,10 @@ opt = torch.optim.SGD([w, v], lr=0.1)
                 # Whatever function made it, the op that made the non-leaf is the mistake.
                 cause = non_leaf.made_by
                 if isinstance(cause, cst.CSTNode):
-                    line = facts.position(made.node)[0]
                     yield Report(
                         facts.focus(cause),
-                        f"makes a non-leaf tensor that the optimizer at line {line} is given, "
-                        "which raises; keep the leaf",
+                        "makes a non-leaf tensor that the optimizer at line "
+                        f"{line(made)} is given, which raises; keep the leaf",
                     )
                 else:
                     yield Report(made.node, _NON_LEAF)

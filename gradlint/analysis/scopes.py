@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 
@@ -73,6 +74,10 @@ class FunctionInfo:
     escapes: bool = False  # referenced other than by a call: callers unknown
     used_as_module: set[str] = field(default_factory=set)  # names `x` with `x.train()` etc.
     mode: Mode = ANY_MODE
+    # Seen in the body, nested functions and classes included (set by the one walk that
+    # collects scopes, rather than each question walking the body again).
+    grad_syntax: bool = False  # `.backward()`, `.step()`, `.zero_grad()`, `.grad`
+    change_syntax: bool = False  # an augmented or subscript assignment, an in-place call...
 
 
 def body_statements(body: cst.BaseSuite) -> Sequence[cst.BaseStatement | cst.BaseSmallStatement]:
@@ -121,32 +126,16 @@ _MUTATORS = frozenset(
 _GRAD_METHODS = frozenset({"backward", "step", "zero_grad"})
 
 
-def _touches_grads(node: cst.FunctionDef) -> bool:
-    """Whether a function back-propagates, steps, clears gradients, or writes `.grad`."""
-    for found in walk(node.body):
-        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
-            if found.func.attr.value in _GRAD_METHODS:
-                return True
-        if isinstance(found, cst.Attribute) and found.attr.value == "grad":
-            return True
-    return False
-
-
-def _changes_tensors(node: cst.FunctionDef) -> bool:
-    for found in walk(node.body):
-        if isinstance(found, cst.AugAssign):
-            return True
-        if isinstance(found, cst.AssignTarget) and isinstance(found.target, cst.Subscript):
-            return True
-        if isinstance(found, cst.Call) and isinstance(found.func, cst.Attribute):
-            name = found.func.attr.value
-            if name in _GRAD_METHODS or (name.endswith("_") and not name.startswith("_")):
-                return True
-            if name in ("append", "extend", "insert") and isinstance(
-                found.func.value, cst.Attribute
-            ):
-                return True  # fills a list kept on an object (`self.log_probs.append(...)`)
-    return False
+def _changes_by_call(call: cst.Call) -> bool:
+    """`x.add_(...)`, a gradient method, or filling a list kept on an object
+    (`self.log_probs.append(...)`)."""
+    func = call.func
+    if type(func) is not cst.Attribute:
+        return False
+    name = func.attr.value
+    if name in _GRAD_METHODS or (name.endswith("_") and not name.startswith("_")):
+        return True
+    return name in ("append", "extend", "insert") and type(func.value) is cst.Attribute
 
 
 def _attribute_targets(target: cst.BaseExpression) -> set[str]:
@@ -212,7 +201,6 @@ class ScopeCollector:
         # module level): whatever made them, they hold models.
         self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
         self._assigned_outside: frozenset[str] | None = None
-        self._changes: dict[FunctionInfo, bool] = {}
         self._grad_touchers: set[FunctionInfo] | None = None
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
@@ -392,27 +380,41 @@ class ScopeCollector:
         scope: dict[str, FunctionInfo],
         owner: ClassInfo | None,
     ) -> None:
+        grads = changes = False
         for found in _names_and_calls(node):
-            if isinstance(found, cst.Call):
-                if (
-                    isinstance(found.func, cst.Attribute)
-                    and found.func.attr.value in STRONG_MODULE_EVIDENCE
-                    and isinstance(found.func.value, cst.Name)
-                ):
-                    self.models[function].add(found.func.value.value)
-                if function is not None and isinstance(found.func, cst.Attribute):
-                    method = found.func.attr.value
-                    if method == "backward" and mode not in (DISABLED, INFERENCE):
-                        function.calls_backward = True
-                    elif method in MODULE_EVIDENCE and isinstance(found.func.value, cst.Name):
-                        function.used_as_module.add(found.func.value.value)
-                callee = self._callee(found.func, function, scope)
+            kind = type(found)
+            if kind is cst.AugAssign or kind is cst.AssignTarget:
+                changes = True  # only subscript targets are yielded
+                continue
+            expr = cast(cst.BaseExpression, found)
+            if kind is cst.Call:
+                call = cast(cst.Call, found)
+                func = call.func
+                if type(func) is cst.Attribute:
+                    method = cast(cst.Attribute, func).attr.value
+                    grads = grads or method in _GRAD_METHODS or method == "grad"
+                    changes = changes or _changes_by_call(call)
+                    base = cast(cst.Attribute, func).value
+                    if method in STRONG_MODULE_EVIDENCE and type(base) is cst.Name:
+                        self.models[function].add(cast(cst.Name, base).value)
+                    if function is not None:
+                        if method == "backward" and mode not in (DISABLED, INFERENCE):
+                            function.calls_backward = True
+                        elif method in MODULE_EVIDENCE and type(base) is cst.Name:
+                            function.used_as_module.add(cast(cst.Name, base).value)
+                callee = self._callee(func, function, scope)
                 if callee is not None:
                     callee.call_sites.append((function, mode))
-            else:
-                callee = self._callee(found, function, scope)
-                if callee is not None:
-                    callee.escapes = True
+                continue
+            if kind is cst.Attribute and cast(cst.Attribute, found).attr.value == "grad":
+                grads = True
+                if not _is_self_attribute(cast(cst.Attribute, found)):
+                    continue
+            callee = self._callee(expr, function, scope)
+            if callee is not None:
+                callee.escapes = True
+        if grads or changes:
+            _mark(function, grads, changes)
 
     def _callee(
         self,
@@ -463,7 +465,7 @@ class ScopeCollector:
         """Whether a function, or one it calls, back-propagates, steps, clears gradients or
         writes `.grad`."""
         if self._grad_touchers is None:
-            found = {f for f in self.functions if _touches_grads(f.node)}
+            found = {f for f in self.functions if f.grad_syntax}
             todo = list(found)
             while todo:
                 for caller, _ in todo.pop().call_sites:
@@ -477,10 +479,7 @@ class ScopeCollector:
         """Whether a function back-propagates, steps, changes something in place or fills
         a list kept on an object: a call of it must run again, not be remembered, for its
         caller to see what it did."""
-        found = self._changes.get(info)
-        if found is None:
-            found = self._changes[info] = _changes_tensors(info.node)
-        return found
+        return info.change_syntax
 
     def assigned_outside(self) -> frozenset[str]:
         """Attribute names assigned on any object outside an `__init__` (`state.hidden =
@@ -594,28 +593,55 @@ def _owner_class(function: FunctionInfo | None) -> ClassInfo | None:
     return None
 
 
-def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.Call | cst.BaseExpression]:
+def _is_self_attribute(node: cst.Attribute) -> bool:
+    value = node.value
+    return type(value) is cst.Name and cast(cst.Name, value).value in ("self", "cls")
+
+
+def _mark(function: FunctionInfo | None, grads: bool, changes: bool) -> None:
+    """What a body holds, its enclosing functions' bodies hold too."""
+    while function is not None:
+        function.grad_syntax = function.grad_syntax or grads
+        function.change_syntax = function.change_syntax or changes
+        function = function.parent
+
+
+def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Calls, and names or `self.x` attributes used as values, not looking into lambdas' or
-    nested functions' bodies (those are walked as functions of their own)."""
+    nested functions' bodies (those are walked as functions of their own); and the nodes
+    that change or read gradients: augmented assignments, subscript assignment targets,
+    `.grad` attributes."""
+    # `type(x) is` rather than isinstance: libcst's node classes are ABCs, on which a
+    # failed isinstance costs a call into the abc machinery, and this loop sees every node.
     stack: list[cst.CSTNode] = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.Call):
+        kind = type(current)
+        if kind is cst.Call:
             yield current
-            func = current.func
-            if isinstance(func, cst.Attribute):
-                stack.append(func.value)
-            elif not isinstance(func, cst.Name):
+            call = cast(cst.Call, current)
+            func = call.func
+            if type(func) is cst.Attribute:
+                stack.append(cast(cst.Attribute, func).value)
+            elif type(func) is not cst.Name:
                 stack.append(func)
-            stack.extend(arg.value for arg in current.args)
+            stack.extend(arg.value for arg in call.args)
             continue
-        if isinstance(current, cst.Name):
+        if kind is cst.Name:
             yield current
             continue
-        if isinstance(current, cst.Attribute):
-            if isinstance(current.value, cst.Name) and current.value.value in ("self", "cls"):
+        if kind is cst.Attribute:
+            attribute = cast(cst.Attribute, current)
+            if _is_self_attribute(attribute):
                 yield current
-            else:
-                stack.append(current.value)
+                continue
+            if attribute.attr.value == "grad":
+                yield current
+            stack.append(attribute.value)
             continue
+        if kind is cst.AugAssign or (
+            kind is cst.AssignTarget
+            and type(cast(cst.AssignTarget, current).target) is cst.Subscript
+        ):
+            yield current
         stack.extend(child_nodes(current))
