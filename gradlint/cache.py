@@ -35,10 +35,11 @@ from gradlint.config import Config
 from gradlint.files import write_atomic
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import Edit, Fix
+from gradlint.notebook import is_notebook
 
 CACHE_DIR = ".gradlint_cache"
 MAX_AGE_DAYS = 30
-FORMAT = 1  # bumped when an entry's layout changes
+FORMAT = 2  # bumped when an entry's layout changes
 _DAY = 24 * 60 * 60
 
 _GITIGNORE = "# Written by gradlint: the result cache, never committed.\n*\n"
@@ -98,7 +99,9 @@ class Cache:
         enabled = ",".join(code for code in self._codes if config.is_enabled(code, path))
         digest = hashlib.blake2b(self._prefix, digest_size=20)
         digest.update(enabled.encode())
-        digest.update(b"\0")
+        # The same bytes mean another thing in a notebook (an empty .py file is clean, an
+        # empty .ipynb is not a notebook).
+        digest.update(b"\0ipynb\0" if is_notebook(path) else b"\0")
         digest.update(data)
         return digest.hexdigest()
 
@@ -211,6 +214,7 @@ def _encode_finding(finding: Finding) -> dict[str, Any]:
         "fixable": finding.fixable,
         "runtime": finding.runtime,
         "cell": finding.cell,
+        "file_line": finding.file_line,
         "fix": None
         if fix is None
         else {
@@ -237,7 +241,7 @@ def _decode_finding(item: Any, display: str) -> Finding:
     if raw_fix is not None:
         edits = tuple(_decode_edit(edit) for edit in raw_fix["edits"])
         fix = Fix(edits, _typed(raw_fix["title"], str), _typed(raw_fix["safe"], bool))
-    runtime, cell = item["runtime"], item["cell"]
+    runtime, cell, file_line = item["runtime"], item["cell"], item["file_line"]
     return Finding(
         path=display,
         line=line,
@@ -251,6 +255,7 @@ def _decode_finding(item: Any, display: str) -> Finding:
         runtime=None if runtime is None else _typed(runtime, str),
         cell=None if cell is None else _typed(cell, int),
         fix=fix,
+        file_line=None if file_line is None else _typed(file_line, int),
     )
 
 
