@@ -1,8 +1,9 @@
 """The result cache: each file's findings and errors, kept under what decides them.
 
 An entry's key hashes the file's bytes, the linter (its version, its registered rules, and
-a stamp of its own source files) and the codes of the rules enabled for that file (which
-folds in ``select``, ``ignore`` and ``per-file-ignores``). The path is not part of the key:
+a stamp of its own source files), the codes of the rules enabled for that file (which
+folds in ``select``, ``ignore`` and ``per-file-ignores``) and whether the file is a
+notebook (the same bytes lint differently as one). The path is not part of the key:
 findings are stored without it and given the path they are loaded for, so files with the
 same bytes (empty ``__init__.py`` files) share one entry.
 
