@@ -42,10 +42,10 @@ class Virtual:
     def place(self, line: int) -> tuple[int, int] | None:
         return self.places[line] if 0 < line < len(self.places) else None
 
-    def cell_text(self, text: str, cell: int) -> str:
-        """Cell ``cell``'s lines of ``text`` (the module, or the module changed in place)."""
+    def cell_text(self, lines: list[str], cell: int) -> str:
+        """Cell ``cell``'s part of ``lines`` (the module's, or theirs changed in place)."""
         first, count = self.starts[cell]
-        return "".join(lines_of(text)[first - 1 : first - 1 + count])
+        return "".join(lines[first - 1 : first - 1 + count])
 
 
 def build(codes: dict[int, CellCode], display: str) -> Virtual:
@@ -130,7 +130,7 @@ def _to_cell(finding: Finding, virtual: Virtual, notebook: Notebook) -> Finding:
     if end is not None and end[0] == cell:
         end_line, end_column = end[1], finding.end_column
     else:  # a span that runs into the next cell ends with its own
-        lines = lines_of(virtual.cell_text(virtual.text, cell))
+        lines = lines_of(virtual.cell_text(lines_of(virtual.text), cell))
         end_line, end_column = len(lines), len(lines[-1].rstrip("\r\n")) + 1
     fix = _localize(finding.fix, virtual) if finding.fix is not None else None
     code_cell = notebook.cells[cell - 1]
@@ -298,7 +298,8 @@ def noqa_notebook(
     kept = sorted(_to_cell(f, virtual, notebook) for f in findings if f.line in left)
     if not changed:
         return None, 0, kept
+    marked_lines = lines_of(marked)
     for number, code in codes.items():
         if code.python:
-            codes[number] = replace(code, text=virtual.cell_text(marked, number))
+            codes[number] = replace(code, text=virtual.cell_text(marked_lines, number))
     return with_sources(notebook, _restored(notebook, codes)), changed, kept

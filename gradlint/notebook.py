@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradlint.finding import LintError
+from gradlint.fixes import python_lines
 
 SUFFIX = ".ipynb"
 BOM = b"\xef\xbb\xbf"
@@ -30,17 +31,13 @@ _NON_ASCII_ESCAPE = re.compile(
 )
 
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-
-
 def is_notebook(path: str) -> bool:
     return path.lower().endswith(SUFFIX)
 
 
 def lines_of(text: str) -> list[str]:
-    """The lines of a cell, each with its line break, counted as Python (and libcst) count
-    them: form feeds and other characters `str.splitlines` breaks on are not line ends."""
-    return _LINE.findall(text)
+    """The lines of a cell, each with its line break, as Python counts them."""
+    return python_lines(text)
 
 
 @dataclass(frozen=True)
