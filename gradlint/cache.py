@@ -1,8 +1,9 @@
 """The result cache: each file's findings and errors, kept under what decides them.
 
 An entry's key hashes the file's bytes, the linter (its version, its registered rules, and
-a stamp of its own source files) and the codes of the rules enabled for that file (which
-folds in ``select``, ``ignore`` and ``per-file-ignores``). The path is not part of the key:
+a stamp of its own source files), the codes of the rules enabled for that file (which
+folds in ``select``, ``ignore`` and ``per-file-ignores``) and whether the file is a
+notebook (the same bytes lint differently as one). The path is not part of the key:
 findings are stored without it and given the path they are loaded for, so files with the
 same bytes (empty ``__init__.py`` files) share one entry.
 
@@ -35,10 +36,11 @@ from gradlint.config import Config
 from gradlint.files import write_atomic
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import Edit, Fix
+from gradlint.notebook import is_notebook
 
 CACHE_DIR = ".gradlint_cache"
 MAX_AGE_DAYS = 30
-FORMAT = 1  # bumped when an entry's layout changes
+FORMAT = 2  # bumped when an entry's layout changes
 _DAY = 24 * 60 * 60
 
 _GITIGNORE = "# Written by gradlint: the result cache, never committed.\n*\n"
@@ -98,7 +100,9 @@ class Cache:
         enabled = ",".join(code for code in self._codes if config.is_enabled(code, path))
         digest = hashlib.blake2b(self._prefix, digest_size=20)
         digest.update(enabled.encode())
-        digest.update(b"\0")
+        # The same bytes mean another thing in a notebook (an empty .py file is clean, an
+        # empty .ipynb is not a notebook).
+        digest.update(b"\0ipynb\0" if is_notebook(path) else b"\0")
         digest.update(data)
         return digest.hexdigest()
 
@@ -211,6 +215,7 @@ def _encode_finding(finding: Finding) -> dict[str, Any]:
         "fixable": finding.fixable,
         "runtime": finding.runtime,
         "cell": finding.cell,
+        "file_line": finding.file_line,
         "fix": None
         if fix is None
         else {
@@ -237,7 +242,7 @@ def _decode_finding(item: Any, display: str) -> Finding:
     if raw_fix is not None:
         edits = tuple(_decode_edit(edit) for edit in raw_fix["edits"])
         fix = Fix(edits, _typed(raw_fix["title"], str), _typed(raw_fix["safe"], bool))
-    runtime, cell = item["runtime"], item["cell"]
+    runtime, cell, file_line = item["runtime"], item["cell"], item["file_line"]
     return Finding(
         path=display,
         line=line,
@@ -251,6 +256,7 @@ def _decode_finding(item: Any, display: str) -> Finding:
         runtime=None if runtime is None else _typed(runtime, str),
         cell=None if cell is None else _typed(cell, int),
         fix=fix,
+        file_line=None if file_line is None else _typed(file_line, int),
     )
 
 

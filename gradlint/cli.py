@@ -200,7 +200,7 @@ def check(
         noun = "comment" if result.noqa_added == 1 else "comments"
         click.echo(f"Added {result.noqa_added} noqa {noun}.", err=True)
     for dropped in result.dropped:
-        click.echo(f"{dropped}: fix left out, the file would not parse", err=True)
+        click.echo(dropped, err=True)
     if diff:
         for error in result.errors:
             click.echo(format_error(error), err=True)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from gradlint.config import ConfigResolver
 from gradlint.finding import LintError
 
-# Notebooks (.ipynb) join this set once the engine can lint them cell by cell.
-SOURCE_SUFFIXES: frozenset[str] = frozenset({".py"})
+# Jupyter notebooks are linted cell by cell (gradlint.cells).
+SOURCE_SUFFIXES: frozenset[str] = frozenset({".py", ".ipynb"})
 
 
 @dataclass(frozen=True, order=True)

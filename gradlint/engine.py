@@ -54,9 +54,20 @@ def lint(
     rule is an internal error for this file: appended to ``errors`` when given (the other
     rules still run), raised otherwise.
     """
+    return lint_module(parse(source, path), source, path, config, errors)
+
+
+def lint_module(
+    module: cst.Module,
+    source: str,
+    path: str = "<string>",
+    config: Config | None = None,
+    errors: list[LintError] | None = None,
+) -> list[Finding]:
+    """`lint` of a module already parsed from ``source`` (a notebook's cells are parsed
+    by the notebook code, which places syntax errors in their cells)."""
     config = config or Config()
     rules = [rule() for rule in all_rules() if config.is_enabled(rule.code, path)]
-    module = parse(source, path)
     if not rules:
         return []
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +14,8 @@ def severity_of(code: str) -> str:
     return "warning" if code.startswith("GL3") else "error"
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Finding:
     path: str
     line: int
@@ -25,8 +27,32 @@ class Finding:
     end_column: int
     fixable: bool = False  # carries a safe fix
     runtime: str | None = None
-    cell: int | None = None
+    cell: int | None = None  # in a notebook: the code cell (1-based); line, column in it
     fix: Fix | None = field(default=None, compare=False)
+    # In a notebook: the line of the .ipynb file itself (its JSON) that holds the finding's
+    # source line, for tools that show the raw file (SARIF viewers, GitHub's annotations).
+    file_line: int | None = field(default=None, compare=False)
+
+    def _order(self) -> tuple[Any, ...]:
+        # A notebook's lines count within each cell: the cell comes before the line.
+        return (
+            self.path,
+            self.cell or 0,
+            self.line,
+            self.column,
+            self.code,
+            self.name,
+            self.message,
+            self.end_line,
+            self.end_column,
+            self.fixable,
+            self.runtime or "",
+        )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return self._order() < other._order()
 
     @property
     def severity(self) -> str:

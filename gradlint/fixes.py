@@ -9,6 +9,7 @@ edits never yields a file that does not parse: a fix that would is dropped and r
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -69,9 +70,18 @@ class Fix:
         }
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def python_lines(source: str) -> list[str]:
+    """The lines of ``source``, each with its line break, as Python and libcst count them:
+    a form feed and the other characters `str.splitlines` also breaks at end no line."""
+    return _LINE.findall(source)
+
+
 def splice(source: str, edits: Iterable[Edit]) -> str:
     """The source with the edits made; they must not overlap."""
-    lines = source.splitlines(keepends=True)
+    lines = python_lines(source)
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
 from gradlint import engine, registry
+from gradlint.cells import lint_notebook
 from gradlint.config import Config
 from gradlint.discovery import SourceFile
 from gradlint.files import decode_source, read_bytes
 from gradlint.finding import Finding, LintError
+from gradlint.notebook import is_notebook
 
 # Below this many files a pool costs more to start than it saves.
 MIN_FILES = 8
@@ -56,8 +58,11 @@ def lint_task(task: Task) -> Outcome:
     errors: list[LintError] = []
     try:
         data = task.data if task.data is not None else read_bytes(task.file.path, display)
-        source, _ = decode_source(data, display)
-        findings = engine.lint(source, display, task.config, errors)
+        if is_notebook(display):
+            findings = lint_notebook(data, display, task.config, errors)
+        else:
+            source, _ = decode_source(data, display)
+            findings = engine.lint(source, display, task.config, errors)
     except LintError as exc:
         return [], [*errors, exc]
     except Exception as exc:  # a bug of ours in one file must not stop the others

@@ -7,11 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from gradlint import engine
+from gradlint.cells import fix_notebook, lint_notebook, noqa_notebook
 from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile, discover
 from gradlint.files import read_bytes, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
 from gradlint.noqa import add_noqa as add_noqa_comments
+from gradlint.notebook import BOM, is_notebook
 from gradlint.parallel import Task, lint_all, lint_task
 
 
@@ -30,7 +32,7 @@ class RunResult:
     files: int = 0  # files attempted, including those that failed
     fixed: int = 0  # fixes made (or, with --diff, that would be)
     diffs: list[str] = field(default_factory=list)  # with --diff: one unified diff per file
-    dropped: list[str] = field(default_factory=list)  # fixes left out: `path: title`
+    dropped: list[str] = field(default_factory=list)  # fixes left out: `path: title: why`
     noqa_added: int = 0  # with --add-noqa: lines that got a suppression comment
 
     def exit_code(self, exit_zero: bool = False) -> int:
@@ -58,12 +60,50 @@ def fix_file(file: SourceFile, config: Config, fixing: Fixing, result: RunResult
         except OSError as exc:
             raise LintError(file.display, f"cannot write the fixes: {exc}") from None
 
+    if is_notebook(file.display):
+        try:
+            data = read_bytes(file.path, file.display)
+        except LintError as exc:
+            result.errors.append(exc)
+            return
+        encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+        fix_notebook_data(data, file.display, config, fixing, result, write)
+        return
     try:
         source, encoding = read_source_encoded(file.path, file.display)
     except LintError as exc:
         result.errors.append(exc)
         return
     fix_text(source, file.display, config, fixing, result, write)
+
+
+def fix_notebook_data(
+    data: bytes,
+    display: str,
+    config: Config,
+    fixing: Fixing,
+    result: RunResult,
+    write: Callable[[str], None],
+) -> None:
+    """`fix_text` for a notebook: the fixed notebook's JSON goes to ``write``; --diff shows
+    the changed cells' Python."""
+    errors: list[LintError] = []
+    try:
+        notebook, outcome = fix_notebook(data, display, config, fixing.unsafe)
+        result.dropped.extend(f"{display}: {why}" for why in outcome.dropped)
+        if outcome.text is not None:
+            result.fixed += outcome.applied
+            if fixing.write:
+                write(outcome.text)
+                data = outcome.text.encode("utf-8-sig" if notebook.bom else "utf-8")
+            else:
+                result.diffs.extend(outcome.diffs)
+        result.findings.extend(lint_notebook(data, display, config, errors))
+    except LintError as exc:
+        errors.append(exc)
+    except Exception as exc:  # a bug of ours in one file must not stop the others
+        errors.append(LintError(display, f"internal error: {exc!r}"))
+    result.errors.extend(errors)
 
 
 def fix_text(
@@ -79,7 +119,10 @@ def fix_text(
     errors: list[LintError] = []
     try:
         applied = engine.fix_source(source, display, config, fixing.unsafe)
-        result.dropped.extend(f"{display}: {title}" for title in applied.dropped or ())
+        result.dropped.extend(
+            f"{display}: {title}: fix left out, the file would not parse"
+            for title in applied.dropped or ()
+        )
         if applied.applied:
             result.fixed += applied.applied
             if fixing.write:
@@ -99,6 +142,9 @@ def noqa_file(file: SourceFile, config: Config, result: RunResult) -> None:
     """Add `# noqa: CODE` on each line with findings, so that a codebase can adopt
     gradlint now and fix over time; what cannot take a comment stays reported."""
     errors: list[LintError] = []
+    if is_notebook(file.display):
+        _noqa_notebook(file, config, result)
+        return
     try:
         source, encoding = read_source_encoded(file.path, file.display)
         findings = engine.lint(source, file.display, config, errors)
@@ -113,6 +159,26 @@ def noqa_file(file: SourceFile, config: Config, result: RunResult) -> None:
                 raise LintError(file.display, f"cannot write the comments: {exc}") from None
             result.noqa_added += changed
         result.findings.extend(f for f in findings if f.line in skipped)
+    except LintError as exc:
+        errors.append(exc)
+    except Exception as exc:  # a bug of ours in one file must not stop the others
+        errors.append(LintError(file.display, f"internal error: {exc!r}"))
+    result.errors.extend(errors)
+
+
+def _noqa_notebook(file: SourceFile, config: Config, result: RunResult) -> None:
+    errors: list[LintError] = []
+    try:
+        data = read_bytes(file.path, file.display)
+        text, changed, left = noqa_notebook(data, file.display, config, errors)
+        if text is not None:
+            encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+            try:
+                write_atomic(str(file.path), text, encoding)
+            except OSError as exc:
+                raise LintError(file.display, f"cannot write the comments: {exc}") from None
+            result.noqa_added += changed
+        result.findings.extend(left)
     except LintError as exc:
         errors.append(exc)
     except Exception as exc:  # a bug of ours in one file must not stop the others

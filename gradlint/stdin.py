@@ -9,8 +9,9 @@ from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile
 from gradlint.files import decode_source
 from gradlint.finding import LintError
+from gradlint.notebook import BOM, is_notebook
 from gradlint.parallel import Task, lint_task
-from gradlint.run import Fixing, RunResult, fix_text
+from gradlint.run import Fixing, RunResult, fix_notebook_data, fix_text
 
 STDIN_NAME = "<stdin>"
 
@@ -58,6 +59,15 @@ def run_stdin(
 def _fix(data: bytes, display: str, config: Config, fixing: Fixing, run: StdinRun) -> None:
     if fixing.write:
         run.output = data
+    if is_notebook(display):
+        # A notebook's bytes are UTF-8 JSON, whatever a coding comment in a cell says.
+        encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+
+        def write_notebook(text: str) -> None:
+            run.output = text.encode(encoding)
+
+        fix_notebook_data(data, display, config, fixing, run.result, write_notebook)
+        return
     try:
         source, encoding = decode_source(data, display)
     except LintError as exc:

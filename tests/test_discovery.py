@@ -147,7 +147,7 @@ def test_unreadable_folder(project: Path) -> None:
 def test_is_source() -> None:
     assert is_source("a.py")
     assert not is_source("a.pyc")
-    assert not is_source("a.ipynb")  # not yet: notebooks come with cell-aware linting
+    assert is_source("a.ipynb")
 
 
 def test_path_with_nul_byte_is_an_error(project: Path) -> None:

@@ -134,3 +134,9 @@ lines"""
 '''
     (finding,) = [f for f in lint(text, "a.py") if f.code == "GL210"]
     assert finding.fix is None
+
+
+def test_splice_counts_lines_as_python_does() -> None:
+    # A form feed is whitespace to Python (and libcst), not a line break as to splitlines.
+    source = "a = 1\n\x0cb = 2\r\nc = 3\n"
+    assert splice(source, [Edit(3, 5, 3, 6, "4")]) == "a = 1\n\x0cb = 2\r\nc = 4\n"

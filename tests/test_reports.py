@@ -294,7 +294,15 @@ def test_sarif_runtime_verdict_and_cell_are_properties(monkeypatch: pytest.Monke
     )
     log = sarif_log(RunResult(findings=[finding], files=1))
     check_schema_if_present(log)
-    assert log["runs"][0]["results"][0]["properties"] == {"runtime": "confirmed", "cell": 3}
+    (result,) = log["runs"][0]["results"]
+    assert result["properties"] == {
+        "runtime": "confirmed",
+        "cell": 3,
+        "cellLine": 4,
+        "cellColumn": 5,
+    }
+    # Where the raw JSON line of the cell's line is unknown: the notebook's first line.
+    assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": 1}
 
 
 def metadata_with(*urls: str) -> email.message.Message:

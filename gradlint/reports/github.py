@@ -14,6 +14,17 @@ def render_github(result: RunResult) -> str:
 
 
 def finding_annotation(finding: Finding) -> str:
+    if finding.cell is not None:
+        # GitHub shows a notebook's diff as its JSON: annotate the line of the JSON that
+        # holds the source line, and name the place in the cell in the title.
+        return _command(
+            finding.severity,
+            finding.message,
+            file=_file(finding.path),
+            line=str(finding.file_line or 1),
+            title=f"{finding.code} {finding.name} "
+            f"(cell {finding.cell}, line {finding.line}, column {finding.column})",
+        )
     return _command(
         finding.severity,  # "error" or "warning": both are annotation commands
         finding.message,

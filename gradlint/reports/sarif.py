@@ -124,24 +124,29 @@ def _result(finding: Finding, rule_index: int | None) -> JSONObject:
         result["ruleIndex"] = rule_index
     result["level"] = finding.severity
     result["message"] = {"text": finding.message}
+    if finding.cell is None:
+        where = region(finding.line, finding.column, finding.end_line, finding.end_column)
+    else:
+        # A notebook is a JSON file to a SARIF viewer: point at the line of the JSON
+        # where the finding's source line is written (line 1 where that is unknown),
+        # and say where in the cell it is in the properties.
+        where = {"startLine": finding.file_line or 1}
     result["locations"] = [
         {
             "physicalLocation": {
                 "artifactLocation": artifact_location(finding.path),
-                "region": region(
-                    finding.line, finding.column, finding.end_line, finding.end_column
-                ),
+                "region": where,
             }
         }
     ]
     fixes = sarif_fixes(finding)
     if fixes:
         result["fixes"] = fixes
-    properties = {
-        key: value
-        for key, value in (("runtime", finding.runtime), ("cell", finding.cell))
-        if value is not None
-    }
+    properties: JSONObject = {}
+    if finding.runtime is not None:
+        properties["runtime"] = finding.runtime
+    if finding.cell is not None:
+        properties.update(cell=finding.cell, cellLine=finding.line, cellColumn=finding.column)
     if properties:
         result["properties"] = properties
     return result
@@ -149,9 +154,10 @@ def _result(finding: Finding, rule_index: int | None) -> JSONObject:
 
 def sarif_fixes(finding: Finding) -> list[JSONObject]:
     """The finding's safe fix, as SARIF replacements in its file (an unsafe one is left
-    to `--unsafe-fixes`, as in the text report)."""
+    to `--unsafe-fixes`, as in the text report). A notebook's fixes are in its cells'
+    lines, which are no place in the JSON file: `gradlint check --fix` makes them."""
     fix = finding.fix
-    if fix is None or not fix.safe:
+    if fix is None or not fix.safe or finding.cell is not None:
         return []
     replacements = [
         {
