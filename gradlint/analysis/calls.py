@@ -84,29 +84,30 @@ class FunctionCalls(TorchCalls):
             mode, off_at = caller.mode, caller.grad_off_at
         args = args or []
         kwargs = kwargs or {}
+        owner = self_value.path if self_value is not None and caller is not None else None
         # The instance's attributes the caller knows (`model.hidden`) go in as `self.hidden`,
         # and what the method sets on `self` comes back out: object state flows with calls.
-        owner = self_value.path if self_value is not None and caller is not None else None
-        carried: dict[str, Value] = {}
-        if owner is not None and caller is not None:
-            prefix = owner + "."
-            carried = {
-                name[len(prefix) :]: value
-                for name, value in caller.env.items()
-                if name.startswith(prefix) and "." not in name[len(prefix) :]
-            }
         # What the caller knows of its arguments' attributes (`state.positions` after
         # `state.positions.requires_grad_()`) holds inside the call too.
+        carried: dict[str, Value] = {}
         handed: dict[str, Value] = {}
-        if call is not None and caller is not None:
-            for param, expr in _argument_expressions(info, call).items():
-                base = dotted(expr)
-                if base is None:
-                    continue
-                prefix = base + "."
+        if caller is not None:
+            # prefix `base.` -> where its direct attributes go (one scan of the caller's names)
+            wanted: dict[str, list[tuple[dict[str, Value], str]]] = {}
+            if owner is not None:
+                wanted.setdefault(owner + ".", []).append((carried, ""))
+            if call is not None:
+                for param, expr in _argument_expressions(info, call).items():
+                    base = dotted(expr)
+                    if base is not None:
+                        wanted.setdefault(base + ".", []).append((handed, param + "."))
+            if wanted:
                 for name, value in caller.env.items():
-                    if name.startswith(prefix) and "." not in name[len(prefix) :]:
-                        handed[f"{param}.{name[len(prefix) :]}"] = value
+                    targets = wanted.get(name[: name.rfind(".") + 1])
+                    if targets is not None:
+                        attr = name[name.rfind(".") + 1 :]
+                        for into, prefix in targets:
+                            into[prefix + attr] = value
         inherited = self.freezes_handed(info, call, caller, self_value)
         modes_in = self.modes_handed(info, call, caller, self_value)
         key = (
@@ -949,7 +950,7 @@ class FunctionCalls(TorchCalls):
                 return UNKNOWN_VALUE
             if attr in ("weight", "bias") and obj.has_params is YES:
                 path = f"{obj.path}.{attr}" if obj.path else None
-                param = _parameter(obj.frozen, path, node=(id(expr), 0))
+                param = _parameter(obj.frozen, path, node=(self.site_key(id(expr)), 0))
                 return self.with_frozen(param, state) if path else param
             return UNKNOWN_VALUE
         return UNKNOWN_VALUE

@@ -433,10 +433,18 @@ class Facts:
     def record(self, node: cst.CSTNode, value: Value, mode: Mode = ANY_MODE) -> Value:
         # `values` holds what is true on every run of the node (loop passes, calls);
         # `observed`, what each run saw, with the grad mode it ran in.
-        old = self.values.get(node)
-        self.values[node] = value if old is None else old.join(value)
-        runs = self.observed.setdefault(node, [])
-        if (value, mode) not in runs and len(runs) < MAX_OBSERVED:
+        runs = self.observed.get(node)
+        if runs is None:  # most nodes run once: no join, no search
+            self.observed[node] = [(value, mode)]
+            self.values[node] = value
+            return value
+        old = self.values[node]
+        if old is not value:
+            self.values[node] = old.join(value)
+        for seen, seen_mode in runs:
+            if seen is value and seen_mode == mode:
+                return value
+        if len(runs) < MAX_OBSERVED and (value, mode) not in runs:
             runs.append((value, mode))
         return value
 

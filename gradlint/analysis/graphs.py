@@ -67,7 +67,11 @@ class GraphTracking(InterpreterBase):
     def new_node(self, node: cst.CSTNode, site: int | None = None) -> Node:
         if site is None:
             # Inside a Sequential, each layer's output is its own tensor, made at the call.
-            site = id(node) if self._layer is None else hash((id(node), self._layer))
+            site = (
+                self.site_key(id(node))
+                if self._layer is None
+                else self.site_key(id(node), self._layer)
+            )
         self._site_nodes[site] = node
         self._site_order.setdefault(site, len(self._site_order))
         self._site_tick[site] = self.tick_clock()
@@ -443,7 +447,7 @@ class GraphTracking(InterpreterBase):
         if not local:
             self.propagate(value)  # kept on an object or a global: other code may use it
             return value
-        site = id(node)
+        site = self.site_key(id(node))
         if (
             self.in_loop()
             and not self.in_forward()
@@ -530,7 +534,7 @@ class GraphTracking(InterpreterBase):
         path = tuple(call for call in self._call_path if call is not None)
         self.facts.backward_paths.setdefault(node, set()).add(path)
         self.facts.backward_conditions.setdefault(node, set()).update(self._conditions)
-        shared = [n for n in loss.graph if n in state.freed and self.saves_tensors(n)]
+        shared = self.in_order(n for n in loss.graph if n in state.freed and self.saves_tensors(n))
         self.trained()
         self.note_trained(loss, node)
         now = self.tick_clock()
@@ -675,7 +679,7 @@ class GraphTracking(InterpreterBase):
             all(node[1] == 0 for node in shared) or any(n[0] not in in_loop for n in shared)
         ):
             common = {n for n in graph if n in state.freed}
-            for node in common:
+            for node in self.in_order(common):
                 consumers = self._consumers.get(node, set())
                 if any(c in graph and c not in common for c in consumers):
                     made = self.computed_by(node, common)
@@ -716,10 +720,14 @@ class GraphTracking(InterpreterBase):
                 entry = self.second_loss_entry(graph, state)
                 if entry is not None:
                     return entry
+        # An op that took the shared part in for the first loss only: its site is in no
+        # part of this graph (a node of the same site made on an earlier pass of a loop is
+        # the same op, not another use).
+        in_graph = {node[0] for node in graph}
         for node in shared:
             sites = {consumer[0] for consumer in self._consumers.get(node, ())}
             for freed in state.freed:
-                if freed[0] in sites and freed not in graph:
+                if freed[0] in sites and freed[0] not in in_graph:
                     return self._site_nodes.get(freed[0])
         return None
 
@@ -746,11 +754,24 @@ class GraphTracking(InterpreterBase):
             )
         if not found:
             return None
-        consumer, self._stale = min(found, key=lambda pair: self._order(pair[0]))
+        consumer, self._stale = min(
+            found, key=lambda pair: (self._order(pair[0]), self._age_order(pair[0]), pair[1])
+        )
         return self._site_nodes.get(consumer[0])
 
     def _order(self, node: Node) -> int:
         return self._site_order.get(node[0], 0)
+
+    @staticmethod
+    def _age_order(node: Node) -> tuple[bool, int]:
+        """This pass's nodes first, then the latest pass's."""
+        return (node[1] != 0, -node[1])
+
+    def in_order(self, nodes: Iterable[Node]) -> list[Node]:
+        """Graph nodes, this pass's first, each pass's in the order their sites were
+        first met: where the first node found decides what is reported, the same one on
+        every run."""
+        return sorted(nodes, key=lambda node: (self._age_order(node), self._order(node)))
 
     def model_call_of(self, node: cst.CSTNode) -> cst.CSTNode:
         """`node`, or, inside a model's forward, the call of the model that ran it."""
@@ -919,7 +940,7 @@ class GraphTracking(InterpreterBase):
             return
         if result.head is None:
             return
-        key = hash(("weights", module.path))
+        key = self.site_key("weights", module.path)
         self._weights[key] = module.path
         self._site_module_value[result.head[0]] = module
         if call is not None:

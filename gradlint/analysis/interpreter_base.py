@@ -112,6 +112,7 @@ class InterpreterBase:
         self._aliases: dict[tuple[int, str], cst.CSTNode] = {}
         self._bound_by: dict[tuple[int, str], cst.CSTNode] = {}  # ... the last `name = ...`
         self._site_order: dict[int, int] = {}  # sites in the order first met
+        self._site_keys: dict[object, int] = {}  # what a site stands for -> its number
         self._tick = 0  # the clock (tick_clock): orders graph nodes, backwards, steps, freezes
         self._site_tick: dict[int, int] = {}  # site -> when it last made a node
         self._step_ticks: dict[int, int] = {}  # optimizer.step() call -> when it ran
@@ -338,6 +339,17 @@ class InterpreterBase:
             self.facts.propagated_sites |= sites
             if escapes:
                 self.facts.escaped_sites |= sites
+
+    def site_key(self, *parts: object) -> int:
+        """The number of the graph site that `parts` (ids of nodes, labels) stand for, in
+        the order sites are first met. Sets of graph nodes then iterate in the same order
+        on every run: ids (memory addresses) and string hashes differ from run to run, and
+        which node a set yields first decides some reports."""
+        key = parts if len(parts) != 1 else parts[0]
+        number = self._site_keys.get(key)
+        if number is None:
+            number = self._site_keys[key] = len(self._site_keys) + 1
+        return number
 
     def from_earlier_pass(self, graph: frozenset[Node], site: int | None = None) -> bool:
         """Whether `graph` holds a node (of `site`, if given) made on an earlier pass of a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import libcst as cst
 
 # Where a public name really lives, so that rules see one spelling.
@@ -26,11 +28,15 @@ _CANONICAL = {
 
 def dotted(expr: cst.BaseExpression) -> str | None:
     """`a.b.c` as a string, or None for anything that is not a plain dotted name."""
-    if isinstance(expr, cst.Name):
-        return expr.value
-    if isinstance(expr, cst.Attribute):
-        base = dotted(expr.value)
-        return None if base is None else f"{base}.{expr.attr.value}"
+    # `type() is`: a failed isinstance on libcst's ABC node classes is slow, and this runs
+    # for most expressions.
+    kind = type(expr)
+    if kind is cst.Name:
+        return cast(cst.Name, expr).value
+    if kind is cst.Attribute:
+        attribute = cast(cst.Attribute, expr)
+        base = dotted(attribute.value)
+        return None if base is None else f"{base}.{attribute.attr.value}"
     return None
 
 

@@ -40,8 +40,12 @@ def _int_literal(expr: cst.BaseExpression | None) -> int | None:
             return None
         return -inner if isinstance(expr.operator, cst.Minus) else inner
     if isinstance(expr, cst.Integer):
-        value = expr.evaluated_value
-        return value if isinstance(value, int) else None
+        try:
+            # What `evaluated_value` gives, without its compile() of the literal.
+            return int(expr.value, 0)
+        except ValueError:
+            value = expr.evaluated_value  # `00`
+            return value if isinstance(value, int) else None
     return None
 
 

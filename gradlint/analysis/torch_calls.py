@@ -951,7 +951,7 @@ class TorchCalls(GraphTracking):
             if not left.resumed(running) or not _holds_graph_tensor(result):
                 continue
             report = self.training_entry(left.at)
-            site = hash(("left", id(node), id(left.at)))
+            site = self.site_key("left", id(node), id(left.at))
             self._eval_left[site] = (report, left.at, node, left.path or path)
             result = _marked(result, self.new_node(node, site))
         return result
@@ -962,7 +962,7 @@ class TorchCalls(GraphTracking):
         if not _holds_graph_tensor(result):
             return result
         at = self.call_from(mode.at, node)
-        site = hash(("eval", id(node), id(at)))
+        site = self.site_key("eval", id(node), id(at))
         mark = self.new_node(node, site)
         found = self.facts.eval_forwards.get(at)
         if found is not None:
@@ -1006,7 +1006,7 @@ class TorchCalls(GraphTracking):
             for index, layer in enumerate(layers):
                 if module.frozen is YES:
                     layer = layer.with_(frozen=YES, cut=self.frozen_site(module, state))
-                self._layer = hash((outer, index))
+                self._layer = self.site_key("layer", outer, index)
                 value = self.run_module(layer, node, [value], state, first=index == 0)
             self._layer = outer
             if module.has_params is YES and module.frozen is NO:
