@@ -594,7 +594,7 @@ class FunctionCalls(TorchCalls):
                 value = value.with_(handed=call)
             state.env[name] = value
         star = params.star_arg
-        if isinstance(star, cst.Param):
+        if type(star) is cst.Param:
             if spread is not None:
                 rest = Value(kind=Kind.SEQUENCE, item=spread.with_(spread=False))
             else:
@@ -638,7 +638,7 @@ class FunctionCalls(TorchCalls):
             return self.unfollowed(result, args)
         if call.method is not None and call.receiver is not None:
             func = node.func
-            assert isinstance(func, cst.Attribute)
+            assert type(func) is cst.Attribute
             receiver = self.eval(call.receiver, state)
             args = self.eval_args(node, state)
             if call.method.endswith("_") and _names_grad(call.receiver):
@@ -674,9 +674,9 @@ class FunctionCalls(TorchCalls):
                 return self.unfollowed(self.call_value(callee, node, args, state), args)
             result = self.method_call(receiver, call.method, node, args, state)
             return self.unfollowed(result, [receiver, *args])
-        callee = self.eval(node.func, state) if not isinstance(node.func, cst.Name) else None
+        callee = self.eval(node.func, state) if type(node.func) is not cst.Name else None
         args = self.eval_args(node, state)
-        if isinstance(node.func, cst.Name):
+        if type(node.func) is cst.Name:
             name = node.func.value
             if name in state.env:
                 callee = self.with_frozen(state.env[name], state)
@@ -709,7 +709,7 @@ class FunctionCalls(TorchCalls):
         qualname = self.imports.resolve(func)
         if qualname is not None:
             return Call(node, qualname, None, None)
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             return Call(node, None, func.attr.value, func.value)
         return Call(node, None, None, None)
 

@@ -364,7 +364,7 @@ class Facts:
         from a function that rightly ran without grad) at the use."""
         if not isinstance(cause, cst.CSTNode):
             return use
-        if isinstance(cause, cst.Decorator) or self.grad_enabled(use) is NO:
+        if type(cause) is cst.Decorator or self.grad_enabled(use) is NO:
             return cause
         if not isinstance(cause, (cst.With, cst.Expr)):
             return cause  # a `.detach()`, `.data`, argmax, factory: that line is the mistake
@@ -383,7 +383,7 @@ class Facts:
         caller handed in."""
         function = self.scope.get(at)
         node = getattr(function, "node", None)
-        if not isinstance(expr, cst.Name) or not isinstance(node, cst.FunctionDef):
+        if type(expr) is not cst.Name or type(node) is not cst.FunctionDef:
             return False
         params = node.params
         names = (*params.posonly_params, *params.params, *params.kwonly_params)
@@ -416,9 +416,9 @@ class Facts:
     def focus(node: cst.CSTNode) -> cst.CSTNode:
         """The part of an op to point at: the operator of `a * b`, the method name of
         `x.double()` (the right line when the expression spans several)."""
-        if isinstance(node, cst.BinaryOperation):
+        if type(node) is cst.BinaryOperation:
             return node.operator
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        if type(node) is cst.Call and type(node.func) is cst.Attribute:
             return node.func.attr
         return node
 

@@ -311,7 +311,7 @@ class GraphTracking(InterpreterBase):
         for target in inputs[1:2]:
             # `mse(q, (reward + gamma * target_net(s2)).detach())`: a target recorded in vain.
             for call in target.wasted:
-                if isinstance(call, cst.Call):
+                if type(call) is cst.Call:
                     self.facts.detached_targets[call] = None
         if value.requires_grad is YES and len(inputs) >= 2:
             # `mse(q_net(s), reward + gamma * q_net(s2))`, either way round: the target
@@ -381,7 +381,7 @@ class GraphTracking(InterpreterBase):
         """A local total that adds a graph tensor on each pass of a loop and still holds
         what this same addition made on an earlier pass keeps every pass's graph."""
         if (
-            isinstance(name, cst.Name)
+            type(name) is cst.Name
             and name.value in state.env
             and self.in_loop()
             and not self.in_forward()
@@ -398,13 +398,13 @@ class GraphTracking(InterpreterBase):
     ) -> None:
         """`total = total + loss`: a running total, as with `+=`."""
         expr = node.value
-        if not isinstance(expr, cst.BinaryOperation) or not isinstance(expr.operator, cst.Add):
+        if type(expr) is not cst.BinaryOperation or type(expr.operator) is not cst.Add:
             return
-        if not isinstance(name, cst.Name) or name.value not in state.env:
+        if type(name) is not cst.Name or name.value not in state.env:
             return
         sides = [expr.left, expr.right]
         others = [
-            side for side in sides if not (isinstance(side, cst.Name) and side.value == name.value)
+            side for side in sides if not (type(side) is cst.Name and side.value == name.value)
         ]
         if len(others) != 1:
             return
@@ -658,7 +658,7 @@ class GraphTracking(InterpreterBase):
         site = node
         expr: cst.BaseExpression | None = loss_expr
         for info, call in reversed(list(zip(self._active, self._call_path, strict=False))):
-            if not isinstance(expr, cst.Name) or call is None:
+            if type(expr) is not cst.Name or call is None:
                 break
             if expr.value not in _param_names(info):
                 break
@@ -963,7 +963,7 @@ class GraphTracking(InterpreterBase):
         # Through helpers and plain objects down to the model that built the graph:
         # `Dataset(...).materialize()` whose text embedder runs a layer, there.
         for inner in [*below, node]:
-            if isinstance(inner, cst.Call) and self._is_module_call(inner):
+            if type(inner) is cst.Call and self._is_module_call(inner):
                 return inner
         return call if from_running else node
 

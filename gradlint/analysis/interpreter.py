@@ -131,18 +131,18 @@ class Interpreter(FunctionCalls):
         self.facts.record_mode(statement, state.mode)
         self.facts.scope[statement] = self._function
         self._statement = statement
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
                 state = self.exec_small(small, state)
             return state
-        if isinstance(statement, cst.If):
+        if type(statement) is cst.If:
             test = _truth(self.eval(statement.test, state))
             if test.truth is YES:  # `if True:`, or a flag whose value is known here
                 return self.exec_block(body_statements(statement.body), state)
             if test.truth is NO:
                 if statement.orelse is None:
                     return state
-                if isinstance(statement.orelse, cst.If):
+                if type(statement.orelse) is cst.If:
                     return self.exec_statement(statement.orelse, state)
                 return self.exec_block(body_statements(statement.orelse.body), state)
             # Both branches run only under what the test says.
@@ -152,14 +152,14 @@ class Interpreter(FunctionCalls):
             self._branches[-1] = id(statement.orelse)
             if statement.orelse is None:
                 other = state
-            elif isinstance(statement.orelse, cst.If):
+            elif type(statement.orelse) is cst.If:
                 other = self.exec_statement(statement.orelse, state.copy())
             else:
                 other = self.exec_block(body_statements(statement.orelse.body), state.copy())
             self._branches.pop()
             self._conditions.pop()
             return then.join(other)
-        if isinstance(statement, cst.For):
+        if type(statement) is cst.For:
             iterable = self.eval(statement.iter, state)
             # A loop over a model's parameters, or over range(n), runs: its effect holds
             # after it (training code does not loop zero times).
@@ -172,10 +172,10 @@ class Interpreter(FunctionCalls):
                 at_least_once=once,
                 counter=_counter_of(statement),
             )
-        if isinstance(statement, cst.While):
+        if type(statement) is cst.While:
             self.eval(statement.test, state)
             return self.exec_loop(statement, state, None, UNKNOWN_VALUE)
-        if isinstance(statement, cst.With):
+        if type(statement) is cst.With:
             return self.exec_with(statement, state)
         if isinstance(statement, (cst.Try, cst.TryStar)):
             returns = len(self._return_states)
@@ -199,13 +199,13 @@ class Interpreter(FunctionCalls):
             # Calls of the name resolve to the function or class itself.
             state.env.pop(statement.name.value, None)
             nested = None
-            if isinstance(statement, cst.FunctionDef) and self._function is not None:
+            if type(statement) is cst.FunctionDef and self._function is not None:
                 nested = self.scopes.info_for(statement)
             if nested is not None:
                 state.env[statement.name.value] = self.function_value(nested)
                 self._closures[id(nested)] = state.env  # the names it reads from its maker
             return state
-        if isinstance(statement, cst.Match):
+        if type(statement) is cst.Match:
             self.eval(statement.subject, state)
             result: State | None = None
             for case in statement.cases:
@@ -285,9 +285,9 @@ class Interpreter(FunctionCalls):
             if found is not None:
                 qualname, mode = found
                 self.facts.with_items.append(
-                    WithItem(item, qualname, called=isinstance(item.item, cst.Call))
+                    WithItem(item, qualname, called=type(item.item) is cst.Call)
                 )
-                if isinstance(item.item, cst.Call):
+                if type(item.item) is cst.Call:
                     self.eval_args(item.item, state)
                 if mode is not None:
                     state.mode = mode
@@ -307,9 +307,9 @@ class Interpreter(FunctionCalls):
     def exec_small(self, small: cst.BaseSmallStatement, state: State) -> State:
         self.facts.record_mode(small, state.mode)
         self.facts.scope[small] = self._function
-        if isinstance(small, cst.Expr):
+        if type(small) is cst.Expr:
             expr = small.value
-            if isinstance(expr, cst.Call):
+            if type(expr) is cst.Call:
                 found = grad_mode_of(expr, self.imports)
                 if found is not None and found[0] == "torch.set_grad_enabled":
                     self.eval(expr, state)
@@ -319,19 +319,19 @@ class Interpreter(FunctionCalls):
                     return state
                 self.facts.statement_calls.append(self.call_of(expr))
             self.eval(expr, state)
-        elif isinstance(small, cst.Assign):
+        elif type(small) is cst.Assign:
             value = self.eval(small.value, state)
             if len(small.targets) == 1:
                 self.note_sum_assigned(small, small.targets[0].target, value, state)
             for target in small.targets:
                 self.assign(target.target, value, state, small, small.value)
-        elif isinstance(small, cst.AnnAssign):
+        elif type(small) is cst.AnnAssign:
             if small.value is not None:
                 value = self.eval(small.value, state)
                 self.assign(small.target, value, state, small, small.value)
-        elif isinstance(small, cst.AugAssign):
+        elif type(small) is cst.AugAssign:
             self.exec_augassign(small, state)
-        elif isinstance(small, cst.Return):
+        elif type(small) is cst.Return:
             value = self.eval(small.value, state) if small.value is not None else OTHER
             function = self._function
             if function is not None and function.name == "forward" and function.owner is not None:
@@ -346,18 +346,18 @@ class Interpreter(FunctionCalls):
             self._return_states.append(returned)
             state.dead = True
         elif isinstance(small, (cst.Raise, cst.Break, cst.Continue)):
-            if isinstance(small, cst.Raise) and small.exc is not None:
+            if type(small) is cst.Raise and small.exc is not None:
                 self.eval(small.exc, state)
-            if isinstance(small, cst.Continue) and self._loop_runs:
+            if type(small) is cst.Continue and self._loop_runs:
                 # What follows runs only on passes where these tests let it.
                 self._loop_runs[-1].skipped.extend(self.guards())
                 self._loop_runs[-1].continued.append(state.copy())
-            elif isinstance(small, cst.Break) and self._loop_runs:
+            elif type(small) is cst.Break and self._loop_runs:
                 self._loop_runs[-1].broken.append(state.copy())
             state.dead = True
-        elif isinstance(small, cst.Assert):
+        elif type(small) is cst.Assert:
             self.eval(small.test, state)
-        elif isinstance(small, cst.Del):
+        elif type(small) is cst.Del:
             if _names_grad(small.target):
                 self.forget_grads(state)
             cleared = _cleared_list(small.target)
@@ -383,7 +383,7 @@ class Interpreter(FunctionCalls):
         if target.kind is Kind.TENSOR:
             # `x += y` on a tensor changes it in place; `x[i] += y` changes x.
             changed: cst.BaseExpression = node.target
-            if isinstance(changed, cst.Subscript) and self.facts.value(changed.value).is_tensor:
+            if type(changed) is cst.Subscript and self.facts.value(changed.value).is_tensor:
                 changed = changed.value
             self.facts.inplace.append(Inplace(node, changed))
             op = _OPERATORS.get(type(node.operator), "other")
@@ -391,7 +391,7 @@ class Interpreter(FunctionCalls):
             self.note_running_total(node, node.target, target, value, result, state)
             self.assign(node.target, result, state, node)
             return
-        if target.kind is Kind.SEQUENCE and isinstance(node.operator, cst.AddAssign):
+        if target.kind is Kind.SEQUENCE and type(node.operator) is cst.AddAssign:
             if (
                 target.items is not None
                 and value.kind is Kind.SEQUENCE
@@ -413,12 +413,12 @@ class Interpreter(FunctionCalls):
         result = self.binary(target, value, node.operator, node, state)
         if (
             target.kind is Kind.NUMBER
-            and isinstance(node.operator, cst.AddAssign)
+            and type(node.operator) is cst.AddAssign
             and result.is_tensor
             and value.requires_grad is YES
         ):
             result = result.with_(summed_at=node)
-        if isinstance(node.operator, cst.AddAssign):
+        if type(node.operator) is cst.AddAssign:
             self.note_running_total(node, node.target, target, value, result, state)
         self.assign(node.target, result, state, node)
 
@@ -438,7 +438,7 @@ class Interpreter(FunctionCalls):
             value = value.with_(kept_at=frozenset({statement}))
         if isinstance(target, (cst.Tuple, cst.List)):
             elements = [el for el in target.elements]
-            starred = any(isinstance(el, cst.StarredElement) for el in elements)
+            starred = any(type(el) is cst.StarredElement for el in elements)
             positional = value.items is not None and len(value.items) == len(elements)
             for index, element in enumerate(elements):
                 if positional and not starred and value.items is not None:
@@ -452,14 +452,14 @@ class Interpreter(FunctionCalls):
                     )
                 else:
                     part = UNKNOWN_VALUE
-                if isinstance(element, cst.StarredElement):
+                if type(element) is cst.StarredElement:
                     part = (
                         Value(kind=Kind.SEQUENCE, item=value.item) if value.item else UNKNOWN_VALUE
                     )
                 self.facts.record(element.value, part, state.mode)
                 self.assign(element.value, part, state, statement)
             return
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             if value.kind is Kind.UNKNOWN and target.value in self.scopes.models[self._function]:
                 # `model = torch.load(path)`, then `model.parameters()`: a model that trains.
                 value = Value(kind=Kind.MODULE, has_params=YES, frozen=NO)
@@ -475,7 +475,7 @@ class Interpreter(FunctionCalls):
                 self._bound_at[value.head[0]] = statement
             alias = (id(self._function), target.value)
             self._bound_by[alias] = statement
-            if isinstance(source, cst.Name) and value.is_tensor and value.node is not None:
+            if type(source) is cst.Name and value.is_tensor and value.node is not None:
                 # `out = x`: the same tensor under a second name, not a copy.
                 self._aliases[alias] = statement
             else:
@@ -484,10 +484,10 @@ class Interpreter(FunctionCalls):
             if self._frames and target.value in self._frames[-1].params:
                 self._frames[-1].rebound.add(target.value)
             return
-        if isinstance(target, cst.Attribute):
+        if type(target) is cst.Attribute:
             obj = self.eval(target.value, state)
             key = dotted(target)
-            if source is not None and isinstance(statement, cst.Assign):
+            if source is not None and type(statement) is cst.Assign:
                 self.facts.attribute_sets.append(AttributeSet(statement, target, source))
             if target.attr.value == "requires_grad":
                 self.set_requires_grad(obj, target.value, value, state)
@@ -532,7 +532,7 @@ class Interpreter(FunctionCalls):
                 self.facts.record(target, value, state.mode)
                 self.update_class_attr(key, value)
             return
-        if isinstance(target, cst.Subscript):
+        if type(target) is cst.Subscript:
             obj = self.eval(target.value, state)
             self.eval_slices(target, state)
             key = dotted(target.value)
@@ -543,9 +543,9 @@ class Interpreter(FunctionCalls):
             ):
                 # `losses["total"] = loss`: the container may now hold that value.
                 slot = target.slice[0].slice if len(target.slice) == 1 else None
-                name = _string_key(slot.value) if isinstance(slot, cst.Index) else None
+                name = _string_key(slot.value) if type(slot) is cst.Index else None
                 # Under a fixed key (`d["loss"] = loss`) the new value replaces the old.
-                fixed = isinstance(slot, cst.Index) and isinstance(
+                fixed = type(slot) is cst.Index and isinstance(
                     slot.value, (cst.SimpleString, cst.Integer)
                 )
                 if not fixed:
@@ -571,7 +571,7 @@ class Interpreter(FunctionCalls):
                 if key is not None and key in state.env:
                     state.env[key] = changed  # `x[i] = y` can make x require grad
             return
-        if isinstance(target, cst.StarredElement):
+        if type(target) is cst.StarredElement:
             self.assign(target.value, value, state, statement)
 
     def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
@@ -600,11 +600,11 @@ class Interpreter(FunctionCalls):
 
     def field_holder(self, expr: cst.BaseExpression, state: State) -> tuple[str, str] | None:
         """`results["loss"]` of a dict with known keys in a variable: its name and the key."""
-        if not isinstance(expr, cst.Subscript) or len(expr.slice) != 1:
+        if type(expr) is not cst.Subscript or len(expr.slice) != 1:
             return None
         index = expr.slice[0].slice
         name = dotted(expr.value)
-        key = _string_key(index.value) if isinstance(index, cst.Index) else None
+        key = _string_key(index.value) if type(index) is cst.Index else None
         if name is None or key is None or name not in state.env:
             return None
         holder = state.env[name]
@@ -616,7 +616,7 @@ class Interpreter(FunctionCalls):
         """Where a tensor written into through a second name got that name (`out = x`
         then `out[...] = ...`): a copy there is the fix. (`out += y` has its own fix on
         its line, `out = out + y`.)"""
-        if not isinstance(changed, cst.Name):
+        if type(changed) is not cst.Name:
             return None
         return self._aliases.get((id(self._function), changed.value))
 
@@ -674,7 +674,7 @@ class Interpreter(FunctionCalls):
             return
         loop = self._loops[-1]
         if (
-            isinstance(loop, cst.For)
+            type(loop) is cst.For
             and self.facts.value(loop.iter).kind is Kind.PARAMS
             and len(loop.body.body) == 1
             and loop.body.body[0] is statement
@@ -720,7 +720,7 @@ class Interpreter(FunctionCalls):
         if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
             if type(expr) is cst.FormattedString:
                 for part in expr.parts:
-                    if isinstance(part, cst.FormattedStringExpression):
+                    if type(part) is cst.FormattedStringExpression:
                         self.eval(part.expression, state)
             if type(expr) is cst.SimpleString:
                 # Plain literals only: reading escapes compiles the string, for every one.
@@ -733,11 +733,11 @@ class Interpreter(FunctionCalls):
             return self.binary(left, right, expr.operator, expr, state)
         if type(expr) is cst.UnaryOperation:
             operand = self.eval(expr.expression, state)
-            if isinstance(expr.operator, cst.Not):
+            if type(expr.operator) is cst.Not:
                 return Value(kind=Kind.OTHER, truth=_truth(operand).truth.negate())
             if operand.kind is Kind.NUMBER:
                 return operand
-            if operand.kind is Kind.TENSOR and isinstance(expr.operator, cst.BitInvert):
+            if operand.kind is Kind.TENSOR and type(expr.operator) is cst.BitInvert:
                 return self.no_grad_tensor(operand, expr)
             return self.op_result([operand], expr, state, "neg")
         if type(expr) is cst.BooleanOperation:
@@ -756,11 +756,11 @@ class Interpreter(FunctionCalls):
                 operator = expr.comparisons[0].operator
                 if isinstance(operator, (cst.Equal, cst.NotEqual)):
                     same = YES if left.text == operands[0].text else NO
-                    truth = same.negate() if isinstance(operator, cst.NotEqual) else same
+                    truth = same.negate() if type(operator) is cst.NotEqual else same
                     return Value(kind=Kind.OTHER, truth=truth)
             if len(operands) == 1 and isinstance(expr.comparisons[0].operator, (cst.Is, cst.IsNot)):
                 truth = _is_none(left) if operands[0].layer == "none" else UNKNOWN
-                if isinstance(expr.comparisons[0].operator, cst.IsNot):
+                if type(expr.comparisons[0].operator) is cst.IsNot:
                     truth = truth.negate()
                 return Value(kind=Kind.OTHER, truth=truth)
             if (
@@ -780,16 +780,16 @@ class Interpreter(FunctionCalls):
             items = []
             for element in expr.elements:
                 value = self.eval(element.value, state)
-                if isinstance(element, cst.StarredElement):
+                if type(element) is cst.StarredElement:
                     value = value.item if value.item is not None else UNKNOWN_VALUE
                 items.append(value)
-            starred = any(isinstance(e, cst.StarredElement) for e in expr.elements)
+            starred = any(type(e) is cst.StarredElement for e in expr.elements)
             return sequence(items, fixed=not starred)
         if type(expr) is cst.Dict:
             values = []
             fields: list[tuple[str, Value]] | None = []
             for entry in expr.elements:
-                if isinstance(entry, cst.DictElement):
+                if type(entry) is cst.DictElement:
                     self.eval(entry.key, state)
                     value = self.eval(entry.value, state)
                     values.append(value)
@@ -822,7 +822,7 @@ class Interpreter(FunctionCalls):
                 item = item.join(self.eval(expr.elt, each))
                 _keep_effects(state, each)
             count = _literal_range(expr.for_in)
-            if count is not None and isinstance(expr, cst.ListComp) and item.kind is Kind.MODULE:
+            if count is not None and type(expr) is cst.ListComp and item.kind is Kind.MODULE:
                 # `[Critic() for _ in range(4)]`: four of them, so `*critics` fills four
                 # parameters.
                 return sequence([item] * count, fixed=True)
@@ -847,7 +847,7 @@ class Interpreter(FunctionCalls):
             self.eval_slices(expr, state)
             if obj.kind is Kind.MAPPING and obj.fields is not None and len(expr.slice) == 1:
                 index = expr.slice[0].slice
-                key = _string_key(index.value) if isinstance(index, cst.Index) else None
+                key = _string_key(index.value) if type(index) is cst.Index else None
                 found = obj.field(key) if key is not None else None
                 if found is not None:
                     return found
@@ -891,7 +891,7 @@ class Interpreter(FunctionCalls):
                 yielded = self.eval(expr.value, state)
                 self.propagate(yielded)  # the consumer may be anywhere
                 self._yield_values.append(yielded)
-            elif isinstance(expr.value, cst.From):  # `yield from xs`
+            elif type(expr.value) is cst.From:  # `yield from xs`
                 iterable = self.eval(expr.value.item, state)
                 self._yield_values.append(self.iterate(iterable, state, expr.value.item))
             return UNKNOWN_VALUE
@@ -909,9 +909,9 @@ class Interpreter(FunctionCalls):
     def eval_slices(self, expr: cst.Subscript, state: State) -> None:
         for element in expr.slice:
             index = element.slice
-            if isinstance(index, cst.Index):
+            if type(index) is cst.Index:
                 self.eval(index.value, state)
-            elif isinstance(index, cst.Slice):
+            elif type(index) is cst.Slice:
                 for part in (index.lower, index.upper, index.step):
                     if part is not None:
                         self.eval(part, state)
@@ -952,7 +952,7 @@ class Interpreter(FunctionCalls):
             and function.owner is not None
             and function.name != "__init__"
             and state.mode == ENABLED
-            and isinstance(expr.value, cst.Name)
+            and type(expr.value) is cst.Name
             and expr.value.value == _self_name(function)
             and value.is_tensor
             and value.leaf is YES

@@ -565,7 +565,7 @@ class InterpreterBase:
         return frozenset((*self._branches, *(id(loop) for loop in loops)))
 
     def over_parameters(self, loop: cst.CSTNode) -> bool:
-        return isinstance(loop, cst.For) and self.facts.value(loop.iter).kind is Kind.PARAMS
+        return type(loop) is cst.For and self.facts.value(loop.iter).kind is Kind.PARAMS
 
     def parameter_loops(self) -> frozenset[int]:
         """The loops over parameters running: each pass sets one parameter's flag."""

@@ -87,7 +87,7 @@ def body_statements(body: cst.BaseSuite) -> Sequence[cst.BaseStatement | cst.Bas
 def grad_mode_of(expr: cst.BaseExpression, imports: ImportTable) -> tuple[str, Mode | None] | None:
     """For a grad-mode expression (`torch.no_grad()`, `torch.set_grad_enabled(x)`, ...):
     its qualified name and the mode it sets (None where it is not called, or unknown)."""
-    call = expr if isinstance(expr, cst.Call) else None
+    call = expr if type(expr) is cst.Call else None
     target = call.func if call is not None else expr
     qualname = imports.resolve(target)
     if qualname is None or qualname not in GRAD_MODE_CLASSES:
@@ -144,8 +144,8 @@ def _attribute_targets(target: cst.BaseExpression) -> set[str]:
         for element in target.elements:
             found |= _attribute_targets(element.value)
         return found
-    if isinstance(target, cst.Attribute) and not (
-        isinstance(target.value, cst.Name) and target.value.value == "self"
+    if type(target) is cst.Attribute and not (
+        type(target.value) is cst.Name and target.value.value == "self"
     ):
         return {target.attr.value}
     return set()
@@ -161,26 +161,26 @@ def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
     found_names: set[str] = set()
 
     def note(target: cst.BaseExpression) -> None:
-        while isinstance(target, cst.Subscript):
+        while type(target) is cst.Subscript:
             target = target.value
         if isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
                 note(element.value)
         elif (
-            isinstance(target, cst.Attribute)
-            and isinstance(target.value, cst.Name)
+            type(target) is cst.Attribute
+            and type(target.value) is cst.Name
             and target.value.value == me
         ):
             found_names.add(target.attr.value)
 
     for found in walk(node.body):
-        if isinstance(found, cst.AssignTarget):
+        if type(found) is cst.AssignTarget:
             note(found.target)
         elif isinstance(found, (cst.AugAssign, cst.AnnAssign)):
             note(found.target)
         elif (
-            isinstance(found, cst.Call)
-            and isinstance(found.func, cst.Attribute)
+            type(found) is cst.Call
+            and type(found.func) is cst.Attribute
             and found.func.attr.value in _MUTATORS
         ):
             note(found.func.value)
@@ -188,7 +188,7 @@ def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
 
 
 def _is_constant(expr: cst.BaseExpression, value: bool) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == ("True" if value else "False")
+    return type(expr) is cst.Name and expr.value == ("True" if value else "False")
 
 
 class ScopeCollector:
@@ -200,7 +200,8 @@ class ScopeCollector:
         # Names whose `.parameters()` (or `.modules()`, ...) is read, per function (None:
         # module level): whatever made them, they hold models.
         self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
-        self._assigned_outside: frozenset[str] | None = None
+        self._outside_attributes: set[str] = set()  # see assigned_outside
+        self._set_on_self: dict[FunctionInfo, frozenset[str]] = {}
         self._grad_touchers: set[FunctionInfo] | None = None
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
@@ -217,7 +218,7 @@ class ScopeCollector:
     def _collect_imports(self, statements: Sequence[cst.CSTNode]) -> None:
         # Decorators and bases resolve through imports anywhere in the file, even later ones.
         for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
+            if type(statement) is cst.SimpleStatementLine:
                 for small in statement.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
                         self.imports.add(small)
@@ -239,7 +240,7 @@ class ScopeCollector:
         # Functions defined in this block are visible to calls anywhere in it.
         scope = dict(local_functions)
         for statement in statements:
-            if isinstance(statement, cst.FunctionDef):
+            if type(statement) is cst.FunctionDef:
                 info = self._declare_function(statement, owner, function)
                 if owner is None:
                     scope[info.name] = info
@@ -253,9 +254,7 @@ class ScopeCollector:
         for decorator in node.decorators:
             name = dotted(decorator.decorator)
             callee = (
-                dotted(decorator.decorator.func)
-                if isinstance(decorator.decorator, cst.Call)
-                else name
+                dotted(decorator.decorator.func) if type(decorator.decorator) is cst.Call else name
             )
             if callee is not None:
                 info.decorators.append(callee)
@@ -271,7 +270,7 @@ class ScopeCollector:
                 info.fixed_mode = ANY_MODE  # a wrapper we cannot see may turn autograd off
             if found is not None:
                 qualname, decorator_mode = found
-                if decorator_mode is None and isinstance(decorator.decorator, cst.Call):
+                if decorator_mode is None and type(decorator.decorator) is cst.Call:
                     continue
                 if decorator_mode is None:  # `@torch.no_grad` without parentheses
                     kind = GRAD_MODE_CLASSES[qualname]
@@ -308,38 +307,38 @@ class ScopeCollector:
         mode: Mode | None,
         scope: dict[str, FunctionInfo],
     ) -> Mode | None:
-        if isinstance(statement, cst.FunctionDef):
+        if type(statement) is cst.FunctionDef:
             info = self._info_for(statement, owner, function)
             self._walk_block(body_statements(statement.body), None, info, None, scope)
             for decorator in statement.decorators:
                 self._walk_expression(decorator.decorator, function, mode, scope, owner)
             return mode
-        if isinstance(statement, cst.ClassDef):
+        if type(statement) is cst.ClassDef:
             bases = [dotted(arg.value) or "" for arg in statement.bases if arg.keyword is None]
             info_cls = ClassInfo(node=statement, name=statement.name.value, bases=bases)
             self.classes.setdefault(info_cls.name, info_cls)
             methods = body_statements(statement.body)
             for child in methods:
-                if isinstance(child, cst.FunctionDef):
+                if type(child) is cst.FunctionDef:
                     self._declare_function(child, info_cls, function)
             for child in methods:
-                if isinstance(child, cst.FunctionDef):
+                if type(child) is cst.FunctionDef:
                     method = self._info_for(child, info_cls, function)
                     self._walk_block(body_statements(child.body), None, method, None, scope)
                 else:
                     self._walk_statement(child, None, function, mode, scope)
             return mode
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
                     continue
-                if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+                if type(small) is cst.Expr and type(small.value) is cst.Call:
                     found = grad_mode_of(small.value, self.imports)
                     if found is not None and found[0].endswith("set_grad_enabled"):
                         mode = found[1]
                 self._walk_expression(small, function, mode, scope, owner)
             return mode
-        if isinstance(statement, cst.With):
+        if type(statement) is cst.With:
             inner = mode
             for item in statement.items:
                 self._walk_expression(item.item, function, mode, scope, owner)
@@ -384,7 +383,10 @@ class ScopeCollector:
         for found in _names_and_calls(node):
             kind = type(found)
             if kind is cst.AugAssign or kind is cst.AssignTarget:
-                changes = True  # only subscript targets are yielded
+                target = cast(cst.AssignTarget | cst.AugAssign, found).target
+                changes = changes or kind is cst.AugAssign or type(target) is cst.Subscript
+                if not _in_init(function):
+                    self._outside_attributes |= _attribute_targets(target)
                 continue
             expr = cast(cst.BaseExpression, found)
             if kind is cst.Call:
@@ -422,17 +424,23 @@ class ScopeCollector:
         function: FunctionInfo | None,
         scope: dict[str, FunctionInfo],
     ) -> FunctionInfo | None:
-        if isinstance(func, cst.Name):
+        if type(func) is cst.Name:
             return scope.get(func.value)
         if (
-            isinstance(func, cst.Attribute)
-            and isinstance(func.value, cst.Name)
+            type(func) is cst.Attribute
+            and type(func.value) is cst.Name
             and func.value.value in ("self", "cls")
         ):
             cls = _owner_class(function)
             if cls is not None:
                 return cls.methods.get(func.attr.value)
         return None
+
+    def _self_attributes(self, method: FunctionInfo) -> frozenset[str]:
+        found = self._set_on_self.get(method)
+        if found is None:
+            found = self._set_on_self[method] = frozenset(_self_attributes_set(method.node))
+        return found
 
     def assigned_elsewhere(self, cls: ClassInfo) -> frozenset[str]:
         """Attributes `self.x` that a method other than `__init__` (of the class or a local
@@ -450,13 +458,13 @@ class ScopeCollector:
             seen.add(current.name)
             for method in current.methods.values():
                 if method.name != "__init__":
-                    names |= _self_attributes_set(method.node)
+                    names |= self._self_attributes(method)
             todo.extend(self.classes[b] for b in current.bases if b in self.classes)
         for other in self.classes.values():
             # A subclass's methods run on instances of the base too.
             if cls.name in other.bases and other is not cls:
                 for method in other.methods.values():
-                    names |= _self_attributes_set(method.node)
+                    names |= self._self_attributes(method)
         result = frozenset(names) | self.assigned_outside()
         self._assigned[cls.name] = result
         return result
@@ -484,22 +492,7 @@ class ScopeCollector:
     def assigned_outside(self) -> frozenset[str]:
         """Attribute names assigned on any object outside an `__init__` (`state.hidden =
         ...`): which instance that is, is not known here."""
-        if self._assigned_outside is None:
-            names: set[str] = set()
-            todo: list[cst.CSTNode] = [self._module]
-            while todo:
-                node = todo.pop()
-                if isinstance(node, cst.FunctionDef) and node.name.value == "__init__":
-                    continue
-                if isinstance(node, (cst.AssignTarget, cst.AugAssign)):
-                    names |= _attribute_targets(node.target)
-                elif isinstance(node, cst.Assign):
-                    todo.extend(node.targets)
-                elif not isinstance(node, cst.BaseExpression):
-                    # Assignments are statements: expressions need no walk.
-                    todo.extend(child_nodes(node))
-            self._assigned_outside = frozenset(names)
-        return self._assigned_outside
+        return frozenset(self._outside_attributes)
 
     def info_for(self, node: cst.FunctionDef) -> FunctionInfo | None:
         """The function a `def` statement defines."""
@@ -598,6 +591,14 @@ def _is_self_attribute(node: cst.Attribute) -> bool:
     return type(value) is cst.Name and cast(cst.Name, value).value in ("self", "cls")
 
 
+def _in_init(function: FunctionInfo | None) -> bool:
+    while function is not None:
+        if function.name == "__init__":
+            return True
+        function = function.parent
+    return False
+
+
 def _mark(function: FunctionInfo | None, grads: bool, changes: bool) -> None:
     """What a body holds, its enclosing functions' bodies hold too."""
     while function is not None:
@@ -609,7 +610,7 @@ def _mark(function: FunctionInfo | None, grads: bool, changes: bool) -> None:
 def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Calls, and names or `self.x` attributes used as values, not looking into lambdas' or
     nested functions' bodies (those are walked as functions of their own); and the nodes
-    that change or read gradients: augmented assignments, subscript assignment targets,
+    that change or read gradients or attributes: augmented assignments, assignment targets,
     `.grad` attributes."""
     # `type(x) is` rather than isinstance: libcst's node classes are ABCs, on which a
     # failed isinstance costs a call into the abc machinery, and this loop sees every node.
@@ -639,9 +640,6 @@ def _names_and_calls(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 yield current
             stack.append(attribute.value)
             continue
-        if kind is cst.AugAssign or (
-            kind is cst.AssignTarget
-            and type(cast(cst.AssignTarget, current).target) is cst.Subscript
-        ):
+        if kind is cst.AugAssign or kind is cst.AssignTarget:
             yield current
         stack.extend(child_nodes(current))

@@ -23,7 +23,7 @@ from gradlint.analysis.values import (
 
 def _string_key(expr: cst.BaseExpression) -> str | None:
     """A string literal's text (`"loss"`, `'ReLU'`)."""
-    if not isinstance(expr, cst.SimpleString):
+    if type(expr) is not cst.SimpleString:
         return None
     text = _plain_text(expr.value)
     if text is not None:
@@ -34,12 +34,12 @@ def _string_key(expr: cst.BaseExpression) -> str | None:
 
 def _int_literal(expr: cst.BaseExpression | None) -> int | None:
     """An integer literal's value, signed (`3`, `-1`)."""
-    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+    if type(expr) is cst.UnaryOperation and isinstance(expr.operator, (cst.Minus, cst.Plus)):
         inner = _int_literal(expr.expression)
         if inner is None:
             return None
-        return -inner if isinstance(expr.operator, cst.Minus) else inner
-    if isinstance(expr, cst.Integer):
+        return -inner if type(expr.operator) is cst.Minus else inner
+    if type(expr) is cst.Integer:
         try:
             # What `evaluated_value` gives, without its compile() of the literal.
             return int(expr.value, 0)
@@ -81,7 +81,7 @@ def _self_name(info: FunctionInfo) -> str | None:
 
 def _counts(expr: cst.BaseExpression) -> bool:
     """`range(n)` (not `range(0)`), `range(a, b)`, `enumerate(range(n))`."""
-    if not isinstance(expr, cst.Call) or not isinstance(expr.func, cst.Name):
+    if type(expr) is not cst.Call or type(expr.func) is not cst.Name:
         return False
     if expr.func.value == "enumerate" and expr.args:
         return _counts(expr.args[0].value)
@@ -91,27 +91,23 @@ def _counts(expr: cst.BaseExpression) -> bool:
 
 
 def _is_super(expr: cst.BaseExpression) -> bool:
-    return (
-        isinstance(expr, cst.Call)
-        and isinstance(expr.func, cst.Name)
-        and expr.func.value == "super"
-    )
+    return type(expr) is cst.Call and type(expr.func) is cst.Name and expr.func.value == "super"
 
 
 def _counter_of(loop: cst.For) -> str | None:
     """The name counting a loop's passes from 0: `for i in range(n)`, `for i, x in
     enumerate(xs)`."""
     it, target = loop.iter, loop.target
-    if not isinstance(it, cst.Call) or not isinstance(it.func, cst.Name):
+    if type(it) is not cst.Call or type(it.func) is not cst.Name:
         return None
-    if it.func.value == "range" and len(it.args) == 1 and isinstance(target, cst.Name):
+    if it.func.value == "range" and len(it.args) == 1 and type(target) is cst.Name:
         return target.value
     if (
         it.func.value == "enumerate"
         and len(it.args) == 1
-        and isinstance(target, cst.Tuple)
+        and type(target) is cst.Tuple
         and target.elements
-        and isinstance(target.elements[0].value, cst.Name)
+        and type(target.elements[0].value) is cst.Name
     ):
         return target.elements[0].value.value
     return None
@@ -119,12 +115,12 @@ def _counter_of(loop: cst.For) -> str | None:
 
 def _field_names(expr: cst.BaseExpression) -> list[str] | None:
     """A namedtuple's field names: `["a", "b"]`, `("a", "b")` or `"a b"` / `"a, b"`."""
-    if isinstance(expr, cst.SimpleString):
+    if type(expr) is cst.SimpleString:
         text = expr.evaluated_value
         return text.replace(",", " ").split() if isinstance(text, str) else None
     if isinstance(expr, (cst.List, cst.Tuple)):
         names = [
-            e.value.evaluated_value if isinstance(e.value, cst.SimpleString) else None
+            e.value.evaluated_value if type(e.value) is cst.SimpleString else None
             for e in expr.elements
         ]
         if all(isinstance(n, str) for n in names):
@@ -135,18 +131,18 @@ def _field_names(expr: cst.BaseExpression) -> list[str] | None:
 def _is_literal(expr: cst.BaseExpression) -> bool:
     """A constant that needs no state to evaluate: numbers, strings, booleans, None, and
     tuples, lists, dicts and `dict(k=...)` of them (`act_cfg=dict(type="ReLU")`)."""
-    if isinstance(expr, cst.Name):
+    if type(expr) is cst.Name:
         return expr.value in ("True", "False", "None")
-    if isinstance(expr, cst.UnaryOperation):
+    if type(expr) is cst.UnaryOperation:
         return _is_literal(expr.expression)
     if isinstance(expr, (cst.Tuple, cst.List)):
-        return all(isinstance(e, cst.Element) and _is_literal(e.value) for e in expr.elements)
-    if isinstance(expr, cst.Dict):
+        return all(type(e) is cst.Element and _is_literal(e.value) for e in expr.elements)
+    if type(expr) is cst.Dict:
         return all(
-            isinstance(e, cst.DictElement) and _is_literal(e.key) and _is_literal(e.value)
+            type(e) is cst.DictElement and _is_literal(e.key) and _is_literal(e.value)
             for e in expr.elements
         )
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value == "dict":
+    if type(expr) is cst.Call and type(expr.func) is cst.Name and expr.func.value == "dict":
         return all(arg.keyword is not None and _is_literal(arg.value) for arg in expr.args)
     return isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString))
 
@@ -167,19 +163,19 @@ def _target_keys(target: cst.BaseExpression) -> list[str]:
 
 def _is_requires_grad_test(expr: cst.BaseExpression) -> bool:
     """`p.requires_grad`, or `lambda p: p.requires_grad`."""
-    if isinstance(expr, cst.Lambda):
+    if type(expr) is cst.Lambda:
         expr = expr.body
-    return isinstance(expr, cst.Attribute) and expr.attr.value == "requires_grad"
+    return type(expr) is cst.Attribute and expr.attr.value == "requires_grad"
 
 
 def _keeps_trainable(for_in: cst.CompFor, elt: cst.BaseExpression) -> bool:
     """Keeps only trainable elements: `[p for p in ps if p.requires_grad]`."""
     return (
         for_in.inner_for_in is None
-        and isinstance(elt, cst.Name)
+        and type(elt) is cst.Name
         and any(
             _is_requires_grad_test(cond.test)
-            and isinstance(cond.test, cst.Attribute)
+            and type(cond.test) is cst.Attribute
             and dotted(cond.test.value) == elt.value
             for cond in for_in.ifs
         )
@@ -187,16 +183,16 @@ def _keeps_trainable(for_in: cst.CompFor, elt: cst.BaseExpression) -> bool:
 
 
 def _bool_literal(expr: cst.BaseExpression) -> Tri:
-    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+    if type(expr) is cst.Name and expr.value in ("True", "False"):
         return YES if expr.value == "True" else NO
     return UNKNOWN
 
 
 def _literal_integer(expr: cst.BaseExpression) -> Tri:
     """Whether a literal such as `[1, 2, 3]` makes an integer tensor."""
-    if isinstance(expr, cst.Integer):
+    if type(expr) is cst.Integer:
         return YES
-    if isinstance(expr, cst.Float):
+    if type(expr) is cst.Float:
         return NO
     if isinstance(expr, (cst.List, cst.Tuple)) and expr.elements:
         kinds = {_literal_integer(element.value) for element in expr.elements}
@@ -204,7 +200,7 @@ def _literal_integer(expr: cst.BaseExpression) -> Tri:
             return YES
         if NO in kinds:
             return NO
-    if isinstance(expr, cst.UnaryOperation):
+    if type(expr) is cst.UnaryOperation:
         return _literal_integer(expr.expression)
     return UNKNOWN
 
@@ -213,7 +209,7 @@ def _is_record_class(cls: ClassInfo, imports: object) -> bool:
     """A dataclass or NamedTuple: its constructor sets the annotated fields."""
     for decorator in cls.node.decorators:
         target = decorator.decorator
-        if isinstance(target, cst.Call):
+        if type(target) is cst.Call:
             target = target.func
         name = dotted(target) or ""
         if name.rsplit(".", 1)[-1] == "dataclass":
@@ -227,8 +223,8 @@ def _literal_range(for_in: cst.CompFor) -> int | None:
     if (
         for_in.ifs
         or for_in.inner_for_in is not None
-        or not isinstance(it, cst.Call)
-        or not isinstance(it.func, cst.Name)
+        or type(it) is not cst.Call
+        or type(it.func) is not cst.Name
         or it.func.value != "range"
         or len(it.args) != 1
     ):
@@ -240,9 +236,9 @@ def _literal_range(for_in: cst.CompFor) -> int | None:
 def _cleared_list(target: cst.BaseExpression) -> str | None:
     """`del xs[:]`: the dotted name of the list emptied in place."""
     if (
-        isinstance(target, cst.Subscript)
+        type(target) is cst.Subscript
         and len(target.slice) == 1
-        and isinstance(target.slice[0].slice, cst.Slice)
+        and type(target.slice[0].slice) is cst.Slice
         and target.slice[0].slice.lower is None
         and target.slice[0].slice.upper is None
     ):
@@ -265,7 +261,7 @@ def _names_grad(expr: cst.BaseExpression) -> bool:
     """Whether an expression reaches into a `.grad` (`p.grad`, `p.grad.data`, `p.grad[0]`):
     writing it changes what an optimizer step will apply."""
     while isinstance(expr, (cst.Attribute, cst.Subscript)):
-        if isinstance(expr, cst.Attribute) and expr.attr.value == "grad":
+        if type(expr) is cst.Attribute and expr.attr.value == "grad":
             return True
         expr = expr.value
     return False
@@ -278,9 +274,9 @@ def _names_assigned(loop: cst.CSTNode) -> frozenset[str]:
     while todo:
         node = todo.pop()
         targets: list[cst.BaseExpression] = []
-        if isinstance(node, cst.For):
+        if type(node) is cst.For:
             targets.append(node.target)
-        elif isinstance(node, cst.Assign):
+        elif type(node) is cst.Assign:
             targets.extend(target.target for target in node.targets)
         elif isinstance(node, (cst.AugAssign, cst.AnnAssign)):
             targets.append(node.target)
@@ -304,10 +300,10 @@ def _names_reset(loop: cst.For | cst.While) -> frozenset[str]:
             node = todo.pop()
             if isinstance(node, (cst.For, cst.While, cst.If, cst.FunctionDef, cst.ClassDef)):
                 continue
-            if isinstance(node, cst.Assign):
+            if type(node) is cst.Assign:
                 for target in node.targets:
                     found |= {n.value for n in _walk_names(target.target)}
-            elif isinstance(node, cst.AnnAssign):
+            elif type(node) is cst.AnnAssign:
                 found |= {n.value for n in _walk_names(node.target)}
             todo.extend(node.children)
     return frozenset(found)
@@ -326,7 +322,7 @@ def _leaves_pass(statement: cst.CSTNode) -> bool:
 
 
 def _walk_names(expr: cst.CSTNode) -> list[cst.Name]:
-    if isinstance(expr, cst.Name):
+    if type(expr) is cst.Name:
         return [expr]
     if isinstance(expr, (cst.Tuple, cst.List)):
         return [name for element in expr.elements for name in _walk_names(element.value)]
@@ -339,9 +335,9 @@ def _names_read(expr: cst.CSTNode) -> frozenset[str]:
     todo: list[cst.CSTNode] = [expr]
     while todo:
         node = todo.pop()
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             found.add(node.value)
-        elif isinstance(node, cst.Attribute):
+        elif type(node) is cst.Attribute:
             todo.append(node.value)
         else:
             todo.extend(node.children)
@@ -353,9 +349,9 @@ def _reads_any(expr: cst.CSTNode, names: frozenset[str]) -> bool:
     todo: list[cst.CSTNode] = [expr]
     while todo:
         node = todo.pop()
-        if isinstance(node, cst.Name) and node.value in names:
+        if type(node) is cst.Name and node.value in names:
             return True
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             todo.append(node.value)  # `self.count` reads `self`, not `count`
             continue
         todo.extend(node.children)

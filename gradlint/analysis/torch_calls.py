@@ -151,13 +151,13 @@ class TorchCalls(GraphTracking):
     def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:
         """`isinstance(x, torch.Tensor)`, `(list, tuple)`, `nn.Module`, where x's kind is
         known."""
-        if isinstance(classes, cst.Tuple):
+        if type(classes) is cst.Tuple:
             result = NO
             for element in classes.elements:
                 result = result | self.is_instance(value, element.value)
             return result
         qualname = self.imports.resolve(classes)
-        name = classes.value if isinstance(classes, cst.Name) else None
+        name = classes.value if type(classes) is cst.Name else None
         legacy = (qualname or "").removeprefix("torch.")
         if legacy in api.LEGACY_CONSTRUCTORS and legacy != "Tensor" and value.is_tensor:
             # `isinstance(x, torch.LongTensor)`: the dtype decides (on the CPU).
@@ -487,7 +487,7 @@ class TorchCalls(GraphTracking):
                 trainable_only=given.trainable_only,
                 params_made=(
                     self._bound_by.get((id(self._function), params.value))
-                    if isinstance(params, cst.Name)
+                    if type(params) is cst.Name
                     else None
                 ),
                 clock=clock,
@@ -674,7 +674,7 @@ class TorchCalls(GraphTracking):
         if method == "detach":
             made_by = node.func.value  # type: ignore[attr-defined]
             if (
-                isinstance(made_by, cst.Call)
+                type(made_by) is cst.Call
                 and id(made_by) in self._module_calls
                 and receiver.requires_grad is YES
                 and state.mode == ENABLED
@@ -798,7 +798,7 @@ class TorchCalls(GraphTracking):
         """`model(x).detach().cpu().numpy()`: the way to take values out for plots and logs,
         which GL101 asks for; not a forward meant as a constant."""
         inner = node.func.value  # type: ignore[attr-defined]
-        while isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute):
+        while type(inner) is cst.Call and type(inner.func) is cst.Attribute:
             if inner.func.attr.value == "detach":
                 self.facts.detached_forwards.pop(inner, None)
                 return

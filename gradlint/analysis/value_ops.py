@@ -149,10 +149,10 @@ def _record_fields(
 ) -> tuple[tuple[str, Value], ...] | None:
     names: list[tuple[str, cst.BaseExpression | None]] = []
     for statement in cls.node.body.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is not cst.SimpleStatementLine:
             continue
         for small in statement.body:
-            if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            if type(small) is cst.AnnAssign and type(small.target) is cst.Name:
                 names.append((small.target.value, small.value))
     positional, keywords = _split_args(node, args)
     if any(v.spread for v in positional):
@@ -213,14 +213,14 @@ def _compare_bounds(left: Value, comparison: cst.ComparisonTarget) -> Tri:
     op = comparison.operator
     if isinstance(op, (cst.Equal, cst.NotEqual)):
         truth = YES if low == high == k else (NO if k < low or k > high else UNKNOWN)
-        return truth.negate() if isinstance(op, cst.NotEqual) else truth
-    if isinstance(op, cst.GreaterThan):
+        return truth.negate() if type(op) is cst.NotEqual else truth
+    if type(op) is cst.GreaterThan:
         return YES if low > k else (NO if high <= k else UNKNOWN)
-    if isinstance(op, cst.GreaterThanEqual):
+    if type(op) is cst.GreaterThanEqual:
         return YES if low >= k else (NO if high < k else UNKNOWN)
-    if isinstance(op, cst.LessThan):
+    if type(op) is cst.LessThan:
         return YES if high < k else (NO if low >= k else UNKNOWN)
-    if isinstance(op, cst.LessThanEqual):
+    if type(op) is cst.LessThanEqual:
         return YES if high <= k else (NO if low > k else UNKNOWN)
     return UNKNOWN
 
@@ -310,10 +310,10 @@ def _pair(item: Value) -> Value:
 
 def _known_part(items: tuple[Value, ...], index: cst.BaseSlice) -> Value | None:
     """An element or a slice, by integer literals, of a sequence whose elements are known."""
-    if isinstance(index, cst.Index):
+    if type(index) is cst.Index:
         at = _position(items, index)
         return None if at is None else items[at]
-    if isinstance(index, cst.Slice) and index.step is None:
+    if type(index) is cst.Slice and index.step is None:
         lower, upper = _int_literal(index.lower), _int_literal(index.upper)
         if (index.lower is not None and lower is None) or (
             index.upper is not None and upper is None
@@ -344,6 +344,6 @@ def _parameter(frozen: Tri, path: str | None, node: Node | None = None) -> Value
 
 def _known_index(expr: cst.Subscript, items: tuple[Value, ...] | None) -> int | None:
     """`layers[2]` (or `[-1]`) with a literal index within known elements."""
-    if items is None or len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+    if items is None or len(expr.slice) != 1 or type(expr.slice[0].slice) is not cst.Index:
         return None
     return _position(items, expr.slice[0].slice)
