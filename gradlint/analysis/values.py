@@ -48,7 +48,7 @@ class Kind(Enum):
 Node = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Value:
     kind: Kind = Kind.UNKNOWN
     requires_grad: Tri = UNKNOWN
@@ -138,6 +138,18 @@ class Value:
     # NUMBER: a loop counter's bounds on the pass being run (the first pass: 0; later: >= 1).
     low: int | None = None
     high: int | None = None
+
+    # Equality and hash by every field, as `eq=True` would give them, but comparing the
+    # instances' dicts in C: values are compared on every join, hundreds of thousands of
+    # times a file.
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Value:
+            return NotImplemented
+        return self is other or self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        fields = self.__dict__
+        return hash(tuple(fields[name] for name in _FIELD_ORDER))
 
     def with_(self, **changes: object) -> Value:
         # What `dataclasses.replace` does, without calling __init__ with every field again:
@@ -265,7 +277,8 @@ class Value:
         return None
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(Value))
+_FIELD_ORDER = tuple(f.name for f in fields(Value))
+_FIELD_NAMES = frozenset(_FIELD_ORDER)
 UNKNOWN_VALUE = Value()
 OTHER = Value(kind=Kind.OTHER)
 NONE = Value(kind=Kind.OTHER, layer="none")
