@@ -188,9 +188,14 @@ _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript)
 
 def detached(expr: cst.BaseExpression) -> cst.Call:
     """`expr.detach()`, in parentheses where `expr` needs them (`(w * 2).detach()`)."""
+    return method_called(expr, "detach")
+
+
+def method_called(expr: cst.BaseExpression, method: str) -> cst.Call:
+    """`expr.method()`, in parentheses where `expr` needs them (`(w * 2).method()`)."""
     if not isinstance(expr, _ATOMS) and not expr.lpar:
         expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-    return cst.Call(func=cst.Attribute(value=expr, attr=cst.Name("detach")))
+    return cst.Call(func=cst.Attribute(value=expr, attr=cst.Name(method)))
 
 
 def statement_in_block(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from test_rules import execute
 
 from gradlint.engine import fix_source, lint
+from gradlint.finding import Finding
 from gradlint.fixes import Edit, Fix, apply_fixes, splice
 from gradlint.registry import all_rules
 from gradlint.rule import Rule
@@ -140,3 +143,95 @@ def test_splice_counts_lines_as_python_does() -> None:
     # A form feed is whitespace to Python (and libcst), not a line break as to splitlines.
     source = "a = 1\n\x0cb = 2\r\nc = 3\n"
     assert splice(source, [Edit(3, 5, 3, 6, "4")]) == "a = 1\n\x0cb = 2\r\nc = 4\n"
+
+
+def _gl205(source: str) -> list[Finding]:
+    return [f for f in lint(source, "a.py") if f.code == "GL205"]
+
+
+def test_gl205_asks_for_grad_after_the_whole_copy() -> None:
+    source = """\
+import torch
+w = torch.randn(3, requires_grad=True) * 0.01
+v = torch.ones(2, device="cpu", requires_grad=True,).double().float()
+u = torch.zeros(
+    2,
+    requires_grad=True,  # trained by hand
+    dtype=torch.float32,
+).view(2, 1)
+w.grad, v.grad, u.grad
+"""
+    assert [f.fixable for f in _gl205(source)] == [True, True, True]
+    assert (
+        fix_source(source, "a.py").source
+        == """\
+import torch
+w = (torch.randn(3) * 0.01).requires_grad_()
+v = torch.ones(2, device="cpu",).double().float().requires_grad_()
+u = torch.zeros(
+    2,  # trained by hand
+    dtype=torch.float32,
+).view(2, 1).requires_grad_()
+w.grad, v.grad, u.grad
+"""
+    )
+
+
+def test_gl205_fixed_copy_holds_the_same_numbers_and_trains() -> None:
+    torch = pytest.importorskip("torch")
+    source = """\
+import torch
+w = torch.randn(3, requires_grad=True) * 0.01
+(w * 2).sum().backward()
+w.grad
+"""
+    results = []
+    for program in (source, fix_source(source, "a.py").source):
+        torch.manual_seed(0)
+        namespace: dict[str, object] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the buggy program's `.grad` read warns
+            exec(compile(program, "<fixed>", "exec"), namespace)
+        results.append(namespace["w"])
+    before, after = results
+    assert torch.equal(before.detach(), after.detach())
+    assert after.is_leaf and after.grad is not None
+
+
+NO_GL205_FIX = [
+    # The leaf is a name: other code may still use the tensor it held.
+    "import torch as T\nw = T.ones(3, requires_grad=True)\nw = w * 0.1\nw.grad\n",
+    # Not the literal True.
+    "import torch\nflag = True\nw = torch.randn(3, requires_grad=flag).double()\nw.grad\n",
+    # The `.grad` read is of a later copy, which `requires_grad_()` here would not make a leaf.
+    "import torch\nw = torch.randn(3, requires_grad=True).double()\nv = w.float()\nv.grad\n",
+    # Changed in place after the copy was made: the `.grad` read is of that change.
+    "import torch\nw = torch.randn(3, requires_grad=True) * 2\nw[0] = 0\nw.grad\n",
+    # Not a factory.
+    "import torch\nfrom torch.autograd import Variable\n"
+    "w = Variable(torch.ones(3), requires_grad=True).double()\nw.grad\n",
+    # The comment after `3,` would be lost.
+    "import torch\nw = torch.randn(\n    3,  # size\n    requires_grad=True\n).double()\nw.grad\n",
+]
+
+
+@pytest.mark.parametrize("source", NO_GL205_FIX)
+def test_gl205_no_fix(source: str) -> None:
+    (finding,) = _gl205(source)
+    assert finding.fix is None
+
+
+UNSAFE_GL205_FIX = [
+    # Fine on a copy, an error on a leaf.
+    "import torch\nw = torch.randn(3, requires_grad=True).double()\nw.add_(1)\nw.grad\n",
+    # Integer data would make `torch.tensor(..., requires_grad=True)` raise.
+    "import torch\nw = torch.tensor(data, requires_grad=True).double()\nw.grad\n",
+]
+
+
+@pytest.mark.parametrize("source", UNSAFE_GL205_FIX)
+def test_gl205_fix_is_unsafe(source: str) -> None:
+    (finding,) = _gl205(source)
+    assert finding.fix is not None and not finding.fix.safe
+    assert fix_source(source, "a.py").applied == 0
+    assert ".requires_grad_()" in fix_source(source, "a.py", unsafe=True).source
