@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import libcst as cst
 
@@ -78,6 +79,13 @@ from gradlint.analysis.values import (
     Value,
     sequence,
 )
+
+# Exact types, not isinstance: these are leaf classes, and a failed isinstance on libcst's
+# ABC node classes is slow (`_eval` sees every expression).
+_NUMBER_NODES = frozenset({cst.Float, cst.Imaginary})
+_STRING_NODES = frozenset({cst.SimpleString, cst.ConcatenatedString, cst.FormattedString})
+_COLLECTION_NODES = frozenset({cst.List, cst.Tuple, cst.Set})
+_COMPREHENSION_NODES = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp})
 
 
 def _is_own_attribute(key: str) -> bool:
@@ -715,9 +723,9 @@ class Interpreter(FunctionCalls):
         if type(expr) is cst.Integer:
             literal = _int_literal(expr)  # a literal's value decides `if idx == 0:` in a call
             return INT if literal is None else INT.with_(low=literal, high=literal)
-        if isinstance(expr, (cst.Float, cst.Imaginary)):
+        if type(expr) in _NUMBER_NODES:
             return FLOAT
-        if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
+        if type(expr) in _STRING_NODES:
             if type(expr) is cst.FormattedString:
                 for part in expr.parts:
                     if type(part) is cst.FormattedStringExpression:
@@ -776,7 +784,8 @@ class Interpreter(FunctionCalls):
             if test.truth is NO:
                 return self.eval(expr.orelse, state)
             return self.eval(expr.body, state).join(self.eval(expr.orelse, state))
-        if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
+        if type(expr) in _COLLECTION_NODES:
+            expr = cast(cst.List | cst.Tuple | cst.Set, expr)
             items = []
             for element in expr.elements:
                 value = self.eval(element.value, state)
@@ -807,7 +816,8 @@ class Interpreter(FunctionCalls):
                 item=sequence(values).item,
                 fields=tuple(fields) if fields is not None else None,
             )
-        if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
+        if type(expr) in _COMPREHENSION_NODES:
+            expr = cast(cst.ListComp | cst.SetComp | cst.GeneratorExp, expr)
             iterable = self.eval(expr.for_in.iter, state)
             inner = self.bind_comprehension(expr.for_in, state, iterable)
             self._comprehensions += 1  # its element runs many times, on the same values

@@ -43,6 +43,19 @@ def _child_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
     return tuple(f.name for f in fields(node_type) if not f.name.startswith(_SKIPPED))
 
 
+def node_types(*classes: type) -> frozenset[type]:
+    """The node classes that are, or derive from, `classes`: a `type(x) in` test on them
+    is a set lookup, where a failed isinstance on libcst's ABC classes calls into the abc
+    machinery."""
+    found: set[type] = set()
+    todo: list[type] = list(classes)
+    while todo:
+        kind = todo.pop()
+        found.add(kind)
+        todo.extend(kind.__subclasses__())
+    return frozenset(found)
+
+
 # type -> whether it is a CSTNode: libcst's node classes are ABCs, and `isinstance` against
 # an ABC costs several times a dict lookup.
 _IS_NODE: dict[type, bool] = {}

@@ -16,7 +16,7 @@ import libcst as cst
 
 from gradlint.analysis.facts import ANY_MODE, DISABLED, ENABLED, INFERENCE, Mode
 from gradlint.analysis.names import ImportTable, dotted, resolve_dotted
-from gradlint.analysis.nodes import child_nodes, walk
+from gradlint.analysis.nodes import child_nodes, node_types, walk
 from gradlint.analysis.torch_api import (
     GRAD_MODE_CLASSES,
     GRAD_NEUTRAL_PACKAGES,
@@ -33,6 +33,13 @@ _BLOCKS = (
     cst.ExceptStarHandler,
     cst.Finally,
     cst.MatchCase,
+)
+
+_BLOCK_TYPES = node_types(*_BLOCKS)
+_SUITE_TYPES = node_types(cst.BaseSuite)
+_EXPRESSION_TYPES = node_types(cst.BaseExpression)
+_CLAUSE_TYPES = frozenset(
+    {cst.If, cst.Else, cst.ExceptHandler, cst.Finally, cst.ExceptStarHandler, cst.MatchCase}
 )
 
 # Methods only an nn.Module has (among the objects training code handles).
@@ -222,11 +229,11 @@ class ScopeCollector:
                 for small in statement.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
                         self.imports.add(small)
-            elif isinstance(statement, _BLOCKS):
+            elif type(statement) in _BLOCK_TYPES:
                 for child in child_nodes(statement):
-                    if isinstance(child, cst.BaseSuite):
-                        self._collect_imports(child.body)
-                    elif isinstance(child, _BLOCKS):
+                    if type(child) in _SUITE_TYPES:
+                        self._collect_imports(cast(cst.BaseSuite, child).body)
+                    elif type(child) in _BLOCK_TYPES:
                         self._collect_imports([child])
 
     def _walk_block(
@@ -349,13 +356,12 @@ class ScopeCollector:
             return mode
         # Other compound statements: walk their expressions and bodies in the same mode.
         for part in child_nodes(statement):
-            if isinstance(part, cst.BaseSuite):
-                self._walk_suite(part, owner, function, mode, scope)
-            elif isinstance(part, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
+            kind = type(part)
+            if kind in _SUITE_TYPES:
+                self._walk_suite(cast(cst.BaseSuite, part), owner, function, mode, scope)
+            elif kind in _CLAUSE_TYPES:
                 self._walk_statement(part, owner, function, mode, scope)
-            elif isinstance(part, cst.ExceptStarHandler | cst.MatchCase):
-                self._walk_statement(part, owner, function, mode, scope)
-            elif isinstance(part, cst.BaseExpression):
+            elif kind in _EXPRESSION_TYPES:
                 self._walk_expression(part, function, mode, scope, owner)
         return mode
 

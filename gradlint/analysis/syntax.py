@@ -5,6 +5,7 @@ names and keys.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import libcst as cst
 
@@ -260,11 +261,17 @@ def _plain_text(literal: str) -> str | None:
 def _names_grad(expr: cst.BaseExpression) -> bool:
     """Whether an expression reaches into a `.grad` (`p.grad`, `p.grad.data`, `p.grad[0]`):
     writing it changes what an optimizer step will apply."""
-    while isinstance(expr, (cst.Attribute, cst.Subscript)):
-        if type(expr) is cst.Attribute and expr.attr.value == "grad":
-            return True
-        expr = expr.value
-    return False
+    while True:
+        kind = type(expr)
+        if kind is cst.Attribute:
+            attribute = cast(cst.Attribute, expr)
+            if attribute.attr.value == "grad":
+                return True
+            expr = attribute.value
+        elif kind is cst.Subscript:
+            expr = cast(cst.Subscript, expr).value
+        else:
+            return False
 
 
 def _names_assigned(loop: cst.CSTNode) -> frozenset[str]:
