@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind")
     parser.add_argument("--tools-dir", type=Path, default=TOOLS_DIR, help="default: %(default)s")
+    parser.add_argument(
+        "--gradlint-only", action="store_true", help="leave TorchFix and ruff out (faster)"
+    )
     args = parser.parse_args(argv)
 
     sources, _ = load(args.root, args.limit)
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = sum(source.lines for source in sources)
 
     ours = gradlint_commands()
-    others, notes = other_commands(args.tools_dir)
+    others, notes = ([], []) if args.gradlint_only else other_commands(args.tools_dir)
     times: dict[str, Timing] = {c.label: Timing() for c in [*ours, *others]}
     parse = Timing()
     loads: list[float] = []
