@@ -69,9 +69,17 @@ class Fix:
         }
 
 
+def source_lines(source: str) -> list[str]:
+    r"""The source's lines with their endings, as Python and libcst number them: ended by
+    `\n`, `\r\n` or `\r` only. `str.splitlines` also splits at form feeds, `\x1c`-`\x1e`,
+    `\x85` and `\u2028`, which Python reads as whitespace or as part of a comment or
+    string: every line after one would be misnumbered, and an edit land on the wrong line."""
+    return io.StringIO(source, newline="").readlines()
+
+
 def splice(source: str, edits: Iterable[Edit]) -> str:
     """The source with the edits made; they must not overlap."""
-    lines = source.splitlines(keepends=True)
+    lines = source_lines(source)
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))
@@ -217,7 +225,7 @@ def under_with(
     With `keep_head`, line `first` is the call to turn into the `with` itself (what follows
     the call on that line, a comment, stays). None where re-indenting would change a
     multi-line string."""
-    lines = module.code.splitlines(keepends=True)
+    lines = source_lines(module.code)
     if last > len(lines) or string_lines(module.code) & set(range(first + 1, last + 1)):
         return None
     head = lines[first - 1]

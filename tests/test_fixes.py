@@ -6,7 +6,7 @@ import pytest
 from test_rules import execute
 
 from gradlint.engine import fix_source, lint
-from gradlint.fixes import Edit, Fix, apply_fixes, splice
+from gradlint.fixes import Edit, Fix, apply_fixes, source_lines, splice
 from gradlint.registry import all_rules
 from gradlint.rule import Rule
 
@@ -134,3 +134,41 @@ lines"""
 '''
     (finding,) = [f for f in lint(text, "a.py") if f.code == "GL210"]
     assert finding.fix is None
+
+
+# Characters that `str.splitlines` takes for line breaks and Python does not: a form feed
+# (a page break in old sources), the separators `\x1c`-`\x1e`, NEL and U+2028.
+NOT_LINE_BREAKS = ["\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("odd", NOT_LINE_BREAKS, ids=ascii)
+def test_fix_lands_on_its_line_after_a_character_splitlines_breaks_at(odd: str) -> None:
+    # Counted with `splitlines`, every line after `odd` was one off: the edit went to the
+    # line above, which happens to hold `out` at the same column, and re-linting (the bug
+    # still there) added `.detach()` to it again each round.
+    source = (
+        "import torch\n"
+        f"# page {odd} two\n"
+        "model = torch.nn.Linear(4, 2)\n"
+        "out = model(torch.randn(3, 4))\n"
+        "total = out.sum()\n"
+        "preds = out.numpy()\n"
+    )
+    fixed = fix_source(source, "a.py")
+    assert fixed.source == source.replace("out.numpy()", "out.detach().numpy()")
+    assert (fixed.applied, fixed.dropped) == (1, [])
+
+
+def test_with_block_fix_after_a_form_feed() -> None:
+    source = "import torch\n\x0c\ndef f(m, x):\n    torch.no_grad()\n    return m(x)\n"
+    fixed = fix_source(source, "a.py")
+    assert fixed.source == source.replace(
+        "    torch.no_grad()\n    return m(x)\n",
+        "    with torch.no_grad():\n        return m(x)\n",
+    )
+
+
+def test_splice_counts_lines_as_python_does() -> None:
+    source = "s = 'a\x0cb'\r\nt = 1\ru = 2\n"
+    assert source_lines(source) == ["s = 'a\x0cb'\r\n", "t = 1\r", "u = 2\n"]
+    assert splice(source, [Edit(3, 5, 3, 6, "3")]) == "s = 'a\x0cb'\r\nt = 1\ru = 3\n"
