@@ -239,9 +239,26 @@ def under_with(
     else:
         text = f"{indent}with {header}:{module.default_newline}"
         body = lines[first - 1 : last]
-    unit = module.default_indent
-    text += "".join(unit + line if line.strip() else line for line in body)
+    unit = _indent_unit(indent, module.default_indent)
+    text += "".join(_deeper(line, indent, unit) for line in body)
     if not text.endswith(("\n", "\r")):
         text += module.default_newline
     return text
 
+
+def _indent_unit(indent: str, default: str) -> str:
+    """One more level for a block indented by `indent`: the file's usual unit, unless the
+    block uses the other whitespace (tabs in a file of spaces, or the reverse, as code
+    pasted together does): Python refuses a block that mixes them inconsistently."""
+    if not indent or ("\t" in indent) == ("\t" in default):
+        return default
+    return "\t" if "\t" in indent else "    "
+
+
+def _deeper(line: str, indent: str, unit: str) -> str:
+    if not line.strip():
+        return line
+    if line.startswith(indent):
+        # After the block's own indentation, so that a tab never follows spaces.
+        return indent + unit + line[len(indent) :]
+    return unit + line

@@ -172,3 +172,31 @@ def test_splice_counts_lines_as_python_does() -> None:
     source = "s = 'a\x0cb'\r\nt = 1\ru = 2\n"
     assert source_lines(source) == ["s = 'a\x0cb'\r\n", "t = 1\r", "u = 2\n"]
     assert splice(source, [Edit(3, 5, 3, 6, "3")]) == "s = 'a\x0cb'\r\nt = 1\ru = 3\n"
+
+
+# The first block sets the file's indentation unit; the second block uses the other kind.
+TABS_AFTER_SPACES = "import torch\n\n\ndef a():\n    return 1\n\n\n"
+SPACES_AFTER_TABS = "import torch\n\n\ndef a():\n\treturn 1\n\n\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "unit"),
+    [(TABS_AFTER_SPACES, "\t"), (SPACES_AFTER_TABS, "    ")],
+    ids=["tabs", "spaces"],
+)
+def test_block_fixes_indent_as_the_block_does(head: str, unit: str) -> None:
+    # Indented by the file's unit, the new `with` body mixed tabs and spaces, which Python
+    # refuses: the fix was dropped.
+    u = unit
+    source = head + (
+        f"def predict(model, x):\n{u}torch.no_grad()\n{u}return model(x)\n\n\n"
+        f"def step(w):\n{u}if w.requires_grad:\n{u}{u}w.add_(1)\n\n\n"
+        "step(torch.zeros(2, requires_grad=True))\n"
+    )
+    fixed = fix_source(source, "a.py")
+    assert (fixed.applied, fixed.dropped) == (2, [])
+    assert fixed.source == head + (
+        f"def predict(model, x):\n{u}with torch.no_grad():\n{u}{u}return model(x)\n\n\n"
+        f"def step(w):\n{u}if w.requires_grad:\n{u}{u}with torch.no_grad():\n{u}{u}{u}w.add_(1)\n"
+        "\n\nstep(torch.zeros(2, requires_grad=True))\n"
+    )
