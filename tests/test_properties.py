@@ -239,6 +239,24 @@ class _Alias(cst.CSTTransformer):
         return updated
 
 
+class _Indent(cst.CSTTransformer):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def leave_IndentedBlock(
+        self, original: cst.IndentedBlock, updated: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        return updated.with_changes(indent=self.unit)
+
+
+def _indented(statement: Statement, unit: str) -> Statement:
+    """`statement` with each of its blocks indented by `unit`."""
+    result = statement.visit(_Indent(unit))
+    assert isinstance(result, cst.SimpleStatementLine | cst.BaseCompoundStatement)
+    return result
+
+
 @dataclass(frozen=True)
 class Program:
     """A composed program, and what it was made of (shown when a check fails)."""
@@ -296,6 +314,12 @@ def torch_programs(draw: st.DrawFn) -> Program:
         nesting = draw(st.lists(st.sampled_from(NESTINGS), max_size=3))
         for depth, kind in enumerate(nesting):
             statements = _nest(kind, statements, depth, torch)
+        # Each part indented its own way, as code pasted together is: Python allows it
+        # as long as each block is consistent.
+        indent = draw(st.sampled_from([None, "\t", "  "]))
+        if indent is not None:
+            statements = [_indented(statement, indent) for statement in statements]
+            label += f" indented {indent!r}"
         parts.append(label + "".join(f" in {kind}" for kind in reversed(nesting)))
         body += statements
     module = cst.Module(body=[*imports, *body]).visit(_Alias(torch, no_grad))
