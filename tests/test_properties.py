@@ -66,9 +66,11 @@ def _parses(source: str) -> None:
 
 @dataclass
 class _Tally:
-    """How many generated programs were fixed: proof that the test tested something."""
+    """How many generated programs were linted and fixed: proof that the test tested
+    something."""
 
     programs: int = 0
+    linted: int = 0
     fixed: int = 0
     codes: set[str] = field(default_factory=set)
 
@@ -103,16 +105,22 @@ def _check_fixes(source: str, unsafe: bool, tally: _Tally | None = None) -> None
     ],
 )
 def test_arbitrary_programs_never_crash(programs: st.SearchStrategy[str], examples: int) -> None:
+    tally = _Tally()
+
     @_examples(examples)
     @given(programs)
     def check(source: str) -> None:
+        tally.programs += 1
         if _lint_cleanly(source):
+            tally.linted += 1
             _check_fixes(source, unsafe=True)
 
     with warnings.catch_warnings():
         # hypothesmith compiles what it generates; `1()` warns, and is fine here.
         warnings.simplefilter("ignore", SyntaxWarning)
         check()
+    # CPython accepted them all; a libcst that refused most would leave nothing tested.
+    assert tally.linted * 2 >= tally.programs, tally
 
 
 # -- torch-flavoured programs --------------------------------------------------------------
