@@ -9,7 +9,6 @@ edits never yields a file that does not parse: a fix that would is dropped and r
 from __future__ import annotations
 
 import io
-import re
 import tokenize
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,18 +69,17 @@ class Fix:
         }
 
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-
-
-def python_lines(source: str) -> list[str]:
-    """The lines of ``source``, each with its line break, as Python and libcst count them:
-    a form feed and the other characters `str.splitlines` also breaks at end no line."""
-    return _LINE.findall(source)
+def source_lines(source: str) -> list[str]:
+    r"""The source's lines with their endings, as Python and libcst number them: ended by
+    `\n`, `\r\n` or `\r` only. `str.splitlines` also splits at form feeds, `\x1c`-`\x1e`,
+    `\x85` and `\u2028`, which Python reads as whitespace or as part of a comment or
+    string: every line after one would be misnumbered, and an edit land on the wrong line."""
+    return io.StringIO(source, newline="").readlines()
 
 
 def splice(source: str, edits: Iterable[Edit]) -> str:
     """The source with the edits made; they must not overlap."""
-    lines = python_lines(source)
+    lines = source_lines(source)
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))
@@ -232,7 +230,7 @@ def under_with(
     With `keep_head`, line `first` is the call to turn into the `with` itself (what follows
     the call on that line, a comment, stays). None where re-indenting would change a
     multi-line string."""
-    lines = module.code.splitlines(keepends=True)
+    lines = source_lines(module.code)
     if last > len(lines) or string_lines(module.code) & set(range(first + 1, last + 1)):
         return None
     head = lines[first - 1]
@@ -246,9 +244,26 @@ def under_with(
     else:
         text = f"{indent}with {header}:{module.default_newline}"
         body = lines[first - 1 : last]
-    unit = module.default_indent
-    text += "".join(unit + line if line.strip() else line for line in body)
+    unit = _indent_unit(indent, module.default_indent)
+    text += "".join(_deeper(line, indent, unit) for line in body)
     if not text.endswith(("\n", "\r")):
         text += module.default_newline
     return text
 
+
+def _indent_unit(indent: str, default: str) -> str:
+    """One more level for a block indented by `indent`: the file's usual unit, unless the
+    block uses the other whitespace (tabs in a file of spaces, or the reverse, as code
+    pasted together does): Python refuses a block that mixes them inconsistently."""
+    if not indent or ("\t" in indent) == ("\t" in default):
+        return default
+    return "\t" if "\t" in indent else "    "
+
+
+def _deeper(line: str, indent: str, unit: str) -> str:
+    if not line.strip():
+        return line
+    if line.startswith(indent):
+        # After the block's own indentation, so that a tab never follows spaces.
+        return indent + unit + line[len(indent) :]
+    return unit + line

@@ -7,6 +7,8 @@ import re
 import tokenize
 from collections.abc import Iterable, Mapping
 
+from gradlint.fixes import source_lines
+
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[\w\-]+(?:[\s,]+[\w\-]+)*))?", re.IGNORECASE)
 
 ALL = frozenset({"*"})
@@ -17,7 +19,7 @@ def noqa_by_line(source: str) -> dict[int, frozenset[str]]:
     found: dict[int, frozenset[str]] = {}
     if "noqa" not in source.lower():
         return found
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(source_lines(source), start=1):
         hash_at = line.find("#")
         if hash_at < 0:
             continue
@@ -57,7 +59,7 @@ def add_noqa(source: str, codes: Mapping[int, Iterable[str]]) -> tuple[str, int,
     """The source with `# noqa: CODE` on each line that `codes` names (merged into a noqa
     comment already there), how many lines changed, and the lines that cannot take a
     comment (they end inside a string)."""
-    lines = source.splitlines(keepends=True)
+    lines = source_lines(source)
     open_lines = comment_lines(source)
     changed, skipped = 0, []
     for number, wanted in sorted(codes.items()):

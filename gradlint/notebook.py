@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradlint.finding import LintError
-from gradlint.fixes import python_lines
+from gradlint.fixes import source_lines
 
 SUFFIX = ".ipynb"
 BOM = b"\xef\xbb\xbf"
@@ -37,7 +37,7 @@ def is_notebook(path: str) -> bool:
 
 def lines_of(text: str) -> list[str]:
     """The lines of a cell, each with its line break, as Python counts them."""
-    return python_lines(text)
+    return source_lines(text)
 
 
 @dataclass(frozen=True)

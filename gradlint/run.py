@@ -12,6 +12,7 @@ from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile, discover
 from gradlint.files import read_bytes, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
+from gradlint.fixes import source_lines
 from gradlint.noqa import add_noqa as add_noqa_comments
 from gradlint.notebook import BOM, is_notebook
 from gradlint.parallel import Task, lint_all, lint_task
@@ -188,8 +189,8 @@ def _noqa_notebook(file: SourceFile, config: Config, result: RunResult) -> None:
 
 def _diff(before: str, after: str, display: str) -> str:
     lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
+        source_lines(before),
+        source_lines(after),
         fromfile=f"a/{display}",
         tofile=f"b/{display}",
     )

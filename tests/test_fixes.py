@@ -9,7 +9,7 @@ from test_rules import execute
 
 from gradlint.engine import fix_source, lint
 from gradlint.finding import Finding
-from gradlint.fixes import Edit, Fix, apply_fixes, splice
+from gradlint.fixes import Edit, Fix, apply_fixes, source_lines, splice
 from gradlint.registry import all_rules
 from gradlint.rule import Rule
 
@@ -139,7 +139,7 @@ lines"""
     assert finding.fix is None
 
 
-def test_splice_counts_lines_as_python_does() -> None:
+def test_splice_keeps_a_form_feed_on_its_line() -> None:
     # A form feed is whitespace to Python (and libcst), not a line break as to splitlines.
     source = "a = 1\n\x0cb = 2\r\nc = 3\n"
     assert splice(source, [Edit(3, 5, 3, 6, "4")]) == "a = 1\n\x0cb = 2\r\nc = 4\n"
@@ -235,3 +235,69 @@ def test_gl205_fix_is_unsafe(source: str) -> None:
     assert finding.fix is not None and not finding.fix.safe
     assert fix_source(source, "a.py").applied == 0
     assert ".requires_grad_()" in fix_source(source, "a.py", unsafe=True).source
+
+
+# Characters that `str.splitlines` takes for line breaks and Python does not: a form feed
+# (a page break in old sources), the separators `\x1c`-`\x1e`, NEL and U+2028.
+NOT_LINE_BREAKS = ["\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("odd", NOT_LINE_BREAKS, ids=ascii)
+def test_fix_lands_on_its_line_after_a_character_splitlines_breaks_at(odd: str) -> None:
+    # Counted with `splitlines`, every line after `odd` was one off: the edit went to the
+    # line above, which happens to hold `out` at the same column, and re-linting (the bug
+    # still there) added `.detach()` to it again each round.
+    source = (
+        "import torch\n"
+        f"# page {odd} two\n"
+        "model = torch.nn.Linear(4, 2)\n"
+        "out = model(torch.randn(3, 4))\n"
+        "total = out.sum()\n"
+        "preds = out.numpy()\n"
+    )
+    fixed = fix_source(source, "a.py")
+    assert fixed.source == source.replace("out.numpy()", "out.detach().numpy()")
+    assert (fixed.applied, fixed.dropped) == (1, [])
+
+
+def test_with_block_fix_after_a_form_feed() -> None:
+    source = "import torch\n\x0c\ndef f(m, x):\n    torch.no_grad()\n    return m(x)\n"
+    fixed = fix_source(source, "a.py")
+    assert fixed.source == source.replace(
+        "    torch.no_grad()\n    return m(x)\n",
+        "    with torch.no_grad():\n        return m(x)\n",
+    )
+
+
+def test_splice_counts_lines_as_python_does() -> None:
+    source = "s = 'a\x0cb'\r\nt = 1\ru = 2\n"
+    assert source_lines(source) == ["s = 'a\x0cb'\r\n", "t = 1\r", "u = 2\n"]
+    assert splice(source, [Edit(3, 5, 3, 6, "3")]) == "s = 'a\x0cb'\r\nt = 1\ru = 3\n"
+
+
+# The first block sets the file's indentation unit; the second block uses the other kind.
+TABS_AFTER_SPACES = "import torch\n\n\ndef a():\n    return 1\n\n\n"
+SPACES_AFTER_TABS = "import torch\n\n\ndef a():\n\treturn 1\n\n\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "unit"),
+    [(TABS_AFTER_SPACES, "\t"), (SPACES_AFTER_TABS, "    ")],
+    ids=["tabs", "spaces"],
+)
+def test_block_fixes_indent_as_the_block_does(head: str, unit: str) -> None:
+    # Indented by the file's unit, the new `with` body mixed tabs and spaces, which Python
+    # refuses: the fix was dropped.
+    u = unit
+    source = head + (
+        f"def predict(model, x):\n{u}torch.no_grad()\n{u}return model(x)\n\n\n"
+        f"def step(w):\n{u}if w.requires_grad:\n{u}{u}w.add_(1)\n\n\n"
+        "step(torch.zeros(2, requires_grad=True))\n"
+    )
+    fixed = fix_source(source, "a.py")
+    assert (fixed.applied, fixed.dropped) == (2, [])
+    assert fixed.source == head + (
+        f"def predict(model, x):\n{u}with torch.no_grad():\n{u}{u}return model(x)\n\n\n"
+        f"def step(w):\n{u}if w.requires_grad:\n{u}{u}with torch.no_grad():\n{u}{u}{u}w.add_(1)\n"
+        "\n\nstep(torch.zeros(2, requires_grad=True))\n"
+    )

@@ -99,3 +99,13 @@ def test_add_noqa_appends_merges_and_skips_string_lines() -> None:
 def test_add_noqa_keeps_line_endings() -> None:
     marked, changed, _ = add_noqa("a = 1\r\nb = 2\r\n", {2: ["GL101"]})
     assert marked == "a = 1\r\nb = 2  # noqa: GL101\r\n" and changed == 1
+
+
+def test_noqa_lines_are_counted_as_python_does() -> None:
+    # `str.splitlines` also breaks at a form feed: the comment was read one line late (so
+    # it silenced nothing), and `--add-noqa` wrote its comment one line early.
+    source = "s = 'a\x0cb'\nx.numpy()  # noqa: GL101\ny.numpy()\n"
+    assert noqa_by_line(source) == {2: frozenset({"gl101"})}
+    marked, changed, skipped = add_noqa(source, {3: ["GL101"]})
+    assert marked == source.replace("y.numpy()\n", "y.numpy()  # noqa: GL101\n")
+    assert (changed, skipped) == (1, [])
