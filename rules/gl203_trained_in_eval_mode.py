@@ -320,7 +320,10 @@ def _held_by_no_optimizer(facts: Facts, found: TrainedInEval) -> bool:
     modules known by name, and none of them has it."""
     scope = facts.scope.get(found.forward, True)
     made = facts.optimizers
-    if not made or any(not m.covers or facts.scope.get(m.node, False) is not scope for m in made):
+    if not made or any(
+        (not m.covers and not m.tensors_only) or facts.scope.get(m.node, False) is not scope
+        for m in made
+    ):
         return False
     path = found.path
     return not any(

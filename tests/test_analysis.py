@@ -808,3 +808,19 @@ def test_a_sequential_subclass_has_its_layers_parameters() -> None:
     """
     assert value_at(source, "critic").has_params is YES
     assert value_at(source, "pool").has_params is NO
+
+
+def test_blocks_on_their_header_line_run() -> None:
+    # `if ready: x = ...` holds its statement bare, not in a line of its own.
+    source = """\
+import torch
+w = torch.ones(2, requires_grad=True)
+if True: a = w * 2
+for _ in range(2): b = a.sum()
+while False: pass
+with torch.no_grad(): c = w * 3
+probe = (a, b, c)
+"""
+    found = {name: value_at(source, name) for name in ("a", "b", "c")}
+    assert found["a"].requires_grad is YES and found["b"].requires_grad is YES
+    assert found["c"].requires_grad is NO

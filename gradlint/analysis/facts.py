@@ -88,6 +88,9 @@ class OptimizerMade:
     # The modules whose parameters it was given, and those they wrap (DataParallel's
     # module, a model's sub-modules handed to its constructor); empty where unknown.
     covers: frozenset[str] = frozenset()
+    # Given only tensors this code made (an adversarial input, a hand-made weight): it
+    # surely covers no module.
+    tensors_only: bool = False
 
 
 @dataclass(frozen=True)

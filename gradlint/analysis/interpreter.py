@@ -36,6 +36,7 @@ from gradlint.analysis.interpreter_base import LoopRun
 from gradlint.analysis.names import dotted
 from gradlint.analysis.nodes import child_nodes
 from gradlint.analysis.scopes import (
+    SMALL_TYPES,
     body_statements,
     grad_mode_of,
 )
@@ -139,6 +140,8 @@ class Interpreter(FunctionCalls):
         self.facts.record_mode(statement, state.mode)
         self.facts.scope[statement] = self._function
         self._statement = statement
+        if type(statement) in SMALL_TYPES:  # in a block on its header's line: `if x: y = 1`
+            return self.exec_small(cast(cst.BaseSmallStatement, statement), state)
         if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
                 state = self.exec_small(small, state)

@@ -36,6 +36,8 @@ _BLOCKS = (
 )
 
 _BLOCK_TYPES = node_types(*_BLOCKS)
+# A block written on its header's line (`if done: break`) holds small statements bare.
+SMALL_TYPES = node_types(cst.BaseSmallStatement)
 _SUITE_TYPES = node_types(cst.BaseSuite)
 _EXPRESSION_TYPES = node_types(cst.BaseExpression)
 _CLAUSE_TYPES = frozenset(
@@ -229,6 +231,8 @@ class ScopeCollector:
                 for small in statement.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
                         self.imports.add(small)
+            elif isinstance(statement, (cst.Import, cst.ImportFrom)):
+                self.imports.add(statement)
             elif type(statement) in _BLOCK_TYPES:
                 for child in child_nodes(statement):
                     if type(child) in _SUITE_TYPES:
@@ -335,8 +339,13 @@ class ScopeCollector:
                 else:
                     self._walk_statement(child, None, function, mode, scope)
             return mode
-        if type(statement) is cst.SimpleStatementLine:
-            for small in statement.body:
+        if type(statement) is cst.SimpleStatementLine or type(statement) in SMALL_TYPES:
+            smalls = (
+                statement.body
+                if type(statement) is cst.SimpleStatementLine
+                else [cast(cst.BaseSmallStatement, statement)]
+            )
+            for small in smalls:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
                     continue
                 if type(small) is cst.Expr and type(small.value) is cst.Call:

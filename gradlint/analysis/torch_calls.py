@@ -492,6 +492,10 @@ class TorchCalls(GraphTracking):
                 ),
                 clock=clock,
                 covers=covers,
+                tensors_only=bool(given.items)
+                and all(
+                    item.kind is Kind.TENSOR and item.path is None for item in given.items or ()
+                ),
             )
         )
 
