@@ -190,8 +190,8 @@ def _file_lines(
     """For each line of the cell's text, the raw line where its first character is written:
     the line of the JSON string that holds it."""
     pieces = source if isinstance(source, list) else [source]
-    if len(pieces) != len(span.parts):
-        return ()
+    if not pieces or len(pieces) != len(span.parts):
+        return ()  # an empty cell (`"source": []`) has no line to point at
     starts: list[int] = []  # where each piece begins in `text`
     offset = 0
     for piece in pieces:

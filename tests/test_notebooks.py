@@ -474,3 +474,9 @@ def test_jobs_and_cache_give_the_same_report(project: Path) -> None:
     assert all(output == outputs[0] for output in outputs), outputs
     assert "nb5.ipynb:cell 2:2:10: GL101" in outputs[0]
     assert "empty.ipynb: not a notebook: invalid JSON" in outputs[0]
+
+
+def test_empty_code_cells_are_fine() -> None:
+    # Jupyter saves an empty cell as `"source": []`; real notebooks end with one.
+    found = findings_of(notebook(SETUP, "", MISUSE, ""))
+    assert [(f.code, f.cell, f.line) for f in found] == [("GL101", 3, 2)]
