@@ -107,7 +107,11 @@ class Interpreter(FunctionCalls):
             init = info.methods.get("__init__")
             if init is not None and init not in self._ran:
                 self.run_function(init)
-        for function in self.scopes.functions:
+        # Callers first: a helper they call then runs with their arguments, which says
+        # more than unknowns, and needs no run of its own.
+        called = [f for f in self.scopes.functions if any(c for c, _ in f.call_sites)]
+        roots = [f for f in self.scopes.functions if not any(c for c, _ in f.call_sites)]
+        for function in [*roots, *called]:
             if function not in self._ran:
                 self.run_function(function)
         # Made a parameter after all by another assignment, or registered by name.
