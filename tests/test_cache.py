@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from fake_rules import FakeCrash, FakeNumpy, install
+from helpers import write
 
 import gradlint
 import gradlint.engine
@@ -43,15 +44,6 @@ def lints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def gradlint_(*args: str) -> Result:
     # One process: the counting fixture sees every lint.
     return CliRunner().invoke(main, ["check", "--jobs", "1", *args])
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def entries(root: Path) -> list[Path]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from fake_rules import FakeCrash, FakeNumpy, install
+from helpers import write
 
 import gradlint
 from gradlint.cli import main
@@ -26,15 +27,6 @@ def fake_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def gradlint_(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def no_traceback(result: Result) -> None:

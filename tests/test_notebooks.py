@@ -12,6 +12,7 @@ import libcst as cst
 import pytest
 from click.testing import CliRunner, Result
 from fake_rules import FAKE_RULES, install
+from helpers import write
 from test_reports import assert_valid_sarif
 
 from gradlint.cells import lint_notebook
@@ -55,15 +56,6 @@ def notebook(*cells: str | dict[str, Any], metadata: dict[str, Any] | None = Non
         "nbformat_minor": 5,
     }
     return json.dumps(content, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def gradlint_(*args: str, stdin: bytes | None = None) -> Result:
