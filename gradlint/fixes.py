@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from gradlint.analysis.nodes import ancestors
+
 # How many times `apply_all` re-lints a fixed file: a fix may reveal another (a parenthesised
 # call inside a `with` that then needs no other change); more rounds than this mean two fixes
 # undo each other.
@@ -201,26 +203,21 @@ def statement_in_block(
 ) -> tuple[cst.SimpleStatementLine, cst.Module | cst.IndentedBlock, int] | None:
     """The line holding `node` as its only statement (`x.add_(1)`, `torch.no_grad()`),
     the block it stands in, and its index there."""
-    found: list[tuple[cst.SimpleStatementLine, cst.Module | cst.IndentedBlock, int]] = []
-
-    def search(block: cst.Module | cst.IndentedBlock) -> None:
-        for index, statement in enumerate(block.body):
-            if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
-                small = statement.body[0]
-                if small is node or (isinstance(small, cst.Expr) and small.value is node):
-                    found.append((statement, block, index))
-
-    class Finder(cst.CSTVisitor):
-        def visit_Module(self, block: cst.Module) -> bool:
-            search(block)
-            return not found
-
-        def visit_IndentedBlock(self, block: cst.IndentedBlock) -> bool:
-            search(block)
-            return not found
-
-    module.visit(Finder())
-    return found[0] if found else None
+    around = ancestors(module, node)
+    if around and isinstance(around[0], cst.Expr) and around[0].value is node:
+        node, around = around[0], around[1:]
+    if len(around) < 2:
+        return None
+    line, block = around[0], around[1]
+    if not (
+        isinstance(line, cst.SimpleStatementLine)
+        and len(line.body) == 1
+        and line.body[0] is node
+        and isinstance(block, (cst.Module, cst.IndentedBlock))
+    ):
+        return None
+    index = next(i for i, statement in enumerate(block.body) if statement is line)
+    return line, block, index
 
 
 def under_with(

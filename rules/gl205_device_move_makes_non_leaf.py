@@ -9,6 +9,7 @@ import libcst as cst
 from gradlint.analysis import Facts
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import DISABLED
+from gradlint.analysis.nodes import ancestors
 from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.fixes import Replacement, method_called
 from gradlint.rule import Report, Rule
@@ -307,7 +308,7 @@ def _whole_copy(moved: cst.CSTNode, facts: Facts) -> cst.BaseExpression:
     since any op after the call would copy again."""
     assert isinstance(moved, cst.BaseExpression)
     copy: cst.BaseExpression = moved
-    parents = _parents(facts.module, moved)
+    parents = ancestors(facts.module, moved)
     at = 0
     while at < len(parents):
         parent = parents[at]
@@ -328,32 +329,6 @@ def _whole_copy(moved: cst.CSTNode, facts: Facts) -> cst.BaseExpression:
             break
         copy = outer
     return copy
-
-
-def _parents(module: cst.Module, node: cst.CSTNode) -> list[cst.CSTNode]:
-    """The nodes around `node`, innermost first (libcst keeps no parent links)."""
-
-    class Finder(cst.CSTVisitor):
-        def __init__(self) -> None:
-            self.stack: list[cst.CSTNode] = []
-            self.found: list[cst.CSTNode] | None = None
-
-        def on_visit(self, visited: cst.CSTNode) -> bool:
-            if self.found is not None:
-                return False
-            if visited is node:
-                self.found = self.stack[::-1]
-                return False
-            self.stack.append(visited)
-            return True
-
-        def on_leave(self, original_node: cst.CSTNode) -> None:
-            if self.stack and self.stack[-1] is original_node:
-                self.stack.pop()
-
-    finder = Finder()
-    module.visit(finder)
-    return finder.found or []
 
 
 def _changed_in_place(copy: Value, facts: Facts) -> bool:

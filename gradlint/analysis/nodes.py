@@ -89,3 +89,21 @@ def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         current = todo.pop()
         yield current
         todo.extend(child_nodes(current))
+
+
+def ancestors(root: cst.CSTNode, node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The nodes around `node` inside `root`, innermost first (libcst keeps no parent
+    links); empty where `node` is not below `root`."""
+    trail = [root]
+    pending = [iter(child_nodes(root))]
+    while pending:
+        child = next(pending[-1], None)
+        if child is None:
+            pending.pop()
+            trail.pop()
+        elif child is node:
+            return trail[::-1]
+        else:
+            trail.append(child)
+            pending.append(iter(child_nodes(child)))
+    return []
