@@ -193,12 +193,12 @@ class NotebookFix:
 
 def fix_notebook(
     data: bytes, display: str, config: Config, unsafe: bool = False
-) -> tuple[Notebook, NotebookFix]:
+) -> NotebookFix:
     """Fix the code cells, re-linting until nothing more is fixable. Raises `LintError`."""
     notebook = load(data, display)
     outcome = NotebookFix()
     if not notebook.is_python:
-        return notebook, outcome
+        return outcome
     codes = codes_of(notebook)
     seen: set[str] = set()
 
@@ -236,7 +236,7 @@ def fix_notebook(
     if texts:
         outcome.text = with_sources(notebook, texts)
         outcome.diffs = [_diff(notebook, number, text) for number, text in sorted(texts.items())]
-    return notebook, outcome
+    return outcome
 
 
 def _restored(notebook: Notebook, codes: dict[int, CellCode]) -> dict[int, str]:

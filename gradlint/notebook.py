@@ -31,6 +31,11 @@ _NON_ASCII_ESCAPE = re.compile(
 )
 
 
+def encoding_of(data: bytes) -> str:
+    """How to write a notebook back: with the byte-order mark it was read with, if any."""
+    return "utf-8-sig" if data.startswith(BOM) else "utf-8"
+
+
 def is_notebook(path: str) -> bool:
     return path.lower().endswith(SUFFIX)
 
@@ -58,7 +63,6 @@ class Notebook:
     raw: str
     data: dict[str, Any]
     cells: tuple[CodeCell, ...]
-    bom: bool
 
     @property
     def is_python(self) -> bool:
@@ -78,7 +82,6 @@ class Notebook:
 
 def load(data: bytes, display: str) -> Notebook:
     """The notebook in ``data``; raises `LintError` for anything but an nbformat-4 notebook."""
-    bom = data.startswith(BOM)
     try:
         raw = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -119,7 +122,7 @@ def load(data: bytes, display: str) -> Notebook:
         span = sources.get(index)
         file_lines = _file_lines(text, source, span, newlines) if span else ()
         cells.append(CodeCell(len(cells) + 1, index, text, as_list, file_lines))
-    return Notebook(display, raw, content, tuple(cells), bom)
+    return Notebook(display, raw, content, tuple(cells))
 
 
 # -- where the sources sit in the raw text -----------------------------------------------

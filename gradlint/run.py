@@ -14,7 +14,7 @@ from gradlint.files import read_bytes, read_source_encoded, write_atomic
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import source_lines
 from gradlint.noqa import add_noqa as add_noqa_comments
-from gradlint.notebook import BOM, is_notebook
+from gradlint.notebook import encoding_of, is_notebook
 from gradlint.parallel import Task, lint_all, lint_task
 
 
@@ -67,7 +67,7 @@ def fix_file(file: SourceFile, config: Config, fixing: Fixing, result: RunResult
         except LintError as exc:
             result.errors.append(exc)
             return
-        encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+        encoding = encoding_of(data)
         fix_notebook_data(data, file.display, config, fixing, result, write)
         return
     try:
@@ -90,13 +90,13 @@ def fix_notebook_data(
     the changed cells' Python."""
     errors: list[LintError] = []
     try:
-        notebook, outcome = fix_notebook(data, display, config, fixing.unsafe)
+        outcome = fix_notebook(data, display, config, fixing.unsafe)
         result.dropped.extend(f"{display}: {why}" for why in outcome.dropped)
         if outcome.text is not None:
             result.fixed += outcome.applied
             if fixing.write:
                 write(outcome.text)
-                data = outcome.text.encode("utf-8-sig" if notebook.bom else "utf-8")
+                data = outcome.text.encode(encoding_of(data))
             else:
                 result.diffs.extend(outcome.diffs)
         result.findings.extend(lint_notebook(data, display, config, errors))
@@ -173,7 +173,7 @@ def _noqa_notebook(file: SourceFile, config: Config, result: RunResult) -> None:
         data = read_bytes(file.path, file.display)
         text, changed, left = noqa_notebook(data, file.display, config, errors)
         if text is not None:
-            encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+            encoding = encoding_of(data)
             try:
                 write_atomic(str(file.path), text, encoding)
             except OSError as exc:

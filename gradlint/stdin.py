@@ -9,7 +9,7 @@ from gradlint.config import Config, ConfigResolver, Selection
 from gradlint.discovery import SourceFile
 from gradlint.files import decode_source
 from gradlint.finding import LintError
-from gradlint.notebook import BOM, is_notebook
+from gradlint.notebook import encoding_of, is_notebook
 from gradlint.parallel import Task, lint_task
 from gradlint.run import Fixing, RunResult, fix_notebook_data, fix_text
 
@@ -61,7 +61,7 @@ def _fix(data: bytes, display: str, config: Config, fixing: Fixing, run: StdinRu
         run.output = data
     if is_notebook(display):
         # A notebook's bytes are UTF-8 JSON, whatever a coding comment in a cell says.
-        encoding = "utf-8-sig" if data.startswith(BOM) else "utf-8"
+        encoding = encoding_of(data)
 
         def write_notebook(text: str) -> None:
             run.output = text.encode(encoding)
