@@ -26,6 +26,7 @@ from gradlint.fixes import MAX_ROUNDS, Edit, Fix, apply_fixes
 from gradlint.magics import MARKER, CellCode, python_of
 from gradlint.noqa import add_noqa
 from gradlint.notebook import Notebook, lines_of, load, with_sources
+from gradlint.parsing import parse_module
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _check_cell(text: str, number: int, display: str) -> None:
 
 def parse(virtual: Virtual, display: str) -> cst.Module:
     try:
-        return cst.parse_module(virtual.text)
+        return parse_module(virtual.text)
     except cst.ParserSyntaxError as exc:
         place = virtual.place(exc.raw_line)
         where = f"cell {place[0]}, line {place[1]}" if place else f"line {exc.raw_line}"
@@ -191,9 +192,7 @@ class NotebookFix:
     diffs: list[str] = field(default_factory=list)
 
 
-def fix_notebook(
-    data: bytes, display: str, config: Config, unsafe: bool = False
-) -> NotebookFix:
+def fix_notebook(data: bytes, display: str, config: Config, unsafe: bool = False) -> NotebookFix:
     """Fix the code cells, re-linting until nothing more is fixable. Raises `LintError`."""
     notebook = load(data, display)
     outcome = NotebookFix()

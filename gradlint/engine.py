@@ -13,13 +13,14 @@ from gradlint.config import Config
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import Applied, Edit, Fix, apply_all
 from gradlint.noqa import is_suppressed, noqa_by_line
+from gradlint.parsing import parse_module
 from gradlint.registry import all_rules
 from gradlint.rule import Report
 
 
 def parse(source: str, path: str) -> cst.Module:
     try:
-        return cst.parse_module(source)
+        return parse_module(source)
     except cst.ParserSyntaxError as exc:
         raise LintError(path, _syntax_error(source, path, exc)) from None
     except (RecursionError, MemoryError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from gradlint.analysis.nodes import ancestors
+from gradlint.parsing import parse_module
 
 # How many times `apply_all` re-lints a fixed file: a fix may reveal another (a parenthesised
 # call inside a `with` that then needs no other change); more rounds than this mean two fixes
@@ -110,7 +111,7 @@ def _overlaps(first: Fix, second: Fix) -> bool:
 
 def _parses(source: str) -> bool:
     try:
-        cst.parse_module(source)
+        parse_module(source)
     except Exception:  # any parser failure means: not a file to write
         return False
     return True

@@ -85,4 +85,3 @@ def add_noqa(source: str, codes: Mapping[int, Iterable[str]]) -> tuple[str, int,
         lines[number - 1] = body + ending
         changed += 1
     return "".join(lines), changed, skipped
-

@@ -3,6 +3,7 @@ dies is one file's error."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -170,3 +171,47 @@ def test_lint_errors_survive_the_trip_between_processes() -> None:
 
 def test_default_jobs_is_the_cpus() -> None:
     assert parallel.default_jobs() >= 1
+
+
+def test_one_collection_per_file_and_the_collector_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = []
+    for index in range(3):
+        path = tmp_path / f"f{index}.py"
+        path.write_text("class M:\n    def f(self):\n        return self.g()\n")
+        tasks.append(parallel.Task(SourceFile(path.name, str(path)), Config()))
+    collections: list[int] = []
+
+    def collect(generation: int = 2) -> int:
+        collections.append(generation)
+        return 0
+
+    monkeypatch.setattr(parallel.gc, "collect", collect)
+    assert gc.isenabled()
+    outcomes = parallel.lint_each(tasks)
+    assert len(outcomes) == 3
+    assert len(collections) == 1 + 3  # the start's, then one after each file
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_the_collector_comes_back_when_linting_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(task: parallel.Task) -> parallel.Outcome:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "lint_task", broken)
+    task = parallel.Task(SourceFile("a.py", "a.py"), Config())
+    with pytest.raises(KeyboardInterrupt):
+        parallel.lint_each([task])
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_program_that_runs_its_own_collector_policy_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "a.py"
+    path.write_text("x = 1\n")
+    gc.disable()
+    try:
+        parallel.lint_each([parallel.Task(SourceFile("a.py", str(path)), Config())])
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()

@@ -5,6 +5,7 @@ lambdas and closures, and what a call did to its arguments flowing back to the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import libcst as cst
@@ -513,9 +514,6 @@ class FunctionCalls(TorchCalls):
                 if part is not None:
                     from_inputs |= part.graph
 
-        def own(node: Node | None) -> Node | None:
-            return node_of(node) if node is not None and node[0] in made_here else None
-
         def node_of(node: Node) -> Node:
             if node[1] not in generations:
                 self._generation += 1
@@ -523,25 +521,7 @@ class FunctionCalls(TorchCalls):
             return (node[0], generations[node[1]])
 
         renamed: dict[Node, Node] = {}
-
-        def renew(value: Value) -> Value:
-            if not value.graph and value.item is None and value.items is None:
-                return value
-            own_nodes = [n for n in value.graph if n[0] in made_here]
-            for n in own_nodes:
-                renamed[n] = node_of(n)
-            graph = frozenset(renamed[n] for n in own_nodes)
-            if any(n[0] not in made_here for n in value.graph):
-                graph |= from_inputs
-            return value.with_(
-                graph=graph,
-                node=own(value.node),
-                head=own(value.head),
-                item=renew(value.item) if value.item is not None else None,
-                items=tuple(renew(v) for v in value.items) if value.items is not None else None,
-            )
-
-        result = renew(value)
+        result = _renew(value, made_here, from_inputs, renamed, node_of)
         # The edges from what went in to what came out, for the new names too.
         for producer in [*renamed, *from_inputs]:
             consumers = self._consumers.get(producer)
@@ -954,3 +934,41 @@ class FunctionCalls(TorchCalls):
                 return self.with_frozen(param, state) if path else param
             return UNKNOWN_VALUE
         return UNKNOWN_VALUE
+
+
+def _renew(
+    value: Value,
+    made_here: set[int],
+    from_inputs: frozenset[Node],
+    renamed: dict[Node, Node],
+    node_of: Callable[[Node], Node],
+) -> Value:
+    """`FunctionCalls.renewed` of one value (a module function: a recursive closure would
+    be a reference cycle, which only the garbage collector frees, with all it holds)."""
+    if not value.graph and value.item is None and value.items is None:
+        return value
+    own_nodes = [n for n in value.graph if n[0] in made_here]
+    for n in own_nodes:
+        renamed[n] = node_of(n)
+    graph = frozenset(renamed[n] for n in own_nodes)
+    if any(n[0] not in made_here for n in value.graph):
+        graph |= from_inputs
+
+    def own(node: Node | None) -> Node | None:
+        return node_of(node) if node is not None and node[0] in made_here else None
+
+    return value.with_(
+        graph=graph,
+        node=own(value.node),
+        head=own(value.head),
+        item=(
+            _renew(value.item, made_here, from_inputs, renamed, node_of)
+            if value.item is not None
+            else None
+        ),
+        items=(
+            tuple(_renew(v, made_here, from_inputs, renamed, node_of) for v in value.items)
+            if value.items is not None
+            else None
+        ),
+    )

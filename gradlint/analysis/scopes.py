@@ -168,32 +168,32 @@ def _self_attributes_set(node: cst.FunctionDef) -> set[str]:
         return set()
     me = params[0].name.value
     found_names: set[str] = set()
-
-    def note(target: cst.BaseExpression) -> None:
-        while type(target) is cst.Subscript:
-            target = target.value
-        if isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                note(element.value)
-        elif (
-            type(target) is cst.Attribute
-            and type(target.value) is cst.Name
-            and target.value.value == me
-        ):
-            found_names.add(target.attr.value)
-
     for found in walk(node.body):
         if type(found) is cst.AssignTarget:
-            note(found.target)
+            _note_self_target(found.target, me, found_names)
         elif isinstance(found, (cst.AugAssign, cst.AnnAssign)):
-            note(found.target)
+            _note_self_target(found.target, me, found_names)
         elif (
             type(found) is cst.Call
             and type(found.func) is cst.Attribute
             and found.func.attr.value in _MUTATORS
         ):
-            note(found.func.value)
+            _note_self_target(found.func.value, me, found_names)
     return found_names
+
+
+def _note_self_target(target: cst.BaseExpression, me: str, found: set[str]) -> None:
+    while type(target) is cst.Subscript:
+        target = target.value
+    if isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            _note_self_target(element.value, me, found)
+    elif (
+        type(target) is cst.Attribute
+        and type(target.value) is cst.Name
+        and target.value.value == me
+    ):
+        found.add(target.attr.value)
 
 
 def _is_constant(expr: cst.BaseExpression, value: bool) -> bool:

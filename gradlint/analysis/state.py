@@ -129,32 +129,10 @@ class State:
             return self
 
         def old(node: Node) -> Node:
-            return (node[0], generation) if node[1] == 0 and node[0] in sites else node
-
-        def age_value(value: Value) -> Value:
-            if (
-                not value.graph
-                and value.node is None
-                and value.item is None
-                and value.items is None
-                and value.fields is None
-            ):
-                return value
-            return value.with_(
-                graph=frozenset(old(n) for n in value.graph),
-                node=old(value.node) if value.node is not None else None,
-                head=old(value.head) if value.head is not None else None,
-                item=age_value(value.item) if value.item is not None else None,
-                items=tuple(map(age_value, value.items)) if value.items is not None else None,
-                fields=(
-                    tuple((k, age_value(v)) for k, v in value.fields)
-                    if value.fields is not None
-                    else None
-                ),
-            )
+            return _aged_node(node, sites, generation)
 
         aged = self.copy()
-        aged.env = {key: age_value(value) for key, value in self.env.items()}
+        aged.env = {key: _aged(value, sites, generation) for key, value in self.env.items()}
         aged.freed = {old(n): at for n, at in self.freed.items()}
         aged.versions = {old(n): v for n, v in self.versions.items()}
         aged.changed_at = {old(n): at for n, at in self.changed_at.items()}
@@ -169,3 +147,36 @@ class State:
         self.env, self.freed, self.versions = aged.env, aged.freed, aged.versions
         self.changed_at, self.saves = aged.changed_at, aged.saves
         self.hidden = aged.hidden
+
+
+def _aged_node(node: Node, sites: set[int], generation: int) -> Node:
+    return (node[0], generation) if node[1] == 0 and node[0] in sites else node
+
+
+def _aged(value: Value, sites: set[int], generation: int) -> Value:
+    """`State.age` of one value. (A module function: a recursive closure would be a
+    reference cycle, which only the garbage collector frees, with all it holds.)"""
+    if (
+        not value.graph
+        and value.node is None
+        and value.item is None
+        and value.items is None
+        and value.fields is None
+    ):
+        return value
+    return value.with_(
+        graph=frozenset(_aged_node(n, sites, generation) for n in value.graph),
+        node=_aged_node(value.node, sites, generation) if value.node is not None else None,
+        head=_aged_node(value.head, sites, generation) if value.head is not None else None,
+        item=_aged(value.item, sites, generation) if value.item is not None else None,
+        items=(
+            tuple(_aged(v, sites, generation) for v in value.items)
+            if value.items is not None
+            else None
+        ),
+        fields=(
+            tuple((k, _aged(v, sites, generation)) for k, v in value.fields)
+            if value.fields is not None
+            else None
+        ),
+    )
