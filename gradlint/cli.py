@@ -280,3 +280,39 @@ def rule_command(selector: str) -> None:
     if doc:
         click.echo("")
         click.echo(doc)
+
+
+@main.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the runtime report (JSON) to FILE.",
+)
+@click.option("-m", "module", is_flag=True, help="Run TARGET as a module, as `python -m` does.")
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_command(report_path: str | None, module: bool, target: str, args: tuple[str, ...]) -> None:
+    """Run a script (or, with -m, a module) as Python would, with its arguments, while the
+    tracer watches its autograd; then print the misuses seen. Exits with the program's
+    exit code."""
+    try:
+        from gradlint.runtime_check.runner import run_program
+    except ImportError as exc:
+        fail(f"`gradlint run` needs PyTorch: pip install 'torch-gradlint[runtime]' ({exc})")
+    if not module and not os.path.isfile(target):
+        fail(f"cannot run {target}: no such file")
+    from gradlint.runtime_check.text import runtime_text
+
+    report = run_program(target, list(args), module=module)
+    if report_path is not None:
+        try:
+            report.write(report_path)
+        except OSError as exc:
+            click.echo(f"gradlint: cannot write the runtime report: {exc}", err=True)
+    click.echo(runtime_text(report), err=True, nl=False)
+    sys.exit(report.exit_code or 0)

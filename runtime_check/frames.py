@@ -1,0 +1,59 @@
+"""Which frame is the user's: the innermost one that is not PyTorch's, gradlint's, Python's
+own library or an installed package (or, when no frame is, not PyTorch's or gradlint's)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from functools import cache
+from types import FrameType
+
+import torch
+
+import gradlint
+
+
+def _root(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path)) + os.sep
+
+
+@cache
+def _tools() -> tuple[str, ...]:
+    return tuple(
+        _root(os.path.dirname(path))
+        for path in (torch.__file__, gradlint.__file__, os.path.abspath(__file__))
+    )
+
+
+@cache
+def _libraries() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(_root(paths[name]) for name in names if paths.get(name))
+
+
+@cache
+def _kind(filename: str) -> int:
+    """0: the user's, 1: a library's, 2: PyTorch's or gradlint's (or no file at all)."""
+    if filename.startswith("<"):  # `<frozen runpy>`, `<string>`: no file to point at
+        return 2
+    path = os.path.normcase(os.path.realpath(filename))
+    if path.startswith(_tools()):
+        return 2
+    return 1 if path.startswith(_libraries()) else 0
+
+
+def user_frame(skip: int = 1) -> tuple[str, int] | None:
+    """(file, line) of the innermost user frame, looking from `skip` frames above the
+    caller outwards; None when only PyTorch or gradlint is on the stack."""
+    frame: FrameType | None = sys._getframe(skip + 1)
+    fallback: tuple[str, int] | None = None
+    while frame is not None:
+        kind = _kind(frame.f_code.co_filename)
+        if kind == 0:
+            return os.path.realpath(frame.f_code.co_filename), frame.f_lineno
+        if kind == 1 and fallback is None:
+            fallback = os.path.realpath(frame.f_code.co_filename), frame.f_lineno
+        frame = frame.f_back
+    return fallback

@@ -1,0 +1,74 @@
+"""Run a script or a module as `python script.py` / `python -m module` would, under the
+tracer: the same `sys.argv`, `__main__`, `sys.path[0]` and exit code, and the program's own
+exception printed as Python prints it."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from types import TracebackType
+
+from gradlint.runtime_check.report import RuntimeReport
+from gradlint.runtime_check.tracer import trace
+
+
+def run_program(target: str, args: list[str], module: bool = False) -> RuntimeReport:
+    """Run `target` (a script's path, or a module's name when `module`) with `args`; the
+    report holds the program's exit code. Never raises for what the program does."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    # `python script.py` puts the script's folder first on the path; `python -m`, the
+    # current folder. runpy sets argv[0] (the script as given, the module's file).
+    sys.argv = [target, *args]
+    sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(target))
+    try:
+        with trace() as tracer:
+            exit_code = _run(target, module)
+    finally:
+        sys.argv[:], sys.path[:] = saved_argv, saved_path
+    return RuntimeReport(
+        events=tracer.events.events(),
+        lines=tracer.lines,
+        faults=tracer.faults,
+        exit_code=exit_code,
+    )
+
+
+def _run(target: str, module: bool) -> int:
+    try:
+        if module:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except KeyboardInterrupt as exc:
+        _print_exception(exc)
+        return 130  # as a shell reports a program that Ctrl-C stopped
+    except BaseException as exc:  # the program's own error: Python's report, exit 1
+        _print_exception(exc)
+        return 1
+    return 0
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # `sys.exit("message")`
+    return 1
+
+
+def _print_exception(exc: BaseException) -> None:
+    """The traceback from the program's own first frame, as Python would show it."""
+    tb = exc.__traceback__
+    while tb is not None and _is_runner_frame(tb):
+        tb = tb.tb_next
+    # Python's hook prints the traceback the exception holds, whatever it is handed.
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+def _is_runner_frame(tb: TracebackType) -> bool:
+    filename = tb.tb_frame.f_code.co_filename
+    return filename in (__file__, runpy.__file__) or filename.startswith("<frozen runpy")

@@ -1,0 +1,305 @@
+"""The runtime tracer: PyTorch's own errors, each seen at the user's line, and a program
+that computes exactly what it computes untraced."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("coverage")
+
+from gradlint.runtime_check import errors as autograd_errors  # noqa: E402
+from gradlint.runtime_check.report import ReportError, RuntimeReport, read_report  # noqa: E402
+from gradlint.runtime_check.runner import run_program  # noqa: E402
+from gradlint.runtime_check.tracer import trace  # noqa: E402
+
+HERE = str(Path(__file__).resolve())
+
+
+def line_of(marker: str) -> int:
+    """The line of this file that ends with `# marker`."""
+    for number, text in enumerate(Path(__file__).read_text().splitlines(), start=1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return number
+    raise AssertionError(marker)
+
+
+def modes() -> int:
+    return int(torch._C._len_torch_function_stack())
+
+
+def test_numpy_on_a_tensor_that_requires_grad() -> None:
+    weights = torch.randn(3, requires_grad=True)
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="Can't call numpy"):
+            weights.numpy()  # numpy-call
+        weights.detach().numpy()
+    [event] = tracer.events.events()
+    assert (event.code, event.path, event.line) == ("GL101", HERE, line_of("numpy-call"))
+    assert "detach" in event.message and event.detail.startswith("Can't call numpy()")
+
+
+def test_array_conversion_of_a_tensor_that_requires_grad() -> None:
+    np = pytest.importorskip("numpy")
+    weights = torch.randn(3, requires_grad=True)
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError):
+            np.asarray(weights)  # asarray-call
+    [event] = tracer.events.events()
+    assert (event.code, event.line) == ("GL101", line_of("asarray-call"))
+
+
+def test_in_place_change_of_a_leaf_and_of_its_view() -> None:
+    weights = torch.zeros(3, requires_grad=True)
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="leaf Variable"):
+            weights.add_(1)  # leaf-add
+        with pytest.raises(RuntimeError, match="leaf Variable"):
+            weights[0] = 1.0  # leaf-setitem
+        with torch.no_grad():
+            weights.add_(1)  # the right way: no event
+    found = [(e.code, e.line) for e in tracer.events.events()]
+    assert found == [("GL102", line_of("leaf-add")), ("GL102", line_of("leaf-setitem"))]
+    assert weights.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_backward_on_a_tensor_made_without_grad() -> None:
+    weights = torch.randn(3, requires_grad=True)
+    with trace(lines=False) as tracer:
+        with torch.no_grad():
+            loss = (weights * 2).sum()
+        with pytest.raises(RuntimeError, match="does not have a grad_fn"):
+            loss.backward()  # graphless-backward
+        (weights * 2).sum().backward()
+    [event] = tracer.events.events()
+    assert (event.code, event.line) == ("GL103", line_of("graphless-backward"))
+    assert weights.grad is not None
+
+
+def test_one_event_per_line_with_a_count() -> None:
+    weights = torch.randn(2, requires_grad=True)
+    with trace(lines=False) as tracer:
+        for _ in range(3):
+            try:
+                weights.numpy()
+            except RuntimeError:
+                pass
+    [event] = tracer.events.events()
+    assert event.count == 3
+
+
+def test_errors_that_are_not_autograd_misuse_are_not_events() -> None:
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="shape"):
+            torch.ones(2, 3) @ torch.ones(2, 3)
+    assert len(tracer.events) == 0
+
+
+def test_hooks_are_removed_on_exit_even_when_the_body_raises() -> None:
+    before, tracing = modes(), sys.gettrace()
+    with pytest.raises(ValueError):
+        with trace() as tracer:
+            assert modes() == before + 1
+            raise ValueError
+    assert modes() == before and sys.gettrace() is tracing
+    torch.randn(2, requires_grad=True).sum().backward()  # nothing of the tracer left
+    assert len(tracer.events) == 0
+
+
+def test_a_fault_of_the_tracer_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(message: str) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr("gradlint.runtime_check.tracer.classify", broken)
+    weights = torch.randn(2, requires_grad=True)
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="Can't call numpy"):  # the user's own error
+            weights.numpy()
+    assert len(tracer.events) == 0
+    assert len(tracer.faults) == 1 and "KeyError" in tracer.faults[0]
+
+
+def train(steps: int) -> tuple[list[float], torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(torch.randn(16, 4)).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, torch.get_rng_state()
+
+
+def test_the_traced_program_computes_exactly_what_it_computes_untraced() -> None:
+    plain_losses, plain_rng = train(5)
+    with trace() as tracer:
+        traced_losses, traced_rng = train(5)
+    assert traced_losses == plain_losses
+    assert torch.equal(traced_rng, plain_rng)
+    assert len(tracer.events) == 0 and not tracer.faults
+
+
+def test_every_known_error_names_a_rule() -> None:
+    for fragment, code, why in autograd_errors.AUTOGRAD_ERRORS:
+        assert autograd_errors.classify(f"prefix {fragment} suffix") == (code, why)
+    assert autograd_errors.classify("CUDA out of memory") is None
+
+
+# -- running a program ---------------------------------------------------------------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+SCRIPT = """
+import sys
+import torch
+
+print(__name__, sys.argv[1:])
+w = torch.randn(3, requires_grad=True)
+if len(sys.argv) > 2:
+    print("never")
+try:
+    w.numpy()
+except RuntimeError:
+    pass
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_a_script_runs_as_python_runs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = write(tmp_path / "train.py", SCRIPT)
+    argv = sys.argv[:]
+    report = run_program(str(script), ["3"])
+    assert sys.argv == argv
+    assert capsys.readouterr().out == "__main__ ['3']\n"
+    assert report.exit_code == 3
+    path = str(script.resolve())
+    assert [(e.code, e.path, e.line) for e in report.events] == [("GL101", path, 9)]
+    assert {4, 5, 6, 9, 11, 12} <= report.lines[path]
+    assert 7 not in report.lines[path]  # `print("never")` did not run
+    assert all("gradlint" not in p.split("/")[-2:] for p in report.lines)
+
+
+def test_a_module_runs_as_python_m_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    write(package / "__init__.py", "")
+    write(package / "job.py", "import sys\nprint(__name__, sys.argv[0].endswith('job.py'))\n")
+    monkeypatch.chdir(tmp_path)
+    report = run_program("pkg.job", [], module=True)
+    assert capsys.readouterr().out == "__main__ True\n"
+    assert report.exit_code == 0
+
+
+def test_the_programs_own_error_is_shown_as_python_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = write(
+        tmp_path / "bad.py",
+        """
+        import torch
+        loss = torch.ones(2).sum()
+        loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert f'File "{script}", line 3, in <module>' in err.splitlines()[1]
+    assert "runpy" not in err and "runner.py" not in err
+    assert err.rstrip().splitlines()[-1].startswith("RuntimeError: element 0 of tensors")
+    assert [(e.code, e.line) for e in report.events] == [("GL103", 3)]
+
+
+def test_report_round_trip(tmp_path: Path) -> None:
+    script = write(tmp_path / "t.py", SCRIPT)
+    report = run_program(str(script), ["0"])
+    report.write(tmp_path / "r.json")
+    again = read_report(tmp_path / "r.json")
+    assert again.to_json() == report.to_json()
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["version"] == 1 and set(data["events"][0]) == {
+        "code",
+        "path",
+        "line",
+        "message",
+        "count",
+        "detail",
+    }
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{", "not JSON"),
+        ('{"version": 99, "events": [], "lines": {}}', "expected version 1"),
+        ('{"version": 1, "events": [{"code": "GL101"}], "lines": {}}', "not a gradlint"),
+    ],
+)
+def test_a_bad_report_is_a_clear_error(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "r.json").write_text(text)
+    with pytest.raises(ReportError, match=says):
+        read_report(tmp_path / "r.json")
+    with pytest.raises(ReportError, match="cannot read"):
+        read_report(tmp_path / "missing.json")
+
+
+def test_an_empty_report() -> None:
+    assert RuntimeReport().to_json()["events"] == []
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def test_gradlint_run_passes_the_exit_code_and_prints_the_misuses(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    script = write(tmp_path / "train.py", SCRIPT)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["run", "--report", str(report), str(script), "7", "-x"])
+    assert result.exit_code == 7, result.output
+    assert "__main__ ['7', '-x']" in result.stdout
+    assert "train.py:9: GL101 numpy() on a tensor that requires grad" in result.stderr
+    assert "gradlint: 1 autograd misuse seen at run time" in result.stderr
+    assert read_report(report).exit_code == 7
+
+
+def test_gradlint_run_of_a_missing_script(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "nope.py")])
+    assert result.exit_code == 2
+    assert "cannot run" in result.stderr and "no such file" in result.stderr
+
+
+def test_gradlint_run_without_torch_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradlint.runtime_check.runner", None)
+    result = CliRunner().invoke(main, ["run", str(write(tmp_path / "t.py", "pass\n"))])
+    assert result.exit_code == 2
+    assert "pip install 'torch-gradlint[runtime]'" in result.stderr
