@@ -21,6 +21,12 @@ AUTOGRAD_ERRORS: tuple[tuple[str, str, str], ...] = (
         "tensors that do not require grad",
     ),
     (
+        "you can only change requires_grad flags of leaf variables",
+        "GL105",
+        "requires_grad set on a tensor computed from others; set it on the leaf it came from, "
+        "or use .detach().requires_grad_()",
+    ),
+    (
         "Inference tensors cannot be saved for backward",
         "GL106",
         "a tensor made under torch.inference_mode() used in a graph that will be back-propagated",
@@ -34,6 +40,18 @@ AUTOGRAD_ERRORS: tuple[tuple[str, str, str], ...] = (
         "modified by an inplace operation",
         "GL108",
         "a tensor saved for backward was changed in place before the backward",
+    ),
+    # Raised by an optimizer's constructor (plain Python, which no torch hook sees): known
+    # from the program's uncaught error only.
+    (
+        "optimizer got an empty parameter list",
+        "GL109",
+        "an optimizer given no parameters: the module has none yet, or the generator was used up",
+    ),
+    (
+        "can't optimize a non-leaf Tensor",
+        "GL109",
+        "an optimizer given a tensor computed from others; give it the leaf parameters",
     ),
 )
 

@@ -44,6 +44,10 @@ def _kind(filename: str) -> int:
     return 1 if path.startswith(_libraries()) else 0
 
 
+def is_users(filename: str) -> bool:
+    return _kind(filename) == 0
+
+
 def user_frame(skip: int = 1) -> tuple[str, int] | None:
     """(file, line) of the innermost user frame, looking from `skip` frames above the
     caller outwards; None when only PyTorch or gradlint is on the stack."""

@@ -10,7 +10,7 @@ import sys
 from types import TracebackType
 
 from gradlint.runtime_check.report import RuntimeReport
-from gradlint.runtime_check.tracer import trace
+from gradlint.runtime_check.tracer import Tracer, trace
 
 
 def run_program(target: str, args: list[str], module: bool = False) -> RuntimeReport:
@@ -23,7 +23,7 @@ def run_program(target: str, args: list[str], module: bool = False) -> RuntimeRe
     sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(target))
     try:
         with trace() as tracer:
-            exit_code = _run(target, module)
+            exit_code = _run(target, module, tracer)
     finally:
         sys.argv[:], sys.path[:] = saved_argv, saved_path
     return RuntimeReport(
@@ -34,7 +34,7 @@ def run_program(target: str, args: list[str], module: bool = False) -> RuntimeRe
     )
 
 
-def _run(target: str, module: bool) -> int:
+def _run(target: str, module: bool, tracer: Tracer) -> int:
     try:
         if module:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
@@ -46,6 +46,10 @@ def _run(target: str, module: bool) -> int:
         _print_exception(exc)
         return 130  # as a shell reports a program that Ctrl-C stopped
     except BaseException as exc:  # the program's own error: Python's report, exit 1
+        try:
+            tracer.explain_uncaught(exc)
+        except Exception:
+            tracer.fault("explaining the program's error")
         _print_exception(exc)
         return 1
     return 0

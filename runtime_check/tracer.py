@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
-from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.frames import is_users, user_frame
+from gradlint.runtime_check.inplace import InplaceLog, changes_in_place
 from torch.overrides import TorchFunctionMode
 
 
@@ -23,27 +24,77 @@ class Tracer:
         self.faults: list[str] = []
         self.lines: dict[str, set[int]] = {}
         self._lines = _LineCollector() if lines else None
+        # id(module) -> the user's line that made it part of its parent (`self.act = ...`)
+        self.layer_sites: dict[int, tuple[str, int]] = {}
+        self.inplace = InplaceLog(self.layer_sites)
+        self._handles: list[Any] = []
 
-    def explain(self, error: BaseException) -> None:
-        """Note a PyTorch autograd error at the user's line that raised it. (Each error
-        passes through one watched call: PyTorch turns the mode off while a call runs.)"""
+    def explain(self, error: BaseException, where: tuple[str, int] | None = None) -> None:
+        """Note a PyTorch autograd error at the user's line that raised it (`where`, or the
+        innermost user frame now)."""
         found = classify(str(error))
         if found is None:
             return
         code, why = found
-        where = user_frame(skip=2)
+        detail = str(error).splitlines()[0]
+        where = where or user_frame()
+        if code == "GL108":
+            change = self.inplace.culprit(str(error))
+            if change is not None:
+                at = f"; backward at line {where[1]}" if where is not None else ""
+                if change.layer is not None:
+                    detail = f"changed by this layer's in-place op at line {change.where[1]}{at}"
+                    where = change.layer
+                else:
+                    detail = f"the tensor changed here{at}: {detail}"
+                    where = change.where
         if where is not None:
-            self.events.add(code, where, why, detail=str(error).splitlines()[0])
+            self.events.add(code, where, why, detail=detail)
+
+    def explain_uncaught(self, error: BaseException) -> None:
+        """The error that ended the program, at the innermost user line of its traceback,
+        unless a watched call already explained it on its way out."""
+        where = None
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is _Watch.__torch_function__.__code__:
+                return
+            if is_users(tb.tb_frame.f_code.co_filename):
+                where = os.path.realpath(tb.tb_frame.f_code.co_filename), tb.tb_lineno
+            tb = tb.tb_next
+        if where is not None:
+            self.explain(error, where)
+
+    def after(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """What a torch call that returned did, noted for later explanations."""
+        if changes_in_place(func, kwargs):
+            self.inplace.note(args)
+
+    def _registered(self, parent: Any, name: str, module: Any) -> None:
+        try:
+            if module is not None and id(module) not in self.layer_sites:
+                where = user_frame()
+                if where is not None:
+                    self.layer_sites[id(module)] = where
+        except Exception:
+            self.fault("noting where a layer was registered")
 
     def fault(self, where: str) -> None:
         """A bug of the tracer: kept for the report, never raised into the user's program."""
         self.faults.append(f"{where}: {traceback.format_exc(limit=-3).strip()}")
 
     def start(self) -> None:
+        self._handles.append(
+            torch.nn.modules.module.register_module_module_registration_hook(self._registered)
+        )
         if self._lines is not None:
             self._lines.start()
 
     def stop(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
         if self._lines is not None:
             self.lines = self._lines.stop()
 
@@ -63,14 +114,20 @@ class _Watch(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        kwargs = kwargs or {}
         try:
-            return func(*args, **(kwargs or {}))
+            result = func(*args, **kwargs)
         except RuntimeError as error:
             try:
                 self.tracer.explain(error)
             except Exception:
                 self.tracer.fault("explaining an error")
             raise
+        try:
+            self.tracer.after(func, args, kwargs)
+        except Exception:
+            self.tracer.fault(f"watching {getattr(func, '__name__', func)}")
+        return result
 
 
 class _LineCollector:
@@ -79,13 +136,13 @@ class _LineCollector:
     def __init__(self) -> None:
         import coverage
 
-        omit = [
-            os.path.join(os.path.dirname(path), "*")
-            for path in (torch.__file__, os.path.dirname(os.path.abspath(__file__)))
-        ]
         import gradlint
 
-        omit.append(os.path.join(os.path.dirname(gradlint.__file__), "*"))
+        # PyTorch's and gradlint's own lines are not the user's.
+        omit = [
+            os.path.join(os.path.dirname(os.path.abspath(path)), "*")
+            for path in (torch.__file__, gradlint.__file__, __file__)
+        ]
         self._coverage = coverage.Coverage(data_file=None, config_file=False, omit=omit)
 
     def start(self) -> None:

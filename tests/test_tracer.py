@@ -303,3 +303,94 @@ def test_gradlint_run_without_torch_says_what_to_install(
     result = CliRunner().invoke(main, ["run", str(write(tmp_path / "t.py", "pass\n"))])
     assert result.exit_code == 2
     assert "pip install 'torch-gradlint[runtime]'" in result.stderr
+
+
+# -- root causes ---------------------------------------------------------------------------
+
+
+def test_a_saved_tensor_changed_in_place_points_at_the_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = write(
+        tmp_path / "saved.py",
+        """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        x = w.sigmoid()
+        y = x * 2
+        x += 1
+        y.sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    [event] = report.events
+    assert (event.code, event.line) == ("GL108", 5)  # `x += 1`, not the backward at 6
+    assert "backward at line 6" in event.detail
+
+
+def test_a_layer_built_inplace_points_at_where_it_was_made(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "layer.py",
+        """
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv1d(2, 2, 1)
+                self.act = nn.Sigmoid()
+                self.relu = nn.ReLU(inplace=True)
+
+            def forward(self, x):
+                return self.relu(self.act(self.conv(x)))
+
+        Block()(torch.randn(1, 2, 3)).sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    [event] = report.events
+    assert (event.code, event.line) == ("GL108", 9)  # `self.relu = nn.ReLU(inplace=True)`
+    assert "in-place op at line 12" in event.detail
+
+
+def test_a_correct_in_place_change_is_no_event(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "fine.py",
+        """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        x = w * 2
+        x += 1
+        x.sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and report.events == []
+
+
+@pytest.mark.parametrize(
+    "body, code, line",
+    [
+        (
+            "w = torch.randn(2, requires_grad=True)\nv = w * 2\nv.requires_grad = False\n",
+            "GL105",
+            3,
+        ),
+        ("m = torch.nn.Module()\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n", "GL109", 2),
+        (
+            "w = torch.randn(2, requires_grad=True)\nopt = torch.optim.SGD([w * 2], lr=0.1)\n",
+            "GL109",
+            2,
+        ),
+    ],
+)
+def test_errors_no_torch_hook_sees_are_explained_when_they_end_the_program(
+    tmp_path: Path, body: str, code: str, line: int
+) -> None:
+    script = tmp_path / "t.py"
+    script.write_text("import torch\n" + body)
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert [(e.code, e.line) for e in report.events] == [(code, line + 1)]

@@ -1,0 +1,144 @@
+"""The tracer on the reproductions of reported bugs: does `gradlint run` name the misuse?
+
+    python benchmarks/tracer_real_bugs.py [--root tests/fixtures/real_bugs ...] [--jobs 2]
+
+Each case's `buggy.py` and `fixed.py` (see tests/fixtures/real_bugs/README.md) run under the
+tracer, each in a process of its own forked from one that has imported torch, in a copy of
+the case's folder. A case *raises* when its buggy program ends on an error other than a
+failed assert, and is *silent* otherwise (its assert shows the damage). Reported:
+
+- raising cases where an event is at a line marked `# bug:` (the root cause);
+- silent cases with any event (the tracer saw the effect);
+- fixed programs with no event at all (no false alarm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    last_error: str  # the last line of what the program printed on stderr
+    events: list[tuple[str, int]] = field(default_factory=list)  # (code, line) in the program
+    faults: int = 0
+
+
+def run_one(program: Path) -> Outcome:
+    """Run a program under the tracer in a temporary copy of its folder."""
+    from gradlint.runtime_check.runner import run_program
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "case"
+        shutil.copytree(program.parent, work)
+        target = work / program.name
+        err = io.StringIO()
+        os.chdir(work)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            report = run_program(str(target), [])
+        real = str(target.resolve())
+        events = [(e.code, e.line) for e in report.events if e.path == real]
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        return Outcome(report.exit_code, lines[-1] if lines else "", events, len(report.faults))
+
+
+def _worker(program: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        queue.put(run_one(program))
+    except BaseException as exc:  # noqa: BLE001 - reported as the case's failure
+        queue.put(Outcome(None, f"benchmark error: {exc!r}"))
+
+
+def run_forked(program: Path, timeout: float) -> Outcome:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_worker, args=(program, queue))
+    process.start()
+    try:
+        return queue.get(timeout=timeout)
+    except Exception:
+        return Outcome(None, "timed out")
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+
+
+def marked_lines(buggy: Path) -> set[int]:
+    text = buggy.read_text(encoding="utf-8").splitlines()
+    return {number for number, line in enumerate(text, start=1) if "# bug:" in line}
+
+
+def cases(roots: list[Path]) -> list[Path]:
+    return sorted(
+        folder.parent
+        for root in roots
+        for folder in root.rglob("buggy.py")
+        if (folder.parent / "fixed.py").exists()
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", action="append", type=Path, help="folders of cases")
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--show", action="store_true", help="list each case's outcome")
+    args = parser.parse_args()
+    import torch  # noqa: F401 - imported once here, so that every fork starts with it
+
+    roots = [r.resolve() for r in args.root or sorted(p for p in FIXTURES.iterdir() if p.is_dir())]
+    raising = raising_hit = silent = silent_hit = fixed_total = fixed_clean = 0
+    missed: Counter[str] = Counter()
+    for case in cases(roots):
+        buggy = run_forked(case / "buggy.py", args.timeout)
+        fixed = run_forked(case / "fixed.py", args.timeout)
+        marks = marked_lines(case / "buggy.py")
+        code = case.name.split("_")[0].upper()
+        raised = buggy.exit_code not in (0, None) and not buggy.last_error.startswith(
+            "AssertionError"
+        )
+        if raised:
+            raising += 1
+            hit = any(line in marks for _, line in buggy.events)
+            raising_hit += hit
+        else:
+            silent += 1
+            hit = bool(buggy.events)
+            silent_hit += hit
+        if not hit:
+            missed[code] += 1
+        fixed_total += 1
+        fixed_clean += not fixed.events
+        if args.show:
+            kind = "raises" if raised else "silent"
+            print(
+                f"{case.relative_to(FIXTURES)}: {kind}, {'hit' if hit else 'missed'}; "
+                f"buggy {buggy.events} exit {buggy.exit_code}; fixed {fixed.events}"
+                + (f"; FIXED EXIT {fixed.exit_code}" if fixed.exit_code else "")
+            )
+    print(f"cases             {raising + silent}")
+    print(f"raising, at root  {raising_hit}/{raising} ({_pct(raising_hit, raising)})")
+    print(f"silent, effect    {silent_hit}/{silent} ({_pct(silent_hit, silent)})")
+    print(f"fixed, no event   {fixed_clean}/{fixed_total} ({_pct(fixed_clean, fixed_total)})")
+    print("missed by code   ", ", ".join(f"{c} {n}" for c, n in sorted(missed.items())))
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

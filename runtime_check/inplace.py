@@ -1,0 +1,109 @@
+"""In-place changes, remembered so that PyTorch's "modified by an inplace operation" error
+can name the line that changed the tensor, not only the backward that found out."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import torch
+from gradlint.runtime_check.frames import user_frame
+
+# Methods that end in `_` but change no tensor's data.
+_NOT_CHANGES = frozenset(
+    {"requires_grad_", "retain_grad", "share_memory_", "record_stream", "register_hook"}
+)
+_AUGMENTED = frozenset(
+    f"__i{op}__"
+    for op in "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split()
+)
+_VERSIONS = re.compile(r"is at version (\d+); expected version (\d+)")
+_SHAPE = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\]")
+
+
+@dataclass
+class Change:
+    version: int  # the tensor's version right after the change
+    where: tuple[str, int]  # the user's line that made it
+    shape: tuple[int, ...]
+    order: int
+    layer: tuple[str, int] | None  # where the `inplace=True` layer that made it was registered
+
+
+def changes_in_place(func: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
+    name = getattr(func, "__name__", "")
+    if name.endswith("_") and not name.startswith("__"):
+        return name not in _NOT_CHANGES
+    return name in _AUGMENTED or name == "__setitem__" or kwargs.get("inplace") is True
+
+
+class InplaceLog:
+    """The latest in-place changes. (Not tied to the tensors: the one an error names is often
+    alive only inside the autograd graph, which holds no Python object of it.)"""
+
+    def __init__(self, layer_sites: dict[int, tuple[str, int]], keep: int = 1024) -> None:
+        self._changes: deque[Change] = deque(maxlen=keep)
+        self._order = itertools.count()
+        self._layer_sites = layer_sites  # id(module) -> where it was registered
+
+    def note(self, args: tuple[Any, ...]) -> None:
+        """After an in-place call: remember its first argument (or each tensor of a list,
+        for the `_foreach_` ops optimizers use) as changed here."""
+        if not args:
+            return
+        first = args[0]
+        targets = first if isinstance(first, (list, tuple)) else [first]
+        where: tuple[str, int] | None = None
+        for tensor in targets:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            if where is None:
+                where = user_frame()
+                if where is None:
+                    return
+            self._changes.append(
+                Change(
+                    tensor._version,
+                    where,
+                    tuple(tensor.shape),
+                    next(self._order),
+                    self._inplace_layer(),
+                )
+            )
+
+    def _inplace_layer(self) -> tuple[str, int] | None:
+        """Where the `inplace=True` layer whose forward is running was registered, if one is."""
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(16):  # the layer's forward is a few frames out, inside torch.nn
+            if frame is None:
+                return None
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, torch.nn.Module) and getattr(owner, "inplace", False) is True:
+                return self._layer_sites.get(id(owner))
+            frame = frame.f_back
+        return None
+
+    def culprit(self, message: str) -> Change | None:
+        """The change that put a saved tensor at the version PyTorch's error names: the
+        latest one, preferring a tensor of the shape it names."""
+        versions = _VERSIONS.search(message)
+        if versions is None:
+            return None
+        version = int(versions.group(1))
+        shape_match = _SHAPE.search(message)
+        shape = (
+            tuple(int(n) for n in shape_match.group(1).split(",") if n.strip())
+            if shape_match
+            else None
+        )
+        candidates = [change for change in self._changes if change.version == version]
+        if not candidates:
+            return None
+        same_shape = [change for change in candidates if change.shape == shape]
+        return max(same_shape or candidates, key=lambda change: change.order)
