@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -18,6 +18,9 @@ from gradlint import __version__
 from gradlint.files import write_atomic
 from gradlint.reports import FORMATS, REPORTS_ERRORS, render
 from gradlint.reports.output import output_problem
+
+if TYPE_CHECKING:
+    from gradlint.runtime_check.report import RuntimeReport
 
 EXIT_USAGE = 2
 
@@ -128,6 +131,13 @@ def main() -> None:
     metavar="PATH",
     help="With `-` as the path: the file that standard input stands for.",
 )
+@click.option(
+    "--runtime",
+    "runtime_report",
+    metavar="REPORT",
+    help="A runtime report (`gradlint run --report`): mark each finding confirmed, refuted "
+    "or not-reached.",
+)
 def check(
     paths: tuple[str, ...],
     select: tuple[str, ...],
@@ -145,6 +155,7 @@ def check(
     no_cache: bool,
     jobs: int | None,
     stdin_filename: str | None,
+    runtime_report: str | None,
 ) -> None:
     """Lint PATHS (files or folders; default: the current folder; `-`: standard input)."""
     from gradlint.config import ConfigError, Selection
@@ -175,6 +186,7 @@ def check(
     if add_noqa and (fix or diff):
         fail("--add-noqa cannot be combined with --fix or --diff")
     fixing = Fixing(write=not diff, unsafe=unsafe_fixes) if fix or diff else None
+    runtime = _read_runtime_report(runtime_report) if runtime_report is not None else None
     fixed_source: bytes | None = None
     try:
         if from_stdin:
@@ -191,6 +203,10 @@ def check(
             )
     except ConfigError as exc:
         fail(str(exc))
+    if runtime is not None:
+        from gradlint.verdicts import judge
+
+        result.findings = judge(result.findings, runtime)
     if fixed_source is not None:
         # `--fix -`, as editors use it: the fixed text is the output, the report goes aside.
         sys.stdout.flush()
@@ -226,6 +242,15 @@ def check(
         except OSError as exc:
             fail(f"cannot write the report to {output_file}: {exc.strerror or exc}")
     sys.exit(result.exit_code(exit_zero))
+
+
+def _read_runtime_report(path: str) -> RuntimeReport:
+    from gradlint.runtime_check.report import ReportError, read_report
+
+    try:
+        return read_report(path)
+    except ReportError as exc:
+        fail(str(exc))
 
 
 @main.command("rules")
@@ -315,4 +340,28 @@ def run_command(report_path: str | None, module: bool, target: str, args: tuple[
         except OSError as exc:
             click.echo(f"gradlint: cannot write the runtime report: {exc}", err=True)
     click.echo(runtime_text(report), err=True, nl=False)
+    _show_verdicts(report)
     sys.exit(report.exit_code or 0)
+
+
+def _show_verdicts(report: RuntimeReport) -> None:
+    """The static findings in the files that ran, each judged by the run."""
+    from gradlint.config import ConfigError
+    from gradlint.reports.text import format_finding
+    from gradlint.run import run
+    from gradlint.runtime_check.text import shown_path
+    from gradlint.verdicts import judge
+
+    files = [shown_path(p) for p in sorted(report.lines) if p.endswith(".py") and os.path.isfile(p)]
+    if not files:
+        return
+    try:
+        result = run(files)
+    except ConfigError as exc:
+        click.echo(f"gradlint: static findings left out: {exc}", err=True)
+        return
+    findings = judge(result.findings, report)
+    for finding in findings:
+        click.echo(format_finding(finding), err=True)
+    noun = "finding" if len(findings) == 1 else "findings"
+    click.echo(f"gradlint: {len(findings)} static {noun} in the files that ran", err=True)

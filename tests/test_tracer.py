@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,7 @@ def test_a_fault_of_the_tracer_is_reported_not_raised(monkeypatch: pytest.Monkey
     assert len(tracer.faults) == 1 and "KeyError" in tracer.faults[0]
 
 
-def train(steps: int) -> tuple[list[float], torch.Tensor]:
+def train(steps: int) -> tuple[list[float], Any]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

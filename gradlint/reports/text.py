@@ -29,7 +29,8 @@ def format_finding(finding: Finding, color: bool = False) -> str:
         tint = "yellow" if finding.severity == "warning" else "red"
         code = click.style(code, fg=tint, bold=True)
         fix = click.style(fix, fg="cyan") if fix else ""
-    return f"{where}:{finding.line}:{finding.column}: {code}{fix} {finding.message}"
+    verdict = f" [runtime: {finding.runtime}]" if finding.runtime else ""
+    return f"{where}:{finding.line}:{finding.column}: {code}{fix} {finding.message}{verdict}"
 
 
 def format_error(error: LintError) -> str:
