@@ -12,6 +12,13 @@ import torch
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, user_frame
+from gradlint.runtime_check.graphs import (
+    first_freed,
+    mark_freed,
+    note_made,
+    site_of,
+    user_stack,
+)
 from gradlint.runtime_check.inplace import InplaceLog, changes_in_place
 from torch.overrides import TorchFunctionMode
 
@@ -29,7 +36,12 @@ class Tracer:
         self.inplace = InplaceLog(self.layer_sites)
         self._handles: list[Any] = []
 
-    def explain(self, error: BaseException, where: tuple[str, int] | None = None) -> None:
+    def explain(
+        self,
+        error: BaseException,
+        where: tuple[str, int] | None = None,
+        args: tuple[Any, ...] = (),
+    ) -> None:
         """Note a PyTorch autograd error at the user's line that raised it (`where`, or the
         innermost user frame now)."""
         found = classify(str(error))
@@ -48,6 +60,8 @@ class Tracer:
                 else:
                     detail = f"the tensor changed here{at}: {detail}"
                     where = change.where
+        if code == "GL107" and args:
+            where, detail = _second_backward(args[0], where, detail)
         if where is not None:
             self.events.add(code, where, why, detail=detail)
 
@@ -66,11 +80,20 @@ class Tracer:
             self.explain(error, where)
 
     def after(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
     ) -> None:
         """What a torch call that returned did, noted for later explanations."""
         if changes_in_place(func, kwargs):
             self.inplace.note(args)
+        if torch.is_grad_enabled():
+            note_made(result)
+        name = getattr(func, "__name__", "")
+        if name == "backward" and args and not _retains(args, kwargs):
+            mark_freed(args[0])
 
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
@@ -99,6 +122,34 @@ class Tracer:
             self.lines = self._lines.stop()
 
 
+def _second_backward(
+    tensors: Any, where: tuple[str, int] | None, detail: str
+) -> tuple[tuple[str, int] | None, str]:
+    """Where a backward through a freed graph went wrong: the line that built the part it
+    shares with a graph an earlier backward freed (as called from the function that runs
+    this backward, where that function is on the way)."""
+    node = first_freed(tensors)
+    stack = site_of(node) if node is not None else ()
+    if not stack:
+        return where, detail
+    at = f"backward at line {where[1]}" if where is not None else "the backward"
+    here = user_stack()
+    code, line = next(((c, n) for c, n in stack if here and c is here[0][0]), stack[0])
+    return (
+        (os.path.realpath(code.co_filename), line),
+        f"made here, back-propagated and freed by an earlier backward, and used again by the {at}",
+    )
+
+
+def _retains(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`retain_graph` (or `create_graph`, which implies it) of a backward call:
+    `Tensor.backward(gradient, retain_graph, create_graph)` and `torch.autograd.backward(
+    tensors, grad_tensors, retain_graph, create_graph)` take them third and fourth."""
+    retain = kwargs.get("retain_graph", args[2] if len(args) > 2 else None)
+    create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
+    return bool(retain) or bool(create)
+
+
 class _Watch(TorchFunctionMode):
     """Sees every torch function and tensor method the program calls (PyTorch leaves the
     mode off while it runs one, so calls inside torch are not seen twice)."""
@@ -119,12 +170,12 @@ class _Watch(TorchFunctionMode):
             result = func(*args, **kwargs)
         except RuntimeError as error:
             try:
-                self.tracer.explain(error)
+                self.tracer.explain(error, args=args)
             except Exception:
                 self.tracer.fault("explaining an error")
             raise
         try:
-            self.tracer.after(func, args, kwargs)
+            self.tracer.after(func, args, kwargs, result)
         except Exception:
             self.tracer.fault(f"watching {getattr(func, '__name__', func)}")
         return result

@@ -395,3 +395,52 @@ def test_errors_no_torch_hook_sees_are_explained_when_they_end_the_program(
     report = run_program(str(script), [])
     assert report.exit_code == 1
     assert [(e.code, e.line) for e in report.events] == [(code, line + 1)]
+
+
+def test_a_second_backward_points_at_what_built_the_shared_part(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "twice.py",
+        """
+        import torch
+        net = torch.nn.Linear(3, 1)
+        hidden = torch.zeros(1, 3)
+        for step in range(2):
+            hidden = torch.tanh(net.weight * hidden + 1)
+            loss = hidden.sum()
+            loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    [event] = report.events
+    assert (event.code, event.line) == ("GL107", 5)  # the state carried from the last step
+    assert "backward at line 7" in event.detail
+
+
+def test_backward_twice_through_one_loss_is_at_the_backward(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "again.py",
+        """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        loss = w.sigmoid().sum()
+        loss.backward()
+        loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert [(e.code, e.line) for e in report.events] == [("GL107", 3)]
+
+
+def test_retain_graph_keeps_the_graph_and_no_event(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "retained.py",
+        """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        loss = w.sigmoid().sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and report.events == []

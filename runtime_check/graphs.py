@@ -1,0 +1,102 @@
+"""Where graph nodes were made, kept on the nodes themselves (`grad_fn.metadata`, which
+dies with the node), so that "backward through the graph a second time" can name the line
+that let an already freed graph into the new one."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from types import CodeType, FrameType
+from typing import Any, cast
+
+import torch
+from gradlint.runtime_check.frames import is_users
+
+SITE = "gradlint.site"  # the key in a node's metadata: where it was made
+FREED = "gradlint.freed"  # ... and whether a backward has freed it
+MAX_FRAMES = 8
+MAX_NODES = 100_000
+
+Site = tuple[tuple[CodeType, int], ...]  # the user's frames, innermost first
+
+
+def user_stack(frame: FrameType | None = None) -> Site:
+    frame = frame or sys._getframe(1)
+    found: list[tuple[CodeType, int]] = []
+    while frame is not None and len(found) < MAX_FRAMES:
+        if is_users(frame.f_code.co_filename):
+            found.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(found)
+
+
+def note_made(result: Any) -> None:
+    """Mark the graph nodes a torch call just made with the user's frames that made them."""
+    tensors = result if isinstance(result, (tuple, list)) else (result,)
+    stack: Site | None = None
+    for tensor in tensors:
+        node = getattr(tensor, "grad_fn", None) if isinstance(tensor, torch.Tensor) else None
+        if node is None:
+            continue
+        metadata = _metadata(node)
+        if SITE not in metadata:
+            stack = stack if stack is not None else user_stack()
+            metadata[SITE] = stack
+
+
+def mark_freed(roots: Any) -> None:
+    """After a backward that did not retain its graph: mark the nodes it went through as
+    freed (stopping at those already marked, from an earlier backward)."""
+    queue = deque(
+        tensor.grad_fn
+        for tensor in (roots if isinstance(roots, (tuple, list)) else (roots,))
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
+    )
+    count = 0
+    while queue and count < MAX_NODES:
+        node = queue.popleft()
+        metadata = _metadata(node)
+        if FREED in metadata or _is_leaf(node):
+            continue
+        metadata[FREED] = True
+        count += 1
+        queue.extend(child for child, _ in node.next_functions if child is not None)
+
+
+def first_freed(roots: Any) -> Any | None:
+    """The node nearest the roots that an earlier backward freed: the top of the part the
+    graphs share. Where that node was made inside one torch call (no site of its own), the
+    nearest node above it that has one."""
+    queue: deque[tuple[Any, Any]] = deque(
+        (tensor.grad_fn, None)
+        for tensor in (roots if isinstance(roots, (tuple, list)) else (roots,))
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
+    )
+    parents: dict[int, Any] = {}
+    while queue and len(parents) < MAX_NODES:
+        node, parent = queue.popleft()
+        if id(node) in parents:
+            continue
+        parents[id(node)] = parent
+        if FREED in _metadata(node) and not _is_leaf(node):
+            found: Any = node
+            while found is not None and SITE not in _metadata(found):
+                found = parents.get(id(found))
+            return found
+        queue.extend((child, node) for child, _ in node.next_functions if child is not None)
+    return None
+
+
+def _metadata(node: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], node.metadata)
+
+
+def _is_leaf(node: Any) -> bool:
+    """A parameter's or input's AccumulateGrad: every graph that reaches the tensor shares
+    it, and it saves nothing to free."""
+    return hasattr(node, "variable")
+
+
+def site_of(node: Any) -> Site:
+    site = _metadata(node).get(SITE)
+    return site if isinstance(site, tuple) else ()
