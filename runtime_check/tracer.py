@@ -20,6 +20,11 @@ from gradlint.runtime_check.graphs import (
     user_stack,
 )
 from gradlint.runtime_check.inplace import InplaceLog, changes_in_place
+from gradlint.runtime_check.steps import StepWatch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 from torch.overrides import TorchFunctionMode
 
 
@@ -34,6 +39,7 @@ class Tracer:
         # id(module) -> the user's line that made it part of its parent (`self.act = ...`)
         self.layer_sites: dict[int, tuple[str, int]] = {}
         self.inplace = InplaceLog(self.layer_sites)
+        self.steps = StepWatch(self.events)
         self._handles: list[Any] = []
 
     def explain(
@@ -94,6 +100,19 @@ class Tracer:
         name = getattr(func, "__name__", "")
         if name == "backward" and args and not _retains(args, kwargs):
             mark_freed(args[0])
+        elif name in ("zero_", "_foreach_zero_") and args:
+            self.steps.zeroed(args[0])
+
+    def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
+        """A hook that reports its own faults instead of raising them into the program."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                hook(*args)
+            except Exception:
+                self.fault(f"in {getattr(hook, '__qualname__', hook)}")
+
+        return guarded
 
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
@@ -112,6 +131,8 @@ class Tracer:
         self._handles.append(
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
+        self._handles.append(register_optimizer_step_pre_hook(self._guarded(self.steps.before)))
+        self._handles.append(register_optimizer_step_post_hook(self._guarded(self.steps.after)))
         if self._lines is not None:
             self._lines.start()
 

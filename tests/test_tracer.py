@@ -444,3 +444,49 @@ def test_retain_graph_keeps_the_graph_and_no_event(tmp_path: Path) -> None:
     )
     report = run_program(str(script), [])
     assert report.exit_code == 0 and report.events == []
+
+
+TRAIN = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(4):
+    {clear}
+    loss = model(torch.randn(8, 3)).pow(2).mean()
+    loss.backward()
+    if step % {every} == {every} - 1:
+        opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "clear, every, carried",
+    [
+        ("pass", 1, True),  # never cleared: each step applies the sum of all before
+        ("opt.zero_grad()", 1, False),
+        ("opt.zero_grad(set_to_none=False)", 1, False),
+        ("model.zero_grad()", 1, False),
+        ("opt.zero_grad() if step % 2 == 0 else None", 2, False),  # accumulation over 2
+    ],
+)
+def test_gradients_carried_into_the_next_step(
+    tmp_path: Path, clear: str, every: int, carried: bool
+) -> None:
+    script = write(tmp_path / "train.py", TRAIN.format(clear=clear, every=every))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0
+    expected = [("GL201", 10)] if carried else []
+    assert [(e.code, e.line) for e in report.events] == expected
+
+
+def test_what_a_carried_gradient_does() -> None:
+    # Why GL201 matters: without zero_grad the second step applies both steps' gradients.
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.ones_(model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for _ in range(2):
+        model(torch.ones(1, 1)).sum().backward()
+    assert model.weight.grad is not None and model.weight.grad.item() == 2.0
+    opt.step()
+    assert model.weight.item() == -1.0
