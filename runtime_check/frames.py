@@ -44,6 +44,11 @@ def _kind(filename: str) -> int:
     return 1 if path.startswith(_libraries()) else 0
 
 
+@cache
+def real_path(filename: str) -> str:
+    return os.path.realpath(filename)
+
+
 def is_users(filename: str) -> bool:
     return _kind(filename) == 0
 
@@ -56,8 +61,8 @@ def user_frame(skip: int = 1) -> tuple[str, int] | None:
     while frame is not None:
         kind = _kind(frame.f_code.co_filename)
         if kind == 0:
-            return os.path.realpath(frame.f_code.co_filename), frame.f_lineno
+            return real_path(frame.f_code.co_filename), frame.f_lineno
         if kind == 1 and fallback is None:
-            fallback = os.path.realpath(frame.f_code.co_filename), frame.f_lineno
+            fallback = real_path(frame.f_code.co_filename), frame.f_lineno
         frame = frame.f_back
     return fallback

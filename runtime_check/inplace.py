@@ -52,9 +52,10 @@ class InplaceLog:
         self._order = itertools.count()
         self._layer_sites = layer_sites  # id(module) -> where it was registered
 
-    def note(self, args: tuple[Any, ...]) -> None:
+    def note(self, args: tuple[Any, ...], layer: bool = False) -> None:
         """After an in-place call: remember its first argument (or each tensor of a list,
-        for the `_foreach_` ops optimizers use) as changed here."""
+        for the `_foreach_` ops optimizers use) as changed here; with `layer` (a call with
+        `inplace=True`, as layers built so make), also the layer it ran in."""
         if not args:
             return
         first = args[0]
@@ -73,7 +74,7 @@ class InplaceLog:
                     where,
                     tuple(tensor.shape),
                     next(self._order),
-                    self._inplace_layer(),
+                    self._inplace_layer() if layer else None,
                 )
             )
 

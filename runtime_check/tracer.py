@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
-from gradlint.runtime_check.frames import is_users, user_frame
+from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     first_freed,
     mark_freed,
@@ -80,7 +80,7 @@ class Tracer:
             if tb.tb_frame.f_code is _Watch.__torch_function__.__code__:
                 return
             if is_users(tb.tb_frame.f_code.co_filename):
-                where = os.path.realpath(tb.tb_frame.f_code.co_filename), tb.tb_lineno
+                where = real_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
             tb = tb.tb_next
         if where is not None:
             self.explain(error, where)
@@ -93,15 +93,21 @@ class Tracer:
         result: Any,
     ) -> None:
         """What a torch call that returned did, noted for later explanations."""
-        if changes_in_place(func, kwargs):
+        kind = _KINDS.get(func)
+        if kind is None:
+            kind = _KINDS[func] = _kind_of(func)
+        if kind == _PLAIN:
+            if kwargs and kwargs.get("inplace") is True:  # a layer built `inplace=True`
+                self.inplace.note(args, layer=True)
+        elif kind == _BACKWARD:
+            if args and not _retains(args, kwargs):
+                mark_freed(args[0])
+        else:
             self.inplace.note(args)
+            if kind == _ZEROES and args:
+                self.steps.zeroed(args[0])
         if torch.is_grad_enabled():
             note_made(result)
-        name = getattr(func, "__name__", "")
-        if name == "backward" and args and not _retains(args, kwargs):
-            mark_freed(args[0])
-        elif name in ("zero_", "_foreach_zero_") and args:
-            self.steps.zeroed(args[0])
 
     def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
         """A hook that reports its own faults instead of raising them into the program."""
@@ -157,9 +163,23 @@ def _second_backward(
     here = user_stack()
     code, line = next(((c, n) for c, n in stack if here and c is here[0][0]), stack[0])
     return (
-        (os.path.realpath(code.co_filename), line),
+        (real_path(code.co_filename), line),
         f"made here, back-propagated and freed by an earlier backward, and used again by the {at}",
     )
+
+
+# What a torch function is, to the tracer: decided once per function.
+_PLAIN, _CHANGES, _BACKWARD, _ZEROES = range(4)
+_KINDS: dict[Any, int] = {}
+
+
+def _kind_of(func: Callable[..., Any]) -> int:
+    name = getattr(func, "__name__", "")
+    if name == "backward":
+        return _BACKWARD
+    if changes_in_place(func, {}):
+        return _ZEROES if name in ("zero_", "_foreach_zero_") else _CHANGES
+    return _PLAIN
 
 
 def _retains(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
