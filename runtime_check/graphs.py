@@ -13,7 +13,9 @@ import torch
 from gradlint.runtime_check.frames import is_users
 
 SITE = "gradlint.site"  # the key in a node's metadata: where it was made
-FREED = "gradlint.freed"  # ... and whether a backward has freed it
+FREED = "gradlint.freed"  # ... whether a backward has freed it
+RETAINED = "gradlint.retained"  # ... or gone through it, keeping it
+PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 
@@ -44,23 +46,56 @@ def note_made(result: Any) -> None:
             metadata[SITE] = stack
 
 
-def mark_freed(roots: Any) -> None:
-    """After a backward that did not retain its graph: mark the nodes it went through as
-    freed (stopping at those already marked, from an earlier backward)."""
+class Pending:
+    """A graph that should be back-propagated (or it was a waste to record): settled when a
+    backward goes through the node that holds it."""
+
+    __slots__ = ("propagated",)
+
+    def __init__(self) -> None:
+        self.propagated = False
+
+
+def hold(node: Any, pending: Pending) -> None:
+    _metadata(node).setdefault(PENDING, []).append(pending)
+
+
+def mark_propagated(roots: Any, freed: bool) -> None:
+    """After a backward: settle what waited for one on the nodes it went through, and, when
+    it did not retain its graph, mark them freed. (Stops at nodes an earlier backward
+    already went through: the walk covers each graph once.)"""
     queue = deque(
         tensor.grad_fn
         for tensor in (roots if isinstance(roots, (tuple, list)) else (roots,))
         if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
     )
     count = 0
+    mark = FREED if freed else RETAINED
     while queue and count < MAX_NODES:
         node = queue.popleft()
         metadata = _metadata(node)
-        if FREED in metadata or _is_leaf(node):
+        if mark in metadata or FREED in metadata or _is_leaf(node):
             continue
-        metadata[FREED] = True
+        metadata[mark] = True
+        for pending in metadata.get(PENDING, ()):
+            pending.propagated = True
         count += 1
         queue.extend(child for child, _ in node.next_functions if child is not None)
+
+
+def holds_freed(tensor: Any, depth: int = 3) -> bool:
+    """Whether a tensor's graph reaches, within a few nodes, one a backward has freed: it
+    keeps an already back-propagated graph alive (a running loss total, a history list)."""
+    node = getattr(tensor, "grad_fn", None)
+    level = [node] if node is not None else []
+    for _ in range(depth):
+        following: list[Any] = []
+        for current in level:
+            if FREED in _metadata(current) and not _is_leaf(current):
+                return True
+            following.extend(c for c, _ in current.next_functions if c is not None)
+        level = following
+    return False
 
 
 def first_freed(roots: Any) -> Any | None:

@@ -14,13 +14,18 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     first_freed,
-    mark_freed,
+    mark_propagated,
     note_made,
     site_of,
     user_stack,
 )
 from gradlint.runtime_check.inplace import InplaceLog, changes_in_place
 from gradlint.runtime_check.steps import StepWatch
+from gradlint.runtime_check.waste import WasteWatch
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
@@ -40,6 +45,7 @@ class Tracer:
         self.layer_sites: dict[int, tuple[str, int]] = {}
         self.inplace = InplaceLog(self.layer_sites)
         self.steps = StepWatch(self.events)
+        self.waste = WasteWatch(self.events)
         self._handles: list[Any] = []
 
     def explain(
@@ -100,14 +106,15 @@ class Tracer:
             if kwargs and kwargs.get("inplace") is True:  # a layer built `inplace=True`
                 self.inplace.note(args, layer=True)
         elif kind == _BACKWARD:
-            if args and not _retains(args, kwargs):
-                mark_freed(args[0])
+            if args:
+                mark_propagated(args[0], freed=not _retains(func, args, kwargs))
         else:
             self.inplace.note(args)
             if kind == _ZEROES and args:
                 self.steps.zeroed(args[0])
         if torch.is_grad_enabled():
             note_made(result)
+            self.waste.accumulated(getattr(func, "__name__", ""), result)
 
     def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
         """A hook that reports its own faults instead of raising them into the program."""
@@ -138,6 +145,12 @@ class Tracer:
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
         self._handles.append(register_optimizer_step_pre_hook(self._guarded(self.steps.before)))
+        self._handles.append(
+            register_module_forward_pre_hook(self._guarded(self.waste.forward_starts))
+        )
+        self._handles.append(
+            register_module_forward_hook(self._guarded(self.waste.forward_ends), always_call=True)
+        )
         self._handles.append(register_optimizer_step_post_hook(self._guarded(self.steps.after)))
         if self._lines is not None:
             self._lines.start()
@@ -145,6 +158,10 @@ class Tracer:
     def stop(self) -> None:
         while self._handles:
             self._handles.pop().remove()
+        try:
+            self.waste.settle()
+        except Exception:
+            self.fault("settling the graphs recorded for nothing")
         if self._lines is not None:
             self.lines = self._lines.stop()
 
@@ -175,19 +192,22 @@ _KINDS: dict[Any, int] = {}
 
 def _kind_of(func: Callable[..., Any]) -> int:
     name = getattr(func, "__name__", "")
-    if name == "backward":
+    if name in ("backward", "grad"):
         return _BACKWARD
     if changes_in_place(func, {}):
         return _ZEROES if name in ("zero_", "_foreach_zero_") else _CHANGES
     return _PLAIN
 
 
-def _retains(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """`retain_graph` (or `create_graph`, which implies it) of a backward call:
+def _retains(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`retain_graph` (or `create_graph`, which implies it) of a backward call. Positional,
     `Tensor.backward(gradient, retain_graph, create_graph)` and `torch.autograd.backward(
-    tensors, grad_tensors, retain_graph, create_graph)` take them third and fourth."""
-    retain = kwargs.get("retain_graph", args[2] if len(args) > 2 else None)
-    create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
+    tensors, grad_tensors, retain_graph, create_graph)` take them third and fourth;
+    `torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph, create_graph)`,
+    fourth and fifth."""
+    first = 3 if getattr(func, "__name__", "") == "grad" else 2
+    retain = kwargs.get("retain_graph", args[first] if len(args) > first else None)
+    create = kwargs.get("create_graph", args[first + 1] if len(args) > first + 1 else False)
     return bool(retain) or bool(create)
 
 

@@ -490,3 +490,69 @@ def test_what_a_carried_gradient_does() -> None:
     assert model.weight.grad is not None and model.weight.grad.item() == 2.0
     opt.step()
     assert model.weight.item() == -1.0
+
+
+ACCUMULATE = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+total = 0
+for step in range(3):
+    opt.zero_grad()
+    loss = model(torch.randn(4, 3)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    total += {kept}
+print(float(total))
+"""
+
+
+@pytest.mark.parametrize("kept, wasted", [("loss", True), ("loss.item()", False)])
+def test_a_total_that_keeps_back_propagated_graphs(tmp_path: Path, kept: str, wasted: bool) -> None:
+    report = run_program(str(write(tmp_path / "acc.py", ACCUMULATE.format(kept=kept))), [])
+    assert report.exit_code == 0
+    found = [(e.code, e.line, e.count) for e in report.events]
+    assert found == ([("GL302", 11, 3)] if wasted else [])
+
+
+def test_what_a_kept_total_does() -> None:
+    # Why GL302 matters: the total's graph reaches every iteration's graph.
+    w = torch.randn(3, requires_grad=True)
+    total = torch.zeros(())
+    for _ in range(3):
+        loss = (w * 2).sum()
+        loss.backward()
+        total = total + loss
+    node, depth = total.grad_fn, 0
+    while node is not None and node.next_functions:
+        node, depth = node.next_functions[0][0], depth + 1
+    assert depth >= 3  # one add per iteration, each holding that iteration's graph
+
+
+EVALUATE = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 1))
+model.eval()
+{context}
+    out = model(torch.randn(2, 3))
+{after}
+"""
+
+
+@pytest.mark.parametrize(
+    "context, after, wasted",
+    [
+        ("if True:", "print(out.detach().sum())", True),
+        ("with torch.no_grad():", "print(out.sum())", False),
+        ("if True:", "out.sum().backward()", False),  # a saliency map needs that graph
+        ("if True:", "out.sum().backward(retain_graph=True)", False),
+    ],
+)
+def test_an_eval_forward_whose_graph_no_backward_uses(
+    tmp_path: Path, context: str, after: str, wasted: bool
+) -> None:
+    source = EVALUATE.format(context=context, after=after)
+    report = run_program(str(write(tmp_path / "ev.py", source)), [])
+    assert report.exit_code == 0
+    assert [(e.code, e.line) for e in report.events] == ([("GL301", 5)] if wasted else [])

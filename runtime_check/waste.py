@@ -1,0 +1,83 @@
+"""Graphs recorded for nothing: a model run in eval mode with autograd on whose graph no
+backward uses (GL301), and totals that keep back-propagated graphs alive (GL302). Each is
+held on the graph node it is about and settled when a backward goes through that node; what
+is still unsettled when the trace ends is reported."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gradlint.runtime_check.events import EventLog
+from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.graphs import Pending, hold, holds_freed
+
+EVAL_FORWARD = (
+    "runs the model in eval mode with autograd on, and no backward uses the graph it "
+    "records; run it under torch.no_grad()"
+)
+KEPT_GRAPH = (
+    "keeps graphs that a backward already went through alive across iterations; "
+    "accumulate loss.item() (or loss.detach())"
+)
+ACCUMULATING = frozenset({"add", "__add__", "__radd__", "__iadd__", "add_"})
+MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
+# Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
+# on every one of them; a right sum may be once, if the program stopped before its backward.
+THRESHOLD = {"GL301": 1, "GL302": 2}
+
+
+class WasteWatch:
+    def __init__(self, events: EventLog) -> None:
+        self._events = events
+        self._held: dict[tuple[str, tuple[str, int]], list[Pending]] = {}
+        self._depth = 0  # module calls in progress: only the outermost is the user's
+
+    def _hold(self, code: str, node: Any) -> None:
+        where = user_frame()
+        if where is None:
+            return
+        held = self._held.setdefault((code, where), [])
+        if len(held) < MAX_HELD:
+            pending = Pending()
+            hold(node, pending)
+            held.append(pending)
+
+    def accumulated(self, name: str, result: Any) -> None:
+        """After an add: does the sum hold a graph a backward already freed?"""
+        if name in ACCUMULATING and isinstance(result, torch.Tensor):
+            node = result.grad_fn
+            if node is not None and holds_freed(result):
+                self._hold("GL302", node)
+
+    def forward_starts(self, module: Any, args: Any) -> None:
+        self._depth += 1
+
+    def forward_ends(self, module: Any, args: Any, output: Any) -> None:
+        self._depth -= 1
+        if self._depth or module.training or not torch.is_grad_enabled():
+            return
+        node = _first_node(output)
+        if node is not None:
+            self._hold("GL301", node)
+
+    def settle(self) -> None:
+        for (code, where), held in self._held.items():
+            unsettled = sum(not pending.propagated for pending in held)
+            if unsettled >= THRESHOLD[code]:
+                message = EVAL_FORWARD if code == "GL301" else KEPT_GRAPH
+                event = self._events.add(
+                    code, where, message, detail=f"{unsettled} of {len(held)} never back-propagated"
+                )
+                event.count = unsettled
+
+
+def _first_node(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.grad_fn
+    values = output.values() if isinstance(output, dict) else output
+    if isinstance(values, (list, tuple)) or isinstance(output, dict):
+        for value in values:
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                return value.grad_fn
+    return None
