@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+from gradlint.runtime_check.cuts import CutLog
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
@@ -40,12 +42,14 @@ class Tracer:
         self.events = EventLog()
         self.faults: list[str] = []
         self.lines: dict[str, set[int]] = {}
-        self._lines = _LineCollector() if lines else None
+        # Lines only where no other tracer (a debugger, pytest-cov) holds sys.settrace.
+        self._lines = _LineCollector() if lines and sys.gettrace() is None else None
         # id(module) -> the user's line that made it part of its parent (`self.act = ...`)
         self.layer_sites: dict[int, tuple[str, int]] = {}
         self.inplace = InplaceLog(self.layer_sites)
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
+        self.cuts = CutLog()
         self._handles: list[Any] = []
 
     def explain(
@@ -74,6 +78,11 @@ class Tracer:
                     where = change.where
         if code == "GL107" and args:
             where, detail = _second_backward(args[0], where, detail)
+        elif code == "GL103" and args:
+            cut = self.cuts.cut_of(args[0])
+            if cut is not None:
+                at = f"backward at line {where[1]}" if where is not None else "the backward"
+                where, detail = cut, f"the graph was cut here; the {at} had none to go through"
         if where is not None:
             self.events.add(code, where, why, detail=detail)
 
@@ -115,6 +124,7 @@ class Tracer:
         if torch.is_grad_enabled():
             note_made(result)
             self.waste.accumulated(getattr(func, "__name__", ""), result)
+        self.cuts.note(args, result)
 
     def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
         """A hook that reports its own faults instead of raising them into the program."""

@@ -72,14 +72,30 @@ def test_in_place_change_of_a_leaf_and_of_its_view() -> None:
 def test_backward_on_a_tensor_made_without_grad() -> None:
     weights = torch.randn(3, requires_grad=True)
     with trace(lines=False) as tracer:
-        with torch.no_grad():
+        with torch.no_grad():  # the-cut
             loss = (weights * 2).sum()
         with pytest.raises(RuntimeError, match="does not have a grad_fn"):
             loss.backward()  # graphless-backward
         (weights * 2).sum().backward()
-    [event] = tracer.events.events()
-    assert (event.code, event.line) == ("GL103", line_of("graphless-backward"))
+        graphless = torch.ones(2).sum()
+        with pytest.raises(RuntimeError, match="does not have a grad_fn"):
+            graphless.backward()  # nothing-to-cut
+    found = [(e.code, e.line) for e in tracer.events.events()]
+    # Where the graph was cut, when it was; else the backward.
+    assert found == [("GL103", line_of("the-cut")), ("GL103", line_of("nothing-to-cut"))]
+    assert f"backward at line {line_of('graphless-backward')}" in tracer.events.events()[0].detail
     assert weights.grad is not None
+
+
+def test_a_graph_cut_by_argmax_points_at_the_argmax() -> None:
+    weights = torch.randn(3, 4, requires_grad=True)
+    with trace(lines=False) as tracer:
+        picked = weights.argmax(dim=1).float()  # argmax-cut
+        loss = (picked * 2).sum()
+        with pytest.raises(RuntimeError, match="does not have a grad_fn"):
+            loss.backward()
+    [event] = tracer.events.events()
+    assert (event.code, event.line) == ("GL103", line_of("argmax-cut"))
 
 
 def test_one_event_per_line_with_a_count() -> None:
