@@ -60,6 +60,10 @@ def hold(node: Any, pending: Pending) -> None:
     _metadata(node).setdefault(PENDING, []).append(pending)
 
 
+def held_on(node: Any) -> list[Pending]:
+    return cast(list[Pending], _metadata(node).get(PENDING, []))
+
+
 def mark_propagated(roots: Any, freed: bool) -> None:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. (Stops at nodes an earlier backward

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
-from gradlint.runtime_check.graphs import Pending, hold, holds_freed
+from gradlint.runtime_check.graphs import Pending, held_on, hold, holds_freed
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -32,23 +32,30 @@ class WasteWatch:
         self._events = events
         self._held: dict[tuple[str, tuple[str, int]], list[Pending]] = {}
         self._depth = 0  # module calls in progress: only the outermost is the user's
+        self._chained: set[tuple[str, int]] = set()  # lines whose sums build on their own
 
-    def _hold(self, code: str, node: Any) -> None:
+    def _hold(self, code: str, node: Any) -> tuple[Pending, tuple[str, int]] | None:
         where = user_frame()
         if where is None:
-            return
+            return None
         held = self._held.setdefault((code, where), [])
-        if len(held) < MAX_HELD:
-            pending = Pending()
-            hold(node, pending)
-            held.append(pending)
+        if len(held) >= MAX_HELD:
+            return None
+        pending = Pending()
+        hold(node, pending)
+        held.append(pending)
+        return pending, where
 
     def accumulated(self, name: str, result: Any) -> None:
-        """After an add: does the sum hold a graph a backward already freed?"""
+        """After an add: does the sum hold a graph a backward already freed? Reported only
+        where sums at one line chain into each other (a total carried across iterations),
+        not where a sum is made once from one step's losses."""
         if name in ACCUMULATING and isinstance(result, torch.Tensor):
             node = result.grad_fn
             if node is not None and holds_freed(result):
-                self._hold("GL302", node)
+                pending = self._hold("GL302", node)
+                if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
+                    self._chained.add(pending[1])
 
     def forward_starts(self, module: Any, args: Any) -> None:
         self._depth += 1
@@ -64,6 +71,8 @@ class WasteWatch:
     def settle(self) -> None:
         for (code, where), held in self._held.items():
             unsettled = sum(not pending.propagated for pending in held)
+            if code == "GL302" and where not in self._chained:
+                continue
             if unsettled >= THRESHOLD[code]:
                 message = EVAL_FORWARD if code == "GL301" else KEPT_GRAPH
                 event = self._events.add(
@@ -81,3 +90,18 @@ def _first_node(output: Any) -> Any:
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                 return value.grad_fn
     return None
+
+
+def _reaches(node: Any, earlier: list[Pending], depth: int = 3) -> bool:
+    """Whether a node's graph reaches, within a few nodes, one holding an earlier sum of the
+    same line."""
+    wanted = {id(pending) for pending in earlier[:-1]}
+    level = [child for child, _ in node.next_functions if child is not None]
+    for _ in range(depth):
+        following: list[Any] = []
+        for current in level:
+            if any(id(p) in wanted for p in held_on(current)):
+                return True
+            following.extend(c for c, _ in current.next_functions if c is not None)
+        level = following
+    return False

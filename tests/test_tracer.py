@@ -572,3 +572,21 @@ def test_an_eval_forward_whose_graph_no_backward_uses(
     report = run_program(str(write(tmp_path / "ev.py", source)), [])
     assert report.exit_code == 0
     assert [(e.code, e.line) for e in report.events] == ([("GL301", 5)] if wasted else [])
+
+
+def test_a_sum_made_once_from_one_steps_losses_is_no_total(tmp_path: Path) -> None:
+    # An LBFGS-style closure returns `a + b` after their backward: a fresh sum each call,
+    # not a total carried across iterations.
+    script = write(
+        tmp_path / "closure.py",
+        """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        for _ in range(3):
+            a, b = (w * 2).sum(), (w * 3).sum()
+            (a + b).backward()
+            print(float(a + b))
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and report.events == []
