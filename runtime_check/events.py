@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass
@@ -17,14 +17,7 @@ class Event:
     detail: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "path": self.path,
-            "line": self.line,
-            "message": self.message,
-            "count": self.count,
-            "detail": self.detail,
-        }
+        return asdict(self)
 
 
 class EventLog:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from collections.abc import Iterator
 from types import CodeType, FrameType
 from typing import Any, cast
 
@@ -68,11 +69,7 @@ def mark_propagated(roots: Any, freed: bool) -> None:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. (Stops at nodes an earlier backward
     already went through: the walk covers each graph once.)"""
-    queue = deque(
-        tensor.grad_fn
-        for tensor in (roots if isinstance(roots, (tuple, list)) else (roots,))
-        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
-    )
+    queue = deque(root_nodes(roots))
     count = 0
     mark = FREED if freed else RETAINED
     while queue and count < MAX_NODES:
@@ -84,33 +81,48 @@ def mark_propagated(roots: Any, freed: bool) -> None:
         for pending in metadata.get(PENDING, ()):
             pending.propagated = True
         count += 1
-        queue.extend(child for child, _ in node.next_functions if child is not None)
+        queue.extend(children(node))
 
 
-def holds_freed(tensor: Any, depth: int = 3) -> bool:
+def holds_freed(tensor: Any) -> bool:
     """Whether a tensor's graph reaches, within a few nodes, one a backward has freed: it
     keeps an already back-propagated graph alive (a running loss total, a history list)."""
     node = getattr(tensor, "grad_fn", None)
-    level = [node] if node is not None else []
+    return node is not None and any(
+        FREED in _metadata(below) and not _is_leaf(below) for below in near(node)
+    )
+
+
+def near(node: Any, depth: int = 3) -> Iterator[Any]:
+    """The node and those a few edges below it: where a sum's inputs' graphs start."""
+    level = [node]
     for _ in range(depth):
         following: list[Any] = []
         for current in level:
-            if FREED in _metadata(current) and not _is_leaf(current):
-                return True
-            following.extend(c for c, _ in current.next_functions if c is not None)
+            yield current
+            following.extend(children(current))
         level = following
-    return False
+
+
+def root_nodes(roots: Any) -> list[Any]:
+    """The graph nodes of a backward's tensors (one, or a list)."""
+    tensors = roots if isinstance(roots, (tuple, list)) else (roots,)
+    return [
+        tensor.grad_fn
+        for tensor in tensors
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
+    ]
+
+
+def children(node: Any) -> list[Any]:
+    return [child for child, _ in node.next_functions if child is not None]
 
 
 def first_freed(roots: Any) -> Any | None:
     """The node nearest the roots that an earlier backward freed: the top of the part the
     graphs share. Where that node was made inside one torch call (no site of its own), the
     nearest node above it that has one."""
-    queue: deque[tuple[Any, Any]] = deque(
-        (tensor.grad_fn, None)
-        for tensor in (roots if isinstance(roots, (tuple, list)) else (roots,))
-        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None
-    )
+    queue: deque[tuple[Any, Any]] = deque((node, None) for node in root_nodes(roots))
     parents: dict[int, Any] = {}
     while queue and len(parents) < MAX_NODES:
         node, parent = queue.popleft()
@@ -122,7 +134,7 @@ def first_freed(roots: Any) -> Any | None:
             while found is not None and SITE not in _metadata(found):
                 found = parents.get(id(found))
             return found
-        queue.extend((child, node) for child, _ in node.next_functions if child is not None)
+        queue.extend((child, node) for child in children(node))
     return None
 
 

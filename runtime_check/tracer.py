@@ -69,7 +69,7 @@ class Tracer:
         if code == "GL108":
             change = self.inplace.culprit(str(error))
             if change is not None:
-                at = f"; backward at line {where[1]}" if where is not None else ""
+                at = f"; {_backward_at(where)}" if where is not None else ""
                 if change.layer is not None:
                     detail = f"changed by this layer's in-place op at line {change.where[1]}{at}"
                     where = change.layer
@@ -81,8 +81,8 @@ class Tracer:
         elif code == "GL103" and args:
             cut = self.cuts.cut_of(args[0])
             if cut is not None:
-                at = f"backward at line {where[1]}" if where is not None else "the backward"
-                where, detail = cut, f"the graph was cut here; the {at} had none to go through"
+                detail = f"the graph was cut here; the {_backward_at(where)} had none to go through"
+                where = cut
         if where is not None:
             self.events.add(code, where, why, detail=detail)
 
@@ -176,6 +176,10 @@ class Tracer:
             self.lines = self._lines.stop()
 
 
+def _backward_at(where: tuple[str, int] | None) -> str:
+    return f"backward at line {where[1]}" if where is not None else "backward"
+
+
 def _second_backward(
     tensors: Any, where: tuple[str, int] | None, detail: str
 ) -> tuple[tuple[str, int] | None, str]:
@@ -186,7 +190,7 @@ def _second_backward(
     stack = site_of(node) if node is not None else ()
     if not stack:
         return where, detail
-    at = f"backward at line {where[1]}" if where is not None else "the backward"
+    at = _backward_at(where)
     here = user_stack()
     code, line = next(((c, n) for c, n in stack if here and c is here[0][0]), stack[0])
     return (
@@ -266,6 +270,8 @@ class _LineCollector:
             for path in (torch.__file__, gradlint.__file__, __file__)
         ]
         self._coverage = coverage.Coverage(data_file=None, config_file=False, omit=omit)
+        # A program that ran none of the user's lines (it failed to start) is not news.
+        self._coverage.set_option("run:disable_warnings", ["no-data-collected"])
 
     def start(self) -> None:
         self._coverage.start()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
-from gradlint.runtime_check.graphs import Pending, held_on, hold, holds_freed
+from gradlint.runtime_check.graphs import Pending, held_on, hold, holds_freed, near
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -92,16 +92,13 @@ def _first_node(output: Any) -> Any:
     return None
 
 
-def _reaches(node: Any, earlier: list[Pending], depth: int = 3) -> bool:
+def _reaches(node: Any, earlier: list[Pending]) -> bool:
     """Whether a node's graph reaches, within a few nodes, one holding an earlier sum of the
     same line."""
     wanted = {id(pending) for pending in earlier[:-1]}
-    level = [child for child, _ in node.next_functions if child is not None]
-    for _ in range(depth):
-        following: list[Any] = []
-        for current in level:
-            if any(id(p) in wanted for p in held_on(current)):
-                return True
-            following.extend(c for c, _ in current.next_functions if c is not None)
-        level = following
-    return False
+    return any(
+        id(pending) in wanted
+        for below in near(node)
+        if below is not node
+        for pending in held_on(below)
+    )
