@@ -132,6 +132,12 @@ def main() -> None:
     help="With `-` as the path: the file that standard input stands for.",
 )
 @click.option(
+    "--force-exclude",
+    is_flag=True,
+    help="Apply the configured excludes to the paths given too (for pre-commit and "
+    "editors, which pass every file); then no paths means no files.",
+)
+@click.option(
     "--runtime",
     "runtime_report",
     metavar="REPORT",
@@ -155,6 +161,7 @@ def check(
     no_cache: bool,
     jobs: int | None,
     stdin_filename: str | None,
+    force_exclude: bool,
     runtime_report: str | None,
 ) -> None:
     """Lint PATHS (files or folders; default: the current folder; `-`: standard input)."""
@@ -188,7 +195,16 @@ def check(
     fixing = Fixing(write=not diff, unsafe=unsafe_fixes) if fix or diff else None
     runtime = _read_runtime_report(runtime_report) if runtime_report is not None else None
     fixed_source: bytes | None = None
+    if force_exclude and not paths and not from_stdin:
+        # pre-commit can run a hook with no file names (`always_run`): nothing to lint,
+        # not the whole folder.
+        sys.exit(0)
     try:
+        if from_stdin and force_exclude and stdin_filename and _force_excluded(stdin_filename):
+            # An editor formatting an excluded file: hand its text back untouched.
+            if fixing is not None and fixing.write:
+                sys.stdout.buffer.write(sys.stdin.buffer.read())
+            sys.exit(0)
         if from_stdin:
             stdin = run_stdin(sys.stdin.buffer.read(), stdin_filename, selection, fixing=fixing)
             result, fixed_source = stdin.result, stdin.output
@@ -200,6 +216,7 @@ def check(
                 add_noqa=add_noqa,
                 jobs=jobs or default_jobs(),
                 cache=not no_cache,
+                force_exclude=force_exclude,
             )
     except ConfigError as exc:
         fail(str(exc))
@@ -228,6 +245,8 @@ def check(
         noun = "fix" if result.fixed == 1 else "fixes"
         click.echo(f"Made {result.fixed} {noun}.", err=True)
 
+    if force_exclude and not result.files and not result.errors and output_format == "text":
+        sys.exit(0)  # every file named was excluded: nothing to say
     report_aside = fixed_source is not None
     color = use_color(no_color=no_color or report_aside, output_file=output_file)
     report = render(result, output_format, color=color, statistics=statistics)
@@ -242,6 +261,13 @@ def check(
         except OSError as exc:
             fail(f"cannot write the report to {output_file}: {exc.strerror or exc}")
     sys.exit(result.exit_code(exit_zero))
+
+
+def _force_excluded(path: str) -> bool:
+    from gradlint.config import ConfigResolver
+    from gradlint.discovery import is_force_excluded
+
+    return is_force_excluded(path, ConfigResolver())
 
 
 def _read_runtime_report(path: str) -> RuntimeReport:
@@ -292,19 +318,13 @@ def rules_command(output_format: str) -> None:
 def rule_command(selector: str) -> None:
     """Show one rule's documentation."""
     from gradlint import registry
-    from gradlint.finding import severity_of
+    from gradlint.rule_docs import describe
 
     try:
         rule = registry.find_rule(selector)
     except registry.UnknownRuleError:
         fail(f"unknown rule code or name '{selector}'")
-    click.echo(f"{rule.code}: {rule.name}")
-    click.echo(f"severity: {severity_of(rule.code)}")
-    click.echo(f"fixable: {'yes' if rule.fixable else 'no'}")
-    doc = rule.doc()
-    if doc:
-        click.echo("")
-        click.echo(doc)
+    click.echo(describe(rule))
 
 
 @main.command(

@@ -32,11 +32,15 @@ def is_source(name: str) -> bool:
     return os.path.splitext(name)[1] in SOURCE_SUFFIXES
 
 
-def discover(paths: Sequence[str], resolver: ConfigResolver) -> Discovery:
+def discover(
+    paths: Sequence[str], resolver: ConfigResolver, force_exclude: bool = False
+) -> Discovery:
     """The files under ``paths``, sorted; a missing path is an error, not a crash.
 
     A file named explicitly is linted whatever its suffix and whatever the excludes say:
-    naming it is a clearer wish than a pattern written for whole trees.
+    naming it is a clearer wish than a pattern written for whole trees. With
+    ``force_exclude`` (for tools that pass every file they see, such as pre-commit) the
+    excludes apply to named paths too, and to the folders they are in.
     """
     found = Discovery()
     seen: set[str] = set()
@@ -49,6 +53,8 @@ def discover(paths: Sequence[str], resolver: ConfigResolver) -> Discovery:
 
     for given in paths:
         display = os.path.normpath(given)
+        if force_exclude and is_force_excluded(given, resolver):
+            continue
         try:
             mode = os.stat(given).st_mode
         except FileNotFoundError:
@@ -70,6 +76,31 @@ def discover(paths: Sequence[str], resolver: ConfigResolver) -> Discovery:
     found.files.sort()
     found.errors.sort(key=lambda error: (error.path, error.message))
     return found
+
+
+def is_force_excluded(path: str, resolver: ConfigResolver) -> bool:
+    """Whether the excludes skip ``path`` or a folder it is in, as a walk from its
+    project's root would: only folders inside that root (the folder of the pyproject.toml
+    that configures it, else the current folder) count, so that a project kept in, say,
+    `~/build/` is not excluded as a whole."""
+    absolute = os.path.abspath(path)
+    config = resolver.for_file(absolute)
+    root = config.root or resolver.cwd
+    current = absolute
+    while True:
+        parent = os.path.dirname(current)
+        if resolver.for_folder(parent).is_excluded(current):
+            return True
+        if parent == current or not _is_within(parent, root) or parent == root:
+            return False
+        current = parent
+
+
+def _is_within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # another drive on Windows
+        return False
 
 
 def _walk(

@@ -73,6 +73,7 @@ def lint_module(
         return []
     try:
         facts = analyze(module)
+        facts.parsed_from(source)
     except Exception as exc:  # a bug of ours must not stop the run
         failure = LintError(path, f"internal error in the analysis: {_describe(exc)}")
         if errors is None:

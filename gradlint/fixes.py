@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from gradlint.analysis.nodes import ancestors
+from gradlint.analysis.nodes import Parents, ancestors
 from gradlint.parsing import parse_module
 
 # How many times `apply_all` re-lints a fixed file: a fix may reveal another (a parenthesised
@@ -200,11 +200,12 @@ def method_called(expr: cst.BaseExpression, method: str) -> cst.Call:
 
 
 def statement_in_block(
-    module: cst.Module, node: cst.CSTNode
+    module: cst.Module, node: cst.CSTNode, parents: Parents | None = None
 ) -> tuple[cst.SimpleStatementLine, cst.Module | cst.IndentedBlock, int] | None:
     """The line holding `node` as its only statement (`x.add_(1)`, `torch.no_grad()`),
-    the block it stands in, and its index there."""
-    around = ancestors(module, node)
+    the block it stands in, and its index there. ``parents`` (of ``module``) spares a walk
+    of the whole tree."""
+    around = parents.ancestors(node) if parents is not None else ancestors(module, node)
     if around and isinstance(around[0], cst.Expr) and around[0].value is node:
         node, around = around[0], around[1:]
     if len(around) < 2:
@@ -221,15 +222,50 @@ def statement_in_block(
     return line, block, index
 
 
+class ModuleText:
+    """A module's code, its lines and the lines inside multi-line strings, each computed
+    once: generating a module's code walks the whole tree, too slow to repeat per fix."""
+
+    def __init__(self, module: cst.Module, code: str | None = None) -> None:
+        self.module = module
+        self._code = code  # the module's code, when the caller has it: the parsed source
+        self._lines: list[str] | None = None
+        self._in_strings: set[int] | None = None
+
+    @property
+    def code(self) -> str:
+        if self._code is None:
+            self._code = self.module.code
+        return self._code
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = source_lines(self.code)
+        return self._lines
+
+    @property
+    def in_strings(self) -> set[int]:
+        if self._in_strings is None:
+            self._in_strings = string_lines(self.code)
+        return self._in_strings
+
+
 def under_with(
-    module: cst.Module, header: str, first: int, last: int, keep_head: bool = False
+    module: cst.Module | ModuleText,
+    header: str,
+    first: int,
+    last: int,
+    keep_head: bool = False,
 ) -> str | None:
     """Lines `first`..`last` of the module as the body of `with header:`, one indent deeper.
     With `keep_head`, line `first` is the call to turn into the `with` itself (what follows
     the call on that line, a comment, stays). None where re-indenting would change a
     multi-line string."""
-    lines = source_lines(module.code)
-    if last > len(lines) or string_lines(module.code) & set(range(first + 1, last + 1)):
+    text_of = module if isinstance(module, ModuleText) else ModuleText(module)
+    module = text_of.module
+    lines = text_of.lines
+    if last > len(lines) or text_of.in_strings & set(range(first + 1, last + 1)):
         return None
     head = lines[first - 1]
     indent = head[: len(head) - len(head.lstrip())]

@@ -207,16 +207,18 @@ def run(
     add_noqa: bool = False,
     jobs: int = 1,
     cache: bool = False,
+    force_exclude: bool = False,
 ) -> RunResult:
     """Lint every file under ``paths``.
 
     ``jobs`` processes lint at once; ``cache`` reads and writes the result cache (plain
-    checks only: fixes and noqa comments work on each file's current text). Raises
+    checks only: fixes and noqa comments work on each file's current text);
+    ``force_exclude`` applies the excludes to the paths given too. Raises
     `gradlint.config.ConfigError` for a bad selection or pyproject.toml: that is a usage
     error for the whole run, not a problem of one file.
     """
     resolver = resolver or ConfigResolver(selection)
-    found = discover(paths, resolver)
+    found = discover(paths, resolver, force_exclude)
     result = RunResult(errors=list(found.errors), files=len(found.files))
     if add_noqa or fixing is not None:
         for file in found.files:

@@ -167,11 +167,11 @@ def _under_no_grad(node: cst.CSTNode, facts: Facts) -> Replacement | None:
     hand (an optimizer's step does the same). Inside a forward, where the change may hit a
     tensor a backward still needs, it is offered as unsafe."""
     grad_off = _local_name(facts, "torch.no_grad") or _with_attr(_local_name(facts, "torch"))
-    found = statement_in_block(facts.module, node)
+    found = statement_in_block(facts.module, node, facts.parents)
     if grad_off is None or found is None:
         return None
     first, _, last, _ = facts.position(found[0])
-    text = under_with(facts.module, f"{grad_off}()", first, last)
+    text = under_with(facts.text, f"{grad_off}()", first, last)
     if text is None:
         return None
     title = "Update under `no_grad()`"

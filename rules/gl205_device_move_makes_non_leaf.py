@@ -9,7 +9,6 @@ import libcst as cst
 from gradlint.analysis import Facts
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import DISABLED
-from gradlint.analysis.nodes import ancestors
 from gradlint.analysis.values import NO, YES, Kind, Value
 from gradlint.fixes import Replacement, method_called
 from gradlint.rule import Report, Rule
@@ -308,7 +307,7 @@ def _whole_copy(moved: cst.CSTNode, facts: Facts) -> cst.BaseExpression:
     since any op after the call would copy again."""
     assert isinstance(moved, cst.BaseExpression)
     copy: cst.BaseExpression = moved
-    parents = ancestors(facts.module, moved)
+    parents = facts.parents.ancestors(moved)
     at = 0
     while at < len(parents):
         parent = parents[at]

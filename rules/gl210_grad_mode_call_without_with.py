@@ -113,7 +113,7 @@ def _with_block(call: cst.Call, facts: Facts) -> Replacement | None:
     was meant to do. No fix where it is unclear: at module level, with nothing after it,
     when the rest trains (a `backward()` or `step()` that the block would break), or when
     re-indenting would change a multi-line string."""
-    found = statement_in_block(facts.module, call)
+    found = statement_in_block(facts.module, call, facts.parents)
     if found is None or not isinstance(found[1], cst.IndentedBlock):
         return None
     _, block, index = found
@@ -122,12 +122,17 @@ def _with_block(call: cst.Call, facts: Facts) -> Replacement | None:
         return None
     first = facts.position(call)[0]
     last = facts.position(rest[-1])[2]
-    if any(
-        other.method in ("backward", "step") and first <= facts.position(other.node)[0] <= last
-        for other in facts.calls
-    ):
+    region = {found[0], *rest}
+
+    def inside(node: cst.CSTNode) -> bool:
+        around = facts.parents.ancestors(node)
+        if not around:  # pragma: no cover - every call is below the module
+            return first <= facts.position(node)[0] <= last
+        return any(parent in region for parent in around)
+
+    if any(other.method in ("backward", "step") and inside(other.node) for other in facts.calls):
         return None
-    text = under_with(facts.module, facts.module.code_for_node(call), first, last, keep_head=True)
+    text = under_with(facts.text, facts.module.code_for_node(call), first, last, keep_head=True)
     if text is None:
         return None
     return Replacement(call, text, "Put the rest of the block under `with`", lines=(first, last))

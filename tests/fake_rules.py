@@ -22,6 +22,9 @@ class FakeFacts:
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         self._positions = wrapper.resolve(PositionProvider)
 
+    def parsed_from(self, source: str) -> None:
+        pass
+
     def position(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
         span = self._positions[node]
         return (span.start.line, span.start.column + 1, span.end.line, span.end.column + 1)

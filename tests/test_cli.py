@@ -593,3 +593,67 @@ def test_stdin_usage_errors(project: Path, args: list[str]) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("gradlint: error: ")
     assert result.stdout == ""
+
+
+# -- --force-exclude (pre-commit, editors) ---------------------------------------------
+
+
+def test_force_exclude_applies_excludes_to_named_files(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.gradlint]\nextend-exclude = ["gen"]\n')
+    for name in ("build/a.py", "src/gen/b.py", "src/gen.py", "src/c.py"):
+        write(project / name, BUGGY)
+    named = ("build/a.py", "src/gen/b.py", "src/gen.py", "src/c.py")
+    plain = gradlint_("check", "--no-cache", "--format", "concise", *named)
+    assert plain.exit_code == 1
+    assert {line.split(":")[0] for line in plain.stdout.splitlines()} == {
+        os.path.normpath(name) for name in named
+    }
+    forced = gradlint_("check", "--no-cache", "--force-exclude", "--format", "concise", *named)
+    assert forced.exit_code == 1, forced.output
+    assert {line.split(":")[0] for line in forced.stdout.splitlines()} == {
+        os.path.normpath("src/c.py"),
+        os.path.normpath("src/gen.py"),
+    }
+
+
+def test_force_exclude_with_every_file_excluded_is_quiet(project: Path) -> None:
+    write(project / "build" / "a.py", BUGGY)
+    result = gradlint_("check", "--force-exclude", "build/a.py")
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+
+
+def test_force_exclude_without_paths_lints_nothing(project: Path) -> None:
+    """pre-commit may run a hook with no file names; that is not a wish to lint `.`."""
+    write(project / "train.py", BUGGY)
+    result = gradlint_("check", "--force-exclude")
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    assert gradlint_("check").exit_code == 1
+
+
+def test_force_exclude_outside_the_project_root_only_checks_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project that lives in a folder named like an exclude (`~/build/proj`) is linted."""
+    project = tmp_path / "build" / "proj"
+    write(project / "pyproject.toml", "[tool.gradlint]\n")
+    write(project / "train.py", BUGGY)
+    monkeypatch.chdir(project)
+    result = gradlint_("check", "--no-cache", "--force-exclude", "train.py")
+    assert result.exit_code == 1, result.output
+
+
+def test_force_exclude_on_stdin(project: Path) -> None:
+    write(project / "build" / "a.py", BUGGY)
+    excluded = CliRunner().invoke(
+        main,
+        ["check", "--force-exclude", "--fix", "-", "--stdin-filename", "build/a.py"],
+        input=BUGGY,
+    )
+    assert excluded.exit_code == 0, excluded.output
+    assert excluded.stdout == BUGGY
+    linted = CliRunner().invoke(
+        main, ["check", "--force-exclude", "-", "--stdin-filename", "a.py"], input=BUGGY
+    )
+    assert linted.exit_code == 1, linted.output

@@ -89,3 +89,16 @@ def test_sample_output_is_what_gradlint_prints(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(ROOT)
     result = CliRunner().invoke(main, ["check", "--no-color", "examples/"])
     assert result.output == shown
+
+
+def test_rules_page_is_current() -> None:
+    """docs/rules.md, where the language server's diagnostics link, matches the registry."""
+    from gradlint import rule_docs
+
+    assert rule_docs.main(["--check"]) == 0, (
+        "docs/rules.md is stale: run `python -m gradlint.rule_docs`."
+    )
+    page = rule_docs.DEFAULT_PAGE.read_text(encoding="utf-8")
+    for rule in readme.registry.all_rules():
+        assert f'<a id="{rule.code.lower()}"></a>' in page
+        assert rule_docs.doc_url(rule.code).endswith(f"docs/rules.md#{rule.code.lower()}")

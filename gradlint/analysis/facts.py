@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from gradlint.analysis.names import ImportTable
+from gradlint.analysis.nodes import Parents
+from gradlint.analysis.positions import Positions
 from gradlint.analysis.values import NO, UNKNOWN, UNKNOWN_VALUE, YES, Node, Tri, Value
+
+if TYPE_CHECKING:  # gradlint.fixes imports this package
+    from gradlint.fixes import ModuleText
 
 # A grad mode is the set of modes a point may run in: "E" enabled, "D" disabled
 # (no_grad, set_grad_enabled(False)), "I" inference_mode.
@@ -334,7 +339,31 @@ class Facts:
     retained_unknown: bool = False
     # The function (a scopes.FunctionInfo; None: module level) each call or statement is in.
     scope: dict[cst.CSTNode, object] = field(default_factory=dict)
-    _positions: dict[cst.CSTNode, CodeRange] | None = None
+    _positions: Positions | None = None
+    _text: ModuleText | None = None
+    _parents: Parents | None = None
+
+    @property
+    def parents(self) -> Parents:
+        """Each node's parent, for fixes that need a node's surroundings."""
+        if self._parents is None:
+            self._parents = Parents(self.module)
+        return self._parents
+
+    def parsed_from(self, source: str) -> None:
+        """The source the module was parsed from: its code, without generating it again."""
+        from gradlint.fixes import ModuleText
+
+        self._text = ModuleText(self.module, source)
+
+    @property
+    def text(self) -> ModuleText:
+        """The module's code and lines, generated once for all the fixes that need them."""
+        if self._text is None:
+            from gradlint.fixes import ModuleText
+
+            self._text = ModuleText(self.module)
+        return self._text
 
     def value(self, expr: cst.CSTNode) -> Value:
         return self.values.get(expr, UNKNOWN_VALUE)
@@ -428,10 +457,8 @@ class Facts:
     def position(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
         """1-based (line, column, end_line, end_column); computed only when a rule reports."""
         if self._positions is None:
-            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-            self._positions = dict(wrapper.resolve(PositionProvider))
-        span = self._positions[node]
-        return (span.start.line, span.start.column + 1, span.end.line, span.end.column + 1)
+            self._positions = Positions(self.module, self.parents)
+        return self._positions.of(node)
 
     def record(self, node: cst.CSTNode, value: Value, mode: Mode = ANY_MODE) -> Value:
         # `values` holds what is true on every run of the node (loop passes, calls);

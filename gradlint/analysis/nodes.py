@@ -107,3 +107,34 @@ def ancestors(root: cst.CSTNode, node: cst.CSTNode) -> list[cst.CSTNode]:
             trail.append(child)
             pending.append(iter(child_nodes(child)))
     return []
+
+
+class Parents:
+    """Each node's parent in one tree, found by one walk the first time it is asked: many
+    fixes in a large file each asking `ancestors` would walk the whole tree again."""
+
+    def __init__(self, root: cst.CSTNode) -> None:
+        self.root = root
+        self._parent: dict[cst.CSTNode, cst.CSTNode] | None = None
+
+    def ancestors(self, node: cst.CSTNode) -> list[cst.CSTNode]:
+        """As `ancestors(root, node)`: innermost first, empty where `node` is not below."""
+        if self._parent is None:
+            parent: dict[cst.CSTNode, cst.CSTNode] = {}
+            todo = [self.root]
+            while todo:
+                current = todo.pop()
+                for child in child_nodes(current):
+                    parent.setdefault(child, current)
+                    todo.append(child)
+                # Rules point at an operator (`Facts.focus`): give it its parent too.
+                operator = getattr(current, "operator", None)
+                if operator is not None and _is_node(operator):
+                    parent.setdefault(operator, current)
+            self._parent = parent
+        found: list[cst.CSTNode] = []
+        above = self._parent.get(node)
+        while above is not None:
+            found.append(above)
+            above = self._parent.get(above)
+        return found
