@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
@@ -25,7 +26,7 @@ from gradlint.finding import Finding, LintError
 from gradlint.fixes import MAX_ROUNDS, Edit, Fix, apply_fixes
 from gradlint.magics import MARKER, CellCode, python_of
 from gradlint.noqa import add_noqa
-from gradlint.notebook import Notebook, lines_of, load, with_sources
+from gradlint.notebook import CodeCell, Notebook, lines_of, load, with_sources
 from gradlint.parsing import parse_module
 
 
@@ -111,6 +112,22 @@ def lint_notebook(
     notebook = load(data, display)
     if not notebook.is_python:
         return []
+    virtual = build(codes_of(notebook), display)
+    findings = _lint_virtual(virtual, display, config, errors)
+    return sorted(_to_cell(finding, virtual, notebook) for finding in findings)
+
+
+def lint_cells(
+    texts: Sequence[str], display: str, config: Config, errors: list[LintError] | None = None
+) -> list[Finding]:
+    """`lint_notebook` for code cells given as texts (an editor's notebook document), in
+    cell coordinates, cells counted from 1 in the order given; raises `LintError` for a
+    cell that does not parse."""
+    cells = tuple(
+        CodeCell(number, number - 1, text, as_list=False, file_lines=())
+        for number, text in enumerate(texts, start=1)
+    )
+    notebook = Notebook(display, raw="", data={}, cells=cells)
     virtual = build(codes_of(notebook), display)
     findings = _lint_virtual(virtual, display, config, errors)
     return sorted(_to_cell(finding, virtual, notebook) for finding in findings)

@@ -327,6 +327,26 @@ def rule_command(selector: str) -> None:
     click.echo(describe(rule))
 
 
+@main.command("server")
+@click.option(
+    "--debounce",
+    type=click.IntRange(min=0, max=10_000),
+    default=150,
+    show_default=True,
+    metavar="MS",
+    help="Milliseconds of quiet after a change before the document is linted.",
+)
+def server_command(debounce: int) -> None:
+    """Run the language server on standard input and output (for editors)."""
+    try:
+        from gradlint.server.app import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("pygls", "lsprotocol", "cattrs", "attrs"):
+            fail('the language server needs pygls: pip install "torch-gradlint[server]"')
+        raise
+    serve(debounce / 1000)
+
+
 @main.command(
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
