@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -205,6 +206,29 @@ def test_changes_update_the_diagnostics(root: Path) -> None:
         assert (await client.diagnostics(uri, after=before)).diagnostics == []
 
     run(root, scenario)
+
+
+def test_a_change_after_a_quiet_spell_is_linted_at_once(root: Path) -> None:
+    """The debounce holds back only changes in quick succession (a long delay here, so
+    that the two cases cannot be confused on a slow machine)."""
+
+    async def scenario(client: Client) -> None:
+        uri = client.open(root / "train.py", CLEAN)
+        await client.diagnostics(uri, version=1)
+        await asyncio.sleep(1.0)  # quiet for longer than the debounce delay
+
+        sent = time.perf_counter()
+        version = client.change(uri, BUGGY)
+        published = await client.diagnostics(uri, version=version)
+        assert published.at - sent < 1.0
+
+        client.change(uri, CLEAN)
+        sent = time.perf_counter()
+        version = client.change(uri, BUGGY)
+        published = await client.diagnostics(uri, version=version)
+        assert published.at - sent >= 0.9  # waited for the typing to pause
+
+    run(root, scenario, "--debounce", "1000")
 
 
 def test_hover_shows_the_rule_docs(root: Path) -> None:

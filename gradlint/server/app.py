@@ -1,8 +1,10 @@
 """The language server: pygls wiring, and when to lint.
 
-A document is linted when it opens, when it is saved, and after each change once the
-editor has been quiet for the debounce delay; a new change cancels the lint it makes
-stale (a lint already running on the worker thread finishes, and its result is dropped).
+A document is linted when it opens, when it is saved, and when it changes: at once for a
+change that comes after a quiet spell (no change for the debounce delay, and no lint of
+it on its way), else once the editor has been quiet for the debounce delay, so that a
+burst of typing is linted once, at its end. A new change cancels the lint it makes stale
+(a lint already running on the worker thread finishes, and its result is dropped).
 Linting runs on one worker thread, so the server keeps answering (hover, code actions)
 meanwhile. Diagnostics carry the version of the text they were made from.
 
@@ -51,6 +53,7 @@ class GradlintServer(LanguageServer):
         self.pending: dict[str, asyncio.Task[None]] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlint-lint")
         self._logged: dict[str, tuple[str, ...]] = {}
+        self._changed: dict[str, float] = {}  # document key -> when it last changed
 
     # -- logging ---------------------------------------------------------------------
 
@@ -87,6 +90,15 @@ class GradlintServer(LanguageServer):
         task = asyncio.get_running_loop().create_task(self._lint_later(key, delay))
         self.pending[key] = task
         task.add_done_callback(lambda done: self._forget(key, done))
+
+    def changed(self, key: str) -> None:
+        """A change: lint at once after a quiet spell, else when the typing pauses."""
+        now = asyncio.get_running_loop().time()
+        last = self._changed.get(key)
+        self._changed[key] = now
+        quiet = last is None or now - last >= self.debounce
+        busy = key in self.pending
+        self.schedule(key, 0 if quiet and not busy else self.debounce)
 
     def _forget(self, key: str, task: asyncio.Task[None]) -> None:
         if self.pending.get(key) is task:
@@ -151,6 +163,7 @@ class GradlintServer(LanguageServer):
             task.cancel()
         linting = self.lints.pop(key, None)
         self._logged.pop(key, None)
+        self._changed.pop(key, None)
         for uri in linting.published if linting is not None else {key}:
             self.clear(uri)
 
@@ -231,7 +244,7 @@ def build(debounce: float = DEFAULT_DEBOUNCE) -> GradlintServer:
     def did_change(ls: GradlintServer, params: types.DidChangeTextDocumentParams) -> None:
         uri = params.text_document.uri
         notebook = documents.notebook_of(ls.workspace, uri)
-        ls.schedule(notebook.uri if notebook is not None else uri, ls.debounce)
+        ls.changed(notebook.uri if notebook is not None else uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: GradlintServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -251,7 +264,7 @@ def build(debounce: float = DEFAULT_DEBOUNCE) -> GradlintServer:
     def notebook_change(
         ls: GradlintServer, params: types.DidChangeNotebookDocumentParams
     ) -> None:
-        ls.schedule(params.notebook_document.uri, ls.debounce)
+        ls.changed(params.notebook_document.uri)
 
     @server.feature(types.NOTEBOOK_DOCUMENT_DID_SAVE)
     def notebook_save(ls: GradlintServer, params: types.DidSaveNotebookDocumentParams) -> None:
