@@ -102,3 +102,43 @@ def test_rules_page_is_current() -> None:
     for rule in readme.registry.all_rules():
         assert f'<a id="{rule.code.lower()}"></a>' in page
         assert rule_docs.doc_url(rule.code).endswith(f"docs/rules.md#{rule.code.lower()}")
+
+
+def _blocks(language: str) -> list[str]:
+    import re
+
+    text = README.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def test_pre_commit_snippet_names_the_shipped_hooks() -> None:
+    yaml = pytest.importorskip("yaml")
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    shipped = {hook["id"] for hook in hooks}
+    assert shipped == {"gradlint", "gradlint-fix"}
+    for hook in hooks:
+        assert hook["language"] == "python"
+        assert hook["types_or"] == ["python", "jupyter"]
+        assert "--force-exclude" in hook["entry"].split()
+    configs = [yaml.safe_load(block) for block in _blocks("yaml")]
+    pre_commit = [c for c in configs if isinstance(c, dict) and "repos" in c]
+    assert len(pre_commit) == 1
+    (repo,) = pre_commit[0]["repos"]
+    assert repo["rev"] == "v0.1.0"
+    assert {hook["id"] for hook in repo["hooks"]} <= shipped
+
+
+def test_editor_snippets_parse_and_run_the_server() -> None:
+    import json
+
+    tomllib = pytest.importorskip("tomllib")
+    (vscode,) = [json.loads(block) for block in _blocks("json") if "glspc" in block]
+    assert vscode["glspc.server.command"] == "gradlint"
+    assert vscode["glspc.server.commandArguments"] == ["server"]
+    (helix,) = [tomllib.loads(block) for block in _blocks("toml") if "language-server" in block]
+    assert helix["language-server"]["gradlint"] == {"command": "gradlint", "args": ["server"]}
+    assert "gradlint" in helix["language"][0]["language-servers"]
+    lua = _blocks("lua")
+    assert len(lua) == 2 and all('{ "gradlint", "server" }' in block for block in lua)
+    (elisp,) = _blocks("elisp")
+    assert '("gradlint" "server")' in elisp
