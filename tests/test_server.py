@@ -314,6 +314,20 @@ def test_bad_files_and_bad_config_never_stop_the_server(root: Path) -> None:
         empty = client.open(root / "empty.py", "")
         assert (await client.diagnostics(empty, version=1)).diagnostics == []
 
+        # An unsaved buffer, and text that is not Python.
+        untitled = "untitled:Untitled-1"
+        client.versions[untitled] = 1
+        client.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=untitled, language_id="python", version=1, text=BUGGY
+                )
+            )
+        )
+        assert len((await client.diagnostics(untitled, version=1)).diagnostics) == 2
+        readme = client.open(root / "README.md", BUGGY, language="markdown")
+        assert (await client.diagnostics(readme, version=1)).diagnostics == []
+
         (root / "pyproject.toml").write_text("[tool.gradlint]\nslect = ['GL1']\n")
         before = client.count(uri)
         client.save(uri)

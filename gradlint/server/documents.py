@@ -41,12 +41,27 @@ class Snapshot:
     root: str | None
     text: str = ""
     cells: tuple[Cell, ...] | None = None
+    language: str | None = PYTHON
+
+    @property
+    def is_python(self) -> bool:
+        """Whether to lint it: a notebook's Python cells, a document the editor calls
+        Python, or a `.py` file whatever the editor calls it (never a notebook's JSON
+        opened as text: its positions would not be the cells')."""
+        if self.cells is not None:
+            return True
+        path = (self.path or "").lower()
+        if self.language in (None, "", PYTHON):
+            return not path.endswith(".ipynb")
+        return path.endswith((".py", ".pyi"))
 
     @property
     def is_notebook(self) -> bool:
         return self.cells is not None
 
     def lint(self) -> Linted:
+        if not self.is_python:
+            return Linted()
         if self.cells is None:
             return lint_document(self.text, self.path, self.root)
         return lint_cells_of([cell.text for cell in self.cells], self.path, self.root)
@@ -101,6 +116,7 @@ def take_text(workspace: Workspace, uri: str) -> Snapshot:
         path=fs_path(uri),
         root=root_of(workspace),
         text=document.source,
+        language=document.language_id,
     )
 
 
