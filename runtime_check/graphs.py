@@ -33,18 +33,11 @@ def user_stack(frame: FrameType | None = None) -> Site:
     return tuple(found)
 
 
-def note_made(result: Any) -> None:
-    """Mark the graph nodes a torch call just made with the user's frames that made them."""
-    tensors = result if isinstance(result, (tuple, list)) else (result,)
-    stack: Site | None = None
-    for tensor in tensors:
-        node = getattr(tensor, "grad_fn", None) if isinstance(tensor, torch.Tensor) else None
-        if node is None:
-            continue
-        metadata = _metadata(node)
-        if SITE not in metadata:
-            stack = stack if stack is not None else user_stack()
-            metadata[SITE] = stack
+def note_made(node: Any) -> None:
+    """Mark a graph node a torch call just made with the user's frames that made it."""
+    metadata = node.metadata
+    if SITE not in metadata:
+        metadata[SITE] = user_stack(sys._getframe(2))
 
 
 class Pending:
@@ -65,23 +58,29 @@ def held_on(node: Any) -> list[Pending]:
     return cast(list[Pending], _metadata(node).get(PENDING, []))
 
 
-def mark_propagated(roots: Any, freed: bool) -> None:
+def mark_propagated(roots: Any, freed: bool) -> list[torch.Tensor]:
     """After a backward: settle what waited for one on the nodes it went through, and, when
-    it did not retain its graph, mark them freed. (Stops at nodes an earlier backward
-    already went through: the walk covers each graph once.)"""
+    it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
+    it gave gradients). (Stops at nodes an earlier backward already went through: the walk
+    covers each graph once.)"""
     queue = deque(root_nodes(roots))
     count = 0
     mark = FREED if freed else RETAINED
+    leaves: dict[int, torch.Tensor] = {}
     while queue and count < MAX_NODES:
         node = queue.popleft()
+        if _is_leaf(node):
+            leaves.setdefault(id(node), node.variable)
+            continue
         metadata = _metadata(node)
-        if mark in metadata or FREED in metadata or _is_leaf(node):
+        if mark in metadata or FREED in metadata:
             continue
         metadata[mark] = True
         for pending in metadata.get(PENDING, ()):
             pending.propagated = True
         count += 1
         queue.extend(children(node))
+    return list(leaves.values())
 
 
 def holds_freed(tensor: Any) -> bool:

@@ -17,7 +17,7 @@ from gradlint.runtime_check.frames import user_frame
 
 # Methods that end in `_` but change no tensor's data.
 _NOT_CHANGES = frozenset(
-    {"requires_grad_", "retain_grad", "share_memory_", "record_stream", "register_hook"}
+    {"requires_grad_", "retain_grad", "share_memory_", "record_stream", "register_hook", "detach_"}
 )
 _AUGMENTED = frozenset(
     f"__i{op}__"
@@ -76,6 +76,17 @@ class InplaceLog:
                     next(self._order),
                     self._inplace_layer() if layer else None,
                 )
+            )
+
+    def stepped(self, params: list[Any]) -> None:
+        """After an optimizer step: its parameters changed in place, at the user's `step()`
+        line (the step's own ops are not watched one by one)."""
+        where = user_frame() if params else None
+        if where is None:
+            return
+        for param in params:
+            self._changes.append(
+                Change(param._version, where, tuple(param.shape), next(self._order), None)
             )
 
     def _inplace_layer(self) -> tuple[str, int] | None:

@@ -23,7 +23,10 @@ def run_program(target: str, args: list[str], module: bool = False) -> RuntimeRe
     sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(target))
     try:
         with trace() as tracer:
-            exit_code = _run(target, module, tracer)
+            # What the program left (its globals, or its error with the frames) is kept
+            # until the trace ends: the tracer's last look is at the models it trained.
+            exit_code, left = _run(target, module, tracer)
+        del left
     finally:
         sys.argv[:], sys.path[:] = saved_argv, saved_path
     return RuntimeReport(
@@ -34,25 +37,25 @@ def run_program(target: str, args: list[str], module: bool = False) -> RuntimeRe
     )
 
 
-def _run(target: str, module: bool, tracer: Tracer) -> int:
+def _run(target: str, module: bool, tracer: Tracer) -> tuple[int, object]:
     try:
         if module:
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
+            left = runpy.run_module(target, run_name="__main__", alter_sys=True)
         else:
-            runpy.run_path(target, run_name="__main__")
+            left = runpy.run_path(target, run_name="__main__")
     except SystemExit as exc:
-        return _exit_code(exc.code)
+        return _exit_code(exc.code), exc
     except KeyboardInterrupt as exc:
         _print_exception(exc)
-        return 130  # as a shell reports a program that Ctrl-C stopped
+        return 130, exc  # as a shell reports a program that Ctrl-C stopped
     except BaseException as exc:  # the program's own error: Python's report, exit 1
         try:
             tracer.explain_uncaught(exc)
         except Exception:
             tracer.fault("explaining the program's error")
         _print_exception(exc)
-        return 1
-    return 0
+        return 1, exc
+    return 0, left
 
 
 def _exit_code(code: object) -> int:

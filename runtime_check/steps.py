@@ -1,9 +1,16 @@
-"""Optimizer steps, watched through PyTorch's global step hooks: gradients that carry over
-from one step into the next because nothing cleared them."""
+"""Backwards and optimizer steps, watched through the backward calls and PyTorch's global
+step hooks: what each step applies, and which parameters no step ever moves.
+
+- GL201: gradients carried over from one step into the next because nothing cleared them.
+- GL202: a step whose gradients were all cleared after the backward that made them.
+- GL303: frozen parameters (`requires_grad=False`) that an optimizer holds, and that move.
+- GL304: parameters a training backward gives gradients to, and that nothing updates.
+"""
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,6 +21,64 @@ CARRIED = (
     "the gradients from before the last step were never cleared, so this step applies their "
     "sum; call optimizer.zero_grad() once per step"
 )
+DROPPED = (
+    "clears gradients that no step has used yet, so the accumulated ones are lost; with "
+    "gradient accumulation, call zero_grad() only after the step"
+)
+APPLIED = (
+    "changes gradients that the optimizer step already applied, so the change has no "
+    "effect; clip or scale gradients between backward() and step()"
+)
+NOTHING_TO_CLIP = (
+    "clips no gradients: there are none yet (the backward comes later) or zero_grad() "
+    "cleared them; clip between backward() and step()"
+)
+CLEARED = (
+    "clears the gradients between the backward and the step, so the step applies none; "
+    "call zero_grad() before the backward (or after the step)"
+)
+FROZEN_STEPPED = (
+    "this step changes parameters that are frozen (requires_grad=False): they still hold a "
+    ".grad from before they were frozen; leave them out of the optimizer, or set their .grad "
+    "to None"
+)
+FROZEN_CHANGED = (
+    "frozen parameters (requires_grad=False) that this optimizer holds changed between its "
+    "steps: an update applied to every parameter it holds moves them; leave them out of the "
+    "optimizer"
+)
+NOT_OPTIMIZED = (
+    "gives gradients to parameters that no optimizer steps, while it trains others: leave "
+    "them out of the graph (requires_grad_(False), .detach()) or give them to an optimizer"
+)
+LEAKED = (
+    "gives gradients to another network's parameters, which no optimizer steps (they are "
+    "updated otherwise): detach what this loss takes from that network, or compute it under "
+    "torch.no_grad()"
+)
+SAMPLE = 8  # elements of a parameter compared to tell whether it moved
+FROZEN_CHECKED = 32  # frozen parameters per optimizer watched
+EARLY_STEPS = 20  # steps of each optimizer checked one by one; later, one in LATER_EVERY
+LATER_EVERY = 100
+
+
+@dataclass
+class _Reached:
+    """A parameter that a backward gave a gradient to."""
+
+    param: weakref.ref[torch.Tensor]
+    first: torch.Tensor  # a few of its values when it was first reached
+    grad: weakref.ref[torch.Tensor] | None = None  # its .grad after the latest backward
+    version: int = 0  # ... and that gradient's version then
+    where: tuple[str, int] | None = None  # that backward's line, until a step uses it
+    stepped: bool = False  # an optimizer stepped it
+    used: bool = False  # its gradient was cleared at some point: something used it
+
+
+@dataclass
+class _Optimizer:
+    steps: int = 0
+    frozen: dict[int, torch.Tensor] = field(default_factory=dict)  # id(param) -> sample
 
 
 class StepWatch:
@@ -21,37 +86,253 @@ class StepWatch:
         self._events = events
         # id(param) -> its .grad right after the last step, and the grad's version then
         self._after_step: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
-        self._zeroed: set[int] = set()  # ids of gradients zeroed in place since
+        # id(grad) -> its version right after it was zeroed in place
+        self._zeroed: dict[int, int] = {}
+        self._reached: dict[int, _Reached] = {}
+        # id(grad) -> (the grad, its version, the step's line) for gradients a step applied
+        self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
+        # id(param) set to None, or id(grad) zeroed -> the user's line that cleared it
+        self._cleared_at: dict[int, tuple[str, int]] = {}
+        self._backwards: dict[tuple[str, int], set[int]] = {}  # line -> ids of params reached
+        self._optimizers: weakref.WeakKeyDictionary[Any, _Optimizer] = weakref.WeakKeyDictionary()
+        # Inside a step that runs no closure of the user's: only the optimizer's own update
+        # ops run, and the tracer need not look at each one.
+        self.inside = False
 
     def zeroed(self, tensors: Any) -> None:
         """`grad.zero_()` / `torch._foreach_zero_(grads)`: cleared, in place."""
+        where = None
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
-            self._zeroed.add(id(tensor))
+            if isinstance(tensor, torch.Tensor):
+                self._zeroed[id(tensor)] = tensor._version
+                where = where or user_frame()
+                if where is not None:
+                    self._cleared_at[id(tensor)] = where
+
+    def grad_set(self, args: tuple[Any, ...]) -> None:
+        """`param.grad = None`, as `zero_grad()` clears: where, for a later explanation."""
+        if len(args) == 2 and args[1] is None and isinstance(args[0], torch.Tensor):
+            if id(args[0]) in self._reached:
+                where = user_frame()
+                if where is not None:
+                    self._cleared_at[id(args[0])] = where
+
+    def changed(self, tensors: Any) -> None:
+        """After an in-place change: is it of gradients a step already applied, untouched
+        since (clipping or scaling them after the step, where it changes nothing)?"""
+        if not self._applied:
+            return
+        for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
+            applied = self._applied.get(id(tensor))
+            if applied is None or not isinstance(tensor, torch.Tensor):
+                continue
+            if applied[0]() is tensor and tensor._version == applied[1] + 1:
+                where = user_frame()
+                if where is not None:
+                    detail = f"the step at line {applied[2][1]} already applied them"
+                    self._events.add("GL213", where, APPLIED, detail=detail)
+                self._applied.clear()
+                return
+
+    def clipped_nothing(self) -> None:
+        """A gradient clip that found no gradient at all: before the backward, or after
+        the gradients were cleared."""
+        where = user_frame()
+        if where is not None:
+            self._events.add("GL213", where, NOTHING_TO_CLIP)
+
+    def backward(
+        self, leaves: list[torch.Tensor], where: tuple[str, int] | None, create_graph: bool
+    ) -> None:
+        """After a backward: the leaves it gave gradients to. Gradients of an earlier
+        backward at the same line, cleared before any step used them, were thrown away."""
+        if where is None:
+            return
+        ids = self._backwards.setdefault(where, set())
+        dropped: tuple[str, int] | None = None
+        for leaf in leaves:
+            grad = leaf.grad
+            if grad is None or not leaf.requires_grad:
+                continue
+            reached = self._reached.get(id(leaf))
+            if reached is None or reached.param() is not leaf:
+                reached = self._reached[id(leaf)] = _Reached(weakref.ref(leaf), _sample(leaf))
+            elif reached.grad is not None and not create_graph:
+                # (`create_graph` makes each gradient a new tensor: no sign of a clear.)
+                if reached.grad() is not grad:  # set to None, and made anew by this backward
+                    reached.used = True
+                    key = id(leaf)
+                elif self._zeroed.get(id(grad), -1) > reached.version:
+                    reached.used = True
+                    key = id(grad)
+                else:
+                    key = None
+                if key is not None and reached.where == where:
+                    dropped = dropped or self._cleared_at.get(key, where)
+            reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
+            ids.add(id(leaf))
+        if dropped is not None:
+            detail = f"the backward at line {where[1]} gave them; the step comes later"
+            self._events.add("GL202", dropped, DROPPED, detail=detail)
 
     def before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        # `args` are the step's own, the optimizer first: `step(self, closure=None)`.
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
+        self.inside = closure is None
+        params = _params(optimizer)
+        state = self._optimizers.setdefault(optimizer, _Optimizer())
+        state.steps += 1
+        where = user_frame()
+        if where is None:
+            return
         carried = 0
-        for param in _params(optimizer):
+        cleared: list[tuple[tuple[str, int], tuple[str, int]]] = []  # (backward, clear)
+        kept = False
+        for param in params:
             grad = param.grad
             last = self._after_step.get(id(param))
-            if grad is None or last is None:
-                continue
-            same, version = last
-            # The very tensor the last step used, added to since, and never zeroed.
-            if same() is grad and grad._version != version and id(grad) not in self._zeroed:
-                carried += 1
+            if grad is not None and last is not None:
+                same, version = last
+                # The very tensor the last step used, added to since, and never zeroed.
+                if same() is grad and grad._version != version and id(grad) not in self._zeroed:
+                    carried += 1
+            reached = self._reached.get(id(param))
+            if reached is not None and reached.grad is not None and reached.where is not None:
+                at = self._cleared(param, grad, reached.grad())
+                if at is not None:
+                    cleared.append((reached.where, at))
+                else:
+                    kept = True
         if carried:
-            where = user_frame()
-            if where is not None:
-                self._events.add("GL201", where, CARRIED, detail=f"{carried} parameters")
+            self._events.add("GL201", where, CARRIED, detail=f"{carried} parameters")
+        if cleared and not kept:
+            (backward, at), count = cleared[0], len(cleared)
+            detail = (
+                f"the backward at line {backward[1]} gave {count} parameters gradients; "
+                f"the step at line {where[1]} found none"
+            )
+            self._events.add("GL202", at, CLEARED, detail=detail)
+        if _checked(state.steps):
+            moved = _moved(state.frozen, params)
+            if moved:
+                self._events.add(
+                    "GL303", where, FROZEN_CHANGED, detail=f"{moved} frozen parameters changed"
+                )
+            state.frozen = _frozen_samples(params)
 
-    def after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        for param in _params(optimizer):
+    def _cleared(
+        self, param: torch.Tensor, grad: torch.Tensor | None, after_backward: torch.Tensor | None
+    ) -> tuple[str, int] | None:
+        """Where the gradient a backward left was cleared (set to None, or zeroed in place
+        and not added to since), if it was: the clearing line, or else the step's."""
+        if grad is None:
+            return self._cleared_at.get(id(param)) or user_frame()
+        if grad is after_backward and self._zeroed.get(id(grad)) == grad._version:
+            return self._cleared_at.get(id(grad)) or user_frame()
+        return None
+
+    def after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> list[Any]:
+        """Note the step; return the parameters it may have changed (those with a grad)."""
+        params = _params(optimizer)
+        state = self._optimizers.get(optimizer)
+        if state is not None and state.frozen:
+            moved = _moved(state.frozen, params)
+            if moved:
+                where = user_frame()
+                if where is not None:
+                    self._events.add(
+                        "GL303", where, FROZEN_STEPPED, detail=f"{moved} frozen parameters"
+                    )
+            state.frozen = _frozen_samples(params)
+        self.inside = False
+        stepped = []
+        where = user_frame()
+        self._applied.clear()
+        for param in params:
+            reached = self._reached.get(id(param))
+            if reached is not None:
+                reached.stepped = True
+                reached.where = None
             grad = param.grad
             if grad is None:
                 self._after_step.pop(id(param), None)
                 continue
             self._after_step[id(param)] = (weakref.ref(grad), grad._version)
-            self._zeroed.discard(id(grad))
+            self._zeroed.pop(id(grad), None)
+            if where is not None:
+                self._applied[id(grad)] = (weakref.ref(grad), grad._version, where)
+            stepped.append(param)
+        return stepped
+
+    def settle(self, models: list[torch.nn.Module]) -> None:
+        """At the end: the training backwards (those some step used) that also gave
+        gradients to parameters nothing used: no optimizer stepped them, and either their
+        values never moved or their gradients were never cleared. Part of a model whose
+        other parameters train (GL304), or of another network (GL204)."""
+        idle: dict[int, bool] = {}  # id(param) -> whether its values moved
+        for i, reached in self._reached.items():
+            param = reached.param()
+            if param is None or reached.stepped or not param.requires_grad:
+                continue
+            moved = not torch.equal(_sample(param), reached.first)
+            if not (moved and reached.used):  # updated by hand, gradients and all
+                idle[i] = moved
+        if not idle:
+            return
+        names: dict[int, str] = {}
+        trained: set[int] = set()  # ids of params in a model some of whose params train
+        for model in models:
+            params = {id(p): name for name, p in model.named_parameters()}
+            prefix = type(model).__name__
+            for i, name in params.items():
+                names.setdefault(i, f"{prefix}.{name}")
+            if any(i in self._reached and self._reached[i].stepped for i in params):
+                trained.update(params)
+        for where, ids in self._backwards.items():
+            if not any(self._reached[i].stepped for i in ids if i in self._reached):
+                continue
+            unused = sorted((i for i in ids if i in idle), key=lambda i: names.get(i, ""))
+            # Moved, yet no optimizer's: another network kept up to date otherwise (a target
+            # network, a teacher), which this loss should not reach.
+            leaked = [i for i in unused if idle[i] and i not in trained]
+            for code, group in (
+                ("GL304", [i for i in unused if i not in leaked]),
+                ("GL204", leaked),
+            ):
+                if group:
+                    shown = ", ".join(names.get(i, "a tensor") for i in group[:3])
+                    more = f" and {len(group) - 3} more" if len(group) > 3 else ""
+                    message = NOT_OPTIMIZED if code == "GL304" else LEAKED
+                    self._events.add(
+                        code, where, message, detail=f"{len(group)} parameters: {shown}{more}"
+                    )
+
+
+def _checked(step: int) -> bool:
+    return step <= EARLY_STEPS or step % LATER_EVERY in (0, 1)
+
+
+def _sample(param: torch.Tensor) -> torch.Tensor:
+    """A few of a tensor's values, spread over it: enough to tell an update (which moves
+    every element) from none."""
+    flat = param.detach().reshape(-1)
+    return flat[:: max(1, flat.numel() // SAMPLE)][:SAMPLE].clone()
+
+
+def _frozen_samples(params: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+    frozen = [param for param in params if not param.requires_grad][:FROZEN_CHECKED]
+    return {id(param): _sample(param) for param in frozen}
+
+
+def _moved(samples: dict[int, torch.Tensor], params: list[torch.Tensor]) -> int:
+    """How many of the sampled parameters, still frozen, changed since they were sampled."""
+    return sum(
+        1
+        for param in params
+        if id(param) in samples
+        and not param.requires_grad
+        and not torch.equal(_sample(param), samples[id(param)])
+    )
 
 
 def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

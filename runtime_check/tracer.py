@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -50,6 +52,7 @@ class Tracer:
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
         self.cuts = CutLog()
+        self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         self._handles: list[Any] = []
 
     def explain(
@@ -107,24 +110,50 @@ class Tracer:
         kwargs: dict[str, Any],
         result: Any,
     ) -> None:
-        """What a torch call that returned did, noted for later explanations."""
+        """What a torch call that returned did, noted for later explanations. (Runs after
+        every torch call the program makes: the common case, a plain op whose result
+        requires grad, is kept short.)"""
         kind = _KINDS.get(func)
         if kind is None:
             kind = _KINDS[func] = _kind_of(func)
+        if kind == _FACT:
+            return
+        if kind == _SETS_GRAD:
+            self.steps.grad_set(args)
+            return
         if kind == _PLAIN:
             if kwargs and kwargs.get("inplace") is True:  # a layer built `inplace=True`
                 self.inplace.note(args, layer=True)
         elif kind == _BACKWARD:
             if args:
-                mark_propagated(args[0], freed=not _retains(func, args, kwargs))
-        else:
+                retains = _retains(func, args, kwargs)
+                leaves = mark_propagated(args[0], freed=not retains)
+                if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
+                    create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
+                    self.steps.backward(leaves, user_frame(), bool(create))
+        elif kind == _NORM_OF_NOTHING:
+            if _clipping_nothing():
+                self.steps.clipped_nothing()
+        elif kind != _ADDS:
             self.inplace.note(args)
-            if kind == _ZEROES and args:
-                self.steps.zeroed(args[0])
-        if torch.is_grad_enabled():
-            note_made(result)
-            self.waste.accumulated(getattr(func, "__name__", ""), result)
-        self.cuts.note(args, result)
+            if kind == _ZEROES:
+                if args:
+                    self.steps.zeroed(args[0])
+            elif args:
+                self.steps.changed(args[0])
+        if isinstance(result, torch.Tensor):
+            if result.requires_grad:
+                node = result.grad_fn
+                if node is not None:
+                    note_made(node)
+                    if kind == _ADDS or kind == _IADDS:
+                        self.waste.accumulated(result)
+            elif args:
+                self.cuts.note(args, result)
+        elif isinstance(result, (tuple, list)):
+            for item in result:
+                if isinstance(item, torch.Tensor) and item.grad_fn is not None:
+                    note_made(item.grad_fn)
 
     def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
         """A hook that reports its own faults instead of raising them into the program."""
@@ -146,6 +175,15 @@ class Tracer:
         except Exception:
             self.fault("noting where a layer was registered")
 
+    def _forward_starts(self, module: Any, args: Any) -> None:
+        self.steps.inside = False  # no model runs inside a step but through its closure
+        if self.waste.outermost():
+            self._models.add(module)
+        self.waste.forward_starts(module, args)
+
+    def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
+
     def fault(self, where: str) -> None:
         """A bug of the tracer: kept for the report, never raised into the user's program."""
         self.faults.append(f"{where}: {traceback.format_exc(limit=-3).strip()}")
@@ -155,13 +193,11 @@ class Tracer:
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
         self._handles.append(register_optimizer_step_pre_hook(self._guarded(self.steps.before)))
-        self._handles.append(
-            register_module_forward_pre_hook(self._guarded(self.waste.forward_starts))
-        )
+        self._handles.append(register_module_forward_pre_hook(self._guarded(self._forward_starts)))
         self._handles.append(
             register_module_forward_hook(self._guarded(self.waste.forward_ends), always_call=True)
         )
-        self._handles.append(register_optimizer_step_post_hook(self._guarded(self.steps.after)))
+        self._handles.append(register_optimizer_step_post_hook(self._guarded(self._stepped)))
         if self._lines is not None:
             self._lines.start()
 
@@ -172,6 +208,10 @@ class Tracer:
             self.waste.settle()
         except Exception:
             self.fault("settling the graphs recorded for nothing")
+        try:
+            self.steps.settle(list(self._models))
+        except Exception:
+            self.fault("settling the parameters nothing updated")
         if self._lines is not None:
             self.lines = self._lines.stop()
 
@@ -200,17 +240,65 @@ def _second_backward(
 
 
 # What a torch function is, to the tracer: decided once per function.
-_PLAIN, _CHANGES, _BACKWARD, _ZEROES = range(4)
+_PLAIN, _ADDS, _IADDS, _CHANGES, _BACKWARD, _ZEROES, _FACT, _SETS_GRAD, _NORM_OF_NOTHING = range(9)
 _KINDS: dict[Any, int] = {}
+
+
+# Tensor properties that read a fact and make no tensor: optimizers and `zero_grad()` read
+# them of every parameter, every step.
+_FACTS = frozenset(
+    {
+        "grad",
+        "device",
+        "dtype",
+        "is_sparse",
+        "is_leaf",
+        "grad_fn",
+        "requires_grad",
+        "shape",
+        "is_nested",
+        "is_cuda",
+        "ndim",
+        "layout",
+        "_version",
+        "is_meta",
+        "is_quantized",
+    }
+)
 
 
 def _kind_of(func: Callable[..., Any]) -> int:
     name = getattr(func, "__name__", "")
+    if name in ("__get__", "__set__"):
+        # `tensor.grad` reads, `param.grad = None` sets: nothing made, nothing changed in place
+        prop = getattr(getattr(func, "__self__", None), "__name__", "")
+        if name == "__set__":
+            return _SETS_GRAD if prop == "grad" else _FACT
+        return _FACT if prop in _FACTS else _PLAIN
     if name in ("backward", "grad"):
         return _BACKWARD
+    if name == "tensor":
+        return _NORM_OF_NOTHING  # perhaps: `clip_grad_norm_` makes its norm of no gradient so
+    if name in ("add", "__add__", "__radd__"):
+        return _ADDS  # a sum: it may hold graphs a backward already went through
+    if name in ("add_", "__iadd__"):
+        return _IADDS
     if changes_in_place(func, {}):
         return _ZEROES if name in ("zero_", "_foreach_zero_") else _CHANGES
     return _PLAIN
+
+
+def _clipping_nothing() -> bool:
+    """Whether `torch.tensor` was just called by `clip_grad_norm_`'s norm of no gradients
+    (`return torch.tensor(0.0)` on an empty list)."""
+    frame: FrameType | None = sys._getframe(3)
+    for _ in range(3):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_get_total_norm" and "clip_grad" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _retains(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -232,6 +320,8 @@ class _Watch(TorchFunctionMode):
     def __init__(self, tracer: Tracer) -> None:
         super().__init__()
         self.tracer = tracer
+        self._steps = tracer.steps
+        self._after = tracer.after
 
     def __torch_function__(
         self,
@@ -240,20 +330,31 @@ class _Watch(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
+        # Runs around every torch call of the program: kept short.
         try:
-            result = func(*args, **kwargs)
-        except RuntimeError as error:
+            result = func(*args, **kwargs) if kwargs else func(*args)
+        except BaseException as error:
+            self._failed(error, args)
+            raise
+        if self._steps.inside:
+            return result  # an optimizer's own update op: its step hooks sum it up
+        try:
+            self._after(func, args, kwargs or _NO_KWARGS, result)
+        except Exception:
+            self.tracer.fault(f"watching {getattr(func, '__name__', func)}")
+        return result
+
+    def _failed(self, error: BaseException, args: tuple[Any, ...]) -> None:
+        # A step that raises ends without its post-hook: watch what follows it.
+        self._steps.inside = False
+        if isinstance(error, RuntimeError):
             try:
                 self.tracer.explain(error, args=args)
             except Exception:
                 self.tracer.fault("explaining an error")
-            raise
-        try:
-            self.tracer.after(func, args, kwargs, result)
-        except Exception:
-            self.tracer.fault(f"watching {getattr(func, '__name__', func)}")
-        return result
+
+
+_NO_KWARGS: dict[str, Any] = {}
 
 
 class _LineCollector:

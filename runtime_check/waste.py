@@ -20,7 +20,6 @@ KEPT_GRAPH = (
     "keeps graphs that a backward already went through alive across iterations; "
     "accumulate loss.item() (or loss.detach())"
 )
-ACCUMULATING = frozenset({"add", "__add__", "__radd__", "__iadd__", "add_"})
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
 # Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
 # on every one of them; a right sum may be once, if the program stopped before its backward.
@@ -46,16 +45,19 @@ class WasteWatch:
         held.append(pending)
         return pending, where
 
-    def accumulated(self, name: str, result: Any) -> None:
+    def accumulated(self, result: torch.Tensor) -> None:
         """After an add: does the sum hold a graph a backward already freed? Reported only
         where sums at one line chain into each other (a total carried across iterations),
         not where a sum is made once from one step's losses."""
-        if name in ACCUMULATING and isinstance(result, torch.Tensor):
-            node = result.grad_fn
-            if node is not None and holds_freed(result):
-                pending = self._hold("GL302", node)
-                if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
-                    self._chained.add(pending[1])
+        node = result.grad_fn
+        if node is not None and holds_freed(result):
+            pending = self._hold("GL302", node)
+            if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
+                self._chained.add(pending[1])
+
+    def outermost(self) -> bool:
+        """Whether no module's forward is running: the next one is the user's model."""
+        return self._depth == 0
 
     def forward_starts(self, module: Any, args: Any) -> None:
         self._depth += 1

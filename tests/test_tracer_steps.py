@@ -1,0 +1,301 @@
+"""The tracer on training steps: what each optimizer step applies (GL202, GL213), frozen
+parameters that move (GL303), and parameters given gradients that nothing uses (GL304,
+GL204). Each misuse is run twice: once to show what PyTorch does with it, once traced."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("coverage")
+
+from gradlint.runtime_check.runner import run_program  # noqa: E402
+
+
+def events_of(tmp_path: Path, source: str) -> list[tuple[str, int]]:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.faults
+    return [(e.code, e.line) for e in report.events]
+
+
+# --- GL202: gradients cleared before the step that should apply them -----------------------
+
+STEP_ORDER = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    {first}
+    loss = model(torch.randn(8, 3)).pow(2).mean()
+    loss.backward()
+    {between}
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "first, between, expected",
+    [
+        ("pass", "opt.zero_grad()", [("GL202", 9)]),
+        ("pass", "opt.zero_grad(set_to_none=False)", [("GL202", 9)]),
+        ("pass", "model.zero_grad()", [("GL202", 9)]),
+        ("opt.zero_grad()", "pass", []),
+        ("model.zero_grad()", "print(loss.item())", []),
+    ],
+)
+def test_gradients_cleared_between_backward_and_step(
+    tmp_path: Path, first: str, between: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, STEP_ORDER.format(first=first, between=between)) == expected
+
+
+def test_step_before_backward(tmp_path: Path) -> None:
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        opt.zero_grad()
+        loss = model(torch.randn(8, 3)).pow(2).mean()
+        opt.step()
+        loss.backward()
+    """
+    # Each step finds the gradients of the last iteration's backward cleared.
+    assert events_of(tmp_path, source) == [("GL202", 5)]
+
+
+def test_what_a_step_after_zero_grad_does() -> None:
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    model(torch.randn(8, 3)).pow(2).mean().backward()
+    opt.zero_grad()
+    opt.step()
+    assert torch.equal(model.weight, before)  # nothing learned
+
+
+ACCUMULATE = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(4):
+    {each}
+    loss = model(torch.randn(8, 3)).pow(2).mean() / 2
+    loss.backward()
+    if step % 2 == 1:
+        opt.step()
+        {after}
+"""
+
+
+@pytest.mark.parametrize(
+    "each, after, expected",
+    [
+        ("opt.zero_grad()", "pass", [("GL202", 6)]),  # clears each micro-batch's gradients
+        ("opt.zero_grad(set_to_none=False)", "pass", [("GL202", 6)]),
+        ("pass", "opt.zero_grad()", []),
+        ("if step % 2 == 0: opt.zero_grad()", "pass", []),
+    ],
+)
+def test_accumulated_gradients_cleared_before_the_step(
+    tmp_path: Path, each: str, after: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, ACCUMULATE.format(each=each, after=after)) == expected
+
+
+def test_what_clearing_each_micro_batch_does() -> None:
+    model = torch.nn.Linear(2, 1, bias=False)
+    batches = [torch.ones(1, 2), 2 * torch.ones(1, 2)]
+    for batch in batches:
+        model.zero_grad()
+        model(batch).sum().backward()
+    assert model.weight.grad is not None
+    assert model.weight.grad.tolist() == [[2.0, 2.0]]  # only the last batch: [[3, 3]] meant
+
+
+# --- GL213: clipping where it changes nothing ----------------------------------------------
+
+CLIP = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    {before}
+    loss = model(torch.randn(8, 3)).pow(2).mean()
+    loss.backward()
+    {between}
+    opt.step()
+    {after}
+"""
+CLIPS = "torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)"
+
+
+@pytest.mark.parametrize(
+    "before, between, after, expected",
+    [
+        ("pass", "pass", CLIPS, [("GL213", 12)]),  # the step already applied them
+        (CLIPS, "pass", "pass", [("GL213", 7)]),  # no gradients yet
+        ("pass", CLIPS, "pass", []),
+        ("pass", "torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)", "pass", []),
+    ],
+)
+def test_clipping_out_of_place(
+    tmp_path: Path, before: str, between: str, after: str, expected: list[tuple[str, int]]
+) -> None:
+    source = CLIP.format(before=before, between=between, after=after)
+    assert events_of(tmp_path, source) == expected
+
+
+def test_what_clipping_after_the_step_does() -> None:
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    (100 * model(torch.ones(1, 3))).sum().backward()
+    opt.step()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    moved = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert moved.norm() > 10  # the step was not clipped
+
+
+# --- GL303: frozen parameters an optimizer still moves -------------------------------------
+
+FREEZE = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+opt = torch.optim.Adam(model.parameters(), lr=0.1)
+for step in range(4):
+    if step == 1:
+        model[0].requires_grad_(False)
+    opt.{clear}
+    model(torch.randn(8, 3)).pow(2).mean().backward()
+    {decay}
+    opt.step()
+"""
+DECAY = "for p in model.parameters(): p.data.mul_(0.99)"
+
+
+@pytest.mark.parametrize(
+    "clear, decay, expected",
+    [
+        ("zero_grad(set_to_none=False)", "pass", [("GL303", 11)]),  # stale zero grads
+        ("zero_grad()", DECAY, [("GL303", 11)]),  # every parameter decayed by hand
+        ("zero_grad()", "pass", []),  # frozen, held, but never moved
+    ],
+)
+def test_frozen_parameters_that_move(
+    tmp_path: Path, clear: str, decay: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, FREEZE.format(clear=clear, decay=decay)) == expected
+
+
+def test_what_adam_does_to_a_frozen_parameter_with_a_zero_grad() -> None:
+    layer = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    layer(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    layer.requires_grad_(False)
+    opt.zero_grad(set_to_none=False)
+    frozen = layer.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(layer.weight, frozen)  # momentum moves it
+
+
+# --- GL304 and GL204: gradients that nothing uses ------------------------------------------
+
+HEAD = """
+import torch
+torch.manual_seed(0)
+body = torch.nn.Linear(3, 4)
+head = torch.nn.Linear(4, 1)
+{freeze}
+opt = torch.optim.SGD({params}, lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    loss = head(body(torch.randn(8, 3))).pow(2).mean()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "freeze, params, expected",
+    [
+        ("pass", "body.parameters()", [("GL304", 10)]),
+        ("pass", "[*body.parameters(), *head.parameters()]", []),
+        ("head.requires_grad_(False)", "body.parameters()", []),
+    ],
+)
+def test_parameters_given_gradients_and_no_optimizer(
+    tmp_path: Path, freeze: str, params: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, HEAD.format(freeze=freeze, params=params)) == expected
+
+
+def test_a_backward_that_trains_nothing_is_no_finding(tmp_path: Path) -> None:
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    model(torch.randn(8, 3)).sum().backward()  # a gradient check: no optimizer at all
+    print(model.weight.grad.norm())
+    """
+    assert events_of(tmp_path, source) == []
+
+
+TARGET = """
+import torch
+torch.manual_seed(0)
+online, target = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(online.parameters(), lr=0.1)
+for step in range(4):
+    s, s2 = torch.randn(8, 3), torch.randn(8, 3)
+    opt.zero_grad()
+    loss = (online(s) - (1 + 0.9 * target(s2){cut})).pow(2).mean()
+    loss.backward()
+    opt.step()
+    if step % 2 == 1:
+        target.load_state_dict(online.state_dict())
+"""
+
+
+@pytest.mark.parametrize("cut, expected", [("", [("GL204", 9)]), (".detach()", [])])
+def test_a_loss_that_reaches_a_target_network(
+    tmp_path: Path, cut: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, TARGET.format(cut=cut)) == expected
+
+
+def test_a_gan_generator_loss_through_the_discriminator_is_no_leak(tmp_path: Path) -> None:
+    source = """
+    import torch
+    torch.manual_seed(0)
+    g, d = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-3)
+    for step in range(3):
+        real, z = torch.randn(8, 3), torch.randn(8, 2)
+        opt_d.zero_grad()
+        d_loss = d(real).mean() - d(g(z).detach()).mean()
+        d_loss.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        g_loss = d(g(z)).mean()
+        g_loss.backward()
+        opt_g.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
+def test_what_a_loss_through_a_target_network_does() -> None:
+    online, target = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    (online(torch.randn(2, 3)) - target(torch.randn(2, 3))).pow(2).mean().backward()
+    assert target.weight.grad is not None  # back-propagated into, for nothing
