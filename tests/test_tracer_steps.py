@@ -162,7 +162,7 @@ def test_what_clipping_after_the_step_does() -> None:
     (100 * model(torch.ones(1, 3))).sum().backward()
     opt.step()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-    moved = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before)])
+    moved = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
     assert moved.norm() > 10  # the step was not clipped
 
 
