@@ -54,6 +54,7 @@ class Tracer:
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         self._handles: list[Any] = []
+        self.completed = True  # the traced program ran to its end (no error stopped it)
 
     def explain(
         self,
@@ -209,7 +210,8 @@ class Tracer:
         except Exception:
             self.fault("settling the graphs recorded for nothing")
         try:
-            self.steps.settle(list(self._models))
+            if self.completed:  # a program that stopped early left steps untaken
+                self.steps.settle(list(self._models))
         except Exception:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
@@ -396,5 +398,8 @@ def trace(lines: bool = True) -> Iterator[Tracer]:
     try:
         with _Watch(tracer):
             yield tracer
+    except BaseException:
+        tracer.completed = False
+        raise
     finally:
         tracer.stop()

@@ -299,3 +299,22 @@ def test_what_a_loss_through_a_target_network_does() -> None:
     online, target = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
     (online(torch.randn(2, 3)) - target(torch.randn(2, 3))).pow(2).mean().backward()
     assert target.weight.grad is not None  # back-propagated into, for nothing
+
+
+def test_a_program_stopped_by_an_error_is_not_judged_for_untrained_parameters(
+    tmp_path: Path,
+) -> None:
+    # The head would have had its step after the one that failed: no finding for it.
+    source = """
+    import torch
+    body, head = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)
+    opt_body = torch.optim.SGD(body.parameters(), lr=0.1)
+    opt_head = torch.optim.SGD(head.parameters(), lr=0.1)
+    head(body(torch.randn(8, 3))).pow(2).mean().backward()
+    opt_body.step()
+    raise RuntimeError("data loader failed")
+    """
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+    report = run_program(str(script), [])
+    assert report.exit_code == 1 and report.events == []
