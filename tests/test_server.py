@@ -439,3 +439,25 @@ def test_without_pygls_one_clear_line() -> None:
     assert done.stderr.strip().splitlines() == [
         'gradlint: error: the language server needs pygls: pip install "torch-gradlint[server]"'
     ]
+
+
+def test_a_bug_in_the_engine_is_reported_not_raised(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradlint.server import linting
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(linting.engine, "lint", broken)
+    monkeypatch.setattr(linting, "lint_cells", broken)
+    monkeypatch.setattr(linting.engine, "fix_source", broken)
+    path = str(root / "train.py")
+    for result in (
+        linting.lint_document(BUGGY, path, str(root)),
+        linting.lint_cells_of([BUGGY], str(root / "nb.ipynb"), str(root)),
+    ):
+        assert result.findings == []
+        (problem,) = result.problems
+        assert "internal error" in problem and "a bug of ours" in problem
+    assert linting.fix_document(BUGGY, path, str(root)) == BUGGY
