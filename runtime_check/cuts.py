@@ -39,6 +39,15 @@ class CutLog:
         if inherited is not None:
             self._cut_at[result] = inherited
 
+    def inference_origin(self, args: tuple[Any, ...]) -> tuple[str, int] | None:
+        """Where an inference tensor among a failed call's arguments was made, if known."""
+        for value in _tensors(args):
+            if value.is_inference():
+                where = self._cut_at.get(value)
+                if where is not None:
+                    return where
+        return None
+
     def cut_of(self, tensor: Any) -> tuple[str, int] | None:
         if isinstance(tensor, torch.Tensor):
             return self._cut_at.get(tensor)
@@ -86,12 +95,17 @@ def _grad_mode_blocks(path: str) -> tuple[tuple[int, int], ...]:
     blocks = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.With, ast.AsyncWith)):
-            for item in node.items:
-                expr = item.context_expr
-                target = expr.func if isinstance(expr, ast.Call) else expr
-                name = (
-                    target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-                )
-                if name in _GRAD_MODE_CALLS:
-                    blocks.append((node.lineno, node.end_lineno or node.lineno))
+            if any(_names_grad_mode(item.context_expr) for item in node.items):
+                blocks.append((node.lineno, node.end_lineno or node.lineno))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # `@torch.no_grad()` over a function: its body, from the decorator's line
+            for decorator in node.decorator_list:
+                if _names_grad_mode(decorator):
+                    blocks.append((decorator.lineno, node.end_lineno or node.lineno))
     return tuple(blocks)
+
+
+def _names_grad_mode(expr: ast.expr) -> bool:
+    target = expr.func if isinstance(expr, ast.Call) else expr
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name in _GRAD_MODE_CALLS

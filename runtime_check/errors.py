@@ -27,9 +27,22 @@ AUTOGRAD_ERRORS: tuple[tuple[str, str, str], ...] = (
         "or use .detach().requires_grad_()",
     ),
     (
+        # "Only Tensors of floating point and complex dtype ..." / "only ... floating point dtype"
+        "dtype can require gradients",
+        "GL105",
+        "requires_grad on an integer (or bool) tensor: only floating-point and complex tensors "
+        "can require grad",
+    ),
+    (
         "Inference tensors cannot be saved for backward",
         "GL106",
         "a tensor made under torch.inference_mode() used in a graph that will be back-propagated",
+    ),
+    (
+        "Inplace update to inference tensor outside InferenceMode",
+        "GL106",
+        "an in-place change, outside inference mode, of a tensor made under "
+        "torch.inference_mode(); clone it first, or make it under torch.no_grad()",
     ),
     (
         "Trying to backward through the graph a second time",

@@ -62,8 +62,8 @@ class InplaceLog:
         targets = first if isinstance(first, (list, tuple)) else [first]
         where: tuple[str, int] | None = None
         for tensor in targets:
-            if not isinstance(tensor, torch.Tensor):
-                continue
+            if not isinstance(tensor, torch.Tensor) or tensor.is_inference():
+                continue  # (an inference tensor has no version: autograd never saves one)
             if where is None:
                 where = user_frame()
                 if where is None:

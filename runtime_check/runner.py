@@ -73,8 +73,26 @@ def _print_exception(exc: BaseException) -> None:
     tb = exc.__traceback__
     while tb is not None and _is_runner_frame(tb):
         tb = tb.tb_next
+    tb = _without_tracer_frames(tb)
     # Python's hook prints the traceback the exception holds, whatever it is handed.
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+def _without_tracer_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback less the tracer's own frames (its torch-function handler sits between
+    the user's call and PyTorch's): the program's error, as it shows untraced."""
+    frames = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_TRACER_FOLDER):
+            frames.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for old in reversed(frames):
+        rebuilt = TracebackType(rebuilt, old.tb_frame, old.tb_lasti, old.tb_lineno)
+    return rebuilt
+
+
+_TRACER_FOLDER = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _is_runner_frame(tb: TracebackType) -> bool:

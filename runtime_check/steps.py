@@ -103,7 +103,7 @@ class StepWatch:
         """`grad.zero_()` / `torch._foreach_zero_(grads)`: cleared, in place."""
         where = None
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
-            if isinstance(tensor, torch.Tensor):
+            if isinstance(tensor, torch.Tensor) and not tensor.is_inference():
                 self._zeroed[id(tensor)] = tensor._version
                 where = where or user_frame()
                 if where is not None:
@@ -124,7 +124,7 @@ class StepWatch:
             return
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
             applied = self._applied.get(id(tensor))
-            if applied is None or not isinstance(tensor, torch.Tensor):
+            if applied is None or not isinstance(tensor, torch.Tensor) or tensor.is_inference():
                 continue
             if applied[0]() is tensor and tensor._version == applied[1] + 1:
                 where = user_frame()

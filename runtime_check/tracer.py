@@ -87,6 +87,12 @@ class Tracer:
             if cut is not None:
                 detail = f"the graph was cut here; the {_backward_at(where)} had none to go through"
                 where = cut
+        elif code == "GL106" and args:
+            made = self.cuts.inference_origin(args)
+            if made is not None:
+                at = f" at line {where[1]}" if where is not None else ""
+                detail = f"made here under inference mode; used by autograd{at}"
+                where = made
         if where is not None:
             self.events.add(code, where, why, detail=detail)
 
@@ -100,9 +106,19 @@ class Tracer:
                 return
             if is_users(tb.tb_frame.f_code.co_filename):
                 where = real_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
+            last = tb
             tb = tb.tb_next
-        if where is not None:
-            self.explain(error, where)
+        if where is None:
+            return
+        made = _non_leaf_origin(last.tb_frame) if "non-leaf" in str(error) else None
+        if made is not None:
+            # An optimizer given a tensor computed from others: where that tensor was made.
+            found = classify(str(error))
+            if found is not None:
+                detail = f"made here from other tensors; given to the optimizer at line {where[1]}"
+                self.events.add(found[0], made, found[1], detail=detail)
+                return
+        self.explain(error, where)
 
     def after(
         self,
@@ -216,6 +232,15 @@ class Tracer:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
             self.lines = self._lines.stop()
+
+
+def _non_leaf_origin(frame: FrameType) -> tuple[str, int] | None:
+    """The user's line that made the non-leaf tensor an optimizer refused (its constructor's
+    frame holds it as `param`), from where its graph node was made."""
+    param = frame.f_locals.get("param")
+    node = getattr(param, "grad_fn", None) if isinstance(param, torch.Tensor) else None
+    stack = site_of(node) if node is not None else ()
+    return (real_path(stack[0][0].co_filename), stack[0][1]) if stack else None
 
 
 def _backward_at(where: tuple[str, int] | None) -> str:
@@ -333,6 +358,7 @@ class _Watch(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         # Runs around every torch call of the program: kept short.
+        __tracebackhide__ = True  # noqa: F841 - pytest leaves this frame out of tracebacks
         try:
             result = func(*args, **kwargs) if kwargs else func(*args)
         except BaseException as error:

@@ -239,7 +239,7 @@ def test_the_programs_own_error_is_shown_as_python_shows_it(
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):\n")
     assert f'File "{script}", line 3, in <module>' in err.splitlines()[1]
-    assert "runpy" not in err and "runner.py" not in err
+    assert "runpy" not in err and "runner.py" not in err and "tracer.py" not in err
     assert err.rstrip().splitlines()[-1].startswith("RuntimeError: element 0 of tensors")
     assert [(e.code, e.line) for e in report.events] == [("GL103", 3)]
 
@@ -401,6 +401,12 @@ def test_a_correct_in_place_change_is_no_event(tmp_path: Path) -> None:
             "GL109",
             2,
         ),
+        (  # the non-leaf tensor was made a line before the optimizer refused it
+            "w = torch.randn(2, requires_grad=True)\nv = w[:1]\nopt = torch.optim.SGD([v])\n",
+            "GL109",
+            2,
+        ),
+        ("x = torch.tensor([1, 2], requires_grad=True)\n", "GL105", 1),  # an integer tensor
     ],
 )
 def test_errors_no_torch_hook_sees_are_explained_when_they_end_the_program(
@@ -590,3 +596,58 @@ def test_a_sum_made_once_from_one_steps_losses_is_no_total(tmp_path: Path) -> No
     )
     report = run_program(str(script), [])
     assert report.exit_code == 0 and report.events == []
+
+
+@pytest.mark.parametrize(
+    "wrapped, loss, expected",
+    [
+        (
+            "@torch.inference_mode()\ndef features(x):\n    return body(x)\n",
+            "body(feats).sum()",  # saves the inference tensor for backward: raises
+            ("GL106", 3),
+        ),
+        (
+            "def features(x):\n    with torch.inference_mode():\n        return body(x)\n",
+            "body(feats).sum()",
+            ("GL106", 4),
+        ),
+        (
+            "@torch.no_grad()\ndef features(x):\n    return body(x)\n",
+            "feats.pow(2).sum()",  # no graph to go through: raises
+            ("GL103", 3),
+        ),
+    ],
+)
+def test_a_graph_cut_by_a_grad_mode_function_points_at_its_decorator_or_block(
+    tmp_path: Path, wrapped: str, loss: str, expected: tuple[str, int]
+) -> None:
+    # Features made without autograd, then trained on as if they had a graph.
+    source = (
+        "import torch\nbody = torch.nn.Linear(3, 3)\n"
+        + wrapped
+        + "feats = features(torch.randn(4, 3))\n"
+        + f"loss = {loss}\n"
+        + "loss.backward()\n"
+    )
+    script = tmp_path / "cut.py"
+    script.write_text(source)
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert (report.events[0].code, report.events[0].line) == expected
+
+
+def test_an_in_place_change_of_an_inference_tensor_outside_inference_mode(
+    tmp_path: Path,
+) -> None:
+    script = write(
+        tmp_path / "ensemble.py",
+        """
+        import torch
+        with torch.inference_mode():
+            total = torch.zeros(3)
+        total += torch.ones(3)
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1 and not report.faults
+    assert [(e.code, e.line) for e in report.events] == [("GL106", 4)]
