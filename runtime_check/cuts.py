@@ -15,52 +15,112 @@ from gradlint.runtime_check.graphs import user_stack
 from torch.utils.weak import WeakIdKeyDictionary
 
 _GRAD_MODE_CALLS = ("no_grad", "inference_mode", "set_grad_enabled")
+MAX_INFERENCE = 4096
+
+
+# How sure a record is that it names the cut: a tensor made by a factory that never
+# required grad is a likely origin; a cut of a graph (no_grad, detach, a frozen parameter)
+# is the cause. Where records meet, the stronger one is kept.
+MADE, CUT = 1, 2
 
 
 class CutLog:
     def __init__(self) -> None:
         # By identity: a plain WeakKeyDictionary compares tensors with `==`, elementwise.
+        # tensor -> (the user's line, MADE or CUT)
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
+        # on the same memory. (Newest last; a few thousand at most.)
+        self._inference_at: dict[int, tuple[str, int]] = {}
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
         if not isinstance(result, torch.Tensor) or result.requires_grad or not args:
             return
-        inherited = None
+        inherited: tuple[tuple[str, int], int] | None = None
         for value in _tensors(args):
             if value.requires_grad:
                 where = _no_grad_block() if not torch.is_grad_enabled() else None
                 where = where or user_frame()
                 if where is not None:
-                    self._cut_at[result] = where
+                    self._mark(result, (where, CUT))
                 return
-            if inherited is None:
-                inherited = self._cut_at.get(value)
+            record = self._cut_at.get(value)
+            if record is not None and (inherited is None or record[1] > inherited[1]):
+                inherited = record
+        if inherited is None and result.is_inference():
+            # Made under inference mode from tensors of no record (inputs, frozen weights):
+            # the first op of a region; the ops after it inherit its record.
+            where = _no_grad_block() or user_frame()
+            inherited = (where, CUT) if where is not None else None
         if inherited is not None:
-            self._cut_at[result] = inherited
+            self._mark(result, inherited)
+
+    def made(self, args: tuple[Any, ...], result: Any) -> None:
+        """After a factory (`torch.zeros`, `torch.tensor`, ...): a floating-point tensor that
+        does not require grad, the likely start of a loss with no graph; a cut, where it
+        was built from tensors that required grad (`torch.tensor([a, b])`)."""
+        if (
+            isinstance(result, torch.Tensor)
+            and result.is_floating_point()
+            and not result.requires_grad
+            and result not in self._cut_at
+        ):
+            where = user_frame()
+            if where is not None:
+                cut = any(value.requires_grad for value in _tensors(args))
+                self._mark(result, (where, CUT if cut else MADE))
+
+    def frozen(self, tensor: Any, requires_grad: bool) -> None:
+        """`requires_grad = False` on a parameter: what is computed from it alone is cut."""
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_leaf:
+            return
+        if requires_grad:
+            self._cut_at.pop(tensor, None)
+        else:
+            where = user_frame()
+            if where is not None:
+                self._cut_at[tensor] = (where, CUT)
+
+    def _mark(self, result: torch.Tensor, record: tuple[tuple[str, int], int]) -> None:
+        self._cut_at[result] = record
+        if result.is_inference():
+            memory = self._inference_at
+            memory[result.data_ptr()] = record[0]
+            if len(memory) > MAX_INFERENCE:
+                del memory[next(iter(memory))]
 
     def inference_origin(self, args: tuple[Any, ...]) -> tuple[str, int] | None:
         """Where an inference tensor among a failed call's arguments was made, if known."""
         for value in _tensors(args):
             if value.is_inference():
-                where = self._cut_at.get(value)
+                record = self._cut_at.get(value)
+                where = record[0] if record is not None else None
+                where = where or self._inference_at.get(value.data_ptr())
                 if where is not None:
                     return where
         return None
 
     def cut_of(self, tensor: Any) -> tuple[str, int] | None:
         if isinstance(tensor, torch.Tensor):
-            return self._cut_at.get(tensor)
+            record = self._cut_at.get(tensor)
+            return record[0] if record is not None else None
         return None
 
 
 def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
+    """The tensors among a call's arguments, and in its lists (two deep: `torch.tensor([[a,
+    b], [c, d]])` of scalar tensors)."""
     found = []
     for value in args:
         if isinstance(value, torch.Tensor):
             found.append(value)
         elif isinstance(value, (list, tuple)):
-            found.extend(item for item in value if isinstance(item, torch.Tensor))
+            for item in value:
+                if isinstance(item, torch.Tensor):
+                    found.append(item)
+                elif isinstance(item, (list, tuple)):
+                    found.extend(inner for inner in item if isinstance(inner, torch.Tensor))
     return found
 
 

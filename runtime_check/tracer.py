@@ -87,7 +87,7 @@ class Tracer:
             if cut is not None:
                 detail = f"the graph was cut here; the {_backward_at(where)} had none to go through"
                 where = cut
-        elif code == "GL106" and args:
+        elif code == "GL106" and args and "saved for backward" in detail:
             made = self.cuts.inference_origin(args)
             if made is not None:
                 at = f" at line {where[1]}" if where is not None else ""
@@ -148,9 +148,19 @@ class Tracer:
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
                     self.steps.backward(leaves, user_frame(), bool(create))
-        elif kind == _NORM_OF_NOTHING:
-            if _clipping_nothing():
+        elif kind == _FACTORY:
+            if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
+            self.cuts.made(args, result)
+            return
+        elif kind == _SETS_FLAG:
+            if len(args) == 2:  # `tensor.requires_grad = flag`
+                self.cuts.frozen(args[0], bool(args[1]))
+            return
+        elif kind == _FREEZES:
+            if args:  # `tensor.requires_grad_(flag=True)`
+                flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
+                self.cuts.frozen(args[0], bool(flag))
         elif kind != _ADDS:
             self.inplace.note(args)
             if kind == _ZEROES:
@@ -267,7 +277,25 @@ def _second_backward(
 
 
 # What a torch function is, to the tracer: decided once per function.
-_PLAIN, _ADDS, _IADDS, _CHANGES, _BACKWARD, _ZEROES, _FACT, _SETS_GRAD, _NORM_OF_NOTHING = range(9)
+(
+    _PLAIN,
+    _ADDS,
+    _IADDS,
+    _CHANGES,
+    _BACKWARD,
+    _ZEROES,
+    _FACT,
+    _SETS_GRAD,
+    _SETS_FLAG,
+    _FREEZES,
+    _FACTORY,
+) = range(11)
+# Functions that make a tensor from numbers: one that does not require grad may be where a
+# loss with no graph began.
+_FACTORIES = frozenset(
+    "tensor as_tensor from_numpy zeros ones full empty rand randn arange linspace logspace "
+    "eye zeros_like ones_like full_like empty_like rand_like randn_like".split()
+)
 _KINDS: dict[Any, int] = {}
 
 
@@ -300,12 +328,16 @@ def _kind_of(func: Callable[..., Any]) -> int:
         # `tensor.grad` reads, `param.grad = None` sets: nothing made, nothing changed in place
         prop = getattr(getattr(func, "__self__", None), "__name__", "")
         if name == "__set__":
-            return _SETS_GRAD if prop == "grad" else _FACT
+            return (
+                _SETS_GRAD if prop == "grad" else _SETS_FLAG if prop == "requires_grad" else _FACT
+            )
         return _FACT if prop in _FACTS else _PLAIN
     if name in ("backward", "grad"):
         return _BACKWARD
-    if name == "tensor":
-        return _NORM_OF_NOTHING  # perhaps: `clip_grad_norm_` makes its norm of no gradient so
+    if name in _FACTORIES:
+        return _FACTORY  # (`torch.tensor` is also how `clip_grad_norm_` makes a norm of nothing)
+    if name == "requires_grad_":
+        return _FREEZES
     if name in ("add", "__add__", "__radd__"):
         return _ADDS  # a sum: it may hold graphs a backward already went through
     if name in ("add_", "__iadd__"):

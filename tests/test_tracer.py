@@ -77,12 +77,19 @@ def test_backward_on_a_tensor_made_without_grad() -> None:
         with pytest.raises(RuntimeError, match="does not have a grad_fn"):
             loss.backward()  # graphless-backward
         (weights * 2).sum().backward()
-        graphless = torch.ones(2).sum()
+        graphless = torch.ones(2).sum()  # never-required-grad
         with pytest.raises(RuntimeError, match="does not have a grad_fn"):
-            graphless.backward()  # nothing-to-cut
+            graphless.backward()
+        unknown = torch.nn.functional.relu(torch.from_dlpack(torch.ones(2))).sum()
+        with pytest.raises(RuntimeError, match="does not have a grad_fn"):
+            unknown.backward()  # nothing-known
     found = [(e.code, e.line) for e in tracer.events.events()]
-    # Where the graph was cut, when it was; else the backward.
-    assert found == [("GL103", line_of("the-cut")), ("GL103", line_of("nothing-to-cut"))]
+    # Where the graph was cut, or the tensors without one were made; else the backward.
+    assert found == [
+        ("GL103", line_of("the-cut")),
+        ("GL103", line_of("never-required-grad")),
+        ("GL103", line_of("nothing-known")),
+    ]
     assert f"backward at line {line_of('graphless-backward')}" in tracer.events.events()[0].detail
     assert weights.grad is not None
 
@@ -241,7 +248,7 @@ def test_the_programs_own_error_is_shown_as_python_shows_it(
     assert f'File "{script}", line 3, in <module>' in err.splitlines()[1]
     assert "runpy" not in err and "runner.py" not in err and "tracer.py" not in err
     assert err.rstrip().splitlines()[-1].startswith("RuntimeError: element 0 of tensors")
-    assert [(e.code, e.line) for e in report.events] == [("GL103", 3)]
+    assert [(e.code, e.line) for e in report.events] == [("GL103", 2)]  # made without grad
 
 
 def test_report_round_trip(tmp_path: Path) -> None:
@@ -651,3 +658,45 @@ def test_an_in_place_change_of_an_inference_tensor_outside_inference_mode(
     report = run_program(str(script), [])
     assert report.exit_code == 1 and not report.faults
     assert [(e.code, e.line) for e in report.events] == [("GL106", 4)]
+
+
+@pytest.mark.parametrize(
+    "setup, loss, line",
+    [
+        # every parameter frozen: the loss has no graph; the freeze is the cut
+        ("for p in net.parameters():\n    p.requires_grad = False\n", "net(x).sum()", 5),
+        ("net.requires_grad_(False)\n", "net(x).sum()", 4),
+        # a tensor rebuilt from scalars that required grad: the graph stops there
+        ("a = net(x).sum()\nm = torch.tensor([[a, a], [a, a]])\n", "m.sum()", 5),
+    ],
+)
+def test_a_loss_without_a_graph_points_at_the_freeze_or_the_rebuild(
+    tmp_path: Path, setup: str, loss: str, line: int
+) -> None:
+    source = (
+        "import torch\nnet = torch.nn.Linear(3, 1)\nx = torch.randn(4, 3)\n"
+        + setup
+        + f"loss = {loss}\nloss.backward()\n"
+    )
+    script = tmp_path / "frozen.py"
+    script.write_text(source)
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert [(e.code, e.line) for e in report.events] == [("GL103", line)]
+
+
+def test_unfreezing_forgets_the_freeze(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "unfrozen.py",
+        """
+        import torch
+        net = torch.nn.Linear(3, 1)
+        net.requires_grad_(False)
+        net.requires_grad_(True)
+        out = torch.nn.functional.linear(torch.randn(2, 3), net.weight.detach())
+        out.sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    # The cut is the detach, not the freeze that was undone.
+    assert [(e.code, e.line) for e in report.events] == [("GL103", 5)]
