@@ -3,12 +3,14 @@ can name the line that changed the tensor, not only the backward that found out.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import re
 import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from types import FrameType
 from typing import Any
 
@@ -97,7 +99,8 @@ class InplaceLog:
                 return None
             owner = frame.f_locals.get("self")
             if isinstance(owner, torch.nn.Module) and getattr(owner, "inplace", False) is True:
-                return self._layer_sites.get(id(owner))
+                site = self._layer_sites.get(id(owner))
+                return _made_inplace(site, type(owner).__name__) if site is not None else None
             frame = frame.f_back
         return None
 
@@ -119,3 +122,59 @@ class InplaceLog:
             return None
         same_shape = [change for change in candidates if change.shape == shape]
         return max(same_shape or candidates, key=lambda change: change.order)
+
+
+def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:
+    """Where a layer registered at `site` was made in-place: the `Layer(..., inplace=True)`
+    call in the registering function (it may be a list built lines before, handed to
+    `nn.Sequential`), or else a `module.inplace = True` in the file; else the site."""
+    path, line = site
+    tree = _tree(path)
+    if tree is None:
+        return site
+    scope: ast.AST = tree
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+            node.lineno <= line <= (node.end_lineno or node.lineno)
+        ):
+            if scope is tree or node.lineno > getattr(scope, "lineno", 0):
+                scope = node  # the innermost function holding the registration
+    calls = [
+        node.lineno
+        for node in ast.walk(scope)
+        if isinstance(node, ast.Call)
+        and _last_name(node.func) == layer
+        and any(
+            k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in node.keywords
+        )
+    ]
+    if len(calls) == 1:
+        return path, calls[0]
+    if not calls:
+        sets = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value is True
+            and any(isinstance(t, ast.Attribute) and t.attr == "inplace" for t in node.targets)
+        ]
+        if len(sets) == 1:
+            return path, sets[0]
+    return site
+
+
+def _last_name(expr: ast.expr) -> str:
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return expr.id if isinstance(expr, ast.Name) else ""
+
+
+@cache
+def _tree(path: str) -> ast.Module | None:
+    try:
+        with open(path, "rb") as file:
+            return ast.parse(file.read())
+    except (OSError, SyntaxError, ValueError):
+        return None

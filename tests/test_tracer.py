@@ -379,6 +379,30 @@ def test_a_layer_built_inplace_points_at_where_it_was_made(tmp_path: Path) -> No
     assert "in-place op at line 12" in event.detail
 
 
+@pytest.mark.parametrize(
+    "build, line",
+    [
+        # made in a list, lines before `nn.Sequential` registers it
+        ("layers = [nn.Sigmoid()]\nlayers.append(nn.ReLU(inplace=True))\n", 5),
+        # made plain, then switched to in-place by an attribute
+        ("layers = [nn.Sigmoid(), nn.ReLU()]\nlayers[1].inplace = True\n", 5),
+    ],
+)
+def test_an_inplace_layer_points_at_what_made_it_inplace(
+    tmp_path: Path, build: str, line: int
+) -> None:
+    source = (
+        "import torch\nfrom torch import nn\n\n"
+        + build
+        + "net = nn.Sequential(*layers)\n"
+        + "net(torch.randn(2, 3, requires_grad=True)).sum().backward()\n"
+    )
+    script = tmp_path / "seq.py"
+    script.write_text(source)
+    report = run_program(str(script), [])
+    assert [(e.code, e.line) for e in report.events] == [("GL108", line)]
+
+
 def test_a_correct_in_place_change_is_no_event(tmp_path: Path) -> None:
     script = write(
         tmp_path / "fine.py",
