@@ -58,7 +58,9 @@ def held_on(node: Any) -> list[Pending]:
     return cast(list[Pending], _metadata(node).get(PENDING, []))
 
 
-def mark_propagated(roots: Any, freed: bool) -> list[torch.Tensor]:
+def mark_propagated(
+    roots: Any, freed: bool, where: tuple[str, int] | None = None
+) -> list[torch.Tensor]:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
     it gave gradients). (Stops at nodes an earlier backward already went through: the walk
@@ -75,7 +77,7 @@ def mark_propagated(roots: Any, freed: bool) -> list[torch.Tensor]:
         metadata = _metadata(node)
         if mark in metadata or FREED in metadata:
             continue
-        metadata[mark] = True
+        metadata[mark] = where or True  # (a freed node keeps the line of the backward)
         for pending in metadata.get(PENDING, ()):
             pending.propagated = True
         count += 1
@@ -145,6 +147,12 @@ def _is_leaf(node: Any) -> bool:
     """A parameter's or input's AccumulateGrad: every graph that reaches the tensor shares
     it, and it saves nothing to free."""
     return hasattr(node, "variable")
+
+
+def freed_by(node: Any) -> tuple[str, int] | None:
+    """The line of the backward that freed a node, where it is known."""
+    freed = _metadata(node).get(FREED)
+    return freed if isinstance(freed, tuple) else None
 
 
 def site_of(node: Any) -> Site:

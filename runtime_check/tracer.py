@@ -18,6 +18,7 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     first_freed,
+    freed_by,
     mark_propagated,
     note_made,
     site_of,
@@ -81,7 +82,19 @@ class Tracer:
                     detail = f"the tensor changed here{at}: {detail}"
                     where = change.where
         if code == "GL107" and args:
-            where, detail = _second_backward(args[0], where, detail)
+            raised_at = where
+            where, detail, freeing = _second_backward(args[0], where, detail)
+            if freeing is not None and freeing not in (where, raised_at):
+                # The other end of the fix: this backward could have kept the graph. (Not
+                # where one line frees and raises: a loop's state carried over.)
+                at = _backward_at(raised_at)
+                self.events.add(
+                    code,
+                    freeing,
+                    why,
+                    detail=f"frees the graph that the {at} goes through again; "
+                    "pass retain_graph=True here if both must",
+                )
         elif code == "GL103" and args:
             cut = self.cuts.cut_of(args[0])
             if cut is not None:
@@ -144,10 +157,11 @@ class Tracer:
         elif kind == _BACKWARD:
             if args:
                 retains = _retains(func, args, kwargs)
-                leaves = mark_propagated(args[0], freed=not retains)
+                where = user_frame()
+                leaves = mark_propagated(args[0], freed=not retains, where=where)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
-                    self.steps.backward(leaves, user_frame(), bool(create))
+                    self.steps.backward(leaves, where, bool(create))
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
@@ -259,20 +273,26 @@ def _backward_at(where: tuple[str, int] | None) -> str:
 
 def _second_backward(
     tensors: Any, where: tuple[str, int] | None, detail: str
-) -> tuple[tuple[str, int] | None, str]:
+) -> tuple[tuple[str, int] | None, str, tuple[str, int] | None]:
     """Where a backward through a freed graph went wrong: the line that built the part it
     shares with a graph an earlier backward freed (as called from the function that runs
-    this backward, where that function is on the way)."""
+    this backward, where that function is on the way), and that earlier backward's line."""
     node = first_freed(tensors)
-    stack = site_of(node) if node is not None else ()
+    if node is None:
+        return where, detail, None
+    stack = site_of(node)
+    freeing = freed_by(node)
     if not stack:
-        return where, detail
+        return where, detail, freeing
     at = _backward_at(where)
     here = user_stack()
     code, line = next(((c, n) for c, n in stack if here and c is here[0][0]), stack[0])
+    by = f" at line {freeing[1]}" if freeing is not None else ""
     return (
         (real_path(code.co_filename), line),
-        f"made here, back-propagated and freed by an earlier backward, and used again by the {at}",
+        f"made here, back-propagated and freed by an earlier backward{by}, and used again by "
+        f"the {at}",
+        freeing,
     )
 
 

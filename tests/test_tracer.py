@@ -481,7 +481,10 @@ def test_backward_twice_through_one_loss_is_at_the_backward(tmp_path: Path) -> N
         """,
     )
     report = run_program(str(script), [])
-    assert [(e.code, e.line) for e in report.events] == [("GL107", 3)]
+    # Both ends of the fix: the loss to recompute, the first backward to retain it.
+    assert [(e.code, e.line) for e in report.events] == [("GL107", 3), ("GL107", 4)]
+    assert "freed by an earlier backward at line 4" in report.events[0].detail
+    assert "retain_graph=True" in report.events[1].detail
 
 
 def test_retain_graph_keeps_the_graph_and_no_event(tmp_path: Path) -> None:
