@@ -17,6 +17,7 @@ from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
+    SITE,
     first_freed,
     freed_by,
     mark_propagated,
@@ -342,8 +343,19 @@ _FACTS = frozenset(
 )
 
 
+# Functions that read a fact of a tensor or set a mode, and make no tensor.
+_FACT_FUNCTIONS = frozenset(
+    "_set_grad_enabled is_floating_point is_complex dim size numel stride is_contiguous "
+    "data_ptr element_size get_device is_inference _is_view _has_compatible_shallow_copy_type "
+    "item tolist __len__ __bool__ __int__ __float__ __index__ __format__ __repr__ "
+    "__hash__".split()
+)
+
+
 def _kind_of(func: Callable[..., Any]) -> int:
     name = getattr(func, "__name__", "")
+    if name in _FACT_FUNCTIONS:
+        return _FACT
     if name in ("__get__", "__set__"):
         # `tensor.grad` reads, `param.grad = None` sets: nothing made, nothing changed in place
         prop = getattr(getattr(func, "__self__", None), "__name__", "")
@@ -418,6 +430,18 @@ class _Watch(TorchFunctionMode):
             raise
         if self._steps.inside:
             return result  # an optimizer's own update op: its step hooks sum it up
+        kind = _KINDS.get(func)
+        if kind == _FACT:
+            return result
+        if kind == _PLAIN and not kwargs and isinstance(result, torch.Tensor):
+            # The common case, inline (each call out costs a frame, dear under a line
+            # tracer): a plain op whose result has a graph node; mark where it was made.
+            node = result.grad_fn
+            if node is not None:
+                metadata: dict[str, Any] = node.metadata  # type: ignore[assignment]
+                if SITE not in metadata:
+                    metadata[SITE] = user_stack(sys._getframe(1))
+                return result
         try:
             self._after(func, args, kwargs or _NO_KWARGS, result)
         except Exception:
