@@ -167,7 +167,8 @@ class StepWatch:
                     key = id(grad)
                 else:
                     key = None
-                if key is not None and reached.where == where:
+                # (Of an optimizer's parameter: an update by hand clears what it used.)
+                if key is not None and reached.where == where and reached.stepped:
                     dropped = dropped or self._cleared_at.get(key, where)
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
             ids.add(id(leaf))

@@ -110,6 +110,21 @@ def test_accumulated_gradients_cleared_before_the_step(
     assert events_of(tmp_path, ACCUMULATE.format(each=each, after=after)) == expected
 
 
+def test_an_update_by_hand_that_clears_what_it_used_is_no_finding(tmp_path: Path) -> None:
+    source = """
+    import torch
+    x, y = torch.randn(16, 2), torch.randn(16, 1)
+    a = torch.zeros(2, 1, requires_grad=True)
+    for step in range(4):
+        loss = (x @ a - y).pow(2).mean()
+        loss.backward()
+        with torch.no_grad():
+            a.sub_(0.1 * a.grad)
+            a.grad.zero_()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_what_clearing_each_micro_batch_does() -> None:
     model = torch.nn.Linear(2, 1, bias=False)
     batches = [torch.ones(1, 2), 2 * torch.ones(1, 2)]
