@@ -293,12 +293,14 @@ class StepWatch:
             if not any(self._reached[i].stepped for i in ids if i in self._reached):
                 continue
             unused = sorted((i for i in ids if i in idle), key=lambda i: names.get(i, ""))
-            # Moved, yet no optimizer's: another network kept up to date otherwise (a target
-            # network, a teacher), which this loss should not reach.
-            leaked = [i for i in unused if idle[i] and i not in trained]
+            # Part of a model that trains, yet never updated: left out of its optimizer.
+            # In another network, moved yet no optimizer's: kept up to date otherwise (a
+            # target network, a teacher), which this loss should not reach. (Another network
+            # that never moves is left alone: an adversary or a probe whose training the
+            # program may just not show.)
             for code, group in (
-                ("GL304", [i for i in unused if i not in leaked]),
-                ("GL204", leaked),
+                ("GL304", [i for i in unused if i in trained]),
+                ("GL204", [i for i in unused if idle[i] and i not in trained]),
             ):
                 if group:
                     shown = ", ".join(names.get(i, "a tensor") for i in group[:3])

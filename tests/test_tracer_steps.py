@@ -230,13 +230,13 @@ def test_what_adam_does_to_a_frozen_parameter_with_a_zero_grad() -> None:
 HEAD = """
 import torch
 torch.manual_seed(0)
-body = torch.nn.Linear(3, 4)
-head = torch.nn.Linear(4, 1)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+body, head = model
 {freeze}
 opt = torch.optim.SGD({params}, lr=0.1)
 for step in range(3):
     opt.zero_grad()
-    loss = head(body(torch.randn(8, 3))).pow(2).mean()
+    loss = model(torch.randn(8, 3)).pow(2).mean()
     loss.backward()
     opt.step()
 """
@@ -246,7 +246,7 @@ for step in range(3):
     "freeze, params, expected",
     [
         ("pass", "body.parameters()", [("GL304", 10)]),
-        ("pass", "[*body.parameters(), *head.parameters()]", []),
+        ("pass", "model.parameters()", []),
         ("head.requires_grad_(False)", "body.parameters()", []),
     ],
 )
@@ -254,6 +254,20 @@ def test_parameters_given_gradients_and_no_optimizer(
     tmp_path: Path, freeze: str, params: str, expected: list[tuple[str, int]]
 ) -> None:
     assert events_of(tmp_path, HEAD.format(freeze=freeze, params=params)) == expected
+
+
+def test_another_network_that_never_moves_is_left_alone(tmp_path: Path) -> None:
+    # A discriminator (or a probe) whose own training the program does not show.
+    source = """
+    import torch
+    g, d = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3)
+    for step in range(3):
+        opt_g.zero_grad()
+        d(g(torch.randn(8, 2))).mean().backward()
+        opt_g.step()
+    """
+    assert events_of(tmp_path, source) == []
 
 
 def test_a_backward_that_trains_nothing_is_no_finding(tmp_path: Path) -> None:
