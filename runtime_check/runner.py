@@ -26,7 +26,6 @@ def run_program(target: str, args: list[str], module: bool = False) -> RuntimeRe
             # What the program left (its globals, or its error with the frames) is kept
             # until the trace ends: the tracer's last look is at the models it trained.
             exit_code, left = _run(target, module, tracer)
-            tracer.completed = exit_code == 0
         del left
     finally:
         sys.argv[:], sys.path[:] = saved_argv, saved_path

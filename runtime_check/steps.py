@@ -73,6 +73,8 @@ class _Reached:
     where: tuple[str, int] | None = None  # that backward's line, until a step uses it
     stepped: bool = False  # an optimizer stepped it
     used: bool = False  # its gradient was cleared at some point: something used it
+    rounds: int = 0  # how many steps apart backwards reached it (1: reached, no step since)
+    seen_at_step: int = -1  # the count of steps when a backward last reached it
 
 
 @dataclass
@@ -89,6 +91,7 @@ class StepWatch:
         # id(grad) -> its version right after it was zeroed in place
         self._zeroed: dict[int, int] = {}
         self._reached: dict[int, _Reached] = {}
+        self._steps_taken = 0  # by every optimizer
         # id(grad) -> (the grad, its version, the step's line) for gradients a step applied
         self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
         # id(param) set to None, or id(grad) zeroed -> the user's line that cleared it
@@ -171,6 +174,9 @@ class StepWatch:
                 if key is not None and reached.where == where and reached.stepped:
                     dropped = dropped or self._cleared_at.get(key, where)
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
+            if reached.seen_at_step != self._steps_taken:
+                reached.rounds += 1
+                reached.seen_at_step = self._steps_taken
             ids.add(id(leaf))
         if dropped is not None:
             detail = f"the backward at line {where[1]} gave them; the step comes later"
@@ -246,6 +252,7 @@ class StepWatch:
                     )
             state.frozen = _frozen_samples(params)
         self.inside = False
+        self._steps_taken += 1
         stepped = []
         where = user_frame()
         self._applied.clear()
@@ -269,11 +276,15 @@ class StepWatch:
         """At the end: the training backwards (those some step used) that also gave
         gradients to parameters nothing used: no optimizer stepped them, and either their
         values never moved or their gradients were never cleared. Part of a model whose
-        other parameters train (GL304), or of another network (GL204)."""
+        other parameters train (GL304), or of another network (GL204). Only parameters
+        reached again after a step, so that a program stopped before the step meant for
+        them is not judged."""
         idle: dict[int, bool] = {}  # id(param) -> whether its values moved
         for i, reached in self._reached.items():
             param = reached.param()
-            if param is None or reached.stepped or not param.requires_grad:
+            # Reached again after a step that left it alone: a loop that trains, not one
+            # stopped (by an error) before the step meant for it.
+            if param is None or reached.stepped or reached.rounds < 2 or not param.requires_grad:
                 continue
             moved = not torch.equal(_sample(param), reached.first)
             if not (moved and reached.used):  # updated by hand, gradients and all

@@ -56,7 +56,6 @@ class Tracer:
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         self._handles: list[Any] = []
-        self.completed = True  # the traced program ran to its end (no error stopped it)
 
     def explain(
         self,
@@ -251,8 +250,7 @@ class Tracer:
         except Exception:
             self.fault("settling the graphs recorded for nothing")
         try:
-            if self.completed:  # a program that stopped early left steps untaken
-                self.steps.settle(list(self._models))
+            self.steps.settle(list(self._models))
         except Exception:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
@@ -500,8 +498,5 @@ def trace(lines: bool = True) -> Iterator[Tracer]:
     try:
         with _Watch(tracer):
             yield tracer
-    except BaseException:
-        tracer.completed = False
-        raise
     finally:
         tracer.stop()

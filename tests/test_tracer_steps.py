@@ -330,16 +330,16 @@ def test_what_a_loss_through_a_target_network_does() -> None:
     assert target.weight.grad is not None  # back-propagated into, for nothing
 
 
-def test_a_program_stopped_by_an_error_is_not_judged_for_untrained_parameters(
+def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
     tmp_path: Path,
 ) -> None:
-    # The head would have had its step after the one that failed: no finding for it.
+    # The head's step would have come after the one that failed: no finding for it.
     source = """
     import torch
-    body, head = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)
-    opt_body = torch.optim.SGD(body.parameters(), lr=0.1)
-    opt_head = torch.optim.SGD(head.parameters(), lr=0.1)
-    head(body(torch.randn(8, 3))).pow(2).mean().backward()
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    opt_body = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    opt_head = torch.optim.SGD(model[1].parameters(), lr=0.1)
+    model(torch.randn(8, 3)).pow(2).mean().backward()
     opt_body.step()
     raise RuntimeError("data loader failed")
     """
