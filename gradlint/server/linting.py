@@ -9,7 +9,7 @@ a millisecond), so an edited pyproject.toml applies at the next keystroke.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gradlint import engine
@@ -42,42 +42,42 @@ def config_for(path: str | None, root: str | None) -> tuple[Config, bool]:
 
 def lint_document(source: str, path: str | None, root: str | None = None) -> Linted:
     """Lint one Python document. Never raises: what went wrong is in ``problems``."""
-    display = path or UNTITLED
-    result = Linted()
-    try:
-        config, result.excluded = config_for(path, root)
-        if result.excluded:
-            return result
-        errors: list[LintError] = []
-        result.findings = engine.lint(source, display, config, errors)
-        result.problems = [str(error) for error in errors]
-    except ConfigError as exc:
-        result.problems = [f"configuration error: {exc}"]
-    except LintError as exc:
-        result.problems = [str(exc)]
-    except Exception as exc:  # a bug of ours must not take the server down
-        result.problems = [f"{display}: internal error: {exc!r}"]
-    return result
+    return _linted(
+        path, root, lambda config, errors: engine.lint(source, _shown(path), config, errors)
+    )
 
 
 def lint_cells_of(texts: Sequence[str], path: str | None, root: str | None = None) -> Linted:
     """Lint a notebook's code cells as one program; findings carry their cell (1-based,
     counting the texts given). Never raises."""
-    display = path or UNTITLED
+    return _linted(
+        path, root, lambda config, errors: lint_cells(texts, _shown(path), config, errors)
+    )
+
+
+def _shown(path: str | None) -> str:
+    return path or UNTITLED
+
+
+def _linted(
+    path: str | None,
+    root: str | None,
+    lint: Callable[[Config, list[LintError]], list[Finding]],
+) -> Linted:
     result = Linted()
     try:
         config, result.excluded = config_for(path, root)
         if result.excluded:
             return result
         errors: list[LintError] = []
-        result.findings = lint_cells(texts, display, config, errors)
+        result.findings = lint(config, errors)
         result.problems = [str(error) for error in errors]
     except ConfigError as exc:
         result.problems = [f"configuration error: {exc}"]
     except LintError as exc:
         result.problems = [str(exc)]
     except Exception as exc:  # a bug of ours must not take the server down
-        result.problems = [f"{display}: internal error: {exc!r}"]
+        result.problems = [f"{_shown(path)}: internal error: {exc!r}"]
     return result
 
 
