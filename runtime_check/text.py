@@ -22,7 +22,7 @@ def runtime_text(report: RuntimeReport) -> str:
         times = f" ({event.count} times)" if event.count > 1 else ""
         lines.append(f"{shown_path(event.path)}:{event.line}: {event.code} {event.message}{times}")
         if event.detail:
-            lines.append(f"    torch: {event.detail}")
+            lines.append(f"    {event.detail}")
     for fault in report.faults:
         lines.append(f"gradlint: the tracer failed (the program was not affected): {fault}")
     count = len(report.events)
