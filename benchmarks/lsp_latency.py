@@ -169,5 +169,6 @@ def main() -> None:
     line("burst's last edit -> diagnostics, - debounce:", net)
     line("engine.lint in-process (no server):", engine)
 
+
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """The tracer on the reproductions of reported bugs: does `gradlint run` name the misuse?
 
-    python benchmarks/tracer_real_bugs.py [--root tests/fixtures/real_bugs ...] [--jobs 2]
+    python benchmarks/tracer_real_bugs.py [--root tests/fixtures/real_bugs ...] [--jobs 2] [--show]
 
 Each case's `buggy.py` and `fixed.py` (see tests/fixtures/real_bugs/README.md) run under the
 tracer, each in a process of its own forked from one that has imported torch, in a copy of
@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", action="append", type=Path, help="folders of cases")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--jobs", type=int, default=1, help="programs run at once")
     parser.add_argument("--show", action="store_true", help="list each case's outcome")
     args = parser.parse_args()
     import torch  # noqa: F401 - imported once here, so that every fork starts with it
@@ -102,9 +104,15 @@ def main() -> None:
     roots = [r.resolve() for r in args.root or sorted(p for p in FIXTURES.iterdir() if p.is_dir())]
     raising = raising_hit = silent = silent_hit = fixed_total = fixed_clean = 0
     missed: Counter[str] = Counter()
-    for case in cases(roots):
-        buggy = run_forked(case / "buggy.py", args.timeout)
-        fixed = run_forked(case / "fixed.py", args.timeout)
+    found = cases(roots)
+    programs = [case / name for case in found for name in ("buggy.py", "fixed.py")]
+    # Each program runs in a process of its own; threads only wait for them.
+    with ThreadPoolExecutor(args.jobs) as pool:
+        ran = pool.map(lambda program: run_forked(program, args.timeout), programs)
+        outcomes = dict(zip(programs, ran, strict=True))
+    for case in found:
+        buggy = outcomes[case / "buggy.py"]
+        fixed = outcomes[case / "fixed.py"]
         marks = marked_lines(case / "buggy.py")
         code = case.name.split("_")[0].upper()
         raised = buggy.exit_code not in (0, None) and not buggy.last_error.startswith(

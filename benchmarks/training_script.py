@@ -56,7 +56,7 @@ class RandomSet{i}(Dataset):
 
 '''
 
-MODEL = '''
+MODEL = """
 class Net{i}(nn.Module):
     def __init__(self, features: int, classes: int, hidden: int = 64) -> None:
         super().__init__()
@@ -74,9 +74,9 @@ class Net{i}(nn.Module):
         h = self.body(x)
         return self.head(h) * self.scale
 
-'''
+"""
 
-TRAIN = '''
+TRAIN = """
 def train_epoch_{i}(model: nn.Module, loader: DataLoader, settings: Settings) -> list[float]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
@@ -97,9 +97,9 @@ def train_epoch_{i}(model: nn.Module, loader: DataLoader, settings: Settings) ->
             print(f"step {{step}}: loss {{running / (step + 1):.4f}}")
     return history
 
-'''
+"""
 
-EVALUATE = '''
+EVALUATE = """
 def evaluate_{i}(model: nn.Module, loader: DataLoader) -> float:
     model.eval()
     correct = 0
@@ -112,9 +112,9 @@ def evaluate_{i}(model: nn.Module, loader: DataLoader) -> float:
     model.train()
     return correct / max(seen, 1)
 
-'''
+"""
 
-GAN = '''
+GAN = """
 def gan_step_{i}(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -140,9 +140,9 @@ def gan_step_{i}(
     opt_g.step()
     return d_loss.item(), g_loss.item()
 
-'''
+"""
 
-FINETUNE = '''
+FINETUNE = """
 def finetune_{i}(model: Net{i}, loader: DataLoader, settings: Settings) -> float:
     {freeze}
     head_params = [p for p in model.head.parameters() if p.requires_grad]
@@ -156,9 +156,9 @@ def finetune_{i}(model: Net{i}, loader: DataLoader, settings: Settings) -> float
         total += loss.item()
     return total / max(len(loader), 1)
 
-'''
+"""
 
-LOGGING = '''
+LOGGING = """
 def summarize_{i}(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
     scores = model(batch)
     probabilities = F.softmax(scores, dim=1)
@@ -172,9 +172,9 @@ def summarize_{i}(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
         stats[f"norm/{{name}}"] = parameter.detach().norm().item()
     return stats
 
-'''
+"""
 
-CHECKPOINT = '''
+CHECKPOINT = """
 def save_checkpoint_{i}(model: nn.Module, optimizer: torch.optim.Optimizer, path: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     state = {{"model": model.state_dict(), "optimizer": optimizer.state_dict()}}
@@ -195,9 +195,9 @@ def warmup_{i}(step: int, total: int) -> float:
         return step / max(total // 10, 1)
     return 0.5 * (1 + math.cos(math.pi * step / total))
 
-'''
+"""
 
-MAIN = '''
+MAIN = """
 def main_{i}(settings: Settings) -> None:
     torch.manual_seed({i})
     data = RandomSet{i}(512, settings.features, settings.classes)
@@ -210,7 +210,7 @@ def main_{i}(settings: Settings) -> None:
     print(finetune_{i}(model, loader, settings))
     print(summarize_{i}(model, data.x[:8]))
 
-'''
+"""
 
 PIECES = (DATASET, MODEL, TRAIN, EVALUATE, GAN, FINETUNE, LOGGING, CHECKPOINT, MAIN)
 BUGGY_COPY = 0  # the copy that gets the bugs
@@ -223,9 +223,7 @@ def _piece(template: str, i: int) -> str:
         kept="loss" if buggy else "loss.item()",
         grad_off="torch.no_grad()\n    if True:" if buggy else "with torch.no_grad():",
         freeze=(
-            "model.body.requires_grad = False"
-            if buggy
-            else "model.body.requires_grad_(False)"
+            "model.body.requires_grad = False" if buggy else "model.body.requires_grad_(False)"
         ),
         probs="probabilities.numpy()" if buggy else "probabilities.detach().numpy()",
     )
