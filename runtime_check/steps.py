@@ -303,7 +303,9 @@ class StepWatch:
         for where, ids in self._backwards.items():
             if not any(self._reached[i].stepped for i in ids if i in self._reached):
                 continue
-            unused = sorted((i for i in ids if i in idle), key=lambda i: names.get(i, ""))
+            # (A module's parameters only: a plain tensor that requires grad, such as a
+            # memory bank updated by hand, is no network.)
+            unused = sorted((i for i in ids if i in idle and i in names), key=lambda i: names[i])
             # Part of a model that trains, yet never updated: left out of its optimizer.
             # In another network, moved yet no optimizer's: kept up to date otherwise (a
             # target network, a teacher), which this loss should not reach. (Another network
@@ -314,7 +316,7 @@ class StepWatch:
                 ("GL204", [i for i in unused if idle[i] and i not in trained]),
             ):
                 if group:
-                    shown = ", ".join(names.get(i, "a tensor") for i in group[:3])
+                    shown = ", ".join(names[i] for i in group[:3])
                     more = f" and {len(group) - 3} more" if len(group) > 3 else ""
                     message = NOT_OPTIMIZED if code == "GL304" else LEAKED
                     self._events.add(
@@ -334,7 +336,13 @@ def _sample(param: torch.Tensor) -> torch.Tensor:
 
 
 def _frozen_samples(params: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-    frozen = [param for param in params if not param.requires_grad][:FROZEN_CHECKED]
+    # A module's parameters: a plain tensor an optimizer holds without requires_grad (a
+    # master copy given its .grad by hand) is not frozen.
+    frozen = [
+        param
+        for param in params
+        if not param.requires_grad and isinstance(param, torch.nn.Parameter)
+    ][:FROZEN_CHECKED]
     return {id(param): _sample(param) for param in frozen}
 
 

@@ -213,6 +213,26 @@ def test_frozen_parameters_that_move(
     assert events_of(tmp_path, FREEZE.format(clear=clear, decay=decay)) == expected
 
 
+def test_a_master_copy_given_its_gradient_by_hand_is_not_frozen(tmp_path: Path) -> None:
+    # Mixed-precision style: the optimizer holds plain fp32 copies, not the module's weights.
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    master = [p.detach().clone().float() for p in model.parameters()]
+    opt = torch.optim.Adam(master, lr=0.1)
+    for step in range(3):
+        model.zero_grad()
+        model(torch.randn(8, 3)).pow(2).mean().backward()
+        for copy, p in zip(master, model.parameters()):
+            copy.grad = p.grad.float()
+        opt.step()
+        with torch.no_grad():
+            for copy, p in zip(master, model.parameters()):
+                p.copy_(copy)
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_what_adam_does_to_a_frozen_parameter_with_a_zero_grad() -> None:
     layer = torch.nn.Linear(3, 1)
     opt = torch.optim.Adam(layer.parameters(), lr=0.1)
@@ -301,6 +321,26 @@ def test_a_loss_that_reaches_a_target_network(
     tmp_path: Path, cut: str, expected: list[tuple[str, int]]
 ) -> None:
     assert events_of(tmp_path, TARGET.format(cut=cut)) == expected
+
+
+def test_a_tensor_updated_by_hand_is_no_network(tmp_path: Path) -> None:
+    # A memory bank that requires grad (for nothing), updated under no_grad each step.
+    source = """
+    import torch
+    encoder = torch.nn.Linear(4, 3)
+    bank = torch.randn(16, 3).requires_grad_()
+    opt = torch.optim.SGD(encoder.parameters(), lr=0.1)
+    for step in range(3):
+        idx = torch.randperm(16)[:4]
+        feats = encoder(torch.randn(4, 4))
+        loss = torch.nn.functional.cross_entropy(feats @ bank.t(), idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            bank.index_copy_(0, idx, feats.detach())
+    """
+    assert events_of(tmp_path, source) == []
 
 
 def test_a_gan_generator_loss_through_the_discriminator_is_no_leak(tmp_path: Path) -> None:
