@@ -9,6 +9,7 @@ edits never yields a file that does not parse: a fix that would is dropped and r
 from __future__ import annotations
 
 import io
+import textwrap
 import tokenize
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -170,16 +171,23 @@ def apply_all(
     return total
 
 
-def string_lines(source: str) -> set[int]:
-    """Lines that continue a multi-line string: re-indenting them would change it."""
+def string_lines(source: str, strict: bool = False) -> set[int]:
+    """Lines that continue a multi-line string: re-indenting them would change it. (Where
+    the source does not tokenize: every line, or with `strict`, the error.)"""
     inside: set[int] = set()
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type == tokenize.STRING and token.end[0] > token.start[0]:
+            if token.type in _STRINGS and token.end[0] > token.start[0]:
                 inside.update(range(token.start[0] + 1, token.end[0] + 1))
     except (tokenize.TokenError, SyntaxError):
+        if strict:
+            raise
         return set(range(1, source.count("\n") + 2))
     return inside
+
+
+# An f-string is one STRING token before Python 3.12; from 3.12 its text is FSTRING_MIDDLE.
+_STRINGS = {tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 
 
 # -- building blocks for rules' fixes ------------------------------------------------------
@@ -250,6 +258,20 @@ class ModuleText:
             self._in_strings = string_lines(self.code)
         return self._in_strings
 
+    def strings_within(self, first: int, last: int) -> set[int]:
+        """The lines `first`..`last` that continue a multi-line string, where `first` starts
+        a statement and `last` ends one (so that no string crosses either end): tokenizing
+        that region alone costs a fraction of the whole file's on a large module."""
+        if self._in_strings is None:
+            region = "".join(self.lines[first - 1 : last])
+            try:
+                inside = string_lines(textwrap.dedent(region), strict=True)
+            except (tokenize.TokenError, SyntaxError):
+                inside = None
+            if inside is not None:
+                return {first - 1 + line for line in inside}
+        return self.in_strings & set(range(first, last + 1))
+
 
 def under_with(
     module: cst.Module | ModuleText,
@@ -265,7 +287,7 @@ def under_with(
     text_of = module if isinstance(module, ModuleText) else ModuleText(module)
     module = text_of.module
     lines = text_of.lines
-    if last > len(lines) or text_of.in_strings & set(range(first + 1, last + 1)):
+    if last > len(lines) or text_of.strings_within(first, last) - {first}:
         return None
     head = lines[first - 1]
     indent = head[: len(head) - len(head.lstrip())]

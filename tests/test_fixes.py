@@ -301,3 +301,27 @@ def test_block_fixes_indent_as_the_block_does(head: str, unit: str) -> None:
         f"def step(w):\n{u}if w.requires_grad:\n{u}{u}with torch.no_grad():\n{u}{u}{u}w.add_(1)\n"
         "\n\nstep(torch.zeros(2, requires_grad=True))\n"
     )
+
+
+def test_strings_within_a_region_match_those_of_the_whole_module() -> None:
+    import libcst as cst
+
+    from gradlint.fixes import ModuleText, string_lines
+
+    source = (
+        "import torch\n"
+        "def f(x):\n"
+        "    torch.no_grad()\n"
+        '    text = """a\n'
+        'b"""\n'
+        "    y = (x +\n"
+        "  1)\n"
+        "    return y, text\n"
+        "def g():\n"
+        "    return '''c\n"
+        "d'''\n"
+    )
+    text = ModuleText(cst.parse_module(source), source)
+    whole = string_lines(source)
+    for first, last in ((3, 8), (4, 5), (6, 7), (10, 11)):
+        assert text.strings_within(first, last) == whole & set(range(first, last + 1))

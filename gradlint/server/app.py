@@ -261,9 +261,7 @@ def build(debounce: float = DEFAULT_DEBOUNCE) -> GradlintServer:
         ls.schedule(params.notebook_document.uri, 0)
 
     @server.feature(types.NOTEBOOK_DOCUMENT_DID_CHANGE)
-    def notebook_change(
-        ls: GradlintServer, params: types.DidChangeNotebookDocumentParams
-    ) -> None:
+    def notebook_change(ls: GradlintServer, params: types.DidChangeNotebookDocumentParams) -> None:
         ls.changed(params.notebook_document.uri)
 
     @server.feature(types.NOTEBOOK_DOCUMENT_DID_SAVE)
