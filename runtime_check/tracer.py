@@ -379,14 +379,34 @@ def _kind_of(func: Callable[..., Any]) -> int:
 
 def _clipping_nothing() -> bool:
     """Whether `torch.tensor` was just called by `clip_grad_norm_`'s norm of no gradients
-    (`return torch.tensor(0.0)` on an empty list)."""
+    (`return torch.tensor(0.0)` on an empty list), as the user's own code called it on
+    parameters that all train (a frozen module's have no gradient to clip, rightly)."""
     frame: FrameType | None = sys._getframe(3)
     for _ in range(3):
         if frame is None:
             return False
         if frame.f_code.co_name == "_get_total_norm" and "clip_grad" in frame.f_code.co_filename:
-            return True
+            break
         frame = frame.f_back
+    else:
+        return False
+    for _ in range(4):  # out to `clip_grad_norm_` (through its no-grad wrapper), then its caller
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "clip_grad_norm_":
+            parameters = frame.f_locals.get("parameters")
+            caller = frame.f_back
+            while caller is not None and not is_users(caller.f_code.co_filename):
+                if "clip_grad" not in caller.f_code.co_filename:  # called by a library
+                    return False
+                caller = caller.f_back
+            return (
+                caller is not None
+                and isinstance(parameters, list)
+                and bool(parameters)
+                and all(getattr(p, "requires_grad", False) for p in parameters)
+            )
     return False
 
 

@@ -170,6 +170,23 @@ def test_clipping_out_of_place(
     assert events_of(tmp_path, source) == expected
 
 
+def test_clipping_a_frozen_module_is_no_finding(tmp_path: Path) -> None:
+    # Its parameters have no gradients, rightly: there is nothing to clip, and no misuse.
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    frozen = torch.nn.Linear(3, 3).requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        opt.zero_grad()
+        model(frozen(torch.randn(8, 3))).pow(2).mean().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(frozen.parameters(), 1.0)
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_what_clipping_after_the_step_does() -> None:
     model = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
