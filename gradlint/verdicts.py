@@ -13,6 +13,7 @@ from functools import cache
 
 from gradlint.finding import Finding
 from gradlint.runtime_check.report import RuntimeReport
+from gradlint.runtime_check.sources import parsed
 
 # Misuses the tracer sees whenever they happen: PyTorch raises on each.
 CHECKED = frozenset({"GL101", "GL102", "GL103", "GL105", "GL106", "GL107", "GL108", "GL109"})
@@ -59,10 +60,8 @@ def _real(path: str) -> str:
 def _starts(path: str) -> dict[int, int]:
     """Line -> the first line of the innermost statement holding it: the line a line
     tracer records when the statement runs."""
-    try:
-        with open(path, "rb") as file:
-            tree = ast.parse(file.read())
-    except (OSError, SyntaxError, ValueError):
+    tree = parsed(path)
+    if tree is None:
         return {}
     starts: dict[int, int] = {}
     for node in ast.walk(tree):  # outer statements first: inner ones overwrite their lines

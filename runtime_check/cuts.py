@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.frames import real_path, user_frame
 from gradlint.runtime_check.graphs import user_stack
+from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
 _GRAD_MODE_CALLS = ("no_grad", "inference_mode", "set_grad_enabled")
@@ -147,10 +148,8 @@ def _grad_mode_block(path: str, line: int) -> int | None:
 
 @cache
 def _grad_mode_blocks(path: str) -> tuple[tuple[int, int], ...]:
-    try:
-        with open(path, "rb") as file:
-            tree = ast.parse(file.read())
-    except (OSError, SyntaxError, ValueError):
+    tree = parsed(path)
+    if tree is None:
         return ()
     blocks = []
     for node in ast.walk(tree):

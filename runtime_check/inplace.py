@@ -10,12 +10,12 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from types import FrameType
 from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.sources import parsed
 
 # Methods that end in `_` but change no tensor's data.
 _NOT_CHANGES = frozenset(
@@ -129,7 +129,7 @@ def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:
     call in the registering function (it may be a list built lines before, handed to
     `nn.Sequential`), or else a `module.inplace = True` in the file; else the site."""
     path, line = site
-    tree = _tree(path)
+    tree = parsed(path)
     if tree is None:
         return site
     scope: ast.AST = tree
@@ -169,12 +169,3 @@ def _last_name(expr: ast.expr) -> str:
     if isinstance(expr, ast.Attribute):
         return expr.attr
     return expr.id if isinstance(expr, ast.Name) else ""
-
-
-@cache
-def _tree(path: str) -> ast.Module | None:
-    try:
-        with open(path, "rb") as file:
-            return ast.parse(file.read())
-    except (OSError, SyntaxError, ValueError):
-        return None

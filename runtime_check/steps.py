@@ -92,7 +92,8 @@ class StepWatch:
         self._zeroed: dict[int, int] = {}
         self._reached: dict[int, _Reached] = {}
         self._steps_taken = 0  # by every optimizer
-        # id(grad) -> (the grad, its version, the step's line) for gradients a step applied
+        # id(grad) -> (the grad, its version, the step's line) for the gradients the latest
+        # step applied: `_after_step` by gradient, for in-place changes, which name only it
         self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
         # id(param) set to None, or id(grad) zeroed -> the user's line that cleared it
         self._cleared_at: dict[int, tuple[str, int]] = {}
