@@ -133,7 +133,7 @@ def main() -> None:
         if args.show:
             kind = "raises" if raised else "silent"
             print(
-                f"{case.relative_to(FIXTURES)}: {kind}, {'hit' if hit else 'missed'}; "
+                f"{case.parent.name}/{case.name}: {kind}, {'hit' if hit else 'missed'}; "
                 f"buggy {buggy.events} exit {buggy.exit_code}; fixed {fixed.events}"
                 + (f"; FIXED EXIT {fixed.exit_code}" if fixed.exit_code else "")
             )

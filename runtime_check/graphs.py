@@ -8,7 +8,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from types import CodeType, FrameType
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from gradlint.runtime_check.frames import is_users
@@ -17,6 +17,7 @@ SITE = "gradlint.site"  # the key in a node's metadata: where it was made
 FREED = "gradlint.freed"  # ... whether a backward has freed it
 RETAINED = "gradlint.retained"  # ... or gone through it, keeping it
 PENDING = "gradlint.pending"  # ... and what waits for a backward through it
+ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 
@@ -58,30 +59,34 @@ def held_on(node: Any) -> list[Pending]:
     return cast(list[Pending], _metadata(node).get(PENDING, []))
 
 
-def mark_propagated(
-    roots: Any, freed: bool, where: tuple[str, int] | None = None
-) -> list[torch.Tensor]:
+def mark_propagated(roots: Any, freed: bool, where: Site = ()) -> list[torch.Tensor]:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
     it gave gradients). (Stops at nodes an earlier backward already went through: the walk
     covers each graph once.)"""
-    queue = deque(root_nodes(roots))
+    # Each node goes with the site of the nearest node above it that has one: where the
+    # graph being back-propagated took in the part below (a later backward that finds that
+    # part freed names the line, the place for a `.detach()`).
+    queue: deque[tuple[Any, Site | None]] = deque((node, None) for node in root_nodes(roots))
     count = 0
     mark = FREED if freed else RETAINED
     leaves: dict[int, torch.Tensor] = {}
     while queue and count < MAX_NODES:
-        node = queue.popleft()
+        node, above = queue.popleft()
         if _is_leaf(node):
             leaves.setdefault(id(node), node.variable)
             continue
         metadata = _metadata(node)
         if mark in metadata or FREED in metadata:
             continue
-        metadata[mark] = where or True  # (a freed node keeps the line of the backward)
+        metadata[mark] = where or True  # (a freed node keeps the user's stack at the backward)
+        if above is not None:
+            metadata[ENTERED] = above
         for pending in metadata.get(PENDING, ()):
             pending.propagated = True
         count += 1
-        queue.extend(children(node))
+        below = metadata.get(SITE) or above
+        queue.extend((child, below) for child in children(node))
     return list(leaves.values())
 
 
@@ -119,10 +124,17 @@ def children(node: Any) -> list[Any]:
     return [child for child, _ in node.next_functions if child is not None]
 
 
-def first_freed(roots: Any) -> Any | None:
-    """The node nearest the roots that an earlier backward freed: the top of the part the
-    graphs share. Where that node was made inside one torch call (no site of its own), the
-    nearest node above it that has one."""
+class Shared(NamedTuple):
+    """Where a backward met a graph an earlier backward freed."""
+
+    freed: Any  # the node nearest the roots that an earlier backward freed
+    top: Any  # that node, or where it was made inside one torch call the nearest node
+    # above it with a site of its own: the line that built the shared part
+    entry: Site  # the site of the nearest node above `top`: where this graph took it in
+
+
+def first_freed(roots: Any) -> Shared | None:
+    """Where the graph of `roots` meets one an earlier backward freed."""
     queue: deque[tuple[Any, Any]] = deque((node, None) for node in root_nodes(roots))
     parents: dict[int, Any] = {}
     while queue and len(parents) < MAX_NODES:
@@ -134,9 +146,20 @@ def first_freed(roots: Any) -> Any | None:
             found: Any = node
             while found is not None and SITE not in _metadata(found):
                 found = parents.get(id(found))
-            return found
+            if found is None:
+                return None
+            above = parents.get(id(found))
+            while above is not None and SITE not in _metadata(above):
+                above = parents.get(id(above))
+            return Shared(node, found, site_of(above) if above is not None else ())
         queue.extend((child, node) for child in children(node))
     return None
+
+
+def entered_at(node: Any) -> Site:
+    """Where the graph of the backward that went through a node took it in, if known."""
+    entered = _metadata(node).get(ENTERED)
+    return entered if isinstance(entered, tuple) else ()
 
 
 def _metadata(node: Any) -> dict[str, Any]:
@@ -149,10 +172,10 @@ def _is_leaf(node: Any) -> bool:
     return hasattr(node, "variable")
 
 
-def freed_by(node: Any) -> tuple[str, int] | None:
-    """The line of the backward that freed a node, where it is known."""
+def freed_by(node: Any) -> Site:
+    """The user's stack at the backward that freed a node, where it is known."""
     freed = _metadata(node).get(FREED)
-    return freed if isinstance(freed, tuple) else None
+    return freed if isinstance(freed, tuple) else ()
 
 
 def site_of(node: Any) -> Site:

@@ -8,7 +8,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import torch
@@ -18,6 +18,8 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     SITE,
+    Site,
+    entered_at,
     first_freed,
     freed_by,
     mark_propagated,
@@ -82,20 +84,10 @@ class Tracer:
                     detail = f"the tensor changed here{at}: {detail}"
                     where = change.where
         if code == "GL107" and args:
-            raised_at = where
-            where, detail, freeing = _second_backward(args[0], where, detail)
-            if freeing is not None and freeing not in (where, raised_at):
-                # The other end of the fix: this backward could have kept the graph. (Not
-                # where one line frees and raises: a loop's state carried over.)
-                at = _backward_at(raised_at)
-                self.events.add(
-                    code,
-                    freeing,
-                    why,
-                    detail=f"frees the graph that the {at} goes through again; "
-                    "pass retain_graph=True here if both must",
-                )
-        elif code == "GL103" and args:
+            for line, text in _second_backward(args[0], where, detail):
+                self.events.add(code, line, why, detail=text)
+            return
+        if code == "GL103" and args:
             cut = self.cuts.cut_of(args[0])
             if cut is not None:
                 detail = f"the graph was cut here; the {_backward_at(where)} had none to go through"
@@ -158,7 +150,7 @@ class Tracer:
             if args:
                 retains = _retains(func, args, kwargs)
                 where = user_frame()
-                leaves = mark_propagated(args[0], freed=not retains, where=where)
+                leaves = mark_propagated(args[0], freed=not retains, where=user_stack())
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
                     self.steps.backward(leaves, where, bool(create))
@@ -271,28 +263,91 @@ def _backward_at(where: tuple[str, int] | None) -> str:
 
 
 def _second_backward(
-    tensors: Any, where: tuple[str, int] | None, detail: str
-) -> tuple[tuple[str, int] | None, str, tuple[str, int] | None]:
-    """Where a backward through a freed graph went wrong: the line that built the part it
-    shares with a graph an earlier backward freed (as called from the function that runs
-    this backward, where that function is on the way), and that earlier backward's line."""
-    node = first_freed(tensors)
-    if node is None:
-        return where, detail, None
-    stack = site_of(node)
-    freeing = freed_by(node)
-    if not stack:
-        return where, detail, freeing
-    at = _backward_at(where)
+    tensors: Any, raised: tuple[str, int] | None, error: str
+) -> list[tuple[tuple[str, int], str]]:
+    """The lines of a backward through a freed graph, each a place for the fix: the line
+    that built the part it shares with a graph an earlier backward freed, the lines where
+    each graph took that part in (for a `.detach()`), the earlier backward (that could have
+    retained it) and this one. A line inside a helper or a model's forward comes with the
+    call to it in the function that runs this backward, where that is on the way."""
+    shared = first_freed(tensors)
+    if shared is None:
+        return [(raised, error)] if raised is not None else []
     here = user_stack()
-    code, line = next(((c, n) for c, n in stack if here and c is here[0][0]), stack[0])
-    by = f" at line {freeing[1]}" if freeing is not None else ""
-    return (
-        (real_path(code.co_filename), line),
-        f"made here, back-propagated and freed by an earlier backward{by}, and used again by "
-        f"the {at}",
-        freeing,
-    )
+    freeing, raising = _backward_lines(freed_by(shared.freed), here)
+    raised = raising or raised
+    by = f"the backward at line {freeing[1]}" if freeing is not None else "an earlier backward"
+    this = _backward_at(raised)
+    found: list[tuple[tuple[str, int], str]] = []
+
+    def add(where: tuple[str, int] | None, text: str) -> None:
+        if where is not None and all(where != seen for seen, _ in found):
+            found.append((where, text))
+
+    made = _lines_of(site_of(shared.top), here)
+    if not made:
+        add(raised, error)
+        return found
+    part = f"the part made at line {made[-1][1]}"
+    for line in made:
+        add(line, f"made here, back-propagated and freed by {by}, and used again by the {this}")
+    if freeing != raised:
+        # Two backwards: the first graph might have left the shared part alone. (One
+        # backward's later pass: it is the state carried over that should not be.)
+        for line in _lines_of(entered_at(shared.freed), here):
+            add(
+                line,
+                f"takes {part} into the graph that {by} frees; `.detach()` it here if no "
+                f"gradient should reach {part} from here",
+            )
+        add(
+            freeing,
+            f"frees the graph that the {this} goes through again; pass retain_graph=True "
+            "here if both must",
+        )
+    for line in _lines_of(shared.entry, here):
+        add(
+            line,
+            f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
+            "anew for this backward",
+        )
+    if freeing == raised:
+        add(
+            raised,
+            f"goes through {part} again, which this backward freed on an earlier pass: "
+            "build it anew for each backward, or `.detach()` what carries over",
+        )
+    else:
+        add(raised, f"goes through {part} again, which {by} freed")
+    return found
+
+
+def _backward_lines(
+    freeing: Site, raising: Site
+) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The lines of the two backwards, as the user's code tells them apart: both may run in
+    one helper (`def backward(self, loss): loss.backward()`), called from two places. The
+    same stack twice is a loop's pass over a graph an earlier pass freed."""
+    if not freeing:
+        return None, _line(raising[0]) if raising else None
+    for first, second in zip(freeing, raising, strict=False):
+        if first != second:
+            return _line(first), _line(second)
+    return _line(freeing[0]), _line(freeing[0])
+
+
+def _line(frame: tuple[CodeType, int]) -> tuple[str, int]:
+    return real_path(frame[0].co_filename), frame[1]
+
+
+def _lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
+    """A site's lines: the innermost (inside a helper or a model's forward), and as the
+    code running now sees it (the call in the function on both stacks), where they differ."""
+    if not stack:
+        return []
+    innermost = stack[0]
+    caller = next(((c, n) for c, n in stack if here and c is here[0][0]), innermost)
+    return [_line(frame) for frame in dict.fromkeys((innermost, caller))]
 
 
 # What a torch function is, to the tracer: decided once per function.

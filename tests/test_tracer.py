@@ -464,9 +464,12 @@ def test_a_second_backward_points_at_what_built_the_shared_part(tmp_path: Path) 
         """,
     )
     report = run_program(str(script), [])
-    [event] = report.events
-    assert (event.code, event.line) == ("GL107", 5)  # the state carried from the last step
-    assert "backward at line 7" in event.detail
+    made, again = report.events
+    assert (made.code, made.line) == ("GL107", 5)  # the state carried from the last step
+    assert "backward at line 7" in made.detail
+    # The backward itself: each pass goes through what the pass before freed.
+    assert (again.code, again.line) == ("GL107", 7)
+    assert "freed on an earlier pass" in again.detail
 
 
 def test_backward_twice_through_one_loss_is_at_the_backward(tmp_path: Path) -> None:
@@ -481,10 +484,60 @@ def test_backward_twice_through_one_loss_is_at_the_backward(tmp_path: Path) -> N
         """,
     )
     report = run_program(str(script), [])
-    # Both ends of the fix: the loss to recompute, the first backward to retain it.
-    assert [(e.code, e.line) for e in report.events] == [("GL107", 3), ("GL107", 4)]
-    assert "freed by an earlier backward at line 4" in report.events[0].detail
+    # Each place for the fix: the loss to recompute, the first backward to retain it, and
+    # the second backward.
+    lines = [(e.code, e.line) for e in report.events]
+    assert lines == [("GL107", 3), ("GL107", 4), ("GL107", 5)]
+    assert "freed by the backward at line 4" in report.events[0].detail
     assert "retain_graph=True" in report.events[1].detail
+    assert "which the backward at line 4 freed" in report.events[2].detail
+
+
+def test_a_second_backward_names_where_each_graph_took_the_shared_part_in(
+    tmp_path: Path,
+) -> None:
+    # A GAN's discriminator step on a generated batch that was not detached, then the
+    # generator's step through the same batch.
+    script = write(
+        tmp_path / "gan.py",
+        """
+        import torch
+        gen, disc = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+        fake = gen(torch.randn(4, 2))
+        d_loss = disc(fake).mean()
+        d_loss.backward()
+        g_loss = -disc(fake).mean()
+        g_loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL107"}
+    assert sorted(events) == [3, 4, 5, 6, 7]
+    assert events[3].startswith("made here")
+    assert "`.detach()` it here" in events[4]  # the discriminator step took it in
+    assert "retain_graph=True" in events[5]
+    assert "already freed" in events[6]  # the generator step took it in again
+
+
+def test_a_second_backward_inside_a_helper_is_at_each_call(tmp_path: Path) -> None:
+    # Both backwards run in one wrapper: the calls to it tell them apart.
+    script = write(
+        tmp_path / "wrapped.py",
+        """
+        import torch
+        def backward(loss):
+            loss.backward()
+        w = torch.randn(3, requires_grad=True)
+        loss = (w * 2).sum()
+        backward(loss)
+        backward(loss)
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL107"}
+    assert sorted(events) == [5, 6, 7]
+    assert "retain_graph=True" in events[6]
+    assert "which the backward at line 6 freed" in events[7]
 
 
 def test_retain_graph_keeps_the_graph_and_no_event(tmp_path: Path) -> None:
