@@ -149,4 +149,4 @@ def _pct(part: int, whole: int) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
