@@ -20,7 +20,6 @@ import io
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
