@@ -15,12 +15,16 @@ from gradlint.fixes import Applied, Edit, Fix, apply_all
 from gradlint.noqa import is_suppressed, noqa_by_line
 from gradlint.parsing import parse_module
 from gradlint.registry import all_rules
+from gradlint.reparse import Reparser
 from gradlint.rule import Report
 
 
-def parse(source: str, path: str) -> cst.Module:
+def parse(source: str, path: str, reparser: Reparser | None = None) -> cst.Module:
+    """The module of ``source``; with a ``reparser`` (one per document that is linted
+    again and again, as in the language server), only what changed since its last parse
+    is parsed again. A syntax error raises `LintError`."""
     try:
-        return parse_module(source)
+        return reparser.parse(source) if reparser is not None else parse_module(source)
     except cst.ParserSyntaxError as exc:
         raise LintError(path, _syntax_error(source, path, exc)) from None
     except (RecursionError, MemoryError):
@@ -48,14 +52,16 @@ def lint(
     path: str = "<string>",
     config: Config | None = None,
     errors: list[LintError] | None = None,
+    reparser: Reparser | None = None,
 ) -> list[Finding]:
     """Lint one file's source and return its findings, sorted by position.
 
     A file that cannot be parsed raises `LintError`. A fault inside the analysis or one
     rule is an internal error for this file: appended to ``errors`` when given (the other
-    rules still run), raised otherwise.
+    rules still run), raised otherwise. A ``reparser`` parses only what changed since the
+    source it parsed last (see `parse`).
     """
-    return lint_module(parse(source, path), source, path, config, errors)
+    return lint_module(parse(source, path, reparser), source, path, config, errors)
 
 
 def lint_module(

@@ -1,12 +1,17 @@
 """The language server: pygls wiring, and when to lint.
 
-A document is linted when it opens, when it is saved, and when it changes: at once for a
-change that comes after a quiet spell (no change for the debounce delay, and no lint of
-it on its way), else once the editor has been quiet for the debounce delay, so that a
-burst of typing is linted once, at its end. A new change cancels the lint it makes stale
-(a lint already running on the worker thread finishes, and its result is dropped).
-Linting runs on one worker thread, so the server keeps answering (hover, code actions)
-meanwhile. Diagnostics carry the version of the text they were made from.
+A document is linted when it opens, when it is saved, and when it changes. Diagnostics
+for a change that comes after a quiet spell (no change for the debounce delay, and no
+lint of it on its way) are published as soon as they are found; during a burst of typing
+they are published once the editor has been quiet for the debounce delay, so that the
+diagnostics do not flicker while the user types. The lint itself starts at once, while
+the delay runs, so the diagnostics of a burst arrive as the typing pauses rather than a
+lint's time later. A new change cancels the lint it makes stale (a lint not yet started
+never runs; one already running on the worker thread finishes, and its result is
+dropped). Linting runs on one worker thread, so the server keeps answering (hover, code
+actions) meanwhile; each text document keeps its last parse, so that a lint parses again
+only the top-level statements a change touched (`gradlint.reparse`). Diagnostics carry
+the version of the text they were made from.
 
 Nothing a document holds, and no bug of ours, stops the server: what goes wrong is sent
 to the client's log (`window/logMessage`) and the server goes on.
@@ -23,6 +28,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from gradlint import __version__, registry
+from gradlint.reparse import Reparser
 from gradlint.server import actions, documents
 from gradlint.server.convert import diagnostic, lines_of, whole_change
 from gradlint.server.documents import Linting, Snapshot
@@ -54,6 +60,9 @@ class GradlintServer(LanguageServer):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlint-lint")
         self._logged: dict[str, tuple[str, ...]] = {}
         self._changed: dict[str, float] = {}  # document key -> when it last changed
+        # Each text document's last parse, which the next lint re-parses only in part;
+        # used on the worker thread alone.
+        self.reparsers: dict[str, Reparser] = {}
 
     # -- logging ---------------------------------------------------------------------
 
@@ -83,16 +92,18 @@ class GradlintServer(LanguageServer):
     # -- scheduling ------------------------------------------------------------------
 
     def schedule(self, key: str, delay: float) -> None:
-        """Lint ``key`` after ``delay`` seconds, replacing a lint still on its way."""
+        """Lint ``key`` now and publish the diagnostics no sooner than ``delay`` seconds
+        from now, replacing a lint still on its way."""
         earlier = self.pending.pop(key, None)
         if earlier is not None and not earlier.done():
             earlier.cancel()
-        task = asyncio.get_running_loop().create_task(self._lint_later(key, delay))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._lint_later(key, loop.time() + delay))
         self.pending[key] = task
         task.add_done_callback(lambda done: self._forget(key, done))
 
     def changed(self, key: str) -> None:
-        """A change: lint at once after a quiet spell, else when the typing pauses."""
+        """A change: publish at once after a quiet spell, else when the typing pauses."""
         now = asyncio.get_running_loop().time()
         last = self._changed.get(key)
         self._changed[key] = now
@@ -104,32 +115,39 @@ class GradlintServer(LanguageServer):
         if self.pending.get(key) is task:
             del self.pending[key]
 
-    async def _lint_later(self, key: str, delay: float) -> None:
+    async def _lint_later(self, key: str, due: float) -> None:
         try:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.lint_now(key)
+            await self.lint_now(key, due)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours: log it, keep serving
             self.log_failure(f"linting {key}", exc)
 
-    async def lint_now(self, key: str) -> Linting | None:
-        """Lint the document as it is now and publish the diagnostics, unless it changed
-        while the lint ran (the change has scheduled its own)."""
+    async def lint_now(self, key: str, due: float | None = None) -> Linting | None:
+        """Lint the document as it is now and publish the diagnostics (not before the
+        loop time ``due``), unless it changed meanwhile (the change has scheduled its own
+        lint)."""
         snapshot = documents.take(self.workspace, key)
         if snapshot is None:
             return None
-        linted = await asyncio.get_running_loop().run_in_executor(
-            self.executor, _lint_quietly, snapshot
-        )
-        current = documents.take(self.workspace, key)
-        if current is None or current.version != snapshot.version:
+        reparser = self.reparsers.setdefault(key, Reparser())
+        loop = asyncio.get_running_loop()
+        linted = await loop.run_in_executor(self.executor, _lint_quietly, snapshot, reparser)
+        if not self._still(key, snapshot):
             return None
-        if current != snapshot:  # a client that sends no versions: compare the text
-            return None
+        if due is not None and due > loop.time():
+            await asyncio.sleep(due - loop.time())
+            if not self._still(key, snapshot):  # pragma: no cover - the change cancels us
+                return None
         self._log_problems(key, linted.problems)
         return self.publish(snapshot, linted)
+
+    def _still(self, key: str, snapshot: Snapshot) -> bool:
+        """Whether the document is still as it was in ``snapshot``."""
+        current = documents.take(self.workspace, key)
+        if current is None or current.version != snapshot.version:
+            return False
+        return current == snapshot  # a client that sends no versions: compare the text
 
     def publish(self, snapshot: Snapshot, linted: Linted) -> Linting:
         previous = self.lints.get(snapshot.key)
@@ -164,6 +182,7 @@ class GradlintServer(LanguageServer):
         linting = self.lints.pop(key, None)
         self._logged.pop(key, None)
         self._changed.pop(key, None)
+        self.reparsers.pop(key, None)
         for uri in linting.published if linting is not None else {key}:
             self.clear(uri)
 
@@ -191,7 +210,7 @@ class GradlintServer(LanguageServer):
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _lint_quietly(snapshot: Snapshot) -> Linted:
+def _lint_quietly(snapshot: Snapshot, reparser: Reparser) -> Linted:
     """Lint with the collector paused, as `gradlint check` does per file: a lint makes
     hundreds of thousands of short-lived objects, and collections in the middle of it
     would scan them again and again. One thread lints, so the pause is ours alone to
@@ -199,7 +218,7 @@ def _lint_quietly(snapshot: Snapshot) -> Linted:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return snapshot.lint()
+        return snapshot.lint(reparser)
     finally:
         if enabled:
             gc.enable()

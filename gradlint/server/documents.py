@@ -12,6 +12,7 @@ from pygls import uris
 from pygls.workspace import Workspace
 
 from gradlint.finding import Finding
+from gradlint.reparse import Reparser
 from gradlint.server.linting import Linted, lint_cells_of, lint_document
 
 PYTHON = "python"
@@ -59,11 +60,13 @@ class Snapshot:
     def is_notebook(self) -> bool:
         return self.cells is not None
 
-    def lint(self) -> Linted:
+    def lint(self, reparser: Reparser | None = None) -> Linted:
+        """Lint the snapshot; a text document's ``reparser`` (its own, kept from lint to
+        lint) parses only what changed since the last."""
         if not self.is_python:
             return Linted()
         if self.cells is None:
-            return lint_document(self.text, self.path, self.root)
+            return lint_document(self.text, self.path, self.root, reparser)
         return lint_cells_of([cell.text for cell in self.cells], self.path, self.root)
 
     def uris(self) -> list[str]:

@@ -18,6 +18,7 @@ from gradlint.config import Config, ConfigError, ConfigResolver
 from gradlint.discovery import is_force_excluded
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import Fix, apply_fixes
+from gradlint.reparse import Reparser
 
 UNTITLED = "<untitled>"
 
@@ -40,10 +41,15 @@ def config_for(path: str | None, root: str | None) -> tuple[Config, bool]:
     return resolver.for_file(path), is_force_excluded(path, resolver)
 
 
-def lint_document(source: str, path: str | None, root: str | None = None) -> Linted:
-    """Lint one Python document. Never raises: what went wrong is in ``problems``."""
+def lint_document(
+    source: str, path: str | None, root: str | None = None, reparser: Reparser | None = None
+) -> Linted:
+    """Lint one Python document (with the document's own ``reparser``, only what changed
+    since its last lint is parsed again). Never raises: what went wrong is in ``problems``."""
     return _linted(
-        path, root, lambda config, errors: engine.lint(source, _shown(path), config, errors)
+        path,
+        root,
+        lambda config, errors: engine.lint(source, _shown(path), config, errors, reparser),
     )
 
 
