@@ -9,6 +9,7 @@ import libcst as cst
 
 from gradlint.analysis import analyze
 from gradlint.analysis.facts import Facts
+from gradlint.cancel import checkpoint
 from gradlint.config import Config
 from gradlint.finding import Finding, LintError
 from gradlint.fixes import Applied, Edit, Fix, apply_all
@@ -77,6 +78,7 @@ def lint_module(
     rules = [rule() for rule in all_rules() if config.is_enabled(rule.code, path)]
     if not rules:
         return []
+    checkpoint()
     try:
         facts = analyze(module)
         facts.parsed_from(source)
@@ -90,6 +92,7 @@ def lint_module(
     # One finding per rule and place: a misuse reached by several paths is one misuse.
     findings: dict[tuple[str, int, int], Finding] = {}
     for rule in rules:
+        checkpoint()
         try:
             for report in rule.check(facts):
                 line, column, end_line, end_column = facts.position(report.node)

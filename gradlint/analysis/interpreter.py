@@ -80,6 +80,7 @@ from gradlint.analysis.values import (
     Value,
     sequence,
 )
+from gradlint.cancel import checkpoint
 
 # Exact types, not isinstance: these are leaf classes, and a failed isinstance on libcst's
 # ABC node classes is slow (`_eval` sees every expression).
@@ -141,6 +142,7 @@ class Interpreter(FunctionCalls):
         return state
 
     def exec_statement(self, statement: cst.CSTNode, state: State) -> State:
+        checkpoint()  # a lint the language server no longer needs stops here
         self.facts.record_mode(statement, state.mode)
         self.facts.scope[statement] = self._function
         self._statement = statement

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from gradlint import __version__, registry
+from gradlint.cancel import Cancelled, stopping_when
 from gradlint.reparse import Reparser
 from gradlint.server import actions, documents
 from gradlint.server.convert import diagnostic, lines_of, whole_change
@@ -63,6 +65,9 @@ class GradlintServer(LanguageServer):
         # Each text document's last parse, which the next lint re-parses only in part;
         # used on the worker thread alone.
         self.reparsers: dict[str, Reparser] = {}
+        # Changes per document: a lint whose count is no longer the document's is stale
+        # (read on the worker thread, which stops such a lint).
+        self._edits: dict[str, int] = {}
 
     # -- logging ---------------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class GradlintServer(LanguageServer):
 
     def changed(self, key: str) -> None:
         """A change: publish at once after a quiet spell, else when the typing pauses."""
+        self._edits[key] = self._edits.get(key, 0) + 1
         now = asyncio.get_running_loop().time()
         last = self._changed.get(key)
         self._changed[key] = now
@@ -131,8 +137,18 @@ class GradlintServer(LanguageServer):
         if snapshot is None:
             return None
         reparser = self.reparsers.setdefault(key, Reparser())
+        edits = self._edits.get(key, 0)
+
+        def stale() -> bool:
+            return self._edits.get(key, 0) != edits
+
         loop = asyncio.get_running_loop()
-        linted = await loop.run_in_executor(self.executor, _lint_quietly, snapshot, reparser)
+        try:
+            linted = await loop.run_in_executor(
+                self.executor, _lint_quietly, snapshot, reparser, stale
+            )
+        except Cancelled:  # changed meanwhile (or closed): that change lints again
+            return None
         if not self._still(key, snapshot):
             return None
         if due is not None and due > loop.time():
@@ -183,6 +199,8 @@ class GradlintServer(LanguageServer):
         self._logged.pop(key, None)
         self._changed.pop(key, None)
         self.reparsers.pop(key, None)
+        self._edits[key] = self._edits.get(key, 0) + 1  # a lint on its way stops
+
         for uri in linting.published if linting is not None else {key}:
             self.clear(uri)
 
@@ -210,15 +228,17 @@ class GradlintServer(LanguageServer):
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _lint_quietly(snapshot: Snapshot, reparser: Reparser) -> Linted:
+def _lint_quietly(snapshot: Snapshot, reparser: Reparser, stale: Callable[[], bool]) -> Linted:
     """Lint with the collector paused, as `gradlint check` does per file: a lint makes
     hundreds of thousands of short-lived objects, and collections in the middle of it
     would scan them again and again. One thread lints, so the pause is ours alone to
-    manage; the collector resumes afterwards for whatever is left."""
+    manage; the collector resumes afterwards for whatever is left. A lint that ``stale``
+    says is no longer wanted stops early, raising `Cancelled`."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return snapshot.lint(reparser)
+        with stopping_when(stale):
+            return snapshot.lint(reparser)
     finally:
         if enabled:
             gc.enable()
