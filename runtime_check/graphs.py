@@ -156,6 +156,47 @@ def first_freed(roots: Any) -> Shared | None:
     return None
 
 
+class Stale(NamedTuple):
+    """A node of a failed backward's graph whose saved tensor was changed in place since."""
+
+    node: Any
+    above: list[Any]  # the nodes with a site above it, nearest first, up to a root
+
+
+def changed_since_saved(roots: Any, limit: int = 3) -> list[Stale]:
+    """The nodes of a graph whose saved tensors were changed in place after they saved them
+    (after a backward failed on one: reading such a tensor raises)."""
+    found: list[Stale] = []
+    parents: dict[int, Any] = {}
+    queue: deque[tuple[Any, Any]] = deque((node, None) for node in root_nodes(roots))
+    while queue and len(parents) < MAX_NODES and len(found) < limit:
+        node, parent = queue.popleft()
+        if id(node) in parents or _is_leaf(node):
+            continue
+        parents[id(node)] = parent
+        if _reads_changed(node):
+            above = []
+            while parent is not None:
+                if SITE in _metadata(parent):
+                    above.append(parent)
+                parent = parents.get(id(parent))
+            found.append(Stale(node, above))
+            continue
+        queue.extend((child, node) for child in children(node))
+    return found
+
+
+def _reads_changed(node: Any) -> bool:
+    for name in dir(node):
+        if name.startswith("_saved_") and not name.endswith("_sizes"):
+            try:
+                getattr(node, name)
+            except RuntimeError as error:
+                if "modified by an inplace operation" in str(error):
+                    return True
+    return False
+
+
 def entered_at(node: Any) -> Site:
     """Where the graph of the backward that went through a node took it in, if known."""
     entered = _metadata(node).get(ENTERED)

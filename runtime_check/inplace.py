@@ -27,6 +27,7 @@ _AUGMENTED = frozenset(
 )
 _VERSIONS = re.compile(r"is at version (\d+); expected version (\d+)")
 _SHAPE = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\]")
+_MADE_BY = re.compile(r"which is output \d+ of (\w+)")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Change:
     shape: tuple[int, ...]
     order: int
     layer: tuple[str, int] | None  # where the `inplace=True` layer that made it was registered
+    made_by: str = ""  # the graph node that made the tensor before the change, if any
+    # The autograd sequence number after the change: graph nodes numbered from it on were
+    # made after it.
+    sequence: int | None = None
 
 
 def changes_in_place(func: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
@@ -77,6 +82,8 @@ class InplaceLog:
                     tuple(tensor.shape),
                     next(self._order),
                     self._inplace_layer() if layer else None,
+                    _made_before(tensor),
+                    next_sequence(),
                 )
             )
 
@@ -88,7 +95,14 @@ class InplaceLog:
             return
         for param in params:
             self._changes.append(
-                Change(param._version, where, tuple(param.shape), next(self._order), None)
+                Change(
+                    param._version,
+                    where,
+                    tuple(param.shape),
+                    next(self._order),
+                    None,
+                    sequence=next_sequence(),
+                )
             )
 
     def _inplace_layer(self) -> tuple[str, int] | None:
@@ -104,24 +118,69 @@ class InplaceLog:
             frame = frame.f_back
         return None
 
-    def culprit(self, message: str) -> Change | None:
-        """The change that put a saved tensor at the version PyTorch's error names: the
-        latest one, preferring a tensor of the shape it names."""
+    def culprits(self, message: str) -> list[Change]:
+        """The changes that took a saved tensor from the version it was saved at to the one
+        PyTorch's error names: the last, and the first where others came between (a
+        residual `x += y` before an in-place ReLU). Each is the latest change to that
+        version, preferring a tensor of the shape the error names, made by the op it names."""
         versions = _VERSIONS.search(message)
         if versions is None:
-            return None
-        version = int(versions.group(1))
+            return []
+        now, saved = int(versions.group(1)), int(versions.group(2))
         shape_match = _SHAPE.search(message)
         shape = (
-            tuple(int(n) for n in shape_match.group(1).split(",") if n.strip())
+            _squeezed(tuple(int(n) for n in shape_match.group(1).split(",") if n.strip()))
             if shape_match
             else None
         )
-        candidates = [change for change in self._changes if change.version == version]
-        if not candidates:
-            return None
-        same_shape = [change for change in candidates if change.shape == shape]
-        return max(same_shape or candidates, key=lambda change: change.order)
+        made_by = _MADE_BY.search(message)
+        # (A view changed in place is named `AsStrided` after the change, not by its maker.)
+        maker = made_by.group(1) if made_by is not None and made_by.group(1) != "AsStrided" else ""
+        last = self._latest(now, shape, maker, before=None)
+        if last is None:
+            return []
+        first = (
+            self._latest(saved + 1, shape, maker, before=last.order) if now > saved + 1 else None
+        )
+        return [last] if first is None else [first, last]
+
+    def _latest(
+        self, version: int, shape: tuple[int, ...] | None, maker: str, before: int | None
+    ) -> Change | None:
+        candidates = [
+            change
+            for change in self._changes
+            if change.version == version and (before is None or change.order < before)
+        ]
+        # Shapes without their 1s: `unsqueeze_` changes a tensor's shape with its version,
+        # and the error names the shape the tensor was saved with.
+        same_shape = [change for change in candidates if _squeezed(change.shape) == shape]
+        if maker:
+            named = [change for change in same_shape if change.made_by.startswith(maker)]
+            same_shape = named or same_shape
+        chosen = same_shape or candidates
+        return max(chosen, key=lambda change: change.order) if chosen else None
+
+
+def next_sequence() -> int | None:
+    """The number autograd gives the next graph node it makes (nodes are numbered in the
+    order they are made, per thread), where this PyTorch tells it."""
+    read = getattr(torch._C._autograd, "_get_sequence_nr", None)
+    return read() if read is not None else None
+
+
+def _made_before(tensor: torch.Tensor) -> str:
+    """The name of the node that made a tensor before an in-place op just changed it: the
+    op's own node took its place, with the earlier one as its first input."""
+    node = tensor.grad_fn
+    if node is None or not node.next_functions:
+        return ""
+    earlier = node.next_functions[0][0]
+    return type(earlier).__name__ if earlier is not None else ""
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(size for size in shape if size != 1)
 
 
 def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:

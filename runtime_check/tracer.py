@@ -19,6 +19,7 @@ from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     SITE,
     Site,
+    changed_since_saved,
     entered_at,
     first_freed,
     freed_by,
@@ -27,7 +28,7 @@ from gradlint.runtime_check.graphs import (
     site_of,
     user_stack,
 )
-from gradlint.runtime_check.inplace import InplaceLog, changes_in_place
+from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
@@ -74,15 +75,27 @@ class Tracer:
         detail = str(error).splitlines()[0]
         where = where or user_frame()
         if code == "GL108":
-            change = self.inplace.culprit(str(error))
-            if change is not None:
-                at = f"; {_backward_at(where)}" if where is not None else ""
+            changes = self.inplace.culprits(str(error))
+            if args:
+                self._saved_before_change(args[0], where, why, changes)
+            at = f"; {_backward_at(where)}" if where is not None else ""
+            detail = detail.split(" Hint:")[0]
+            for number, change in enumerate(changes):
+                again = (
+                    f", and again at line {changes[-1].where[1]}"
+                    if number < len(changes) - 1
+                    else ""
+                )
                 if change.layer is not None:
-                    detail = f"changed by this layer's in-place op at line {change.where[1]}{at}"
-                    where = change.layer
+                    text = (
+                        f"changed by this layer's in-place op at line {change.where[1]}{again}{at}"
+                    )
+                    self.events.add(code, change.layer, why, detail=text)
                 else:
-                    detail = f"the tensor changed here{at}: {detail}"
-                    where = change.where
+                    text = f"the tensor changed here after it was saved{again}{at}: {detail}"
+                    self.events.add(code, change.where, why, detail=text)
+            if changes:
+                return
         if code == "GL107" and args:
             for line, text in _second_backward(args[0], where, detail):
                 self.events.add(code, line, why, detail=text)
@@ -100,6 +113,48 @@ class Tracer:
                 where = made
         if where is not None:
             self.events.add(code, where, why, detail=detail)
+
+    def _saved_before_change(
+        self, roots: Any, where: tuple[str, int] | None, why: str, changes: list[Change]
+    ) -> None:
+        """The lines whose ops saved a tensor for the failed backward that was changed in
+        place since (where the change should have waited, or a copy been saved), and the
+        line where the failed backward's graph took that part in after the change (where a
+        `.detach()` or a fresh forward belongs)."""
+        here = user_stack()
+        changed = min((c.sequence for c in changes if c.sequence is not None), default=None)
+        this = _backward_at(where)
+        for stale in changed_since_saved(roots):
+            saved = _lines_of(site_of(stale.node), here)
+            if not saved:
+                continue
+            for line in saved:
+                self.events.add(
+                    "GL108",
+                    line,
+                    why,
+                    detail=f"saved a tensor here for the {this}, which was changed in place "
+                    "before it ran: back-propagate first, or change a copy",
+                )
+            # The nearest node above of another line, made after the change: where this
+            # graph took in the stale part (taken in before the change, the change is the
+            # place for the fix).
+            entry: list[tuple[str, int]] = []
+            for node in stale.above:
+                lines = _lines_of(site_of(node), here)
+                if lines and lines[-1] != saved[-1]:
+                    if changed is not None and _sequence(node) >= changed:
+                        entry = lines
+                    break
+            for line in entry:
+                self.events.add(
+                    "GL108",
+                    line,
+                    why,
+                    detail=f"takes in the part made at line {saved[-1][1]}, whose saved "
+                    f"tensor was changed in place since: `.detach()` it here, or compute it "
+                    "anew",
+                )
 
     def explain_uncaught(self, error: BaseException) -> None:
         """The error that ended the program, at the innermost user line of its traceback,
@@ -320,6 +375,10 @@ def _second_backward(
     else:
         add(raised, f"goes through {part} again, which {by} freed")
     return found
+
+
+def _sequence(node: Any) -> int:
+    return int(node._sequence_nr())
 
 
 def _backward_lines(

@@ -348,9 +348,12 @@ def test_a_saved_tensor_changed_in_place_points_at_the_change(
     )
     report = run_program(str(script), [])
     assert report.exit_code == 1
-    [event] = report.events
-    assert (event.code, event.line) == ("GL108", 5)  # `x += 1`, not the backward at 6
-    assert "backward at line 6" in event.detail
+    events = {e.line: e.detail for e in report.events if e.code == "GL108"}
+    assert "backward at line 6" in events[5]  # `x += 1`, not the backward at 6
+    assert 6 not in events
+    # and what saved it: the sigmoid keeps its output for its gradient
+    assert events[3].startswith("saved a tensor here")
+    assert 4 not in events  # `y = x * 2` took it in before the change
 
 
 def test_a_layer_built_inplace_points_at_where_it_was_made(tmp_path: Path) -> None:
@@ -374,23 +377,24 @@ def test_a_layer_built_inplace_points_at_where_it_was_made(tmp_path: Path) -> No
         """,
     )
     report = run_program(str(script), [])
-    [event] = report.events
-    assert (event.code, event.line) == ("GL108", 9)  # `self.relu = nn.ReLU(inplace=True)`
-    assert "in-place op at line 12" in event.detail
+    events = {e.line: e.detail for e in report.events if e.code == "GL108"}
+    # `self.relu = nn.ReLU(inplace=True)`, and the sigmoid whose output it changed, in
+    # the forward and as called
+    assert sorted(events) == [9, 12, 14]
+    assert "in-place op at line 12" in events[9]
+    assert events[12].startswith("saved a tensor here")
 
 
 @pytest.mark.parametrize(
-    "build, line",
+    "build",
     [
         # made in a list, lines before `nn.Sequential` registers it
-        ("layers = [nn.Sigmoid()]\nlayers.append(nn.ReLU(inplace=True))\n", 5),
+        "layers = [nn.Sigmoid()]\nlayers.append(nn.ReLU(inplace=True))\n",
         # made plain, then switched to in-place by an attribute
-        ("layers = [nn.Sigmoid(), nn.ReLU()]\nlayers[1].inplace = True\n", 5),
+        "layers = [nn.Sigmoid(), nn.ReLU()]\nlayers[1].inplace = True\n",
     ],
 )
-def test_an_inplace_layer_points_at_what_made_it_inplace(
-    tmp_path: Path, build: str, line: int
-) -> None:
+def test_an_inplace_layer_points_at_what_made_it_inplace(tmp_path: Path, build: str) -> None:
     source = (
         "import torch\nfrom torch import nn\n\n"
         + build
@@ -400,7 +404,75 @@ def test_an_inplace_layer_points_at_what_made_it_inplace(
     script = tmp_path / "seq.py"
     script.write_text(source)
     report = run_program(str(script), [])
-    assert [(e.code, e.line) for e in report.events] == [("GL108", line)]
+    made, saved = len(build.splitlines()) + 3, len(build.splitlines()) + 5
+    assert [(e.code, e.line) for e in report.events] == [("GL108", made), ("GL108", saved)]
+
+
+def test_a_change_between_saving_and_the_last_change_is_named(tmp_path: Path) -> None:
+    # A residual block's `x += residual` after an in-place ReLU, then another in-place
+    # ReLU: the error names the version after the last; the first change is the bug.
+    script = write(
+        tmp_path / "residual.py",
+        """
+        import torch
+        import torch.nn.functional as F
+        w = torch.randn(4, requires_grad=True)
+        x = F.relu(w * 2, inplace=True)
+        x += w
+        x = F.relu(x, inplace=True)
+        x.sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL108"}
+    assert "and again at line 6" in events[5]
+    assert 6 in events
+
+
+def test_a_shape_changing_in_place_op_is_named_over_later_changes(tmp_path: Path) -> None:
+    # `unsqueeze_` changes the shape as it bumps the version; an in-place ReLU that
+    # changes another tensor of the saved shape and version later is not the culprit.
+    script = write(
+        tmp_path / "unsqueeze.py",
+        """
+        import torch
+        import torch.nn.functional as F
+        w = torch.randn(2, 3, requires_grad=True)
+        a = torch.sigmoid(w)
+        a.unsqueeze_(0)
+        b = F.relu(w * 1, inplace=True)
+        (a.sum() + b.sum()).backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL108"}
+    assert "changed here" in events[5]
+    assert 6 not in events
+
+
+def test_a_graph_that_took_in_what_a_step_changed_is_named(tmp_path: Path) -> None:
+    # A GAN's discriminator steps between the forward and the generator's backward,
+    # whose graph runs through the discriminator's stale forward.
+    script = write(
+        tmp_path / "gan.py",
+        """
+        import torch
+        gen, disc = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+        opt_d = torch.optim.SGD(disc.parameters(), lr=0.1)
+        fake = gen(torch.randn(4, 2))
+        score = disc(fake)
+        d_loss = score.mean()
+        d_loss.backward(retain_graph=True)
+        opt_d.step()
+        g_loss = -score.mean()
+        g_loss.backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL108"}
+    assert "changed here" in events[8]  # the step
+    assert events[5].startswith("saved a tensor here")  # the stale forward
+    assert events[9].startswith("takes in the part made at line 5")
 
 
 def test_a_correct_in_place_change_is_no_event(tmp_path: Path) -> None:
