@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -100,6 +101,15 @@ class Tracer:
             for line, text in _second_backward(args[0], where, detail):
                 self.events.add(code, line, why, detail=text)
             return
+        if code == "GL101" and args and isinstance(args[0], torch.Tensor) and where is not None:
+            for line, name in _handed_in(args[0]):
+                self.events.add(
+                    code,
+                    line,
+                    why,
+                    detail=f"hands a tensor that requires grad to {name}(), which converts it "
+                    f"to NumPy at line {where[1]}: pass it `.detach()`ed",
+                )
         if code == "GL103" and args:
             cut = self.cuts.cut_of(args[0])
             if cut is not None:
@@ -375,6 +385,44 @@ def _second_backward(
     else:
         add(raised, f"goes through {part} again, which {by} freed")
     return found
+
+
+def _handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int], str]]:
+    """The user's calls that handed `tensor` down to the innermost user function, as one of
+    its arguments or inside one (a list of losses to plot): outermost last."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and not is_users(frame.f_code.co_filename):
+        frame = frame.f_back
+    found: list[tuple[tuple[str, int], str]] = []
+    while frame is not None and len(found) < most and _holds_argument(frame, tensor):
+        name = frame.f_code.co_name
+        caller = frame.f_back
+        while caller is not None and not is_users(caller.f_code.co_filename):
+            caller = caller.f_back
+        if caller is None:
+            break
+        found.append(((real_path(caller.f_code.co_filename), caller.f_lineno), name))
+        frame = caller
+    return found
+
+
+def _holds_argument(frame: FrameType, tensor: torch.Tensor) -> bool:
+    code = frame.f_code
+    if code.co_name == "<module>":
+        return False
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    for name in code.co_varnames[:count]:
+        value = frame.f_locals.get(name)
+        if value is tensor:
+            return True
+        if isinstance(value, (list, tuple)) and any(item is tensor for item in value[:10_000]):
+            return True
+        if isinstance(value, dict) and any(
+            item is tensor for item in list(value.values())[:10_000]
+        ):
+            return True
+    return False
 
 
 def _sequence(node: Any) -> int:

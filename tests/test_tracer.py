@@ -201,6 +201,34 @@ sys.exit(int(sys.argv[1]))
 """
 
 
+def test_numpy_inside_a_helper_names_the_calls_that_handed_the_tensor_in(
+    tmp_path: Path,
+) -> None:
+    # A plotting helper converts what it is given; the bug is in the call that gives it a
+    # tensor still attached to its graph.
+    script = write(
+        tmp_path / "plot.py",
+        """
+        import numpy as np
+        import torch
+        def scatter(xs, ys):
+            return np.asarray(xs), np.asarray(ys)
+        def show(points):
+            return scatter(*points)
+        w = torch.randn(3, requires_grad=True)
+        x = torch.randn(3)
+        scatter(x, x * 2)
+        show([x, x * w])
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL101"}
+    assert sorted(events) == [4, 6, 10]  # the conversion, and each call that handed it in
+    assert "to scatter(), which converts it to NumPy at line 4" in events[6]
+    assert "to show()" in events[10]
+
+
 def test_a_script_runs_as_python_runs_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
