@@ -21,14 +21,18 @@ MAX_INFERENCE = 4096
 
 # How sure a record is that it names the cut: a tensor made by a factory that never
 # required grad is a likely origin; a cut of a graph (no_grad, detach, a frozen parameter)
-# is the cause. Where records meet, the stronger one is kept.
+# is the cause. A record holds each of the strongest causes met on the way (a frozen
+# encoder and a frozen head).
 MADE, CUT = 1, 2
+MAX_CAUSES = 4
+Cause = tuple[tuple[str, int], int]  # (the user's line, MADE or CUT)
+Record = tuple[Cause, ...]
 
 
 class CutLog:
     def __init__(self) -> None:
         # By identity: a plain WeakKeyDictionary compares tensors with `==`, elementwise.
-        # tensor -> (the user's line, MADE or CUT)
+        # tensor -> Record
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
         # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
         # on the same memory. (Newest last; a few thousand at most.)
@@ -38,24 +42,25 @@ class CutLog:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
         if not isinstance(result, torch.Tensor) or result.requires_grad or not args:
             return
-        inherited: tuple[tuple[str, int], int] | None = None
+        inherited: list[Record] = []
         for value in _tensors(args):
             if value.requires_grad:
                 where = _no_grad_block() if not torch.is_grad_enabled() else None
                 where = where or user_frame()
                 if where is not None:
-                    self._mark(result, (where, CUT))
+                    self._mark(result, ((where, CUT),))
                 return
             record = self._cut_at.get(value)
-            if record is not None and (inherited is None or record[1] > inherited[1]):
-                inherited = record
-        if inherited is None and result.is_inference():
+            if record is not None:
+                inherited.append(record)
+        if not inherited and result.is_inference():
             # Made under inference mode from tensors of no record (inputs, frozen weights):
             # the first op of a region; the ops after it inherit its record.
             where = _no_grad_block() or user_frame()
-            inherited = (where, CUT) if where is not None else None
-        if inherited is not None:
-            self._mark(result, inherited)
+            if where is not None:
+                inherited.append(((where, CUT),))
+        if inherited:
+            self._mark(result, inherited[0] if len(inherited) == 1 else _merged(inherited))
 
     def made(self, args: tuple[Any, ...], result: Any) -> None:
         """After a factory (`torch.zeros`, `torch.tensor`, ...): a floating-point tensor that
@@ -70,7 +75,7 @@ class CutLog:
             where = user_frame()
             if where is not None:
                 cut = any(value.requires_grad for value in _tensors(args))
-                self._mark(result, (where, CUT if cut else MADE))
+                self._mark(result, ((where, CUT if cut else MADE),))
 
     def frozen(self, tensor: Any, requires_grad: bool) -> None:
         """`requires_grad = False` on a parameter: what is computed from it alone is cut."""
@@ -81,13 +86,13 @@ class CutLog:
         else:
             where = user_frame()
             if where is not None:
-                self._cut_at[tensor] = (where, CUT)
+                self._cut_at[tensor] = ((where, CUT),)
 
-    def _mark(self, result: torch.Tensor, record: tuple[tuple[str, int], int]) -> None:
+    def _mark(self, result: torch.Tensor, record: Record) -> None:
         self._cut_at[result] = record
         if result.is_inference():
             memory = self._inference_at
-            memory[result.data_ptr()] = record[0]
+            memory[result.data_ptr()] = record[0][0]
             if len(memory) > MAX_INFERENCE:
                 del memory[next(iter(memory))]
 
@@ -96,17 +101,32 @@ class CutLog:
         for value in _tensors(args):
             if value.is_inference():
                 record = self._cut_at.get(value)
-                where = record[0] if record is not None else None
+                where = record[0][0] if record is not None else None
                 where = where or self._inference_at.get(value.data_ptr())
                 if where is not None:
                     return where
         return None
 
-    def cut_of(self, tensor: Any) -> tuple[str, int] | None:
-        if isinstance(tensor, torch.Tensor):
-            record = self._cut_at.get(tensor)
-            return record[0] if record is not None else None
-        return None
+    def cut_of(self, tensor: Any) -> list[tuple[str, int]]:
+        """Where a tensor's graph was cut, or where what it was computed from was made
+        without one: the likeliest first. (Of each tensor, given several, as
+        `torch.autograd.backward` takes them.)"""
+        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
+        found: dict[tuple[str, int], None] = {}
+        for value in tensors:
+            record = self._cut_at.get(value) if isinstance(value, torch.Tensor) else None
+            found.update(dict.fromkeys(where for where, _ in record or ()))
+        return list(found)
+
+
+def _merged(records: list[Record]) -> Record:
+    """The strongest causes of several records (a tensor made without grad beside a cut
+    is only an input), first met first."""
+    strongest = max(strength for record in records for _, strength in record)
+    causes = dict.fromkeys(
+        where for record in records for where, strength in record if strength == strongest
+    )
+    return tuple((where, strongest) for where in list(causes)[:MAX_CAUSES])
 
 
 def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
@@ -168,3 +188,31 @@ def _names_grad_mode(expr: ast.expr) -> bool:
     target = expr.func if isinstance(expr, ast.Call) else expr
     name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
     return name in _GRAD_MODE_CALLS
+
+
+def freezing_loop(where: tuple[str, int]) -> tuple[str, int] | None:
+    """The `for p in model.parameters():` around a line that sets `requires_grad` (the
+    loop, not the line, says which parameters froze), if there is one."""
+    path, line = where
+    for start, first, end in _freezing_loops(path):
+        if first <= line <= end:
+            return path, start
+    return None
+
+
+@cache
+def _freezing_loops(path: str) -> tuple[tuple[int, int, int], ...]:
+    """(the loop's line, its body's first and last lines) of each loop over parameters
+    that sets `requires_grad`, innermost first."""
+    tree = parsed(path)
+    if tree is None:
+        return ()
+    loops = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.For)
+            and "parameters" in ast.unparse(node.iter)
+            and "requires_grad" in ast.unparse(node)
+        ):
+            loops.append((node.lineno, node.body[0].lineno, node.end_lineno or node.lineno))
+    return tuple(sorted(loops, key=lambda loop: -loop[0]))

@@ -13,7 +13,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import CutLog
+from gradlint.runtime_check.cuts import CutLog, freezing_loop
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
@@ -111,10 +111,21 @@ class Tracer:
                     f"to NumPy at line {where[1]}: pass it `.detach()`ed",
                 )
         if code == "GL103" and args:
-            cut = self.cuts.cut_of(args[0])
-            if cut is not None:
-                detail = f"the graph was cut here; the {_backward_at(where)} had none to go through"
-                where = cut
+            causes = self.cuts.cut_of(args[0])
+            for cause in causes:
+                text = f"the graph was cut here; the {_backward_at(where)} had none to go through"
+                self.events.add(code, cause, why, detail=text)
+                loop = freezing_loop(cause)
+                if loop is not None:
+                    text = f"this loop froze the parameters (at line {cause[1]}) that the "
+                    text += f"{_backward_at(where)} needed a graph through"
+                    self.events.add(code, loop, why, detail=text)
+            if causes and where is not None and where not in causes:
+                lines = ", ".join(str(line) for _, line in causes)
+                text = f"the tensor has no graph to go back through: cut at line {lines}"
+                self.events.add(code, where, why, detail=text)
+            if causes:
+                return
         elif code == "GL106" and args and "saved for backward" in detail:
             made = self.cuts.inference_origin(args)
             if made is not None:
