@@ -36,14 +36,15 @@ class CutLog:
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
         # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
         # on the same memory. (Newest last; a few thousand at most.)
-        self._inference_at: dict[int, tuple[str, int]] = {}
+        self._inference_at: dict[int, list[tuple[str, int]]] = {}
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
         if not isinstance(result, torch.Tensor) or result.requires_grad or not args:
             return
         inherited: list[Record] = []
-        for value in _tensors(args):
+        values = _tensors(args)
+        for value in values:
             if value.requires_grad:
                 where = _no_grad_block() if not torch.is_grad_enabled() else None
                 where = where or user_frame()
@@ -53,12 +54,12 @@ class CutLog:
             record = self._cut_at.get(value)
             if record is not None:
                 inherited.append(record)
-        if not inherited and result.is_inference():
-            # Made under inference mode from tensors of no record (inputs, frozen weights):
-            # the first op of a region; the ops after it inherit its record.
-            where = _no_grad_block() or user_frame()
-            if where is not None:
-                inherited.append(((where, CUT),))
+        if result.is_inference() and not any(value.is_inference() for value in values):
+            # Made under inference mode from no inference tensor (inputs, weights): the
+            # first op of a region, whose start is the cause; the ops after it inherit it.
+            record = _inference_record()
+            if record:
+                inherited = [record]
         if inherited:
             self._mark(result, inherited[0] if len(inherited) == 1 else _merged(inherited))
 
@@ -72,6 +73,11 @@ class CutLog:
             and not result.requires_grad
             and result not in self._cut_at
         ):
+            if result.is_inference():
+                record = _inference_record()
+                if record:
+                    self._mark(result, record)
+                return
             where = user_frame()
             if where is not None:
                 cut = any(value.requires_grad for value in _tensors(args))
@@ -92,20 +98,21 @@ class CutLog:
         self._cut_at[result] = record
         if result.is_inference():
             memory = self._inference_at
-            memory[result.data_ptr()] = record[0][0]
+            memory[result.data_ptr()] = [where for where, _ in record]
             if len(memory) > MAX_INFERENCE:
                 del memory[next(iter(memory))]
 
-    def inference_origin(self, args: tuple[Any, ...]) -> tuple[str, int] | None:
-        """Where an inference tensor among a failed call's arguments was made, if known."""
+    def inference_origin(self, args: tuple[Any, ...]) -> list[tuple[str, int]]:
+        """Where an inference tensor among a failed call's arguments was made, if known:
+        the start of the inference-mode region, and the line in it."""
         for value in _tensors(args):
             if value.is_inference():
                 record = self._cut_at.get(value)
-                where = record[0][0] if record is not None else None
-                where = where or self._inference_at.get(value.data_ptr())
-                if where is not None:
-                    return where
-        return None
+                found = [where for where, _ in record] if record is not None else []
+                found = found or self._inference_at.get(value.data_ptr(), [])
+                if found:
+                    return found
+        return []
 
     def cut_of(self, tensor: Any) -> list[tuple[str, int]]:
         """Where a tensor's graph was cut, or where what it was computed from was made
@@ -143,6 +150,13 @@ def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
                 elif isinstance(item, (list, tuple)):
                     found.extend(inner for inner in item if isinstance(inner, torch.Tensor))
     return found
+
+
+def _inference_record() -> Record:
+    """Where an inference tensor is being made: the `with torch.inference_mode():` (or the
+    decorator) the user's code runs in, and the user's line, where they differ."""
+    lines = dict.fromkeys(where for where in (_no_grad_block(), user_frame()) if where)
+    return tuple((where, CUT) for where in lines)
 
 
 def _no_grad_block() -> tuple[str, int] | None:

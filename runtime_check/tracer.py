@@ -126,12 +126,15 @@ class Tracer:
                 self.events.add(code, where, why, detail=text)
             if causes:
                 return
-        elif code == "GL106" and args and "saved for backward" in detail:
-            made = self.cuts.inference_origin(args)
-            if made is not None:
-                at = f" at line {where[1]}" if where is not None else ""
-                detail = f"made here under inference mode; used by autograd{at}"
-                where = made
+        elif code == "GL106" and args:
+            made = [line for line in self.cuts.inference_origin(args) if line != where]
+            at = f" at line {where[1]}" if where is not None else ""
+            use = "used by autograd" if "saved for backward" in detail else "changed in place"
+            for line in made:
+                text = f"made here under inference mode; {use}{at}"
+                self.events.add(code, line, why, detail=text)
+            if made and "saved for backward" in detail:
+                return
         if where is not None:
             self.events.add(code, where, why, detail=detail)
 

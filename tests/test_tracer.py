@@ -849,7 +849,34 @@ def test_an_in_place_change_of_an_inference_tensor_outside_inference_mode(
     )
     report = run_program(str(script), [])
     assert report.exit_code == 1 and not report.faults
-    assert [(e.code, e.line) for e in report.events] == [("GL106", 4)]
+    # The change, and where the tensor was made: the region and the line in it.
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    assert sorted(events) == [2, 3, 4]
+    assert events[2] == "made here under inference mode; changed in place at line 4"
+
+
+def test_features_from_an_inference_mode_method_name_its_decorator(tmp_path: Path) -> None:
+    # A frozen backbone's feature method decorated with inference_mode, feeding a head
+    # that trains: the decorator is the cause, not the freeze of the backbone's weights.
+    script = write(
+        tmp_path / "backbone.py",
+        """
+        import torch
+        class Backbone(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+            @torch.inference_mode()
+            def features(self, x):
+                return torch.relu(self.conv(x))
+        backbone, head = Backbone().requires_grad_(False), torch.nn.Conv2d(4, 1, 1)
+        head(backbone.features(torch.randn(1, 3, 8, 8))).mean().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    assert "used by autograd at line 10" in events[6]  # the decorator
 
 
 @pytest.mark.parametrize(
