@@ -20,16 +20,31 @@ PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
 MAX_FRAMES = 8
 MAX_NODES = 100_000
+MAX_CODES = 50_000
 
 Site = tuple[tuple[CodeType, int], ...]  # the user's frames, innermost first
+
+
+# Whether a code object is the user's, by the object: asked for every frame of the stack
+# at every op that makes a graph node, so a dictionary lookup rather than calls.
+_USERS: dict[CodeType, bool] = {}
 
 
 def user_stack(frame: FrameType | None = None) -> Site:
     frame = frame or sys._getframe(1)
     found: list[tuple[CodeType, int]] = []
-    while frame is not None and len(found) < MAX_FRAMES:
-        if is_users(frame.f_code.co_filename):
-            found.append((frame.f_code, frame.f_lineno))
+    users = _USERS
+    while frame is not None:
+        code = frame.f_code
+        mine = users.get(code)
+        if mine is None:
+            if len(users) > MAX_CODES:  # (code made on the fly, again and again)
+                users.clear()
+            mine = users[code] = is_users(code.co_filename)
+        if mine:
+            found.append((code, frame.f_lineno))
+            if len(found) == MAX_FRAMES:
+                break
         frame = frame.f_back
     return tuple(found)
 

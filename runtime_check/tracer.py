@@ -288,10 +288,20 @@ class Tracer:
             self.fault("noting where a layer was registered")
 
     def _forward_starts(self, module: Any, args: Any) -> None:
-        self.steps.inside = False  # no model runs inside a step but through its closure
-        if self.waste.outermost():
-            self._models.add(module)
-        self.waste.forward_starts(module, args)
+        # Runs before every module's forward: guarded here, not by a wrapper (a call more).
+        try:
+            self.steps.inside = False  # no model runs inside a step but through its closure
+            if self.waste.outermost():
+                self._models.add(module)
+            self.waste.forward_starts(module, args)
+        except Exception:
+            self.fault("before a forward")
+
+    def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
+        try:
+            self.waste.forward_ends(module, args, output)
+        except Exception:
+            self.fault("after a forward")
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
@@ -305,10 +315,8 @@ class Tracer:
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
         self._handles.append(register_optimizer_step_pre_hook(self._guarded(self.steps.before)))
-        self._handles.append(register_module_forward_pre_hook(self._guarded(self._forward_starts)))
-        self._handles.append(
-            register_module_forward_hook(self._guarded(self.waste.forward_ends), always_call=True)
-        )
+        self._handles.append(register_module_forward_pre_hook(self._forward_starts))
+        self._handles.append(register_module_forward_hook(self._forward_ends, always_call=True))
         self._handles.append(register_optimizer_step_post_hook(self._guarded(self._stepped)))
         if self._lines is not None:
             self._lines.start()
@@ -627,7 +635,11 @@ class _Watch(TorchFunctionMode):
         kind = _KINDS.get(func)
         if kind == _FACT:
             return result
-        if kind == _PLAIN and not kwargs and isinstance(result, torch.Tensor):
+        if (
+            kind == _PLAIN
+            and isinstance(result, torch.Tensor)
+            and not (kwargs and kwargs.get("inplace") is True)
+        ):
             # The common case, inline (each call out costs a frame, dear under a line
             # tracer): a plain op whose result has a graph node; mark where it was made.
             node = result.grad_fn
