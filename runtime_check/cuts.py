@@ -34,6 +34,7 @@ class CutLog:
         # By identity: a plain WeakKeyDictionary compares tensors with `==`, elementwise.
         # tensor -> Record
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._frozen: WeakIdKeyDictionary = WeakIdKeyDictionary()  # parameter -> its freeze
         # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
         # on the same memory. (Newest last; a few thousand at most.)
         self._inference_at: dict[int, list[tuple[str, int]]] = {}
@@ -89,10 +90,19 @@ class CutLog:
             return
         if requires_grad:
             self._cut_at.pop(tensor, None)
+            self._frozen.pop(tensor, None)
         else:
             where = user_frame()
             if where is not None:
                 self._cut_at[tensor] = ((where, CUT),)
+                self._frozen[tensor] = where
+
+    def frozen_sites(self, most: int = 3) -> list[tuple[str, int]]:
+        """The lines that froze the parameters that are still frozen, first first."""
+        sites = dict.fromkeys(
+            where for tensor, where in list(self._frozen.items()) if not tensor.requires_grad
+        )
+        return list(sites)[:most]
 
     def _mark(self, result: torch.Tensor, record: Record) -> None:
         self._cut_at[result] = record

@@ -30,6 +30,7 @@ from gradlint.runtime_check.graphs import (
     user_stack,
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
+from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
@@ -194,15 +195,40 @@ class Tracer:
             tb = tb.tb_next
         if where is None:
             return
-        made = _non_leaf_origin(last.tb_frame) if "non-leaf" in str(error) else None
-        if made is not None:
-            # An optimizer given a tensor computed from others: where that tensor was made.
-            found = classify(str(error))
-            if found is not None:
-                detail = f"made here from other tensors; given to the optimizer at line {where[1]}"
-                self.events.add(found[0], made, found[1], detail=detail)
-                return
+        found = classify(str(error))
+        if found is not None and found[0] == "GL109" and self._refused(error, last, found[1]):
+            return
         self.explain(error, where)
+
+    def _refused(self, error: BaseException, last: Any, why: str) -> bool:
+        """An optimizer refused its parameters: name the lines that explain why, and the
+        line that built it; False where none is known."""
+        frames = user_frames(error)
+        built = construction(frames)
+        at = f" at line {built[1]}" if built is not None else ""
+        causes: list[tuple[tuple[str, int], str]] = []
+        if "non-leaf" in str(error):
+            # A tensor computed from others: where it was made (and the call to a helper
+            # that made it, as the optimizer's line sees it).
+            here = tuple((frame.f_code, line) for frame, line in frames)
+            for line in _lines_of(_non_leaf_site(last.tb_frame), here):
+                causes.append((line, f"made here from other tensors; given to the optimizer{at}"))
+        else:
+            causes.extend(empty_causes(frames))
+            for freeze in self.cuts.frozen_sites():
+                text = f"froze parameters here; the optimizer{at} was left with none"
+                causes.append((freeze, text))
+                loop = freezing_loop(freeze)
+                if loop is not None:
+                    causes.append((loop, text))
+        if not causes:
+            return False
+        for line, detail in causes:
+            self.events.add("GL109", line, why, detail=detail)
+        innermost = (real_path(frames[0][0].f_code.co_filename), frames[0][1]) if frames else None
+        for line in dict.fromkeys(x for x in (built, innermost) if x is not None):
+            self.events.add("GL109", line, why, detail=str(error).splitlines()[0])
+        return True
 
     def after(
         self,
@@ -336,13 +362,12 @@ class Tracer:
             self.lines = self._lines.stop()
 
 
-def _non_leaf_origin(frame: FrameType) -> tuple[str, int] | None:
-    """The user's line that made the non-leaf tensor an optimizer refused (its constructor's
-    frame holds it as `param`), from where its graph node was made."""
+def _non_leaf_site(frame: FrameType) -> Site:
+    """Where the non-leaf tensor an optimizer refused was made (its constructor's frame
+    holds it as `param`), from its graph node."""
     param = frame.f_locals.get("param")
     node = getattr(param, "grad_fn", None) if isinstance(param, torch.Tensor) else None
-    stack = site_of(node) if node is not None else ()
-    return (real_path(stack[0][0].co_filename), stack[0][1]) if stack else None
+    return site_of(node) if node is not None else ()
 
 
 def _backward_at(where: tuple[str, int] | None) -> str:

@@ -1,0 +1,146 @@
+"""Why an optimizer refused what it was given: no parameters at all (a module whose layers
+sit in a plain list, a misspelt `__init__`, every parameter frozen and filtered out), or a
+tensor computed from others; named at the user's lines, from the failed constructor's
+traceback."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import torch
+from gradlint.runtime_check.frames import is_users, real_path
+from gradlint.runtime_check.sources import parsed
+
+Line = tuple[str, int]
+MAX_VALUES = 2000  # the locals (a module's globals) looked through, per frame
+# Names a hurried `__init__` gets: Python never calls them, so no layer is made.
+_MISSPELT_INIT = frozenset({"_init_", "__init_", "_init__", "__int__", "__innit__", "__inti__"})
+
+
+def user_frames(error: BaseException) -> list[tuple[FrameType, int]]:
+    """The user's frames of an error's traceback, with their lines, innermost first."""
+    found = []
+    tb = error.__traceback__
+    while tb is not None:
+        if is_users(tb.tb_frame.f_code.co_filename):
+            found.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    return found[::-1]
+
+
+def construction(frames: list[tuple[FrameType, int]]) -> Line | None:
+    """The user's line that built the optimizer: the innermost frame outside the methods of
+    the user's own optimizer class (whose `__init__` hands the parameters on)."""
+    for frame, line in frames:
+        if not isinstance(frame.f_locals.get("self"), torch.optim.Optimizer):
+            return real_path(frame.f_code.co_filename), line
+    return None
+
+
+def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
+    """Why the modules at hand have no parameters: layers kept in a plain list or dict
+    (not `nn.ModuleList`/`nn.ModuleDict`), which `parameters()` never visits, or an
+    `__init__` misspelt, so that none was made."""
+    found: dict[Line, str] = {}
+    for module in _modules_without_parameters(frames):
+        for line, detail in _unregistered(module) + _misspelt_init(module):
+            found.setdefault(line, detail)
+    return list(found.items())
+
+
+def _modules_without_parameters(frames: list[tuple[FrameType, int]]) -> Iterator[torch.nn.Module]:
+    seen: set[int] = set()
+    for frame, _ in frames:
+        for value in list(frame.f_locals.values())[:MAX_VALUES]:
+            if isinstance(value, torch.nn.Module) and id(value) not in seen:
+                seen.add(id(value))
+                if next(value.parameters(), None) is None:
+                    yield value
+
+
+def _unregistered(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    """The attributes of a module that hold layers or parameters in a plain container,
+    at the line of the class that assigns them."""
+    names = [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and _holds_layers(value)
+    ]
+    found = []
+    for name in names:
+        line = _assignment(type(module), name)
+        if line is not None:
+            kind = "nn.ModuleDict" if isinstance(getattr(module, name), dict) else "nn.ModuleList"
+            detail = (
+                f"`self.{name}` keeps its layers in a plain container, which `parameters()` "
+                f"does not look into: the optimizer got none of them; use {kind}"
+            )
+            found.append((line, detail))
+    return found
+
+
+def _holds_layers(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    return any(
+        isinstance(item, (torch.nn.Module, torch.nn.Parameter)) for item in list(items)[:100]
+    )
+
+
+def _assignment(cls: type, name: str) -> Line | None:
+    for klass in cls.__mro__:
+        path = _file_of(klass)
+        tree = parsed(path) if path else None
+        if tree is None or not path:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
+                for inner in ast.walk(node):
+                    targets: list[ast.expr] = []
+                    if isinstance(inner, ast.Assign):
+                        targets = inner.targets
+                    elif isinstance(inner, ast.AnnAssign):
+                        targets = [inner.target]
+                    for target in targets:
+                        if (
+                            isinstance(target, ast.Attribute)
+                            and target.attr == name
+                            and isinstance(target.value, ast.Name)
+                            and target.value.id == "self"
+                        ):
+                            return real_path(path), target.lineno
+    return None
+
+
+def _misspelt_init(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    found = []
+    for klass in type(module).__mro__:
+        if klass.__module__.startswith("torch."):
+            break
+        for name in _MISSPELT_INIT & set(vars(klass)):
+            function = vars(klass)[name]
+            code = getattr(function, "__code__", None)
+            if code is not None and is_users(code.co_filename):
+                detail = (
+                    f"`{name}` is not `__init__`: Python never calls it, so the layers it "
+                    "makes do not exist and the optimizer got no parameters"
+                )
+                found.append(((real_path(code.co_filename), code.co_firstlineno), detail))
+    return found
+
+
+def _file_of(klass: type) -> str | None:
+    """The user's file a class is defined in, from its functions' code (its module may be
+    gone from `sys.modules`: a script's `__main__` after it ran)."""
+    for value in vars(klass).values():
+        code = getattr(value, "__code__", None)
+        if code is not None:
+            return code.co_filename if is_users(code.co_filename) else None
+    module = sys.modules.get(klass.__module__)
+    path = getattr(module, "__file__", None)
+    return path if isinstance(path, str) and is_users(path) else None

@@ -1,0 +1,128 @@
+"""The tracer on optimizers that refuse what they are given (GL109): an empty parameter
+list, or a tensor computed from others. Each case first shows PyTorch's own error, then
+checks the lines the tracer names as the cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("coverage")
+
+from gradlint.runtime_check.runner import run_program  # noqa: E402
+
+
+def refused(tmp_path: Path, source: str, error: str) -> dict[int, str]:
+    """Run the program plainly (PyTorch refuses it with `error`), then traced: the GL109
+    events by line."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert plain.returncode == 1 and error in plain.stderr
+    report = run_program(str(script), [])
+    assert report.exit_code == 1 and not report.faults
+    return {e.line: e.detail for e in report.events if e.code == "GL109"}
+
+
+def test_layers_in_a_plain_list_are_named(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class MLP(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = [nn.Linear(3, 3), nn.Linear(3, 1)]
+        def make(model):
+            return torch.optim.Adam(model.parameters())
+        make(MLP())
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert "use nn.ModuleList" in events[6]
+    assert 8 in events  # the optimizer
+
+
+def test_a_misspelt_init_is_named(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class CNN(nn.Module):
+            def _init_(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 1)
+        model = CNN()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert "is not `__init__`" in events[4]
+
+
+def test_freezing_every_parameter_then_filtering_names_the_freeze(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        model = torch.nn.Linear(3, 1)
+        for p in model.parameters():
+            p.requires_grad = False
+        trainable = filter(lambda p: p.requires_grad, model.parameters())
+        optimizer = torch.optim.Adam(trainable)
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert sorted(events) == [3, 4, 6]  # the loop, the freeze, the optimizer
+    assert "the optimizer at line 6 was left with none" in events[4]
+
+
+def test_a_user_optimizer_class_is_named_where_it_is_built(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        class Scaled(torch.optim.SGD):
+            def __init__(self, params, lr):
+                super().__init__(params, lr=lr)
+        model = torch.nn.Linear(3, 1)
+        model.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = Scaled(params, lr=0.1)
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert {4, 6, 8} <= set(events)  # inside the class, the freeze, and where it is built
+
+
+def test_a_non_leaf_made_in_a_helper_is_named_with_the_call(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        def param(value):
+            return torch.tensor(value, requires_grad=True).exp()
+        optimizer = torch.optim.Adam([param(0.5)], lr=0.01)
+        """,
+        "can't optimize a non-leaf Tensor",
+    )
+    assert events[3].startswith("made here from other tensors")
+    assert events[4].startswith("made here")  # the call, as the optimizer's line sees it
+
+
+def test_an_optimizer_with_parameters_is_no_event(tmp_path: Path) -> None:
+    script = tmp_path / "fine.py"
+    script.write_text(
+        "import torch\nmodel = torch.nn.Linear(3, 1)\n"
+        "model.bias.requires_grad = False\n"
+        "opt = torch.optim.Adam(p for p in model.parameters() if p.requires_grad)\n"
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and report.events == []
