@@ -16,6 +16,7 @@ import torch
 from gradlint.runtime_check.cuts import CutLog, freezing_loop
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
+from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     SITE,
@@ -60,6 +61,10 @@ class Tracer:
         self.waste = WasteWatch(self.events)
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
+        # Every module that had a layer registered on it while traced, and the lines that
+        # set `requires_grad` of a tensor: for the freezes that did nothing.
+        self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+        self._flag_lines: set[tuple[str, int]] = set()
         self._handles: list[Any] = []
 
     def explain(
@@ -267,6 +272,9 @@ class Tracer:
         elif kind == _SETS_FLAG:
             if len(args) == 2:  # `tensor.requires_grad = flag`
                 self.cuts.frozen(args[0], bool(args[1]))
+                where = user_frame()
+                if where is not None and len(self._flag_lines) < 10_000:
+                    self._flag_lines.add(where)
             return
         elif kind == _FREEZES:
             if args:  # `tensor.requires_grad_(flag=True)`
@@ -306,6 +314,9 @@ class Tracer:
 
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
+            self._built.add(parent)
+            if isinstance(module, torch.nn.Module):
+                self._built.add(module)
             if module is not None and id(module) not in self.layer_sites:
                 where = user_frame()
                 if where is not None:
@@ -360,6 +371,33 @@ class Tracer:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
             self.lines = self._lines.stop()
+        try:
+            self._ineffective_freezes()
+        except Exception:
+            self.fault("looking for freezes that did nothing")
+
+    def _ineffective_freezes(self) -> None:
+        """Flags set as plain attributes, whose parameters still train: at the assignments
+        that ran (only known where the lines were collected)."""
+        modules = list(self._built) + list(self._models)
+        typos = misspelt_flags(modules)
+        for where in assignments(self.lines, typos) if typos else ():
+            self.events.add(
+                "GL209",
+                where,
+                "a misspelt `requires_grad`: a plain attribute PyTorch never reads",
+                detail="the parameters it was set on still require grad",
+            )
+        if flagged_modules(modules):
+            for where in assignments(self.lines, {"requires_grad"}):
+                if where not in self._flag_lines:  # (no tensor's flag was set there)
+                    self.events.add(
+                        "GL215",
+                        where,
+                        "`requires_grad` set on a module, which has no such flag",
+                        detail="its parameters still require grad; use "
+                        "`module.requires_grad_(False)`",
+                    )
 
 
 def _non_leaf_site(frame: FrameType) -> Site:

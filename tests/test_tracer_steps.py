@@ -404,3 +404,44 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
     script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
     report = run_program(str(script), [])
     assert report.exit_code == 1 and report.events == []
+
+
+# --- GL209, GL215: freezes that set a plain attribute, and the parameters train on ---------
+
+FREEZE = """
+import torch
+torch.manual_seed(0)
+backbone, head = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+model = torch.nn.Sequential(backbone, head)
+{freeze}
+before = backbone.weight.clone()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model(torch.randn(4, 3)).sum().backward()
+opt.step()
+print(torch.equal(before, backbone.weight))
+"""
+
+
+@pytest.mark.parametrize(
+    "freeze, expected",
+    [
+        ("for p in backbone.parameters():\n    p.require_grad = False", [("GL209", 6)]),
+        ("backbone.weight.requires_grads = False", [("GL209", 5)]),
+        ("backbone.requires_grad = False", [("GL215", 5)]),
+        # what was meant: no event, and the backbone stays put
+        ("for p in backbone.parameters():\n    p.requires_grad = False", []),
+        ("backbone.requires_grad_(False)", []),
+        # a misspelt flag on a tensor that is no parameter trains nothing: no event
+        ("table = torch.zeros(3)\ntable.require_grad = False", []),
+    ],
+)
+def test_a_freeze_that_sets_a_plain_attribute(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    freeze: str,
+    expected: list[tuple[str, int]],
+) -> None:
+    assert events_of(tmp_path, FREEZE.format(freeze=freeze)) == expected
+    # PyTorch's truth: with a plain attribute the backbone still moves.
+    moved = capsys.readouterr().out.strip() == "False"
+    assert moved == bool(expected) or "table" in freeze
