@@ -408,7 +408,7 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
 
 # --- GL209, GL215: freezes that set a plain attribute, and the parameters train on ---------
 
-FREEZE = """
+PLAIN_FREEZE = """
 import torch
 torch.manual_seed(0)
 backbone, head = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
@@ -441,7 +441,7 @@ def test_a_freeze_that_sets_a_plain_attribute(
     freeze: str,
     expected: list[tuple[str, int]],
 ) -> None:
-    assert events_of(tmp_path, FREEZE.format(freeze=freeze)) == expected
+    assert events_of(tmp_path, PLAIN_FREEZE.format(freeze=freeze)) == expected
     # PyTorch's truth: with a plain attribute the backbone still moves.
     moved = capsys.readouterr().out.strip() == "False"
     assert moved == bool(expected) or "table" in freeze
