@@ -74,7 +74,9 @@ def held_on(node: Any) -> list[Pending]:
     return cast(list[Pending], _metadata(node).get(PENDING, []))
 
 
-def mark_propagated(roots: Any, freed: bool, where: Site = ()) -> list[torch.Tensor]:
+def mark_propagated(
+    roots: Any, freed: bool, where: Site = (), kept: Pending | None = None
+) -> list[torch.Tensor]:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
     it gave gradients). (Stops at nodes an earlier backward already went through: the walk
@@ -93,8 +95,12 @@ def mark_propagated(roots: Any, freed: bool, where: Site = ()) -> list[torch.Ten
             continue
         metadata = _metadata(node)
         if mark in metadata or FREED in metadata:
+            _reuse(metadata, kept)
             continue
-        metadata[mark] = where or True  # (a freed node keeps the user's stack at the backward)
+        _reuse(metadata, kept)
+        # A freed node keeps the user's stack at the backward; a retained one, what waits
+        # for a later backward to use the graph kept for it.
+        metadata[mark] = (where or True) if freed else (kept or True)
         if above is not None:
             metadata[ENTERED] = above
         for pending in metadata.get(PENDING, ()):
@@ -103,6 +109,14 @@ def mark_propagated(roots: Any, freed: bool, where: Site = ()) -> list[torch.Ten
         below = metadata.get(SITE) or above
         queue.extend((child, below) for child in children(node))
     return list(leaves.values())
+
+
+def _reuse(metadata: dict[str, Any], this: Pending | None) -> None:
+    """A backward went through a node an earlier one retained: that graph was kept for it.
+    (Not this backward's own, met again on another path.)"""
+    kept = metadata.get(RETAINED)
+    if isinstance(kept, Pending) and kept is not this:
+        kept.propagated = True
 
 
 def holds_freed(tensor: Any) -> bool:

@@ -260,7 +260,10 @@ class Tracer:
             if args:
                 retains = _retains(func, args, kwargs)
                 where = user_frame()
-                leaves = mark_propagated(args[0], freed=not retains, where=user_stack())
+                kept = (
+                    self.waste.retained() if retains and not _creates(func, args, kwargs) else None
+                )
+                leaves = mark_propagated(args[0], not retains, user_stack(), kept)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
                     self.steps.backward(leaves, where, bool(create))
@@ -655,6 +658,13 @@ def _clipping_nothing() -> bool:
                 and all(getattr(p, "requires_grad", False) for p in parameters)
             )
     return False
+
+
+def _creates(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`create_graph` of a backward call (a graph of the backward itself, for a gradient
+    penalty or a second order: the graph it keeps is the point)."""
+    first = 3 if getattr(func, "__name__", "") == "grad" else 2
+    return bool(kwargs.get("create_graph", args[first + 1] if len(args) > first + 1 else False))
 
 
 def _retains(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

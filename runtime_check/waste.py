@@ -1,5 +1,6 @@
 """Graphs recorded for nothing: a model run in eval mode with autograd on whose graph no
-backward uses (GL301), and totals that keep back-propagated graphs alive (GL302). Each is
+backward uses (GL301), totals that keep back-propagated graphs alive (GL302), and graphs
+retained for a backward that never comes (GL305). Each is
 held on the graph node it is about and settled when a backward goes through that node; what
 is still unsettled when the trace ends is reported."""
 
@@ -23,7 +24,11 @@ KEPT_GRAPH = (
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
 # Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
 # on every one of them; a right sum may be once, if the program stopped before its backward.
-THRESHOLD = {"GL301": 1, "GL302": 2}
+THRESHOLD = {"GL301": 1, "GL302": 2, "GL305": 2}
+KEPT_FOR_NOTHING = (
+    "retain_graph=True keeps a graph that no later backward goes through; drop it, so "
+    "the backward frees the graph"
+)
 
 
 class WasteWatch:
@@ -55,6 +60,20 @@ class WasteWatch:
             if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
                 self._chained.add(pending[1])
 
+    def retained(self) -> Pending | None:
+        """Before a backward that retains its graph: what the graph holds until a later
+        backward uses it. (Reported where that never happens, again and again: every
+        step keeps its graph until the next one replaces it.)"""
+        where = user_frame()
+        if where is None:
+            return None
+        held = self._held.setdefault(("GL305", where), [])
+        if len(held) >= MAX_HELD:
+            return None
+        pending = Pending()
+        held.append(pending)
+        return pending
+
     def outermost(self) -> bool:
         """Whether no module's forward is running: the next one is the user's model."""
         return self._depth == 0
@@ -76,10 +95,11 @@ class WasteWatch:
             if code == "GL302" and where not in self._chained:
                 continue
             if unsettled >= THRESHOLD[code]:
-                message = EVAL_FORWARD if code == "GL301" else KEPT_GRAPH
-                event = self._events.add(
-                    code, where, message, detail=f"{unsettled} of {len(held)} never back-propagated"
-                )
+                message = {"GL301": EVAL_FORWARD, "GL302": KEPT_GRAPH}.get(code, KEPT_FOR_NOTHING)
+                detail = f"{unsettled} of {len(held)} never back-propagated"
+                if code == "GL305":
+                    detail = f"{unsettled} of {len(held)} graphs kept were never used again"
+                event = self._events.add(code, where, message, detail=detail)
                 event.count = unsettled
 
 

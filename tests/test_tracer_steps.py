@@ -445,3 +445,54 @@ def test_a_freeze_that_sets_a_plain_attribute(
     # PyTorch's truth: with a plain attribute the backbone still moves.
     moved = capsys.readouterr().out.strip() == "False"
     assert moved == bool(expected) or "table" in freeze
+
+
+# --- GL305: a graph retained for a backward that never comes ---------------------------------
+
+RETAIN = """
+import torch
+torch.manual_seed(0)
+trunk, head_a, head_b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+opt = torch.optim.SGD([*trunk.parameters(), *head_a.parameters(), *head_b.parameters()], lr=0.1)
+kept = []
+for step in range(3):
+    opt.zero_grad()
+    features = torch.tanh(trunk(torch.randn(4, 3)))
+    loss_a = head_a(features).pow(2).mean()
+    {body}
+    opt.step()
+    kept.append(features.grad_fn)
+# PyTorch's truth: a retained graph still holds its saved tensors after the backward.
+try:
+    kept[0]._saved_result
+    print("kept")
+except RuntimeError:
+    print("freed")
+"""
+
+
+@pytest.mark.parametrize(
+    "body, expected, held",
+    [
+        # retained every step, and nothing goes through it again
+        ("loss_a.backward(retain_graph=True)", [("GL305", 10)], "kept"),
+        # a second loss through the shared trunk: the graph was kept for it
+        (
+            "loss_a.backward(retain_graph=True)\n    head_b(features).mean().backward()",
+            [],
+            "freed",
+        ),
+        # a gradient penalty needs the graph of the backward itself
+        ("loss_a.backward(create_graph=True)", [], "kept"),
+        ("loss_a.backward()", [], "freed"),
+    ],
+)
+def test_a_graph_retained_for_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    body: str,
+    expected: list[tuple[str, int]],
+    held: str,
+) -> None:
+    assert events_of(tmp_path, RETAIN.format(body=body)) == expected
+    assert capsys.readouterr().out.strip() == held
