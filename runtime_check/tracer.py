@@ -31,6 +31,7 @@ from gradlint.runtime_check.graphs import (
     user_stack,
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
+from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
@@ -59,6 +60,7 @@ class Tracer:
         self.inplace = InplaceLog(self.layer_sites)
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
+        self.modes = ModeWatch(self.events)
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         # Every module that had a layer registered on it while traced, and the lines that
@@ -333,6 +335,7 @@ class Tracer:
             self.steps.inside = False  # no model runs inside a step but through its closure
             if self.waste.outermost():
                 self._models.add(module)
+                self.modes.forward(module)
             self.waste.forward_starts(module, args)
         except Exception:
             self.fault("before a forward")
@@ -345,6 +348,7 @@ class Tracer:
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
+        self.modes.stepped(optimizer)
 
     def fault(self, where: str) -> None:
         """A bug of the tracer: kept for the report, never raised into the user's program."""

@@ -496,3 +496,53 @@ def test_a_graph_retained_for_nothing(
 ) -> None:
     assert events_of(tmp_path, RETAIN.format(body=body)) == expected
     assert capsys.readouterr().out.strip() == held
+
+
+# --- GL203: training on in eval mode after a validation pass --------------------------------
+
+EVAL_LEFT = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 8), {layer}, torch.nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+modes = []
+def validate():
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(4, 3))
+for epoch in range(3):
+    {start}
+    loss = model(torch.randn(4, 3)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    modes.append(model.training)
+    validate()
+print(modes)
+"""
+
+
+@pytest.mark.parametrize(
+    "layer, start, expected, modes",
+    [
+        # the validation's eval() stays in force: epochs 2 and 3 train with dropout off
+        ("torch.nn.Dropout(0.5)", "pass", [("GL203", 12)], "[True, False, False]"),
+        ("torch.nn.BatchNorm1d(8)", "pass", [("GL203", 12)], "[True, False, False]"),
+        # what was meant
+        ("torch.nn.Dropout(0.5)", "model.train()", [], "[True, True, True]"),
+        # no layer that behaves differently: eval mode changes nothing
+        ("torch.nn.ReLU()", "pass", [], "[True, False, False]"),
+        # trained in eval mode throughout, on purpose (frozen batch statistics)
+        ("torch.nn.BatchNorm1d(8)", "model.eval()", [], "[False, False, False]"),
+    ],
+)
+def test_training_in_eval_mode_after_training_in_train_mode(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    layer: str,
+    start: str,
+    expected: list[tuple[str, int]],
+    modes: str,
+) -> None:
+    assert events_of(tmp_path, EVAL_LEFT.format(layer=layer, start=start)) == expected
+    assert capsys.readouterr().out.strip() == modes
