@@ -124,6 +124,20 @@ class CutLog:
                     return found
         return []
 
+    def cut_term(self, value: Any) -> tuple[str, int] | None:
+        """Where a one-number tensor (a loss term) that needs no grad was cut from a graph
+        that did: `.detach()`, `torch.tensor([...])` of losses, an op under no_grad."""
+        if (
+            isinstance(value, torch.Tensor)
+            and not value.requires_grad
+            and value.numel() == 1
+            and value.is_floating_point()
+        ):
+            record = self._cut_at.get(value)
+            if record is not None and record[0][1] == CUT:
+                return record[0][0]
+        return None
+
     def cut_of(self, tensor: Any) -> list[tuple[str, int]]:
         """Where a tensor's graph was cut, or where what it was computed from was made
         without one: the likeliest first. (Of each tensor, given several, as

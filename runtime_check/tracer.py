@@ -20,11 +20,13 @@ from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     SITE,
+    Pending,
     Site,
     changed_since_saved,
     entered_at,
     first_freed,
     freed_by,
+    hold,
     mark_propagated,
     note_made,
     site_of,
@@ -67,6 +69,9 @@ class Tracer:
         # set `requires_grad` of a tensor: for the freezes that did nothing.
         self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
         self._flag_lines: set[tuple[str, int]] = set()
+        # Loss terms cut from their graphs, summed into a loss: (settled by a backward
+        # through the sum, the cut, the sum)
+        self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
         self._handles: list[Any] = []
 
     def explain(
@@ -299,12 +304,26 @@ class Tracer:
                     note_made(node)
                     if kind == _ADDS or kind == _IADDS:
                         self.waste.accumulated(result)
+                        if kind == _ADDS and result.numel() == 1:
+                            self._dead_terms(args, node)
             elif args:
                 self.cuts.note(args, result)
         elif isinstance(result, (tuple, list)):
             for item in result:
                 if isinstance(item, torch.Tensor) and item.grad_fn is not None:
                     note_made(item.grad_fn)
+
+    def _dead_terms(self, args: tuple[Any, ...], node: Any) -> None:
+        """A loss summed from terms, one of which was cut from its graph: it adds nothing to
+        the gradient. Reported if a backward goes through the sum (GL211)."""
+        for value in args[:2]:
+            cut = self.cuts.cut_term(value)
+            if cut is not None and len(self._dead) < MAX_DEAD:
+                added = user_frame()
+                if added is not None and added != cut:
+                    pending = Pending()
+                    hold(node, pending)
+                    self._dead.append((pending, cut, added))
 
     def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
         """A hook that reports its own faults instead of raising them into the program."""
@@ -378,6 +397,16 @@ class Tracer:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
             self.lines = self._lines.stop()
+        for pending, cut, added in self._dead:
+            if pending.propagated:
+                self.events.add(
+                    "GL211",
+                    cut,
+                    "a loss term computed from a tensor cut from its graph here adds nothing "
+                    "to the gradient",
+                    detail=f"summed into the loss at line {added}, which is back-propagated; "
+                    "drop the `.detach()` (or the no_grad) if this term should train",
+                )
         try:
             self._ineffective_freezes()
         except Exception:
@@ -742,6 +771,7 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+MAX_DEAD = 1000
 
 
 class _LineCollector:

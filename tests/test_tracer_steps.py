@@ -546,3 +546,42 @@ def test_training_in_eval_mode_after_training_in_train_mode(
 ) -> None:
     assert events_of(tmp_path, EVAL_LEFT.format(layer=layer, start=start)) == expected
     assert capsys.readouterr().out.strip() == modes
+
+
+# --- GL211: a loss term cut from its graph, summed into the loss --------------------------
+
+DEAD_TERM = """
+import torch
+torch.manual_seed(0)
+gen, disc = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+fake = gen(torch.randn(4, 3))
+score = {score}
+adversarial = torch.nn.functional.softplus(-score).mean()
+content = fake.pow(2).mean()
+loss = adversarial + content
+{use}
+# PyTorch's truth: does the adversarial term reach the generator at all?
+print(adversarial.requires_grad)
+"""
+
+
+@pytest.mark.parametrize(
+    "score, use, expected, trains",
+    [
+        ("disc(fake).detach()", "loss.backward()", [("GL211", 5)], "False"),
+        ("disc(fake)", "loss.backward()", [], "True"),
+        # summed only to be printed: nothing is trained on it
+        ("disc(fake).detach()", "print(float(loss))", [], "False"),
+        ("torch.zeros(4, 1)", "loss.backward()", [], "False"),  # made without grad: no cut
+    ],
+)
+def test_a_loss_term_cut_from_its_graph(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    score: str,
+    use: str,
+    expected: list[tuple[str, int]],
+    trains: str,
+) -> None:
+    assert events_of(tmp_path, DEAD_TERM.format(score=score, use=use)) == expected
+    assert capsys.readouterr().out.strip().splitlines()[-1] == trains
