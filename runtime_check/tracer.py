@@ -267,6 +267,7 @@ class Tracer:
             if args:
                 retains = _retains(func, args, kwargs)
                 where = user_frame()
+                self.waste.backward(where)
                 kept = (
                     self.waste.retained() if retains and not _creates(func, args, kwargs) else None
                 )

@@ -37,6 +37,8 @@ class WasteWatch:
         self._held: dict[tuple[str, tuple[str, int]], list[Pending]] = {}
         self._depth = 0  # module calls in progress: only the outermost is the user's
         self._chained: set[tuple[str, int]] = set()  # lines whose sums build on their own
+        self._retaining: set[tuple[str, int]] = set()  # lines of backwards that retain
+        self._mixed: set[tuple[str, int]] = set()  # ... with other backwards after them
 
     def _hold(self, code: str, node: Any) -> tuple[Pending, tuple[str, int]] | None:
         where = user_frame()
@@ -60,6 +62,14 @@ class WasteWatch:
             if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
                 self._chained.add(pending[1])
 
+    def backward(self, where: tuple[str, int] | None) -> None:
+        """Before each backward: a line that retains its graphs among other backwards may
+        mean them for those (intricate steps, a GAN's); only a line that is the step's one
+        backward is judged."""
+        for line in self._retaining:
+            if line != where:
+                self._mixed.add(line)
+
     def retained(self) -> Pending | None:
         """Before a backward that retains its graph: what the graph holds until a later
         backward uses it. (Reported where that never happens, again and again: every
@@ -67,6 +77,7 @@ class WasteWatch:
         where = user_frame()
         if where is None:
             return None
+        self._retaining.add(where)
         held = self._held.setdefault(("GL305", where), [])
         if len(held) >= MAX_HELD:
             return None
@@ -94,6 +105,8 @@ class WasteWatch:
             unsettled = sum(not pending.propagated for pending in held)
             if code == "GL302" and where not in self._chained:
                 continue
+            if code == "GL305" and (unsettled < len(held) or where in self._mixed):
+                continue  # (a graph kept at this line was used: the line needs it, at times)
             if unsettled >= THRESHOLD[code]:
                 message = {"GL301": EVAL_FORWARD, "GL302": KEPT_GRAPH}.get(code, KEPT_FOR_NOTHING)
                 detail = f"{unsettled} of {len(held)} never back-propagated"

@@ -482,6 +482,12 @@ except RuntimeError:
             [],
             "freed",
         ),
+        # among other backwards of the step, the retained graph may be meant for them
+        (
+            "loss_a.backward(retain_graph=True)\n    head_b(features.detach()).mean().backward()",
+            [],
+            "kept",
+        ),
         # a gradient penalty needs the graph of the backward itself
         ("loss_a.backward(create_graph=True)", [], "kept"),
         ("loss_a.backward()", [], "freed"),
