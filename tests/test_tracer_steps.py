@@ -488,8 +488,13 @@ except RuntimeError:
             [],
             "kept",
         ),
-        # a gradient penalty needs the graph of the backward itself
-        ("loss_a.backward(create_graph=True)", [], "kept"),
+        # a gradient penalty needs the graph of the gradient itself
+        (
+            "(g,) = torch.autograd.grad(loss_a, features, create_graph=True)\n"
+            "    (loss_a + g.pow(2).sum()).backward()",
+            [],
+            "freed",
+        ),
         ("loss_a.backward()", [], "freed"),
     ],
 )
