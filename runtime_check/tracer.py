@@ -260,6 +260,10 @@ class Tracer:
         if kind == _SETS_GRAD:
             self.steps.grad_set(args)
             return
+        if kind == _READS_GRAD:
+            if result is None and args:
+                self._non_leaf_grad(args[0])
+            return
         if kind == _PLAIN:
             if kwargs and kwargs.get("inplace") is True:  # a layer built `inplace=True`
                 self.inplace.note(args, layer=True)
@@ -313,6 +317,28 @@ class Tracer:
             for item in result:
                 if isinstance(item, torch.Tensor) and item.grad_fn is not None:
                     note_made(item.grad_fn)
+
+    def _non_leaf_grad(self, tensor: Any) -> None:
+        """`.grad` read of a tensor computed from others (GL214): autograd keeps gradients
+        only for leaves, so it is None, unless `retain_grad()` asked for it."""
+        if (
+            isinstance(tensor, torch.Tensor)
+            and tensor.requires_grad
+            and not tensor.is_leaf
+            and not tensor.retains_grad
+        ):
+            where = user_frame()
+            if where is not None:
+                node = tensor.grad_fn
+                made = site_of(node) if node is not None else ()
+                at = f" (made at line {made[0][1]})" if made else ""
+                self.events.add(
+                    "GL214",
+                    where,
+                    "`.grad` of a non-leaf tensor is None: autograd keeps gradients only for "
+                    "leaves; call `.retain_grad()` on it before the backward",
+                    detail=f"reads the gradient of a tensor computed from others{at}",
+                )
 
     def _dead_terms(self, args: tuple[Any, ...], node: Any) -> None:
         """A loss summed from terms, one of which was cut from its graph: it adds nothing to
@@ -592,7 +618,8 @@ def _lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
     _SETS_FLAG,
     _FREEZES,
     _FACTORY,
-) = range(11)
+    _READS_GRAD,
+) = range(12)
 # Functions that make a tensor from numbers: one that does not require grad may be where a
 # loss with no graph began.
 _FACTORIES = frozenset(
@@ -645,6 +672,8 @@ def _kind_of(func: Callable[..., Any]) -> int:
             return (
                 _SETS_GRAD if prop == "grad" else _SETS_FLAG if prop == "requires_grad" else _FACT
             )
+        if prop == "grad":
+            return _READS_GRAD
         return _FACT if prop in _FACTS else _PLAIN
     if name in ("backward", "grad"):
         return _BACKWARD

@@ -5,6 +5,7 @@ GL204). Each misuse is run twice: once to show what PyTorch does with it, once t
 from __future__ import annotations
 
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -596,3 +597,35 @@ def test_a_loss_term_cut_from_its_graph(
 ) -> None:
     assert events_of(tmp_path, DEAD_TERM.format(score=score, use=use)) == expected
     assert capsys.readouterr().out.strip().splitlines()[-1] == trains
+
+
+# --- GL214: the gradient of a tensor computed from others, read after the backward --------
+
+NON_LEAF_GRAD = """
+import torch
+layer = torch.nn.Linear(3, 2)
+out = layer(torch.randn(4, 3))
+{before}
+out.pow(2).sum().backward()
+print(out.grad is None, layer.weight.grad is None)
+"""
+
+
+@pytest.mark.parametrize(
+    "before, expected, printed",
+    [
+        ("pass", [("GL214", 6)], "True False"),
+        ("out.retain_grad()", [], "False False"),
+    ],
+)
+def test_the_grad_of_a_non_leaf_tensor(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    before: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch's own warning of the read
+        assert events_of(tmp_path, NON_LEAF_GRAD.format(before=before)) == expected
+    assert capsys.readouterr().out.strip() == printed
