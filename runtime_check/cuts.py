@@ -228,6 +228,18 @@ def _names_grad_mode(expr: ast.expr) -> bool:
     return name in _GRAD_MODE_CALLS
 
 
+def with_freezing_loops(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Lines, each followed by the `for p in model.parameters():` around it that sets
+    `requires_grad` (the loop, not the line, says which parameters froze)."""
+    found: dict[tuple[str, int], None] = {}
+    for line in lines:
+        found[line] = None
+        loop = freezing_loop(line)
+        if loop is not None:
+            found[loop] = None
+    return list(found)
+
+
 def freezing_loop(where: tuple[str, int]) -> tuple[str, int] | None:
     """The `for p in model.parameters():` around a line that sets `requires_grad` (the
     loop, not the line, says which parameters froze), if there is one."""

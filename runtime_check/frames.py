@@ -53,6 +53,13 @@ def is_users(filename: str) -> bool:
     return _kind(filename) == 0
 
 
+def next_user_frame(frame: FrameType | None) -> FrameType | None:
+    """The frame, or the nearest one out from it, that runs the user's code."""
+    while frame is not None and not is_users(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
 def user_frame(skip: int = 1) -> tuple[str, int] | None:
     """(file, line) of the innermost user frame, looking from `skip` frames above the
     caller outwards; None when only PyTorch or gradlint is on the stack."""

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import CutLog, freezing_loop
+from gradlint.runtime_check.cuts import CutLog, with_freezing_loops
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
+from gradlint.runtime_check.explain import (
+    backward_at,
+    handed_in,
+    lines_of,
+    non_leaf_site,
+    second_backward,
+    sequence,
+)
 from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
     SITE,
     Pending,
-    Site,
     changed_since_saved,
-    entered_at,
-    first_freed,
-    freed_by,
     hold,
     mark_propagated,
     note_made,
@@ -92,7 +95,7 @@ class Tracer:
             changes = self.inplace.culprits(str(error))
             if args:
                 self._saved_before_change(args[0], where, why, changes)
-            at = f"; {_backward_at(where)}" if where is not None else ""
+            at = f"; {backward_at(where)}" if where is not None else ""
             detail = detail.split(" Hint:")[0]
             for number, change in enumerate(changes):
                 again = (
@@ -111,11 +114,11 @@ class Tracer:
             if changes:
                 return
         if code == "GL107" and args:
-            for line, text in _second_backward(args[0], where, detail):
+            for line, text in second_backward(args[0], where, detail):
                 self.events.add(code, line, why, detail=text)
             return
         if code == "GL101" and args and isinstance(args[0], torch.Tensor) and where is not None:
-            for line, name in _handed_in(args[0]):
+            for line, name in handed_in(args[0]):
                 self.events.add(
                     code,
                     line,
@@ -125,14 +128,9 @@ class Tracer:
                 )
         if code == "GL103" and args:
             causes = self.cuts.cut_of(args[0])
-            for cause in causes:
-                text = f"the graph was cut here; the {_backward_at(where)} had none to go through"
-                self.events.add(code, cause, why, detail=text)
-                loop = freezing_loop(cause)
-                if loop is not None:
-                    text = f"this loop froze the parameters (at line {cause[1]}) that the "
-                    text += f"{_backward_at(where)} needed a graph through"
-                    self.events.add(code, loop, why, detail=text)
+            text = f"the graph was cut here; the {backward_at(where)} had none to go through"
+            for line in with_freezing_loops(causes):
+                self.events.add(code, line, why, detail=text)
             if causes and where is not None and where not in causes:
                 lines = ", ".join(str(line) for _, line in causes)
                 text = f"the tensor has no graph to go back through: cut at line {lines}"
@@ -160,9 +158,9 @@ class Tracer:
         `.detach()` or a fresh forward belongs)."""
         here = user_stack()
         changed = min((c.sequence for c in changes if c.sequence is not None), default=None)
-        this = _backward_at(where)
+        this = backward_at(where)
         for stale in changed_since_saved(roots):
-            saved = _lines_of(site_of(stale.node), here)
+            saved = lines_of(site_of(stale.node), here)
             if not saved:
                 continue
             for line in saved:
@@ -178,9 +176,9 @@ class Tracer:
             # place for the fix).
             entry: list[tuple[str, int]] = []
             for node in stale.above:
-                lines = _lines_of(site_of(node), here)
+                lines = lines_of(site_of(node), here)
                 if lines and lines[-1] != saved[-1]:
-                    if changed is not None and _sequence(node) >= changed:
+                    if changed is not None and sequence(node) >= changed:
                         entry = lines
                     break
             for line in entry:
@@ -223,16 +221,12 @@ class Tracer:
             # A tensor computed from others: where it was made (and the call to a helper
             # that made it, as the optimizer's line sees it).
             here = tuple((frame.f_code, line) for frame, line in frames)
-            for line in _lines_of(_non_leaf_site(last.tb_frame), here):
+            for line in lines_of(non_leaf_site(last.tb_frame), here):
                 causes.append((line, f"made here from other tensors; given to the optimizer{at}"))
         else:
             causes.extend(empty_causes(frames))
-            for freeze in self.cuts.frozen_sites():
-                text = f"froze parameters here; the optimizer{at} was left with none"
-                causes.append((freeze, text))
-                loop = freezing_loop(freeze)
-                if loop is not None:
-                    causes.append((loop, text))
+            text = f"froze parameters here; the optimizer{at} was left with none"
+            causes.extend((line, text) for line in with_freezing_loops(self.cuts.frozen_sites()))
         if not causes:
             return False
         for line, detail in causes:
@@ -269,16 +263,14 @@ class Tracer:
                 self.inplace.note(args, layer=True)
         elif kind == _BACKWARD:
             if args:
-                retains = _retains(func, args, kwargs)
+                creates = _creates(func, args, kwargs)
+                retains = creates or _retains(func, args, kwargs)
                 where = user_frame()
                 self.waste.backward(where)
-                kept = (
-                    self.waste.retained() if retains and not _creates(func, args, kwargs) else None
-                )
+                kept = self.waste.retained() if retains and not creates else None
                 leaves = mark_propagated(args[0], not retains, user_stack(), kept)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
-                    create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
-                    self.steps.backward(leaves, where, bool(create))
+                    self.steps.backward(leaves, where, creates)
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
@@ -463,148 +455,6 @@ class Tracer:
                     )
 
 
-def _non_leaf_site(frame: FrameType) -> Site:
-    """Where the non-leaf tensor an optimizer refused was made (its constructor's frame
-    holds it as `param`), from its graph node."""
-    param = frame.f_locals.get("param")
-    node = getattr(param, "grad_fn", None) if isinstance(param, torch.Tensor) else None
-    return site_of(node) if node is not None else ()
-
-
-def _backward_at(where: tuple[str, int] | None) -> str:
-    return f"backward at line {where[1]}" if where is not None else "backward"
-
-
-def _second_backward(
-    tensors: Any, raised: tuple[str, int] | None, error: str
-) -> list[tuple[tuple[str, int], str]]:
-    """The lines of a backward through a freed graph, each a place for the fix: the line
-    that built the part it shares with a graph an earlier backward freed, the lines where
-    each graph took that part in (for a `.detach()`), the earlier backward (that could have
-    retained it) and this one. A line inside a helper or a model's forward comes with the
-    call to it in the function that runs this backward, where that is on the way."""
-    shared = first_freed(tensors)
-    if shared is None:
-        return [(raised, error)] if raised is not None else []
-    here = user_stack()
-    freeing, raising = _backward_lines(freed_by(shared.freed), here)
-    raised = raising or raised
-    by = f"the backward at line {freeing[1]}" if freeing is not None else "an earlier backward"
-    this = _backward_at(raised)
-    found: list[tuple[tuple[str, int], str]] = []
-
-    def add(where: tuple[str, int] | None, text: str) -> None:
-        if where is not None and all(where != seen for seen, _ in found):
-            found.append((where, text))
-
-    made = _lines_of(site_of(shared.top), here)
-    if not made:
-        add(raised, error)
-        return found
-    part = f"the part made at line {made[-1][1]}"
-    for line in made:
-        add(line, f"made here, back-propagated and freed by {by}, and used again by the {this}")
-    if freeing != raised:
-        # Two backwards: the first graph might have left the shared part alone. (One
-        # backward's later pass: it is the state carried over that should not be.)
-        for line in _lines_of(entered_at(shared.freed), here):
-            add(
-                line,
-                f"takes {part} into the graph that {by} frees; `.detach()` it here if no "
-                f"gradient should reach {part} from here",
-            )
-        add(
-            freeing,
-            f"frees the graph that the {this} goes through again; pass retain_graph=True "
-            "here if both must",
-        )
-    for line in _lines_of(shared.entry, here):
-        add(
-            line,
-            f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
-            "anew for this backward",
-        )
-    if freeing == raised:
-        add(
-            raised,
-            f"goes through {part} again, which this backward freed on an earlier pass: "
-            "build it anew for each backward, or `.detach()` what carries over",
-        )
-    else:
-        add(raised, f"goes through {part} again, which {by} freed")
-    return found
-
-
-def _handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int], str]]:
-    """The user's calls that handed `tensor` down to the innermost user function, as one of
-    its arguments or inside one (a list of losses to plot): outermost last."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None and not is_users(frame.f_code.co_filename):
-        frame = frame.f_back
-    found: list[tuple[tuple[str, int], str]] = []
-    while frame is not None and len(found) < most and _holds_argument(frame, tensor):
-        name = frame.f_code.co_name
-        caller = frame.f_back
-        while caller is not None and not is_users(caller.f_code.co_filename):
-            caller = caller.f_back
-        if caller is None:
-            break
-        found.append(((real_path(caller.f_code.co_filename), caller.f_lineno), name))
-        frame = caller
-    return found
-
-
-def _holds_argument(frame: FrameType, tensor: torch.Tensor) -> bool:
-    code = frame.f_code
-    if code.co_name == "<module>":
-        return False
-    count = code.co_argcount + code.co_kwonlyargcount
-    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
-    for name in code.co_varnames[:count]:
-        value = frame.f_locals.get(name)
-        if value is tensor:
-            return True
-        if isinstance(value, (list, tuple)) and any(item is tensor for item in value[:10_000]):
-            return True
-        if isinstance(value, dict) and any(
-            item is tensor for item in list(value.values())[:10_000]
-        ):
-            return True
-    return False
-
-
-def _sequence(node: Any) -> int:
-    return int(node._sequence_nr())
-
-
-def _backward_lines(
-    freeing: Site, raising: Site
-) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
-    """The lines of the two backwards, as the user's code tells them apart: both may run in
-    one helper (`def backward(self, loss): loss.backward()`), called from two places. The
-    same stack twice is a loop's pass over a graph an earlier pass freed."""
-    if not freeing:
-        return None, _line(raising[0]) if raising else None
-    for first, second in zip(freeing, raising, strict=False):
-        if first != second:
-            return _line(first), _line(second)
-    return _line(freeing[0]), _line(freeing[0])
-
-
-def _line(frame: tuple[CodeType, int]) -> tuple[str, int]:
-    return real_path(frame[0].co_filename), frame[1]
-
-
-def _lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
-    """A site's lines: the innermost (inside a helper or a model's forward), and as the
-    code running now sees it (the call in the function on both stacks), where they differ."""
-    if not stack:
-        return []
-    innermost = stack[0]
-    caller = next(((c, n) for c, n in stack if here and c is here[0][0]), innermost)
-    return [_line(frame) for frame in dict.fromkeys((innermost, caller))]
-
-
 # What a torch function is, to the tracer: decided once per function.
 (
     _PLAIN,
@@ -723,23 +573,27 @@ def _clipping_nothing() -> bool:
     return False
 
 
-def _creates(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """`create_graph` of a backward call (a graph of the backward itself, for a gradient
-    penalty or a second order: the graph it keeps is the point)."""
-    first = 3 if getattr(func, "__name__", "") == "grad" else 2
-    return bool(kwargs.get("create_graph", args[first + 1] if len(args) > first + 1 else False))
-
-
-def _retains(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """`retain_graph` (or `create_graph`, which implies it) of a backward call. Positional,
+def _backward_flag(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+) -> bool:
+    """`retain_graph` or `create_graph` of a backward call. Positional,
     `Tensor.backward(gradient, retain_graph, create_graph)` and `torch.autograd.backward(
     tensors, grad_tensors, retain_graph, create_graph)` take them third and fourth;
     `torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph, create_graph)`,
     fourth and fifth."""
-    first = 3 if getattr(func, "__name__", "") == "grad" else 2
-    retain = kwargs.get("retain_graph", args[first] if len(args) > first else None)
-    create = kwargs.get("create_graph", args[first + 1] if len(args) > first + 1 else False)
-    return bool(retain) or bool(create)
+    at = (3 if getattr(func, "__name__", "") == "grad" else 2) + (name == "create_graph")
+    return bool(kwargs.get(name, args[at] if len(args) > at else False))
+
+
+def _creates(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """A graph of the backward itself (a gradient penalty, a second order): the graph it
+    keeps is the point."""
+    return _backward_flag(func, args, kwargs, "create_graph")
+
+
+def _retains(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`retain_graph`, or `create_graph`, which implies it."""
+    return _backward_flag(func, args, kwargs, "retain_graph") or _creates(func, args, kwargs)
 
 
 class _Watch(TorchFunctionMode):

@@ -1,0 +1,159 @@
+"""How an autograd error is explained at the user's lines: each place where the fix could go,
+from the graph nodes' recorded sites and the user's stacks (a second backward through a freed
+graph, a tensor handed down to a `.numpy()`, a non-leaf given to an optimizer)."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from types import CodeType, FrameType
+from typing import Any
+
+import torch
+from gradlint.runtime_check.frames import next_user_frame, real_path
+from gradlint.runtime_check.graphs import (
+    Site,
+    entered_at,
+    first_freed,
+    freed_by,
+    site_of,
+    user_stack,
+)
+
+
+def non_leaf_site(frame: FrameType) -> Site:
+    """Where the non-leaf tensor an optimizer refused was made (its constructor's frame
+    holds it as `param`), from its graph node."""
+    param = frame.f_locals.get("param")
+    node = getattr(param, "grad_fn", None) if isinstance(param, torch.Tensor) else None
+    return site_of(node) if node is not None else ()
+
+
+def backward_at(where: tuple[str, int] | None) -> str:
+    return f"backward at line {where[1]}" if where is not None else "backward"
+
+
+def second_backward(
+    tensors: Any, raised: tuple[str, int] | None, error: str
+) -> list[tuple[tuple[str, int], str]]:
+    """The lines of a backward through a freed graph, each a place for the fix: the line
+    that built the part it shares with a graph an earlier backward freed, the lines where
+    each graph took that part in (for a `.detach()`), the earlier backward (that could have
+    retained it) and this one. A line inside a helper or a model's forward comes with the
+    call to it in the function that runs this backward, where that is on the way."""
+    shared = first_freed(tensors)
+    if shared is None:
+        return [(raised, error)] if raised is not None else []
+    here = user_stack()
+    freeing, raising = _backward_lines(freed_by(shared.freed), here)
+    raised = raising or raised
+    by = f"the backward at line {freeing[1]}" if freeing is not None else "an earlier backward"
+    this = backward_at(raised)
+    found: list[tuple[tuple[str, int], str]] = []
+
+    def add(where: tuple[str, int] | None, text: str) -> None:
+        if where is not None and all(where != seen for seen, _ in found):
+            found.append((where, text))
+
+    made = lines_of(site_of(shared.top), here)
+    if not made:
+        add(raised, error)
+        return found
+    part = f"the part made at line {made[-1][1]}"
+    for line in made:
+        add(line, f"made here, back-propagated and freed by {by}, and used again by the {this}")
+    if freeing != raised:
+        # Two backwards: the first graph might have left the shared part alone. (One
+        # backward's later pass: it is the state carried over that should not be.)
+        for line in lines_of(entered_at(shared.freed), here):
+            add(
+                line,
+                f"takes {part} into the graph that {by} frees; `.detach()` it here if no "
+                f"gradient should reach {part} from here",
+            )
+        add(
+            freeing,
+            f"frees the graph that the {this} goes through again; pass retain_graph=True "
+            "here if both must",
+        )
+    for line in lines_of(shared.entry, here):
+        add(
+            line,
+            f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
+            "anew for this backward",
+        )
+    if freeing == raised:
+        add(
+            raised,
+            f"goes through {part} again, which this backward freed on an earlier pass: "
+            "build it anew for each backward, or `.detach()` what carries over",
+        )
+    else:
+        add(raised, f"goes through {part} again, which {by} freed")
+    return found
+
+
+def handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int], str]]:
+    """The user's calls that handed `tensor` down to the innermost user function, as one of
+    its arguments or inside one (a list of losses to plot): outermost last."""
+    frame = next_user_frame(sys._getframe(1))
+    found: list[tuple[tuple[str, int], str]] = []
+    while frame is not None and len(found) < most and _holds_argument(frame, tensor):
+        name = frame.f_code.co_name
+        caller = next_user_frame(frame.f_back)
+        if caller is None:
+            break
+        found.append(((real_path(caller.f_code.co_filename), caller.f_lineno), name))
+        frame = caller
+    return found
+
+
+def _holds_argument(frame: FrameType, tensor: torch.Tensor) -> bool:
+    code = frame.f_code
+    if code.co_name == "<module>":
+        return False
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    for name in code.co_varnames[:count]:
+        value = frame.f_locals.get(name)
+        if value is tensor:
+            return True
+        if isinstance(value, (list, tuple)) and any(item is tensor for item in value[:10_000]):
+            return True
+        if isinstance(value, dict) and any(
+            item is tensor for item in list(value.values())[:10_000]
+        ):
+            return True
+    return False
+
+
+def sequence(node: Any) -> int:
+    return int(node._sequence_nr())
+
+
+def _backward_lines(
+    freeing: Site, raising: Site
+) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The lines of the two backwards, as the user's code tells them apart: both may run in
+    one helper (`def backward(self, loss): loss.backward()`), called from two places. The
+    same stack twice is a loop's pass over a graph an earlier pass freed."""
+    if not freeing:
+        return None, _line(raising[0]) if raising else None
+    for first, second in zip(freeing, raising, strict=False):
+        if first != second:
+            return _line(first), _line(second)
+    return _line(freeing[0]), _line(freeing[0])
+
+
+def _line(frame: tuple[CodeType, int]) -> tuple[str, int]:
+    return real_path(frame[0].co_filename), frame[1]
+
+
+def lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
+    """A site's lines: the innermost (inside a helper or a model's forward), and as the
+    code running now sees it (the call in the function on both stacks), where they differ."""
+    if not stack:
+        return []
+    innermost = stack[0]
+    caller = next(((c, n) for c, n in stack if here and c is here[0][0]), innermost)
+    return [_line(frame) for frame in dict.fromkeys((innermost, caller))]
