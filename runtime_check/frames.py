@@ -7,7 +7,7 @@ import os
 import sys
 import sysconfig
 from functools import cache
-from types import FrameType
+from types import CodeType, FrameType
 
 import torch
 
@@ -60,16 +60,31 @@ def next_user_frame(frame: FrameType | None) -> FrameType | None:
     return frame
 
 
+# Per code object: its kind and its file's real path. Looked up for every frame out to the
+# user's at each event, so one dictionary lookup by identity rather than string work.
+_CODES: dict[CodeType, tuple[int, str]] = {}
+MAX_CODES = 50_000
+
+
+def _code(code: CodeType) -> tuple[int, str]:
+    if len(_CODES) > MAX_CODES:  # (code made on the fly, again and again)
+        _CODES.clear()
+    found = _CODES[code] = (_kind(code.co_filename), real_path(code.co_filename))
+    return found
+
+
 def user_frame(skip: int = 1) -> tuple[str, int] | None:
     """(file, line) of the innermost user frame, looking from `skip` frames above the
     caller outwards; None when only PyTorch or gradlint is on the stack."""
     frame: FrameType | None = sys._getframe(skip + 1)
     fallback: tuple[str, int] | None = None
+    codes = _CODES
     while frame is not None:
-        kind = _kind(frame.f_code.co_filename)
+        code = frame.f_code
+        kind, path = codes.get(code) or _code(code)
         if kind == 0:
-            return real_path(frame.f_code.co_filename), frame.f_lineno
+            return path, frame.f_lineno
         if kind == 1 and fallback is None:
-            fallback = real_path(frame.f_code.co_filename), frame.f_lineno
+            fallback = path, frame.f_lineno
         frame = frame.f_back
     return fallback

@@ -88,26 +88,35 @@ def mark_propagated(
     count = 0
     mark = FREED if freed else RETAINED
     leaves: dict[int, torch.Tensor] = {}
+    leaf_types = _LEAF_TYPES
     while queue and count < MAX_NODES:
         node, above = queue.popleft()
-        if _is_leaf(node):
+        kind = type(node)
+        leaf = leaf_types.get(kind)
+        if leaf is None:
+            leaf = leaf_types[kind] = hasattr(node, "variable")
+        if leaf:
             leaves.setdefault(id(node), node.variable)
             continue
-        metadata = _metadata(node)
+        metadata = node.metadata
         if mark in metadata or FREED in metadata:
             _reuse(metadata, kept)
             continue
-        _reuse(metadata, kept)
+        if RETAINED in metadata:
+            _reuse(metadata, kept)
         # A freed node keeps the user's stack at the backward; a retained one, what waits
         # for a later backward to use the graph kept for it.
         metadata[mark] = (where or True) if freed else (kept or True)
         if above is not None:
             metadata[ENTERED] = above
-        for pending in metadata.get(PENDING, ()):
-            pending.propagated = True
+        if PENDING in metadata:
+            for pending in metadata[PENDING]:
+                pending.propagated = True
         count += 1
         below = metadata.get(SITE) or above
-        queue.extend((child, below) for child in children(node))
+        for child, _ in node.next_functions:
+            if child is not None:
+                queue.append((child, below))
     return list(leaves.values())
 
 
@@ -239,7 +248,14 @@ def _metadata(node: Any) -> dict[str, Any]:
 def _is_leaf(node: Any) -> bool:
     """A parameter's or input's AccumulateGrad: every graph that reaches the tensor shares
     it, and it saves nothing to free."""
-    return hasattr(node, "variable")
+    kind = type(node)
+    leaf = _LEAF_TYPES.get(kind)
+    if leaf is None:
+        leaf = _LEAF_TYPES[kind] = hasattr(node, "variable")
+    return leaf
+
+
+_LEAF_TYPES: dict[type, bool] = {}  # node type -> whether it is a leaf's AccumulateGrad
 
 
 def freed_by(node: Any) -> Site:

@@ -76,6 +76,7 @@ class Tracer:
         # through the sum, the cut, the sum)
         self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
         self._handles: list[Any] = []
+        self._quiet: Any = None  # torch functions unwatched while an optimizer steps
 
     def explain(
         self,
@@ -344,17 +345,6 @@ class Tracer:
                     hold(node, pending)
                     self._dead.append((pending, cut, added))
 
-    def _guarded(self, hook: Callable[..., None]) -> Callable[..., None]:
-        """A hook that reports its own faults instead of raising them into the program."""
-
-        def guarded(*args: Any) -> None:
-            try:
-                hook(*args)
-            except Exception:
-                self.fault(f"in {getattr(hook, '__qualname__', hook)}")
-
-        return guarded
-
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
             self._built.add(parent)
@@ -370,23 +360,50 @@ class Tracer:
     def _forward_starts(self, module: Any, args: Any) -> None:
         # Runs before every module's forward: guarded here, not by a wrapper (a call more).
         try:
+            if self._quiet is not None:  # (a step that failed)
+                self._watch_again()
             self.steps.inside = False  # no model runs inside a step but through its closure
             if self.waste.outermost():
                 self._models.add(module)
-                self.modes.forward(module)
+                with _unwatched():
+                    self.modes.forward(module)
             self.waste.forward_starts(module, args)
         except Exception:
             self.fault("before a forward")
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
         try:
-            self.waste.forward_ends(module, args, output)
+            with _unwatched():
+                self.waste.forward_ends(module, args, output)
         except Exception:
             self.fault("after a forward")
 
+    def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        try:
+            with _unwatched():
+                self.steps.before(optimizer, args, kwargs)
+            if self.steps.inside and self._quiet is None:
+                # A step with no closure runs only the optimizer's own update ops, hundreds
+                # of them, which its hooks sum up: unwatched, until it ends (or, if it
+                # fails, until the program goes on to a forward, a step or the end).
+                self._quiet = _unwatched()
+                self._quiet.__enter__()
+        except Exception:
+            self.fault("before a step")
+
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
-        self.modes.stepped(optimizer)
+        try:
+            self._watch_again()
+            with _unwatched():
+                self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
+                self.modes.stepped(optimizer)
+        except Exception:
+            self.fault("after a step")
+
+    def _watch_again(self) -> None:
+        if self._quiet is not None:
+            quiet, self._quiet = self._quiet, None
+            quiet.__exit__(None, None, None)
 
     def fault(self, where: str) -> None:
         """A bug of the tracer: kept for the report, never raised into the user's program."""
@@ -396,14 +413,15 @@ class Tracer:
         self._handles.append(
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
-        self._handles.append(register_optimizer_step_pre_hook(self._guarded(self.steps.before)))
+        self._handles.append(register_optimizer_step_pre_hook(self._step_starts))
         self._handles.append(register_module_forward_pre_hook(self._forward_starts))
         self._handles.append(register_module_forward_hook(self._forward_ends, always_call=True))
-        self._handles.append(register_optimizer_step_post_hook(self._guarded(self._stepped)))
+        self._handles.append(register_optimizer_step_post_hook(self._stepped))
         if self._lines is not None:
             self._lines.start()
 
     def stop(self) -> None:
+        self._watch_again()
         while self._handles:
             self._handles.pop().remove()
         try:
@@ -623,7 +641,7 @@ class _Watch(TorchFunctionMode):
         if self._steps.inside:
             return result  # an optimizer's own update op: its step hooks sum it up
         kind = _KINDS.get(func)
-        if kind == _FACT:
+        if kind == _FACT or (kind == _READS_GRAD and result is not None):
             return result
         if (
             kind == _PLAIN
@@ -655,6 +673,9 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+# The tracer's own hooks read tensors too (`param.grad`, `.shape`): with torch functions
+# unwatched while they run, those reads cost no trip through `_Watch`.
+_unwatched = torch._C.DisableTorchFunction
 MAX_DEAD = 1000
 
 

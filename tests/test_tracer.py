@@ -147,6 +147,26 @@ def test_hooks_are_removed_on_exit_even_when_the_body_raises() -> None:
     assert len(tracer.events) == 0
 
 
+def test_a_step_that_fails_leaves_the_program_watched_again() -> None:
+    # An optimizer's own update ops go unwatched while it steps. After one that raises, the
+    # program is watched again from the next forward, and after the trace in any case.
+    class Failing(torch.optim.SGD):
+        def step(self, closure: Any = None) -> None:
+            raise RuntimeError("out of memory")
+
+    weights = torch.nn.Parameter(torch.randn(3))
+    optimizer = Failing([weights], lr=0.1)
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            optimizer.step()
+        with pytest.raises(RuntimeError, match="Can't call numpy"):
+            torch.nn.Identity()(weights).numpy()  # GL101
+        with pytest.raises(RuntimeError, match="out of memory"):
+            optimizer.step()
+    assert torch._C._is_torch_function_enabled()
+    assert [e.code for e in tracer.events.events()] == ["GL101"] and not tracer.faults
+
+
 def test_a_fault_of_the_tracer_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(message: str) -> None:
         raise KeyError("bug")
