@@ -15,6 +15,7 @@ from gradlint.runtime_check.graphs import (
     Site,
     entered_at,
     first_freed,
+    first_spent,
     freed_by,
     site_of,
     user_stack,
@@ -62,6 +63,10 @@ def second_backward(
     part = f"the part made at line {made[-1][1]}"
     for line in made:
         add(line, f"made here, back-propagated and freed by {by}, and used again by the {this}")
+    spent = first_spent(shared.freed)
+    if spent is not None and spent is not shared.top:
+        for line in lines_of(site_of(spent), here)[:1]:
+            add(line, f"saved tensors here that {by} freed; the {this} needs them again")
     if freeing != raised:
         # Two backwards: the first graph might have left the shared part alone. (One
         # backward's later pass: it is the state carried over that should not be.)
@@ -81,6 +86,12 @@ def second_backward(
             line,
             f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
             "anew for this backward",
+        )
+    if shared.handed is not None:
+        add(
+            shared.handed,
+            f"hands {part} to a module after {by} freed its graph: `.detach()` it before "
+            "it goes in (state kept from an earlier step?)",
         )
     if freeing == raised:
         add(

@@ -11,13 +11,14 @@ from types import CodeType, FrameType
 from typing import Any, NamedTuple, cast
 
 import torch
-from gradlint.runtime_check.frames import is_users
+from gradlint.runtime_check.frames import is_users, real_path, user_frame
 
 SITE = "gradlint.site"  # the key in a node's metadata: where it was made
 FREED = "gradlint.freed"  # ... whether a backward has freed it
 RETAINED = "gradlint.retained"  # ... or gone through it, keeping it
 PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
+HANDED = "gradlint.handed"  # ... and the call that handed it, freed, to a module's forward
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 MAX_CODES = 50_000
@@ -54,6 +55,28 @@ def note_made(node: Any) -> None:
     metadata = node.metadata
     if SITE not in metadata:
         metadata[SITE] = user_stack(sys._getframe(2))
+
+
+def note_handed(args: tuple[Any, ...], before: int) -> None:
+    """Before a module's forward: an argument (or a tensor of a tuple of them, an LSTM's
+    state) made before the latest backward (its node numbered below `before`) is state kept
+    from an earlier step. The call's line is kept on its node, for when a backward through
+    the new graph finds that state's graph freed."""
+    for value in args:
+        for tensor in value if isinstance(value, (tuple, list)) else (value,):
+            node = tensor.grad_fn if isinstance(tensor, torch.Tensor) else None
+            if node is not None and node._sequence_nr() < before:
+                metadata = _metadata(node)
+                if HANDED not in metadata:
+                    where = user_frame()
+                    if where is not None:
+                        metadata[HANDED] = where
+
+
+def handed_at(node: Any) -> tuple[str, int] | None:
+    """The call that handed a node's tensor, its graph already freed, to a module."""
+    handed = _metadata(node).get(HANDED)
+    return handed if isinstance(handed, tuple) else None
 
 
 class Pending:
@@ -169,6 +192,7 @@ class Shared(NamedTuple):
     top: Any  # that node, or where it was made inside one torch call the nearest node
     # above it with a site of its own: the line that built the shared part
     entry: Site  # the site of the nearest node above `top`: where this graph took it in
+    handed: tuple[str, int] | None  # the call that handed the state holding it to a module
 
 
 def first_freed(roots: Any) -> Shared | None:
@@ -189,9 +213,40 @@ def first_freed(roots: Any) -> Shared | None:
             above = parents.get(id(found))
             while above is not None and SITE not in _metadata(above):
                 above = parents.get(id(above))
-            return Shared(node, found, site_of(above) if above is not None else ())
+            handed, up = None, node
+            while up is not None and handed is None:
+                handed, up = handed_at(up), parents.get(id(up))
+            return Shared(node, found, site_of(above) if above is not None else (), handed)
         queue.extend((child, node) for child in children(node))
     return None
+
+
+def first_spent(node: Any) -> Any:
+    """The nearest node at or below `node` whose saved tensors a backward freed, made by a
+    torch call of the user's: where a second backward through it fails. (A node that saved
+    nothing, a sum's or a split's, goes through again without harm.)"""
+    queue: deque[Any] = deque([node])
+    seen: set[int] = set()
+    while queue and len(seen) < MAX_NODES:
+        current = queue.popleft()
+        if id(current) in seen or _is_leaf(current):
+            continue
+        seen.add(id(current))
+        if site_of(current) and _reads_freed(current):
+            return current
+        queue.extend(children(current))
+    return None
+
+
+def _reads_freed(node: Any) -> bool:
+    for name in dir(node):
+        if name.startswith("_saved_"):
+            try:
+                getattr(node, name)
+            except RuntimeError as error:
+                if "already been freed" in str(error):
+                    return True
+    return False
 
 
 class Stale(NamedTuple):
@@ -222,6 +277,34 @@ def changed_since_saved(roots: Any, limit: int = 3) -> list[Stale]:
             continue
         queue.extend((child, node) for child in children(node))
     return found
+
+
+# Graph nodes of ops whose result is a view of their input (sharing its storage and its
+# version counter): `x[:, 0]`, `.view()`, `.transpose()`, ...
+_VIEWS = frozenset(
+    "Select Slice View ReshapeAlias AsStrided Transpose Permute Expand Unsqueeze Squeeze T "
+    "Unbind Split SplitWithSizes Narrow Diagonal Alias Unfold ViewAsReal ViewAsComplex".split()
+)
+
+
+def view_taken(node: Any, not_at: tuple[str, int]) -> Site:
+    """Where a tensor a node saved was taken as a view of another, at a line other than
+    `not_at`: a change in place of the base reaches the saved view (`.clone()` it there)."""
+    for child in children(node):
+        while _is_view(child):
+            site = site_of(child)
+            if site and (real_path(site[0][0].co_filename), site[0][1]) != not_at:
+                return site
+            below = children(child)
+            if not below:
+                break
+            child = below[0]
+    return ()
+
+
+def _is_view(node: Any) -> bool:
+    name = type(node).__name__.rstrip("0123456789")
+    return name.endswith("Backward") and name[: -len("Backward")] in _VIEWS
 
 
 def _reads_changed(node: Any) -> bool:

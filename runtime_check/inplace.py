@@ -41,6 +41,7 @@ class Change:
     # The autograd sequence number after the change: graph nodes numbered from it on were
     # made after it.
     sequence: int | None = None
+    step: bool = False  # made by an optimizer's step
 
 
 def changes_in_place(func: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
@@ -102,6 +103,7 @@ class InplaceLog:
                     next(self._order),
                     None,
                     sequence=next_sequence(),
+                    step=True,
                 )
             )
 

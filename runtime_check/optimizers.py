@@ -43,11 +43,11 @@ def construction(frames: list[tuple[FrameType, int]]) -> Line | None:
 
 def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     """Why the modules at hand have no parameters: layers kept in a plain list or dict
-    (not `nn.ModuleList`/`nn.ModuleDict`), which `parameters()` never visits, or an
-    `__init__` misspelt, so that none was made."""
+    (not `nn.ModuleList`/`nn.ModuleDict`), which `parameters()` never visits, weights kept
+    as plain tensors, or an `__init__` misspelt, so that none was made."""
     found: dict[Line, str] = {}
     for module in _modules_without_parameters(frames):
-        for line, detail in _unregistered(module) + _misspelt_init(module):
+        for line, detail in _unregistered(module) + _plain_tensors(module) + _misspelt_init(module):
             found.setdefault(line, detail)
     return list(found.items())
 
@@ -80,6 +80,28 @@ def _unregistered(module: torch.nn.Module) -> list[tuple[Line, str]]:
                 f"does not look into: the optimizer got none of them; use {kind}"
             )
             found.append((line, detail))
+    return found
+
+
+def _plain_tensors(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    """The attributes of a module that hold weights as plain tensors, not `nn.Parameter`s
+    (a module keeps those as ordinary attributes), at the lines that assign them."""
+    found = []
+    for name, value in vars(module).items():
+        if (
+            isinstance(value, torch.Tensor)
+            and not isinstance(value, torch.nn.Parameter)
+            and value.is_floating_point()
+            and not name.startswith("_")
+        ):
+            line = _assignment(type(module), name)
+            if line is not None:
+                detail = (
+                    f"`self.{name}` is a plain tensor, not an `nn.Parameter`, so "
+                    "`parameters()` does not list it and the optimizer got none: wrap it in "
+                    "`nn.Parameter`"
+                )
+                found.append((line, detail))
     return found
 
 

@@ -31,11 +31,13 @@ from gradlint.runtime_check.graphs import (
     changed_since_saved,
     hold,
     mark_propagated,
+    note_handed,
     note_made,
     site_of,
     user_stack,
+    view_taken,
 )
-from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
+from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
 from gradlint.runtime_check.steps import StepWatch
@@ -77,6 +79,7 @@ class Tracer:
         self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
         self._handles: list[Any] = []
         self._quiet: Any = None  # torch functions unwatched while an optimizer steps
+        self._backward_done: int | None = None  # the number of the next node at the last backward
 
     def explain(
         self,
@@ -91,6 +94,8 @@ class Tracer:
             return
         code, why = found
         detail = str(error).splitlines()[0]
+        if where is None and code in _AT_THE_MISUSE:
+            where = _innermost_user_line(error)  # (in a custom Function's backward, say)
         where = where or user_frame()
         if code == "GL108":
             changes = self.inplace.culprits(str(error))
@@ -112,6 +117,17 @@ class Tracer:
                 else:
                     text = f"the tensor changed here after it was saved{again}{at}: {detail}"
                     self.events.add(code, change.where, why, detail=text)
+            stepped = [c.where for c in changes if c.step and c.where != where]
+            if stepped and where is not None:
+                # Parameters an optimizer stepped before this backward: the order of the two
+                # is a place for the fix.
+                self.events.add(
+                    code,
+                    where,
+                    why,
+                    detail=f"back-propagates a graph that saved parameters the step at line "
+                    f"{stepped[-1][1]} changed since: run this backward before that step",
+                )
             if changes:
                 return
         if code == "GL107" and args:
@@ -161,9 +177,20 @@ class Tracer:
         changed = min((c.sequence for c in changes if c.sequence is not None), default=None)
         this = backward_at(where)
         for stale in changed_since_saved(roots):
-            saved = lines_of(site_of(stale.node), here)
+            # (A node made inside one torch call, `a @ b`'s, has the site of the node above.)
+            saver = stale.node if site_of(stale.node) else next(iter(stale.above), None)
+            saved = lines_of(site_of(saver), here) if saver is not None else []
             if not saved:
                 continue
+            for line in lines_of(view_taken(stale.node, saved[0]), here)[:1]:
+                self.events.add(
+                    "GL108",
+                    line,
+                    why,
+                    detail=f"takes a view here, which the op at line {saved[0][1]} saved for "
+                    f"the {this}; its base was changed in place before that ran: `.clone()` "
+                    "the view",
+                )
             for line in saved:
                 self.events.add(
                     "GL108",
@@ -272,6 +299,7 @@ class Tracer:
                 leaves = mark_propagated(args[0], not retains, user_stack(), kept)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
+                self._backward_done = next_sequence()
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
@@ -368,6 +396,9 @@ class Tracer:
                 with _unwatched():
                     self.modes.forward(module)
             self.waste.forward_starts(module, args)
+            if args and self._backward_done is not None:
+                with _unwatched():
+                    note_handed(args, self._backward_done)
         except Exception:
             self.fault("before a forward")
 
@@ -673,6 +704,21 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+# Errors raised at the misuse itself: its line is the one to name, even where the user's
+# code that raised it ran inside a torch call (a custom Function's backward, a hook).
+_AT_THE_MISUSE = frozenset({"GL101", "GL102", "GL104", "GL105"})
+
+
+def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
+    where = None
+    tb = error.__traceback__
+    while tb is not None:
+        if is_users(tb.tb_frame.f_code.co_filename):
+            where = real_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
+        tb = tb.tb_next
+    return where
+
+
 # The tracer's own hooks read tensors too (`param.grad`, `.shape`): with torch functions
 # unwatched while they run, those reads cost no trip through `_Watch`.
 _unwatched = torch._C.DisableTorchFunction

@@ -4,6 +4,7 @@ that computes exactly what it computes untraced."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -678,6 +679,136 @@ def test_a_second_backward_inside_a_helper_is_at_each_call(tmp_path: Path) -> No
     assert sorted(events) == [5, 6, 7]
     assert "retain_graph=True" in events[6]
     assert "which the backward at line 6 freed" in events[7]
+
+
+def explained(tmp_path: Path, source: str, error: str, code: str) -> dict[int, str]:
+    """Run the program plainly (PyTorch raises `error`), then traced: the events of `code`
+    by line."""
+    script = write(tmp_path / "train.py", source)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert plain.returncode == 1 and error in plain.stderr
+    report = run_program(str(script), [])
+    assert report.exit_code == 1 and not report.faults
+    return {e.line: e.detail for e in report.events if e.code == code}
+
+
+def test_state_kept_from_an_earlier_step_is_named_where_it_is_handed_in(
+    tmp_path: Path,
+) -> None:
+    # The final state of one step is not part of that step's loss, only what it was made
+    # from: the call that hands it to the next step's forward is the place to detach it.
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class Cell(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inputs = nn.Linear(3, 4)
+            def forward(self, x, state):
+                state = self.inputs(x) if state is None else 0.9 * state + self.inputs(x)
+                return torch.tanh(state), state - 1
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cell, self.state = Cell(), None
+            def forward(self, xs):
+                outs = []
+                for x in xs:
+                    out, self.state = self.cell(x, self.state)
+                    outs.append(out)
+                return torch.stack(outs).sum()
+        net = Net()
+        for step in range(2):
+            net(torch.randn(2, 5, 3)).backward()
+        """,
+        "backward through the graph a second time",
+        "GL107",
+    )
+    assert "state kept from an earlier step" in events[17]
+
+
+def test_a_shared_part_is_named_where_its_freed_tensors_were_saved(tmp_path: Path) -> None:
+    # `split` saves nothing: the second backward fails further down, at the layer.
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        layer = torch.nn.Linear(3, 1)
+        both = layer(torch.randn(8, 3))
+        first, second = both.split(4)
+        first.sum().backward()
+        second.sum().backward()
+        """,
+        "backward through the graph a second time",
+        "GL107",
+    )
+    assert "saved tensors here that the backward at line 5 freed" in events[3]
+    assert 4 in events and 5 in events and 6 in events
+
+
+def test_numpy_in_a_custom_backward_is_named_there(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return torch.from_numpy(2 * x.numpy() * grad.numpy())
+        x = torch.randn(3, requires_grad=True)
+        (g,) = torch.autograd.grad(Square.apply(x).sum(), x, create_graph=True)
+        """,
+        "Can't call numpy() on Tensor that requires grad",
+        "GL101",
+    )
+    assert sorted(events) == [10]
+
+
+def test_a_view_whose_base_changed_in_place_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        w = torch.randn(4, 4, requires_grad=True)
+        x = w * 2
+        first = x[:, 0]
+        y = first.sin()
+        x[:, 0] = 0
+        (y.sum() + x.sum()).backward()
+        """,
+        "modified by an inplace operation",
+        "GL108",
+    )
+    assert "`.clone()` the view" in events[4]
+    assert 6 in events  # the change
+
+
+def test_a_backward_after_the_step_that_changed_its_weights_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        critic = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.SGD(critic.parameters(), lr=0.1)
+        action = torch.randn(2, 3, requires_grad=True)
+        q = critic(action)
+        q.pow(2).sum().backward(retain_graph=True)
+        optimizer.step()
+        actor_loss = -q.mean()
+        actor_loss.backward()
+        """,
+        "modified by an inplace operation",
+        "GL108",
+    )
+    assert "run this backward before that step" in events[9]
+    assert 7 in events  # the step
 
 
 def test_retain_graph_keeps_the_graph_and_no_event(tmp_path: Path) -> None:

@@ -126,3 +126,24 @@ def test_an_optimizer_with_parameters_is_no_event(tmp_path: Path) -> None:
     )
     report = run_program(str(script), [])
     assert report.exit_code == 0 and report.events == []
+
+
+def test_weights_kept_as_plain_tensors_are_named(tmp_path: Path) -> None:
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class LowRank(nn.Module):
+            def __init__(self, weight):
+                super().__init__()
+                self.scale = 2
+                self.left = weight[:, :2].clone()
+                self.right = weight[:2].clone()
+        model = LowRank(torch.randn(4, 4))
+        torch.optim.SGD(model.parameters(), lr=0.1)
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert sorted(events) == [7, 8, 10]
+    assert "wrap it in `nn.Parameter`" in events[7]
