@@ -151,13 +151,24 @@ def _reuse(metadata: dict[str, Any], this: Pending | None) -> None:
         kept.propagated = True
 
 
-def holds_freed(tensor: Any) -> bool:
-    """Whether a tensor's graph reaches, within a few nodes, one a backward has freed: it
-    keeps an already back-propagated graph alive (a running loss total, a history list)."""
-    node = getattr(tensor, "grad_fn", None)
-    return node is not None and any(
-        FREED in _metadata(below) and not _is_leaf(below) for below in near(node)
+def holds_freed(node: Any, before: int, most: int = 64) -> bool:
+    """Whether a sum's node takes in, directly, a part made before the latest backward (its
+    node numbered below `before`) whose graph reaches, within `most` nodes, one a backward
+    freed: the sum keeps an already back-propagated graph alive (a running loss total, a
+    history list). A sum of parts all made since (a residual add) is not looked into."""
+    queue: deque[Any] = deque(
+        child for child in children(node) if not _is_leaf(child) and child._sequence_nr() < before
     )
+    seen: set[int] = set()
+    while queue and len(seen) < most:
+        current = queue.popleft()
+        if id(current) in seen or _is_leaf(current):
+            continue
+        seen.add(id(current))
+        if FREED in _metadata(current):
+            return True
+        queue.extend(children(current))
+    return False
 
 
 def near(node: Any, depth: int = 3) -> Iterator[Any]:
@@ -339,6 +350,11 @@ def _is_leaf(node: Any) -> bool:
 
 
 _LEAF_TYPES: dict[type, bool] = {}  # node type -> whether it is a leaf's AccumulateGrad
+
+
+def is_freed(node: Any) -> bool:
+    """Whether a backward went through a node without keeping its graph."""
+    return FREED in _metadata(node)
 
 
 def freed_by(node: Any) -> Site:

@@ -5,15 +5,12 @@ traceback."""
 
 from __future__ import annotations
 
-import ast
-import sys
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path
-from gradlint.runtime_check.sources import parsed
+from gradlint.runtime_check.layers import assignment, holds_layers, module_internals
 
 Line = tuple[str, int]
 MAX_VALUES = 2000  # the locals (a module's globals) looked through, per frame
@@ -68,11 +65,11 @@ def _unregistered(module: torch.nn.Module) -> list[tuple[Line, str]]:
     names = [
         name
         for name, value in vars(module).items()
-        if not name.startswith("_") and _holds_layers(value)
+        if name not in module_internals() and holds_layers(value)
     ]
     found = []
     for name in names:
-        line = _assignment(type(module), name)
+        line = assignment(type(module), name)
         if line is not None:
             kind = "nn.ModuleDict" if isinstance(getattr(module, name), dict) else "nn.ModuleList"
             detail = (
@@ -94,7 +91,7 @@ def _plain_tensors(module: torch.nn.Module) -> list[tuple[Line, str]]:
             and value.is_floating_point()
             and not name.startswith("_")
         ):
-            line = _assignment(type(module), name)
+            line = assignment(type(module), name)
             if line is not None:
                 detail = (
                     f"`self.{name}` is a plain tensor, not an `nn.Parameter`, so "
@@ -103,40 +100,6 @@ def _plain_tensors(module: torch.nn.Module) -> list[tuple[Line, str]]:
                 )
                 found.append((line, detail))
     return found
-
-
-def _holds_layers(value: Any) -> bool:
-    items = value.values() if isinstance(value, dict) else value
-    if not isinstance(value, (list, tuple, dict)):
-        return False
-    return any(
-        isinstance(item, (torch.nn.Module, torch.nn.Parameter)) for item in list(items)[:100]
-    )
-
-
-def _assignment(cls: type, name: str) -> Line | None:
-    for klass in cls.__mro__:
-        path = _file_of(klass)
-        tree = parsed(path) if path else None
-        if tree is None or not path:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
-                for inner in ast.walk(node):
-                    targets: list[ast.expr] = []
-                    if isinstance(inner, ast.Assign):
-                        targets = inner.targets
-                    elif isinstance(inner, ast.AnnAssign):
-                        targets = [inner.target]
-                    for target in targets:
-                        if (
-                            isinstance(target, ast.Attribute)
-                            and target.attr == name
-                            and isinstance(target.value, ast.Name)
-                            and target.value.id == "self"
-                        ):
-                            return real_path(path), target.lineno
-    return None
 
 
 def _misspelt_init(module: torch.nn.Module) -> list[tuple[Line, str]]:
@@ -154,15 +117,3 @@ def _misspelt_init(module: torch.nn.Module) -> list[tuple[Line, str]]:
                 )
                 found.append(((real_path(code.co_filename), code.co_firstlineno), detail))
     return found
-
-
-def _file_of(klass: type) -> str | None:
-    """The user's file a class is defined in, from its functions' code (its module may be
-    gone from `sys.modules`: a script's `__main__` after it ran)."""
-    for value in vars(klass).values():
-        code = getattr(value, "__code__", None)
-        if code is not None:
-            return code.co_filename if is_users(code.co_filename) else None
-    module = sys.modules.get(klass.__module__)
-    path = getattr(module, "__file__", None)
-    return path if isinstance(path, str) and is_users(path) else None

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.layers import never_trained
 
 CARRIED = (
     "the gradients from before the last step were never cleared, so this step applies their "
@@ -292,6 +293,17 @@ class StepWatch:
                 idle[i] = moved
         if not idle:
             return
+        # Reached by a backward that trains other parameters, yet held out of the sight of
+        # `parameters()`: a layer no optimizer could have been given (GL212).
+        training = set().union(
+            *(
+                ids
+                for ids in self._backwards.values()
+                if any(self._reached[i].stepped for i in ids if i in self._reached)
+            )
+        )
+        for line, message, detail in never_trained(models, set(idle) & training):
+            self._events.add("GL212", line, message, detail=detail)
         names: dict[int, str] = {}
         trained: set[int] = set()  # ids of params in a model some of whose params train
         for model in models:

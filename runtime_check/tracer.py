@@ -316,6 +316,8 @@ class Tracer:
             if args:  # `tensor.requires_grad_(flag=True)`
                 flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
                 self.cuts.frozen(args[0], bool(flag))
+        elif kind == _COMBINES:
+            self.waste.combined(args)
         elif kind != _ADDS:
             self.inplace.note(args)
             if kind == _ZEROES:
@@ -329,7 +331,7 @@ class Tracer:
                 if node is not None:
                     note_made(node)
                     if kind == _ADDS or kind == _IADDS:
-                        self.waste.accumulated(result)
+                        self.waste.accumulated(result, self._backward_done)
                         if kind == _ADDS and result.numel() == 1:
                             self._dead_terms(args, node)
             elif args:
@@ -518,7 +520,8 @@ class Tracer:
     _FREEZES,
     _FACTORY,
     _READS_GRAD,
-) = range(12)
+    _COMBINES,
+) = range(13)
 # Functions that make a tensor from numbers: one that does not require grad may be where a
 # loss with no graph began.
 _FACTORIES = frozenset(
@@ -526,6 +529,7 @@ _FACTORIES = frozenset(
     "eye zeros_like ones_like full_like empty_like rand_like randn_like".split()
 )
 _KINDS: dict[Any, int] = {}
+_COMBINERS = frozenset({"stack", "cat", "concat", "concatenate", "hstack", "vstack"})
 
 
 # Tensor properties that read a fact and make no tensor: optimizers and `zero_grad()` read
@@ -580,6 +584,8 @@ def _kind_of(func: Callable[..., Any]) -> int:
         return _FACTORY  # (`torch.tensor` is also how `clip_grad_norm_` makes a norm of nothing)
     if name == "requires_grad_":
         return _FREEZES
+    if name in _COMBINERS:
+        return _COMBINES  # a stack of losses may hold graphs a backward already went through
     if name in ("add", "__add__", "__radd__"):
         return _ADDS  # a sum: it may hold graphs a backward already went through
     if name in ("add_", "__iadd__"):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
-from gradlint.runtime_check.graphs import Pending, held_on, hold, holds_freed, near
+from gradlint.runtime_check.graphs import Pending, held_on, hold, holds_freed, is_freed, near
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -21,6 +21,11 @@ KEPT_GRAPH = (
     "keeps graphs that a backward already went through alive across iterations; "
     "accumulate loss.item() (or loss.detach())"
 )
+KEPT_LIST = (
+    "combines tensors kept with graphs that a backward already went through: what kept "
+    "them (a list of losses) holds every graph; keep loss.item() (or loss.detach())"
+)
+MAX_COMBINED = 10_000  # tensors looked at per stack
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
 # Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
 # on every one of them; a right sum may be once, if the program stopped before its backward.
@@ -52,15 +57,32 @@ class WasteWatch:
         held.append(pending)
         return pending, where
 
-    def accumulated(self, result: torch.Tensor) -> None:
+    def accumulated(self, result: torch.Tensor, before: int | None) -> None:
         """After an add: does the sum hold a graph a backward already freed? Reported only
         where sums at one line chain into each other (a total carried across iterations),
         not where a sum is made once from one step's losses."""
         node = result.grad_fn
-        if node is not None and holds_freed(result):
+        if node is not None and before is not None and holds_freed(node, before):
             pending = self._hold("GL302", node)
             if pending is not None and _reaches(node, self._held[("GL302", pending[1])]):
                 self._chained.add(pending[1])
+
+    def combined(self, args: tuple[Any, ...]) -> None:
+        """Before a stack or a concatenation: tensors kept with graphs that a backward already
+        went through (losses kept in a list, then stacked for a log)."""
+        values = args[0] if args and isinstance(args[0], (list, tuple)) else ()
+        spent = sum(
+            1
+            for value in values[:MAX_COMBINED]
+            if isinstance(value, torch.Tensor)
+            and value.grad_fn is not None
+            and is_freed(value.grad_fn)
+        )
+        if spent >= 2:
+            where = user_frame()
+            if where is not None:
+                detail = f"{spent} of the tensors combined here still hold their graphs"
+                self._events.add("GL302", where, KEPT_LIST, detail=detail)
 
     def backward(self, where: tuple[str, int] | None) -> None:
         """Before each backward: a line that retains its graphs among other backwards may

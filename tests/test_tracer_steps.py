@@ -407,6 +407,80 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
     assert report.exit_code == 1 and report.events == []
 
 
+# --- GL212: layers out of the sight of `parameters()` -------------------------------------
+
+UNREGISTERED = """
+import torch
+from torch import nn
+class Branches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branches = {container}
+        self.head = nn.Linear(8, 1)
+    def forward(self, x):
+        return self.head(torch.cat([branch(x) for branch in self.branches], -1))
+model = Branches()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randn(4, 3)).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "container, expected",
+    [
+        ("[nn.Linear(3, 4), nn.Linear(3, 4)]", [("GL212", 6)]),
+        ("nn.ModuleList([nn.Linear(3, 4), nn.Linear(3, 4)])", []),
+    ],
+)
+def test_layers_in_a_plain_list(
+    tmp_path: Path, container: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, UNREGISTERED.format(container=container)) == expected
+
+
+def test_weights_in_an_object_that_is_not_a_module(tmp_path: Path) -> None:
+    source = """
+    import torch
+    from torch import nn
+    class Projection:
+        def __init__(self, size):
+            self.weight = nn.Parameter(torch.randn(1, size))
+        def __call__(self, x):
+            return x @ self.weight.t()
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(3, 4)
+            self.out = Projection(4)
+        def forward(self, x):
+            return self.out(self.body(x))
+    model = Model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == [("GL212", 3)]
+
+
+def test_what_a_plain_list_of_layers_does() -> None:
+    # `parameters()` does not look into a plain list: an optimizer built from it never
+    # gets those weights, though they get gradients.
+    class Branches(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.branches = [torch.nn.Linear(3, 1)]
+
+    model = Branches()
+    assert list(model.parameters()) == []
+    model.branches[0](torch.randn(2, 3)).sum().backward()
+    assert model.branches[0].weight.grad is not None
+
+
 # --- GL209, GL215: freezes that set a plain attribute, and the parameters train on ---------
 
 PLAIN_FREEZE = """

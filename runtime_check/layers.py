@@ -1,0 +1,143 @@
+"""Layers a module holds where `parameters()` does not look: in a plain list or dict (not
+`nn.ModuleList`/`nn.ModuleDict`), or inside an object of a class that is not a module. Their
+weights get gradients yet no optimizer has them, so they never train (GL212). Also how the
+tracer finds, in the user's source, the line that assigns an attribute or defines a class."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from functools import cache
+from typing import Any
+
+import torch
+from gradlint.runtime_check.frames import is_users, real_path
+from gradlint.runtime_check.sources import parsed
+
+Line = tuple[str, int]
+MAX_ITEMS = 100  # items of a container looked at
+MAX_MODULES = 10_000  # modules of a model looked through
+
+IN_A_CONTAINER = (
+    "keeps layers in a plain container, which `parameters()` does not look into: no "
+    "optimizer gets their weights, which never train"
+)
+NOT_A_MODULE = (
+    "holds weights but is not an `nn.Module`: the module that keeps it does not register "
+    "them, and no optimizer trains them"
+)
+
+
+def never_trained(models: list[torch.nn.Module], idle: set[int]) -> list[tuple[Line, str, str]]:
+    """Where the modules run hold layers out of `parameters()`'s sight whose parameters (by
+    id, in `idle`) got gradients that nothing used: (line, message, detail)."""
+    found: dict[Line, tuple[str, str]] = {}
+    seen: set[int] = set()
+    for model in models:
+        for module in list(model.modules())[:MAX_MODULES]:
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            for name, value in vars(module).items():
+                if name in module_internals():
+                    continue
+                if holds_layers(value):
+                    if any(id(p) in idle for p in _parameters_in(value)):
+                        line = assignment(type(module), name)
+                        if line is not None:
+                            kind = "nn.ModuleDict" if isinstance(value, dict) else "nn.ModuleList"
+                            found.setdefault(line, (IN_A_CONTAINER, f"`self.{name}`: use {kind}"))
+                elif _holds_weights(value):
+                    if any(id(p) in idle for p in _parameters_in(vars(value))):
+                        klass = type(value)
+                        line = class_line(klass)
+                        if line is not None:
+                            detail = f"`{klass.__name__}`: subclass `nn.Module`"
+                            found.setdefault(line, (NOT_A_MODULE, detail))
+    return [(line, message, detail) for line, (message, detail) in found.items()]
+
+
+def holds_layers(value: Any) -> bool:
+    """A plain list, tuple or dict with a module or a parameter in it."""
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(
+        isinstance(item, (torch.nn.Module, torch.nn.Parameter)) for item in list(items)[:MAX_ITEMS]
+    )
+
+
+def _holds_weights(value: Any) -> bool:
+    """An object of a user's class, not a module, with a layer or a parameter among its
+    attributes."""
+    if isinstance(value, (torch.nn.Module, torch.Tensor, type)) or not hasattr(value, "__dict__"):
+        return False
+    return file_of(type(value)) is not None and holds_layers(vars(value))
+
+
+def _parameters_in(value: Any) -> list[torch.Tensor]:
+    items = value.values() if isinstance(value, dict) else value
+    found: list[torch.Tensor] = []
+    for item in list(items)[:MAX_ITEMS]:
+        if isinstance(item, torch.nn.Module):
+            found.extend(item.parameters())
+        elif isinstance(item, torch.nn.Parameter):
+            found.append(item)
+    return found
+
+
+@cache
+def module_internals() -> frozenset[str]:
+    """The attributes every module has (`_parameters`, `_modules`, ...), which hold its
+    registered parts."""
+    return frozenset(vars(torch.nn.Module()))
+
+
+def assignment(cls: type, name: str) -> Line | None:
+    """The line of a class (or a base) of the user's that assigns `self.<name>`."""
+    for klass in cls.__mro__:
+        path = file_of(klass)
+        tree = parsed(path) if path else None
+        if tree is None or not path:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
+                for inner in ast.walk(node):
+                    targets: list[ast.expr] = []
+                    if isinstance(inner, ast.Assign):
+                        targets = inner.targets
+                    elif isinstance(inner, ast.AnnAssign):
+                        targets = [inner.target]
+                    for target in targets:
+                        if (
+                            isinstance(target, ast.Attribute)
+                            and target.attr == name
+                            and isinstance(target.value, ast.Name)
+                            and target.value.id == "self"
+                        ):
+                            return real_path(path), target.lineno
+    return None
+
+
+def class_line(klass: type) -> Line | None:
+    """The line of the user's `class` statement of `klass`."""
+    path = file_of(klass)
+    tree = parsed(path) if path else None
+    if tree is None or not path:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
+            return real_path(path), node.lineno
+    return None
+
+
+def file_of(klass: type) -> str | None:
+    """The user's file a class is defined in, from its functions' code (its module may be
+    gone from `sys.modules`: a script's `__main__` after it ran)."""
+    for value in vars(klass).values():
+        code = getattr(value, "__code__", None)
+        if code is not None:
+            return code.co_filename if is_users(code.co_filename) else None
+    module = sys.modules.get(klass.__module__)
+    path = getattr(module, "__file__", None)
+    return path if isinstance(path, str) and is_users(path) else None
