@@ -94,6 +94,29 @@ for step in range(3):
     state.sum().backward()
     state.detach()  # error
 """,
+        """\
+from torch import nn, randn, zeros
+from torch.optim import SGD
+
+class Criterion:
+    def __init__(self):
+        self.parts = {}
+
+    def __call__(self, step, pred, target):
+        # Each step under a key of its own: the dict keeps every step's loss.
+        self.parts[step] = (pred - target).pow(2).mean()
+        return sum(self.parts.values())
+
+net = nn.Linear(3, 1)
+opt = SGD(net.parameters(), lr=0.1)
+criterion = Criterion()
+for epoch in range(2):
+    for step in range(3):
+        loss = criterion(step, net(randn(8, 3)), zeros(8, 1))
+        opt.zero_grad()
+        loss.backward()  # error
+        opt.step()
+""",
     ]
     VALID = [
         """\
@@ -139,6 +162,60 @@ first = (h * 1.5).sum()
 second = (h**2).sum()
 first.backward(retain_graph=True)
 second.backward()
+""",
+        """\
+import torch
+from torch import nn
+
+q_a, q_b = nn.Linear(4, 1), nn.Linear(4, 1)
+log_alpha = torch.zeros(1, requires_grad=True)
+opt_a = torch.optim.Adam(q_a.parameters())
+opt_b = torch.optim.Adam(q_b.parameters())
+for step in range(3):
+    s, r = torch.randn(8, 4), torch.randn(8, 1)
+    alpha = log_alpha.exp()
+    with torch.no_grad():
+        # No graph here: alpha's grad_fn does not make the target part of its graph.
+        target = r - alpha * torch.min(q_a(s), q_b(s))
+    loss_a = (q_a(s) - target).pow(2).mean()
+    loss_b = (q_b(s) - target).pow(2).mean()
+    opt_a.zero_grad()
+    loss_a.backward()
+    opt_a.step()
+    opt_b.zero_grad()
+    loss_b.backward()
+    opt_b.step()
+""",
+        """\
+import torch
+from torch import nn
+
+class Losses:
+    def __init__(self, weights):
+        self.weights = weights
+        self.terms = {}
+
+    def smoothness(self, pred):
+        return pred.diff(dim=0).abs().mean()
+
+    def __call__(self, pred, target):
+        # The same keys on every call: each replaces the last step's term.
+        self.terms["fit"] = (pred - target).pow(2).mean()
+        self.terms["smooth"] = self.smoothness(pred) * self.weights["smooth"]
+        return sum(self.terms.values()), dict(self.terms)
+
+def fit(net, batches, epochs):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    criterion = Losses({"smooth": 0.1})
+    for epoch in range(epochs):
+        for x, y in batches:
+            total, _ = criterion(net(x), y)
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+    return criterion
+
+fit(nn.Linear(3, 1), [(torch.randn(8, 3), torch.randn(8, 1)) for _ in range(3)], 2)
 """,
     ]
 

@@ -163,6 +163,32 @@ for step, (x, y) in enumerate(train_data):
 # BatchNorm learnt from 1 of the 6 training batches: the rest trained in eval mode.
 assert model[1].num_batches_tracked.item() == 1
 """,
+        """\
+import torch
+from torch import nn
+
+
+def evaluate(model, batches):
+    model.eval()
+    was_training = model.training  # read after eval(): restoring it keeps eval mode
+    with torch.no_grad():
+        score = sum(model(x).mean().item() for x in batches)
+    model.train(was_training)
+    return score
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+batches = [torch.randn(8, 4) for _ in range(3)]
+model.train()
+for epoch in range(2):
+    for x in batches:
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+    evaluate(model, batches)  # error
+assert not model.training  # the second epoch trained with dropout off
+""",
     ]
     VALID = [
         """\
@@ -291,6 +317,69 @@ for epoch in range(2):
     loss = (student(x) - teacher(x)).pow(2).mean()
     loss.backward()
     opt.step()
+""",
+        """\
+import torch
+from torch import nn
+
+
+class Trainer:
+    def __init__(self, model, batches, every):
+        self.model = model
+        self.batches = batches
+        self.every = every
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def validate(self):
+        training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            score = sum(self.model(x).mean().item() for x in self.batches)
+        if training:
+            self.model.train()
+        return score
+
+    def train_epoch(self):
+        self.model.train()
+        for i, x in enumerate(self.batches):
+            if i % self.every == 0:
+                self.validate()  # mid-epoch: hands the model back in the mode it found
+            self.opt.zero_grad()
+            self.model(x).pow(2).mean().backward()
+            self.opt.step()
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+trainer = Trainer(model, [torch.randn(8, 4) for _ in range(4)], every=2)
+for epoch in range(2):
+    trainer.train_epoch()
+assert model.training
+""",
+        """\
+import torch
+from torch import nn
+
+
+def evaluate(model, batches):
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        score = sum(model(x).mean().item() for x in batches)
+    model.train(was_training)
+    return score
+
+
+model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+batches = [torch.randn(8, 4) for _ in range(3)]
+model.train()
+for epoch in range(2):
+    for x in batches:
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+    evaluate(model, batches)
+assert model.training
 """,
     ]
 

@@ -269,6 +269,25 @@ for episode in range(2):
     loss.backward()
     opt.step()
 """,
+        """\
+import torch
+from torch import nn
+
+
+def keep_confident(batch, threshold):
+    # Rows selected from one output: every pass shares that output's graph, and keeps
+    # only the rows (and the mask) it selected.
+    kept = []
+    for rows in batch:
+        kept.append(rows[rows[:, 0] > threshold])
+    return kept
+
+
+model = nn.Linear(4, 5 * 3)
+scores = model(torch.randn(2, 4)).view(2, 5, 3)
+boxes = [k.detach().numpy() for k in keep_confident(scores, 0.0)]
+assert len(boxes) == 2
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -224,6 +224,32 @@ with torch.no_grad():
     for p in model.parameters():
         p -= 0.1 * p.grad
 """,
+        """\
+import torch
+from torch import nn
+
+
+def set_trainable(params, flag):
+    for p in params:
+        p.requires_grad = flag
+
+
+def build():
+    encoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    head = nn.Linear(8, 1)
+    set_trainable(encoder.parameters(), False)  # the encoder is pre-trained: only the head learns
+    return encoder, head
+
+
+encoder, head = build()
+opt = torch.optim.SGD(head.parameters(), lr=0.1)
+for step in range(3):
+    loss = head(encoder(torch.randn(8, 4))).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+assert all(p.grad is None for p in encoder.parameters())
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -824,3 +824,70 @@ probe = (a, b, c)
     found = {name: value_at(source, name) for name in ("a", "b", "c")}
     assert found["a"].requires_grad is YES and found["b"].requires_grad is YES
     assert found["c"].requires_grad is NO
+
+
+def test_a_tensor_made_under_no_grad_has_no_graph() -> None:
+    # `alpha * q` under no_grad has no grad_fn: alpha's graph does not come with it.
+    source = """
+    import torch
+    log_alpha = torch.zeros(1, requires_grad=True)
+    alpha = log_alpha.exp()
+    with torch.no_grad():
+        target = alpha * torch.randn(3)
+    probe = target
+    """
+    assert value_at(source, "alpha", 0).graph
+    made = value_at(source, "target")
+    assert made.requires_grad is NO and made.graph == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("setting", "truth"),
+    [("model.eval()", NO), ("model.train()", YES), ("model.train(False)", NO), ("", UNKNOWN)],
+)
+def test_a_modules_training_flag_is_its_mode(setting: str, truth: Tri) -> None:
+    source = f"""
+    from torch import nn
+    model = nn.Linear(2, 2)
+    {setting}
+    flag = model.training
+    probe = flag
+    """
+    assert value_at(source, "flag").truth is truth
+
+
+def test_a_constant_key_replaces_what_the_dict_held() -> None:
+    # `parts["fit"] = ...` on each pass: the dict holds this pass's loss, not the last one's.
+    source = """
+    import torch
+    w = torch.randn(3, requires_grad=True)
+    parts = {}
+    for step in range(3):
+        parts["fit"] = (w * torch.randn(3)).sum()
+        probe = parts
+    """
+    held = value_at(source, "parts")
+    assert held.item is not None and held.fields is not None
+    assert held.item.graph == dict(held.fields)["fit"].graph
+    assert all(age == 0 for _, age in held.item.graph)
+
+
+def test_a_helper_freezes_the_parameters_it_is_handed() -> None:
+    source = """
+    import torch
+    from torch import nn
+    def freeze(params):
+        for p in params:
+            p.requires_grad = False
+    backbone, head = nn.Linear(4, 4), nn.Linear(4, 1)
+    freeze(backbone.parameters())
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    for step in range(2):
+        opt.zero_grad()
+        head(backbone(torch.randn(8, 4))).sum().backward()
+        opt.step()
+    probe = backbone
+    """
+    assert value_at(source, "backbone").frozen is YES
+    assert codes(source) == []
+    assert "GL304" in {code for _, code in codes(source.replace("freeze(backbone", "len(backbone"))}

@@ -110,6 +110,7 @@ class FunctionCalls(TorchCalls):
                         for into, prefix in targets:
                             into[prefix + attr] = value
         inherited = self.freezes_handed(info, call, caller, self_value)
+        params_of = _params_handed(args, kwargs) if caller is not None else frozenset()
         modes_in = self.modes_handed(info, call, caller, self_value)
         key = (
             id(info),
@@ -122,6 +123,7 @@ class FunctionCalls(TorchCalls):
             tuple(sorted((k, _shape(v)) for k, v in carried.items())),
             tuple(sorted((k, _shape(v)) for k, v in handed.items())),
             id(self._closures.get(id(info))) if caller is not None else None,
+            tuple(sorted(params_of)),
         )
         made_before = self._function_sites.get(info)
         if caller is not None and made_before:
@@ -131,7 +133,7 @@ class FunctionCalls(TorchCalls):
         if call is not None:
             passed = [*args, *kwargs.values()]
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
-        inputs = [*args, *kwargs.values(), *carried.values()]
+        parts = _input_parts(args, kwargs, carried)
         runs = self._runs.get(info, 0)
         # Code that changes tensors or back-propagates acts on the caller's tensors each time
         # it runs: run it again rather than remembering its result.
@@ -150,15 +152,18 @@ class FunctionCalls(TorchCalls):
             self.forget_grads(caller)  # what it does to gradients is not run again here
         if key in self._memo and not replay:
             result, remembered, effects = self._memo[key]
+            sources = self._memo_sources.get(key)
             if owner is not None and caller is not None:
                 for name, value in remembered.items():
-                    caller.env[f"{owner}.{name}"] = self.renewed(value, info, inputs)
+                    caller.env[f"{owner}.{name}"] = self.renewed(value, info, parts, sources)
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
             for value in (result, *remembered.values()):
                 self.optimizer_rebuilt(value)
             self._last_writes = remembered
-            return self.outer_path(self.renewed(result, info, inputs), info, call, self_value)
+            return self.outer_path(
+                self.renewed(result, info, parts, sources), info, call, self_value
+            )
         if info in self._running:
             return UNKNOWN_VALUE  # recursion
         if runs >= MAX_CONTEXTS:
@@ -190,7 +195,12 @@ class FunctionCalls(TorchCalls):
             state.env.update(closure)
         self.bind_parameters(info, args, kwargs, self_value, state, call)
         self._frames.append(
-            Frame(frozenset(_param_names(info)), loops=len(self._loops), root=caller is None)
+            Frame(
+                frozenset(_param_names(info)),
+                loops=len(self._loops),
+                root=caller is None,
+                handed=params_of,
+            )
         )
         state.env.update(handed)
         me = _self_name(info)
@@ -233,6 +243,7 @@ class FunctionCalls(TorchCalls):
         if caller is not None and call is not None:
             self.apply_effects(effects, info, call, self_value, caller)
         self._memo[key] = (result, writes, effects)
+        self._memo_sources[key] = self.sources_of([result, *writes.values()], info, parts)
         self._last_writes = writes
         if caller is not None:
             out = final
@@ -387,7 +398,11 @@ class FunctionCalls(TorchCalls):
         frozen = tuple(
             (key, value, final.frozen_at.get(key))
             for key, value in final.frozen.items()
-            if key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound
+            if (key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound)
+            or (
+                key.split(".")[0] not in frame.params
+                and any(key == path or key.startswith(path + ".") for path in frame.handed)
+            )
         )
         flags = tuple(
             (name, wanted) for name, wanted in frame.flags.items() if name not in frame.rebound
@@ -426,10 +441,13 @@ class FunctionCalls(TorchCalls):
                 if self._frames and key in self._frames[-1].params:
                     self._frames[-1].flags[key] = wanted  # passed on to our own caller
         me = _self_name(info)
+        params = set(_param_names(info))
         for key, is_frozen, at in frozen:
             head, _, rest = key.partition(".")
             if head == me and self_value is not None:
                 base = self_value.path
+            elif head != me and head not in params:
+                base = head  # a module whose parameters the caller handed, in its own name
             else:
                 expr = passed.get(head)
                 base = self.facts.value(expr).path if expr is not None else None
@@ -501,18 +519,46 @@ class FunctionCalls(TorchCalls):
                 if key in final.frozen_at:
                     self.class_frozen_at.setdefault(cls.name, {})[attr] = final.frozen_at[key]
 
-    def renewed(self, value: Value, info: FunctionInfo, inputs: list[Value]) -> Value:
+    def sources_of(
+        self, made: list[Value], info: FunctionInfo, parts: list[tuple[object, frozenset[Node]]]
+    ) -> frozenset[object] | None:
+        """The parts of a call's inputs whose graphs went into what it returned or wrote:
+        each one whose whole graph is in theirs (an op on a tensor holds all of that
+        tensor's graph), then any other that holds what those leave out. A method that
+        reads one argument does not take in the graphs of `self`'s other attributes."""
+        made_here = self._function_sites.get(info, set())
+        foreign: set[Node] = set()
+        for value in made:
+            foreign |= {n for n in _renewable_nodes(value) if n[0] not in made_here}
+        if not foreign:
+            return frozenset()
+        whole = [(label, graph) for label, graph in parts if graph and graph <= foreign]
+        sources = {label for label, _ in whole}
+        left = foreign.difference(*(graph for _, graph in whole))
+        if left:
+            partly = {label for label, graph in parts if graph & left}
+            if not partly:
+                return None  # from somewhere else (a global): as before, from every input
+            sources |= partly
+        return frozenset(sources)
+
+    def renewed(
+        self,
+        value: Value,
+        info: FunctionInfo,
+        parts: list[tuple[object, frozenset[Node]]],
+        sources: frozenset[object] | None = None,
+    ) -> Value:
         """A remembered call's result, as this call makes it: what the function made is made
         anew (its earlier loop passes are other tensors than the first call's), and what
-        came from the first call's arguments comes from this call's arguments instead."""
+        came from the first call's arguments comes from this call's arguments instead (from
+        the same parts of them, `sources`; None: from any)."""
         generations: dict[int, int] = {}
         made_here = self._function_sites.get(info, set())
         from_inputs: frozenset[Node] = frozenset()
-        for value_in in inputs:
-            from_inputs |= value_in.graph
-            for part in (value_in.item, *(value_in.items or ())):
-                if part is not None:
-                    from_inputs |= part.graph
+        for label, graph in parts:
+            if sources is None or label in sources:
+                from_inputs |= graph
 
         def node_of(node: Node) -> Node:
             if node[1] not in generations:
@@ -913,6 +959,16 @@ class FunctionCalls(TorchCalls):
             # An attribute of an instance of a local class, as its methods set it.
             return _without_graph(self.attrs_of(obj.cls).get(attr, UNKNOWN_VALUE))
         if obj.kind is Kind.MODULE:
+            if (
+                attr == "training"
+                and obj.path
+                and (obj.cls is None or attr not in self.attrs_of(obj.cls))
+            ):
+                # The module's train/eval flag, as the last `.train()`/`.eval()` left it:
+                # `was_training = model.training; model.eval(); ...; model.train(was_training)`
+                # puts back the mode it had.
+                mode = mode_of(obj.path, state.training)
+                return Value(kind=Kind.OTHER, truth=mode.training if mode else UNKNOWN)
             if obj.cls is not None:
                 attrs = self.attrs_of(obj.cls)
                 if attr in attrs:
@@ -934,6 +990,52 @@ class FunctionCalls(TorchCalls):
                 return self.with_frozen(param, state) if path else param
             return UNKNOWN_VALUE
         return UNKNOWN_VALUE
+
+
+def _params_handed(args: list[Value], kwargs: dict[str, Value]) -> frozenset[str]:
+    """The modules (as the caller names them) all of whose parameters a call is handed:
+    `m.parameters()`, or a list of them."""
+    found: set[str] = set()
+    for value in (*args, *kwargs.values()):
+        item = value.item
+        if (
+            value.kind in (Kind.PARAMS, Kind.SEQUENCE)
+            and item is not None
+            and item.is_tensor
+            and item.path is not None
+            and item.path.endswith(".*")
+        ):
+            found.add(item.path[:-2])
+    return frozenset(found)
+
+
+def _input_parts(
+    args: list[Value], kwargs: dict[str, Value], carried: dict[str, Value]
+) -> list[tuple[object, frozenset[Node]]]:
+    """The graphs a call takes in, each named by where it is (the same names on each
+    call that a remembered result serves): each argument, its items, `self`'s attributes."""
+    named: list[tuple[object, Value]] = [
+        *enumerate(args),
+        *((("keyword", k), v) for k, v in kwargs.items()),
+        *((("self", k), v) for k, v in carried.items()),
+    ]
+    parts: list[tuple[object, frozenset[Node]]] = []
+    for label, value in named:
+        parts.append((label, value.graph))
+        if value.item is not None:
+            parts.append(((label, "item"), value.item.graph))
+        for index, part in enumerate(value.items or ()):
+            parts.append(((label, index), part.graph))
+    return parts
+
+
+def _renewable_nodes(value: Value) -> frozenset[Node]:
+    """The graph nodes `_renew` renames or replaces: of the value, its items, theirs."""
+    nodes = value.graph
+    for part in (value.item, *(value.items or ())):
+        if part is not None:
+            nodes |= _renewable_nodes(part)
+    return nodes
 
 
 def _renew(

@@ -111,10 +111,13 @@ class GraphTracking(InterpreterBase):
         saves: bool,
     ) -> Value:
         """A new tensor. Its graph is the one autograd builds when it records here: where
-        the grad mode is unknown, the graph it builds when training."""
+        the grad mode is unknown, the graph it builds when training. Made where autograd
+        surely records nothing (no_grad, inference_mode), it has no graph at all: no
+        `grad_fn`, nothing that links it to its inputs' graphs."""
         graph: frozenset[Node] = frozenset()
-        for value in inputs:
-            graph |= value.graph
+        if "E" in state.mode:
+            for value in inputs:
+                graph |= value.graph
         identity = self.new_node(node)
         if potential is YES:
             graph = graph | {identity}
@@ -163,6 +166,8 @@ class GraphTracking(InterpreterBase):
         value = self.tensor_result(inputs, node, state, requires, potential, saves=saves)
         if op in api.MOVE_OPS and value.head is not None:
             self._moving_sites.add(value.head[0])
+        if op == "index" and value.head is not None:
+            self._index_sites.add(value.head[0])
         if potential is YES:
             if op in api.SAVES_OUTPUT and value.node is not None:
                 state.saves[value.node] = frozenset({(value.node, 0)})
@@ -389,6 +394,7 @@ class GraphTracking(InterpreterBase):
             and added.requires_grad is YES
             and result.head is not None
             and self.from_earlier_pass(before.graph, result.head[0])
+            and self.saved_in_loop(added.graph)
         ):
             freed = self.freed_before(before.graph, state)
             self.facts.kept_graphs.setdefault(node, KeptGraph(node, result.head[0], freed))
@@ -417,6 +423,23 @@ class GraphTracking(InterpreterBase):
         return any(
             info.name == "forward" and info.owner is not None and info.owner.is_module
             for info in self._active
+        )
+
+    def saved_in_loop(self, graph: frozenset[Node]) -> bool:
+        """Whether `graph` holds an op run in the loops of the running function that saved
+        tensors for backward (a forward's activations): what each pass adds to a total or a
+        list then holds a graph of its own. Selecting from a tensor made before the loops
+        (`for pred in batch: kept.append(pred[pred[:, 4] > t])`) saves at most the index:
+        every pass shares the one graph that was there anyway."""
+        own = self._frames[-1].loops if self._frames else 0
+        if own >= len(self._loop_runs):
+            return False
+        started = self._loop_runs[own].started
+        return any(
+            node[0] in self._saving_sites
+            and node[0] not in self._index_sites
+            and self._site_tick.get(node[0], 0) > started
+            for node in graph
         )
 
     def freed_before(self, graph: frozenset[Node], state: State) -> bool:
@@ -453,6 +476,7 @@ class GraphTracking(InterpreterBase):
             and not self.in_forward()
             and holder.item is not None
             and self.from_earlier_pass(_all_nodes(holder.item), site)
+            and self.saved_in_loop(_all_nodes(value))
         ):
             freed = self.freed_before(_all_nodes(holder.item), state)
             self.facts.kept_graphs.setdefault(node, KeptGraph(node, site, freed))

@@ -251,7 +251,9 @@ class Interpreter(FunctionCalls):
         entry = state
         current = state.copy()
         self._loops.append(loop)
-        self._loop_runs.append(LoopRun(len(self._conditions), len(self._active)))
+        self._loop_runs.append(
+            LoopRun(len(self._conditions), len(self._active), started=self.tick_clock())
+        )
         for index in range(passes):
             self.next_pass()
             sites: set[int] = set()
@@ -571,6 +573,10 @@ class Interpreter(FunctionCalls):
                 fields = None
                 if obj.fields is not None and name is not None:
                     fields = (*((k, v) for k, v in obj.fields if k != name), (name, value))
+                    # Every key known: what it holds is what they hold, and the old value
+                    # under this key is gone (`parts["mse"] = ...` on each pass keeps one
+                    # pass's loss, not all of them).
+                    item = sequence([v for _, v in fields]).item or value
                 state.env[key] = obj.with_(item=item, items=None, fields=fields)
                 self.update_class_attr(key, state.env[key])
                 self.note_layers_added(key, value, statement)

@@ -51,6 +51,7 @@ class LoopRun:
     conditions: int  # how many enclosing `if` tests (`_conditions`) there were at its start
     depth: int  # how many functions were running then
     passage: int = 0  # the id of the pass being run
+    started: int = 0  # the clock when it began: graph sites made since were made in it
     # The tests under which a `continue` ran on this pass.
     skipped: list[cst.BaseExpression] = field(default_factory=list)
     # The states at each `continue` and `break` of this pass: they reach the next pass and
@@ -74,6 +75,10 @@ class InterpreterBase:
         # Subclasses of nn.Sequential: the layers their __init__ hands to it.
         self.class_layers: dict[str, tuple[Value, ...]] = {}
         self._memo: dict[tuple[object, ...], tuple[Value, dict[str, Value], Effects]] = {}
+        # A remembered call -> the parts of its inputs (an argument, an item of one, an
+        # attribute of `self`) whose graphs went whole into what it returned or wrote; None
+        # where that is not known (then every input's graph may have).
+        self._memo_sources: dict[tuple[object, ...], frozenset[object] | None] = {}
         self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
         # Lambdas used as values, by id: the lambda and the names it closes over.
         self._lambdas: dict[int, tuple[cst.Lambda, dict[str, Value]]] = {}
@@ -133,6 +138,8 @@ class InterpreterBase:
         self._call_path: list[cst.Call | None] = []  # the calls that led to the running code
         self._made_during: dict[int, tuple[cst.Call | None, ...]] = {}  # site -> call path
         self._saving_sites: set[int] = set()  # ops that save tensors for backward
+        # ... of those, indexing with a mask or indices (`x[keep]`): it saves only them.
+        self._index_sites: set[int] = set()
         self.module_env: dict[str, Value] = {}
         self._frames: list[Frame] = []
         # Module classes that keep layers with parameters in a plain list: where.

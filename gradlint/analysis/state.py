@@ -41,6 +41,9 @@ class Frame:
     flags: dict[str, Tri] = field(default_factory=dict)  # `x.requires_grad = ...` on a param
     loops: int = 0  # how many loops were running when the call began
     root: bool = False  # run with no caller in this module: what it returns goes elsewhere
+    # Modules whose parameters the caller handed it (`freeze(model.parameters())`), as the
+    # caller names them: what it freezes of them, it freezes for the caller.
+    handed: frozenset[str] = frozenset()
 
 
 @dataclass
