@@ -98,11 +98,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="programs run at once")
     parser.add_argument("--show", action="store_true", help="list each case's outcome")
     args = parser.parse_args()
-    import torch  # noqa: F401 - imported once here, so that every fork starts with it
+    # Imported once here, so that every fork starts with them (and runs the tracer as it
+    # was when the benchmark started, whatever changes on disk meanwhile).
+    import gradlint.runtime_check.runner  # noqa: F401
+    import torch  # noqa: F401
 
     roots = [r.resolve() for r in args.root or sorted(p for p in FIXTURES.iterdir() if p.is_dir())]
     raising = raising_hit = silent = silent_hit = fixed_total = fixed_clean = 0
     missed: Counter[str] = Counter()
+    by_set: dict[str, list[int]] = {}  # set -> [raising, at root, silent, effect, fixed clean]
     found = cases(roots)
     programs = [case / name for case in found for name in ("buggy.py", "fixed.py")]
     # Each program runs in a process of its own; threads only wait for them.
@@ -129,6 +133,10 @@ def main() -> None:
             missed[code] += 1
         fixed_total += 1
         fixed_clean += not fixed.events
+        tally = by_set.setdefault(case.parent.name, [0, 0, 0, 0, 0])
+        tally[0 if raised else 2] += 1
+        tally[1 if raised else 3] += hit
+        tally[4] += not fixed.events
         if args.show:
             kind = "raises" if raised else "silent"
             print(
@@ -136,6 +144,9 @@ def main() -> None:
                 f"buggy {buggy.events} exit {buggy.exit_code}; fixed {fixed.events}"
                 + (f"; FIXED EXIT {fixed.exit_code}" if fixed.exit_code else "")
             )
+    if len(by_set) > 1:
+        for name, (r, rh, s_, sh, clean) in sorted(by_set.items()):
+            print(f"{name:22s} raising {rh}/{r}  silent {sh}/{s_}  fixed clean {clean}/{r + s_}")
     print(f"cases             {raising + silent}")
     print(f"raising, at root  {raising_hit}/{raising} ({_pct(raising_hit, raising)})")
     print(f"silent, effect    {silent_hit}/{silent} ({_pct(silent_hit, silent)})")

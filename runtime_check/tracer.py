@@ -39,6 +39,7 @@ from gradlint.runtime_check.graphs import (
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
 from gradlint.runtime_check.modes import ModeWatch
+from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
@@ -67,6 +68,7 @@ class Tracer:
         self.inplace = InplaceLog(self.layer_sites)
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
+        self.networks = NetworkWatch(self.events)
         self.modes = ModeWatch(self.events)
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
@@ -294,9 +296,9 @@ class Tracer:
                 creates = _creates(func, args, kwargs)
                 retains = creates or _retains(func, args, kwargs)
                 where = user_frame()
-                self.waste.backward(where)
                 kept = self.waste.retained() if retains and not creates else None
                 leaves = mark_propagated(args[0], not retains, user_stack(), kept)
+                self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
                 self._backward_done = next_sequence()
@@ -393,6 +395,8 @@ class Tracer:
             if self._quiet is not None:  # (a step that failed)
                 self._watch_again()
             self.steps.inside = False  # no model runs inside a step but through its closure
+            if torch.is_grad_enabled():
+                self.networks.forward(module)
             if self.waste.outermost():
                 self._models.add(module)
                 with _unwatched():
@@ -430,6 +434,7 @@ class Tracer:
             with _unwatched():
                 self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
                 self.modes.stepped(optimizer)
+                self.waste.stepped()
         except Exception:
             self.fault("after a step")
 
@@ -461,6 +466,11 @@ class Tracer:
             self.waste.settle()
         except Exception:
             self.fault("settling the graphs recorded for nothing")
+        try:
+            evaluated = {(e.path, e.line) for e in self.events.events() if e.code == "GL301"}
+            self.networks.settle(evaluated)
+        except Exception:
+            self.fault("settling the networks no backward reached")
         try:
             self.steps.settle(list(self._models))
         except Exception:

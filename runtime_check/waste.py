@@ -42,8 +42,10 @@ class WasteWatch:
         self._held: dict[tuple[str, tuple[str, int]], list[Pending]] = {}
         self._depth = 0  # module calls in progress: only the outermost is the user's
         self._chained: set[tuple[str, int]] = set()  # lines whose sums build on their own
-        self._retaining: set[tuple[str, int]] = set()  # lines of backwards that retain
-        self._mixed: set[tuple[str, int]] = set()  # ... with other backwards after them
+        # Lines of backwards that retain their graphs -> the optimizer steps taken (by then)
+        # each time they ran: a line retaining for nothing step after step is a loop's.
+        self._retaining: dict[tuple[str, int], set[int]] = {}
+        self._steps = 0
 
     def _hold(self, code: str, node: Any) -> tuple[Pending, tuple[str, int]] | None:
         where = user_frame()
@@ -84,13 +86,8 @@ class WasteWatch:
                 detail = f"{spent} of the tensors combined here still hold their graphs"
                 self._events.add("GL302", where, KEPT_LIST, detail=detail)
 
-    def backward(self, where: tuple[str, int] | None) -> None:
-        """Before each backward: a line that retains its graphs among other backwards may
-        mean them for those (intricate steps, a GAN's); only a line that is the step's one
-        backward is judged."""
-        for line in self._retaining:
-            if line != where:
-                self._mixed.add(line)
+    def stepped(self) -> None:
+        self._steps += 1
 
     def retained(self) -> Pending | None:
         """Before a backward that retains its graph: what the graph holds until a later
@@ -99,7 +96,7 @@ class WasteWatch:
         where = user_frame()
         if where is None:
             return None
-        self._retaining.add(where)
+        self._retaining.setdefault(where, set()).add(self._steps)
         held = self._held.setdefault(("GL305", where), [])
         if len(held) >= MAX_HELD:
             return None
@@ -127,7 +124,9 @@ class WasteWatch:
             unsettled = sum(not pending.propagated for pending in held)
             if code == "GL302" and where not in self._chained:
                 continue
-            if code == "GL305" and (unsettled < len(held) or where in self._mixed):
+            if code == "GL305" and (
+                unsettled < len(held) or len(self._retaining.get(where, ())) < 2
+            ):
                 continue  # (a graph kept at this line was used: the line needs it, at times)
             if unsettled >= THRESHOLD[code]:
                 message = {"GL301": EVAL_FORWARD, "GL302": KEPT_GRAPH}.get(code, KEPT_FOR_NOTHING)

@@ -334,7 +334,8 @@ for step in range(4):
 """
 
 
-@pytest.mark.parametrize("cut, expected", [("", [("GL204", 9)]), (".detach()", [])])
+# (Detached, the target's forward still records a graph for nothing: GL306.)
+@pytest.mark.parametrize("cut, expected", [("", [("GL204", 9)]), (".detach()", [("GL306", 8)])])
 def test_a_loss_that_reaches_a_target_network(
     tmp_path: Path, cut: str, expected: list[tuple[str, int]]
 ) -> None:
@@ -557,10 +558,10 @@ except RuntimeError:
             [],
             "freed",
         ),
-        # among other backwards of the step, the retained graph may be meant for them
+        # another backward in the step, which does not go through it: kept for nothing
         (
             "loss_a.backward(retain_graph=True)\n    head_b(features.detach()).mean().backward()",
-            [],
+            [("GL305", 10)],
             "kept",
         ),
         # a gradient penalty needs the graph of the gradient itself
@@ -582,6 +583,60 @@ def test_a_graph_retained_for_nothing(
 ) -> None:
     assert events_of(tmp_path, RETAIN.format(body=body)) == expected
     assert capsys.readouterr().out.strip() == held
+
+
+def test_a_helper_that_retains_for_every_loss_outside_a_training_loop(tmp_path: Path) -> None:
+    # (A library's generic backward over a dict of losses: run once, no step between.)
+    source = """
+    import torch
+    w = torch.randn(3, requires_grad=True)
+    def backward_all(losses):
+        for loss in losses.values():
+            loss.backward(retain_graph=True)
+    backward_all({"a": (w * 2).sum(), "b": (w * 3).sum()})
+    """
+    assert events_of(tmp_path, source) == []
+
+
+# --- GL306: a network run with autograd on that no backward reaches --------------------------
+
+TARGET_FORWARD = """
+import torch
+torch.manual_seed(0)
+online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(online.parameters(), lr=0.1)
+for step in range(3):
+    x = torch.randn(4, 3)
+    {goal}
+    loss = (online(x) - goal).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "goal, expected",
+    [
+        ("goal = target(x).detach()", [("GL306", 7)]),
+        ("goal = target(x).detach() if step else target(x).detach()", [("GL306", 7)]),
+        ("with torch.no_grad(): goal = target(x)", []),
+        ("goal = target.requires_grad_(False)(x)", []),  # frozen: no graph recorded
+        ("goal = online(x).detach()", []),  # the trained network, run once more
+    ],
+)
+def test_a_target_network_run_with_autograd_on(
+    tmp_path: Path, goal: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, TARGET_FORWARD.format(goal=goal)) == expected
+
+
+def test_what_a_target_forward_with_autograd_on_records() -> None:
+    target = torch.nn.Linear(3, 2)
+    out = target(torch.randn(4, 3))
+    assert out.grad_fn is not None  # a graph, holding its input for a backward
+    out.detach().sum()  # used as a fixed target: the graph is never back-propagated
+    assert target.weight.grad is None
 
 
 # --- GL203: training on in eval mode after a validation pass --------------------------------

@@ -1,0 +1,65 @@
+"""Networks run with autograd on whose parameters no backward ever reaches: a target
+network, a teacher or an EMA copy whose outputs serve only as fixed targets. Each forward
+records a graph for nothing (GL306)."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from gradlint.runtime_check.events import EventLog
+from gradlint.runtime_check.frames import user_frame
+
+UNREACHED = (
+    "runs a network with autograd on, yet no backward ever reaches its parameters: each "
+    "forward records a graph for nothing; run it under torch.no_grad() (or freeze it)"
+)
+MAX_MODULES = 10_000  # modules watched
+LEAST_FORWARDS = 2  # forwards with autograd on needed to judge a network
+
+
+class NetworkWatch:
+    def __init__(self, events: EventLog) -> None:
+        self._events = events
+        # id(module) -> [the module, forwards with autograd on, the user's line of the first]
+        self._forwards: dict[int, list[Any]] = {}
+        self._reached: set[int] = set()  # ids of parameters some backward went through
+
+    def forward(self, module: torch.nn.Module) -> None:
+        """Before a module's forward, with autograd on."""
+        seen = self._forwards.get(id(module))
+        if seen is None:
+            if len(self._forwards) >= MAX_MODULES:
+                return
+            seen = self._forwards[id(module)] = [weakref.ref(module), 0, user_frame()]
+        seen[1] += 1
+
+    def reached(self, leaves: list[torch.Tensor]) -> None:
+        """The leaves a backward (or `autograd.grad`) went through."""
+        self._reached.update(id(leaf) for leaf in leaves)
+
+    def settle(self, skip: set[tuple[str, int]]) -> None:
+        """At the end, where some backward trained anything: the outermost networks with
+        trainable parameters, run with autograd on again and again, none of whose
+        parameters any backward reached (lines in `skip` are reported already)."""
+        if not self._reached:
+            return
+        unreached: dict[int, tuple[torch.nn.Module, tuple[str, int]]] = {}
+        for key, (ref, count, where) in self._forwards.items():
+            module = ref()
+            if module is None or count < LEAST_FORWARDS or where is None or where in skip:
+                continue
+            params = [p for p in module.parameters() if p.requires_grad]
+            if params and not any(id(p) in self._reached for p in params):
+                unreached[key] = (module, where)
+        inner = {
+            id(sub)
+            for module, _ in unreached.values()
+            for sub in module.modules()
+            if sub is not module
+        }
+        for key, (module, where) in unreached.items():
+            if key not in inner:
+                detail = f"`{type(module).__name__}`: its outputs are only used without gradients"
+                self._events.add("GL306", where, UNREACHED, detail=detail)
