@@ -1,6 +1,6 @@
 """Layers a module holds where `parameters()` does not look: in a plain list or dict (not
 `nn.ModuleList`/`nn.ModuleDict`), or inside an object of a class that is not a module. Their
-weights get gradients yet no optimizer has them, so they never train (GL212). Also how the
+weights get gradients yet no optimizer has them, so they never train (GL206). Also how the
 tracer finds, in the user's source, the line that assigns an attribute or defines a class."""
 
 from __future__ import annotations

@@ -294,7 +294,7 @@ class StepWatch:
         if not idle:
             return
         # Reached by a backward that trains other parameters, yet held out of the sight of
-        # `parameters()`: a layer no optimizer could have been given (GL212).
+        # `parameters()`: a layer no optimizer could have been given (GL206).
         training = set().union(
             *(
                 ids
@@ -303,7 +303,7 @@ class StepWatch:
             )
         )
         for line, message, detail in never_trained(models, set(idle) & training):
-            self._events.add("GL212", line, message, detail=detail)
+            self._events.add("GL206", line, message, detail=detail)
         names: dict[int, str] = {}
         trained: set[int] = set()  # ids of params in a model some of whose params train
         for model in models:

@@ -408,7 +408,7 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
     assert report.exit_code == 1 and report.events == []
 
 
-# --- GL212: layers out of the sight of `parameters()` -------------------------------------
+# --- GL206: layers out of the sight of `parameters()` -------------------------------------
 
 UNREGISTERED = """
 import torch
@@ -432,7 +432,7 @@ for step in range(3):
 @pytest.mark.parametrize(
     "container, expected",
     [
-        ("[nn.Linear(3, 4), nn.Linear(3, 4)]", [("GL212", 6)]),
+        ("[nn.Linear(3, 4), nn.Linear(3, 4)]", [("GL206", 6)]),
         ("nn.ModuleList([nn.Linear(3, 4), nn.Linear(3, 4)])", []),
     ],
 )
@@ -465,7 +465,7 @@ def test_weights_in_an_object_that_is_not_a_module(tmp_path: Path) -> None:
         model(torch.randn(4, 3)).pow(2).mean().backward()
         opt.step()
     """
-    assert events_of(tmp_path, source) == [("GL212", 3)]
+    assert events_of(tmp_path, source) == [("GL206", 3)]
 
 
 def test_what_a_plain_list_of_layers_does() -> None:
