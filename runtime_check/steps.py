@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from gradlint.runtime_check.events import EventLog
@@ -47,6 +47,11 @@ FROZEN_CHANGED = (
     "frozen parameters (requires_grad=False) that this optimizer holds changed between its "
     "steps: an update applied to every parameter it holds moves them; leave them out of the "
     "optimizer"
+)
+UPSTREAM = (
+    "back-propagates into the network that made its input, whose gradients are cleared before "
+    "any step uses them: a wasted backward, or a leak; `.detach()` that input where this loss "
+    "takes it in"
 )
 NOT_OPTIMIZED = (
     "gives gradients to parameters that no optimizer steps, while it trains others: leave "
@@ -99,6 +104,13 @@ class StepWatch:
         # id(param) set to None, or id(grad) zeroed -> the user's line that cleared it
         self._cleared_at: dict[int, tuple[str, int]] = {}
         self._backwards: dict[tuple[str, int], set[int]] = {}  # line -> ids of params reached
+        # Per backward line: the parameters whose gradients from it a step applied, and those
+        # whose gradients from it were cleared unused.
+        self._applied_from: dict[tuple[str, int], set[int]] = {}
+        self._wasted_from: dict[tuple[str, int], set[int]] = {}
+        # (id of a model, id of a model whose output it took in): the generator feeds the
+        # discriminator, the actor the critic.
+        self._feeds: set[tuple[int, int]] = set()
         self._optimizers: weakref.WeakKeyDictionary[Any, _Optimizer] = weakref.WeakKeyDictionary()
         # Inside a step that runs no closure of the user's: only the optimizer's own update
         # ops run, and the tracer need not look at each one.
@@ -175,6 +187,9 @@ class StepWatch:
                 # (Of an optimizer's parameter: an update by hand clears what it used.)
                 if key is not None and reached.where == where and reached.stepped:
                     dropped = dropped or self._cleared_at.get(key, where)
+                elif key is not None and reached.where is not None:
+                    # Another backward's gradients, cleared before a step applied them.
+                    self._wasted_from.setdefault(reached.where, set()).add(id(leaf))
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
             if reached.seen_at_step != self._steps_taken:
                 reached.rounds += 1
@@ -261,6 +276,8 @@ class StepWatch:
         for param in params:
             reached = self._reached.get(id(param))
             if reached is not None:
+                if reached.where is not None and param.grad is not None:
+                    self._applied_from.setdefault(reached.where, set()).add(id(param))
                 reached.stepped = True
                 reached.where = None
             grad = param.grad
@@ -274,6 +291,45 @@ class StepWatch:
             stepped.append(param)
         return stepped
 
+    def model_starts(self, model: torch.nn.Module, args: Any) -> None:
+        """Before the forward of a model (the outermost module running): the models whose
+        outputs it takes in."""
+        for value in args if isinstance(args, tuple) else ():
+            node = value.grad_fn if isinstance(value, torch.Tensor) else None
+            made = _metadata(node).get(MADE_BY) if node is not None else None
+            if made is not None and made != id(model):
+                self._feeds.add((id(model), made))
+
+    def model_ends(self, model: torch.nn.Module, output: Any) -> None:
+        values = output if isinstance(output, (tuple, list)) else (output,)
+        for value in values:
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                _metadata(value.grad_fn)[MADE_BY] = id(model)
+
+    def _upstream(self, models: list[torch.nn.Module]) -> None:
+        """Backwards whose gradients a step applied to one model's parameters, and whose
+        gradients to the model that made that model's input were cleared unused: the loss
+        went on into the network behind (a discriminator's loss into the generator, a
+        critic's into the actor). (A generator's loss goes through the discriminator on its
+        way: that it reaches the discriminator and wastes those gradients is no leak.)"""
+        names: dict[int, str] | None = None
+        owner = {id(p): id(model) for model in models for p in model.parameters()}
+        for where, wasted in self._wasted_from.items():
+            applied = self._applied_from.get(where, set()) - wasted
+            producers = {owner.get(i) for i in wasted}
+            consumers = {owner.get(i) for i in applied}
+            if len(producers) != 1 or len(consumers) != 1 or None in producers | consumers:
+                continue
+            (producer,), (consumer,) = producers, consumers
+            if (consumer, producer) in self._feeds and (producer, consumer) not in self._feeds:
+                names = names if names is not None else _names(models)
+                shown = sorted(names[i] for i in wasted if i in names)
+                listed = ", ".join(shown[:3]) + (
+                    f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+                )
+                detail = f"{len(wasted)} parameters" + (f": {listed}" if listed else "")
+                self._events.add("GL204", where, UPSTREAM, detail=detail)
+
     def settle(self, models: list[torch.nn.Module]) -> None:
         """At the end: the training backwards (those some step used) that also gave
         gradients to parameters nothing used: no optimizer stepped them, and either their
@@ -281,6 +337,7 @@ class StepWatch:
         other parameters train (GL304), or of another network (GL204). Only parameters
         reached again after a step, so that a program stopped before the step meant for
         them is not judged."""
+        self._upstream(models)
         idle: dict[int, bool] = {}  # id(param) -> whether its values moved
         for i, reached in self._reached.items():
             param = reached.param()
@@ -335,6 +392,21 @@ class StepWatch:
                     self._events.add(
                         code, where, message, detail=f"{len(group)} parameters: {shown}{more}"
                     )
+
+
+MADE_BY = "gradlint.model"  # in an output's graph node: the id of the model that made it
+
+
+def _metadata(node: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], node.metadata)
+
+
+def _names(models: list[torch.nn.Module]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for model in models:
+        for name, param in model.named_parameters():
+            names.setdefault(id(param), f"{type(model).__name__}.{name}")
+    return names
 
 
 def _checked(step: int) -> bool:

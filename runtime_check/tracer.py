@@ -400,6 +400,8 @@ class Tracer:
             if self.waste.outermost():
                 self._models.add(module)
                 with _unwatched():
+                    self.steps.model_starts(module, args)
+                with _unwatched():
                     self.modes.forward(module)
             self.waste.forward_starts(module, args)
             if args and self._backward_done is not None:
@@ -412,6 +414,8 @@ class Tracer:
         try:
             with _unwatched():
                 self.waste.forward_ends(module, args, output)
+                if self.waste.outermost():
+                    self.steps.model_ends(module, output)
         except Exception:
             self.fault("after a forward")
 

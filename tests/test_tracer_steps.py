@@ -383,6 +383,49 @@ def test_a_gan_generator_loss_through_the_discriminator_is_no_leak(tmp_path: Pat
     assert events_of(tmp_path, source) == []
 
 
+GAN = """
+import torch
+torch.manual_seed(0)
+gen, disc = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+opt_g = torch.optim.SGD(gen.parameters(), lr=0.1)
+opt_d = torch.optim.SGD(disc.parameters(), lr=0.1)
+for step in range(3):
+    fake = gen(torch.randn(4, 2))
+    d_loss = disc(torch.randn(4, 3)).mean() - disc({fake}).mean()
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    g_loss = disc(fake).mean()
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "fake, expected",
+    [
+        ("fake", [("GL204", 10)]),  # D's loss goes on into G; G's zero_grad throws it away
+        ("fake.detach()", []),
+    ],
+)
+def test_a_loss_that_goes_on_into_the_network_behind(
+    tmp_path: Path, fake: str, expected: list[tuple[str, int]]
+) -> None:
+    # (The generator step reaches the discriminator too, on its way to the generator: that
+    # is no leak.)
+    source = GAN.format(fake=fake).replace(
+        "g_loss = disc(fake)", "fake = gen(torch.randn(4, 2))\n    g_loss = disc(fake)"
+    )
+    assert events_of(tmp_path, source) == expected
+
+
+def test_what_a_discriminator_loss_does_to_the_generator() -> None:
+    gen, disc = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+    disc(gen(torch.randn(4, 2))).mean().backward()
+    assert gen.weight.grad is not None  # a backward through G, for nothing
+
+
 def test_what_a_loss_through_a_target_network_does() -> None:
     online, target = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
     (online(torch.randn(2, 3)) - target(torch.randn(2, 3))).pow(2).mean().backward()
