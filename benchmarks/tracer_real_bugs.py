@@ -108,6 +108,7 @@ def main() -> None:
     missed: Counter[str] = Counter()
     by_set: dict[str, list[int]] = {}  # set -> [raising, at root, silent, effect, fixed clean]
     found = cases(roots)
+    marks = {case: marked_lines(case / "buggy.py") for case in found}  # (read before the runs)
     programs = [case / name for case in found for name in ("buggy.py", "fixed.py")]
     # Each program runs in a process of its own; threads only wait for them.
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -116,14 +117,13 @@ def main() -> None:
     for case in found:
         buggy = outcomes[case / "buggy.py"]
         fixed = outcomes[case / "fixed.py"]
-        marks = marked_lines(case / "buggy.py")
         code = case.name.split("_")[0].upper()
         raised = buggy.exit_code not in (0, None) and not buggy.last_error.startswith(
             "AssertionError"
         )
         if raised:
             raising += 1
-            hit = any(line in marks for _, line in buggy.events)
+            hit = any(line in marks[case] for _, line in buggy.events)
             raising_hit += hit
         else:
             silent += 1

@@ -39,11 +39,14 @@ class NetworkWatch:
         """The leaves a backward (or `autograd.grad`) went through."""
         self._reached.update(id(leaf) for leaf in leaves)
 
-    def settle(self, skip: set[tuple[str, int]]) -> None:
-        """At the end, where some backward trained anything: the outermost networks with
-        trainable parameters, run with autograd on again and again, none of whose
-        parameters any backward reached (lines in `skip` are reported already)."""
-        if not self._reached:
+    def settle(self, skip: set[tuple[str, int]], optimized: set[int]) -> None:
+        """At the end of a program that trained (an optimizer stepped parameters, their ids
+        `optimized`): the outermost networks with trainable parameters, run with autograd on
+        again and again, none of whose parameters any backward reached or any optimizer
+        holds (lines in `skip` are reported already). (A network an optimizer holds is
+        trained, if not by every step; a gradient checkpoint hides from the tracer's walks
+        what its backward reaches, but not the `.grad` it leaves.)"""
+        if not optimized:
             return
         unreached: dict[int, tuple[torch.nn.Module, tuple[str, int]]] = {}
         for key, (ref, count, where) in self._forwards.items():
@@ -51,7 +54,9 @@ class NetworkWatch:
             if module is None or count < LEAST_FORWARDS or where is None or where in skip:
                 continue
             params = [p for p in module.parameters() if p.requires_grad]
-            if params and not any(id(p) in self._reached for p in params):
+            if params and not any(
+                id(p) in self._reached or id(p) in optimized or p.grad is not None for p in params
+            ):
                 unreached[key] = (module, where)
         inner = {
             id(sub)

@@ -291,6 +291,10 @@ class StepWatch:
             stepped.append(param)
         return stepped
 
+    def optimized(self) -> set[int]:
+        """The ids of the parameters of the optimizers that stepped."""
+        return {id(p) for optimizer in list(self._optimizers) for p in _params(optimizer)}
+
     def model_starts(self, model: torch.nn.Module, args: Any) -> None:
         """Before the forward of a model (the outermost module running): the models whose
         outputs it takes in."""

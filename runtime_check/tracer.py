@@ -472,7 +472,7 @@ class Tracer:
             self.fault("settling the graphs recorded for nothing")
         try:
             evaluated = {(e.path, e.line) for e in self.events.events() if e.code == "GL301"}
-            self.networks.settle(evaluated)
+            self.networks.settle(evaluated, self.steps.optimized())
         except Exception:
             self.fault("settling the networks no backward reached")
         try:
