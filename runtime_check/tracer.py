@@ -390,23 +390,28 @@ class Tracer:
             self.fault("noting where a layer was registered")
 
     def _forward_starts(self, module: Any, args: Any) -> None:
-        # Runs before every module's forward: guarded here, not by a wrapper (a call more).
+        # Runs before every module's forward: guarded here, not by a wrapper (a call more),
+        # and with torch functions unwatched once, only where tensors are looked at.
         try:
             if self._quiet is not None:  # (a step that failed)
                 self._watch_again()
             self.steps.inside = False  # no model runs inside a step but through its closure
-            if torch.is_grad_enabled():
-                self.networks.forward(module)
-            if self.waste.outermost():
-                self._models.add(module)
-                with _unwatched():
-                    self.steps.model_starts(module, args)
-                with _unwatched():
-                    self.modes.forward(module)
+            outermost = self.waste.outermost()
             self.waste.forward_starts(module, args)
-            if args and self._backward_done is not None:
+            recording = torch.is_grad_enabled()
+            # (State goes in beside the input, `cell(x, state)`: a layer called on its input
+            # alone is not looked at.)
+            handing = recording and len(args) > 1 and self._backward_done is not None
+            if outermost or handing:
                 with _unwatched():
-                    note_handed(args, self._backward_done)
+                    if outermost:
+                        self._models.add(module)
+                        self.steps.model_starts(module, args)
+                        self.modes.forward(module)
+                    if handing:
+                        note_handed(args, self._backward_done)
+            if recording:
+                self.networks.forward(module)
         except Exception:
             self.fault("before a forward")
 
