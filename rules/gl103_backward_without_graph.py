@@ -102,6 +102,17 @@ def step(x):
 
 step(torch.randn(2, 4))
 """,
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+for p in model.parameters():  # error
+    p.requires_grad = False  # error
+model[1] = nn.Identity()  # no parameters: every one left is frozen
+loss = model(torch.randn(5, 4)).pow(2).mean()
+loss.backward()
+""",
     ]
     VALID = [
         """\
@@ -148,6 +159,44 @@ def evaluate(x):
         loss.backward()
 
 evaluate(torch.randn(2, 4))
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+for p in model.parameters():
+    p.requires_grad = False
+model[2] = nn.Linear(8, 3)  # a new head: Sequential registers it, and it trains
+loss = model(torch.randn(5, 4)).logsumexp(-1).mean()
+loss.backward()
+""",
+        """\
+import torch
+from torch import nn
+
+
+def pretrained():
+    net = nn.Module()
+    net.body = nn.Sequential(nn.Linear(4, 16), nn.Tanh())
+    net.head = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 10))
+    net.forward = lambda x: net.head(net.body(x))
+    return net
+
+
+def for_new_task(classes):
+    net = pretrained()
+    net.requires_grad_(False)
+    net.head[2] = nn.Linear(16, classes)  # the container registers it: it trains
+    return net
+
+
+net = for_new_task(3)
+opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+loss = net.forward(torch.randn(6, 4)).logsumexp(-1).mean()
+loss.backward()
+opt.step()
+assert net.head[2].weight.grad is not None and net.body[0].weight.grad is None
 """,
     ]
 

@@ -39,7 +39,9 @@ class TrainedInEvalMode(Rule):
     Reported at the `.eval()` (or the call of the helper that leaves the model in eval
     mode) whose mode a later backward trains in; where the training runs in a routine of
     its own that loops over batches, at that loop, before which the routine should set
-    its mode.
+    its mode. Code that applies no gradient (no optimizer, no `.step()`, no weight's
+    `.grad` read) trains nothing: its backwards in eval mode are for the gradients of
+    inputs (a saliency map), which eval mode is right for.
     """
 
     code = "GL203"
@@ -188,6 +190,25 @@ for epoch in range(2):
         opt.step()
     evaluate(model, batches)  # error
 assert not model.training  # the second epoch trained with dropout off
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+batches = torch.randn(3, 16, 4)
+for epoch in range(2):
+    for x in batches:
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad  # plain SGD by hand
+    model.eval()  # error
+    with torch.no_grad():
+        score = model(batches[0]).mean().item()
+# BatchNorm saw the batches of the first epoch only.
+assert model[1].num_batches_tracked.item() == len(batches)
 """,
     ]
     VALID = [
@@ -380,6 +401,22 @@ for epoch in range(2):
         opt.step()
     evaluate(model, batches)
 assert model.training
+""",
+        """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+model.eval()  # explain the model as it predicts: BatchNorm on its running statistics
+inputs = torch.randn(4, 6)
+with torch.no_grad():
+    labels = model(inputs).argmax(-1)
+saliency = []
+for row, label in zip(inputs, labels):
+    row = row.unsqueeze(0).requires_grad_()
+    model(row)[0, label].backward()  # the gradient wanted is the input's: nothing trains
+    saliency.append(row.grad.abs().squeeze(0))
+assert not model.training and len(saliency) == 4
 """,
     ]
 

@@ -317,6 +317,7 @@ class Facts:
     # model's train/eval mode over those runs (YES training, NO eval).
     forward_modes: dict[cst.Call, Tri] = field(default_factory=dict)
     eval_forwards: dict[cst.CSTNode, EvalForward] = field(default_factory=dict)
+    # (Only where the code applies gradients: `applies_gradients`.)
     trained_in_eval: dict[cst.CSTNode, TrainedInEval] = field(default_factory=dict)
     # Ops that save an inference tensor for backward, and where that tensor was made.
     inference_saved: list[tuple[cst.CSTNode, object]] = field(default_factory=list)
@@ -332,6 +333,8 @@ class Facts:
     # `x.grad` reads -> the tensor `x` on each run. Its `moved` is kept only where no name
     # holds the leaf it was copied from any more.
     grad_reads: dict[cst.Attribute, list[Value]] = field(default_factory=dict)
+    # Whether `.grad` is read of something not known to be a tensor (a weight, maybe).
+    grad_read_unknown: bool = False
     unregistered_layers: list[UnregisteredLayers] = field(default_factory=list)
     # Tensors (identity or graph-node sites) that `retain_grad()` was called on; and
     # whether it was called on one whose identity is not known.
@@ -432,6 +435,22 @@ class Facts:
         there; `revived=node`): it wanted that tensor's gradient."""
         return any(
             all(getattr(tensor, mark) is node for mark, node in marks.items())
+            for runs in self.grad_reads.values()
+            for tensor in runs
+        )
+
+    def applies_gradients(self) -> bool:
+        """Whether the code may change weights by their gradients: it builds an optimizer,
+        calls a `.step()` (of an optimizer handed in, a grad scaler, an engine), or reads
+        the `.grad` of a tensor other than one it made require grad itself (a weight
+        updated by hand). A backward alone only fills `.grad`: one whose gradients are
+        wanted of an input (a saliency map, an adversarial example) trains nothing."""
+        if self.optimizers or self.grad_read_unknown:
+            return True
+        if any(call.method == "step" for call in self.calls):
+            return True
+        return any(
+            tensor.grad_leaf is None or tensor.parameter
             for runs in self.grad_reads.values()
             for tensor in runs
         )

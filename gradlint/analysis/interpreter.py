@@ -115,6 +115,10 @@ class Interpreter(FunctionCalls):
         for function in [*roots, *called]:
             if function not in self._ran:
                 self.run_function(function)
+        if not self.facts.applies_gradients():
+            # Backwards that only fill `.grad` (of inputs, for a saliency map): nothing
+            # trains, in eval mode or not.
+            self.facts.trained_in_eval.clear()
         # Made a parameter after all by another assignment, or registered by name.
         self.facts.unregistered_tensors = [
             found
@@ -514,21 +518,9 @@ class Interpreter(FunctionCalls):
             if target.attr.value == "grad":
                 return
             self.propagate(value)  # kept on an object: its other methods may use it
-            if (
-                obj.kind is Kind.MODULE
-                and obj.path is not None
-                and value.kind is Kind.MODULE
-                and value.has_params is not NO
-                and value.frozen is not YES
-            ):
-                # `blk.proj = LoraLinear(blk.proj)` on a frozen model: the new layer's
-                # parameters train, so the model (and each module above) is frozen no more.
-                child = f"{obj.path}.{target.attr.value}"
-                if value.path is None and value.has_params is YES:
-                    # A new layer: optimizers built before it do not have its parameters.
-                    self.note_missed(child, statement, state, replaced=True)
-                state.frozen[child] = NO
-                self.unfreeze_parents(child, YES, state)
+            if obj.kind is Kind.MODULE and obj.path is not None:
+                # `blk.proj = LoraLinear(blk.proj)` on a frozen model.
+                self.child_set(f"{obj.path}.{target.attr.value}", value, statement, state)
             if key is not None and source is not None:
                 self.note_module_attribute(key, value, source)
             if key is not None:
@@ -580,6 +572,23 @@ class Interpreter(FunctionCalls):
                 state.env[key] = obj.with_(item=item, items=None, fields=fields)
                 self.update_class_attr(key, state.env[key])
                 self.note_layers_added(key, value, statement)
+            if obj.kind is Kind.MODULE and obj.path is not None and len(target.slice) == 1:
+                # `model.classifier[6] = nn.Linear(...)`: Sequential, ModuleList and
+                # ModuleDict register what is set under an index or key as a child.
+                at = _known_index(target, obj.items)
+                if at is not None and obj.items is not None:
+                    child = f"{obj.path}.{at % len(obj.items)}"
+                else:
+                    child = f"{obj.path}.[]"
+                self.child_set(child, value, statement, state)
+            elif obj.kind is Kind.UNKNOWN and type(target.value) is cst.Attribute:
+                # `net.classifier[6] = layer` where what `net.classifier` is is not known
+                # (a container of layers registers it; a plain list would not): whether
+                # `net` is still wholly frozen is not known either.
+                holder = self.facts.value(target.value.value)
+                if holder.kind is Kind.MODULE and holder.path is not None:
+                    child = f"{holder.path}.{target.value.attr.value}.[]"
+                    self.child_set(child, value, statement, state, registered=False)
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
@@ -596,6 +605,33 @@ class Interpreter(FunctionCalls):
             return
         if type(target) is cst.StarredElement:
             self.assign(target.value, value, state, statement)
+
+    def child_set(
+        self,
+        child: str,
+        value: Value,
+        statement: cst.CSTNode,
+        state: State,
+        registered: bool = True,
+    ) -> None:
+        """A module set as the child at `child` (an attribute, or an index of a container):
+        if it may have trainable parameters, they train, so the modules above it are wholly
+        frozen no more; not `registered` for sure, they may be."""
+        if value.kind is not Kind.MODULE or value.has_params is NO or value.frozen is YES:
+            return
+        if not registered:
+            state.frozen[child] = UNKNOWN
+            parts = child.split(".")
+            for end in range(1, len(parts)):
+                parent = ".".join(parts[:end])
+                if state.frozen.get(parent) is YES:
+                    state.frozen[parent] = UNKNOWN
+            return
+        if value.path is None and value.has_params is YES:
+            # A new layer: optimizers built before it do not have its parameters.
+            self.note_missed(child, statement, state, replaced=True)
+        state.frozen[child] = NO
+        self.unfreeze_parents(child, YES, state)
 
     def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
         """`self.w = ...` in a module's method: a tensor meant to train that the module
@@ -994,6 +1030,8 @@ class Interpreter(FunctionCalls):
         obj = self.eval(expr.value, state)
         if expr.attr.value == "grad" and obj.is_tensor:
             self.note_grad_read(expr, obj, state)
+        elif expr.attr.value == "grad":
+            self.facts.grad_read_unknown = True
         if expr.attr.value == "data" and obj.is_tensor and self.in_forward():
             self.facts.data_reads.add(expr.value)
         if key is not None and key in state.env:
