@@ -88,11 +88,18 @@ def second_backward(
             "anew for this backward",
         )
     if shared.handed is not None:
-        add(
-            shared.handed,
-            f"hands {part} to a module after {by} freed its graph: `.detach()` it before "
-            "it goes in (state kept from an earlier step?)",
-        )
+        where, name = shared.handed
+        if name:
+            text = (
+                f"keeps {part} on the module as `self.{name}`, into the next step, after {by} "
+                f"freed its graph: keep `.detach()`ed state"
+            )
+        else:
+            text = (
+                f"hands {part} to a module after {by} freed its graph: `.detach()` it before "
+                "it goes in (state kept from an earlier step?)"
+            )
+        add(where, text)
     if freeing == raised:
         add(
             raised,

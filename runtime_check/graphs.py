@@ -12,18 +12,23 @@ from typing import Any, NamedTuple, cast
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
+from gradlint.runtime_check.layers import assignment
 
 SITE = "gradlint.site"  # the key in a node's metadata: where it was made
 FREED = "gradlint.freed"  # ... whether a backward has freed it
 RETAINED = "gradlint.retained"  # ... or gone through it, keeping it
 PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
-HANDED = "gradlint.handed"  # ... and the call that handed it, freed, to a module's forward
+HANDED = "gradlint.handed"  # ... and where it was kept from an earlier step (see Handed)
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 MAX_CODES = 50_000
 
 Site = tuple[tuple[CodeType, int], ...]  # the user's frames, innermost first
+# Where state kept from an earlier step went into a forward: the call that handed it in
+# (and ""), or the line that keeps it on a module (and the attribute's name).
+Handed = tuple[tuple[str, int], str]
+MAX_ATTRIBUTES = 200  # a module's attributes looked at, per forward
 
 
 # Whether a code object is the user's, by the object: asked for every frame of the stack
@@ -70,11 +75,25 @@ def note_handed(args: tuple[Any, ...], before: int) -> None:
                 if HANDED not in metadata:
                     where = user_frame()
                     if where is not None:
-                        metadata[HANDED] = where
+                        metadata[HANDED] = (where, "")
 
 
-def handed_at(node: Any) -> tuple[str, int] | None:
-    """The call that handed a node's tensor, its graph already freed, to a module."""
+def note_kept(module: Any, before: int) -> None:
+    """Before a forward of a module of the user's: a tensor kept on it as a plain attribute,
+    made before the latest backward, is state kept from an earlier step (`self.hidden = h`,
+    `self.target = target`). The line that assigns the attribute is kept on its node."""
+    for name, value in list(vars(module).items())[:MAX_ATTRIBUTES]:
+        node = value.grad_fn if isinstance(value, torch.Tensor) else None
+        if node is not None and node._sequence_nr() < before:
+            metadata = _metadata(node)
+            if HANDED not in metadata:
+                where = assignment(type(module), name, updated=True) or user_frame()
+                if where is not None:
+                    metadata[HANDED] = (where, name)
+
+
+def handed_at(node: Any) -> Handed | None:
+    """Where a node's tensor, kept from an earlier step, went into a forward."""
     handed = _metadata(node).get(HANDED)
     return handed if isinstance(handed, tuple) else None
 
@@ -203,7 +222,7 @@ class Shared(NamedTuple):
     top: Any  # that node, or where it was made inside one torch call the nearest node
     # above it with a site of its own: the line that built the shared part
     entry: Site  # the site of the nearest node above `top`: where this graph took it in
-    handed: tuple[str, int] | None  # the call that handed the state holding it to a module
+    handed: Handed | None  # where state holding it, kept from an earlier step, went in
 
 
 def first_freed(roots: Any) -> Shared | None:

@@ -93,8 +93,9 @@ def module_internals() -> frozenset[str]:
     return frozenset(vars(torch.nn.Module()))
 
 
-def assignment(cls: type, name: str) -> Line | None:
-    """The line of a class (or a base) of the user's that assigns `self.<name>`."""
+def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
+    """The line of a class (or a base) of the user's that assigns `self.<name>`; with
+    `updated`, one outside `__init__` where there is one (state updated as it runs)."""
     for klass in cls.__mro__:
         path = file_of(klass)
         tree = parsed(path) if path else None
@@ -102,21 +103,37 @@ def assignment(cls: type, name: str) -> Line | None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
-                for inner in ast.walk(node):
-                    targets: list[ast.expr] = []
-                    if isinstance(inner, ast.Assign):
-                        targets = inner.targets
-                    elif isinstance(inner, ast.AnnAssign):
-                        targets = [inner.target]
-                    for target in targets:
-                        if (
-                            isinstance(target, ast.Attribute)
-                            and target.attr == name
-                            and isinstance(target.value, ast.Name)
-                            and target.value.id == "self"
-                        ):
-                            return real_path(path), target.lineno
+                found = _assignments(node, name)
+                later = [line for line, in_init in found if not in_init]
+                if found:
+                    return real_path(path), (later[0] if updated and later else found[0][0])
     return None
+
+
+def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool]]:
+    """The lines that assign `self.<name>` in a class, each with whether `__init__` does."""
+    found = []
+    for method in klass.body:
+        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for inner in ast.walk(method):
+            targets: list[ast.expr] = []
+            if isinstance(inner, ast.Assign):
+                targets = list(inner.targets)
+            elif isinstance(inner, ast.AnnAssign):
+                targets = [inner.target]
+            while targets:  # (`out, self.state = ...` assigns it too)
+                target = targets.pop()
+                if isinstance(target, (ast.Tuple, ast.List)):
+                    targets.extend(target.elts)
+                elif (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == name
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"
+                ):
+                    found.append((target.lineno, method.name == "__init__"))
+    return sorted(found)
 
 
 def class_line(klass: type) -> Line | None:

@@ -32,12 +32,14 @@ from gradlint.runtime_check.graphs import (
     hold,
     mark_propagated,
     note_handed,
+    note_kept,
     note_made,
     site_of,
     user_stack,
     view_taken,
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
+from gradlint.runtime_check.layers import file_of
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
@@ -402,7 +404,8 @@ class Tracer:
             # (State goes in beside the input, `cell(x, state)`: a layer called on its input
             # alone is not looked at.)
             handing = recording and len(args) > 1 and self._backward_done is not None
-            if outermost or handing:
+            keeping = recording and self._backward_done is not None and _users_module(module)
+            if outermost or handing or keeping:
                 with _unwatched():
                     if outermost:
                         self._models.add(module)
@@ -410,6 +413,8 @@ class Tracer:
                         self.modes.forward(module)
                     if handing:
                         note_handed(args, self._backward_done)
+                    if keeping:
+                        note_kept(module, self._backward_done)
             if recording:
                 self.networks.forward(module)
         except Exception:
@@ -729,6 +734,17 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+_USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code defines it
+
+
+def _users_module(module: Any) -> bool:
+    kind = type(module)
+    mine = _USER_MODULES.get(kind)
+    if mine is None:
+        mine = _USER_MODULES[kind] = file_of(kind) is not None
+    return mine
+
+
 # Errors raised at the misuse itself: its line is the one to name, even where the user's
 # code that raised it ran inside a torch call (a custom Function's backward, a hook).
 _AT_THE_MISUSE = frozenset({"GL101", "GL102", "GL104", "GL105"})

@@ -726,7 +726,60 @@ def test_state_kept_from_an_earlier_step_is_named_where_it_is_handed_in(
         "backward through the graph a second time",
         "GL107",
     )
-    assert "state kept from an earlier step" in events[17]
+    assert "as `self.state`, into the next step" in events[17]
+
+
+def test_state_kept_on_a_module_is_named_where_it_is_assigned(tmp_path: Path) -> None:
+    # The evolved weight is kept on the module with its graph: the next step's backward
+    # goes back through the last step's, freed.
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class Evolving(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.start = nn.Parameter(torch.randn(3, 3))
+                self.weight = None
+            def forward(self, x):
+                base = self.start if self.weight is None else self.weight
+                evolved = torch.tanh(base)
+                self.weight = evolved
+                return x @ evolved
+        model = Evolving()
+        for step in range(2):
+            model(torch.randn(2, 3)).sum().backward()
+        """,
+        "backward through the graph a second time",
+        "GL107",
+    )
+    assert "as `self.weight`" in events[11]
+
+
+def test_state_kept_detached_on_a_module_is_no_event(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "train.py",
+        """
+        import torch
+        from torch import nn
+        class Evolving(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.start = nn.Parameter(torch.randn(3, 3))
+                self.weight = None
+            def forward(self, x):
+                base = self.start if self.weight is None else self.weight + self.start
+                evolved = torch.tanh(base)
+                self.weight = evolved.detach()
+                return x @ evolved
+        model = Evolving()
+        for step in range(3):
+            model(torch.randn(2, 3)).sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and report.events == [] and not report.faults
 
 
 def test_a_shared_part_is_named_where_its_freed_tensors_were_saved(tmp_path: Path) -> None:
