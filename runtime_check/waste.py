@@ -70,7 +70,7 @@ class WasteWatch:
                 self._chained.add(pending[1])
 
     def combined(self, args: tuple[Any, ...]) -> None:
-        """Before a stack or a concatenation: tensors kept with graphs that a backward already
+        """After a stack or a concatenation: inputs kept with graphs that a backward already
         went through (losses kept in a list, then stacked for a log)."""
         values = args[0] if args and isinstance(args[0], (list, tuple)) else ()
         spent = sum(
