@@ -262,21 +262,10 @@ def first_spent(node: Any) -> Any:
         if id(current) in seen or _is_leaf(current):
             continue
         seen.add(id(current))
-        if site_of(current) and _reads_freed(current):
+        if site_of(current) and _saved_raises(current, FREED_ERROR):
             return current
         queue.extend(children(current))
     return None
-
-
-def _reads_freed(node: Any) -> bool:
-    for name in dir(node):
-        if name.startswith("_saved_"):
-            try:
-                getattr(node, name)
-            except RuntimeError as error:
-                if "already been freed" in str(error):
-                    return True
-    return False
 
 
 class Stale(NamedTuple):
@@ -297,7 +286,7 @@ def changed_since_saved(roots: Any, limit: int = 3) -> list[Stale]:
         if id(node) in parents or _is_leaf(node):
             continue
         parents[id(node)] = parent
-        if _reads_changed(node):
+        if _saved_raises(node, CHANGED_ERROR):
             above = []
             while parent is not None:
                 if SITE in _metadata(parent):
@@ -337,13 +326,20 @@ def _is_view(node: Any) -> bool:
     return name.endswith("Backward") and name[: -len("Backward")] in _VIEWS
 
 
-def _reads_changed(node: Any) -> bool:
+# What reading a node's saved tensor raises, when a backward freed it, or when it was
+# changed in place after it was saved.
+FREED_ERROR = "already been freed"
+CHANGED_ERROR = "modified by an inplace operation"
+
+
+def _saved_raises(node: Any, error: str) -> bool:
+    """Whether reading one of the tensors a node saved raises `error`."""
     for name in dir(node):
         if name.startswith("_saved_") and not name.endswith("_sizes"):
             try:
                 getattr(node, name)
-            except RuntimeError as error:
-                if "modified by an inplace operation" in str(error):
+            except RuntimeError as raised:
+                if error in str(raised):
                     return True
     return False
 

@@ -4,7 +4,6 @@ that computes exactly what it computes untraced."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -20,6 +19,7 @@ from gradlint.runtime_check.events import Event  # noqa: E402
 from gradlint.runtime_check.report import ReportError, RuntimeReport, read_report  # noqa: E402
 from gradlint.runtime_check.runner import run_program  # noqa: E402
 from gradlint.runtime_check.tracer import trace  # noqa: E402
+from helpers import explained  # noqa: E402
 
 HERE = str(Path(__file__).resolve())
 
@@ -681,17 +681,6 @@ def test_a_second_backward_inside_a_helper_is_at_each_call(tmp_path: Path) -> No
     assert "which the backward at line 6 freed" in events[7]
 
 
-def explained(tmp_path: Path, source: str, error: str, code: str) -> dict[int, str]:
-    """Run the program plainly (PyTorch raises `error`), then traced: the events of `code`
-    by line."""
-    script = write(tmp_path / "train.py", source)
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    assert plain.returncode == 1 and error in plain.stderr
-    report = run_program(str(script), [])
-    assert report.exit_code == 1 and not report.faults
-    return {e.line: e.detail for e in report.events if e.code == code}
-
-
 def test_state_kept_from_an_earlier_step_is_named_where_it_is_handed_in(
     tmp_path: Path,
 ) -> None:
@@ -729,28 +718,31 @@ def test_state_kept_from_an_earlier_step_is_named_where_it_is_handed_in(
     assert "as `self.state`, into the next step" in events[17]
 
 
+EVOLVING = """
+import torch
+from torch import nn
+class Evolving(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.start = nn.Parameter(torch.randn(3, 3))
+        self.weight = None
+    def forward(self, x):
+        base = self.start if self.weight is None else self.weight + self.start
+        evolved = torch.tanh(base)
+        self.weight = {kept}
+        return x @ evolved
+model = Evolving()
+for step in range(3):
+    model(torch.randn(2, 3)).sum().backward()
+"""
+
+
 def test_state_kept_on_a_module_is_named_where_it_is_assigned(tmp_path: Path) -> None:
     # The evolved weight is kept on the module with its graph: the next step's backward
     # goes back through the last step's, freed.
     events = explained(
         tmp_path,
-        """
-        import torch
-        from torch import nn
-        class Evolving(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.start = nn.Parameter(torch.randn(3, 3))
-                self.weight = None
-            def forward(self, x):
-                base = self.start if self.weight is None else self.weight
-                evolved = torch.tanh(base)
-                self.weight = evolved
-                return x @ evolved
-        model = Evolving()
-        for step in range(2):
-            model(torch.randn(2, 3)).sum().backward()
-        """,
+        EVOLVING.format(kept="evolved"),
         "backward through the graph a second time",
         "GL107",
     )
@@ -758,26 +750,7 @@ def test_state_kept_on_a_module_is_named_where_it_is_assigned(tmp_path: Path) ->
 
 
 def test_state_kept_detached_on_a_module_is_no_event(tmp_path: Path) -> None:
-    script = write(
-        tmp_path / "train.py",
-        """
-        import torch
-        from torch import nn
-        class Evolving(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.start = nn.Parameter(torch.randn(3, 3))
-                self.weight = None
-            def forward(self, x):
-                base = self.start if self.weight is None else self.weight + self.start
-                evolved = torch.tanh(base)
-                self.weight = evolved.detach()
-                return x @ evolved
-        model = Evolving()
-        for step in range(3):
-            model(torch.randn(2, 3)).sum().backward()
-        """,
-    )
+    script = write(tmp_path / "train.py", EVOLVING.format(kept="evolved.detach()"))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and report.events == [] and not report.faults
 

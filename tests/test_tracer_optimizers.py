@@ -4,9 +4,6 @@ checks the lines the tracer names as the cause."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,18 +12,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("coverage")
 
 from gradlint.runtime_check.runner import run_program  # noqa: E402
+from helpers import explained  # noqa: E402
 
 
 def refused(tmp_path: Path, source: str, error: str) -> dict[int, str]:
-    """Run the program plainly (PyTorch refuses it with `error`), then traced: the GL109
-    events by line."""
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    assert plain.returncode == 1 and error in plain.stderr
-    report = run_program(str(script), [])
-    assert report.exit_code == 1 and not report.faults
-    return {e.line: e.detail for e in report.events if e.code == "GL109"}
+    """PyTorch refuses the program with `error`; the GL109 events by line."""
+    return explained(tmp_path, source, error, "GL109")
 
 
 def test_layers_in_a_plain_list_are_named(tmp_path: Path) -> None:
