@@ -19,6 +19,7 @@ FREED = "gradlint.freed"  # ... whether a backward has freed it
 RETAINED = "gradlint.retained"  # ... or gone through it, keeping it
 PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
+MODEL = "gradlint.model"  # ... and, on a model's output, the id of the model that made it
 HANDED = "gradlint.handed"  # ... and where it was kept from an earlier step (see Handed)
 MAX_FRAMES = 8
 MAX_NODES = 100_000
@@ -90,6 +91,17 @@ def note_kept(module: Any, before: int) -> None:
                 where = assignment(type(module), name, updated=True) or user_frame()
                 if where is not None:
                     metadata[HANDED] = (where, name)
+
+
+def note_model_output(node: Any, model: Any) -> None:
+    """A model's forward (the outermost module's) made this node's tensor."""
+    _metadata(node)[MODEL] = id(model)
+
+
+def made_by_model(node: Any) -> int | None:
+    """The id of the model whose forward made a node's tensor, if one did."""
+    made = _metadata(node).get(MODEL)
+    return made if isinstance(made, int) else None
 
 
 def handed_at(node: Any) -> Handed | None:

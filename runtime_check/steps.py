@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.graphs import made_by_model, note_model_output
 from gradlint.runtime_check.layers import never_trained
 
 CARRIED = (
@@ -300,7 +301,7 @@ class StepWatch:
         outputs it takes in."""
         for value in args if isinstance(args, tuple) else ():
             node = value.grad_fn if isinstance(value, torch.Tensor) else None
-            made = _metadata(node).get(MADE_BY) if node is not None else None
+            made = made_by_model(node) if node is not None else None
             if made is not None and made != id(model):
                 self._feeds.add((id(model), made))
 
@@ -308,7 +309,7 @@ class StepWatch:
         values = output if isinstance(output, (tuple, list)) else (output,)
         for value in values:
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
-                _metadata(value.grad_fn)[MADE_BY] = id(model)
+                note_model_output(value.grad_fn, model)
 
     def _upstream(self, models: list[torch.nn.Module]) -> None:
         """Backwards whose gradients a step applied to one model's parameters, and whose
@@ -396,13 +397,6 @@ class StepWatch:
                     self._events.add(
                         code, where, message, detail=f"{len(group)} parameters: {shown}{more}"
                     )
-
-
-MADE_BY = "gradlint.model"  # in an output's graph node: the id of the model that made it
-
-
-def _metadata(node: Any) -> dict[str, Any]:
-    return cast(dict[str, Any], node.metadata)
 
 
 def _names(models: list[torch.nn.Module]) -> dict[int, str]:
