@@ -10,6 +10,10 @@ failed assert, and is *silent* otherwise (its assert shows the damage). Reported
 - raising cases where an event is at a line marked `# bug:` (the root cause);
 - silent cases with any event (the tracer saw the effect);
 - fixed programs with no event at all (no false alarm).
+
+Beside the tracer's own events, `gradlint run` shows the static findings of the program,
+each judged by the run; raising cases whose marked line holds a *confirmed* finding are
+counted apart, as what a user of `gradlint run` sees.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
@@ -35,6 +40,7 @@ class Outcome:
     last_error: str  # the last line of what the program printed on stderr
     events: list[tuple[str, int]] = field(default_factory=list)  # (code, line) in the program
     faults: int = 0
+    confirmed: list[tuple[str, int]] = field(default_factory=list)  # static, judged so
 
 
 def run_one(program: Path) -> Outcome:
@@ -52,7 +58,17 @@ def run_one(program: Path) -> Outcome:
         real = str(target.resolve())
         events = [(e.code, e.line) for e in report.events if e.path == real]
         lines = [line for line in err.getvalue().splitlines() if line.strip()]
-        return Outcome(report.exit_code, lines[-1] if lines else "", events, len(report.faults))
+        last = lines[-1] if lines else ""
+        return Outcome(report.exit_code, last, events, len(report.faults), confirmed(report, real))
+
+
+def confirmed(report: Any, path: str) -> list[tuple[str, int]]:
+    """The static findings in the program that its run confirmed, as `gradlint run` shows."""
+    from gradlint.run import run
+    from gradlint.verdicts import CONFIRMED, judge
+
+    findings = judge(run([path]).findings, report)
+    return [(f.code, f.line) for f in findings if f.runtime == CONFIRMED]
 
 
 def _worker(program: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -103,8 +119,10 @@ def main() -> None:
     import gradlint.runtime_check.runner  # noqa: F401
     import torch  # noqa: F401
 
+    import gradlint.run  # noqa: F401
+
     roots = [r.resolve() for r in args.root or sorted(p for p in FIXTURES.iterdir() if p.is_dir())]
-    raising = raising_hit = silent = silent_hit = fixed_total = fixed_clean = 0
+    raising = raising_hit = with_static = silent = silent_hit = fixed_total = fixed_clean = 0
     missed: Counter[str] = Counter()
     by_set: dict[str, list[int]] = {}  # set -> [raising, at root, silent, effect, fixed clean]
     found = cases(roots)
@@ -125,6 +143,7 @@ def main() -> None:
             raising += 1
             hit = any(line in marks[case] for _, line in buggy.events)
             raising_hit += hit
+            with_static += hit or any(line in marks[case] for _, line in buggy.confirmed)
         else:
             silent += 1
             hit = bool(buggy.events)
@@ -141,7 +160,8 @@ def main() -> None:
             kind = "raises" if raised else "silent"
             print(
                 f"{case.parent.name}/{case.name}: {kind}, {'hit' if hit else 'missed'}; "
-                f"buggy {buggy.events} exit {buggy.exit_code}; fixed {fixed.events}"
+                f"buggy {buggy.events} confirmed {buggy.confirmed} exit {buggy.exit_code}; "
+                f"fixed {fixed.events}"
                 + (f"; FIXED EXIT {fixed.exit_code}" if fixed.exit_code else "")
             )
     if len(by_set) > 1:
@@ -149,6 +169,7 @@ def main() -> None:
             print(f"{name:22s} raising {rh}/{r}  silent {sh}/{s_}  fixed clean {clean}/{r + s_}")
     print(f"cases             {raising + silent}")
     print(f"raising, at root  {raising_hit}/{raising} ({_pct(raising_hit, raising)})")
+    print(f"  or confirmed    {with_static}/{raising} ({_pct(with_static, raising)})")
     print(f"silent, effect    {silent_hit}/{silent} ({_pct(silent_hit, silent)})")
     print(f"fixed, no event   {fixed_clean}/{fixed_total} ({_pct(fixed_clean, fixed_total)})")
     print("missed by code   ", ", ".join(f"{c} {n}" for c, n in sorted(missed.items())))

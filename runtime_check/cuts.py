@@ -6,17 +6,20 @@ not only the backward that found out."""
 from __future__ import annotations
 
 import ast
+import sys
 from functools import cache
+from types import CodeType, FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.frames import real_path, user_frame
+from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import user_stack
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
 _GRAD_MODE_CALLS = ("no_grad", "inference_mode", "set_grad_enabled")
 MAX_INFERENCE = 4096
+MAX_WHY = 1024
 
 
 # How sure a record is that it names the cut: a tensor made by a factory that never
@@ -38,6 +41,7 @@ class CutLog:
         # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
         # on the same memory. (Newest last; a few thousand at most.)
         self._inference_at: dict[int, list[tuple[str, int]]] = {}
+        self._why: dict[tuple[str, int], str] = {}  # a cut's line -> why it cut there
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
@@ -47,8 +51,12 @@ class CutLog:
         values = _tensors(args)
         for value in values:
             if value.requires_grad:
-                where = _no_grad_block() if not torch.is_grad_enabled() else None
-                where = where or user_frame()
+                sites = _grad_off_sites() if not torch.is_grad_enabled() else ()
+                if sites:
+                    self._explained(sites)
+                    self._mark(result, tuple((where, CUT) for where, _ in sites))
+                    return
+                where = user_frame()
                 if where is not None:
                     self._mark(result, ((where, CUT),))
                 return
@@ -83,6 +91,18 @@ class CutLog:
             if where is not None:
                 cut = any(value.requires_grad for value in _tensors(args))
                 self._mark(result, ((where, CUT if cut else MADE),))
+
+    def _explained(self, sites: tuple[tuple[tuple[str, int], str], ...]) -> None:
+        why = self._why
+        for where, text in sites:
+            if where not in why:
+                if len(why) > MAX_WHY:
+                    del why[next(iter(why))]
+                why[where] = text
+
+    def why(self, where: tuple[str, int]) -> str | None:
+        """What cut graphs at a line, where more is known than that it did."""
+        return self._why.get(where)
 
     def frozen(self, tensor: Any, requires_grad: bool) -> None:
         """`requires_grad = False` on a parameter: what is computed from it alone is cut."""
@@ -138,6 +158,16 @@ class CutLog:
                 return record[0][0]
         return None
 
+    def cut_somewhere(self, tensor: Any) -> bool:
+        """Whether a tensor's graph was cut (not only computed from tensors made without
+        one)."""
+        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
+        for value in tensors:
+            record = self._cut_at.get(value) if isinstance(value, torch.Tensor) else None
+            if record is not None and any(strength == CUT for _, strength in record):
+                return True
+        return False
+
     def cut_of(self, tensor: Any) -> list[tuple[str, int]]:
         """Where a tensor's graph was cut, or where what it was computed from was made
         without one: the likeliest first. (Of each tensor, given several, as
@@ -192,6 +222,72 @@ def _no_grad_block() -> tuple[str, int] | None:
         if start is not None:
             return path, start
     return None
+
+
+# (code, line) -> the start of the grad-mode block around that line in the code's file
+_BLOCK_AT: dict[tuple[CodeType, int], int | None] = {}
+MAX_BLOCKS = 50_000
+
+
+def _grad_off_sites() -> tuple[tuple[tuple[str, int], str], ...]:
+    """Why autograd is off where the user's code runs now, as (line, why): the grad-mode
+    block the stack runs in, looking out from the innermost frame. One of the user's is
+    named with the user's call just inside it, where that is not the op itself (a
+    framework's hook, run under its caller's block). One in a library (a reentrant
+    `checkpoint`, a trainer's evaluation loop) is named by the user's calls on each side
+    of it: the call into the library, and the user's code it runs."""
+    frame: FrameType | None = sys._getframe(2)
+    blocks = _BLOCK_AT
+    innermost: tuple[str, int] | None = None
+    inner: tuple[str, int] | None = None  # the user's frame nearest inside, so far
+    while frame is not None:
+        code, line = frame.f_code, frame.f_lineno
+        key = (code, line)
+        if key in blocks:
+            start = blocks[key]
+        else:
+            if len(blocks) > MAX_BLOCKS:
+                blocks.clear()
+            start = blocks[key] = _grad_mode_block(real_path(code.co_filename), line)
+        if start is not None:
+            return _off_because(frame, start, inner, innermost)
+        if is_users(code.co_filename):
+            inner = real_path(code.co_filename), line
+            innermost = innermost or inner
+        frame = frame.f_back
+    return ()
+
+
+def _off_because(
+    frame: FrameType,
+    start: int,
+    inner: tuple[str, int] | None,
+    innermost: tuple[str, int] | None,
+) -> tuple[tuple[tuple[str, int], str], ...]:
+    path = real_path(frame.f_code.co_filename)
+    block = f"{_short(path)}:{start}"
+    if inner is not None and inner[0] == path:
+        block = f"line {start}"
+    if is_users(frame.f_code.co_filename):
+        found = [((path, start), "autograd is off inside this block")]
+        if inner is not None and inner != innermost:
+            why = f"runs under the grad-mode block at {block}; wrap it in `torch.enable_grad()`"
+            found.append((inner, why + " if it should train"))
+        return tuple(found)
+    found = []
+    if inner is not None:
+        found.append((inner, f"runs with autograd off, under the grad-mode block at {block}"))
+    outer = next_user_frame(frame.f_back)
+    if outer is not None:
+        why = f"calls code that runs with autograd off (the grad-mode block at {block})"
+        found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
+    return tuple(found)
+
+
+def _short(path: str) -> str:
+    """A file by its last two parts (`utils/checkpoint.py`)."""
+    parts = path.replace("\\", "/").split("/")
+    return "/".join(parts[-2:])
 
 
 def _grad_mode_block(path: str, line: int) -> int | None:

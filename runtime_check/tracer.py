@@ -74,6 +74,9 @@ class Tracer:
         self.modes = ModeWatch(self.events)
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
+        # The outermost modules run with autograd on since the last backward (a loss with no
+        # graph may come from modules whose parameters are all frozen)
+        self._ran: list[weakref.ref[torch.nn.Module]] = []
         # Every module that had a layer registered on it while traced, and the lines that
         # set `requires_grad` of a tensor: for the freezes that did nothing.
         self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
@@ -148,17 +151,9 @@ class Tracer:
                     f"to NumPy at line {where[1]}: pass it `.detach()`ed",
                 )
         if code == "GL103" and args:
-            causes = self.cuts.cut_of(args[0])
-            text = f"the graph was cut here; the {backward_at(where)} had none to go through"
-            for line in with_freezing_loops(causes):
-                self.events.add(code, line, why, detail=text)
-            if causes and where is not None and where not in causes:
-                lines = ", ".join(str(line) for _, line in causes)
-                text = f"the tensor has no graph to go back through: cut at line {lines}"
-                self.events.add(code, where, why, detail=text)
-            if causes:
+            if self._no_graph(args[0], where, why):
                 return
-        elif code == "GL106" and args:
+        if code == "GL106" and args:
             made = [line for line in self.cuts.inference_origin(args) if line != where]
             at = f" at line {where[1]}" if where is not None else ""
             use = "used by autograd" if "saved for backward" in detail else "changed in place"
@@ -304,6 +299,7 @@ class Tracer:
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
                 self._backward_done = next_sequence()
+                self._ran.clear()
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
@@ -344,6 +340,43 @@ class Tracer:
             for item in result:
                 if isinstance(item, torch.Tensor) and item.grad_fn is not None:
                     note_made(item.grad_fn)
+
+    def _no_graph(self, tensor: Any, where: tuple[str, int] | None, why: str) -> bool:
+        """Name where the graph of a tensor that a backward found without one was cut;
+        whether any line was found."""
+        after = f"the {backward_at(where)} had none to go through"
+        causes = self.cuts.cut_of(tensor)
+        texts = {line: self.cuts.why(line) or "the graph was cut here" for line in causes}
+        if not self.cuts.cut_somewhere(tensor):
+            # Made only from tensors that never required grad (an input, a target): the
+            # layers of the model that ran, if it has only frozen ones, say more.
+            frozen = self._frozen_layers()
+            if frozen:
+                causes = frozen
+                texts = dict.fromkeys(frozen, "its parameters are all frozen")
+        for line in with_freezing_loops(causes):
+            text = texts.get(line, "the graph was cut here")
+            self.events.add("GL103", line, why, detail=f"{text}; {after}")
+        if causes and where is not None and where not in causes:
+            lines = ", ".join(str(line) for _, line in causes)
+            text = f"the tensor has no graph to go back through: cut at line {lines}"
+            self.events.add("GL103", where, why, detail=text)
+        return bool(causes)
+
+    def _frozen_layers(self, most: int = 4) -> list[tuple[str, int]]:
+        """Where the layers were set of the models run since the last backward that have
+        parameters, none of them trainable (`Embedding.from_pretrained(freeze=True)`)."""
+        found: dict[tuple[str, int], None] = {}
+        for ref in self._ran:
+            model = ref()
+            params = list(model.parameters()) if model is not None else []
+            if model is None or not params or any(p.requires_grad for p in params):
+                continue
+            for layer in model.modules():
+                site = self.layer_sites.get(id(layer))
+                if site is not None and any(True for _ in layer.parameters(recurse=False)):
+                    found[site] = None
+        return list(found)[:most]
 
     def _non_leaf_grad(self, tensor: Any) -> None:
         """`.grad` read of a tensor computed from others (GL214): autograd keeps gradients
@@ -409,6 +442,8 @@ class Tracer:
                 with _unwatched():
                     if outermost:
                         self._models.add(module)
+                        if recording and len(self._ran) < MAX_RAN:
+                            self._ran.append(weakref.ref(module))
                         self.steps.model_starts(module, args)
                         self.modes.forward(module)
                     if handing:
@@ -763,6 +798,7 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 # The tracer's own hooks read tensors too (`param.grad`, `.shape`): with torch functions
 # unwatched while they run, those reads cost no trip through `_Watch`.
 _unwatched = torch._C.DisableTorchFunction
+MAX_RAN = 64
 MAX_DEAD = 1000
 
 

@@ -1,0 +1,116 @@
+"""The tracer on a backward that finds no graph (GL103): where autograd was off and who
+turned it off, and layers that are frozen from the start."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from gradlint.runtime_check.runner import run_program  # noqa: E402
+from helpers import explained, write  # noqa: E402
+
+NO_GRAPH = "does not require grad and does not have a grad_fn"
+
+# A framework that runs the user's evaluation hook under its own `no_grad`; the hook fits a
+# probe, whose loss then has no graph.
+FRAMEWORK = """
+import torch
+
+def run_evaluation(hook, batch):
+    with torch.no_grad():
+        return hook(batch)
+
+def fit_probe(features, labels):
+    probe = torch.nn.Linear(4, 2)
+    loss = torch.nn.functional.cross_entropy(probe(features), labels)
+    loss.backward()
+    return loss.item()
+
+def evaluate(batch):
+    features, labels = batch
+    return fit_probe(features, labels){fix}
+
+run_evaluation(evaluate, (torch.randn(6, 4), torch.randint(0, 2, (6,))))
+"""
+
+
+def test_a_hook_run_under_its_callers_no_grad_is_named_with_the_block(tmp_path: Path) -> None:
+    found = explained(tmp_path, FRAMEWORK.format(fix=""), NO_GRAPH, "GL103")
+    # The block, and the hook's call that runs the probe's training under it.
+    assert 4 in found and 15 in found
+    assert "enable_grad" in found[15] and "line 4" in found[15]
+
+
+def test_a_hook_that_turns_autograd_back_on_is_silent(tmp_path: Path) -> None:
+    fixed = FRAMEWORK.format(fix="").replace(
+        "    return fit_probe(features, labels)",
+        "    with torch.enable_grad():\n        return fit_probe(features, labels)",
+    )
+    script = write(tmp_path / "fixed.py", textwrap.dedent(fixed).lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
+CHECKPOINTED = """
+import torch
+from torch.utils.checkpoint import checkpoint
+
+embed = torch.nn.Embedding(10, 4)
+embed.weight.requires_grad_(False)
+layer = torch.nn.Linear(4, 4)
+
+def encode(ids):
+    h = embed(ids)
+    return checkpoint(layer, h, use_reentrant={reentrant})
+
+encode(torch.tensor([1, 2, 3])).sum().backward()
+"""
+
+
+def test_a_reentrant_checkpoint_of_an_input_without_grad_is_named(tmp_path: Path) -> None:
+    # The reentrant checkpoint runs the layer under no_grad and gives its output a graph
+    # only if an input requires grad; the frozen embedding's output does not.
+    found = explained(tmp_path, CHECKPOINTED.format(reentrant=True), NO_GRAPH, "GL103")
+    assert 10 in found  # the call into the checkpoint
+    assert "autograd off" in found[10] and "checkpoint.py" in found[10]
+
+
+def test_a_non_reentrant_checkpoint_is_silent(tmp_path: Path) -> None:
+    script = write(tmp_path / "fine.py", CHECKPOINTED.format(reentrant=False))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
+PRETRAINED = """
+import torch
+
+class Scorer(torch.nn.Module):
+    def __init__(self, users, items):
+        super().__init__()
+        self.users = torch.nn.Embedding.from_pretrained(users, freeze={freeze})
+        self.items = torch.nn.Embedding.from_pretrained(items)
+
+    def forward(self, user, item):
+        return (self.users(user) * self.items(item)).sum(-1)
+
+model = Scorer(torch.randn(5, 3), torch.randn(7, 3))
+score = model.forward(torch.tensor([0, 1]), torch.tensor([2, 3]))
+torch.nn.functional.mse_loss(score, torch.ones(2)).backward()
+"""
+
+
+def test_layers_frozen_from_the_start_are_named_where_they_are_set(tmp_path: Path) -> None:
+    # `from_pretrained` freezes by default, without a `requires_grad = False` to see.
+    found = explained(tmp_path, PRETRAINED.format(freeze=True), NO_GRAPH, "GL103")
+    assert sorted(found) == [6, 7, 14]
+    assert "cut at line 6, 7" in found[14] and "all frozen" in found[6]
+
+
+def test_a_model_with_one_trainable_layer_is_silent(tmp_path: Path) -> None:
+    script = write(tmp_path / "fine.py", PRETRAINED.format(freeze=False))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
