@@ -20,6 +20,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 _GRAD_MODE_CALLS = ("no_grad", "inference_mode", "set_grad_enabled")
 MAX_INFERENCE = 4096
 MAX_WHY = 1024
+MAX_EXITS = 64
 
 
 # How sure a record is that it names the cut: a tensor made by a factory that never
@@ -42,6 +43,9 @@ class CutLog:
         # on the same memory. (Newest last; a few thousand at most.)
         self._inference_at: dict[int, list[tuple[str, int]]] = {}
         self._why: dict[tuple[str, int], str] = {}  # a cut's line -> why it cut there
+        # The lines that took plain numbers out of tensors that require grad, since the
+        # last backward (`.item()`, `float(t)`): a graph ends there without a trace.
+        self._exits: dict[tuple[str, int], None] = {}
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
@@ -103,6 +107,18 @@ class CutLog:
     def why(self, where: tuple[str, int]) -> str | None:
         """What cut graphs at a line, where more is known than that it did."""
         return self._why.get(where)
+
+    def exited(self) -> None:
+        """A plain number was taken out of a tensor that requires grad, here."""
+        where = user_frame(2)
+        if where is not None and len(self._exits) < MAX_EXITS:
+            self._exits[where] = None
+
+    def exits(self, most: int = 3) -> list[tuple[str, int]]:
+        return list(self._exits)[-most:]
+
+    def backward_ran(self) -> None:
+        self._exits.clear()
 
     def frozen(self, tensor: Any, requires_grad: bool) -> None:
         """`requires_grad = False` on a parameter: what is computed from it alone is cut."""

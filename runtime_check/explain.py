@@ -81,11 +81,19 @@ def second_backward(
             f"frees the graph that the {this} goes through again; pass retain_graph=True "
             "here if both must",
         )
-    for line in lines_of(shared.entry, here):
+    entered = lines_of(shared.entry, here)
+    for line in entered:
         add(
             line,
             f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
             "anew for this backward",
+        )
+    if shared.onward is not None and entered:
+        stack, callee = shared.onward
+        add(
+            _line(stack[0]),
+            f"hands what line {entered[0][1]} made, which takes in {part}, to {callee}(): "
+            f"the {this} goes through it into the freed part; `.detach()` it here",
         )
     if shared.handed is not None:
         where, name = shared.handed

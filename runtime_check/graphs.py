@@ -235,6 +235,9 @@ class Shared(NamedTuple):
     # above it with a site of its own: the line that built the shared part
     entry: Site  # the site of the nearest node above `top`: where this graph took it in
     handed: Handed | None  # where state holding it, kept from an earlier step, went in
+    # Where what `entry` made was handed on to a helper or a model, in entry's function
+    # (`fake_ab = cat(...)`, then `penalty(d, real_ab, fake_ab)`), with the callee's name
+    onward: tuple[Site, str] | None = None
 
 
 def first_freed(roots: Any) -> Shared | None:
@@ -258,8 +261,34 @@ def first_freed(roots: Any) -> Shared | None:
             handed, up = None, node
             while up is not None and handed is None:
                 handed, up = handed_at(up), parents.get(id(up))
-            return Shared(node, found, site_of(above) if above is not None else (), handed)
+            entry = site_of(above) if above is not None else ()
+            onward = _handed_on(above, entry, parents) if above is not None else None
+            return Shared(node, found, entry, handed, onward)
         queue.extend((child, node) for child in children(node))
+    return None
+
+
+def _handed_on(entry: Any, site: Site, parents: dict[int, Any]) -> tuple[Site, str] | None:
+    """The first node above `entry`, on the way to the roots, made inside a call (a helper,
+    a model) from entry's function at another line: that call, and the callee's name. None
+    where the way leaves entry's function first."""
+    if not site:
+        return None
+    code, line = site[0]
+    node = parents.get(id(entry))
+    for _ in range(MAX_NODES):
+        if node is None:
+            return None
+        stack = site_of(node)
+        if stack:
+            depth = next((i for i, (c, _) in enumerate(stack) if c is code), None)
+            if depth is None:
+                return None
+            if stack[depth][1] != line:
+                if depth == 0:
+                    return None  # used by an op in entry's function itself
+                return stack[depth:], stack[depth - 1][0].co_name
+        node = parents.get(id(node))
     return None
 
 

@@ -160,6 +160,10 @@ class InplaceLog:
         if maker:
             named = [change for change in same_shape if change.made_by.startswith(maker)]
             same_shape = named or same_shape
+        if not same_shape and shape is not None:
+            # A transposed view of it was saved: `linear` saves its weight as `weight.t()`.
+            dims = sorted(shape)
+            same_shape = [c for c in candidates if sorted(_squeezed(c.shape)) == dims]
         chosen = same_shape or candidates
         return max(chosen, key=lambda change: change.order) if chosen else None
 

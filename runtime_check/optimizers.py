@@ -5,12 +5,14 @@ traceback."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from types import FrameType
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path
 from gradlint.runtime_check.layers import assignment, holds_layers, module_internals
+from gradlint.runtime_check.sources import parsed
 
 Line = tuple[str, int]
 MAX_VALUES = 2000  # the locals (a module's globals) looked through, per frame
@@ -41,10 +43,12 @@ def construction(frames: list[tuple[FrameType, int]]) -> Line | None:
 def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     """Why the modules at hand have no parameters: layers kept in a plain list or dict
     (not `nn.ModuleList`/`nn.ModuleDict`), which `parameters()` never visits, weights kept
-    as plain tensors, or an `__init__` misspelt, so that none was made."""
+    as plain tensors, an `__init__` misspelt, so that none was made, or layers made inside
+    a method, anew at each call, and kept nowhere."""
     found: dict[Line, str] = {}
     for module in _modules_without_parameters(frames):
-        for line, detail in _unregistered(module) + _plain_tensors(module) + _misspelt_init(module):
+        causes = _unregistered(module) + _plain_tensors(module) + _misspelt_init(module)
+        for line, detail in causes + _built_in_methods(module):
             found.setdefault(line, detail)
     return list(found.items())
 
@@ -117,3 +121,67 @@ def _misspelt_init(module: torch.nn.Module) -> list[tuple[Line, str]]:
                 )
                 found.append(((real_path(code.co_filename), code.co_firstlineno), detail))
     return found
+
+
+def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    """The layers a class of the user's makes inside its methods other than `__init__`
+    without keeping them on `self` (`nn.Linear(8, 32)(x)` in `forward`): each call makes
+    new ones, which no optimizer built before it can hold."""
+    found: list[tuple[Line, str]] = []
+    for klass in type(module).__mro__:
+        if klass.__module__.startswith("torch."):
+            break
+        for name, function in vars(klass).items():
+            code = getattr(function, "__code__", None)
+            if name == "__init__" or code is None or not is_users(code.co_filename):
+                continue
+            path = real_path(code.co_filename)
+            for line in _layer_calls(path, code.co_firstlineno, function.__globals__):
+                detail = (
+                    f"makes a new layer at each call of `{name}`, kept nowhere: its weights "
+                    "are not the module's parameters, and no optimizer holds them; make it "
+                    "in `__init__` as `self.<name> = ...`"
+                )
+                found.append(((path, line), detail))
+    return found[:4]
+
+
+def _layer_calls(path: str, first: int, names: dict[str, object]) -> list[int]:
+    """The lines in the function defined at `first` that call a layer class (a subclass of
+    `nn.Module`, as the function's globals name it) other than to assign `self.<name>`."""
+    tree = parsed(path)
+    function = None
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # (a decorated function's code starts at its first decorator)
+            starts = [node.lineno] + [decorator.lineno for decorator in node.decorator_list]
+            if first == min(starts):
+                function = node
+                break
+    if function is None:
+        return []
+    kept = {
+        id(node.value)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(target, ast.Attribute) for target in node.targets)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call) and id(node) not in kept and _is_layer(node.func, names)
+    ]
+
+
+def _is_layer(expr: ast.expr, names: dict[str, object]) -> bool:
+    """Whether a callee (`nn.Linear`, `torch.nn.Conv2d`, `Linear`) names a module class."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return False
+    value = names.get(expr.id)
+    for part in reversed(parts):
+        value = getattr(value, part, None)
+    return isinstance(value, type) and issubclass(value, torch.nn.Module)

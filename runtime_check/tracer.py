@@ -278,6 +278,10 @@ class Tracer:
             kind = _KINDS[func] = _kind_of(func)
         if kind == _FACT:
             return
+        if kind == _EXITS:
+            if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+                self.cuts.exited()
+            return
         if kind == _SETS_GRAD:
             self.steps.grad_set(args)
             return
@@ -300,6 +304,7 @@ class Tracer:
                     self.steps.backward(leaves, where, creates)
                 self._backward_done = next_sequence()
                 self._ran.clear()
+                self.cuts.backward_ran()
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
@@ -351,9 +356,13 @@ class Tracer:
             # Made only from tensors that never required grad (an input, a target): the
             # layers of the model that ran, if it has only frozen ones, say more.
             frozen = self._frozen_layers()
+            exits = self.cuts.exits()
             if frozen:
                 causes = frozen
                 texts = dict.fromkeys(frozen, "its parameters are all frozen")
+            elif exits:
+                causes = exits
+                texts = dict.fromkeys(exits, _EXITED)
         for line in with_freezing_loops(causes):
             text = texts.get(line, "the graph was cut here")
             self.events.add("GL103", line, why, detail=f"{text}; {after}")
@@ -580,7 +589,8 @@ class Tracer:
     _FACTORY,
     _READS_GRAD,
     _COMBINES,
-) = range(13)
+    _EXITS,
+) = range(14)
 # Functions that make a tensor from numbers: one that does not require grad may be where a
 # loss with no graph began.
 _FACTORIES = frozenset(
@@ -615,10 +625,12 @@ _FACTS = frozenset(
 
 
 # Functions that read a fact of a tensor or set a mode, and make no tensor.
+# Functions that take plain numbers out of a tensor: what is built from them has no graph.
+_EXITING = frozenset({"item", "tolist", "__int__", "__float__"})
 _FACT_FUNCTIONS = frozenset(
     "_set_grad_enabled is_floating_point is_complex dim size numel stride is_contiguous "
     "data_ptr element_size get_device is_inference _is_view _has_compatible_shallow_copy_type "
-    "item tolist __len__ __bool__ __int__ __float__ __index__ __format__ __repr__ "
+    "__len__ __bool__ __index__ __format__ __repr__ "
     "__hash__".split()
 )
 
@@ -627,6 +639,8 @@ def _kind_of(func: Callable[..., Any]) -> int:
     name = getattr(func, "__name__", "")
     if name in _FACT_FUNCTIONS:
         return _FACT
+    if name in _EXITING:
+        return _EXITS
     if name in ("__get__", "__set__"):
         # `tensor.grad` reads, `param.grad = None` sets: nothing made, nothing changed in place
         prop = getattr(getattr(func, "__self__", None), "__name__", "")
@@ -799,6 +813,10 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 # unwatched while they run, those reads cost no trip through `_Watch`.
 _unwatched = torch._C.DisableTorchFunction
 MAX_RAN = 64
+_EXITED = (
+    "takes plain numbers out of a tensor that requires grad (`.item()`, `float()`, "
+    "`torch.Tensor([...])` of tensors): what is built from them has no graph"
+)
 MAX_DEAD = 1000
 
 

@@ -1189,3 +1189,46 @@ def test_unfreezing_forgets_the_freeze(tmp_path: Path) -> None:
     report = run_program(str(script), [])
     # The cut is the detach, not the freeze that was undone.
     assert causes(report.events) == [("GL103", 5)]
+
+
+def test_a_freed_part_handed_on_to_a_helper_is_named_at_the_call(tmp_path: Path) -> None:
+    # The critic sees the generated batch detached, but a penalty helper gets it whole:
+    # the call to the helper is where the fix goes.
+    source = """
+        import torch
+        gen, critic = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+        def penalty(critic, fake):
+            return critic(0.5 * fake).pow(2).mean()
+        fake = gen(torch.randn(4, 2))
+        for _ in range(2):
+            scaled = fake * 2
+            loss = critic(scaled.detach()).mean() + penalty(critic, {given})
+            loss.backward()
+        """
+    events = explained(tmp_path, source.format(given="scaled"), "a second time", "GL107")
+    assert sorted(events) == [5, 7, 8, 9]
+    assert "to penalty()" in events[8]
+    fixed = write(tmp_path / "fixed.py", textwrap.dedent(source.format(given="scaled.detach()")))
+    assert not run_program(str(fixed), []).events
+
+
+def test_a_step_before_a_backward_is_named_for_a_transposed_weight(tmp_path: Path) -> None:
+    # `linear` saves its weight transposed: the step's change is matched by its dimensions,
+    # not taken for a later in-place change that reached the same version.
+    events = explained(
+        tmp_path,
+        """
+        import torch
+        enc = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        opt = torch.optim.SGD(enc.parameters(), lr=0.1)
+        z = enc(torch.randn(5, 3))
+        z.pow(2).sum().backward(retain_graph=True)
+        opt.step()
+        counts = torch.zeros(3, 3)
+        counts.add_(1)
+        z.sum().backward()
+        """,
+        "modified by an inplace operation",
+        "GL108",
+    )
+    assert 6 in events and 8 not in events

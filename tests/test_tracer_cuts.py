@@ -114,3 +114,37 @@ def test_a_model_with_one_trainable_layer_is_silent(tmp_path: Path) -> None:
     script = write(tmp_path / "fine.py", PRETRAINED.format(freeze=False))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and not report.events
+
+
+MIXER = """
+import torch
+
+class Mixer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros(1)) for _ in range(3))
+
+    def forward(self, preds):
+        weights = {weights}
+        return (weights.softmax(0).unsqueeze(1) * preds).sum(0)
+
+mixer = Mixer()
+loss = (mixer(torch.randn(3, 5)) - torch.randn(5)).pow(2).mean()
+loss.backward()
+"""
+
+
+def test_numbers_taken_out_of_parameters_are_named(tmp_path: Path) -> None:
+    # `torch.Tensor([...])` of parameters reads each as a float: the graph ends there,
+    # though no torch function made the new tensor where a tracer could see it.
+    weights = "torch.Tensor([p for p in self.logits])"
+    found = explained(tmp_path, MIXER.format(weights=weights), NO_GRAPH, "GL103")
+    assert sorted(found) == [9, 14]
+    assert "plain numbers" in found[9] and "cut at line 9" in found[14]
+
+
+def test_parameters_stacked_with_their_graph_are_silent(tmp_path: Path) -> None:
+    weights = "torch.stack([p.squeeze(0) for p in self.logits])"
+    script = write(tmp_path / "fine.py", MIXER.format(weights=weights))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events

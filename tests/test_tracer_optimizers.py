@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("coverage")
 
 from gradlint.runtime_check.runner import run_program  # noqa: E402
-from helpers import explained  # noqa: E402
+from helpers import explained, write  # noqa: E402
 
 
 def refused(tmp_path: Path, source: str, error: str) -> dict[int, str]:
@@ -138,3 +138,34 @@ def test_weights_kept_as_plain_tensors_are_named(tmp_path: Path) -> None:
     )
     assert sorted(events) == [7, 8, 10]
     assert "wrap it in `nn.Parameter`" in events[7]
+
+
+LAYERS_MADE_IN_FORWARD = """
+import torch
+from torch import nn
+class VAE(nn.Module):
+    def encode(self, x):
+        return nn.Linear(8, 4)(x)
+    def forward(self, x):
+        return nn.Linear(4, 8)(self.encode(x))
+model = VAE()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+"""
+
+
+def test_layers_made_inside_methods_are_named(tmp_path: Path) -> None:
+    events = refused(tmp_path, LAYERS_MADE_IN_FORWARD, "optimizer got an empty parameter list")
+    assert sorted(events) == [5, 7, 9]
+    assert "new layer at each call of `encode`" in events[5]
+
+
+def test_layers_kept_on_self_outside_init_are_not_named(tmp_path: Path) -> None:
+    # A `build()` that keeps its layers registers them: the optimizer gets parameters.
+    source = LAYERS_MADE_IN_FORWARD.replace(
+        "    def encode(self, x):\n        return nn.Linear(8, 4)(x)",
+        "    def build(self):\n        self.enc = nn.Linear(8, 4)\n"
+        "    def encode(self, x):\n        return self.enc(x)",
+    ).replace("model = VAE()", "model = VAE()\nmodel.build()")
+    script = write(tmp_path / "built.py", source.lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
