@@ -10,6 +10,7 @@ step hooks: what each step applies, and which parameters no step ever moves.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,7 +336,9 @@ class StepWatch:
                 detail = f"{len(wasted)} parameters" + (f": {listed}" if listed else "")
                 self._events.add("GL204", where, UPSTREAM, detail=detail)
 
-    def settle(self, models: list[torch.nn.Module]) -> None:
+    def settle(
+        self, models: list[torch.nn.Module], containers: Sequence[torch.nn.Module] = ()
+    ) -> None:
         """At the end: the training backwards (those some step used) that also gave
         gradients to parameters nothing used: no optimizer stepped them, and either their
         values never moved or their gradients were never cleared. Part of a model whose
@@ -368,15 +371,25 @@ class StepWatch:
             self._events.add("GL206", line, message, detail=detail)
         names: dict[int, str] = {}
         trained: set[int] = set()  # ids of params in a model some of whose params train
-        for model in models:
+        # (The models run, and the modules that hold them: a module whose methods, not
+        # its forward, run its parts, `module.training_step(x)`.)
+        # (An optimizer that steps holds some of it, though they may be frozen since.)
+        optimized = self.optimized()
+        for model in [*models, *containers]:
             params = {id(p): name for name, p in model.named_parameters()}
             prefix = type(model).__name__
             for i, name in params.items():
                 names.setdefault(i, f"{prefix}.{name}")
-            if any(i in self._reached and self._reached[i].stepped for i in params):
+            if any(
+                (i in self._reached and self._reached[i].stepped) or i in optimized for i in params
+            ):
                 trained.update(params)
         for where, ids in self._backwards.items():
-            if not any(self._reached[i].stepped for i in ids if i in self._reached):
+            # A training backward: some step used it, or it reaches a model an optimizer
+            # holds part of (whose step found no gradients: they went elsewhere).
+            if not any(self._reached[i].stepped for i in ids if i in self._reached) and not (
+                optimized and any(i in trained for i in ids)
+            ):
                 continue
             # (A module's parameters only: a plain tensor that requires grad, such as a
             # memory bank updated by hand, is no network.)

@@ -302,6 +302,7 @@ class Tracer:
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
+                    self.waste.back_propagated(args[0])
                 self._backward_done = next_sequence()
                 self._ran.clear()
                 self.cuts.backward_ran()
@@ -530,7 +531,7 @@ class Tracer:
         except Exception:
             self.fault("settling the networks no backward reached")
         try:
-            self.steps.settle(list(self._models))
+            self.steps.settle(list(self._models), list(self._built))
         except Exception:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:

@@ -294,6 +294,86 @@ def test_parameters_given_gradients_and_no_optimizer(
     assert events_of(tmp_path, HEAD.format(freeze=freeze, params=params)) == expected
 
 
+CONTAINER = """
+import torch
+torch.manual_seed(0)
+class Trainer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(3, 4)
+        self.projector = torch.nn.Linear(4, 2)
+    def training_step(self, x):
+        features = self.body(x)
+        return features.pow(2).mean() + self.projector(features).pow(2).mean()
+module = Trainer()
+before = module.projector.weight.clone()
+opt = torch.optim.SGD({params}, lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    module.training_step(torch.randn(8, 3)).backward()
+    opt.step()
+# PyTorch's truth: the projector gets gradients, and never moves.
+print(module.projector.weight.grad is not None, torch.equal(before, module.projector.weight))
+"""
+
+
+@pytest.mark.parametrize(
+    "params, expected, printed",
+    [
+        ("module.body.parameters()", [("GL304", 16)], "True True"),
+        ("module.parameters()", [], "True False"),
+    ],
+)
+def test_a_part_of_a_module_run_by_its_methods_and_no_optimizer(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    params: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    # The module's parts run from a method, not its forward: the module still holds both.
+    assert events_of(tmp_path, CONTAINER.format(params=params)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+ADAPTED = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+{early}
+model.requires_grad_(False)
+model.append(torch.nn.Linear(1, 1))  # an adapter, the only part left to train
+before = model[2].weight.clone()
+{late}
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randn(8, 3)).pow(2).mean().backward()
+    opt.step()
+print(model[2].weight.grad is not None, torch.equal(before, model[2].weight))
+"""
+EARLY = "opt = torch.optim.AdamW(model.parameters(), lr=0.1)"
+
+
+@pytest.mark.parametrize(
+    "early, late, expected, printed",
+    [
+        # Built before the adapter: it holds only what is frozen since.
+        (EARLY, "", [("GL304", 11)], "True True"),
+        ("", EARLY, [], "True False"),
+    ],
+)
+def test_layers_added_after_the_optimizer_was_built(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    early: str,
+    late: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, ADAPTED.format(early=early, late=late)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
 def test_another_network_that_never_moves_is_left_alone(tmp_path: Path) -> None:
     # A discriminator (or a probe) whose own training the program does not show.
     source = """
@@ -343,7 +423,9 @@ for step in range(4):
         ("goal = target(s2).detach()", [("GL306", 8)]),
         ("with torch.no_grad(): goal = target(s2)", []),
         ("goal = target.requires_grad_(False)(s2)", []),  # frozen: no graph recorded
-        ("goal = online(s2).detach()", []),  # the trained network, run once more
+        # The trained network, run once more with autograd on only to detach: a waste too.
+        ("goal = online(s2).detach()", [("GL306", 8)]),
+        ("with torch.no_grad(): goal = online(s2)", []),
     ],
 )
 def test_a_target_network(tmp_path: Path, goal: str, expected: list[tuple[str, int]]) -> None:
@@ -414,7 +496,9 @@ for step in range(3):
     "fake, expected",
     [
         ("fake", [("GL204", 10)]),  # D's loss goes on into G; G's zero_grad throws it away
-        ("fake.detach()", []),
+        # The discriminator's batch, generated with autograd on and only used detached: the
+        # generator step makes its own.
+        ("fake.detach()", [("GL306", 7)]),
     ],
 )
 def test_a_loss_that_goes_on_into_the_network_behind(
@@ -778,4 +862,42 @@ def test_the_grad_of_a_non_leaf_tensor(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # PyTorch's own warning of the read
         assert events_of(tmp_path, NON_LEAF_GRAD.format(before=before)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+# --- GL302: losses kept alive after their backward -----------------------------------------
+
+KEPT = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+history = []
+for step in range(4):
+    opt.zero_grad()
+    loss = model(torch.randn(8, 3)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    history.append({kept})
+# PyTorch's truth: what the list holds still has its graph.
+print(getattr(history[0], "grad_fn", None) is not None)
+"""
+
+
+@pytest.mark.parametrize(
+    "kept, expected, printed",
+    [
+        ("loss", [("GL302", 8)], "True"),
+        ("loss.item()", [], "False"),
+        ("loss.detach()", [], "False"),
+    ],
+)
+def test_losses_kept_in_a_list_after_their_backward(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kept: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, KEPT.format(kept=kept)) == expected
     assert capsys.readouterr().out.strip() == printed
