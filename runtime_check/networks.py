@@ -53,7 +53,9 @@ class NetworkWatch:
             module = ref()
             if module is None or count < LEAST_FORWARDS or where is None or where in skip:
                 continue
-            params = [p for p in module.parameters() if p.requires_grad]
+            # (Leaves only: a replica's parameters, `DataParallel`'s, are computed from the
+            # module's own, which train through them.)
+            params = [p for p in module.parameters() if p.requires_grad and p.is_leaf]
             if params and not any(
                 id(p) in self._reached or id(p) in optimized or p.grad is not None for p in params
             ):

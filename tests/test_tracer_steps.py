@@ -432,6 +432,25 @@ def test_a_target_network(tmp_path: Path, goal: str, expected: list[tuple[str, i
     assert events_of(tmp_path, TARGET.format(goal=goal)) == expected
 
 
+def test_a_replica_whose_parameters_are_computed_is_no_idle_network(tmp_path: Path) -> None:
+    # As `DataParallel` replicates: the replica's parameters are views of the module's own,
+    # which train through them.
+    source = """
+    import copy
+    import torch
+    base = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(base.parameters(), lr=0.1)
+    replica = copy.copy(base)
+    replica._parameters = {k: v.view_as(v) for k, v in base._parameters.items()}
+    for step in range(3):
+        opt.zero_grad()
+        replica(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+    print(base.weight.grad is not None)
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_a_tensor_updated_by_hand_is_no_network(tmp_path: Path) -> None:
     # A memory bank that requires grad (for nothing), updated under no_grad each step.
     source = """
