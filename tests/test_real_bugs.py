@@ -28,12 +28,14 @@ SETS = {
     "real_bugs_set10": (4, 0.50),
     "real_bugs_set11": (20, 0.30),
     "real_bugs_set12": (20, 0.50),
+    "real_bugs_set13": (23, 0.35),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
     "training_bugs_set3": (30, 0.30),
     "training_bugs_set4": (24, 0.40),
     "training_bugs_set5": (24, 0.30),
+    "training_bugs_set6": (24, 0.40),
 }
 
 
