@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -634,6 +635,39 @@ def test_what_a_plain_list_of_layers_does() -> None:
     assert list(model.parameters()) == []
     model.branches[0](torch.randn(2, 3)).sum().backward()
     assert model.branches[0].weight.grad is not None
+
+
+def test_what_a_layer_built_in_forward_does() -> None:
+    # A layer built inside `forward` is a new one, with fresh weights, on every call, and
+    # never one of the module's parameters: its weight gets a gradient, and the optimizer
+    # built from `model.parameters()` never updates it.
+    built: list[Any] = []
+    base: Any = torch.nn.Module  # (torch is imported at run time here)
+
+    class Net(base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = torch.nn.Linear(4, 1)
+
+        def forward(self, x: Any) -> Any:
+            hidden = torch.nn.Linear(3, 4)
+            built.append(hidden)  # only to look at it below
+            return self.out(torch.tanh(hidden(x)))
+
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x = torch.randn(8, 3)
+    model(x).pow(2).mean().backward()
+    (hidden,) = built
+    before, out_before = hidden.weight.detach().clone(), model.out.weight.detach().clone()
+    opt.step()
+    assert all(p is not hidden.weight for p in model.parameters())
+    assert hidden.weight.grad is not None  # a gradient that no optimizer applies
+    assert torch.equal(hidden.weight, before)
+    assert not torch.equal(model.out.weight, out_before)
+    model(x)
+    assert not torch.equal(built[1].weight, hidden.weight)  # and new weights each call
 
 
 # --- GL209, GL215: freezes that set a plain attribute, and the parameters train on ---------
