@@ -198,6 +198,52 @@ loss.backward()
 opt.step()
 assert net.head[2].weight.grad is not None and net.body[0].weight.grad is None
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Adapter(nn.Module):
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.down = nn.Linear(base.in_features, 2)
+        self.up = nn.Linear(2, base.out_features)
+
+    def forward(self, x):
+        return self.base(x) + self.up(self.down(x))
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.proj(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(Block() for _ in range(2))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+model = Net()
+for p in model.parameters():
+    p.requires_grad = False
+for layer in model.layers:
+    setattr(layer, "proj", Adapter(layer.proj))  # new trainable layers: a graph to train
+loss = model(torch.randn(5, 4)).pow(2).mean()
+loss.backward()
+assert model.layers[0].proj.down.weight.grad is not None
+assert model.layers[0].proj.base.weight.grad is None
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -162,6 +162,41 @@ w = torch.randn(3, dtype=torch.float64, requires_grad=True)
 v = torch.randn(3).double().requires_grad_()
 opt = torch.optim.SGD([w, v], lr=0.1)
 """,
+        """\
+import torch
+from torch import nn
+
+
+class LoraLinear(nn.Module):
+    def __init__(self, base, rank=2):
+        super().__init__()
+        self.base = base
+        self.lora_a = nn.Parameter(torch.randn(rank, base.in_features) * 0.01)
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.lora_a.T @ self.lora_b.T
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q_proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.q_proj(x))
+
+
+model = nn.Module()
+model.layers = nn.ModuleList(Block() for _ in range(2))
+for p in model.parameters():
+    p.requires_grad_(False)
+for layer in model.layers:
+    for name in ("q_proj",):
+        setattr(layer, name, LoraLinear(getattr(layer, name)))  # adapters that train
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+assert len(opt.param_groups[0]["params"]) == 4
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

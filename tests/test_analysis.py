@@ -891,3 +891,124 @@ def test_a_helper_freezes_the_parameters_it_is_handed() -> None:
     assert value_at(source, "backbone").frozen is YES
     assert codes(source) == []
     assert "GL304" in {code for _, code in codes(source.replace("freeze(backbone", "len(backbone"))}
+
+
+ACCUMULATION = """
+import torch
+from torch import nn
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+batches = [torch.randn(8, 4) for _ in range(8)]
+for i, x in enumerate(batches):
+    if i % 4 == 0:
+        optimizer.zero_grad()
+    (model(x).pow(2).mean() / 4).backward()
+    if (i + 1) % 4 == 0:
+        optimizer.step()
+"""
+
+
+def _clears(facts: Facts) -> set[cst.CSTNode]:
+    return {
+        call.node
+        for call in facts.calls
+        if isinstance(call.node.func, cst.Attribute) and call.node.func.attr.value == "zero_grad"
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "guarded", "found"),
+    [
+        # zero_grad at the start of each window: it clears right after the last step.
+        (ACCUMULATION, True, []),
+        # zero_grad on every micro-batch: it throws away the window's earlier backwards.
+        (
+            ACCUMULATION.replace("    if i % 4 == 0:\n        optimizer", "    optimizer"),
+            False,
+            [8],
+        ),
+    ],
+)
+def test_a_clear_under_its_own_test_may_start_each_accumulation_window(
+    source: str, guarded: bool, found: list[int]
+) -> None:
+    facts, _ = facts_of(source)
+    (clear,) = _clears(facts)
+    assert clear in facts.pending_clears  # on some path it follows a backward no step applied
+    assert (clear in facts.guarded_clears) is guarded
+    assert [line for line, code in codes(source) if code == "GL202"] == found
+
+
+FROZEN_THEN_ATTACHED = """
+import torch
+from torch import nn
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+    def forward(self, x):
+        return self.proj(x)
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([Block(), Block()])
+        self.head = nn.Linear(4, 1)
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+model = Net()
+for p in model.parameters():
+    p.requires_grad = False
+ATTACH
+opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+model(torch.randn(2, 4)).sum().backward()
+"""
+
+
+@pytest.mark.parametrize(
+    "attach",
+    [
+        "for layer in model.layers:\n    setattr(layer, 'proj', nn.Linear(4, 4))",
+        "for layer in model.layers:\n    for name in ('proj',):\n"
+        "        setattr(layer, name, nn.Linear(4, 4))",
+        "for child in model.children():\n    child.extra = nn.Linear(4, 4)",
+        "for m in model.modules():\n    if isinstance(m, nn.Linear):\n"
+        "        setattr(m, 'lora', nn.Linear(4, 4))",
+        "for name, m in model.named_modules():\n    setattr(m, 'lora', nn.Linear(4, 4))",
+        "for block in model.children():\n    for layer in block:\n"
+        "        layer.proj = nn.Linear(4, 4)",
+        "for child in model.children():\n    child.add_module('lora', nn.Linear(4, 4))",
+        "model.layers[0].proj = nn.Linear(4, 4)",
+        "model.extra_blocks.append(Block())",
+        "setattr(model, 'head', nn.Linear(4, 1))",
+        "model.add_module('extra', nn.Linear(4, 4))",
+        "model.register_module('extra', nn.Linear(4, 4))",
+        "model.layers.append(Block())",
+        "model.layers.insert(0, Block())",
+        "from peft import make_adapter\nmodel.head = make_adapter(model.head)",
+        "model.bias2 = nn.Parameter(torch.zeros(1))",
+    ],
+)
+def test_layers_attached_to_a_frozen_model_may_train(attach: str) -> None:
+    # Whatever may hold trainable parameters, set on a frozen model or on a part reached
+    # from it, leaves the model not known to be wholly frozen from then on.
+    source = FROZEN_THEN_ATTACHED.replace("ATTACH", attach)
+    assert value_at(source, "model").frozen is not YES
+    assert codes(source) == []
+
+
+@pytest.mark.parametrize(
+    "attach",
+    [
+        "pass",
+        "model.scale = 3",
+        "model.name = 'frozen'",
+        "for layer in model.layers:\n    layer.scale = 2.0",
+        "extra = nn.Linear(4, 4)\nextra.requires_grad_(False)\nmodel.extra = extra",
+    ],
+)
+def test_what_holds_no_trainable_parameters_leaves_a_frozen_model_frozen(attach: str) -> None:
+    source = FROZEN_THEN_ATTACHED.replace("ATTACH", attach)
+    assert value_at(source, "model").frozen is YES
+    assert {code for _, code in codes(source)} == {"GL103", "GL109"}

@@ -270,6 +270,10 @@ class Facts:
     # A clear that, on some path, throws away gradients of a backward that reached the
     # optimizer's parameters and that no step applied -> those optimizers (their origins).
     pending_clears: dict[cst.CSTNode, set[int]] = field(default_factory=dict)
+    # ... of those, the ones that ran, inside the innermost loop, under a test of their own
+    # (`if i % k == 0: zero_grad()`, or after an `if ...: continue`): a clear that starts
+    # each accumulation window, which cannot be shown to fall between backwards a step sums.
+    guarded_clears: set[cst.CSTNode] = field(default_factory=set)
     # Optimizer (origin) -> for each step: the names its loop changes that a test guarding
     # it reads (gradient accumulation counts with them); empty for an unguarded step.
     step_guards: dict[int, set[frozenset[str]]] = field(default_factory=dict)

@@ -914,6 +914,8 @@ class GraphTracking(InterpreterBase):
                     # On some path, gradients no step applied: accumulation, if its steps
                     # are all conditional (rules decide).
                     self.facts.pending_clears.setdefault(node, set()).add(key)
+                    if self.guards():
+                        self.facts.guarded_clears.add(node)
                 state.grads[key] = grads.clear(node)
             elif owned is UNKNOWN:
                 state.grads[key] = UNKNOWN_GRADS

@@ -518,9 +518,7 @@ class Interpreter(FunctionCalls):
             if target.attr.value == "grad":
                 return
             self.propagate(value)  # kept on an object: its other methods may use it
-            if obj.kind is Kind.MODULE and obj.path is not None:
-                # `blk.proj = LoraLinear(blk.proj)` on a frozen model.
-                self.child_set(f"{obj.path}.{target.attr.value}", value, statement, state)
+            self.attach(obj, target.value, target.attr.value, value, statement, state)
             if key is not None and source is not None:
                 self.note_module_attribute(key, value, source)
             if key is not None:
@@ -581,14 +579,11 @@ class Interpreter(FunctionCalls):
                 else:
                     child = f"{obj.path}.[]"
                 self.child_set(child, value, statement, state)
-            elif obj.kind is Kind.UNKNOWN and type(target.value) is cst.Attribute:
+            elif obj.kind is Kind.UNKNOWN:
                 # `net.classifier[6] = layer` where what `net.classifier` is is not known
                 # (a container of layers registers it; a plain list would not): whether
                 # `net` is still wholly frozen is not known either.
-                holder = self.facts.value(target.value.value)
-                if holder.kind is Kind.MODULE and holder.path is not None:
-                    child = f"{holder.path}.{target.value.attr.value}.[]"
-                    self.child_set(child, value, statement, state, registered=False)
+                self.attach(obj, target.value, None, value, statement, state)
             if obj.kind is Kind.TENSOR:
                 self.facts.inplace.append(Inplace(statement, target.value))
                 changed = self.inplace_result(
@@ -605,33 +600,6 @@ class Interpreter(FunctionCalls):
             return
         if type(target) is cst.StarredElement:
             self.assign(target.value, value, state, statement)
-
-    def child_set(
-        self,
-        child: str,
-        value: Value,
-        statement: cst.CSTNode,
-        state: State,
-        registered: bool = True,
-    ) -> None:
-        """A module set as the child at `child` (an attribute, or an index of a container):
-        if it may have trainable parameters, they train, so the modules above it are wholly
-        frozen no more; not `registered` for sure, they may be."""
-        if value.kind is not Kind.MODULE or value.has_params is NO or value.frozen is YES:
-            return
-        if not registered:
-            state.frozen[child] = UNKNOWN
-            parts = child.split(".")
-            for end in range(1, len(parts)):
-                parent = ".".join(parts[:end])
-                if state.frozen.get(parent) is YES:
-                    state.frozen[parent] = UNKNOWN
-            return
-        if value.path is None and value.has_params is YES:
-            # A new layer: optimizers built before it do not have its parameters.
-            self.note_missed(child, statement, state, replaced=True)
-        state.frozen[child] = NO
-        self.unfreeze_parents(child, YES, state)
 
     def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
         """`self.w = ...` in a module's method: a tensor meant to train that the module

@@ -645,6 +645,110 @@ class InterpreterBase:
                 found.append((key, at))
         return found
 
+    def attach(
+        self,
+        holder: Value,
+        holder_expr: cst.BaseExpression,
+        name: str | None,
+        value: Value,
+        statement: cst.CSTNode,
+        state: State,
+    ) -> None:
+        """`value` set on `holder` under `name` (None: an index, a key or a name not known):
+        by attribute assignment, `setattr`, `add_module`, item assignment or `append`. On a
+        module (`blk.proj = LoraLinear(blk.proj)`, a layer of a frozen model reached by
+        iterating over it), it registers what it sets as a child; on something not known
+        reached from a module (`net.classifier[6] = ...`, `net.head.fc = ...` where what
+        `net.classifier` or `net.head` is is not known), it may."""
+        if holder.kind is Kind.MODULE and holder.path is not None:
+            self.child_set(f"{holder.path}.{name or '[]'}", value, statement, state)
+            return
+        if holder.kind is not Kind.UNKNOWN:
+            return  # a tensor, a number, a plain container, a config: it registers nothing
+        path = self.reached_from_module(holder_expr)
+        if path is not None:
+            child = f"{path}.{name or '[]'}"
+            self.child_set(child, value, statement, state, registered=False)
+
+    def reached_from_module(self, expr: cst.BaseExpression, depth: int = 0) -> str | None:
+        """Where below a module an expression whose value is not known may lead: through
+        attributes and indexes (`net.head.fc`, `net.classifier[6]`), and through names
+        that this function's running loops bind to the parts of a module (`for m in
+        model.modules()`, `for block in model.children(): for layer in block`). `[]`
+        stands for an index, a key or a part not known."""
+        found = self.facts.value(expr)
+        if found.kind is Kind.MODULE and found.path is not None:
+            return found.path
+        if found.kind is not Kind.UNKNOWN or depth > 8:
+            return None
+        if isinstance(expr, (cst.Attribute, cst.Subscript)):
+            base = self.reached_from_module(expr.value, depth + 1)
+            if base is None:
+                return None
+            return f"{base}.{expr.attr.value if isinstance(expr, cst.Attribute) else '[]'}"
+        if type(expr) is not cst.Name:
+            return None
+        first = self._frames[-1].loops if self._frames else 0
+        for loop in reversed(self._loops[first:]):
+            if type(loop) is not cst.For or expr.value not in _bound_names(loop.target):
+                continue
+            it = loop.iter
+            if (
+                type(it) is cst.Call
+                and type(it.func) is cst.Attribute
+                and it.func.attr.value in _SUBMODULE_ITERATORS
+            ):
+                it = it.func.value
+            base = self.reached_from_module(it, depth + 1)
+            return f"{base}.[]" if base is not None else None
+        return None
+
+    def child_set(
+        self,
+        child: str,
+        value: Value,
+        statement: cst.CSTNode,
+        state: State,
+        registered: bool = True,
+    ) -> None:
+        """A module set as the child at `child` (an attribute, or an index of a container):
+        if it may have trainable parameters, they train, so the modules above it are wholly
+        frozen no more; not `registered` for sure, they may be. A value that is not known
+        (it may be a module: `build_head(cfg)`), or a parameter that may train, set under
+        modules the code here froze wholly, leaves them not known to be wholly frozen."""
+        if value.kind is not Kind.MODULE:
+            parts = child.split(".")
+            parents = [".".join(parts[:end]) for end in range(1, len(parts))]
+            if not any(state.frozen.get(parent) is YES for parent in parents):
+                return  # nothing said to be wholly frozen above it: nothing to take back
+            if value.kind is Kind.UNKNOWN:
+                registered = False
+            elif value.parameter and value.requires_grad is not NO:
+                for parent in parents:  # the parameter itself is as its flag says
+                    if state.frozen.get(parent) is YES:
+                        state.frozen[parent] = UNKNOWN
+                return
+            else:
+                return  # a tensor, a number, a string, a plain list: it registers nothing
+        elif value.has_params is NO or value.frozen is YES:
+            return
+        if not registered:
+            parts = child.split(".")
+            parents = [".".join(parts[:end]) for end in range(1, len(parts))]
+            below = [v for k, v in state.frozen.items() if k == child or k.startswith(child + ".")]
+            if not any(state.frozen.get(p) is YES for p in parents) and YES not in below:
+                return  # nothing said to be wholly frozen there: nothing to take back
+            state.frozen[child] = UNKNOWN
+            for parent in parents:
+                if state.frozen.get(parent) is YES:
+                    state.frozen[parent] = UNKNOWN
+            return
+        if value.path is None and value.has_params is YES:
+            # A new layer: optimizers built before it do not have its parameters.
+            self.note_missed(child, statement, state, replaced=True)
+        state.frozen[child] = NO
+        self.unfreeze_parents(child, YES, state)
+
     def note_missed(self, path: str, node: cst.CSTNode, state: State, replaced: bool) -> None:
         """Parameters under `path` became trainable at `node` (unfrozen, or a new layer):
         the optimizers here that were built without them miss them from now on."""
@@ -764,6 +868,18 @@ class BuiltOptimizer:
 
 # An optimizer built: the frozen parts it was given, when, and the modules it holds.
 OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int, frozenset[str]]
+
+
+_SUBMODULE_ITERATORS = frozenset({"children", "modules", "named_children", "named_modules"})
+
+
+def _bound_names(target: cst.BaseExpression) -> frozenset[str]:
+    """The names a loop's target binds (`m`, `name, m`, `(i, (n, m))`)."""
+    if type(target) is cst.Name:
+        return frozenset({target.value})
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return frozenset().union(*(_bound_names(e.value) for e in target.elements))
+    return frozenset()
 
 
 def _overlap(path: str, other: str) -> bool:

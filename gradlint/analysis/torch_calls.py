@@ -57,6 +57,9 @@ from gradlint.analysis.values import (
     sequence,
 )
 
+# Methods that may set a layer as a child of the object they are called on.
+_ATTACHING = frozenset({"add_module", "register_module", "append", "extend", "insert"})
+
 
 class TorchCalls(GraphTracking):
     def builtin_call(self, name: str, node: cst.Call, args: list[Value], state: State) -> Value:
@@ -118,6 +121,11 @@ class TorchCalls(GraphTracking):
             return self.op_result([item], node, state, "add")
         if name == "setattr" and self._function is not None and self._function.owner:
             self.dynamic_classes.add(self._function.owner.name)
+        if name == "setattr" and len(args) == 3:
+            # `setattr(layer, name, LoraLinear(...))`: as `layer.<name> = ...`.
+            statement = self._statement if self._statement is not None else node
+            attr = args[1].text
+            self.attach(args[0], node.args[0].value, attr, args[2], statement, state)
         if name == "isinstance" and len(args) == 2:
             return Value(kind=Kind.OTHER, truth=self.is_instance(args[0], node.args[1].value))
         if name == "getattr" and len(args) >= 2:
@@ -597,6 +605,16 @@ class TorchCalls(GraphTracking):
             return NONE
         if receiver.kind is Kind.MODULE:
             return self.module_method(receiver, method, node, args, state)
+        if receiver.kind is Kind.UNKNOWN and method in _ATTACHING and args:
+            # `block.add_module("lora", ...)`, `net.blocks.append(Block())` on a part of a
+            # model whose kind is not known: it may register a layer there.
+            statement = self._statement if self._statement is not None else node
+            layer = args[-1]
+            if method == "extend":
+                layer = layer.item if layer.kind is Kind.SEQUENCE and layer.item else UNKNOWN_VALUE
+            name = args[0].text if method in ("add_module", "register_module") else None
+            holder = node.func.value  # type: ignore[attr-defined]
+            self.attach(receiver, holder, name, layer, statement, state)
         if receiver.kind in (Kind.UNKNOWN, Kind.OTHER):
             optimizers = [v for v in args if v.kind is Kind.OPTIMIZER]
             if method == "step" and receiver.layer == "grad_scaler" and optimizers:
@@ -830,6 +848,9 @@ class TorchCalls(GraphTracking):
         if module.item is not None or module.has_params is YES:
             has = has | module.has_params
         grown = module.with_(item=item, items=None, has_params=has)
+        # A layer added to a container of a frozen model may train.
+        statement = self._statement if self._statement is not None else node
+        self.attach(module, node.func.value, None, added, statement, state)  # type: ignore[attr-defined]
         key = dotted(node.func.value)  # type: ignore[attr-defined]
         if key is not None:
             state.env[key] = grown
@@ -842,6 +863,14 @@ class TorchCalls(GraphTracking):
         state.exhausted = state.exhausted - {id(node)}  # a fresh generator on each call
         if module.layer in ("ModuleList", "Sequential") and method in ("append", "extend"):
             return self.add_layers(module, method, node, args, state)
+        if module.layer in ("ModuleList", "Sequential") and method == "insert" and len(args) == 2:
+            return self.add_layers(module, "append", node, args[1:], state)
+        if method in ("add_module", "register_module") and len(args) == 2:
+            # `model.add_module("head", nn.Linear(...))`: a child, as `model.head = ...`.
+            statement = self._statement if self._statement is not None else node
+            holder = node.func.value  # type: ignore[attr-defined]
+            self.attach(module, holder, args[0].text, args[1], statement, state)
+            return NONE
         if method in ("parameters", "named_parameters"):
             # Every parameter of the module; `.*` in the path marks "all of them".
             param = _parameter(module.frozen, (module.path + ".*") if module.path else None)

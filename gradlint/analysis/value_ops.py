@@ -47,7 +47,7 @@ MODULE_METHODS = frozenset(
     "named_modules state_dict load_state_dict train eval requires_grad_ zero_grad to cuda cpu "
     "float double half bfloat16 apply forward register_buffer register_parameter "
     "register_forward_hook register_forward_pre_hook register_full_backward_hook add_module "
-    "get_submodule get_parameter type extra_repr append extend insert".split()
+    "get_submodule get_parameter type extra_repr append extend insert register_module".split()
 )
 _BINARY_SAVING = (cst.Multiply, cst.Divide, cst.MatrixMultiply)
 # Binary and augmented operators by what they compute.
