@@ -298,11 +298,12 @@ class Tracer:
                 retains = creates or _retains(func, args, kwargs)
                 where = user_frame()
                 kept = self.waste.retained() if retains and not creates else None
-                leaves = mark_propagated(args[0], not retains, user_stack(), kept)
+                here = user_stack()
+                leaves = mark_propagated(args[0], not retains, here, kept)
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
-                    self.waste.back_propagated(args[0])
+                    self.waste.back_propagated(args[0], here)
                 self._backward_done = next_sequence()
                 self._ran.clear()
                 self.cuts.backward_ran()

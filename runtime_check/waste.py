@@ -15,6 +15,7 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import real_path, user_frame
 from gradlint.runtime_check.graphs import (
     Pending,
+    Site,
     held_on,
     hold,
     holds_freed,
@@ -27,11 +28,6 @@ EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
     "records; run it under torch.no_grad()"
 )
-TRAIN_FORWARD = (
-    "runs the model with autograd on, and no backward uses the graph it records (its "
-    "output serves only as a target, a label or a log); run it under torch.no_grad()"
-)
-MAX_OUTPUTS = 8  # output tensors of a forward watched
 KEPT_GRAPH = (
     "keeps graphs that a backward already went through alive across iterations; "
     "accumulate loss.item() (or loss.detach())"
@@ -49,7 +45,7 @@ MAX_COMBINED = 10_000  # tensors looked at per stack
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
 # Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
 # on every one of them; a right sum may be once, if the program stopped before its backward.
-THRESHOLD = {"GL301": 1, "GL302": 2, "GL305": 2, "GL306": 2}
+THRESHOLD = {"GL301": 1, "GL302": 2, "GL305": 2}
 KEPT_FOR_NOTHING = (
     "retain_graph=True keeps a graph that no later backward goes through; drop it, so "
     "the backward frees the graph"
@@ -67,7 +63,9 @@ class WasteWatch:
         self._retaining: dict[tuple[str, int], set[int]] = {}
         self._steps = 0
         # The losses back-propagated, by the user's line that made them, as weak references
-        self._roots: dict[tuple[str, int], deque[weakref.ref[torch.Tensor]]] = {}
+        # (file, the backward's line, the line that made the loss) -> the losses, as weak
+        # references
+        self._roots: dict[tuple[str, int, int], deque[weakref.ref[torch.Tensor]]] = {}
         self._combined: set[int] = set()  # ids of kept losses a stack already named
 
     def _hold(self, code: str, node: Any) -> tuple[Pending, tuple[str, int]] | None:
@@ -109,22 +107,25 @@ class WasteWatch:
                 detail = f"{spent} of the tensors combined here still hold their graphs"
                 self._events.add("GL302", where, KEPT_LIST, detail=detail)
                 # (named here: not again as losses kept alive)
-                if len(self._combined) < MAX_HELD * MAX_OUTPUTS:
+                if len(self._combined) < MAX_COMBINED:
                     self._combined.update(id(value) for value in values[:MAX_COMBINED])
 
     def stepped(self) -> None:
         self._steps += 1
 
-    def back_propagated(self, root: Any) -> None:
-        """A loss a backward went through, watched: one kept alive long after (appended to
-        a list for a plot) keeps its graph's nodes too."""
+    def back_propagated(self, root: Any, here: Site) -> None:
+        """A loss a backward went through, watched by the backward's line (`here`, the
+        user's stack): losses kept alive long after (appended to a list for a plot) keep
+        their graphs' nodes too. Named where the function that runs the backward made it."""
         node = root.grad_fn if isinstance(root, torch.Tensor) else None
-        made = site_of(node) if node is not None else ()
+        made = site_of(node) if node is not None and here else ()
         if made:
-            where = real_path(made[0][0].co_filename), made[0][1]
-            kept = self._roots.get(where)
+            code, line = here[0]
+            at = next((n for c, n in made if c is code), line)
+            key = real_path(code.co_filename), line, at
+            kept = self._roots.get(key)
             if kept is None:
-                kept = self._roots[where] = deque(maxlen=MAX_HELD)
+                kept = self._roots[key] = deque(maxlen=MAX_HELD)
             kept.append(weakref.ref(root))
 
     def retained(self) -> Pending | None:
@@ -151,23 +152,14 @@ class WasteWatch:
 
     def forward_ends(self, module: Any, args: Any, output: Any) -> None:
         self._depth -= 1
-        if self._depth or not torch.is_grad_enabled():
+        if self._depth or module.training or not torch.is_grad_enabled():
             return
-        if not module.training:
-            node = _first_node(output)
-            if node is not None:
-                self._hold("GL301", node)
-            return
-        # In train mode: settled by a backward through any of its outputs (a loss among
-        # them, the logits, ...)
-        nodes = _output_nodes(output)
-        held = self._hold("GL306", nodes[0]) if nodes else None
-        if held is not None:
-            for node in nodes[1:]:
-                hold(node, held[0])
+        node = _first_node(output)
+        if node is not None:
+            self._hold("GL301", node)
 
     def settle(self) -> None:
-        for where, kept in self._roots.items():
+        for (path, _, line), kept in self._roots.items():
             alive = [
                 ref
                 for ref in kept
@@ -180,39 +172,24 @@ class WasteWatch:
                     f"{len(alive)} of the {len(kept)} losses made here that a backward went "
                     "through are still alive at the end"
                 )
-                event = self._events.add("GL302", where, KEPT_ALIVE, detail=detail)
+                event = self._events.add("GL302", (path, line), KEPT_ALIVE, detail=detail)
                 event.count = len(alive)
         for (code, where), held in self._held.items():
             unsettled = sum(not pending.propagated for pending in held)
             if code == "GL302" and where not in self._chained:
                 continue
-            if code == "GL306" and (not self._steps or unsettled < len(held) / 2):
-                continue  # (a program that trains; a line whose forwards mostly train)
             if code == "GL305" and (
                 unsettled < len(held) or len(self._retaining.get(where, ())) < 2
             ):
                 continue  # (a graph kept at this line was used: the line needs it, at times)
             if unsettled >= THRESHOLD[code]:
-                messages = {"GL301": EVAL_FORWARD, "GL302": KEPT_GRAPH, "GL306": TRAIN_FORWARD}
+                messages = {"GL301": EVAL_FORWARD, "GL302": KEPT_GRAPH}
                 message = messages.get(code, KEPT_FOR_NOTHING)
                 detail = f"{unsettled} of {len(held)} never back-propagated"
                 if code == "GL305":
                     detail = f"{unsettled} of {len(held)} graphs kept were never used again"
                 event = self._events.add(code, where, message, detail=detail)
                 event.count = unsettled
-
-
-def _output_nodes(output: Any) -> list[Any]:
-    if isinstance(output, torch.Tensor):
-        return [output.grad_fn] if output.grad_fn is not None else []
-    values = output.values() if isinstance(output, dict) else output
-    if not isinstance(values, (list, tuple)) and not isinstance(output, dict):
-        return []
-    return [
-        value.grad_fn
-        for value in list(values)[:MAX_OUTPUTS]
-        if isinstance(value, torch.Tensor) and value.grad_fn is not None
-    ]
 
 
 def _first_node(output: Any) -> Any:
