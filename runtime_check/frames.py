@@ -76,6 +76,7 @@ def _code(code: CodeType) -> tuple[int, str]:
 def user_frame(skip: int = 1) -> tuple[str, int] | None:
     """(file, line) of the innermost user frame, looking from `skip` frames above the
     caller outwards; None when only PyTorch or gradlint is on the stack."""
+    sys._getframe().f_trace_lines = False  # (a loop over frames: no line events)
     frame: FrameType | None = sys._getframe(skip + 1)
     fallback: tuple[str, int] | None = None
     codes = _CODES

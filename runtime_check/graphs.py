@@ -37,7 +37,13 @@ MAX_ATTRIBUTES = 200  # a module's attributes looked at, per forward
 _USERS: dict[CodeType, bool] = {}
 
 
+# Whether the tracer's line collector is the program's trace function (then line events in
+# frames not the user's are silenced as the walks pass them)
+QUIET_LIBRARIES = [False]
+
+
 def user_stack(frame: FrameType | None = None) -> Site:
+    sys._getframe().f_trace_lines = False  # (a loop over frames: no line events)
     frame = frame or sys._getframe(1)
     found: list[tuple[CodeType, int]] = []
     users = _USERS
@@ -52,6 +58,10 @@ def user_stack(frame: FrameType | None = None) -> Site:
             found.append((code, frame.f_lineno))
             if len(found) == MAX_FRAMES:
                 break
+        elif QUIET_LIBRARIES[0]:
+            # PyTorch's frames (a module's call, a functional op): no line events for the
+            # rest of them, which the line collector only drops
+            frame.f_trace_lines = False
         frame = frame.f_back
     return tuple(found)
 

@@ -26,6 +26,7 @@ from gradlint.runtime_check.explain import (
 from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
+    QUIET_LIBRARIES,
     SITE,
     Pending,
     changed_since_saved,
@@ -273,6 +274,7 @@ class Tracer:
         """What a torch call that returned did, noted for later explanations. (Runs after
         every torch call the program makes: the common case, a plain op whose result
         requires grad, is kept short.)"""
+        sys._getframe().f_trace_lines = False  # (see `_Watch.__torch_function__`)
         kind = _KINDS.get(func)
         if kind is None:
             kind = _KINDS[func] = _kind_of(func)
@@ -438,6 +440,7 @@ class Tracer:
     def _forward_starts(self, module: Any, args: Any) -> None:
         # Runs before every module's forward: guarded here, not by a wrapper (a call more),
         # and with torch functions unwatched once, only where tensors are looked at.
+        sys._getframe().f_trace_lines = False
         try:
             if self._quiet is not None:  # (a step that failed)
                 self._watch_again()
@@ -467,6 +470,7 @@ class Tracer:
             self.fault("before a forward")
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
+        sys._getframe().f_trace_lines = False
         try:
             with _unwatched():
                 self.waste.forward_ends(module, args, output)
@@ -476,6 +480,7 @@ class Tracer:
             self.fault("after a forward")
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        sys._getframe().f_trace_lines = False
         try:
             with _unwatched():
                 self.steps.before(optimizer, args, kwargs)
@@ -489,6 +494,7 @@ class Tracer:
             self.fault("before a step")
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        sys._getframe().f_trace_lines = False
         try:
             self._watch_again()
             with _unwatched():
@@ -745,6 +751,9 @@ class _Watch(TorchFunctionMode):
     ) -> Any:
         # Runs around every torch call of the program: kept short.
         __tracebackhide__ = True  # noqa: F841 - pytest leaves this frame out of tracebacks
+        # No line events for the tracer's own frames: under the line collector's
+        # `sys.settrace`, each line of them would cost a call into it.
+        sys._getframe().f_trace_lines = False
         try:
             result = func(*args, **kwargs) if kwargs else func(*args)
         except BaseException as error:
@@ -841,8 +850,10 @@ class _LineCollector:
 
     def start(self) -> None:
         self._coverage.start()
+        QUIET_LIBRARIES[0] = True
 
     def stop(self) -> dict[str, set[int]]:
+        QUIET_LIBRARIES[0] = False
         self._coverage.stop()
         data = self._coverage.get_data()
         return {path: set(data.lines(path) or ()) for path in data.measured_files()}
