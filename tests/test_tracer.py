@@ -1232,3 +1232,39 @@ def test_a_step_before_a_backward_is_named_for_a_transposed_weight(tmp_path: Pat
         "GL108",
     )
     assert 6 in events and 8 not in events
+
+
+def test_the_tracers_hot_frames_make_no_line_events() -> None:
+    # Under a line tracer (coverage.py's, collecting the user's lines) each line the tracer
+    # runs per torch call would cost a call into it: its hot frames turn line events off.
+    import inspect
+
+    from gradlint.runtime_check import frames, graphs
+    from gradlint.runtime_check.tracer import Tracer, _Watch
+
+    hot = {
+        f.__code__: f
+        for f in (_Watch.__torch_function__, Tracer.after, graphs.user_stack, frames.user_frame)
+    }
+    last_line_before_off = {}
+    for code, function in hot.items():
+        lines, first = inspect.getsourcelines(function)
+        offset = next(i for i, text in enumerate(lines) if "f_trace_lines = False" in text)
+        last_line_before_off[code] = first + offset
+    late: list[tuple[str, int]] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> Any:
+        limit = last_line_before_off.get(frame.f_code)
+        if event == "line" and limit is not None and frame.f_lineno > limit:
+            late.append((frame.f_code.co_name, frame.f_lineno))
+        return watch
+
+    with trace(lines=False):
+        sys.settrace(watch)
+        try:
+            w = torch.randn(3, requires_grad=True)
+            (w * 2).sum().backward()
+            torch.nn.Linear(3, 1)(torch.randn(2, 3)).sum().item()
+        finally:
+            sys.settrace(None)
+    assert late == []
