@@ -6,6 +6,7 @@ is still unsettled when the trace ends is reported."""
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections import deque
 from typing import Any
@@ -159,6 +160,12 @@ class WasteWatch:
             self._hold("GL301", node)
 
     def settle(self) -> None:
+        if any(
+            sum(ref() is not None for ref in kept) >= KEPT_LOSSES for kept in self._roots.values()
+        ):
+            # Garbage that only the cycle collector frees (a class made per call, holding a
+            # loss) is not kept by the program: free it before counting.
+            gc.collect()
         for (path, _, line), kept in self._roots.items():
             alive = [
                 ref
