@@ -71,6 +71,7 @@ encode(torch.tensor([1, 2, 3])).sum().backward()
 """
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")  # PyTorch's, rightly
 def test_a_reentrant_checkpoint_of_an_input_without_grad_is_named(tmp_path: Path) -> None:
     # The reentrant checkpoint runs the layer under no_grad and gives its output a graph
     # only if an input requires grad; the frozen embedding's output does not.
