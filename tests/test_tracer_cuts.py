@@ -135,6 +135,7 @@ loss.backward()
 """
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")  # PyTorch's
 def test_numbers_taken_out_of_parameters_are_named(tmp_path: Path) -> None:
     # `torch.Tensor([...])` of parameters reads each as a float: the graph ends there,
     # though no torch function made the new tensor where a tracer could see it.
