@@ -145,6 +145,7 @@ def mark_propagated(
     it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
     it gave gradients). (Stops at nodes an earlier backward already went through: the walk
     covers each graph once.)"""
+    sys._getframe().f_trace_lines = False  # (a walk over every node: no line events)
     # Each node goes with the site of the nearest node above it that has one: where the
     # graph being back-propagated took in the part below (a later backward that finds that
     # part freed names the line, the place for a `.detach()`).

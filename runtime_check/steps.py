@@ -9,6 +9,7 @@ step hooks: what each step applies, and which parameters no step ever moves.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -259,6 +260,7 @@ class StepWatch:
 
     def after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> list[Any]:
         """Note the step; return the parameters it may have changed (those with a grad)."""
+        sys._getframe().f_trace_lines = False  # (a loop over every parameter: no line events)
         params = _params(optimizer)
         state = self._optimizers.get(optimizer)
         if state is not None and state.frozen:

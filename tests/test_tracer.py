@@ -1240,11 +1240,19 @@ def test_the_tracers_hot_frames_make_no_line_events() -> None:
     import inspect
 
     from gradlint.runtime_check import frames, graphs
+    from gradlint.runtime_check.steps import StepWatch
     from gradlint.runtime_check.tracer import Tracer, _Watch
 
     hot = {
         f.__code__: f
-        for f in (_Watch.__torch_function__, Tracer.after, graphs.user_stack, frames.user_frame)
+        for f in (
+            _Watch.__torch_function__,
+            Tracer.after,
+            graphs.user_stack,
+            graphs.mark_propagated,
+            frames.user_frame,
+            StepWatch.after,
+        )
     }
     last_line_before_off = {}
     for code, function in hot.items():
@@ -1262,9 +1270,10 @@ def test_the_tracers_hot_frames_make_no_line_events() -> None:
     with trace(lines=False):
         sys.settrace(watch)
         try:
-            w = torch.randn(3, requires_grad=True)
-            (w * 2).sum().backward()
-            torch.nn.Linear(3, 1)(torch.randn(2, 3)).sum().item()
+            layer = torch.nn.Linear(3, 1)
+            optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+            layer(torch.randn(2, 3)).sum().backward()
+            optimizer.step()
         finally:
             sys.settrace(None)
     assert late == []
