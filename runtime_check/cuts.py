@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
-from gradlint.runtime_check.graphs import user_stack
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -177,23 +176,20 @@ class CutLog:
     def cut_somewhere(self, tensor: Any) -> bool:
         """Whether a tensor's graph was cut (not only computed from tensors made without
         one)."""
-        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
-        for value in tensors:
-            record = self._cut_at.get(value) if isinstance(value, torch.Tensor) else None
-            if record is not None and any(strength == CUT for _, strength in record):
-                return True
-        return False
+        return any(strength == CUT for record in self._records(tensor) for _, strength in record)
 
     def cut_of(self, tensor: Any) -> list[tuple[str, int]]:
         """Where a tensor's graph was cut, or where what it was computed from was made
         without one: the likeliest first. (Of each tensor, given several, as
         `torch.autograd.backward` takes them.)"""
-        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
-        found: dict[tuple[str, int], None] = {}
-        for value in tensors:
-            record = self._cut_at.get(value) if isinstance(value, torch.Tensor) else None
-            found.update(dict.fromkeys(where for where, _ in record or ()))
+        found = dict.fromkeys(where for record in self._records(tensor) for where, _ in record)
         return list(found)
+
+    def _records(self, tensor: Any) -> list[Record]:
+        """The records of a tensor, or of each tensor given several."""
+        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
+        records = (self._cut_at.get(v) for v in tensors if isinstance(v, torch.Tensor))
+        return [record for record in records if record is not None]
 
 
 def _merged(records: list[Record]) -> Record:
@@ -225,19 +221,9 @@ def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
 def _inference_record() -> Record:
     """Where an inference tensor is being made: the `with torch.inference_mode():` (or the
     decorator) the user's code runs in, and the user's line, where they differ."""
-    lines = dict.fromkeys(where for where in (_no_grad_block(), user_frame()) if where)
+    found = [where for where, _ in _grad_off_sites()[:1]] + [user_frame()]
+    lines = dict.fromkeys(where for where in found if where)
     return tuple((where, CUT) for where in lines)
-
-
-def _no_grad_block() -> tuple[str, int] | None:
-    """The `with torch.no_grad():` that the user's code is running in, looking out from the
-    innermost user frame (a model's forward, called from inside the block)."""
-    for code, line in user_stack():
-        path = real_path(code.co_filename)
-        start = _grad_mode_block(path, line)
-        if start is not None:
-            return path, start
-    return None
 
 
 # (code, line) -> the start of the grad-mode block around that line in the code's file
