@@ -9,10 +9,11 @@ import ast
 import sys
 from functools import cache
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
+from gradlint.runtime_check.graphs import MAX_FRAMES, Site, user_stack
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -45,6 +46,9 @@ class CutLog:
         # The lines that took plain numbers out of tensors that require grad, since the
         # last backward (`.item()`, `float(t)`): a graph ends there without a trace.
         self._exits: dict[tuple[str, int], None] = {}
+        # An inference region's first line -> the user's frames that ran it, and the test
+        # around it that decides whether to rebuild a cached tensor (see `_Inference`)
+        self._inference_made: dict[tuple[str, int], _Inference] = {}
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
@@ -69,7 +73,7 @@ class CutLog:
         if result.is_inference() and not any(value.is_inference() for value in values):
             # Made under inference mode from no inference tensor (inputs, weights): the
             # first op of a region, whose start is the cause; the ops after it inherit it.
-            record = _inference_record()
+            record = self._inference_record()
             if record:
                 inherited = [record]
         if inherited:
@@ -86,7 +90,7 @@ class CutLog:
             and result not in self._cut_at
         ):
             if result.is_inference():
-                record = _inference_record()
+                record = self._inference_record()
                 if record:
                     self._mark(result, record)
                 return
@@ -146,6 +150,20 @@ class CutLog:
             memory[result.data_ptr()] = [where for where, _ in record]
             if len(memory) > MAX_INFERENCE:
                 del memory[next(iter(memory))]
+
+    def _inference_record(self) -> Record:
+        record = _inference_record()
+        if record:
+            made = self._inference_made
+            if record[-1][0] not in made:
+                if len(made) > MAX_INFERENCE:
+                    del made[next(iter(made))]
+                made[record[-1][0]] = _Inference(user_stack(), _cache_guard())
+        return record
+
+    def inference_context(self, line: tuple[str, int]) -> _Inference | None:
+        """How the inference region that starts at a line was reached, if it does."""
+        return self._inference_made.get(line)
 
     def inference_origin(self, args: tuple[Any, ...]) -> list[tuple[str, int]]:
         """Where an inference tensor among a failed call's arguments was made, if known:
@@ -216,6 +234,63 @@ def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
                 elif isinstance(item, (list, tuple)):
                     found.extend(inner for inner in item if isinstance(inner, torch.Tensor))
     return found
+
+
+class _Inference(NamedTuple):
+    """An inference region's first op: the user's frames that ran it (innermost first), and
+    the `if` around them, between it and the grad-mode block, whose test reads the
+    module's state (`if seqlen > self._cached_len:`): the check that decides whether to
+    rebuild a cache, and lets a later training step reuse the inference tensor."""
+
+    stack: Site
+    guard: tuple[str, int] | None
+
+
+def _cache_guard() -> tuple[str, int] | None:
+    frame: FrameType | None = sys._getframe(2)
+    seen = 0
+    while frame is not None and seen < MAX_FRAMES:
+        code, line = frame.f_code, frame.f_lineno
+        if is_users(code.co_filename):
+            seen += 1
+            path = real_path(code.co_filename)
+            if _grad_mode_block(path, line) is not None:
+                return None  # the block itself: no cache between it and the op
+            guard = _guard_around(path, line, code.co_firstlineno)
+            if guard is not None:
+                return path, guard
+        frame = frame.f_back
+    return None
+
+
+def _guard_around(path: str, line: int, first: int) -> int | None:
+    """The innermost `if` of the function that starts at `first` whose body holds `line`
+    and whose test reads an attribute of `self`."""
+    best = None
+    for start, body, end in _state_tests(path):
+        if first <= start and body <= line <= end and (best is None or start > best):
+            best = start
+    return best
+
+
+@cache
+def _state_tests(path: str) -> tuple[tuple[int, int, int], ...]:
+    """(the `if`'s line, its body's first and last line) for each `if` whose test reads
+    `self.<attribute>`."""
+    tree = parsed(path)
+    if tree is None:
+        return ()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and any(
+            isinstance(part, ast.Attribute)
+            and isinstance(part.value, ast.Name)
+            and part.value.id == "self"
+            for part in ast.walk(node.test)
+        ):
+            end = node.body[-1].end_lineno or node.body[-1].lineno
+            found.append((node.lineno, node.body[0].lineno, end))
+    return tuple(found)
 
 
 def _inference_record() -> Record:
@@ -364,3 +439,20 @@ def _freezing_loops(path: str) -> tuple[tuple[int, int, int], ...]:
         ):
             loops.append((node.lineno, node.body[0].lineno, node.end_lineno or node.lineno))
     return tuple(sorted(loops, key=lambda loop: -loop[0]))
+
+
+def sibling_call(made: Site, failing: Site) -> tuple[str, int] | None:
+    """The user's call, in the innermost function that ran both, that leads to a failing
+    op, where that function reached the inference region by another call (a decorated
+    `generate()`) rather than by a block of its own, which is named already."""
+    for depth, ((code, line), (other, here)) in enumerate(
+        zip(made[::-1], failing[::-1], strict=False)
+    ):
+        if code is not other:
+            return None
+        if line != here:
+            path = real_path(code.co_filename)
+            if depth == len(failing) - 1 or _grad_mode_block(path, line) is not None:
+                return None
+            return path, here
+    return None

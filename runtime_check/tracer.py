@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import CutLog, with_freezing_loops
+from gradlint.runtime_check.cuts import CutLog, sibling_call, with_freezing_loops
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.explain import (
@@ -161,10 +161,46 @@ class Tracer:
             for line in made:
                 text = f"made here under inference mode; {use}{at}"
                 self.events.add(code, line, why, detail=text)
+            for line, text in self._inference_context(made, use):
+                self.events.add(code, line, why, detail=text)
             if made and "saved for backward" in detail:
                 return
         if where is not None:
             self.events.add(code, where, why, detail=detail)
+
+    def _inference_context(
+        self, made: list[tuple[str, int]], use: str
+    ) -> list[tuple[tuple[str, int], str]]:
+        """Where, beside the lines that made an inference tensor, the fix may belong: the
+        test that decides whether to rebuild the cache that kept it, and, for an in-place
+        change, the user's call that runs it outside the inference block when a sibling
+        call ran that block (`generate(...)`, then `cache.reset()`)."""
+        found: list[tuple[tuple[str, int], str]] = []
+        for line in made:
+            context = self.cuts.inference_context(line)
+            if context is None:
+                continue
+            if context.guard is not None:
+                found.append(
+                    (
+                        context.guard,
+                        f"decides whether to rebuild what line {line[1]} made under inference "
+                        f"mode, and lets it be {use} later: test `.is_inference()` here too, "
+                        "or build it under `torch.no_grad()`",
+                    )
+                )
+            if use == "changed in place":
+                sibling = sibling_call(context.stack, user_stack())
+                if sibling is not None:
+                    found.append(
+                        (
+                            sibling,
+                            f"calls code that changes in place, outside inference mode, what "
+                            f"line {line[1]} made under it: run this under "
+                            "`torch.inference_mode()` too, or make that under `torch.no_grad()`",
+                        )
+                    )
+        return found
 
     def _saved_before_change(
         self, roots: Any, where: tuple[str, int] | None, why: str, changes: list[Change]

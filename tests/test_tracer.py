@@ -1087,6 +1087,102 @@ def test_an_in_place_change_of_an_inference_tensor_outside_inference_mode(
     assert events[2] == "made here under inference mode; changed in place at line 4"
 
 
+ROTARY = """
+import torch
+class Rotary(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.length, self.cos = 0, None
+    def tables(self, n):
+        if n > self.length{also}:
+            self.length = n
+            self.cos = torch.arange(n, dtype=torch.float32).cos()
+        return self.cos[:n]
+rotary, w = Rotary(), torch.randn(4, requires_grad=True)
+with torch.inference_mode():
+    rotary.tables(6)
+(w * rotary.tables(4)).sum().backward()
+"""
+
+
+@pytest.mark.parametrize("also, raises", [("", True), (" or self.cos.is_inference()", False)])
+def test_a_cache_rebuilt_under_inference_mode_names_the_test_that_reuses_it(
+    tmp_path: Path, also: str, raises: bool
+) -> None:
+    # The tables are filled during evaluation under inference mode, and the check whether
+    # to rebuild them looks only at their length: training reuses them and fails.
+    report = run_program(str(write(tmp_path / "rotary.py", ROTARY.format(also=also))), [])
+    assert report.exit_code == (1 if raises else 0) and not report.faults
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    if not raises:
+        assert events == {}
+        return
+    assert "decides whether to rebuild what line 9 made" in events[7]
+    assert sorted(events) == [7, 9, 12]
+
+
+KV_CACHE = """
+import torch
+class Cache(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("k", torch.zeros(4))
+    def reset(self):
+        self.k.zero_()
+@torch.inference_mode()
+def generate(holder):
+    holder.cache = holder.cache or Cache()
+    return holder.cache.k + 1
+class Holder:
+    cache = None
+holder = Holder()
+generate(holder)
+{reset}
+"""
+
+
+@pytest.mark.parametrize(
+    "reset, raises",
+    [
+        ("holder.cache.reset()", True),
+        ("with torch.inference_mode():\n    holder.cache.reset()", False),
+    ],
+)
+def test_an_in_place_reset_outside_the_block_names_the_call_beside_the_block(
+    tmp_path: Path, reset: str, raises: bool
+) -> None:
+    # The cache is made inside a decorated `generate()`; the reset beside that call runs
+    # outside inference mode: that call is where it should move into the mode.
+    report = run_program(str(write(tmp_path / "kv.py", KV_CACHE.format(reset=reset))), [])
+    assert report.exit_code == (1 if raises else 0) and not report.faults
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    if not raises:
+        assert events == {}
+        return
+    assert "calls code that changes in place, outside inference mode" in events[16]
+    assert sorted(events) == [5, 7, 8, 16]
+
+
+def test_an_inference_tensor_changed_beside_its_block_names_no_sibling_call(
+    tmp_path: Path,
+) -> None:
+    # The block is in the same function as the change: the block's line is the place.
+    script = write(
+        tmp_path / "beside.py",
+        """
+        import torch
+        def run():
+            with torch.inference_mode():
+                total = torch.zeros(3)
+            total.add_(1)
+        run()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert sorted(e.line for e in report.events if e.code == "GL106") == [3, 4, 5]
+
+
 def test_features_from_an_inference_mode_method_name_its_decorator(tmp_path: Path) -> None:
     # A frozen backbone's feature method decorated with inference_mode, feeding a head
     # that trains: the decorator is the cause, not the freeze of the backbone's weights.
