@@ -136,6 +136,27 @@ for x in torch.randn(6, 8, 4):
 print(epoch_loss / 6)
 assert epoch_loss.requires_grad and epoch_loss.grad_fn is not None
 """,
+        """\
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+running_loss = 0.0
+for i in range(20):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    running_loss += loss  # error
+    if i % 10 == 8:
+        logged = running_loss
+    if i % 10 == 9:
+        print(f"loss {float(running_loss) / 10:.3f}")
+        running_loss = 0.0
+# Reset every ten steps, the total still holds the graphs of the steps in between.
+assert logged.grad_fn is not None and logged.grad_fn.next_functions[0][0] is not None
+""",
     ]
     FIXED = {
         0: [
@@ -160,6 +181,12 @@ assert epoch_loss.requires_grad and epoch_loss.grad_fn is not None
             (
                 "    epoch_loss = epoch_loss + train_step(model, opt, x)  # error\n",
                 "    epoch_loss = epoch_loss + train_step(model, opt, x).detach()  # error\n",
+            ),
+        ],
+        4: [
+            (
+                "    running_loss += loss  # error\n",
+                "    running_loss += loss.detach()  # error\n",
             ),
         ],
     }

@@ -29,6 +29,7 @@ SETS = {
     "real_bugs_set11": (20, 0.30),
     "real_bugs_set12": (20, 0.50),
     "real_bugs_set13": (23, 0.35),
+    "real_bugs_set14": (20, 0.35),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
@@ -36,6 +37,7 @@ SETS = {
     "training_bugs_set4": (24, 0.40),
     "training_bugs_set5": (24, 0.30),
     "training_bugs_set6": (24, 0.40),
+    "training_bugs_set7": (14, 0.10),
 }
 
 

@@ -186,6 +186,11 @@ class Value:
                 return UNKNOWN_VALUE
             return value.with_(nullable=True, truth=UNKNOWN)
         if self.kind is not other.kind:
+            # A running total reset to a number on some paths (`running_loss = 0.0` every
+            # k steps): where it accumulates, it is the tensor it became.
+            for total, reset in ((self, other), (other, self)):
+                if total.summed_at is not None and total.is_tensor and reset.kind is Kind.NUMBER:
+                    return total
             return UNKNOWN_VALUE
         # An empty sequence adds no element: the join's elements are the other's.
         item = self.item if other.item is None else other.item
