@@ -90,6 +90,8 @@ class _Reached:
 class _Optimizer:
     steps: int = 0
     frozen: dict[int, torch.Tensor] = field(default_factory=dict)  # id(param) -> sample
+    # ... and of the trainable parameters, right after a step
+    trained: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 class StepWatch:
@@ -240,12 +242,17 @@ class StepWatch:
             )
             self._events.add("GL202", at, CLEARED, detail=detail)
         if _checked(state.steps):
-            moved = _moved(state.frozen, params)
+            # Changed between steps by an update of every parameter (a weight decay by
+            # hand), which moved trainable ones too: a momentum encoder's moving average
+            # changes only the frozen ones, and is the program's own business.
+            moved = (
+                _moved(state.frozen, params) if _moved(state.trained, params, frozen=False) else 0
+            )
             if moved:
                 self._events.add(
                     "GL303", where, FROZEN_CHANGED, detail=f"{moved} frozen parameters changed"
                 )
-            state.frozen = _frozen_samples(params)
+            state.frozen = _samples(params)
 
     def _cleared(
         self, param: torch.Tensor, grad: torch.Tensor | None, after_backward: torch.Tensor | None
@@ -271,7 +278,8 @@ class StepWatch:
                     self._events.add(
                         "GL303", where, FROZEN_STEPPED, detail=f"{moved} frozen parameters"
                     )
-            state.frozen = _frozen_samples(params)
+            state.frozen = _samples(params)
+            state.trained = _samples(params, frozen=False)
         self.inside = False
         self._steps_taken += 1
         stepped = []
@@ -433,24 +441,28 @@ def _sample(param: torch.Tensor) -> torch.Tensor:
     return flat[:: max(1, flat.numel() // SAMPLE)][:SAMPLE].clone()
 
 
-def _frozen_samples(params: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-    # A module's parameters: a plain tensor an optimizer holds without requires_grad (a
-    # master copy given its .grad by hand) is not frozen.
-    frozen = [
+def _samples(params: list[torch.Tensor], frozen: bool = True) -> dict[int, torch.Tensor]:
+    """Samples of a few of the frozen (or the trainable) parameters, by id. A module's
+    parameters only: a plain tensor an optimizer holds without requires_grad (a master
+    copy given its .grad by hand) is not frozen."""
+    chosen = [
         param
         for param in params
-        if not param.requires_grad and isinstance(param, torch.nn.Parameter)
+        if param.requires_grad is not frozen and isinstance(param, torch.nn.Parameter)
     ][:FROZEN_CHECKED]
-    return {id(param): _sample(param) for param in frozen}
+    return {id(param): _sample(param) for param in chosen}
 
 
-def _moved(samples: dict[int, torch.Tensor], params: list[torch.Tensor]) -> int:
-    """How many of the sampled parameters, still frozen, changed since they were sampled."""
+def _moved(
+    samples: dict[int, torch.Tensor], params: list[torch.Tensor], frozen: bool = True
+) -> int:
+    """How many of the sampled parameters (still frozen, for frozen ones) changed since
+    they were sampled."""
     return sum(
         1
         for param in params
         if id(param) in samples
-        and not param.requires_grad
+        and not (frozen and param.requires_grad)
         and not torch.equal(_sample(param), samples[id(param)])
     )
 

@@ -232,6 +232,40 @@ def test_frozen_parameters_that_move(
     assert events_of(tmp_path, FREEZE.format(clear=clear, decay=decay)) == expected
 
 
+MOMENTUM_ENCODER = """
+import torch
+torch.manual_seed(0)
+query, key = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4)
+key.load_state_dict(query.state_dict())
+key.requires_grad_(False)
+model = torch.nn.ModuleDict({"query": query, "key": key})
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+for step in range(4):
+    with torch.no_grad():
+        for q, k in zip(query.parameters(), key.parameters()):
+            k.data = k.data * 0.9 + q.data * 0.1
+    loss = (query(torch.randn(8, 3)) - key(torch.randn(8, 3))).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def test_a_momentum_encoder_moved_between_steps_is_no_finding(tmp_path: Path) -> None:
+    # MoCo's key encoder: frozen, held by the optimizer (it skips parameters without a
+    # gradient), and moved between steps by the program's own moving average.
+    assert events_of(tmp_path, MOMENTUM_ENCODER) == []
+
+
+def test_what_an_optimizer_does_to_a_frozen_parameter_without_a_gradient() -> None:
+    frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
+    trained = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([frozen, trained], lr=0.1, momentum=0.9, weight_decay=0.1)
+    trained.sum().backward()
+    opt.step()
+    assert torch.equal(frozen, torch.ones(3)) and not torch.equal(trained, torch.ones(3))
+
+
 def test_a_master_copy_given_its_gradient_by_hand_is_not_frozen(tmp_path: Path) -> None:
     # Mixed-precision style: the optimizer holds plain fp32 copies, not the module's weights.
     source = """
