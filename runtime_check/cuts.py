@@ -58,10 +58,15 @@ class CutLog:
         values = _tensors(args)
         for value in values:
             if value.requires_grad:
-                sites = _grad_off_sites() if not torch.is_grad_enabled() else ()
+                # (Under inference mode, `set_grad_enabled(True)` inside turns nothing on.)
+                off = not torch.is_grad_enabled() or torch.is_inference_mode_enabled()
+                sites = _grad_off_sites() if off else ()
                 if sites:
                     self._explained(sites)
-                    self._mark(result, tuple((where, CUT) for where, _ in sites))
+                    if result.is_inference():
+                        self._mark(result, self._inference_record(sites))
+                    else:
+                        self._mark(result, tuple((where, CUT) for where, _ in sites))
                     return
                 where = user_frame()
                 if where is not None:
@@ -151,15 +156,24 @@ class CutLog:
             if len(memory) > MAX_INFERENCE:
                 del memory[next(iter(memory))]
 
-    def _inference_record(self) -> Record:
-        record = _inference_record()
-        if record:
-            made = self._inference_made
-            if record[-1][0] not in made:
+    def _inference_record(self, sites: tuple[tuple[tuple[str, int], str], ...] = ()) -> Record:
+        """Where an inference tensor is being made: the `with torch.inference_mode():` (or
+        the decorator) the user's code runs in, the user's line, where they differ, and the
+        line that made the object whose settings chose that block, if it was chosen. Given
+        the sites of an op on weights, all of them (the user's call just inside the block)."""
+        if not sites:
+            found = _grad_off_sites()
+            sites = found[:1] + tuple(site for site in found[1:] if site[1].startswith(CONFIGURED))
+            self._explained(sites[1:])
+        here = user_frame()
+        lines = dict.fromkeys(where for where in (*(where for where, _ in sites), here) if where)
+        if lines:
+            made, key = self._inference_made, here or next(iter(lines))
+            if key not in made:
                 if len(made) > MAX_INFERENCE:
                     del made[next(iter(made))]
-                made[record[-1][0]] = _Inference(user_stack(), _cache_guard())
-        return record
+                made[key] = _Inference(user_stack(), _cache_guard())
+        return tuple((where, CUT) for where in lines)
 
     def inference_context(self, line: tuple[str, int]) -> _Inference | None:
         """How the inference region that starts at a line was reached, if it does."""
@@ -293,14 +307,6 @@ def _state_tests(path: str) -> tuple[tuple[int, int, int], ...]:
     return tuple(found)
 
 
-def _inference_record() -> Record:
-    """Where an inference tensor is being made: the `with torch.inference_mode():` (or the
-    decorator) the user's code runs in, and the user's line, where they differ."""
-    found = [where for where, _ in _grad_off_sites()[:1]] + [user_frame()]
-    lines = dict.fromkeys(where for where in found if where)
-    return tuple((where, CUT) for where in lines)
-
-
 # (code, line) -> the start of the grad-mode block around that line in the code's file
 _BLOCK_AT: dict[tuple[CodeType, int], int | None] = {}
 MAX_BLOCKS = 50_000
@@ -348,8 +354,25 @@ def _off_because(
     if is_users(frame.f_code.co_filename):
         found = [((path, start), "autograd is off inside this block")]
         if inner is not None and inner != innermost:
-            why = f"runs under the grad-mode block at {block}; wrap it in `torch.enable_grad()`"
-            found.append((inner, why + " if it should train"))
+            if torch.is_inference_mode_enabled():
+                why = (
+                    f"runs under the inference-mode block at {block}, which "
+                    "`torch.enable_grad()` cannot undo: run it outside the block, or make "
+                    "that block `torch.no_grad()`, if it needs autograd"
+                )
+            else:
+                why = (
+                    f"runs under the grad-mode block at {block}; wrap it in "
+                    "`torch.enable_grad()` if it should train"
+                )
+            found.append((inner, why))
+        made = _chooser_made(frame, path, start)
+        if made is not None:
+            why = (
+                f"{CONFIGURED}; its settings chose the grad mode of the block at {block}: "
+                "check them (`inference_mode=...`)"
+            )
+            found.append((made, why))
         return tuple(found)
     found = []
     if inner is not None:
@@ -359,6 +382,78 @@ def _off_because(
         why = f"calls code that runs with autograd off (the grad-mode block at {block})"
         found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
     return tuple(found)
+
+
+CONFIGURED = "made the object whose method runs this code"
+_COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
+# (the code running a chosen block, its first line) -> the user's line that made its object
+_CHOOSERS: dict[tuple[CodeType, int], tuple[str, int] | None] = {}
+
+
+def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | None:
+    """For a chosen grad-mode block in a method, the user's line that made the object
+    whose settings chose it (`trainer = Trainer(max_epochs=2)`): found as a name bound to
+    that object in a frame out from this one, and the last assignment to that name there."""
+    key = (frame.f_code, start)
+    if key in _CHOOSERS:
+        return _CHOOSERS[key]
+    found = None
+    holder: FrameType | None = frame
+    while holder is not None and holder.f_code.co_name in _COMPREHENSIONS:
+        holder = holder.f_back  # (the block's line runs in a comprehension of the method)
+    chosen = holder is not None and _chosen(path, start)
+    owner = holder.f_locals.get("self") if holder is not None and chosen else None
+    outer = holder.f_back if holder is not None and owner is not None else None
+    while outer is not None and found is None:
+        code = outer.f_code
+        if is_users(code.co_filename):
+            names = [name for name, value in list(outer.f_locals.items()) if value is owner]
+            where = real_path(code.co_filename)
+            for name in names:
+                line = _assigned_before(
+                    where, code.co_firstlineno, code.co_name, name, outer.f_lineno
+                )
+                if line is not None:
+                    found = where, line
+                    break
+        outer = outer.f_back
+    if len(_CHOOSERS) > MAX_BLOCKS:
+        _CHOOSERS.clear()
+    _CHOOSERS[key] = found
+    return found
+
+
+def _assigned_before(path: str, first: int, function: str, name: str, line: int) -> int | None:
+    """The last line, up to `line`, of the function (or module) that starts at `first`, that
+    assigns a call's result to `name`."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    scope: ast.AST = tree
+    if function != "<module>":
+        scope = next(
+            (
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name == function
+                and min([node.lineno, *(d.lineno for d in node.decorator_list)]) == first
+            ),
+            tree,
+        )
+        if scope is tree:
+            return None
+    best = None
+    for node in ast.walk(scope):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and node.lineno <= line
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and (best is None or node.lineno > best)
+        ):
+            best = node.lineno
+    return best
 
 
 def _short(path: str) -> str:
@@ -371,34 +466,83 @@ def _grad_mode_block(path: str, line: int) -> int | None:
     """The line of the innermost `with torch.no_grad():` (or `inference_mode`,
     `set_grad_enabled`) around `line` in the user's file, if there is one."""
     best = None
-    for start, end in _grad_mode_blocks(path):
+    for start, end, _ in _grad_mode_blocks(path):
         if start <= line <= end and (best is None or start > best):
             best = start
     return best
 
 
+def _chosen(path: str, start: int) -> bool:
+    """Whether the grad-mode block at a line is chosen by the program (`torch.inference_mode()
+    if self.inference_mode else torch.no_grad()`, a helper that returns one, a name bound
+    to one) rather than written as such."""
+    return any(chosen for begin, _, chosen in _grad_mode_blocks(path) if begin == start)
+
+
 @cache
-def _grad_mode_blocks(path: str) -> tuple[tuple[int, int], ...]:
+def _grad_mode_blocks(path: str) -> tuple[tuple[int, int, bool], ...]:
     tree = parsed(path)
     if tree is None:
         return ()
+    # What may name a grad mode besides `torch.no_grad()` itself: a helper that returns
+    # one (`with self._eval_context():`), and a name bound to one (`ctx = ... ; with ctx:`)
+    helpers: set[str] = set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+            isinstance(part, ast.Return)
+            and part.value is not None
+            and _names_grad_mode(part.value, frozenset(), frozenset())
+            for part in ast.walk(node)
+        ):
+            helpers.add(node.name)
+        elif isinstance(node, ast.Assign) and _names_grad_mode(
+            node.value, frozenset(), frozenset()
+        ):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    known, bound = frozenset(helpers), frozenset(names)
     blocks = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.With, ast.AsyncWith)):
-            if any(_names_grad_mode(item.context_expr) for item in node.items):
-                blocks.append((node.lineno, node.end_lineno or node.lineno))
+            chosen = False
+            for item in node.items:
+                if _names_grad_mode(item.context_expr, frozenset(), frozenset()):
+                    chosen = chosen or isinstance(item.context_expr, ast.IfExp)
+                elif _names_grad_mode(item.context_expr, known, bound):
+                    chosen = True
+                else:
+                    continue
+                blocks.append((node.lineno, node.end_lineno or node.lineno, chosen))
+                break
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             # `@torch.no_grad()` over a function: its body, from the decorator's line
             for decorator in node.decorator_list:
-                if _names_grad_mode(decorator):
-                    blocks.append((decorator.lineno, node.end_lineno or node.lineno))
+                if _names_grad_mode(decorator, frozenset(), frozenset()):
+                    blocks.append((decorator.lineno, node.end_lineno or node.lineno, False))
     return tuple(blocks)
 
 
-def _names_grad_mode(expr: ast.expr) -> bool:
+def _names_grad_mode(expr: ast.expr, helpers: frozenset[str], names: frozenset[str]) -> bool:
+    """Whether an expression may make a context that turns autograd off: a grad-mode call
+    (not `set_grad_enabled(True)` or `inference_mode(False)`), either branch of a choice,
+    a call of a helper that returns one, or a name bound to one."""
+    if isinstance(expr, ast.IfExp):
+        return any(_names_grad_mode(side, helpers, names) for side in (expr.body, expr.orelse))
+    if isinstance(expr, ast.Name) and expr.id in names:
+        return True
     target = expr.func if isinstance(expr, ast.Call) else expr
     name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-    return name in _GRAD_MODE_CALLS
+    if isinstance(expr, ast.Call) and name in helpers:
+        return True
+    if name not in _GRAD_MODE_CALLS:
+        return False
+    # `set_grad_enabled(True)` and `inference_mode(False)` turn nothing off.
+    harmless = _HARMLESS_FLAG.get(name)
+    flag = expr.args[0] if isinstance(expr, ast.Call) and expr.args else None
+    return not (harmless is not None and isinstance(flag, ast.Constant) and flag.value is harmless)
+
+
+_HARMLESS_FLAG = {"set_grad_enabled": True, "inference_mode": False}
 
 
 def with_freezing_loops(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:

@@ -159,7 +159,7 @@ class Tracer:
             at = f" at line {where[1]}" if where is not None else ""
             use = "used by autograd" if "saved for backward" in detail else "changed in place"
             for line in made:
-                text = f"made here under inference mode; {use}{at}"
+                text = f"{self.cuts.why(line) or 'made here under inference mode'}; {use}{at}"
                 self.events.add(code, line, why, detail=text)
             for line, text in self._inference_context(made, use):
                 self.events.add(code, line, why, detail=text)

@@ -150,3 +150,74 @@ def test_parameters_stacked_with_their_graph_are_silent(tmp_path: Path) -> None:
     script = write(tmp_path / "fine.py", MIXER.format(weights=weights))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and not report.events
+
+
+# A trainer whose evaluation context is chosen by an option (Lightning's `inference_mode`
+# default), and a model that needs autograd even while evaluated (forces as the gradient of
+# an energy). `{context}` is how the trainer writes its block.
+CHOSEN = """
+import torch
+
+class Trainer:
+    def __init__(self, inference_mode=True):
+        self.inference_mode = inference_mode
+
+    def _context(self):
+        return torch.inference_mode() if self.inference_mode else torch.no_grad()
+
+    def validate(self, model, batches):
+{context}
+
+def energy_of(model, pos):
+    return model(pos).sum()
+
+def forces(model, pos):
+    with torch.enable_grad():
+        pos = pos.clone().requires_grad_(True)
+        energy = energy_of(model, pos)
+        return torch.autograd.grad(energy, pos)[0].sum().item()
+
+trainer = Trainer(){fix}
+print(trainer.validate(torch.nn.Linear(3, 1), [torch.randn(4, 3)]))
+"""
+IN_A_HELPER = (
+    "        with self._context():\n            return [forces(model, b) for b in batches]"
+)
+BOUND = (
+    "        ctx = torch.inference_mode() if self.inference_mode else torch.no_grad()\n"
+    "        with ctx:\n            return [forces(model, b) for b in batches]"
+)
+
+
+@pytest.mark.parametrize("context, block", [(IN_A_HELPER, 11), (BOUND, 12)])
+def test_a_block_chosen_by_an_option_names_where_the_object_was_made(
+    tmp_path: Path, context: str, block: int
+) -> None:
+    found = explained(
+        tmp_path, CHOSEN.format(context=context, fix=""), "does not require grad", "GL103"
+    )
+    made = block + 12  # `trainer = Trainer()`
+    assert block in found and made in found
+    assert "its settings chose the grad mode of the block" in found[made]
+    # The call that runs the model under the block, where `enable_grad()` inside inference
+    # mode turns nothing on: the advice says so.
+    assert "cannot undo" in found[made - 3]
+
+
+def test_a_block_chosen_by_an_option_set_right_is_silent(tmp_path: Path) -> None:
+    fixed = CHOSEN.format(context=IN_A_HELPER, fix="").replace(
+        "trainer = Trainer()", "trainer = Trainer(inference_mode=False)"
+    )
+    script = write(tmp_path / "fixed.py", textwrap.dedent(fixed).lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
+def test_a_block_written_as_such_names_no_maker(tmp_path: Path) -> None:
+    source = CHOSEN.format(
+        context="        with torch.inference_mode():\n"
+        "            return [forces(model, b) for b in batches]",
+        fix="",
+    )
+    found = explained(tmp_path, source, "does not require grad", "GL103")
+    assert 11 in found and 23 not in found and 20 in found
