@@ -308,7 +308,8 @@ def _state_tests(path: str) -> tuple[tuple[int, int, int], ...]:
 
 
 # (code, line) -> the start of the grad-mode block around that line in the code's file
-_BLOCK_AT: dict[tuple[CodeType, int], int | None] = {}
+# (Code objects compare by value, not by file: the file is part of the key.)
+_BLOCK_AT: dict[tuple[CodeType, str, int], int | None] = {}
 MAX_BLOCKS = 50_000
 
 
@@ -325,7 +326,7 @@ def _grad_off_sites() -> tuple[tuple[tuple[str, int], str], ...]:
     inner: tuple[str, int] | None = None  # the user's frame nearest inside, so far
     while frame is not None:
         code, line = frame.f_code, frame.f_lineno
-        key = (code, line)
+        key = (code, code.co_filename, line)
         if key in blocks:
             start = blocks[key]
         else:
@@ -387,14 +388,14 @@ def _off_because(
 CONFIGURED = "made the object whose method runs this code"
 _COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
 # (the code running a chosen block, its first line) -> the user's line that made its object
-_CHOOSERS: dict[tuple[CodeType, int], tuple[str, int] | None] = {}
+_CHOOSERS: dict[tuple[CodeType, str, int], tuple[str, int] | None] = {}
 
 
 def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | None:
     """For a chosen grad-mode block in a method, the user's line that made the object
     whose settings chose it (`trainer = Trainer(max_epochs=2)`): found as a name bound to
     that object in a frame out from this one, and the last assignment to that name there."""
-    key = (frame.f_code, start)
+    key = (frame.f_code, frame.f_code.co_filename, start)
     if key in _CHOOSERS:
         return _CHOOSERS[key]
     found = None

@@ -60,16 +60,19 @@ def next_user_frame(frame: FrameType | None) -> FrameType | None:
     return frame
 
 
-# Per code object: its kind and its file's real path. Looked up for every frame out to the
-# user's at each event, so one dictionary lookup by identity rather than string work.
-_CODES: dict[CodeType, tuple[int, str]] = {}
+# Per code object: its kind, its file's real path, and the file as the code names it.
+# Looked up for every frame out to the user's at each event, so one dictionary lookup
+# rather than string work. (Code objects compare by value, not by file: two equal
+# functions of two files share an entry, so the file is checked on each lookup.)
+_CODES: dict[CodeType, tuple[int, str, str]] = {}
 MAX_CODES = 50_000
 
 
-def _code(code: CodeType) -> tuple[int, str]:
+def _code(code: CodeType) -> tuple[int, str, str]:
     if len(_CODES) > MAX_CODES:  # (code made on the fly, again and again)
         _CODES.clear()
-    found = _CODES[code] = (_kind(code.co_filename), real_path(code.co_filename))
+    filename = code.co_filename
+    found = _CODES[code] = (_kind(filename), real_path(filename), filename)
     return found
 
 
@@ -82,7 +85,10 @@ def user_frame(skip: int = 1) -> tuple[str, int] | None:
     codes = _CODES
     while frame is not None:
         code = frame.f_code
-        kind, path = codes.get(code) or _code(code)
+        entry = codes.get(code)
+        if entry is None or entry[2] != code.co_filename:
+            entry = _code(code)
+        kind, path, _ = entry
         if kind == 0:
             return path, frame.f_lineno
         if kind == 1 and fallback is None:

@@ -1373,3 +1373,28 @@ def test_the_tracers_hot_frames_make_no_line_events() -> None:
         finally:
             sys.settrace(None)
     assert late == []
+
+
+def test_equal_functions_of_two_files_are_told_apart(tmp_path: Path) -> None:
+    # Code objects compare equal across files (name, line and bytecode alike): each event
+    # must still name the file whose function ran.
+    helper = "import torch\n\ndef show(t):\n    return t.numpy()\n"
+    write(tmp_path / "first.py", helper)
+    write(tmp_path / "second.py", helper)
+    script = write(
+        tmp_path / "main.py",
+        """
+        import torch
+        import first, second
+        w = torch.ones(2, requires_grad=True)
+        for module in (first, second):
+            try:
+                module.show(w * 2)
+            except RuntimeError:
+                pass
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.faults
+    files = sorted(Path(e.path).name for e in report.events if e.code == "GL101" and e.line == 4)
+    assert files == ["first.py", "second.py"]
