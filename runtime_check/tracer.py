@@ -44,6 +44,7 @@ from gradlint.runtime_check.layers import file_of
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
+from gradlint.runtime_check.sources import numbers_in_sums
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
@@ -342,6 +343,9 @@ class Tracer:
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
                     self.waste.back_propagated(args[0], here)
+                    if where is not None:
+                        with _unwatched():
+                            self._built_from_numbers(leaves, where)
                 self._backward_done = next_sequence()
                 self._ran.clear()
                 self.cuts.backward_ran()
@@ -411,6 +415,31 @@ class Tracer:
             text = f"the tensor has no graph to go back through: cut at line {lines}"
             self.events.add("GL103", where, why, detail=text)
         return bool(causes)
+
+    def _built_from_numbers(self, leaves: list[torch.Tensor], where: tuple[str, int]) -> None:
+        """A backward that reaches no trainable parameter of the models run since the last
+        one, after plain numbers were taken out of tensors that require grad: the loss was
+        rebuilt from those numbers (`loss - log_prob.item() * reward` on a tensor that
+        requires grad), and trains nothing (GL211)."""
+        exits = [line for line in self.cuts.exits() if line[1] in numbers_in_sums(line[0])]
+        if not exits:
+            return
+        reached = {id(leaf) for leaf in leaves}
+        trainable = [
+            param
+            for ref in self._ran
+            if (model := ref()) is not None
+            for param in model.parameters()
+            if param.requires_grad
+        ]
+        if trainable and not any(id(param) in reached for param in trainable):
+            detail = (
+                f"the loss the backward at line {where[1]} goes through was built from it, "
+                "and reaches none of the parameters of the models that ran: keep the tensor "
+                "(drop `.item()`) in the loss"
+            )
+            for line in exits:
+                self.events.add("GL211", line, _BUILT_FROM_NUMBERS, detail=detail)
 
     def _frozen_layers(self, most: int = 4) -> list[tuple[str, int]]:
         """Where the layers were set of the models run since the last backward that have
@@ -865,6 +894,10 @@ _EXITED = (
     "`torch.Tensor([...])` of tensors): what is built from them has no graph"
 )
 MAX_DEAD = 1000
+_BUILT_FROM_NUMBERS = (
+    "a plain number taken out of a tensor that requires grad (`.item()`, `float()`) went into "
+    "a loss: the gradient stops there"
+)
 
 
 class _LineCollector:

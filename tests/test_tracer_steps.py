@@ -984,3 +984,38 @@ def test_losses_kept_in_a_list_after_their_backward(
 ) -> None:
     assert events_of(tmp_path, KEPT.format(kept=kept)) == expected
     assert capsys.readouterr().out.strip() == printed
+
+
+# --- GL211: a loss rebuilt from plain numbers ----------------------------------------------
+
+REINFORCE = """
+import torch
+torch.manual_seed(0)
+policy = torch.nn.Linear(4, 3)
+opt = torch.optim.Adam(policy.parameters(), lr=0.01)
+seen = []
+opt.register_step_pre_hook(lambda o, a, k: seen.append(policy.weight.grad))
+loss = torch.zeros(1, requires_grad=True)
+for t in range(3):
+    log_probs = torch.log_softmax(policy(torch.randn(1, 4)), 1)
+    print(f"log prob {{log_probs[0, 0].item():.3f}}")
+    loss = loss - {term} * 0.9 ** t
+opt.zero_grad()
+loss.backward()
+opt.step()
+assert (seen[0] is None) == {untrained}
+"""
+
+
+@pytest.mark.parametrize(
+    "term, untrained, expected",
+    [
+        ("log_probs[0, 0].item()", True, [("GL211", 11)]),  # the policy gets no gradient
+        ("log_probs[0, 0]", False, []),  # logged with .item(), trained on as a tensor
+    ],
+)
+def test_a_loss_rebuilt_from_plain_numbers(
+    tmp_path: Path, term: str, untrained: bool, expected: list[tuple[str, int]]
+) -> None:
+    source = REINFORCE.format(term=term, untrained=untrained)
+    assert events_of(tmp_path, source) == expected
