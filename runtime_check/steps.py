@@ -13,6 +13,7 @@ import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import torch
@@ -36,6 +37,11 @@ APPLIED = (
 NOTHING_TO_CLIP = (
     "clips no gradients: there are none yet (the backward comes later) or zero_grad() "
     "cleared them; clip between backward() and step()"
+)
+CLIPPED_PART = (
+    "clips gradients that a later backward adds to before the step: the step applies a sum "
+    "of clipped parts, not the clipped sum; clip once, after the last backward, right before "
+    "the step"
 )
 CLEARED = (
     "clears the gradients between the backward and the step, so the step applies none; "
@@ -67,6 +73,8 @@ LEAKED = (
 )
 SAMPLE = 8  # elements of a parameter compared to tell whether it moved
 FROZEN_CHECKED = 32  # frozen parameters per optimizer watched
+MAX_CLIPPED = 100_000  # gradients noted as clipped, until the next step
+MAX_GRADS = 100_000
 EARLY_STEPS = 20  # steps of each optimizer checked one by one; later, one in LATER_EVERY
 LATER_EVERY = 100
 
@@ -117,6 +125,10 @@ class StepWatch:
         # discriminator, the actor the critic.
         self._feeds: set[tuple[int, int]] = set()
         self._optimizers: weakref.WeakKeyDictionary[Any, _Optimizer] = weakref.WeakKeyDictionary()
+        # id(grad) -> (the grad, its version right after a clip changed it, the clip's
+        # line), until the next step; and the ids of the gradients the backwards left
+        self._clipped: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
+        self._grads: set[int] = set()
         # Inside a step that runs no closure of the user's: only the optimizer's own update
         # ops run, and the tracer need not look at each one.
         self.inside = False
@@ -141,7 +153,16 @@ class StepWatch:
 
     def changed(self, tensors: Any) -> None:
         """After an in-place change: is it of gradients a step already applied, untouched
-        since (clipping or scaling them after the step, where it changes nothing)?"""
+        since (clipping or scaling them after the step, where it changes nothing)? Or a
+        clip of gradients, noted in case a backward adds to them before the step."""
+        many = isinstance(tensors, (list, tuple))
+        first = (tensors[0] if tensors else None) if many else tensors
+        if id(first) in self._grads and _clipping():
+            where = user_frame()
+            if where is not None:
+                for tensor in tensors if many else (tensors,):
+                    if isinstance(tensor, torch.Tensor) and len(self._clipped) < MAX_CLIPPED:
+                        self._clipped[id(tensor)] = (weakref.ref(tensor), tensor._version, where)
         if not self._applied:
             return
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
@@ -172,10 +193,21 @@ class StepWatch:
             return
         ids = self._backwards.setdefault(where, set())
         dropped: tuple[str, int] | None = None
+        clipped: tuple[str, int] | None = None
         for leaf in leaves:
             grad = leaf.grad
             if grad is None or not leaf.requires_grad:
                 continue
+            if len(self._grads) < MAX_GRADS:
+                self._grads.add(id(grad))
+            clip = self._clipped.get(id(grad))
+            if (
+                clip is not None
+                and clip[0]() is grad
+                and grad._version > clip[1]
+                and self._zeroed.get(id(grad), -1) <= clip[1]
+            ):
+                clipped = clip[2]
             reached = self._reached.get(id(leaf))
             if reached is None or reached.param() is not leaf:
                 reached = self._reached[id(leaf)] = _Reached(weakref.ref(leaf), _sample(leaf))
@@ -203,6 +235,10 @@ class StepWatch:
         if dropped is not None:
             detail = f"the backward at line {where[1]} gave them; the step comes later"
             self._events.add("GL202", dropped, DROPPED, detail=detail)
+        if clipped is not None:
+            detail = f"the backward at line {where[1]} adds to them after the clip"
+            self._events.add("GL213", clipped, CLIPPED_PART, detail=detail)
+            self._clipped.clear()
 
     def before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # `args` are the step's own, the optimizer first: `step(self, closure=None)`.
@@ -285,6 +321,8 @@ class StepWatch:
         stepped = []
         where = user_frame()
         self._applied.clear()
+        self._clipped.clear()
+        self._grads.clear()
         for param in params:
             reached = self._reached.get(id(param))
             if reached is not None:
@@ -428,6 +466,19 @@ def _names(models: list[torch.nn.Module]) -> dict[int, str]:
         for name, param in model.named_parameters():
             names.setdefault(id(param), f"{type(model).__name__}.{name}")
     return names
+
+
+def _clipping() -> bool:
+    """Whether PyTorch's gradient clipping (`clip_grad_norm_`, `clip_grad_value_`) is on the
+    stack, a few frames out."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            return False
+        if "clip_grad" in frame.f_code.co_filename and frame.f_code.co_name.startswith("clip"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _checked(step: int) -> bool:

@@ -615,7 +615,7 @@ class Tracer:
                     cut,
                     "a loss term computed from a tensor cut from its graph here adds nothing "
                     "to the gradient",
-                    detail=f"summed into the loss at line {added}, which is back-propagated; "
+                    detail=f"summed into the loss at line {added[1]}, which is back-propagated; "
                     "drop the `.detach()` (or the no_grad) if this term should train",
                 )
         try:

@@ -1019,3 +1019,65 @@ def test_a_loss_rebuilt_from_plain_numbers(
 ) -> None:
     source = REINFORCE.format(term=term, untrained=untrained)
     assert events_of(tmp_path, source) == expected
+
+
+# --- GL213: a clip of gradients that later backwards add to ---------------------------------
+
+MICRO_BATCHES = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(8):
+    loss = model(torch.randn(8, 4)).pow(2).mean() * 100 / 4
+    loss.backward()
+    {inside}
+    if step % 4 == 3:
+        {before_step}
+        opt.step()
+        opt.zero_grad()
+"""
+CLIP_NORM = "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"
+
+
+@pytest.mark.parametrize(
+    "inside, before_step, expected",
+    [
+        (CLIP_NORM, "pass", [("GL213", 8)]),  # clipped after each micro-batch
+        ("pass", CLIP_NORM, []),  # clipped once, the accumulated sum
+    ],
+)
+def test_a_clip_of_gradients_a_later_backward_adds_to(
+    tmp_path: Path, inside: str, before_step: str, expected: list[tuple[str, int]]
+) -> None:
+    source = MICRO_BATCHES.format(inside=inside, before_step=before_step)
+    assert events_of(tmp_path, source) == expected
+
+
+def test_a_clip_after_each_backward_with_a_step_each_time_is_silent(tmp_path: Path) -> None:
+    source = MICRO_BATCHES.format(inside=CLIP_NORM, before_step="pass").replace(
+        "if step % 4 == 3:", "if True:"
+    )
+    assert events_of(tmp_path, source) == []
+
+
+def test_what_clipping_each_micro_batch_does() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    batches = [torch.randn(8, 4) for _ in range(4)]
+
+    def accumulated(clip_each: bool) -> torch.Tensor:
+        model.zero_grad()
+        for x in batches:
+            (model(x).pow(2).mean() * 100).backward()
+            if clip_each:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not clip_each:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    each, once = accumulated(True), accumulated(False)
+    # Both end clipped, but in another direction: the sum of clipped parts is not the
+    # clipped sum, whose direction is the plain sum's.
+    cosine = torch.nn.functional.cosine_similarity(each, once, dim=0)
+    assert cosine < 0.99
