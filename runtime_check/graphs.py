@@ -424,6 +424,12 @@ def is_freed(node: Any) -> bool:
     return FREED in _metadata(node)
 
 
+def went_through(node: Any) -> bool:
+    """Whether a backward went through a node, freeing its graph or keeping it."""
+    metadata = _metadata(node)
+    return FREED in metadata or RETAINED in metadata
+
+
 def freed_by(node: Any) -> Site:
     """The user's stack at the backward that freed a node, where it is known."""
     freed = _metadata(node).get(FREED)

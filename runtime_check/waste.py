@@ -23,6 +23,7 @@ from gradlint.runtime_check.graphs import (
     is_freed,
     near,
     site_of,
+    went_through,
 )
 
 EVAL_FORWARD = (
@@ -42,6 +43,11 @@ KEPT_ALIVE = (
     "keep loss.item() (or loss.detach())"
 )
 KEPT_LOSSES = 3  # losses of one line alive at the end: more than the last one or two
+KEPT_AFTER = (
+    "keeps tensors computed from a graph a backward already went through (a metric of the "
+    "model's output, kept for a log), each with a graph of its own that no backward uses: "
+    "compute them from `.detach()`ed tensors, or keep `.item()`"
+)
 MAX_COMBINED = 10_000  # tensors looked at per stack
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
 # Unsettled runs of one line needed to report it: a total kept across iterations is unsettled
@@ -181,6 +187,7 @@ class WasteWatch:
                 )
                 event = self._events.add("GL302", (path, line), KEPT_ALIVE, detail=detail)
                 event.count = len(alive)
+        self._kept_after_use()
         for (code, where), held in self._held.items():
             unsettled = sum(not pending.propagated for pending in held)
             if code == "GL302" and where not in self._chained:
@@ -197,6 +204,40 @@ class WasteWatch:
                     detail = f"{unsettled} of {len(held)} graphs kept were never used again"
                 event = self._events.add(code, where, message, detail=detail)
                 event.count = unsettled
+
+    def _kept_after_use(self) -> None:
+        """Tensors alive at the end whose own graph no backward went through, computed from
+        a graph that one did (a metric of a model's output, kept in a list for a log): more
+        than a few made at one line keep a graph each, for nothing."""
+        if not self._roots:
+            return  # no backward freed anything
+        with torch._C.DisableTorchFunction():
+            counts = _kept_after_use()
+            if any(count >= KEPT_LOSSES for count in counts.values()):
+                gc.collect()  # (garbage in cycles is not kept by the program)
+                counts = _kept_after_use()
+        for where, count in counts.items():
+            if count >= KEPT_LOSSES:
+                detail = f"{count} tensors made here are alive at the end"
+                event = self._events.add("GL302", where, KEPT_AFTER, detail=detail)
+                event.count = count
+
+
+def _kept_after_use() -> dict[tuple[str, int], int]:
+    counts: dict[tuple[str, int], int] = {}
+    for value in gc.get_objects():
+        # (`type`, not `isinstance`: some objects warn when asked their class)
+        if not issubclass(type(value), torch.Tensor):
+            continue
+        node = value.grad_fn
+        if node is None or went_through(node):
+            continue
+        site = site_of(node)
+        if site and any(is_freed(below) for below in near(node) if below is not node):
+            code, line = site[0]
+            key = real_path(code.co_filename), line
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _first_node(output: Any) -> Any:

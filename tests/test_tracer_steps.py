@@ -986,6 +986,39 @@ def test_losses_kept_in_a_list_after_their_backward(
     assert capsys.readouterr().out.strip() == printed
 
 
+METRICS = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Sigmoid())
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+metrics = []
+for step in range(4):
+    out = model(torch.randn(8, 3))
+    loss = out.mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    metrics.append(((({out} - 0.5) ** 2).mean()))
+# PyTorch's truth: each kept metric has a graph of its own, holding what it saved.
+print(metrics[0].grad_fn is not None)
+"""
+
+
+@pytest.mark.parametrize(
+    "out, expected, printed",
+    [("out", [("GL302", 12)], "True"), ("out.detach()", [], "False")],
+)
+def test_metrics_of_outputs_kept_after_the_backward(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, METRICS.format(out=out)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
 # --- GL211: a loss rebuilt from plain numbers ----------------------------------------------
 
 REINFORCE = """
