@@ -424,6 +424,16 @@ def is_freed(node: Any) -> bool:
     return FREED in _metadata(node)
 
 
+def freed_below(node: Any) -> bool:
+    """Whether a node takes in, a few edges below, a part of a graph a backward freed (not a
+    parameter's AccumulateGrad, which every graph shares)."""
+    return any(
+        FREED in _metadata(below) and not _is_leaf(below)
+        for below in near(node)
+        if below is not node
+    )
+
+
 def went_through(node: Any) -> bool:
     """Whether a backward went through a node, freeing its graph or keeping it."""
     metadata = _metadata(node)

@@ -38,6 +38,7 @@ from gradlint.runtime_check.graphs import (
     site_of,
     user_stack,
     view_taken,
+    went_through,
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
 from gradlint.runtime_check.layers import file_of
@@ -79,6 +80,8 @@ class Tracer:
         # The outermost modules run with autograd on since the last backward (a loss with no
         # graph may come from modules whose parameters are all frozen)
         self._ran: list[weakref.ref[torch.nn.Module]] = []
+        # id -> `.data` of a tensor that requires grad, taken while a graph was pending
+        self._aliases: dict[int, weakref.ref[torch.Tensor]] = {}
         # Every module that had a layer registered on it while traced, and the lines that
         # set `requires_grad` of a tensor: for the freezes that did nothing.
         self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
@@ -324,6 +327,10 @@ class Tracer:
         if kind == _SETS_GRAD:
             self.steps.grad_set(args)
             return
+        if kind == _READS_DATA or kind == _SETS_DATA:
+            if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+                self._through_data(args[0], result if kind == _READS_DATA else None)
+            return
         if kind == _READS_GRAD:
             if result is None and args:
                 self._non_leaf_grad(args[0])
@@ -348,6 +355,7 @@ class Tracer:
                             self._built_from_numbers(leaves, where)
                 self._backward_done = next_sequence()
                 self._ran.clear()
+                self._aliases.clear()
                 self.cuts.backward_ran()
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
@@ -374,6 +382,8 @@ class Tracer:
                     self.steps.zeroed(args[0])
             elif args:
                 self.steps.changed(args[0])
+                if self._aliases:
+                    self._alias_changed(args[0])
         if isinstance(result, torch.Tensor):
             if result.requires_grad:
                 node = result.grad_fn
@@ -415,6 +425,48 @@ class Tracer:
             text = f"the tensor has no graph to go back through: cut at line {lines}"
             self.events.add("GL103", where, why, detail=text)
         return bool(causes)
+
+    def _through_data(self, tensor: torch.Tensor, alias: Any) -> None:
+        """`.data` of a tensor that requires grad, while a graph that may have saved it waits
+        for its backward (inside a forward, or after one): a new value set through it, or
+        a change in place of what it returns, is one autograd cannot see, and the backward
+        computes with the changed values (GL208)."""
+        if not torch.is_grad_enabled() or not self._pending(tensor):
+            return
+        if alias is None:
+            where = user_frame()
+            if where is not None:
+                self.events.add("GL208", where, _THROUGH_DATA, detail=_DATA_SET_DETAIL)
+        elif isinstance(alias, torch.Tensor) and len(self._aliases) < MAX_ALIASES:
+            self._aliases[id(alias)] = weakref.ref(alias)
+
+    def _pending(self, tensor: torch.Tensor) -> bool:
+        """Whether a graph that no backward went through yet may hold a tensor, while a model
+        runs or after one ran: it was made by one, or it is a parameter of a model run since
+        the last backward."""
+        if not (self._ran or self.waste.running()):
+            return False
+        node = tensor.grad_fn
+        if node is not None:
+            # (A view of a parameter, taken to edit it (`bias.view(3, -1).data[:, 4] += b`),
+            # is no graph anything waits on.)
+            base = tensor._base
+            return not went_through(node) and not (base is not None and base.is_leaf)
+        return any(
+            param is tensor
+            for ref in self._ran
+            if (model := ref()) is not None
+            for param in model.parameters()
+        )
+
+    def _alias_changed(self, tensors: Any) -> None:
+        for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
+            ref = self._aliases.get(id(tensor))
+            if ref is not None and ref() is tensor:
+                where = user_frame()
+                if where is not None:
+                    self.events.add("GL208", where, _THROUGH_DATA, detail=_DATA_CHANGED_DETAIL)
+                return
 
     def _built_from_numbers(self, leaves: list[torch.Tensor], where: tuple[str, int]) -> None:
         """A backward that reaches no trainable parameter of the models run since the last
@@ -663,7 +715,9 @@ class Tracer:
     _READS_GRAD,
     _COMBINES,
     _EXITS,
-) = range(14)
+    _READS_DATA,
+    _SETS_DATA,
+) = range(16)
 # Functions that make a tensor from numbers: one that does not require grad may be where a
 # loss with no graph began.
 _FACTORIES = frozenset(
@@ -717,6 +771,8 @@ def _kind_of(func: Callable[..., Any]) -> int:
     if name in ("__get__", "__set__"):
         # `tensor.grad` reads, `param.grad = None` sets: nothing made, nothing changed in place
         prop = getattr(getattr(func, "__self__", None), "__name__", "")
+        if prop == "data":
+            return _READS_DATA if name == "__get__" else _SETS_DATA
         if name == "__set__":
             return (
                 _SETS_GRAD if prop == "grad" else _SETS_FLAG if prop == "requires_grad" else _FACT
@@ -894,6 +950,14 @@ _EXITED = (
     "`torch.Tensor([...])` of tensors): what is built from them has no graph"
 )
 MAX_DEAD = 1000
+MAX_ALIASES = 10_000
+_THROUGH_DATA = (
+    "changes a tensor that requires grad through `.data` while a graph that used it waits for "
+    "its backward: autograd cannot see the change, and the backward computes with the new "
+    "values; change it under `torch.no_grad()` after the backward, or compute out of place"
+)
+_DATA_SET_DETAIL = "a new value set through `.data`"
+_DATA_CHANGED_DETAIL = "changed in place through `.data`"
 _BUILT_FROM_NUMBERS = (
     "a plain number taken out of a tensor that requires grad (`.item()`, `float()`) went into "
     "a loss: the gradient stops there"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from bisect import bisect
 from collections import deque
 from typing import Any
 
@@ -17,6 +18,7 @@ from gradlint.runtime_check.frames import real_path, user_frame
 from gradlint.runtime_check.graphs import (
     Pending,
     Site,
+    freed_below,
     held_on,
     hold,
     holds_freed,
@@ -25,6 +27,7 @@ from gradlint.runtime_check.graphs import (
     site_of,
     went_through,
 )
+from gradlint.runtime_check.inplace import next_sequence
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -43,6 +46,7 @@ KEPT_ALIVE = (
     "keep loss.item() (or loss.detach())"
 )
 KEPT_LOSSES = 3  # losses of one line alive at the end: more than the last one or two
+MAX_BACKWARDS = 1_000_000  # where each backward fell in the order of graph nodes
 KEPT_AFTER = (
     "keeps tensors computed from a graph a backward already went through (a metric of the "
     "model's output, kept for a log), each with a graph of its own that no backward uses: "
@@ -73,6 +77,7 @@ class WasteWatch:
         # (file, the backward's line, the line that made the loss) -> the losses, as weak
         # references
         self._roots: dict[tuple[str, int, int], deque[weakref.ref[torch.Tensor]]] = {}
+        self._backwards: list[int] = []  # the next node number at each backward, in order
         self._combined: set[int] = set()  # ids of kept losses a stack already named
 
     def _hold(self, code: str, node: Any) -> tuple[Pending, tuple[str, int]] | None:
@@ -124,6 +129,8 @@ class WasteWatch:
         """A loss a backward went through, watched by the backward's line (`here`, the
         user's stack): losses kept alive long after (appended to a list for a plot) keep
         their graphs' nodes too. Named where the function that runs the backward made it."""
+        if len(self._backwards) < MAX_BACKWARDS:
+            self._backwards.append(next_sequence())
         node = root.grad_fn if isinstance(root, torch.Tensor) else None
         made = site_of(node) if node is not None and here else ()
         if made:
@@ -149,6 +156,10 @@ class WasteWatch:
         pending = Pending()
         held.append(pending)
         return pending
+
+    def running(self) -> bool:
+        """Whether a module's forward is running."""
+        return self._depth > 0
 
     def outermost(self) -> bool:
         """Whether no module's forward is running: the next one is the user's model."""
@@ -209,22 +220,25 @@ class WasteWatch:
         """Tensors alive at the end whose own graph no backward went through, computed from
         a graph that one did (a metric of a model's output, kept in a list for a log): more
         than a few made at one line keep a graph each, for nothing."""
-        if not self._roots:
+        if not self._backwards:
             return  # no backward freed anything
         with torch._C.DisableTorchFunction():
-            counts = _kept_after_use()
-            if any(count >= KEPT_LOSSES for count in counts.values()):
+            kept = _kept_after_use(self._backwards)
+            if any(len(rounds) >= KEPT_LOSSES for rounds in kept.values()):
                 gc.collect()  # (garbage in cycles is not kept by the program)
-                counts = _kept_after_use()
-        for where, count in counts.items():
-            if count >= KEPT_LOSSES:
-                detail = f"{count} tensors made here are alive at the end"
+                kept = _kept_after_use(self._backwards)
+        for where, rounds in kept.items():
+            # Made between several backwards, not one round's states left on a structure.
+            if len(rounds) >= KEPT_LOSSES:
+                detail = f"tensors made here between {len(rounds)} backwards are alive at the end"
                 event = self._events.add("GL302", where, KEPT_AFTER, detail=detail)
-                event.count = count
+                event.count = len(rounds)
 
 
-def _kept_after_use() -> dict[tuple[str, int], int]:
-    counts: dict[tuple[str, int], int] = {}
+def _kept_after_use(backwards: list[int]) -> dict[tuple[str, int], set[int]]:
+    """Per line, the rounds (backwards before them) of the tensors it made that are alive
+    with a graph of their own that no backward went through, taken in from one it did."""
+    kept: dict[tuple[str, int], set[int]] = {}
     for value in gc.get_objects():
         # (`type`, not `isinstance`: some objects warn when asked their class)
         if not issubclass(type(value), torch.Tensor):
@@ -233,11 +247,11 @@ def _kept_after_use() -> dict[tuple[str, int], int]:
         if node is None or went_through(node):
             continue
         site = site_of(node)
-        if site and any(is_freed(below) for below in near(node) if below is not node):
+        if site and freed_below(node):
             code, line = site[0]
             key = real_path(code.co_filename), line
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+            kept.setdefault(key, set()).add(bisect(backwards, node._sequence_nr()))
+    return kept
 
 
 def _first_node(output: Any) -> Any:

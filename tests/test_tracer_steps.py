@@ -1114,3 +1114,61 @@ def test_what_clipping_each_micro_batch_does() -> None:
     # clipped sum, whose direction is the plain sum's.
     cosine = torch.nn.functional.cosine_similarity(each, once, dim=0)
     assert cosine < 0.99
+
+
+# --- GL208: changes through `.data` that a pending backward cannot see ---------------------
+
+RESCALE = """
+import torch
+torch.manual_seed(0)
+class Scaled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 3)
+    def forward(self, x):
+        out = torch.sigmoid(self.fc(x))
+        {rescale}
+        return out
+model = Scaled()
+x = torch.randn(4, 3)
+model(x).sum().backward()
+got = model.fc.weight.grad.clone()
+model.zero_grad()
+# PyTorch's truth: sigmoid saved its output, and its backward used the changed values.
+torch.sigmoid(model.fc(x)).mul(2.0).sum().backward()
+print(torch.allclose(got, model.fc.weight.grad))
+"""
+
+
+@pytest.mark.parametrize(
+    "rescale, expected, printed",
+    [
+        ("out.data.mul_(2.0)", [("GL208", 9)], "False"),  # backward sees the scaled output
+        ("out = out * 2.0", [], "True"),
+    ],
+)
+def test_a_change_through_data_inside_a_forward(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rescale: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, RESCALE.format(rescale=rescale)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+def test_data_changed_after_the_backward_is_silent(tmp_path: Path) -> None:
+    # Weight clipping and hand-written updates: after the backward, nothing is pending.
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    for step in range(3):
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        for p in model.parameters():
+            p.data.add_(-0.1 * p.grad)
+            p.data.clamp_(-0.5, 0.5)
+            p.grad = None
+        model.weight.data = model.weight.data * 0.99
+    """
+    assert events_of(tmp_path, source) == []
