@@ -330,6 +330,8 @@ class Tracer:
         if kind == _READS_DATA or kind == _SETS_DATA:
             if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
                 self._through_data(args[0], result if kind == _READS_DATA else None)
+                if kind == _READS_DATA:
+                    self.cuts.note(args, result)  # (`.data` cuts the graph, as `.detach()`)
             return
         if kind == _READS_GRAD:
             if result is None and args:

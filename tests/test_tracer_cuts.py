@@ -221,3 +221,15 @@ def test_a_block_written_as_such_names_no_maker(tmp_path: Path) -> None:
     )
     found = explained(tmp_path, source, "does not require grad", "GL103")
     assert 11 in found and 23 not in found and 20 in found
+
+
+def test_a_graph_cut_by_data_names_that_line(tmp_path: Path) -> None:
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 2)
+    logits = model(torch.randn(4, 3)).data
+    loss = logits.pow(2).mean()
+    loss.backward()
+    """
+    found = explained(tmp_path, source, NO_GRAPH, "GL103")
+    assert 3 in found
