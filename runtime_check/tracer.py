@@ -80,6 +80,7 @@ class Tracer:
         # The outermost modules run with autograd on since the last backward (a loss with no
         # graph may come from modules whose parameters are all frozen)
         self._ran: list[weakref.ref[torch.nn.Module]] = []
+        self._ran_params: tuple[int, set[int]] = (0, set())  # (len(_ran), their parameters)
         # id -> `.data` of a tensor that requires grad, taken while a graph was pending
         self._aliases: dict[int, weakref.ref[torch.Tensor]] = {}
         # Every module that had a layer registered on it while traced, and the lines that
@@ -357,6 +358,7 @@ class Tracer:
                             self._built_from_numbers(leaves, where)
                 self._backward_done = next_sequence()
                 self._ran.clear()
+                self._ran_params = (0, set())
                 self._aliases.clear()
                 self.cuts.backward_ran()
         elif kind == _FACTORY:
@@ -454,12 +456,17 @@ class Tracer:
             # is no graph anything waits on.)
             base = tensor._base
             return not went_through(node) and not (base is not None and base.is_leaf)
-        return any(
-            param is tensor
-            for ref in self._ran
-            if (model := ref()) is not None
-            for param in model.parameters()
-        )
+        # (The parameters of the models run, gathered once per model added: a loop over
+        # every parameter's `.data` would otherwise gather them once per parameter.)
+        if self._ran_params[0] != len(self._ran):
+            params = {
+                id(param)
+                for ref in self._ran
+                if (model := ref()) is not None
+                for param in model.parameters()
+            }
+            self._ran_params = (len(self._ran), params)
+        return id(tensor) in self._ran_params[1]
 
     def _alias_changed(self, tensors: Any) -> None:
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
