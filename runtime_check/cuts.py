@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
-from gradlint.runtime_check.graphs import MAX_FRAMES, Site, user_stack
+from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -172,7 +172,8 @@ class CutLog:
             if key not in made:
                 if len(made) > MAX_INFERENCE:
                     del made[next(iter(made))]
-                made[key] = _Inference(user_stack(), _cache_guard())
+                stack = user_stack()
+                made[key] = _Inference(stack, _cache_guard(stack))
         return tuple((where, CUT) for where in lines)
 
     def inference_context(self, line: tuple[str, int]) -> _Inference | None:
@@ -260,20 +261,16 @@ class _Inference(NamedTuple):
     guard: tuple[str, int] | None
 
 
-def _cache_guard() -> tuple[str, int] | None:
-    frame: FrameType | None = sys._getframe(2)
-    seen = 0
-    while frame is not None and seen < MAX_FRAMES:
-        code, line = frame.f_code, frame.f_lineno
-        if is_users(code.co_filename):
-            seen += 1
-            path = real_path(code.co_filename)
-            if _grad_mode_block(path, line) is not None:
-                return None  # the block itself: no cache between it and the op
-            guard = _guard_around(path, line, code.co_firstlineno)
-            if guard is not None:
-                return path, guard
-        frame = frame.f_back
+def _cache_guard(stack: Site) -> tuple[str, int] | None:
+    """The `if` of the user's frames (innermost first), between the op and the grad-mode
+    block, that decides whether to rebuild a cache."""
+    for code, line in stack:
+        path = real_path(code.co_filename)
+        if _grad_mode_block(path, line) is not None:
+            return None  # the block itself: no cache between it and the op
+        guard = _guard_around(path, line, code.co_firstlineno)
+        if guard is not None:
+            return path, guard
     return None
 
 
