@@ -65,7 +65,8 @@ def score(root: Path = ROOT) -> Score:
         result.accepted += len(findings(path)) - len(noise)
         return noise
 
-    for case in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+    cases = (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    for case in sorted(cases):
         buggy = case / "buggy.py"
         got = {(f.line, f.code) for f in findings(buggy)}
         for line, code in expected(buggy.read_text()):

@@ -244,6 +244,77 @@ loss.backward()
 assert model.layers[0].proj.down.weight.grad is not None
 assert model.layers[0].proj.base.weight.grad is None
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Lora(nn.Module):
+    def __init__(self, base):
+        super().__init__()
+        self.base, self.down = base, nn.Linear(base.in_features, base.out_features)
+
+    def forward(self, x):
+        return self.base(x) + self.down(x)
+
+
+def add_adapters(model):
+    for p in model.parameters():
+        p.requires_grad = False
+    for module in list(model.modules()):  # a copy: setattr changes what modules() yields
+        child = getattr(module, "proj", None)
+        if isinstance(child, nn.Linear):
+            setattr(module, "proj", Lora(child))
+    return model
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.proj(x))
+
+
+model = add_adapters(Net())
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+loss = model(torch.randn(5, 4)).pow(2).mean()
+opt.zero_grad()
+loss.backward()
+opt.step()
+assert model.proj.down.weight.grad is not None
+""",
+        """\
+import torch
+from torch import nn
+
+
+class CachedLoss(nn.Module):
+    # GradCache style: an inner backward to the embeddings, skipped where no gradient
+    # is wanted (an evaluation step under no_grad).
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        reps = self.model(x)
+        if not torch.is_grad_enabled():
+            return reps.pow(2).mean()
+        leaf = reps.detach().requires_grad_()
+        inner = leaf.pow(2).mean()
+        inner.backward()
+        return (reps * leaf.grad).sum()
+
+
+model = nn.Linear(4, 2)
+loss_fn = CachedLoss(model)
+loss_fn(torch.randn(3, 4)).backward()
+with torch.no_grad():
+    print(loss_fn(torch.randn(3, 4)).item())
+assert model.weight.grad is not None
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -250,6 +250,33 @@ for step in range(3):
     opt.step()
 assert all(p.grad is None for p in encoder.parameters())
 """,
+        """\
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PerceptualLoss(nn.Module):
+    def __init__(self):
+        super().__init__()
+        # Frozen as it is made: its parameters never get gradients.
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).requires_grad_(False)
+
+    def forward(self, out, target):
+        return F.l1_loss(self.features(out), self.features(target))
+
+
+generator = nn.Conv2d(3, 3, 3, padding=1)
+loss_fn = PerceptualLoss()
+opt = torch.optim.Adam(generator.parameters(), lr=1e-3)
+for step in range(2):
+    x = torch.rand(2, 3, 8, 8)
+    loss = loss_fn(generator(x), x)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+assert all(p.grad is None for p in loss_fn.parameters())
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

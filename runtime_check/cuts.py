@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import Site, user_stack
+from gradlint.runtime_check.layers import assignment
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -29,6 +30,7 @@ MAX_EXITS = 64
 # encoder and a frozen head).
 MADE, CUT = 1, 2
 MAX_CAUSES = 4
+MAX_MODULES = 10_000  # modules looked through for a cache
 Cause = tuple[tuple[str, int], int]  # (the user's line, MADE or CUT)
 Record = tuple[Cause, ...]
 
@@ -103,6 +105,15 @@ class CutLog:
             if where is not None:
                 cut = any(value.requires_grad for value in _tensors(args))
                 self._mark(result, ((where, CUT if cut else MADE),))
+
+    def gradients_without_graph(
+        self, gradients: list[torch.Tensor], where: tuple[str, int], why: str
+    ) -> None:
+        """Gradients `autograd.grad` returned with no graph of their own: cut here."""
+        for gradient in gradients:
+            if not gradient.requires_grad and gradient.is_floating_point():
+                self._mark(gradient, ((where, CUT),))
+        self._explained(((where, why),))
 
     def _explained(self, sites: tuple[tuple[tuple[str, int], str], ...]) -> None:
         why = self._why
@@ -205,6 +216,31 @@ class CutLog:
             if record is not None and record[0][1] == CUT:
                 return record[0][0]
         return None
+
+    def kept_on(
+        self, modules: list[Any], causes: set[tuple[str, int]]
+    ) -> list[tuple[tuple[str, int], str]]:
+        """Modules of the user's holding, as a plain attribute, a tensor (or a tuple of them)
+        cut at one of these lines: a cache filled with autograd off and reused. Each with
+        the line of its class that sets the attribute, and the attribute's name."""
+        found: list[tuple[tuple[str, int], str]] = []
+        seen: set[int] = set()
+        for model in modules:
+            for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+                if id(module) in seen or len(seen) > MAX_MODULES:
+                    continue
+                seen.add(id(module))
+                for name, value in list(vars(module).items()):
+                    values = value if isinstance(value, (tuple, list)) else (value,)
+                    if any(
+                        isinstance(v, torch.Tensor)
+                        and any(where in causes for where, _ in self._cut_at.get(v, ()))
+                        for v in values[:MAX_CAUSES]
+                    ):
+                        where = assignment(type(module), name, updated=True)
+                        if where is not None and where not in causes:
+                            found.append((where, name))
+        return found
 
     def cut_somewhere(self, tensor: Any) -> bool:
         """Whether a tensor's graph was cut (not only computed from tensors made without
@@ -379,7 +415,39 @@ def _off_because(
     if outer is not None:
         why = f"calls code that runs with autograd off (the grad-mode block at {block})"
         found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
+        made = _checkpoint_input_made(frame, outer)
+        if made is not None:
+            found.append((made, CHECKPOINT_INPUT))
     return tuple(found)
+
+
+CHECKPOINT_INPUT = (
+    "makes the input of a reentrant `checkpoint` that does not require grad (frozen "
+    "embeddings?): the checkpointed part then records no graph, though its parameters "
+    "train; make the input require grad (`model.enable_input_require_grads()`), or pass "
+    "use_reentrant=False"
+)
+
+
+def _checkpoint_input_made(frame: FrameType, outer: FrameType) -> tuple[str, int] | None:
+    """A reentrant checkpoint runs its function under no_grad and gives the output a graph
+    only if an input requires grad: where none does, the user's line (in the function that
+    called `checkpoint`) that last assigned the first input, before the call."""
+    if not frame.f_code.co_filename.replace("\\", "/").endswith("utils/checkpoint.py"):
+        return None
+    inputs = [v for v in frame.f_locals.get("args", ()) if isinstance(v, torch.Tensor)]
+    if not inputs or any(v.requires_grad for v in inputs):
+        return None
+    code = outer.f_code
+    path = real_path(code.co_filename)
+    for name, value in list(outer.f_locals.items()):
+        if value is inputs[0]:
+            line = _assigned_before(
+                path, code.co_firstlineno, code.co_name, name, outer.f_lineno - 1
+            )
+            if line is not None:
+                return path, line
+    return None
 
 
 CONFIGURED = "made the object whose method runs this code"
@@ -419,6 +487,38 @@ def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | 
         _CHOOSERS.clear()
     _CHOOSERS[key] = found
     return found
+
+
+def made_at(value: Any) -> tuple[str, int] | None:
+    """The user's line that made an object the program holds (an optimizer): a name bound
+    to it in a frame of the user's, out from the caller's, and the last assignment of a
+    call's result to that name there; or an attribute of a `self` there, and the line of
+    its class that assigns it."""
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(MAX_OUT):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if is_users(code.co_filename):
+            path = real_path(code.co_filename)
+            for name, bound in list(frame.f_locals.items()):
+                if bound is value:
+                    line = _assigned_before(
+                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno
+                    )
+                    if line is not None:
+                        return path, line
+                elif name == "self":
+                    for attribute, held in list(getattr(bound, "__dict__", {}).items()):
+                        if held is value:
+                            found = assignment(type(bound), attribute)
+                            if found is not None:
+                                return found
+        frame = frame.f_back
+    return None
+
+
+MAX_OUT = 32  # frames looked through, out from the caller
 
 
 def _assigned_before(path: str, first: int, function: str, name: str, line: int) -> int | None:

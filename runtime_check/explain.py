@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Iterable
 from types import CodeType, FrameType
 from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
+    Handed,
     Site,
     entered_at,
     first_freed,
@@ -20,6 +22,7 @@ from gradlint.runtime_check.graphs import (
     site_of,
     user_stack,
 )
+from gradlint.runtime_check.layers import assignment
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -35,7 +38,7 @@ def backward_at(where: tuple[str, int] | None) -> str:
 
 
 def second_backward(
-    tensors: Any, raised: tuple[str, int] | None, error: str
+    tensors: Any, raised: tuple[str, int] | None, error: str, modules: Iterable[Any] = ()
 ) -> list[tuple[tuple[str, int], str]]:
     """The lines of a backward through a freed graph, each a place for the fix: the line
     that built the part it shares with a graph an earlier backward freed, the lines where
@@ -95,8 +98,9 @@ def second_backward(
             f"hands what line {entered[0][1]} made, which takes in {part}, to {callee}(): "
             f"the {this} goes through it into the freed part; `.detach()` it here",
         )
-    if shared.handed is not None:
-        where, name = shared.handed
+    handed = shared.handed or _kept_on(modules, (shared.freed, shared.top))
+    if handed is not None:
+        where, name = handed
         if name:
             text = (
                 f"keeps {part} on the module as `self.{name}`, into the next step, after {by} "
@@ -117,6 +121,26 @@ def second_backward(
     else:
         add(raised, f"goes through {part} again, which {by} freed")
     return found
+
+
+def _kept_on(modules: Iterable[Any], nodes: tuple[Any, ...]) -> Handed | None:
+    """A module of the user's that holds the freed part as a plain attribute now (a cache
+    filled on an earlier step, `self.cached = freqs`): the line of its class that sets it."""
+    seen: set[int] = set()
+    for model in modules:
+        for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+            if id(module) in seen or len(seen) > MAX_MODULES:
+                continue
+            seen.add(id(module))
+            for name, value in list(vars(module).items()):
+                if isinstance(value, torch.Tensor) and any(value.grad_fn is n for n in nodes):
+                    where = assignment(type(module), name, updated=True)
+                    if where is not None:
+                        return where, name
+    return None
+
+
+MAX_MODULES = 10_000
 
 
 def handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int], str]]:

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import torch
+from gradlint.runtime_check.cuts import made_at
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
 from gradlint.runtime_check.graphs import made_by_model, note_model_output
@@ -71,6 +72,16 @@ LEAKED = (
     "updated otherwise): detach what this loss takes from that network, or compute it under "
     "torch.no_grad()"
 )
+PILED_UP = (
+    "gives gradients to another network's parameters, which no optimizer steps or clears: "
+    "they pile up unused; give that network to an optimizer if it should train, or else "
+    "freeze it (requires_grad_(False)) or detach its output"
+)
+HELD_FROZEN = (
+    "this optimizer holds parameters that are frozen (requires_grad=False) whenever it steps: "
+    "it can never update them; build it from the parameters that require grad"
+)
+MAX_HELD_FROZEN = 1000
 SAMPLE = 8  # elements of a parameter compared to tell whether it moved
 FROZEN_CHECKED = 32  # frozen parameters per optimizer watched
 MAX_CLIPPED = 100_000  # gradients noted as clipped, until the next step
@@ -95,8 +106,19 @@ class _Reached:
 
 
 @dataclass
+class _HeldFrozen:
+    """The parameters an optimizer held frozen at its first step, while they stay so (and
+    unmoved) at each of its steps: parameters it can never update."""
+
+    where: tuple[str, int]  # the line that made the optimizer (or its first step's)
+    params: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]]  # id -> (it, sample)
+    steps: int = 1
+
+
+@dataclass
 class _Optimizer:
     steps: int = 0
+    held: _HeldFrozen | None = None
     frozen: dict[int, torch.Tensor] = field(default_factory=dict)  # id(param) -> sample
     # ... and of the trainable parameters, right after a step
     trained: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -125,6 +147,7 @@ class StepWatch:
         # discriminator, the actor the critic.
         self._feeds: set[tuple[int, int]] = set()
         self._optimizers: weakref.WeakKeyDictionary[Any, _Optimizer] = weakref.WeakKeyDictionary()
+        self._held_frozen: list[_HeldFrozen] = []  # (kept after their optimizers are gone)
         # id(grad) -> (the grad, its version right after a clip changed it, the clip's
         # line), until the next step; and the ids of the gradients the backwards left
         self._clipped: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
@@ -277,6 +300,12 @@ class StepWatch:
                 f"the step at line {where[1]} found none"
             )
             self._events.add("GL202", at, CLEARED, detail=detail)
+        if state.steps == 1:
+            state.held = self._frozen_at_first_step(optimizer, params, where)
+        elif state.held is not None:
+            state.held.steps = state.steps
+            if _checked(state.steps):
+                _still_frozen(state.held)
         if _checked(state.steps):
             # Changed between steps by an update of every parameter (a weight decay by
             # hand), which moved trainable ones too: a momentum encoder's moving average
@@ -289,6 +318,22 @@ class StepWatch:
                     "GL303", where, FROZEN_CHANGED, detail=f"{moved} frozen parameters changed"
                 )
             state.frozen = _samples(params)
+
+    def _frozen_at_first_step(
+        self, optimizer: Any, params: list[torch.Tensor], where: tuple[str, int]
+    ) -> _HeldFrozen | None:
+        frozen = [
+            param
+            for param in params
+            if not param.requires_grad and isinstance(param, torch.nn.Parameter)
+        ]
+        if not frozen or len(self._held_frozen) >= MAX_HELD_FROZEN:
+            return None
+        held = _HeldFrozen(
+            made_at(optimizer) or where, {id(p): (weakref.ref(p), _sample(p)) for p in frozen}
+        )
+        self._held_frozen.append(held)
+        return held
 
     def _cleared(
         self, param: torch.Tensor, grad: torch.Tensor | None, after_backward: torch.Tensor | None
@@ -394,7 +439,17 @@ class StepWatch:
         reached again after a step, so that a program stopped before the step meant for
         them is not judged."""
         self._upstream(models)
-        idle: dict[int, bool] = {}  # id(param) -> whether its values moved
+        for held in self._held_frozen:
+            # (Two steps at least, each with them frozen: not a program that stopped
+            # before it unfroze them.)
+            if held.steps >= 2 and held.params:
+                known = _names([*models, *containers])
+                count = len(held.params)
+                listed = sorted(known[i] for i in held.params if i in known)
+                shown = ", ".join(listed[:3]) + (f" and {count - 3} more" if count > 3 else "")
+                detail = f"{count} parameters, frozen at each of its {held.steps} steps: {shown}"
+                self._events.add("GL303", held.where, HELD_FROZEN, detail=detail)
+        idle: dict[int, tuple[bool, bool]] = {}  # id(param) -> (values moved, grads cleared)
         for i, reached in self._reached.items():
             param = reached.param()
             # Reached again after a step that left it alone: a loop that trains, not one
@@ -403,7 +458,7 @@ class StepWatch:
                 continue
             moved = not torch.equal(_sample(param), reached.first)
             if not (moved and reached.used):  # updated by hand, gradients and all
-                idle[i] = moved
+                idle[i] = moved, reached.used
         if not idle:
             return
         # Reached by a backward that trains other parameters, yet held out of the sight of
@@ -447,14 +502,17 @@ class StepWatch:
             # target network, a teacher), which this loss should not reach. (Another network
             # that never moves is left alone: an adversary or a probe whose training the
             # program may just not show.)
-            for code, group in (
-                ("GL304", [i for i in unused if i in trained]),
-                ("GL204", [i for i in unused if idle[i] and i not in trained]),
+            # Another network that never moved, whose gradients piled up, never cleared:
+            # no optimizer of the program trains it (one that did would clear them).
+            piled = [i for i in unused if idle[i] == (False, False) and i not in trained]
+            for code, group, message in (
+                ("GL304", [i for i in unused if i in trained], NOT_OPTIMIZED),
+                ("GL204", [i for i in unused if idle[i][0] and i not in trained], LEAKED),
+                ("GL304", piled, PILED_UP),
             ):
                 if group:
                     shown = ", ".join(names[i] for i in group[:3])
                     more = f" and {len(group) - 3} more" if len(group) > 3 else ""
-                    message = NOT_OPTIMIZED if code == "GL304" else LEAKED
                     self._events.add(
                         code, where, message, detail=f"{len(group)} parameters: {shown}{more}"
                     )
@@ -502,6 +560,15 @@ def _samples(params: list[torch.Tensor], frozen: bool = True) -> dict[int, torch
         if param.requires_grad is not frozen and isinstance(param, torch.nn.Parameter)
     ][:FROZEN_CHECKED]
     return {id(param): _sample(param) for param in chosen}
+
+
+def _still_frozen(held: _HeldFrozen) -> None:
+    """At a step: forget the parameters unfrozen since, or moved (a momentum encoder's
+    moving average), or gone."""
+    for i, (ref, sample) in list(held.params.items()):
+        param = ref()
+        if param is None or param.requires_grad or not torch.equal(_sample(param), sample):
+            del held.params[i]
 
 
 def _moved(

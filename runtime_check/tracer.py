@@ -90,6 +90,7 @@ class Tracer:
         # Loss terms cut from their graphs, summed into a loss: (settled by a backward
         # through the sum, the cut, the sum)
         self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
+        self._graphless_grads: set[tuple[str, int]] = set()  # `autograd.grad` lines, no graph
         self._handles: list[Any] = []
         self._quiet: Any = None  # torch functions unwatched while an optimizer steps
         self._backward_done: int | None = None  # the number of the next node at the last backward
@@ -144,7 +145,8 @@ class Tracer:
             if changes:
                 return
         if code == "GL107" and args:
-            for line, text in second_backward(args[0], where, detail):
+            modules = self._modules_in_reach()
+            for line, text in second_backward(args[0], where, detail, modules):
                 self.events.add(code, line, why, detail=text)
             return
         if code == "GL101" and args and isinstance(args[0], torch.Tensor) and where is not None:
@@ -356,6 +358,8 @@ class Tracer:
                     if where is not None:
                         with _unwatched():
                             self._built_from_numbers(leaves, where)
+                elif not creates and where is not None:
+                    self._gradients_without_graph(result, where)
                 self._backward_done = next_sequence()
                 self._ran.clear()
                 self._ran_params = (0, set())
@@ -424,11 +428,33 @@ class Tracer:
         for line in with_freezing_loops(causes):
             text = texts.get(line, "the graph was cut here")
             self.events.add("GL103", line, why, detail=f"{text}; {after}")
+        if causes:
+            modules = self._modules_in_reach()
+            for line, name in self.cuts.kept_on(modules, set(causes)):
+                text = (
+                    f"keeps a tensor made with autograd off on the module as `self.{name}` "
+                    "(a cache?), and later uses get no graph from it: rebuild it where "
+                    "autograd is on, or clear it after the no_grad code"
+                )
+                self.events.add("GL103", line, why, detail=f"{text}; {after}")
         if causes and where is not None and where not in causes:
             lines = ", ".join(str(line) for _, line in causes)
             text = f"the tensor has no graph to go back through: cut at line {lines}"
             self.events.add("GL103", where, why, detail=text)
         return bool(causes)
+
+    def _modules_in_reach(self) -> list[Any]:
+        """The models run, the modules built, and the modules the user's frames on the stack
+        hold (a module used only through its methods): where a cache may be kept."""
+        found: dict[int, Any] = {id(m): m for m in [*self._models, *self._built]}
+        frame = sys._getframe(1)
+        while frame is not None:
+            if is_users(frame.f_code.co_filename):
+                for value in list(frame.f_locals.values())[:MAX_LOCALS]:
+                    if isinstance(value, torch.nn.Module):
+                        found.setdefault(id(value), value)
+            frame = frame.f_back
+        return list(found.values())
 
     def _through_data(self, tensor: torch.Tensor, alias: Any) -> None:
         """`.data` of a tensor that requires grad, while a graph that may have saved it waits
@@ -538,6 +564,15 @@ class Tracer:
                     "leaves; call `.retain_grad()` on it before the backward",
                     detail=f"reads the gradient of a tensor computed from others{at}",
                 )
+
+    def _gradients_without_graph(self, result: Any, where: tuple[str, int]) -> None:
+        """`autograd.grad` without `create_graph=True`: the gradients it returns have no
+        graph, so a loss built from them (a gradient penalty, a derivative to match) is a
+        constant to the next backward. Marked as cut here, for `_dead_terms` to find."""
+        gradients = [g for g in result if isinstance(g, torch.Tensor)] if result else []
+        if gradients and len(self._graphless_grads) < MAX_DEAD:
+            self._graphless_grads.add(where)
+            self.cuts.gradients_without_graph(gradients, where, _GRADIENT_WITHOUT_GRAPH)
 
     def _dead_terms(self, args: tuple[Any, ...], node: Any) -> None:
         """A loss summed from terms, one of which was cut from its graph: it adds nothing to
@@ -670,7 +705,15 @@ class Tracer:
         if self._lines is not None:
             self.lines = self._lines.stop()
         for pending, cut, added in self._dead:
-            if pending.propagated:
+            if pending.propagated and cut in self._graphless_grads:
+                self.events.add(
+                    "GL212",
+                    cut,
+                    _GRADIENT_WITHOUT_GRAPH,
+                    detail=f"a loss term made from it is summed into the loss at line "
+                    f"{added[1]}, which is back-propagated, and adds nothing to the gradient",
+                )
+            elif pending.propagated:
                 self.events.add(
                     "GL211",
                     cut,
@@ -954,6 +997,7 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 # unwatched while they run, those reads cost no trip through `_Watch`.
 _unwatched = torch._C.DisableTorchFunction
 MAX_RAN = 64
+MAX_LOCALS = 1000  # names looked at per frame, for modules
 _EXITED = (
     "takes plain numbers out of a tensor that requires grad (`.item()`, `float()`, "
     "`torch.Tensor([...])` of tensors): what is built from them has no graph"
@@ -967,6 +1011,10 @@ _THROUGH_DATA = (
 )
 _DATA_SET_DETAIL = "a new value set through `.data`"
 _DATA_CHANGED_DETAIL = "changed in place through `.data`"
+_GRADIENT_WITHOUT_GRAPH = (
+    "takes gradients with `autograd.grad` without `create_graph=True`: they have no graph, "
+    "so a loss computed from them trains nothing; pass create_graph=True"
+)
 _BUILT_FROM_NUMBERS = (
     "a plain number taken out of a tensor that requires grad (`.item()`, `float()`) went into "
     "a loss: the gradient stops there"

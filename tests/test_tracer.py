@@ -1398,3 +1398,44 @@ def test_equal_functions_of_two_files_are_told_apart(tmp_path: Path) -> None:
     assert report.exit_code == 0 and not report.faults
     files = sorted(Path(e.path).name for e in report.events if e.code == "GL101" and e.line == 4)
     assert files == ["first.py", "second.py"]
+
+
+GRAPH_CACHE = """
+import torch
+
+class Rotary(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.freqs = torch.nn.Parameter(torch.rand(4))
+        self.cached = None
+
+    def angles(self, n):
+        if self.cached is None:
+            angles = torch.arange(n)[:, None] * self.freqs
+            self.cached = angles
+        return self.cached
+
+rotary = Rotary()
+opt = torch.optim.SGD(rotary.parameters(), lr=0.1)
+for step in range(2):
+    loss = rotary.angles(3).cos().sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    {invalidate}
+"""
+
+
+def test_a_graph_kept_in_a_cache_on_a_module_is_named_where_it_is_kept(tmp_path: Path) -> None:
+    # The cache is read through a method, not a forward: only the module holding it now
+    # tells where the freed graph was kept.
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, GRAPH_CACHE.format(invalidate=""), error, "GL107")
+    assert 12 in found and "self.cached" in found[12]
+
+
+def test_a_cache_rebuilt_after_each_step_is_silent(tmp_path: Path) -> None:
+    script = tmp_path / "fine.py"
+    script.write_text(GRAPH_CACHE.format(invalidate="rotary.cached = None").lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events

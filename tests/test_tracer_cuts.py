@@ -78,6 +78,8 @@ def test_a_reentrant_checkpoint_of_an_input_without_grad_is_named(tmp_path: Path
     found = explained(tmp_path, CHECKPOINTED.format(reentrant=True), NO_GRAPH, "GL103")
     assert 10 in found  # the call into the checkpoint
     assert "autograd off" in found[10] and "checkpoint.py" in found[10]
+    assert 9 in found  # and the input that does not require grad
+    assert "enable_input_require_grads" in found[9]
 
 
 def test_a_non_reentrant_checkpoint_is_silent(tmp_path: Path) -> None:
@@ -233,3 +235,43 @@ def test_a_graph_cut_by_data_names_that_line(tmp_path: Path) -> None:
     """
     found = explained(tmp_path, source, NO_GRAPH, "GL103")
     assert 3 in found
+
+
+NO_GRAD_CACHE = """
+import torch
+
+class Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+        self.cached = None
+
+    def forward(self, x):
+        if self.cached is None:
+            self.cached = self.proj(x)
+        return self.cached
+
+    def clear(self):
+        self.cached = None
+
+@torch.no_grad()
+def evaluate(model, x):
+    return model(x).sum().item()
+
+model = Encoder()
+x = torch.randn(3, 4)
+evaluate(model, x)
+{clear}
+model(x).sum().backward()
+"""
+
+
+def test_a_cache_filled_under_no_grad_is_named_where_it_is_kept(tmp_path: Path) -> None:
+    found = explained(tmp_path, NO_GRAD_CACHE.format(clear=""), NO_GRAPH, "GL103")
+    assert 11 in found and "self.cached" in found[11]
+
+
+def test_a_cache_cleared_after_the_no_grad_code_is_silent(tmp_path: Path) -> None:
+    script = write(tmp_path / "fine.py", NO_GRAD_CACHE.format(clear="model.clear()"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events

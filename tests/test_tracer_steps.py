@@ -1172,3 +1172,172 @@ def test_data_changed_after_the_backward_is_silent(tmp_path: Path) -> None:
         model.weight.data = model.weight.data * 0.99
     """
     assert events_of(tmp_path, source) == []
+
+
+# --- GL212: a loss built from gradients taken without create_graph --------------------------
+
+DERIVATIVE_FIT = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+x, target = torch.randn(32, 3), torch.randn(32, 3)
+for step in range(3):
+    x.requires_grad_(True)
+    out = model(x)
+    slope = torch.autograd.grad(out.sum(), x, {flag}=True)[0]
+    loss = out.pow(2).mean() + (slope - target).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+# PyTorch's truth: the derivative term reaches the weights only through create_graph.
+slope = torch.autograd.grad(model(x).sum(), x, {flag}=True)[0]
+print(slope.requires_grad)
+"""
+
+
+@pytest.mark.parametrize(
+    "flag, expected, printed",
+    [
+        ("retain_graph", [("GL212", 9)], "False"),  # a constant to the backward
+        ("create_graph", [], "True"),
+    ],
+)
+def test_a_loss_built_from_gradients_without_a_graph(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, DERIVATIVE_FIT.format(flag=flag)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+def test_gradients_used_without_a_graph_on_purpose_are_silent(tmp_path: Path) -> None:
+    # A first-order inner step (MAML's approximation), and a saliency map kept for a log.
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    saliency = []
+    for step in range(3):
+        x = torch.randn(8, 3, requires_grad=True)
+        inner = model(x).pow(2).mean()
+        grads = torch.autograd.grad(inner, list(model.parameters()) + [x])
+        saliency.append(grads[-1].abs().mean().item())
+        fast = [p - 0.1 * g for p, g in zip(model.parameters(), grads)]
+        outer = torch.nn.functional.linear(torch.randn(8, 3), fast[0], fast[1]).pow(2).mean()
+        opt.zero_grad()
+        outer.backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
+# --- GL303: an optimizer that holds parameters frozen at every step --------------------------
+
+HELD_FROZEN = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+for p in model[0].parameters():
+    p.requires_grad = False
+opt = torch.optim.AdamW({params}, lr=0.1)
+for step in range(4):
+    if step == {unfreeze}:
+        model[0].requires_grad_(True)
+    opt.zero_grad()
+    model(torch.randn(8, 3)).pow(2).mean().backward()
+    opt.step()
+# PyTorch's truth: the optimizer holds the frozen layer and never changes it.
+held = {{id(p) for g in opt.param_groups for p in g["params"]}}
+print(id(model[0].weight) in held)
+"""
+TRAINABLE = "[p for p in model.parameters() if p.requires_grad]"
+
+
+@pytest.mark.parametrize(
+    "params, unfreeze, expected, printed",
+    [
+        ("model.parameters()", -1, [("GL303", 6)], "True"),
+        (TRAINABLE, -1, [], "False"),  # built from the trainable ones
+        ("model.parameters()", 2, [], "True"),  # unfrozen later: the optimizer is ready for it
+    ],
+)
+def test_an_optimizer_holding_parameters_frozen_at_every_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    params: str,
+    unfreeze: int,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    source = HELD_FROZEN.format(params=params, unfreeze=unfreeze)
+    assert events_of(tmp_path, source) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+def test_an_optimizer_made_in_a_method_is_named_where_it_is_assigned(tmp_path: Path) -> None:
+    source = """
+    import torch
+    class Trainer:
+        def __init__(self, model):
+            self.model = model
+            self.opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(self):
+            self.opt.zero_grad()
+            self.model(torch.randn(8, 3)).pow(2).mean().backward()
+            self.opt.step()
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    model[0].requires_grad_(False)
+    trainer = Trainer(model)
+    for _ in range(3):
+        trainer.step()
+    """
+    assert events_of(tmp_path, source) == [("GL303", 5)]
+
+
+# --- GL304: another network whose gradients pile up, never used ------------------------------
+
+DETECTOR = """
+import torch
+torch.manual_seed(0)
+detector = torch.nn.Linear(4, 1)
+corrector = torch.nn.Linear(4, 2)
+{freeze}
+opt = torch.optim.Adam({params}, lr=0.1)
+before = detector.weight.detach().clone()
+for step in range(3):
+    x = torch.randn(8, 4)
+    prob = torch.sigmoid(detector(x))
+    loss = corrector(x * prob).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+# PyTorch's truth: the detector's gradients pile up, and it never moves.
+print(detector.weight.grad is not None, torch.equal(detector.weight, before))
+"""
+BOTH = "list(corrector.parameters()) + list(detector.parameters())"
+
+
+@pytest.mark.parametrize(
+    "freeze, params, expected, printed",
+    [
+        ("", "corrector.parameters()", [("GL304", 13)], "True True"),
+        ("", BOTH, [], "True False"),  # trained with the corrector
+        ("detector.requires_grad_(False)", "corrector.parameters()", [], "False True"),
+    ],
+)
+def test_another_network_whose_gradients_pile_up(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    freeze: str,
+    params: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    source = DETECTOR.format(freeze=freeze, params=params)
+    assert events_of(tmp_path, source) == expected
+    assert capsys.readouterr().out.strip() == printed

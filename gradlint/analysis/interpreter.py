@@ -525,6 +525,8 @@ class Interpreter(FunctionCalls):
                 if value.kind is Kind.MODULE and value.path is None:
                     value = value.with_(path=key)
                     self.forget_freezes(key, state)
+                    if value.frozen is YES and value.has_params is not NO:
+                        state.frozen[key] = YES  # `nn.Linear(...).requires_grad_(False)`
                 owner = self._function.owner if self._function is not None else None
                 if (
                     owner is not None

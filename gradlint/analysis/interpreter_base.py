@@ -693,6 +693,13 @@ class InterpreterBase:
             if type(loop) is not cst.For or expr.value not in _bound_names(loop.target):
                 continue
             it = loop.iter
+            while (  # `list(model.modules())`, `enumerate(model.children())`
+                type(it) is cst.Call
+                and type(it.func) is cst.Name
+                and it.func.value in _WRAPPING_ITERATORS
+                and it.args
+            ):
+                it = it.args[0].value
             if (
                 type(it) is cst.Call
                 and type(it.func) is cst.Attribute
@@ -871,6 +878,7 @@ OptimizerParts = tuple[tuple[tuple[str, "cst.CSTNode | None"], ...], int, frozen
 
 
 _SUBMODULE_ITERATORS = frozenset({"children", "modules", "named_children", "named_modules"})
+_WRAPPING_ITERATORS = frozenset({"list", "tuple", "enumerate", "reversed", "sorted"})
 
 
 def _bound_names(target: cst.BaseExpression) -> frozenset[str]:

@@ -10,6 +10,7 @@ import libcst as cst
 from gradlint.analysis import torch_api as api
 from gradlint.analysis.facts import (
     ENABLED,
+    INFERENCE,
     EvalForward,
     Inplace,
     OptimizerMade,
@@ -58,6 +59,7 @@ from gradlint.analysis.values import (
 )
 
 # Methods that may set a layer as a child of the object they are called on.
+_GRAD_MODE_TESTS = {"torch.is_grad_enabled": ENABLED, "torch.is_inference_mode_enabled": INFERENCE}
 _ATTACHING = frozenset({"add_module", "register_module", "append", "extend", "insert"})
 
 
@@ -195,6 +197,12 @@ class TorchCalls(GraphTracking):
         if qualname in api.GRAD_MODE_CLASSES:
             found = grad_mode_of(node, self.imports)
             return Value(kind=Kind.OTHER, grad_mode=found[1] if found else None)
+        if qualname in _GRAD_MODE_TESTS:
+            # As the grad mode here: a forward that checks it (`if not
+            # torch.is_grad_enabled(): return ...`) takes only the branch it can run in.
+            on = _GRAD_MODE_TESTS[qualname]
+            truth = YES if state.mode <= on else NO if not state.mode & on else UNKNOWN
+            return Value(kind=Kind.OTHER, truth=truth)
         if qualname == "torch.is_floating_point" and args and args[0].is_tensor:
             return Value(kind=Kind.OTHER, truth=args[0].integer.negate())
         if name == "TensorDataset" and module.startswith("torch.utils.data"):
