@@ -447,7 +447,7 @@ class Tracer:
         """The models run, the modules built, and the modules the user's frames on the stack
         hold (a module used only through its methods): where a cache may be kept."""
         found: dict[int, Any] = {id(m): m for m in [*self._models, *self._built]}
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             if is_users(frame.f_code.co_filename):
                 for value in list(frame.f_locals.values())[:MAX_LOCALS]:
