@@ -109,6 +109,30 @@ opt_g.step()  # error
 d_loss = D(fake).mean()  # error
 d_loss.backward()
 """,
+        """\
+import torch
+from torch import nn
+
+
+class BiasedLoss(nn.Module):
+    # Built from a config mapping (`**cfg`): `logit_reg` is whatever the mapping holds.
+    def __init__(self, logit_reg=None, **_):
+        super().__init__()
+        self.logit_reg = logit_reg
+        self.bias = torch.full((3,), -0.5)
+
+    def forward(self, scores, labels):
+        if not self.logit_reg:
+            return nn.functional.binary_cross_entropy(scores, labels)
+        scores += self.bias * self.logit_reg["init_bias"]  # error
+        return nn.functional.binary_cross_entropy(scores.clamp(0, 1), labels)
+
+
+cfg = dict(type="BiasedLoss", logit_reg=dict(init_bias=0.1))
+model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())  # Sigmoid saves its output
+criterion = BiasedLoss(**cfg)
+criterion(model(torch.randn(5, 4)), torch.rand(5, 3)).backward()
+""",
     ]
     VALID = [
         """\

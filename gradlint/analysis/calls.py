@@ -41,6 +41,7 @@ from gradlint.analysis.value_ops import (
     _parameter,
     _record_fields,
     _shape,
+    SPREAD_KEYWORDS,
     _split_args,
     _without_graph,
 )
@@ -607,6 +608,8 @@ class FunctionCalls(TorchCalls):
                 value = passed.pop(0)
             elif name in kwargs:
                 value = kwargs[name]
+            elif SPREAD_KEYWORDS in kwargs:
+                value = UNKNOWN_VALUE  # perhaps in the mapping the call spread
             elif param.default is not None and _is_literal(param.default):
                 value = self.eval(param.default, State())
             else:

@@ -230,6 +230,9 @@ def _inference_in(mode: Mode) -> Tri:
     return YES if mode == frozenset("I") else (NO if "I" not in mode else UNKNOWN)
 
 
+SPREAD_KEYWORDS = "**"  # a keyword no parameter has: the call spread a mapping
+
+
 def _split_args(node: cst.Call, args: list[Value]) -> tuple[list[Value], dict[str, Value]]:
     """A call's arguments as positional values and keyword values. `*xs` of a known tuple
     spreads its elements; of a list of unknown length, it is one value that stands for
@@ -244,7 +247,11 @@ def _split_args(node: cst.Call, args: list[Value]) -> tuple[list[Value], dict[st
                 item = value.item if value.kind is Kind.SEQUENCE and value.item else UNKNOWN_VALUE
                 positional.append(item.with_(spread=True))
         elif arg.star == "**":
-            continue
+            # `f(**cfg)`: the keys known are passed; any other parameter may be too, so
+            # none takes its default for sure (SPREAD_KEYWORDS marks that).
+            for key, item in value.fields or ():
+                keywords.setdefault(key, item)
+            keywords[SPREAD_KEYWORDS] = UNKNOWN_VALUE
         elif arg.keyword is not None:
             keywords[arg.keyword.value] = value
         else:
