@@ -38,10 +38,10 @@ from gradlint.analysis.value_ops import (
     MAX_CONTEXTS,
     MAX_LOOP_DEPTH,
     MODULE_METHODS,
+    SPREAD_KEYWORDS,
     _parameter,
     _record_fields,
     _shape,
-    SPREAD_KEYWORDS,
     _split_args,
     _without_graph,
 )
