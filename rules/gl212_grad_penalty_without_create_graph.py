@@ -76,6 +76,24 @@ D.zero_grad()
 nn.functional.softplus(-D(images)).mean().backward()
 assert T.equal(D.weight.grad, plain)  # no gradient from the penalty
 """,
+        """\
+import torch
+from torch import nn
+from torch.autograd import grad
+
+# Fit a function and its derivative (forces as -dE/dx): the derivative loss goes through
+# a loss module.
+model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+x, forces = torch.randn(16, 3, requires_grad=True), torch.randn(16, 3)
+energy = model(x)
+slope = grad(energy.sum(), x, retain_graph=True)[0]  # error
+loss = energy.pow(2).mean() + nn.MSELoss()(-slope, forces)
+loss.backward()
+with_forces = model[0].weight.grad.clone()
+model.zero_grad()
+model(x).pow(2).mean().backward()
+assert torch.equal(model[0].weight.grad, with_forces)  # the force term changed nothing
+""",
     ]
     VALID = [
         """\

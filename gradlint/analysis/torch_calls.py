@@ -1098,6 +1098,9 @@ class TorchCalls(GraphTracking):
         value = self.tensor_result(inputs, node, state, requires, potential, saves=True)
         if module.layer is not None and api.is_criterion(module.layer):
             value = self.criterion_result(value, inputs)
+            # (A loss module reduces what it is given, as `mean` does: of gradients taken
+            # without a graph, a penalty.)
+            value = self.with_gradient_origin(value, inputs, "mean")
         if requires is NO and module.frozen is YES:
             frozen_at = self.frozen_site(module, state)
             if frozen_at is not None and value.cut is None:
