@@ -113,6 +113,9 @@ class _HeldFrozen:
     where: tuple[str, int]  # the line that made the optimizer (or its first step's)
     params: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor]]  # id -> (it, sample)
     steps: int = 1
+    # One of them was unfrozen at a later step: a schedule that freezes and unfreezes the
+    # optimizer's parameters (a warm-up, LISA's random layers), which needs them all held.
+    scheduled: bool = False
 
 
 @dataclass
@@ -442,7 +445,7 @@ class StepWatch:
         for held in self._held_frozen:
             # (Two steps at least, each with them frozen: not a program that stopped
             # before it unfroze them.)
-            if held.steps >= 2 and held.params:
+            if held.steps >= 2 and held.params and not held.scheduled:
                 known = _names([*models, *containers])
                 count = len(held.params)
                 listed = sorted(known[i] for i in held.params if i in known)
@@ -569,6 +572,7 @@ def _still_frozen(held: _HeldFrozen) -> None:
         param = ref()
         if param is None or param.requires_grad or not torch.equal(_sample(param), sample):
             del held.params[i]
+            held.scheduled = held.scheduled or (param is not None and param.requires_grad)
 
 
 def _moved(

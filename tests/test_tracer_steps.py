@@ -1278,6 +1278,29 @@ def test_an_optimizer_holding_parameters_frozen_at_every_step(
     assert capsys.readouterr().out.strip() == printed
 
 
+def test_an_optimizer_over_layers_a_schedule_freezes_and_unfreezes_is_silent(
+    tmp_path: Path,
+) -> None:
+    # LISA style: a few layers train at a time, chosen anew every other step; a layer the
+    # run never happened to choose stays frozen at every step, as the schedule allows.
+    source = """
+    import torch
+    layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(4))
+    opt = torch.optim.AdamW(layers.parameters(), lr=0.1)
+    for step in range(4):
+        if step % 2 == 0:
+            layers.requires_grad_(False)
+            layers[step // 2].requires_grad_(True)
+        x = torch.randn(8, 4)
+        for layer in layers:
+            x = layer(x)
+        opt.zero_grad()
+        x.pow(2).mean().backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_an_optimizer_made_in_a_method_is_named_where_it_is_assigned(tmp_path: Path) -> None:
     source = """
     import torch
