@@ -490,6 +490,9 @@ class StepWatch:
                 (i in self._reached and self._reached[i].stepped) or i in optimized for i in params
             ):
                 trained.update(params)
+        owner = {id(p): id(model) for model in models for p in model.parameters()}
+        training_models = {owner[i] for i in trained if i in owner}
+        feeding = {made for taker, made in self._feeds if taker in training_models}
         for where, ids in self._backwards.items():
             # A training backward: some step used it, or it reaches a model an optimizer
             # holds part of (whose step found no gradients: they went elsewhere).
@@ -505,9 +508,15 @@ class StepWatch:
             # target network, a teacher), which this loss should not reach. (Another network
             # that never moves is left alone: an adversary or a probe whose training the
             # program may just not show.)
-            # Another network that never moved, whose gradients piled up, never cleared:
-            # no optimizer of the program trains it (one that did would clear them).
-            piled = [i for i in unused if idle[i] == (False, False) and i not in trained]
+            # Another network that never moved, whose gradients piled up, never cleared, and
+            # whose output a model that trains takes in: trained through by this loss, yet
+            # no optimizer of the program has it (one that did would clear them). (One that
+            # takes a model's output in, a discriminator, is trained elsewhere, if at all.)
+            piled = [
+                i
+                for i in unused
+                if idle[i] == (False, False) and i not in trained and owner.get(i) in feeding
+            ]
             for code, group, message in (
                 ("GL304", [i for i in unused if i in trained], NOT_OPTIMIZED),
                 ("GL204", [i for i in unused if idle[i][0] and i not in trained], LEAKED),

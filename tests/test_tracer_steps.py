@@ -387,14 +387,16 @@ for step in range(3):
 print(model[2].weight.grad is not None, torch.equal(before, model[2].weight))
 """
 EARLY = "opt = torch.optim.AdamW(model.parameters(), lr=0.1)"
+TRAINABLE = "[p for p in model.parameters() if p.requires_grad]"
 
 
 @pytest.mark.parametrize(
     "early, late, expected, printed",
     [
-        # Built before the adapter: it holds only what is frozen since.
-        (EARLY, "", [("GL304", 11)], "True True"),
-        ("", EARLY, [], "True False"),
+        # Built before the adapter: it holds only what is frozen since (GL303), and the
+        # adapter trains in no optimizer (GL304).
+        (EARLY, "", [("GL303", 4), ("GL304", 11)], "True True"),
+        ("", EARLY.replace("model.parameters()", TRAINABLE), [], "True False"),
     ],
 )
 def test_layers_added_after_the_optimizer_was_built(
@@ -1254,7 +1256,6 @@ for step in range(4):
 held = {{id(p) for g in opt.param_groups for p in g["params"]}}
 print(id(model[0].weight) in held)
 """
-TRAINABLE = "[p for p in model.parameters() if p.requires_grad]"
 
 
 @pytest.mark.parametrize(
@@ -1327,20 +1328,26 @@ def test_an_optimizer_made_in_a_method_is_named_where_it_is_assigned(tmp_path: P
 DETECTOR = """
 import torch
 torch.manual_seed(0)
-detector = torch.nn.Linear(4, 1)
-corrector = torch.nn.Linear(4, 2)
+class Corrector(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+    def forward(self, x, prob):
+        return self.fc(x * prob)
+detector = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+corrector = Corrector()
 {freeze}
 opt = torch.optim.Adam({params}, lr=0.1)
-before = detector.weight.detach().clone()
+before = detector[0].weight.detach().clone()
 for step in range(3):
     x = torch.randn(8, 4)
-    prob = torch.sigmoid(detector(x))
-    loss = corrector(x * prob).pow(2).mean()
+    prob = detector(x)
+    loss = corrector(x, prob).pow(2).mean()
     opt.zero_grad()
     loss.backward()
     opt.step()
 # PyTorch's truth: the detector's gradients pile up, and it never moves.
-print(detector.weight.grad is not None, torch.equal(detector.weight, before))
+print(detector[0].weight.grad is not None, torch.equal(detector[0].weight, before))
 """
 BOTH = "list(corrector.parameters()) + list(detector.parameters())"
 
@@ -1348,7 +1355,7 @@ BOTH = "list(corrector.parameters()) + list(detector.parameters())"
 @pytest.mark.parametrize(
     "freeze, params, expected, printed",
     [
-        ("", "corrector.parameters()", [("GL304", 13)], "True True"),
+        ("", "corrector.parameters()", [("GL304", 19)], "True True"),
         ("", BOTH, [], "True False"),  # trained with the corrector
         ("detector.requires_grad_(False)", "corrector.parameters()", [], "False True"),
     ],
