@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import Site, user_stack
-from gradlint.runtime_check.layers import assignment
+from gradlint.runtime_check.layers import assignment, attributes_holding
 from gradlint.runtime_check.sources import parsed
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -30,7 +30,6 @@ MAX_EXITS = 64
 # encoder and a frozen head).
 MADE, CUT = 1, 2
 MAX_CAUSES = 4
-MAX_MODULES = 10_000  # modules looked through for a cache
 Cause = tuple[tuple[str, int], int]  # (the user's line, MADE or CUT)
 Record = tuple[Cause, ...]
 
@@ -223,24 +222,16 @@ class CutLog:
         """Modules of the user's holding, as a plain attribute, a tensor (or a tuple of them)
         cut at one of these lines: a cache filled with autograd off and reused. Each with
         the line of its class that sets the attribute, and the attribute's name."""
-        found: list[tuple[tuple[str, int], str]] = []
-        seen: set[int] = set()
-        for model in modules:
-            for module in model.modules() if isinstance(model, torch.nn.Module) else ():
-                if id(module) in seen or len(seen) > MAX_MODULES:
-                    continue
-                seen.add(id(module))
-                for name, value in list(vars(module).items()):
-                    values = value if isinstance(value, (tuple, list)) else (value,)
-                    if any(
-                        isinstance(v, torch.Tensor)
-                        and any(where in causes for where, _ in self._cut_at.get(v, ()))
-                        for v in values[:MAX_CAUSES]
-                    ):
-                        where = assignment(type(module), name, updated=True)
-                        if where is not None and where not in causes:
-                            found.append((where, name))
-        return found
+
+        def holds(value: Any) -> bool:
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            return any(
+                isinstance(v, torch.Tensor)
+                and any(where in causes for where, _ in self._cut_at.get(v, ()))
+                for v in values[:MAX_CAUSES]
+            )
+
+        return [(w, name) for w, name in attributes_holding(modules, holds) if w not in causes]
 
     def cut_somewhere(self, tensor: Any) -> bool:
         """Whether a tensor's graph was cut (not only computed from tensors made without
@@ -438,16 +429,7 @@ def _checkpoint_input_made(frame: FrameType, outer: FrameType) -> tuple[str, int
     inputs = [v for v in frame.f_locals.get("args", ()) if isinstance(v, torch.Tensor)]
     if not inputs or any(v.requires_grad for v in inputs):
         return None
-    code = outer.f_code
-    path = real_path(code.co_filename)
-    for name, value in list(outer.f_locals.items()):
-        if value is inputs[0]:
-            line = _assigned_before(
-                path, code.co_firstlineno, code.co_name, name, outer.f_lineno - 1
-            )
-            if line is not None:
-                return path, line
-    return None
+    return _assigned_in(outer, inputs[0], outer.f_lineno - 1)
 
 
 CONFIGURED = "made the object whose method runs this code"
@@ -469,52 +451,46 @@ def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | 
         holder = holder.f_back  # (the block's line runs in a comprehension of the method)
     chosen = holder is not None and _chosen(path, start)
     owner = holder.f_locals.get("self") if holder is not None and chosen else None
-    outer = holder.f_back if holder is not None and owner is not None else None
-    while outer is not None and found is None:
-        code = outer.f_code
-        if is_users(code.co_filename):
-            names = [name for name, value in list(outer.f_locals.items()) if value is owner]
-            where = real_path(code.co_filename)
-            for name in names:
-                line = _assigned_before(
-                    where, code.co_firstlineno, code.co_name, name, outer.f_lineno
-                )
-                if line is not None:
-                    found = where, line
-                    break
-        outer = outer.f_back
+    if holder is not None and owner is not None:
+        found = made_at(owner, holder.f_back, attributes=False)
     if len(_CHOOSERS) > MAX_BLOCKS:
         _CHOOSERS.clear()
     _CHOOSERS[key] = found
     return found
 
 
-def made_at(value: Any) -> tuple[str, int] | None:
-    """The user's line that made an object the program holds (an optimizer): a name bound
-    to it in a frame of the user's, out from the caller's, and the last assignment of a
-    call's result to that name there; or an attribute of a `self` there, and the line of
-    its class that assigns it."""
-    frame: FrameType | None = sys._getframe(1)
+def made_at(value: Any, frame: FrameType | None, attributes: bool = True) -> tuple[str, int] | None:
+    """The user's line that made an object the program holds (an optimizer, a trainer): a
+    name bound to it in a frame of the user's, from `frame` outwards, and the last
+    assignment of a call's result to that name there; with `attributes`, also an attribute
+    of a `self` there, and the line of its class that assigns it."""
     for _ in range(MAX_OUT):
         if frame is None:
             return None
-        code = frame.f_code
-        if is_users(code.co_filename):
-            path = real_path(code.co_filename)
-            for name, bound in list(frame.f_locals.items()):
-                if bound is value:
-                    line = _assigned_before(
-                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno
-                    )
-                    if line is not None:
-                        return path, line
-                elif name == "self":
-                    for attribute, held in list(getattr(bound, "__dict__", {}).items()):
-                        if held is value:
-                            found = assignment(type(bound), attribute)
-                            if found is not None:
-                                return found
+        if is_users(frame.f_code.co_filename):
+            found = _assigned_in(frame, value, frame.f_lineno)
+            if found is not None:
+                return found
+            owner = frame.f_locals.get("self") if attributes else None
+            for attribute, held in list(getattr(owner, "__dict__", {}).items()):
+                if held is value:
+                    found = assignment(type(owner), attribute)
+                    if found is not None:
+                        return found
         frame = frame.f_back
+    return None
+
+
+def _assigned_in(frame: FrameType, value: Any, before: int) -> tuple[str, int] | None:
+    """The last line, up to `before`, of a frame's function that assigns a call's result to a
+    name the frame binds to `value`."""
+    code = frame.f_code
+    path = real_path(code.co_filename)
+    for name, bound in list(frame.f_locals.items()):
+        if bound is value:
+            line = _assigned_before(path, code.co_firstlineno, code.co_name, name, before)
+            if line is not None:
+                return path, line
     return None
 
 

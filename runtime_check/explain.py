@@ -22,7 +22,7 @@ from gradlint.runtime_check.graphs import (
     site_of,
     user_stack,
 )
-from gradlint.runtime_check.layers import assignment
+from gradlint.runtime_check.layers import attributes_holding
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -126,21 +126,11 @@ def second_backward(
 def _kept_on(modules: Iterable[Any], nodes: tuple[Any, ...]) -> Handed | None:
     """A module of the user's that holds the freed part as a plain attribute now (a cache
     filled on an earlier step, `self.cached = freqs`): the line of its class that sets it."""
-    seen: set[int] = set()
-    for model in modules:
-        for module in model.modules() if isinstance(model, torch.nn.Module) else ():
-            if id(module) in seen or len(seen) > MAX_MODULES:
-                continue
-            seen.add(id(module))
-            for name, value in list(vars(module).items()):
-                if isinstance(value, torch.Tensor) and any(value.grad_fn is n for n in nodes):
-                    where = assignment(type(module), name, updated=True)
-                    if where is not None:
-                        return where, name
-    return None
 
+    def holds(value: Any) -> bool:
+        return isinstance(value, torch.Tensor) and any(value.grad_fn is n for n in nodes)
 
-MAX_MODULES = 10_000
+    return next(attributes_holding(modules, holds), None)
 
 
 def handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int], str]]:

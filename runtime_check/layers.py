@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from typing import Any
 
@@ -26,6 +27,25 @@ NOT_A_MODULE = (
     "holds weights but is not an `nn.Module`: the module that keeps it does not register "
     "them, and no optimizer trains them"
 )
+
+
+def attributes_holding(
+    modules: Iterable[Any], holds: Callable[[Any], bool]
+) -> Iterator[tuple[Line, str]]:
+    """The plain attributes of the modules (and of all their submodules) of the user's whose
+    value `holds` says yes to (a cache kept on a module): the line of its class that sets
+    each, and the attribute's name."""
+    seen: set[int] = set()
+    for model in modules:
+        for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+            if id(module) in seen or len(seen) > MAX_MODULES:
+                continue
+            seen.add(id(module))
+            for name, value in list(vars(module).items()):
+                if holds(value):
+                    where = assignment(type(module), name, updated=True)
+                    if where is not None:
+                        yield where, name
 
 
 def never_trained(models: list[torch.nn.Module], idle: set[int]) -> list[tuple[Line, str, str]]:

@@ -333,7 +333,8 @@ class StepWatch:
         if not frozen or len(self._held_frozen) >= MAX_HELD_FROZEN:
             return None
         held = _HeldFrozen(
-            made_at(optimizer) or where, {id(p): (weakref.ref(p), _sample(p)) for p in frozen}
+            made_at(optimizer, sys._getframe(1)) or where,
+            {id(p): (weakref.ref(p), _sample(p)) for p in frozen},
         )
         self._held_frozen.append(held)
         return held
@@ -408,14 +409,25 @@ class StepWatch:
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                 note_model_output(value.grad_fn, model)
 
-    def _upstream(self, models: list[torch.nn.Module]) -> None:
+    def _frozen_throughout(self, models: list[torch.nn.Module]) -> None:
+        """GL303: optimizers that held parameters frozen at each of their steps (two at
+        least: not a program that stopped before it unfroze them)."""
+        reported = [h for h in self._held_frozen if h.steps >= 2 and h.params and not h.scheduled]
+        names = _names(models) if reported else {}
+        for held in reported:
+            count = len(held.params)
+            listed = sorted(names[i] for i in held.params if i in names)
+            shown = ", ".join(listed[:3]) + (f" and {count - 3} more" if count > 3 else "")
+            detail = f"{count} parameters, frozen at each of its {held.steps} steps: {shown}"
+            self._events.add("GL303", held.where, HELD_FROZEN, detail=detail)
+
+    def _upstream(self, models: list[torch.nn.Module], owner: dict[int, int]) -> None:
         """Backwards whose gradients a step applied to one model's parameters, and whose
         gradients to the model that made that model's input were cleared unused: the loss
         went on into the network behind (a discriminator's loss into the generator, a
         critic's into the actor). (A generator's loss goes through the discriminator on its
         way: that it reaches the discriminator and wastes those gradients is no leak.)"""
         names: dict[int, str] | None = None
-        owner = {id(p): id(model) for model in models for p in model.parameters()}
         for where, wasted in self._wasted_from.items():
             applied = self._applied_from.get(where, set()) - wasted
             producers = {owner.get(i) for i in wasted}
@@ -438,20 +450,13 @@ class StepWatch:
         """At the end: the training backwards (those some step used) that also gave
         gradients to parameters nothing used: no optimizer stepped them, and either their
         values never moved or their gradients were never cleared. Part of a model whose
-        other parameters train (GL304), or of another network (GL204). Only parameters
+        other parameters train (GL304), or of another network (GL204, GL304); and the
+        optimizers that held frozen parameters throughout (GL303). Only parameters
         reached again after a step, so that a program stopped before the step meant for
         them is not judged."""
-        self._upstream(models)
-        for held in self._held_frozen:
-            # (Two steps at least, each with them frozen: not a program that stopped
-            # before it unfroze them.)
-            if held.steps >= 2 and held.params and not held.scheduled:
-                known = _names([*models, *containers])
-                count = len(held.params)
-                listed = sorted(known[i] for i in held.params if i in known)
-                shown = ", ".join(listed[:3]) + (f" and {count - 3} more" if count > 3 else "")
-                detail = f"{count} parameters, frozen at each of its {held.steps} steps: {shown}"
-                self._events.add("GL303", held.where, HELD_FROZEN, detail=detail)
+        owner = {id(p): id(model) for model in models for p in model.parameters()}
+        self._upstream(models, owner)
+        self._frozen_throughout([*models, *containers])
         idle: dict[int, tuple[bool, bool]] = {}  # id(param) -> (values moved, grads cleared)
         for i, reached in self._reached.items():
             param = reached.param()
@@ -490,7 +495,6 @@ class StepWatch:
                 (i in self._reached and self._reached[i].stepped) or i in optimized for i in params
             ):
                 trained.update(params)
-        owner = {id(p): id(model) for model in models for p in model.parameters()}
         training_models = {owner[i] for i in trained if i in owner}
         feeding = {made for taker, made in self._feeds if taker in training_models}
         for where, ids in self._backwards.items():

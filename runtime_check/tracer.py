@@ -90,7 +90,6 @@ class Tracer:
         # Loss terms cut from their graphs, summed into a loss: (settled by a backward
         # through the sum, the cut, the sum)
         self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
-        self._graphless_grads: set[tuple[str, int]] = set()  # `autograd.grad` lines, no graph
         self._handles: list[Any] = []
         self._quiet: Any = None  # torch functions unwatched while an optimizer steps
         self._backward_done: int | None = None  # the number of the next node at the last backward
@@ -570,8 +569,7 @@ class Tracer:
         graph, so a loss built from them (a gradient penalty, a derivative to match) is a
         constant to the next backward. Marked as cut here, for `_dead_terms` to find."""
         gradients = [g for g in result if isinstance(g, torch.Tensor)] if result else []
-        if gradients and len(self._graphless_grads) < MAX_DEAD:
-            self._graphless_grads.add(where)
+        if gradients:
             self.cuts.gradients_without_graph(gradients, where, _GRADIENT_WITHOUT_GRAPH)
 
     def _dead_terms(self, args: tuple[Any, ...], node: Any) -> None:
@@ -705,7 +703,7 @@ class Tracer:
         if self._lines is not None:
             self.lines = self._lines.stop()
         for pending, cut, added in self._dead:
-            if pending.propagated and cut in self._graphless_grads:
+            if pending.propagated and self.cuts.why(cut) is _GRADIENT_WITHOUT_GRAPH:
                 self.events.add(
                     "GL212",
                     cut,
