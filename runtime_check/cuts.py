@@ -16,6 +16,7 @@ from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, 
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
 from gradlint.runtime_check.sources import parsed
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.weak import WeakIdKeyDictionary
 
 _GRAD_MODE_CALLS = ("no_grad", "inference_mode", "set_grad_enabled")
@@ -40,9 +41,11 @@ class CutLog:
         # tensor -> Record
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._frozen: WeakIdKeyDictionary = WeakIdKeyDictionary()  # parameter -> its freeze
-        # Inference tensors by their memory too: `nn.Parameter(t)` is another tensor object
-        # on the same memory. (Newest last; a few thousand at most.)
-        self._inference_at: dict[int, list[tuple[str, int]]] = {}
+        # Inference tensors by their storage too: `nn.Parameter(t)` is another tensor object
+        # on the same storage. A storage is held weakly, so its key is never another's
+        # while the entry lives, and a freed one is seen as such. (Newest last; a few
+        # thousand at most.)
+        self._inference_at: dict[int, tuple[StorageWeakRef, list[tuple[str, int]]]] = {}
         self._why: dict[tuple[str, int], str] = {}  # a cut's line -> why it cut there
         # The lines that took plain numbers out of tensors that require grad, since the
         # last backward (`.item()`, `float(t)`): a graph ends there without a trace.
@@ -76,9 +79,14 @@ class CutLog:
             record = self._cut_at.get(value)
             if record is not None:
                 inherited.append(record)
-        if result.is_inference() and not any(value.is_inference() for value in values):
-            # Made under inference mode from no inference tensor (inputs, weights): the
-            # first op of a region, whose start is the cause; the ops after it inherit it.
+        if (
+            result.is_inference()
+            and torch.is_inference_mode_enabled()
+            and not any(value.is_inference() and value in self._cut_at for value in values)
+        ):
+            # Made under inference mode from no inference tensor known (inputs, weights, an
+            # index made in the region): the first op of a region, whose start is the cause;
+            # the ops after it inherit it.
             record = self._inference_record()
             if record:
                 inherited = [record]
@@ -91,14 +99,16 @@ class CutLog:
         was built from tensors that required grad (`torch.tensor([a, b])`)."""
         if (
             isinstance(result, torch.Tensor)
-            and result.is_floating_point()
             and not result.requires_grad
             and result not in self._cut_at
         ):
             if result.is_inference():
+                # (Of any dtype: positions from `arange` become the rotary table.)
                 record = self._inference_record()
                 if record:
                     self._mark(result, record)
+                return
+            if not result.is_floating_point():
                 return
             where = user_frame()
             if where is not None:
@@ -162,7 +172,8 @@ class CutLog:
         self._cut_at[result] = record
         if result.is_inference():
             memory = self._inference_at
-            memory[result.data_ptr()] = [where for where, _ in record]
+            storage = StorageWeakRef(result.untyped_storage())
+            memory[storage.cdata] = (storage, [where for where, _ in record])
             if len(memory) > MAX_INFERENCE:
                 del memory[next(iter(memory))]
 
@@ -197,7 +208,10 @@ class CutLog:
             if value.is_inference():
                 record = self._cut_at.get(value)
                 found = [where for where, _ in record] if record is not None else []
-                found = found or self._inference_at.get(value.data_ptr(), [])
+                if not found:
+                    held = self._inference_at.get(value.untyped_storage()._cdata)
+                    if held is not None and not held[0].expired():
+                        found = held[1]
                 if found:
                     return found
         return []

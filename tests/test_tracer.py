@@ -1207,6 +1207,36 @@ def test_features_from_an_inference_mode_method_name_its_decorator(tmp_path: Pat
     assert "used by autograd at line 10" in events[6]  # the decorator
 
 
+def test_a_table_built_from_positions_under_inference_mode_names_the_region(
+    tmp_path: Path,
+) -> None:
+    # A rotary table cached on first use, inside an inference-mode generation, from integer
+    # positions: every tensor on the way is an inference tensor, the first not a float one.
+    # The region is named on every run, not whatever inference tensor last had the memory.
+    script = write(
+        tmp_path / "rotary.py",
+        """
+        import torch
+        class Rotary(torch.nn.Module):
+            def forward(self, n):
+                if not hasattr(self, "table"):
+                    positions = torch.arange(n)
+                    self.table = positions.float().repeat(4, 1).t().cos()
+                return self.table[:n]
+        rotary, proj = Rotary(), torch.nn.Linear(4, 4)
+        @torch.inference_mode()
+        def generate():
+            return proj(rotary(3))
+        generate()
+        (proj(torch.randn(3, 4)) * rotary(3)).sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    assert "used by autograd at line 13" in events[9]  # the decorator
+
+
 @pytest.mark.parametrize(
     "setup, loss, line",
     [
