@@ -245,6 +245,29 @@ opt.zero_grad()
 model(torch.randn(5, 4)).pow(2).mean().backward()
 opt.step()
 """,
+        # A wrapper's forward only uses the layer `__init__` stored: it unfreezes nothing.
+        """\
+import torch
+from torch import nn
+class Wrap(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+    def forward(self, x):
+        return self.model(x)
+def trainable(model):
+    for p in model.model[0].parameters():
+        p.requires_grad = False
+    return [p for p in model.parameters() if p.requires_grad]
+model = Wrap(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)))
+opt = torch.optim.SGD(trainable(model), lr=0.1)
+before = model.model[0].weight.clone()
+for _ in range(2):
+    opt.zero_grad()
+    model(torch.randn(5, 4)).pow(2).mean().backward()
+    opt.step()
+assert torch.equal(before, model.model[0].weight)  # frozen, as meant
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

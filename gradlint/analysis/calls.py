@@ -222,6 +222,7 @@ class FunctionCalls(TorchCalls):
             state.frozen[key_path] = frozen
             if frozen_at is not None:
                 state.frozen_at[key_path] = frozen_at
+        frozen_in = dict(state.frozen)
         final = self.exec_block(body_statements(info.node.body), state)
         result = UNKNOWN_VALUE
         if self._return_values:
@@ -240,7 +241,7 @@ class FunctionCalls(TorchCalls):
         if owner is not None and caller is not None:
             for attr, value in writes.items():
                 caller.env[f"{owner}.{attr}"] = value
-        effects = self.effects_of(self._frames.pop(), final, modes_in)
+        effects = self.effects_of(self._frames.pop(), final, modes_in, frozen_in)
         if caller is not None and call is not None:
             self.apply_effects(effects, info, call, self_value, caller)
         self._memo[key] = (result, writes, effects)
@@ -391,14 +392,25 @@ class FunctionCalls(TorchCalls):
         return head in self.module_env and (self._function is None or head not in state.env)
 
     def effects_of(
-        self, frame: Frame, final: State, modes_in: dict[str, TrainMode] | None = None
+        self,
+        frame: Frame,
+        final: State,
+        modes_in: dict[str, TrainMode] | None = None,
+        frozen_in: dict[str, Tri] | None = None,
     ) -> Effects:
         """What the call did to its arguments' objects: requires_grad set on a tensor it
         was handed, parameters of a module it was handed frozen or unfrozen, a module it
-        was handed (or a module-level one) set to train or eval mode."""
+        was handed (or a module-level one) set to train or eval mode. (What the callee
+        started out knowing, as what `__init__` froze, is not its doing.)"""
+        frozen_in = frozen_in or {}
         frozen = tuple(
             (key, value, final.frozen_at.get(key))
             for key, value in final.frozen.items()
+            if frozen_in.get(key) is not value
+        )
+        frozen = tuple(
+            (key, value, at)
+            for key, value, at in frozen
             if (key.split(".")[0] in frame.params and key.split(".")[0] not in frame.rebound)
             or (
                 key.split(".")[0] not in frame.params
