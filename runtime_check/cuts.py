@@ -30,6 +30,9 @@ MAX_EXITS = 64
 # is the cause. A record holds each of the strongest causes met on the way (a frozen
 # encoder and a frozen head).
 MADE, CUT = 1, 2
+# Why a graph was cut where no grad-mode block is running: a call that turned autograd off
+# for everything after it (`torch.set_grad_enabled(False)`), found among the lines that ran.
+OFF_FOR_GOOD = "autograd was off here, turned off by a call rather than a `with` block"
 MAX_CAUSES = 4
 Cause = tuple[tuple[str, int], int]  # (the user's line, MADE or CUT)
 Record = tuple[Cause, ...]
@@ -53,6 +56,8 @@ class CutLog:
         # An inference region's first line -> the user's frames that ran it, and the test
         # around it that decides whether to rebuild a cached tensor (see `_Inference`)
         self._inference_made: dict[tuple[str, int], _Inference] = {}
+        # A cut made with autograd turned off by a call -> the user's frames that ran it
+        self._off_stacks: dict[tuple[str, int], Site] = {}
 
     def note(self, args: tuple[Any, ...], result: Any) -> None:
         """After a call whose result needs no grad: was it cut here, or made from a cut?"""
@@ -75,6 +80,10 @@ class CutLog:
                 where = user_frame()
                 if where is not None:
                     self._mark(result, ((where, CUT),))
+                    if off and not torch.is_inference_mode_enabled():
+                        self._explained(((where, OFF_FOR_GOOD),))
+                        if len(self._off_stacks) < MAX_EXITS:
+                            self._off_stacks.setdefault(where, user_stack())
                 return
             record = self._cut_at.get(value)
             if record is not None:
@@ -131,6 +140,10 @@ class CutLog:
                 if len(why) > MAX_WHY:
                     del why[next(iter(why))]
                 why[where] = text
+
+    def off_stack(self, where: tuple[str, int]) -> Site:
+        """The user's frames that ran a cut made with autograd turned off by a call."""
+        return self._off_stacks.get(where, ())
 
     def why(self, where: tuple[str, int]) -> str | None:
         """What cut graphs at a line, where more is known than that it did."""

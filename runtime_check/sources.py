@@ -44,3 +44,33 @@ def _to_number(node: ast.AST) -> bool:
     func = node.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
     return name in _TO_NUMBER
+
+
+_SWITCHES = ("set_grad_enabled", "_set_grad_enabled")
+
+
+@cache
+def grad_switched_off(path: str) -> dict[int, bool]:
+    """The statements that set the grad mode for everything after them, not as a `with`:
+    `torch.set_grad_enabled(False)` as a call of its own (and `torch._C._set_grad_enabled`).
+    Each line with whether it surely turns autograd off (a literal False) or may (a flag)."""
+    tree = parsed(path)
+    if tree is None:
+        return {}
+    found: dict[int, bool] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+            continue
+        call = node.value
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name not in _SWITCHES:
+            continue
+        given = call.args[0] if call.args else None
+        given = given or next((k.value for k in call.keywords if k.arg == "mode"), None)
+        if isinstance(given, ast.Constant):
+            if given.value is False:
+                found[node.lineno] = True
+        elif given is not None:
+            found[node.lineno] = False
+    return found

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import CutLog, sibling_call, with_freezing_loops
+from gradlint.runtime_check.cuts import OFF_FOR_GOOD, CutLog, sibling_call, with_freezing_loops
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.explain import (
@@ -29,6 +29,7 @@ from gradlint.runtime_check.graphs import (
     QUIET_LIBRARIES,
     SITE,
     Pending,
+    Site,
     changed_since_saved,
     hold,
     mark_propagated,
@@ -45,7 +46,7 @@ from gradlint.runtime_check.layers import file_of
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
-from gradlint.runtime_check.sources import numbers_in_sums
+from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
@@ -93,6 +94,9 @@ class Tracer:
         self._handles: list[Any] = []
         self._quiet: Any = None  # torch functions unwatched while an optimizer steps
         self._backward_done: int | None = None  # the number of the next node at the last backward
+        # A graph cut where autograd was turned off by a call, not a block: (why, what the
+        # backward found), for the call to be found among the lines that ran
+        self._off_for_good: tuple[str, str, Site] | None = None
 
     def explain(
         self,
@@ -160,6 +164,9 @@ class Tracer:
         if code == "GL103" and args:
             if self._no_graph(args[0], where, why):
                 return
+        if code == "GL105" and args and isinstance(args[0], torch.Tensor):
+            for line, text in _made_not_leaf(args[0], where):
+                self.events.add(code, line, why, detail=text)
         if code == "GL106" and args:
             made = [line for line in self.cuts.inference_origin(args) if line != where]
             at = f" at line {where[1]}" if where is not None else ""
@@ -427,6 +434,8 @@ class Tracer:
         for line in with_freezing_loops(causes):
             text = texts.get(line, "the graph was cut here")
             self.events.add("GL103", line, why, detail=f"{text}; {after}")
+            if text is OFF_FOR_GOOD and self._off_for_good is None:
+                self._off_for_good = (why, after, self.cuts.off_stack(line))
         if causes:
             modules = self._modules_in_reach()
             for line, name in self.cuts.kept_on(modules, set(causes)):
@@ -702,6 +711,7 @@ class Tracer:
             self.fault("settling the parameters nothing updated")
         if self._lines is not None:
             self.lines = self._lines.stop()
+            self._switched_off()
         for pending, cut, added in self._dead:
             if pending.propagated and self.cuts.why(cut) is _GRADIENT_WITHOUT_GRAPH:
                 self.events.add(
@@ -724,6 +734,40 @@ class Tracer:
             self._ineffective_freezes()
         except Exception:
             self.fault("looking for freezes that did nothing")
+
+    def _switched_off(self, most: int = 3) -> None:
+        """Where autograd was turned off by a call that ran, when a backward found a graph
+        cut with autograd off and no block to blame: `torch.set_grad_enabled(False)` whose
+        `torch.set_grad_enabled(True)` an exception skipped, or that nothing undid. (Those
+        with a literal False first; a flag that may have been False, where none is.)"""
+        if self._off_for_good is None:
+            return
+        why, after, stack = self._off_for_good
+        sure: list[tuple[str, int]] = []
+        maybe: list[tuple[str, int]] = []
+        for path, ran in self.lines.items():
+            for line, certain in grad_switched_off(path).items():
+                if line in ran:
+                    (sure if certain else maybe).append((real_path(path), line))
+        for where in sorted(sure or maybe)[:most]:
+            text = (
+                "turns autograd off for all the code that runs after it, until a call turns it "
+                "back on (which an exception on the way skips): use `with torch.no_grad():`"
+            )
+            self.events.add("GL103", where, why, detail=f"{text}; {after}")
+            # The call in the same function that led to the cut, past the switch: where
+            # `torch.enable_grad()` goes, if what it runs should train.
+            for code, line in stack[1:]:
+                if real_path(code.co_filename) == where[0] and line > where[1]:
+                    if any(start == where[1] for _, _, start in code.co_lines()):
+                        self.events.add(
+                            "GL103",
+                            (where[0], line),
+                            why,
+                            detail=f"runs with autograd off since line {where[1]}: wrap it in "
+                            f"`with torch.enable_grad():` if it should train; {after}",
+                        )
+                        break
 
     def _ineffective_freezes(self) -> None:
         """Flags set as plain attributes, whose parameters still train: at the assignments
@@ -965,6 +1009,57 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+
+
+def _made_not_leaf(
+    tensor: torch.Tensor, where: tuple[str, int] | None
+) -> list[tuple[tuple[str, int], str]]:
+    """Where a tensor whose `requires_grad` could not be set (not a leaf) was computed:
+    the user's line that made it, and, where it was made in another call than the one that
+    sets the flag (a wrapper that turned parameters into views of one flat tensor), both
+    calls in the function that made them."""
+    node = tensor.grad_fn
+    if node is None or where is None:
+        return []
+    made = site_of(node)
+    if not made:
+        return []
+    kind = node.name().removesuffix("Backward0").removesuffix("Backward1")
+    at = f"line {where[1]}"
+    found = [
+        (
+            (real_path(made[0][0].co_filename), made[0][1]),
+            f"computes here ({kind}) the tensor whose requires_grad {at} sets: it is not a "
+            "leaf; set the flag on the tensor it is computed from, before this",
+        )
+    ]
+    failing = user_stack()
+    for (code, line), (other, here) in zip(made[::-1], failing[::-1], strict=False):
+        if code is not other:
+            break
+        if line != here:
+            path = real_path(code.co_filename)
+            if (path, line) != found[0][0]:
+                found.append(
+                    (
+                        (path, line),
+                        f"this call makes the tensor (at line {made[0][1]}) that the call at "
+                        f"line {here} later sets requires_grad of: set the flags before it",
+                    )
+                )
+            if (path, here) != where:
+                found.append(
+                    (
+                        (path, here),
+                        f"sets requires_grad (at {at}) of a tensor the call at line {line} "
+                        "computed, not a leaf: set it before that call, on the tensors it "
+                        "starts from",
+                    )
+                )
+            break
+    return found
+
+
 _USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code defines it
 
 

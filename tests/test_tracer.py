@@ -552,30 +552,30 @@ def test_a_correct_in_place_change_is_no_event(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "body, code, line",
+    "body, code, lines",
     [
         (
             "w = torch.randn(2, requires_grad=True)\nv = w * 2\nv.requires_grad = False\n",
             "GL105",
-            3,
+            (2, 3),  # where the non-leaf was computed, and the flag
         ),
-        ("m = torch.nn.Module()\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n", "GL109", 2),
+        ("m = torch.nn.Module()\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n", "GL109", (2,)),
         (
             "w = torch.randn(2, requires_grad=True)\nopt = torch.optim.SGD([w * 2], lr=0.1)\n",
             "GL109",
-            2,
+            (2,),
         ),
-        ("x = torch.tensor([1, 2], requires_grad=True)\n", "GL105", 1),  # an integer tensor
+        ("x = torch.tensor([1, 2], requires_grad=True)\n", "GL105", (1,)),  # an integer tensor
     ],
 )
 def test_errors_no_torch_hook_sees_are_explained_when_they_end_the_program(
-    tmp_path: Path, body: str, code: str, line: int
+    tmp_path: Path, body: str, code: str, lines: tuple[int, ...]
 ) -> None:
     script = tmp_path / "t.py"
     script.write_text("import torch\n" + body)
     report = run_program(str(script), [])
     assert report.exit_code == 1
-    assert [(e.code, e.line) for e in report.events] == [(code, line + 1)]
+    assert [(e.code, e.line) for e in report.events] == [(code, line + 1) for line in lines]
 
 
 def test_a_non_leaf_given_to_an_optimizer_is_named_where_it_was_made(tmp_path: Path) -> None:
@@ -1469,3 +1469,31 @@ def test_a_cache_rebuilt_after_each_step_is_silent(tmp_path: Path) -> None:
     script.write_text(GRAPH_CACHE.format(invalidate="rotary.cached = None").lstrip("\n"))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and not report.events
+
+
+def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) -> None:
+    # A wrapper keeps the weights in one flat parameter and leaves views on the layer; a
+    # freeze after the wrap raises. The wrap and the freeze are the two places for the fix.
+    script = write(
+        tmp_path / "flat.py",
+        """
+        import torch
+        def wrap(layer):
+            flat = torch.nn.Parameter(layer.weight.detach().reshape(-1))
+            del layer.weight
+            layer.weight = flat.view(2, 3)
+            return layer
+        def freeze(layer):
+            layer.weight.requires_grad = False
+        layer = torch.nn.Linear(3, 2)
+        layer = wrap(layer)
+        freeze(layer)
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL105"}
+    assert sorted(events) == [5, 8, 10, 11]
+    assert "computes here (View)" in events[5]
+    assert "this call makes the tensor" in events[10]
+    assert "sets requires_grad (at line 8)" in events[11]

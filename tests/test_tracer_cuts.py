@@ -275,3 +275,42 @@ def test_a_cache_cleared_after_the_no_grad_code_is_silent(tmp_path: Path) -> Non
     script = write(tmp_path / "fine.py", NO_GRAD_CACHE.format(clear="model.clear()"))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and not report.events
+
+
+# An evaluation that turns autograd off by a call and back on at its end; a failing batch
+# skips the second call, the trainer carries on, and the training loss has no graph.
+SWITCHED = """
+import torch
+
+net = torch.nn.Linear(4, 2)
+
+def evaluate(batches):
+    torch.set_grad_enabled(False){guard}
+    for x in batches:
+        if x.shape[0] < 2:
+            raise ValueError("a batch of one")
+        net(x)
+    torch.set_grad_enabled(True)
+
+try:
+    evaluate([torch.randn(1, 4)])
+except ValueError:
+    pass
+{after}
+net(torch.randn(3, 4)).sum().backward()
+"""
+
+
+def test_a_grad_mode_turned_off_by_a_call_and_left_off_is_named(tmp_path: Path) -> None:
+    found = explained(tmp_path, SWITCHED.format(guard="", after=""), NO_GRAPH, "GL103")
+    assert "use `with torch.no_grad():`" in found[6]
+    assert "turned off by a call" in found[18]  # the forward that ran with it off
+
+
+def test_a_grad_mode_turned_back_on_is_not_blamed_for_a_detach(tmp_path: Path) -> None:
+    # Autograd was turned back on; the loss has no graph because of a `.detach()`.
+    source = SWITCHED.format(guard="", after="torch.set_grad_enabled(True)").replace(
+        ".sum().backward()", ".detach().sum().backward()"
+    )
+    found = explained(tmp_path, source, NO_GRAPH, "GL103")
+    assert found and 6 not in found
