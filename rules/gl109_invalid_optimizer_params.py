@@ -76,7 +76,7 @@ opt = torch.optim.SGD(Net().parameters(), lr=0.1)
 import torch
 from torch import nn
 model = nn.Linear(4, 2)
-params = model.parameters()
+params = model.parameters()  # error
 print(sum(p.numel() for p in params))  # error
 opt = torch.optim.SGD(params, lr=0.1)  # error
 """,
@@ -207,13 +207,25 @@ assert len(opt.param_groups[0]["params"]) == 4
         for made in facts.optimizers:
             if made.exhausted:
                 yield Report(made.node, _EXHAUSTED)
-                if made.used_up_at is not None and made.used_up_at is not made.node:
+                used = made.used_up_at
+                if used is not None and used is not made.node:
                     # Either line is the fix: keep a list here, or call parameters() again.
                     yield Report(
-                        made.used_up_at,
+                        used,
                         "uses up the `.parameters()` generator that the optimizer at line "
                         f"{line(made)} then gets empty, which raises; make it a list first",
                     )
+                    generator = made.generator_made
+                    if generator is not None and facts.position(generator)[0] not in (
+                        line(made),
+                        facts.position(used)[0],
+                    ):
+                        yield Report(
+                            generator,
+                            "makes a one-pass generator of parameters, which line "
+                            f"{facts.position(used)[0]} uses up before the optimizer at line "
+                            f"{line(made)} gets it; make it a list here",
+                        )
                 continue
             if made.no_parameters and made.unregistered is not None:
                 yield Report(

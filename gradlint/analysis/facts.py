@@ -83,6 +83,8 @@ class OptimizerMade:
     misspelt_init: cst.CSTNode | None = None
     # The generator given was used up before: where (a `list()`, a loop, another optimizer).
     used_up_at: cst.CSTNode | None = None
+    # ... and the call that made that generator (`filter(...)`, `model.parameters()`).
+    generator_made: cst.CSTNode | None = None
     # Modules under the ones it was given whose parameters were all frozen then, and where
     # they were frozen; empty where unknown or where only trainable ones were kept.
     frozen_parts: tuple[tuple[str, cst.CSTNode | None], ...] = ()

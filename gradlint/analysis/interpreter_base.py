@@ -112,6 +112,7 @@ class InterpreterBase:
         self._comprehensions = 0  # comprehensions whose element is being evaluated
         self._branches: list[int] = []  # ... and which of their branches runs (its id)
         self._used_up_at: dict[int, cst.CSTNode] = {}  # a parameters() generator -> its use
+        self._generators_made: dict[int, cst.CSTNode] = {}  # ... -> the call that made it
         self._bound_at: dict[int, cst.CSTNode] = {}  # graph site -> the last `name = ...`
         # (function, name) -> the `name = other` that last made name an alias of a tensor
         self._aliases: dict[tuple[int, str], cst.CSTNode] = {}

@@ -87,6 +87,7 @@ class TorchCalls(GraphTracking):
             roots = args[1].roots if kept else frozenset()
             if args[1].kind is Kind.PARAMS:  # filtering a generator gives a one-shot iterator
                 state.exhausted = state.exhausted - {id(node)}  # a new one on each run
+                self._generators_made[id(node)] = node
                 return Value(
                     kind=Kind.PARAMS, item=item, origin=id(node), roots=roots, trainable_only=kept
                 )
@@ -499,6 +500,7 @@ class TorchCalls(GraphTracking):
                 cause,
                 misspelt,
                 used_up_at,
+                generator_made=self._generators_made.get(given.origin) if exhausted else None,
                 frozen_parts=parts,
                 trainable_only=given.trainable_only,
                 params_made=(
@@ -882,6 +884,7 @@ class TorchCalls(GraphTracking):
         if method in ("parameters", "named_parameters"):
             # Every parameter of the module; `.*` in the path marks "all of them".
             param = _parameter(module.frozen, (module.path + ".*") if module.path else None)
+            self._generators_made[id(node)] = node
             return Value(
                 kind=Kind.PARAMS,
                 item=param if method == "parameters" else _pair(param),
