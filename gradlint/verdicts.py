@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import cache
@@ -49,7 +50,26 @@ def judge(findings: Iterable[Finding], report: RuntimeReport) -> list[Finding]:
         else:
             verdict = None
         judged.append(replace(finding, runtime=verdict))
-    return judged
+    return _chained(judged, events)
+
+
+_LINE_NAMED = re.compile(r"\bline (\d+)")
+
+
+def _chained(judged: list[Finding], events: dict[tuple[str, str], set[int]]) -> list[Finding]:
+    """A finding that ran without an event of its own, but names the line of an event of
+    its code (`uses up the generator that the optimizer at line 80 then gets empty`), is
+    part of that misuse: confirmed with it."""
+    return [
+        replace(finding, runtime=CONFIRMED)
+        if finding.runtime == REFUTED
+        and any(
+            int(line) in events.get((_real(finding.path), finding.code), ())
+            for line in _LINE_NAMED.findall(finding.message)
+        )
+        else finding
+        for finding in judged
+    ]
 
 
 def _real(path: str) -> str:

@@ -53,6 +53,18 @@ def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     return list(found.items())
 
 
+def trainable_at_hand(frames: list[tuple[FrameType, int]]) -> bool:
+    """Whether a module in the user's frames has a parameter that requires grad (so that
+    freezes are not why an optimizer got none)."""
+    for frame, _ in frames:
+        for value in list(frame.f_locals.values())[:MAX_VALUES]:
+            if isinstance(value, torch.nn.Module) and any(
+                p.requires_grad for p in value.parameters()
+            ):
+                return True
+    return False
+
+
 def _modules_without_parameters(frames: list[tuple[FrameType, int]]) -> Iterator[torch.nn.Module]:
     seen: set[int] = set()
     for frame, _ in frames:

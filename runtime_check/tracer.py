@@ -45,7 +45,12 @@ from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place,
 from gradlint.runtime_check.layers import file_of
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
-from gradlint.runtime_check.optimizers import construction, empty_causes, user_frames
+from gradlint.runtime_check.optimizers import (
+    construction,
+    empty_causes,
+    trainable_at_hand,
+    user_frames,
+)
 from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
@@ -302,8 +307,22 @@ class Tracer:
                 causes.append((line, f"made here from other tensors; given to the optimizer{at}"))
         else:
             causes.extend(empty_causes(frames))
-            text = f"froze parameters here; the optimizer{at} was left with none"
-            causes.extend((line, text) for line in with_freezing_loops(self.cuts.frozen_sites()))
+            given = last.tb_frame.f_locals.get("params")
+            if not trainable_at_hand(frames):
+                text = f"froze parameters here; the optimizer{at} was left with none"
+                causes.extend(
+                    (line, text) for line in with_freezing_loops(self.cuts.frozen_sites())
+                )
+            elif built is not None and hasattr(type(given), "__next__"):
+                # A one-pass iterator (a `filter`, a generator) of trainable parameters that
+                # are there, empty by now
+                causes.append(
+                    (
+                        built,
+                        "given a one-pass iterator of parameters (a `filter` or a generator) "
+                        "that was used up before it got here: make it a list where it is made",
+                    )
+                )
         if not causes:
             return False
         for line, detail in causes:

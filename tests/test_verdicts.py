@@ -101,3 +101,19 @@ def test_check_with_a_bad_runtime_report(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "not a gradlint runtime report" in result.stderr
+
+
+def test_a_finding_that_names_the_line_of_an_event_of_its_code_is_confirmed(
+    tmp_path: Path,
+) -> None:
+    # Three findings tell one misuse (made at 4, used up at 5, the optimizer at 8 gets
+    # none); the run raised at 8 only, which another finding claims.
+    path = script(tmp_path)
+    real = str(path.resolve())
+    report = RuntimeReport(events=[Event("GL109", real, 8, "m")], lines={real: set(range(1, 9))})
+    chain = [
+        Finding(str(path), 5, 5, "GL109", "x", "uses up what the optimizer at line 8 gets", 5, 9),
+        Finding(str(path), 6, 5, "GL109", "x", "uses up what the optimizer at line 7 gets", 6, 9),
+        finding(path, 8, "GL109"),
+    ]
+    assert verdicts(chain, report) == ["confirmed", "refuted", "confirmed"]

@@ -500,7 +500,11 @@ class TorchCalls(GraphTracking):
                 cause,
                 misspelt,
                 used_up_at,
-                generator_made=self._generators_made.get(given.origin) if exhausted else None,
+                generator_made=(
+                    self._generators_made.get(given.origin)
+                    if exhausted and given.origin is not None
+                    else None
+                ),
                 frozen_parts=parts,
                 trainable_only=given.trainable_only,
                 params_made=(
