@@ -22,7 +22,13 @@ from gradlint.runtime_check.graphs import (
     site_of,
     user_stack,
 )
-from gradlint.runtime_check.layers import attributes_holding
+from gradlint.runtime_check.layers import (
+    Line,
+    assignment,
+    attribute_uses,
+    attributes_holding,
+    holders,
+)
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -98,6 +104,12 @@ def second_backward(
             f"hands what line {entered[0][1]} made, which takes in {part}, to {callee}(): "
             f"the {this} goes through it into the freed part; `.detach()` it here",
         )
+    for where, name, kind in _kept_in(modules, (shared.freed, shared.top)):
+        add(
+            where,
+            f"keeps {part} in the {kind} `self.{name}`, into the next step, after {by} freed "
+            "its graph: empty it each step, or keep `.detach()`ed tensors in it",
+        )
     handed = shared.handed or _kept_on(modules, (shared.freed, shared.top))
     if handed is not None:
         where, name = handed
@@ -120,6 +132,34 @@ def second_backward(
         )
     else:
         add(raised, f"goes through {part} again, which {by} freed")
+    return found
+
+
+MAX_KEPT = 64  # the items of a container on a holder looked at
+
+
+def _kept_in(keepers: Iterable[Any], nodes: tuple[Any, ...]) -> list[tuple[Line, str, str]]:
+    """A list or dict on an object of the user's (a module, a hook's store) that holds the
+    freed part now, among what it collected on earlier steps: the lines of its class that
+    fill it and take from it, with the attribute's name and the container's kind."""
+
+    def freed(value: Any) -> bool:
+        return isinstance(value, torch.Tensor) and any(value.grad_fn is n for n in nodes)
+
+    def holds(value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(freed(v) for v in value[:MAX_KEPT])
+        if isinstance(value, dict):
+            return any(freed(v) for v in list(value.values())[:MAX_KEPT])
+        return False
+
+    found = []
+    for holder, name in holders(keepers, holds):
+        kind = "dict" if isinstance(getattr(holder, name), dict) else "list"
+        uses = attribute_uses(type(holder), name)
+        made = assignment(type(holder), name)
+        for where in uses or ([made] if made is not None else []):
+            found.append((where, name, kind))
     return found
 
 

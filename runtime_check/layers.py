@@ -35,17 +35,65 @@ def attributes_holding(
     """The plain attributes of the modules (and of all their submodules) of the user's whose
     value `holds` says yes to (a cache kept on a module): the line of its class that sets
     each, and the attribute's name."""
+    for holder, name in holders(modules, holds):
+        where = assignment(type(holder), name, updated=True)
+        if where is not None:
+            yield where, name
+
+
+def holders(modules: Iterable[Any], holds: Callable[[Any], bool]) -> Iterator[tuple[Any, str]]:
+    """The objects among the modules, their submodules and the other objects given (of the
+    user's classes) whose plain attribute `holds` says yes to, and that attribute's name."""
     seen: set[int] = set()
     for model in modules:
-        for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+        # A module and its submodules; an object of another class of the user's alone
+        inside = model.modules() if isinstance(model, torch.nn.Module) else (model,)
+        for module in inside:
             if id(module) in seen or len(seen) > MAX_MODULES:
                 continue
             seen.add(id(module))
-            for name, value in list(vars(module).items()):
-                if holds(value):
-                    where = assignment(type(module), name, updated=True)
-                    if where is not None:
-                        yield where, name
+            internals = module_internals()
+            for name, value in list(getattr(module, "__dict__", {}).items()):
+                if name not in internals and holds(value):
+                    yield module, name
+
+
+def users_object(value: Any) -> bool:
+    """Whether a value is an instance of a class the user's code defines (not a module)."""
+    kind = type(value)
+    if kind.__module__ == "builtins" or isinstance(value, (type, torch.Tensor)):
+        return False
+    path = file_of(kind)
+    return path is not None and is_users(path)
+
+
+def attribute_uses(cls: type, name: str, most: int = 3) -> list[Line]:
+    """The lines of a class of the user's, outside `__init__`, that read `self.<name>`
+    (`self.maps.append(out)`, `self.maps[:n]`): where a container kept on it is filled and
+    taken from."""
+    path = file_of(cls)
+    tree = parsed(path) if path else None
+    if tree is None or not path:
+        return []
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ClassDef) and node.name == cls.__name__):
+            continue
+        for method in node.body:
+            if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if method.name == "__init__":
+                continue
+            for inner in ast.walk(method):
+                if (
+                    isinstance(inner, ast.Attribute)
+                    and inner.attr == name
+                    and isinstance(inner.ctx, ast.Load)
+                    and isinstance(inner.value, ast.Name)
+                    and inner.value.id == "self"
+                ):
+                    found.add(inner.lineno)
+    return [(real_path(path), line) for line in sorted(found)[:most]]
 
 
 def never_trained(models: list[torch.nn.Module], idle: set[int]) -> list[tuple[Line, str, str]]:

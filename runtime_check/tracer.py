@@ -42,7 +42,7 @@ from gradlint.runtime_check.graphs import (
     went_through,
 )
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
-from gradlint.runtime_check.layers import file_of
+from gradlint.runtime_check.layers import file_of, users_object
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import (
@@ -471,14 +471,15 @@ class Tracer:
         return bool(causes)
 
     def _modules_in_reach(self) -> list[Any]:
-        """The models run, the modules built, and the modules the user's frames on the stack
-        hold (a module used only through its methods): where a cache may be kept."""
+        """The models run, the modules built, and the modules (and other objects of the
+        user's classes: a hook's store) that the user's frames on the stack hold (a module
+        used only through its methods): where a cache may be kept."""
         found: dict[int, Any] = {id(m): m for m in [*self._models, *self._built]}
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             if is_users(frame.f_code.co_filename):
                 for value in list(frame.f_locals.values())[:MAX_LOCALS]:
-                    if isinstance(value, torch.nn.Module):
+                    if isinstance(value, torch.nn.Module) or users_object(value):
                         found.setdefault(id(value), value)
             frame = frame.f_back
         return list(found.values())

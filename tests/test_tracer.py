@@ -1471,6 +1471,39 @@ def test_a_cache_rebuilt_after_each_step_is_silent(tmp_path: Path) -> None:
     assert report.exit_code == 0 and not report.events
 
 
+HOOK_STORE = """
+import torch
+
+class Store:
+    def __init__(self):
+        self.maps = []
+
+    def hook(self, module, inputs, output):
+        self.maps.append(output)
+
+    def first(self):
+        return self.maps[0]
+
+net = torch.nn.Linear(3, 3)
+store = Store()
+net.register_forward_hook(store.hook)
+for step in range(2):
+    net(torch.randn(2, 3))
+    store.first().sum().backward()
+"""
+
+
+def test_a_graph_kept_in_a_list_of_a_hook_store_names_where_it_is_filled_and_read(
+    tmp_path: Path,
+) -> None:
+    # Forward hooks collect outputs into a list on a plain object that is never emptied;
+    # the second step reads the first step's output, whose graph was freed.
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, HOOK_STORE, error, "GL107")
+    assert "the list `self.maps`" in found[8]  # filled
+    assert "the list `self.maps`" in found[11]  # read
+
+
 def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) -> None:
     # A wrapper keeps the weights in one flat parameter and leaves views on the layer; a
     # freeze after the wrap raises. The wrap and the freeze are the two places for the fix.
