@@ -524,9 +524,38 @@ def _assigned_in(frame: FrameType, value: Any, before: int) -> tuple[str, int] |
 MAX_OUT = 32  # frames looked through, out from the caller
 
 
-def _assigned_before(path: str, first: int, function: str, name: str, line: int) -> int | None:
+def aliases(node: Any, frame: FrameType | None, made: set[tuple[str, int]]) -> list[Named]:
+    """The names that the user's frames on the stack, from `frame` outwards, bind to the
+    tensor a graph node made, by plain assignment of another name (`actor_feat = feat`),
+    each with the line of that assignment: where it was handed on as it is, for the fix to
+    `.detach()` it. (Not the lines in `made`, that computed it.)"""
+    found: list[Named] = []
+    for _ in range(MAX_OUT):
+        if frame is None:
+            break
+        code = frame.f_code
+        if is_users(code.co_filename):
+            path = real_path(code.co_filename)
+            for name, bound in list(frame.f_locals.items())[:MAX_LOCALS]:
+                if isinstance(bound, torch.Tensor) and bound.grad_fn is node:
+                    line = _assigned_before(
+                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno, alias=True
+                    )
+                    if line is not None and (path, line) not in made:
+                        found.append(((path, line), name))
+        frame = frame.f_back
+    return found
+
+
+Named = tuple[tuple[str, int], str]
+MAX_LOCALS = 200
+
+
+def _assigned_before(
+    path: str, first: int, function: str, name: str, line: int, alias: bool = False
+) -> int | None:
     """The last line, up to `line`, of the function (or module) that starts at `first`, that
-    assigns a call's result to `name`."""
+    assigns a call's result to `name` (with `alias`, another name or attribute's value)."""
     tree = parsed(path)
     if tree is None:
         return None
@@ -548,7 +577,7 @@ def _assigned_before(path: str, first: int, function: str, name: str, line: int)
     for node in ast.walk(scope):
         if (
             isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Call)
+            and isinstance(node.value, (ast.Name, ast.Attribute) if alias else ast.Call)
             and node.lineno <= line
             and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
             and (best is None or node.lineno > best)

@@ -11,6 +11,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import torch
+from gradlint.runtime_check.cuts import aliases
 from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
     Handed,
@@ -89,6 +90,12 @@ def second_backward(
             freeing,
             f"frees the graph that the {this} goes through again; pass retain_graph=True "
             "here if both must",
+        )
+    for line, name in aliases(shared.top, sys._getframe(1), set(made)):
+        add(
+            line,
+            f"hands {part} on as `{name}`, with the graph that {by} frees: `.detach()` it here "
+            "if no gradient should reach it from what follows, or compute it anew",
         )
     entered = lines_of(shared.entry, here)
     for line in entered:

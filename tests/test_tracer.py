@@ -1504,6 +1504,36 @@ def test_a_graph_kept_in_a_list_of_a_hook_store_names_where_it_is_filled_and_rea
     assert "the list `self.maps`" in found[11]  # read
 
 
+SHARED_ALIAS = """
+import torch
+
+encoder, critic, actor = (torch.nn.Linear(3, 3) for _ in range(3))
+
+def learn(obs):
+    feat = encoder(obs)
+    critic(feat).pow(2).mean().backward()
+    actor_feat = feat{fix}
+    actor(actor_feat).mean().backward()
+
+learn(torch.randn(4, 3))
+"""
+
+
+def test_a_freed_part_handed_on_under_another_name_names_that_assignment(
+    tmp_path: Path,
+) -> None:
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, SHARED_ALIAS.format(fix=""), error, "GL107")
+    assert "hands the part made at line 6 on as `actor_feat`" in found[8]
+
+
+def test_a_detached_alias_is_silent(tmp_path: Path) -> None:
+    script = tmp_path / "fine.py"
+    script.write_text(SHARED_ALIAS.format(fix=".detach()").lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
 def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) -> None:
     # A wrapper keeps the weights in one flat parameter and leaves views on the layer; a
     # freeze after the wrap raises. The wrap and the freeze are the two places for the fix.
