@@ -27,6 +27,11 @@ NOT_A_MODULE = (
     "holds weights but is not an `nn.Module`: the module that keeps it does not register "
     "them, and no optimizer trains them"
 )
+COMPUTED_FROM_PARAMETER = (
+    "keeps a tensor computed from a parameter (`nn.Parameter(...).to(...)`), not the "
+    "parameter: the module does not register it, and no optimizer trains what it came from"
+)
+MAX_NODES = 8  # graph nodes walked back from a tensor kept on a module, to its leaves
 
 
 def attributes_holding(
@@ -133,6 +138,44 @@ def holds_layers(value: Any) -> bool:
     return any(
         isinstance(item, (torch.nn.Module, torch.nn.Parameter)) for item in list(items)[:MAX_ITEMS]
     )
+
+
+def kept_computed(
+    models: list[torch.nn.Module], orphan: Callable[[torch.nn.Parameter], bool]
+) -> list[tuple[Line, str, str]]:
+    """Where the modules run keep, as a plain attribute, a tensor computed from a parameter
+    that `orphan` says nothing can train (`nn.Parameter(t).to(dtype)`, kept in the
+    parameter's place): (line, message, detail)."""
+    found: dict[Line, tuple[str, str]] = {}
+    seen: set[int] = set()
+    internals = module_internals()
+    for model in models:
+        for module in list(model.modules())[:MAX_MODULES]:
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            for name, value in vars(module).items():
+                if name not in internals and _computed_from(value, orphan):
+                    line = assignment(type(module), name)
+                    if line is not None:
+                        detail = f"`self.{name}`: keep the `nn.Parameter` itself"
+                        found.setdefault(line, (COMPUTED_FROM_PARAMETER, detail))
+    return [(line, message, detail) for line, (message, detail) in found.items()]
+
+
+def _computed_from(value: Any, orphan: Callable[[torch.nn.Parameter], bool]) -> bool:
+    """A tensor that is not a leaf, a few ops from a parameter `orphan` says yes to."""
+    if not isinstance(value, torch.Tensor) or value.grad_fn is None:
+        return False
+    todo, seen = [value.grad_fn], 0
+    while todo and seen < MAX_NODES:
+        node = todo.pop()
+        seen += 1
+        leaf = getattr(node, "variable", None)
+        if isinstance(leaf, torch.nn.Parameter) and orphan(leaf):
+            return True
+        todo.extend(n for n, _ in node.next_functions if n is not None)
+    return False
 
 
 def _holds_weights(value: Any) -> bool:

@@ -21,7 +21,7 @@ from gradlint.runtime_check.cuts import made_at
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
 from gradlint.runtime_check.graphs import made_by_model, note_model_output
-from gradlint.runtime_check.layers import never_trained
+from gradlint.runtime_check.layers import kept_computed, never_trained
 
 CARRIED = (
     "the gradients from before the last step were never cleared, so this step applies their "
@@ -457,6 +457,17 @@ class StepWatch:
         owner = {id(p): id(model) for model in models for p in model.parameters()}
         self._upstream(models, owner)
         self._frozen_throughout([*models, *containers])
+        if self._steps_taken:
+            # A parameter that got gradients, hidden behind a tensor computed from it: no
+            # module registers it, and no optimizer of the program stepped it (GL206).
+            held = set(owner) | self.optimized()
+            stepped = {i for i, reached in self._reached.items() if reached.stepped}
+
+            def orphan(param: torch.nn.Parameter) -> bool:
+                return param.grad is not None and id(param) not in held | stepped
+
+            for line, message, detail in kept_computed(models, orphan):
+                self._events.add("GL206", line, message, detail=detail)
         idle: dict[int, tuple[bool, bool]] = {}  # id(param) -> (values moved, grads cleared)
         for i, reached in self._reached.items():
             param = reached.param()

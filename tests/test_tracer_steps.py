@@ -1371,3 +1371,50 @@ def test_another_network_whose_gradients_pile_up(
     source = DETECTOR.format(freeze=freeze, params=params)
     assert events_of(tmp_path, source) == expected
     assert capsys.readouterr().out.strip() == printed
+
+
+# --- GL206: a parameter kept only through a tensor computed from it -------------------------
+
+CAST_STATE = """
+import torch
+class Forecaster(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.Linear(4, 4)
+        {state}
+    def forward(self, x):
+        return self.cell(x + self.state)
+torch.manual_seed(0)
+model = Forecaster()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randn(8, 4)).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+def test_what_a_cast_after_nn_parameter_does() -> None:
+    # `.to(...)` after `nn.Parameter(...)` keeps a computed tensor: the module registers no
+    # parameter, the optimizer never has it, and its gradients pile up unused.
+    state = torch.nn.Parameter(torch.zeros(1, 4)).to(torch.float64)
+    assert state.grad_fn is not None and not isinstance(state, torch.nn.Parameter)
+    module = torch.nn.Module()
+    module.state = state
+    assert list(module.parameters()) == []
+
+
+def test_a_parameter_kept_through_a_cast_is_named_where_it_is_kept(tmp_path: Path) -> None:
+    state = "self.state = torch.nn.Parameter(torch.zeros(1, 4)).to(torch.float32).clone()"
+    assert ("GL206", 6) in events_of(tmp_path, CAST_STATE.format(state=state))
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "self.state = torch.nn.Parameter(torch.zeros(1, 4))",  # registered: it trains
+        "self.state = torch.zeros(1, 4)",  # a constant, not learned
+    ],
+)
+def test_a_registered_or_constant_state_is_silent(tmp_path: Path, state: str) -> None:
+    assert events_of(tmp_path, CAST_STATE.format(state=state)) == []
