@@ -15,7 +15,7 @@ import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
-from gradlint.runtime_check.sources import parsed
+from gradlint.runtime_check.sources import names_read, option_defined, parsed
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -56,6 +56,9 @@ class CutLog:
         # An inference region's first line -> the user's frames that ran it, and the test
         # around it that decides whether to rebuild a cached tensor (see `_Inference`)
         self._inference_made: dict[tuple[str, int], _Inference] = {}
+        # A freeze's line -> the command-line options it reads, where each is defined
+        # (`p.requires_grad = args.update_decoder`): (option, line of `add_argument`)
+        self._settings: dict[tuple[str, int], list[tuple[str, tuple[str, int]]]] = {}
         # A cut made with autograd turned off by a call -> the user's frames that ran it
         self._off_stacks: dict[tuple[str, int], Site] = {}
 
@@ -173,6 +176,13 @@ class CutLog:
             if where is not None:
                 self._cut_at[tensor] = ((where, CUT),)
                 self._frozen[tensor] = where
+                if where not in self._settings and len(self._settings) < MAX_EXITS:
+                    self._settings[where] = _option_behind(where)
+
+    def options_behind(self, where: tuple[str, int]) -> list[tuple[str, tuple[str, int]]]:
+        """The command-line options a freeze at a line read, each with the line that
+        defines it (where its default is)."""
+        return self._settings.get(where, [])
 
     def frozen_sites(self, most: int = 3) -> list[tuple[str, int]]:
         """The lines that froze the parameters that are still frozen, first first."""
@@ -483,6 +493,34 @@ def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | 
     if len(_CHOOSERS) > MAX_BLOCKS:
         _CHOOSERS.clear()
     _CHOOSERS[key] = found
+    return found
+
+
+def _option_behind(where: tuple[str, int]) -> list[tuple[str, tuple[str, int]]]:
+    """The `args.<option>` reads of the statement at a user's line that runs now, whose
+    name holds parsed command-line arguments, each with the `add_argument` line that
+    defines it (in the user's files that ran: the frames' own, outwards)."""
+    frame = next_user_frame(sys._getframe(2))
+    if frame is None:
+        return []
+    found = []
+    for name, attribute in names_read(*where):
+        value = frame.f_locals.get(name, frame.f_globals.get(name))
+        # (Options that are off, as a flag that freezes reads: `or`-ed with a test of
+        # another, that one is only a choice among several.)
+        if type(value).__name__ != "Namespace" or getattr(value, attribute, True):
+            continue
+        outer: FrameType | None = frame
+        for _ in range(MAX_OUT):
+            if outer is None:
+                break
+            path = real_path(outer.f_code.co_filename)
+            if is_users(outer.f_code.co_filename):
+                line = option_defined(path, attribute)
+                if line is not None:
+                    found.append((attribute, (path, line)))
+                    break
+            outer = outer.f_back
     return found
 
 

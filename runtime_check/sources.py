@@ -74,3 +74,53 @@ def grad_switched_off(path: str) -> dict[int, bool]:
         elif given is not None:
             found[node.lineno] = False
     return found
+
+
+def names_read(path: str, line: int) -> list[tuple[str, str]]:
+    """The `name.attribute` reads of the statement at a line (`args.update_decoder`)."""
+    tree = parsed(path)
+    if tree is None:
+        return []
+    statement = next(
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.stmt)
+            and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and not any(isinstance(c, ast.stmt) for c in ast.iter_child_nodes(node))
+        ),
+        None,
+    )
+    if statement is None:
+        return []
+    return [
+        (node.value.id, node.attr)
+        for node in ast.walk(statement)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    ]
+
+
+@cache
+def option_defined(path: str, attribute: str) -> int | None:
+    """The line of the `add_argument(...)` call in a file that defines the command-line
+    option read as `args.<attribute>` (`--update_decoder`, `--update-decoder`, or
+    `dest="update_decoder"`)."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    flags = {"--" + attribute, "--" + attribute.replace("_", "-"), attribute}
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
+            continue
+        given = {a.value for a in node.args if isinstance(a, ast.Constant)}
+        dest = next((k.value for k in node.keywords if k.arg == "dest"), None)
+        if (isinstance(dest, ast.Constant) and dest.value == attribute) or (
+            given & flags and not isinstance(dest, ast.Constant)
+        ):
+            return node.lineno
+    return None

@@ -455,6 +455,14 @@ class Tracer:
             self.events.add("GL103", line, why, detail=f"{text}; {after}")
             if text is OFF_FOR_GOOD and self._off_for_good is None:
                 self._off_for_good = (why, after, self.cuts.off_stack(line))
+            for option, defined in self.cuts.options_behind(line):
+                self.events.add(
+                    "GL103",
+                    defined,
+                    why,
+                    detail=f"the option `{option}`, as given or by its default here, froze "
+                    f"the parameters at line {line[1]}; {after}",
+                )
         if causes:
             modules = self._modules_in_reach()
             for line, name in self.cuts.kept_on(modules, set(causes)):

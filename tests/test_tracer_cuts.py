@@ -314,3 +314,31 @@ def test_a_grad_mode_turned_back_on_is_not_blamed_for_a_detach(tmp_path: Path) -
     )
     found = explained(tmp_path, source, NO_GRAPH, "GL103")
     assert found and 6 not in found
+
+
+# Which parts train is a command-line option; its default freezes everything.
+OPTIONS = """
+import argparse
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--train-head", type=int, default={default})
+args = parser.parse_args([])
+
+body, head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+body.requires_grad_(False)
+for p in head.parameters():
+    p.requires_grad = bool(args.train_head)
+head(body(torch.randn(3, 4))).sum().backward()
+"""
+
+
+def test_a_freeze_read_from_an_option_names_where_the_option_is_defined(tmp_path: Path) -> None:
+    found = explained(tmp_path, OPTIONS.format(default=0), NO_GRAPH, "GL103")
+    assert "the option `train_head`, as given or by its default here" in found[5]
+
+
+def test_an_option_that_lets_the_head_train_is_silent(tmp_path: Path) -> None:
+    script = write(tmp_path / "fine.py", textwrap.dedent(OPTIONS.format(default=1)).lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
