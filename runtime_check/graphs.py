@@ -41,6 +41,23 @@ _USERS: dict[CodeType, bool] = {}
 # frames not the user's are silenced as the walks pass them)
 QUIET_LIBRARIES = [False]
 
+# One entry per module whose forward is running, innermost last: the user's frames outside
+# it, where it is PyTorch's own (`nn.TransformerEncoderLayer`, `nn.Linear`), or None, where
+# it is the user's. Every op that PyTorch's module runs has the same user's frames, found
+# once at its call rather than by a walk of the stack at each op.
+MODULE_SITES: list[Site | None] = []
+
+
+def op_site(frame: FrameType) -> Site:
+    """The user's frames of an op called from `frame`: the running PyTorch module's, unless
+    the op is the user's own (a hook of the user's that a module runs)."""
+    sites = MODULE_SITES
+    if sites:
+        site = sites[-1]
+        if site is not None and not _USERS.get(frame.f_code):
+            return site
+    return user_stack(frame)
+
 
 def user_stack(frame: FrameType | None = None) -> Site:
     sys._getframe().f_trace_lines = False  # (a loop over frames: no line events)
@@ -70,7 +87,7 @@ def note_made(node: Any) -> None:
     """Mark a graph node a torch call just made with the user's frames that made it."""
     metadata = node.metadata
     if SITE not in metadata:
-        metadata[SITE] = user_stack(sys._getframe(2))
+        metadata[SITE] = op_site(sys._getframe(2))
 
 
 def note_handed(args: tuple[Any, ...], before: int) -> None:

@@ -26,6 +26,7 @@ from gradlint.runtime_check.explain import (
 from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
 from gradlint.runtime_check.graphs import (
+    MODULE_SITES,
     QUIET_LIBRARIES,
     SITE,
     Pending,
@@ -36,6 +37,7 @@ from gradlint.runtime_check.graphs import (
     note_handed,
     note_kept,
     note_made,
+    op_site,
     site_of,
     user_stack,
     view_taken,
@@ -97,7 +99,8 @@ class Tracer:
         # through the sum, the cut, the sum)
         self._dead: list[tuple[Pending, tuple[str, int], tuple[str, int]]] = []
         self._handles: list[Any] = []
-        self._quiet: Any = None  # torch functions unwatched while an optimizer steps
+        self._quiet: _Aside | None = None  # the watch set aside while an optimizer steps
+        self.watch = _Watch(self)
         self._backward_done: int | None = None  # the number of the next node at the last backward
         # A graph cut where autograd was turned off by a call, not a block: (why, what the
         # backward found), for the call to be found among the lines that ran
@@ -637,6 +640,12 @@ class Tracer:
         # Runs before every module's forward: guarded here, not by a wrapper (a call more),
         # and with torch functions unwatched once, only where tensors are looked at.
         sys._getframe().f_trace_lines = False
+        sites = MODULE_SITES
+        if _library_module(module):
+            top = sites[-1] if sites else None
+            sites.append(top if top is not None else user_stack(sys._getframe(1)))
+        else:
+            sites.append(None)
         try:
             if self._quiet is not None:  # (a step that failed)
                 self._watch_again()
@@ -667,6 +676,8 @@ class Tracer:
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
         sys._getframe().f_trace_lines = False
+        if MODULE_SITES:
+            MODULE_SITES.pop()
         try:
             with _unwatched():
                 self.waste.forward_ends(module, args, output)
@@ -684,8 +695,7 @@ class Tracer:
                 # A step with no closure runs only the optimizer's own update ops, hundreds
                 # of them, which its hooks sum up: unwatched, until it ends (or, if it
                 # fails, until the program goes on to a forward, a step or the end).
-                self._quiet = _unwatched()
-                self._quiet.__enter__()
+                self._quiet = _Aside(self.watch)
         except Exception:
             self.fault("before a step")
 
@@ -703,13 +713,14 @@ class Tracer:
     def _watch_again(self) -> None:
         if self._quiet is not None:
             quiet, self._quiet = self._quiet, None
-            quiet.__exit__(None, None, None)
+            quiet.restore()
 
     def fault(self, where: str) -> None:
         """A bug of the tracer: kept for the report, never raised into the user's program."""
         self.faults.append(f"{where}: {traceback.format_exc(limit=-3).strip()}")
 
     def start(self) -> None:
+        MODULE_SITES.clear()
         self._handles.append(
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
@@ -724,6 +735,7 @@ class Tracer:
         self._watch_again()
         while self._handles:
             self._handles.pop().remove()
+        MODULE_SITES.clear()
         try:
             self.waste.settle()
         except Exception:
@@ -1018,7 +1030,7 @@ class _Watch(TorchFunctionMode):
             if node is not None:
                 metadata: dict[str, Any] = node.metadata  # type: ignore[assignment]
                 if SITE not in metadata:
-                    metadata[SITE] = user_stack(sys._getframe(1))
+                    metadata[SITE] = op_site(sys._getframe(1))
                 return result
         try:
             self._after(func, args, kwargs or _NO_KWARGS, result)
@@ -1091,6 +1103,19 @@ def _made_not_leaf(
 _USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code defines it
 
 
+_LIBRARY_MODULES: dict[type, bool] = {}  # module class -> whether a library defines it
+
+
+def _library_module(module: Any) -> bool:
+    """Whether a module's class is PyTorch's or another library's, not the user's."""
+    kind = type(module)
+    known = _LIBRARY_MODULES.get(kind)
+    if known is None:
+        source = getattr(sys.modules.get(kind.__module__), "__file__", None)
+        known = _LIBRARY_MODULES[kind] = bool(source) and not is_users(source)
+    return known
+
+
 def _users_module(module: Any) -> bool:
     kind = type(module)
     mine = _USER_MODULES.get(kind)
@@ -1116,7 +1141,27 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 
 # The tracer's own hooks read tensors too (`param.grad`, `.shape`): with torch functions
 # unwatched while they run, those reads cost no trip through `_Watch`.
-_unwatched = torch._C.DisableTorchFunction
+_unwatched = torch._C.DisableTorchFunction  # (for the tracer's own reads of tensors)
+
+
+class _Aside:
+    """The watch taken off PyTorch's mode stack, where it is on top, while an optimizer
+    steps (its own update ops, which its hooks sum up): only the watch, so that tensor
+    subclasses and the user's own modes still see every op."""
+
+    def __init__(self, watch: _Watch) -> None:
+        current = getattr(torch.overrides, "_get_current_function_mode", None)
+        self._watch: _Watch | None = None
+        if current is not None and current() is watch:
+            watch.__exit__(None, None, None)
+            self._watch = watch
+
+    def restore(self) -> None:
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch.__enter__()
+
+
 MAX_RAN = 64
 MAX_LOCALS = 1000  # names looked at per frame, for modules
 _EXITED = (
@@ -1181,7 +1226,10 @@ def trace(lines: bool = True) -> Iterator[Tracer]:
     tracer = Tracer(lines=lines)
     tracer.start()
     try:
-        with _Watch(tracer):
-            yield tracer
+        with tracer.watch:
+            try:
+                yield tracer
+            finally:
+                tracer._watch_again()  # (back on the stack, for the block to take it off)
     finally:
         tracer.stop()

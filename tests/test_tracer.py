@@ -204,6 +204,43 @@ def test_the_traced_program_computes_exactly_what_it_computes_untraced() -> None
     assert len(tracer.events) == 0 and not tracer.faults
 
 
+class Counted(torch.Tensor):
+    """A tensor subclass with its own `__torch_function__`: counts the ops on it while
+    `counting` is on."""
+
+    counting = False
+    ops = 0
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        Counted.ops += Counted.counting
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def step_a_subclass_parameter() -> tuple[int, torch.Tensor]:
+    torch.manual_seed(0)
+    weights = torch.nn.Parameter(torch.randn(3).as_subclass(Counted))
+    optimizer = torch.optim.SGD([weights], lr=0.1, momentum=0.9, foreach=False)
+    Counted.ops = 0
+    for _ in range(2):
+        optimizer.zero_grad()
+        (weights * 2).sum().backward()
+        Counted.counting = True  # the step's own ops only
+        optimizer.step()
+        Counted.counting = False
+    return Counted.ops, weights.detach().clone().as_subclass(torch.Tensor)
+
+
+def test_a_tensor_subclass_sees_its_ops_in_an_optimizer_step_as_untraced() -> None:
+    # While an optimizer steps, only the tracer's own watch is set aside: a subclass's own
+    # `__torch_function__` runs for each update op, as it does without the tracer.
+    plain_ops, plain = step_a_subclass_parameter()
+    with trace(lines=False) as tracer:
+        traced_ops, traced = step_a_subclass_parameter()
+    assert plain_ops > 0 and traced_ops == plain_ops
+    assert torch.equal(traced, plain) and not tracer.faults
+
+
 def test_every_known_error_names_a_rule() -> None:
     for fragment, code, why in autograd_errors.AUTOGRAD_ERRORS:
         assert autograd_errors.classify(f"prefix {fragment} suffix") == (code, why)
