@@ -41,21 +41,38 @@ _USERS: dict[CodeType, bool] = {}
 # frames not the user's are silenced as the walks pass them)
 QUIET_LIBRARIES = [False]
 
-# One entry per module whose forward is running, innermost last: the user's frames outside
-# it, where it is PyTorch's own (`nn.TransformerEncoderLayer`, `nn.Linear`), or None, where
-# it is the user's. Every op that PyTorch's module runs has the same user's frames, found
-# once at its call rather than by a walk of the stack at each op.
-MODULE_SITES: list[Site | None] = []
+# One entry per module whose forward is running, innermost last: where it is PyTorch's own
+# (`nn.TransformerEncoderLayer`, `nn.Linear`) or another library's, the user's frames outside
+# it and the frame that calls its forward; None, where it is the user's. The ops its forward
+# runs have those same user's frames, found once at its call rather than by a walk of the
+# whole stack at each op.
+MODULE_SITES: list[tuple[Site, FrameType] | None] = []
+MAX_INSIDE = 16  # frames looked through, out from an op to the module's call
 
 
 def op_site(frame: FrameType) -> Site:
-    """The user's frames of an op called from `frame`: the running PyTorch module's, unless
-    the op is the user's own (a hook of the user's that a module runs)."""
+    """The user's frames of an op called from `frame`: those of the library's module whose
+    forward runs it, unless code of the user's runs between (a hook that a module runs)."""
     sites = MODULE_SITES
-    if sites:
-        site = sites[-1]
-        if site is not None and not _USERS.get(frame.f_code):
-            return site
+    entry = sites[-1] if sites else None
+    if entry is not None:
+        site, call = entry
+        users = _USERS
+        inner: FrameType | None = frame
+        for _ in range(MAX_INSIDE):
+            if inner is None:
+                break
+            if inner is call:
+                if QUIET_LIBRARIES[0]:
+                    frame.f_trace_lines = False  # (as a walk of the stack would have done)
+                return site
+            code = inner.f_code
+            mine = users.get(code)
+            if mine is None:
+                mine = users[code] = is_users(code.co_filename)
+            if mine:
+                break
+            inner = inner.f_back
     return user_stack(frame)
 
 

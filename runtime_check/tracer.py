@@ -642,8 +642,8 @@ class Tracer:
         sys._getframe().f_trace_lines = False
         sites = MODULE_SITES
         if _library_module(module):
-            top = sites[-1] if sites else None
-            sites.append(top if top is not None else user_stack(sys._getframe(1)))
+            call = sys._getframe(1)  # (the module's `_call_impl`)
+            sites.append((op_site(call), call))
         else:
             sites.append(None)
         try:

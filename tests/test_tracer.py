@@ -1597,3 +1597,26 @@ def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) 
     assert "computes here (View)" in events[5]
     assert "this call makes the tensor" in events[10]
     assert "sets requires_grad (at line 8)" in events[11]
+
+
+def test_an_op_in_a_users_hook_that_a_library_module_runs_is_named_in_the_hook(
+    tmp_path: Path,
+) -> None:
+    # Ops inside PyTorch's own modules take the user's line that called the module; a hook
+    # of the user's that such a module runs is the user's code, and its ops are its own.
+    script = write(
+        tmp_path / "hook.py",
+        """
+        import torch
+        seq = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+        kept = []
+        def hook(module, inputs, output):
+            kept.append(output * 2)
+        seq[0].register_forward_hook(hook)
+        seq(torch.randn(2, 3)).sum().backward()
+        kept[0].sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    events = {e.line: e.detail for e in report.events if e.code == "GL107"}
+    assert "takes in the part made at line 7" in events[5]
