@@ -679,10 +679,11 @@ class Tracer:
         if MODULE_SITES:
             MODULE_SITES.pop()
         try:
+            if self.waste.inner_forward_ended():
+                return
             with _unwatched():
                 self.waste.forward_ends(module, args, output)
-                if self.waste.outermost():
-                    self.steps.model_ends(module, output)
+                self.steps.model_ends(module, output)
         except Exception:
             self.fault("after a forward")
 

@@ -168,8 +168,14 @@ class WasteWatch:
     def forward_starts(self, module: Any, args: Any) -> None:
         self._depth += 1
 
-    def forward_ends(self, module: Any, args: Any, output: Any) -> None:
+    def inner_forward_ended(self) -> bool:
+        """A module's forward ended: whether it ran inside another's (then there is nothing
+        more to look at)."""
         self._depth -= 1
+        return self._depth > 0
+
+    def forward_ends(self, module: Any, args: Any, output: Any) -> None:
+        """After the outermost module's forward (see `inner_forward_ended`)."""
         if self._depth or module.training or not torch.is_grad_enabled():
             return
         node = _first_node(output)
