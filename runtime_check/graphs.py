@@ -107,6 +107,23 @@ def note_made(node: Any) -> None:
         metadata[SITE] = op_site(sys._getframe(2))
 
 
+def mark_made(nodes: list[Any], site: Site, most: int = MAX_NODES) -> None:
+    """Mark the graph nodes that ops run unwatched made (those of a library's module), from
+    the given ones back to nodes already marked, with the user's frames that made them."""
+    queue = deque(node for node in nodes if node is not None)
+    count = 0
+    while queue and count < most:
+        node = queue.popleft()
+        if hasattr(node, "variable"):
+            continue
+        metadata = node.metadata
+        if SITE in metadata:
+            continue
+        metadata[SITE] = site
+        count += 1
+        queue.extend(child for child, _ in node.next_functions if child is not None)
+
+
 def note_handed(args: tuple[Any, ...], before: int) -> None:
     """Before a module's forward: an argument (or a tensor of a tuple of them, an LSTM's
     state) made before the latest backward (its node numbered below `before`) is state kept

@@ -33,6 +33,7 @@ from gradlint.runtime_check.graphs import (
     Site,
     changed_since_saved,
     hold,
+    mark_made,
     mark_propagated,
     note_handed,
     note_kept,
@@ -101,6 +102,11 @@ class Tracer:
         self._handles: list[Any] = []
         self._quiet: _Aside | None = None  # the watch set aside while an optimizer steps
         self.watch = _Watch(self)
+        # The library's module whose forward runs with the watch set aside, if one does;
+        # per running forward, what was set aside with it (its inputs, their versions)
+        self._set_aside: Any = None
+        self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
+        self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
         # A graph cut where autograd was turned off by a call, not a block: (why, what the
         # backward found), for the call to be found among the lines that ran
@@ -281,6 +287,8 @@ class Tracer:
         unless a watched call already explained it on its way out."""
         where = None
         tb = error.__traceback__
+        if getattr(error, _EXPLAINED, False):
+            return
         while tb is not None:
             if tb.tb_frame.f_code is _Watch.__torch_function__.__code__:
                 return
@@ -626,6 +634,7 @@ class Tracer:
 
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
+            self._libraries.clear()  # (a module's tree changed)
             self._built.add(parent)
             if isinstance(module, torch.nn.Module):
                 self._built.add(module)
@@ -646,6 +655,7 @@ class Tracer:
             sites.append((op_site(call), call))
         else:
             sites.append(None)
+        self._asides.append(None)
         try:
             if self._quiet is not None:  # (a step that failed)
                 self._watch_again()
@@ -671,13 +681,58 @@ class Tracer:
                         note_kept(module, self._backward_done)
             if recording:
                 self.networks.forward(module)
+            if sites[-1] is not None:
+                if self._set_aside is None and self._library_tree(module):
+                    self._aside(module, args)
+                elif self._set_aside is not None and getattr(module, "inplace", False) is True:
+                    # (Inside one set aside: its in-place change is seen by versions.)
+                    inputs = tuple(a for a in args if isinstance(a, torch.Tensor))
+                    self._asides[-1] = (inputs, tuple(t._version for t in inputs))
         except Exception:
             self.fault("before a forward")
 
+    def _library_tree(self, module: Any) -> bool:
+        """Whether a module and all its submodules are a library's, with no hook of the
+        user's on any: nothing of the user's runs in its forward."""
+        known = self._libraries.get(id(module))
+        if known is not None and known[0]() is module:
+            return known[1]
+        if len(self._libraries) > MAX_LIBRARY_MODULES:
+            self._libraries.clear()
+        inside = list(module.modules())
+        whole = len(inside) <= MAX_LIBRARY_MODULES and all(
+            _library_module(m) and not (m._forward_hooks or m._forward_pre_hooks) for m in inside
+        )
+        self._libraries[id(module)] = (weakref.ref(module), whole)
+        return whole
+
+    def _aside(self, module: Any, args: Any) -> None:
+        """Before the forward of a library's module with nothing of the user's inside: the
+        watch set aside until it returns (each of its ops would take the same user's line),
+        where it is on top of the mode stack."""
+        current = getattr(torch.overrides, "_get_current_function_mode", None)
+        if current is None or current() is not self.watch:
+            return
+        inputs = tuple(a for a in args if isinstance(a, torch.Tensor))
+        versions = tuple(t._version for t in inputs) if getattr(module, "inplace", False) else ()
+        self.watch.__exit__(None, None, None)
+        self._set_aside = module
+        self._asides[-1] = (inputs, versions)
+
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
         sys._getframe().f_trace_lines = False
-        if MODULE_SITES:
-            MODULE_SITES.pop()
+        entry = MODULE_SITES.pop() if MODULE_SITES else None
+        aside = self._asides.pop() if self._asides else None
+        if aside is not None:
+            try:
+                if self._set_aside is module:
+                    self._set_aside = None
+                    self.watch.__enter__()
+                    self._after_library(module, aside, output, entry[0] if entry else ())
+                else:
+                    self._changed_in_place(aside)
+            except Exception:
+                self.fault("after a library's module")
         try:
             if self.waste.inner_forward_ended():
                 return
@@ -686,6 +741,39 @@ class Tracer:
                 self.steps.model_ends(module, output)
         except Exception:
             self.fault("after a forward")
+
+    def _after_library(
+        self,
+        module: Any,
+        aside: tuple[tuple[torch.Tensor, ...], tuple[int, ...]],
+        output: Any,
+        site: Site,
+    ) -> None:
+        """What the ops of a library's module run unwatched did, as the watch would have
+        noted it: where the graph nodes it made were made (the user's call of it), its
+        in-place change of its input, an output cut from the graph, and the autograd
+        error it raised."""
+        inputs, versions = aside
+        error = sys.exc_info()[1]
+        if isinstance(error, RuntimeError) and not getattr(error, _EXPLAINED, False):
+            self.explain(error, args=(*inputs, *_weights(module)))
+            setattr(error, _EXPLAINED, True)
+            return
+        self._changed_in_place(aside)
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        with _unwatched():
+            nodes = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor)]
+            mark_made(nodes, site)
+            for value in outputs:
+                if isinstance(value, torch.Tensor) and not value.requires_grad:
+                    # (From its inputs and its own weights, as its first op would be.)
+                    self.cuts.note((*inputs, *_weights(module)), value)
+
+    def _changed_in_place(self, aside: tuple[tuple[torch.Tensor, ...], tuple[int, ...]]) -> None:
+        """After an `inplace=True` layer ran unwatched: its change of its input, if made."""
+        inputs, versions = aside
+        if versions and any(t._version != v for t, v in zip(inputs, versions, strict=False)):
+            self.inplace.note(inputs[:1], layer=True)
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         sys._getframe().f_trace_lines = False
@@ -710,6 +798,13 @@ class Tracer:
                 self.waste.stepped()
         except Exception:
             self.fault("after a step")
+
+    def _library_done(self) -> None:
+        """The watch back, if a library's module's forward never ended (the program left
+        it some other way)."""
+        if self._set_aside is not None:
+            self._set_aside = None
+            self.watch.__enter__()
 
     def _watch_again(self) -> None:
         if self._quiet is not None:
@@ -1104,6 +1199,12 @@ def _made_not_leaf(
 _USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code defines it
 
 
+def _weights(module: Any) -> list[torch.Tensor]:
+    """A few of a module's parameters and buffers: what its ops took in beside its inputs."""
+    parameters = [p for _, p in zip(range(MAX_HELD), module.parameters(), strict=False)]
+    return parameters + [b for _, b in zip(range(MAX_HELD), module.buffers(), strict=False)]
+
+
 _LIBRARY_MODULES: dict[type, bool] = {}  # module class -> whether a library defines it
 
 
@@ -1143,6 +1244,9 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 # The tracer's own hooks read tensors too (`param.grad`, `.shape`): with torch functions
 # unwatched while they run, those reads cost no trip through `_Watch`.
 _unwatched = torch._C.DisableTorchFunction  # (for the tracer's own reads of tensors)
+_EXPLAINED = "_gradlint_explained"  # set on an error the tracer explained on its way out
+MAX_LIBRARY_MODULES = 512
+MAX_HELD = 16  # a module's parameters and buffers looked at, for an error it raised
 
 
 class _Aside:
@@ -1231,6 +1335,8 @@ def trace(lines: bool = True) -> Iterator[Tracer]:
             try:
                 yield tracer
             finally:
-                tracer._watch_again()  # (back on the stack, for the block to take it off)
+                # (Back on the stack, for the block to take it off.)
+                tracer._watch_again()
+                tracer._library_done()
     finally:
         tracer.stop()

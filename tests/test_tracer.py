@@ -1620,3 +1620,42 @@ def test_an_op_in_a_users_hook_that_a_library_module_runs_is_named_in_the_hook(
     report = run_program(str(script), [])
     events = {e.line: e.detail for e in report.events if e.code == "GL107"}
     assert "takes in the part made at line 7" in events[5]
+
+
+def test_a_users_module_inside_a_library_container_is_still_watched(tmp_path: Path) -> None:
+    # PyTorch's own modules run with the watch set aside only where nothing of the user's
+    # runs inside them: a module of the user's in an `nn.Sequential` is watched.
+    script = write(
+        tmp_path / "inside.py",
+        """
+        import torch
+        class Probe(torch.nn.Module):
+            def forward(self, x):
+                self.seen = x.numpy()
+                return x
+        net = torch.nn.Sequential(torch.nn.Linear(3, 3), Probe(), torch.nn.ReLU())
+        net(torch.randn(2, 3)).sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert ("GL101", 4) in [(e.code, e.line) for e in report.events]
+
+
+def test_an_autograd_error_inside_a_library_module_is_explained(tmp_path: Path) -> None:
+    # An inference tensor given to `nn.Linear` raises inside it, where the watch is set
+    # aside: the error is explained from the module's inputs as it leaves the module.
+    script = write(
+        tmp_path / "linear.py",
+        """
+        import torch
+        layer = torch.nn.Linear(3, 3)
+        with torch.inference_mode():
+            x = torch.randn(2, 3)
+        layer(x).sum().backward()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL106"}
+    assert "used by autograd at line 5" in events[3]  # the block
