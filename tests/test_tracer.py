@@ -1659,3 +1659,17 @@ def test_an_autograd_error_inside_a_library_module_is_explained(tmp_path: Path) 
     assert report.exit_code == 1
     events = {e.line: e.detail for e in report.events if e.code == "GL106"}
     assert "used by autograd at line 5" in events[3]  # the block
+
+
+def test_the_watch_is_back_after_a_library_module_raises() -> None:
+    # A shape error inside `nn.Linear`, where the watch is set aside, caught by the program:
+    # what follows is watched again, and the mode stack is as it was after the trace.
+    layer = torch.nn.Linear(3, 3)
+    before = modes()
+    with trace(lines=False) as tracer:
+        with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+            layer(torch.randn(2, 4))
+        with pytest.raises(RuntimeError, match="Can't call numpy"):
+            layer(torch.randn(2, 3)).numpy()  # GL101
+    assert modes() == before
+    assert [e.code for e in tracer.events.events()] == ["GL101"] and not tracer.faults
