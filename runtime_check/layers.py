@@ -76,29 +76,26 @@ def attribute_uses(cls: type, name: str, most: int = 3) -> list[Line]:
     """The lines of a class of the user's, outside `__init__`, that read `self.<name>`
     (`self.maps.append(out)`, `self.maps[:n]`): where a container kept on it is filled and
     taken from."""
-    path = file_of(cls)
-    tree = parsed(path) if path else None
-    if tree is None or not path:
+    defined = _class_def(cls)
+    if defined is None:
         return []
+    path, node = defined
     found: set[int] = set()
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.ClassDef) and node.name == cls.__name__):
+    for method in node.body:
+        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        for method in node.body:
-            if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            if method.name == "__init__":
-                continue
-            for inner in ast.walk(method):
-                if (
-                    isinstance(inner, ast.Attribute)
-                    and inner.attr == name
-                    and isinstance(inner.ctx, ast.Load)
-                    and isinstance(inner.value, ast.Name)
-                    and inner.value.id == "self"
-                ):
-                    found.add(inner.lineno)
-    return [(real_path(path), line) for line in sorted(found)[:most]]
+        if method.name == "__init__":
+            continue
+        for inner in ast.walk(method):
+            if (
+                isinstance(inner, ast.Attribute)
+                and inner.attr == name
+                and isinstance(inner.ctx, ast.Load)
+                and isinstance(inner.value, ast.Name)
+                and inner.value.id == "self"
+            ):
+                found.add(inner.lineno)
+    return [(path, line) for line in sorted(found)[:most]]
 
 
 def never_trained(models: list[torch.nn.Module], idle: set[int]) -> list[tuple[Line, str, str]]:
@@ -147,19 +144,11 @@ def kept_computed(
     that `orphan` says nothing can train (`nn.Parameter(t).to(dtype)`, kept in the
     parameter's place): (line, message, detail)."""
     found: dict[Line, tuple[str, str]] = {}
-    seen: set[int] = set()
-    internals = module_internals()
-    for model in models:
-        for module in list(model.modules())[:MAX_MODULES]:
-            if id(module) in seen:
-                continue
-            seen.add(id(module))
-            for name, value in vars(module).items():
-                if name not in internals and _computed_from(value, orphan):
-                    line = assignment(type(module), name)
-                    if line is not None:
-                        detail = f"`self.{name}`: keep the `nn.Parameter` itself"
-                        found.setdefault(line, (COMPUTED_FROM_PARAMETER, detail))
+    for module, name in holders(models, lambda value: _computed_from(value, orphan)):
+        line = assignment(type(module), name)
+        if line is not None:
+            detail = f"`self.{name}`: keep the `nn.Parameter` itself"
+            found.setdefault(line, (COMPUTED_FROM_PARAMETER, detail))
     return [(line, message, detail) for line, (message, detail) in found.items()]
 
 
@@ -208,16 +197,14 @@ def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
     """The line of a class (or a base) of the user's that assigns `self.<name>`; with
     `updated`, one outside `__init__` where there is one (state updated as it runs)."""
     for klass in cls.__mro__:
-        path = file_of(klass)
-        tree = parsed(path) if path else None
-        if tree is None or not path:
+        defined = _class_def(klass)
+        if defined is None:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
-                found = _assignments(node, name)
-                later = [line for line, in_init in found if not in_init]
-                if found:
-                    return real_path(path), (later[0] if updated and later else found[0][0])
+        path, node = defined
+        found = _assignments(node, name)
+        later = [line for line, in_init in found if not in_init]
+        if found:
+            return path, (later[0] if updated and later else found[0][0])
     return None
 
 
@@ -249,13 +236,20 @@ def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool]]:
 
 def class_line(klass: type) -> Line | None:
     """The line of the user's `class` statement of `klass`."""
+    defined = _class_def(klass)
+    return (defined[0], defined[1].lineno) if defined is not None else None
+
+
+def _class_def(klass: type) -> tuple[str, ast.ClassDef] | None:
+    """The user's file that defines a class, and the `class` statement there (the first of
+    that name)."""
     path = file_of(klass)
     tree = parsed(path) if path else None
     if tree is None or not path:
         return None
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
-            return real_path(path), node.lineno
+            return real_path(path), node
     return None
 
 

@@ -102,9 +102,10 @@ class Tracer:
         self._handles: list[Any] = []
         self._quiet: _Aside | None = None  # the watch set aside while an optimizer steps
         self.watch = _Watch(self)
-        # The library's module whose forward runs with the watch set aside, if one does;
-        # per running forward, what was set aside with it (its inputs, their versions)
-        self._set_aside: Any = None
+        # The library's module whose forward runs with the watch set aside, if one does,
+        # and that setting aside; per running forward, what was kept beside it (its inputs,
+        # their versions)
+        self._set_aside: tuple[Any, _Aside] | None = None
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
@@ -710,14 +711,12 @@ class Tracer:
         """Before the forward of a library's module with nothing of the user's inside: the
         watch set aside until it returns (each of its ops would take the same user's line),
         where it is on top of the mode stack."""
-        current = getattr(torch.overrides, "_get_current_function_mode", None)
-        if current is None or current() is not self.watch:
-            return
         inputs = tuple(a for a in args if isinstance(a, torch.Tensor))
         versions = tuple(t._version for t in inputs) if getattr(module, "inplace", False) else ()
-        self.watch.__exit__(None, None, None)
-        self._set_aside = module
-        self._asides[-1] = (inputs, versions)
+        aside = _Aside(self.watch)
+        if aside.done:
+            self._set_aside = (module, aside)
+            self._asides[-1] = (inputs, versions)
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
         sys._getframe().f_trace_lines = False
@@ -725,9 +724,8 @@ class Tracer:
         aside = self._asides.pop() if self._asides else None
         if aside is not None:
             try:
-                if self._set_aside is module:
-                    self._set_aside = None
-                    self.watch.__enter__()
+                if self._set_aside is not None and self._set_aside[0] is module:
+                    self._library_done()
                     self._after_library(module, aside, output, entry[0] if entry else ())
                 else:
                     self._changed_in_place(aside)
@@ -803,8 +801,9 @@ class Tracer:
         """The watch back, if a library's module's forward never ended (the program left
         it some other way)."""
         if self._set_aside is not None:
+            _, aside = self._set_aside
             self._set_aside = None
-            self.watch.__enter__()
+            aside.restore()
 
     def _watch_again(self) -> None:
         if self._quiet is not None:
@@ -1260,6 +1259,11 @@ class _Aside:
         if current is not None and current() is watch:
             watch.__exit__(None, None, None)
             self._watch = watch
+
+    @property
+    def done(self) -> bool:
+        """Whether the watch was taken off (it was on top)."""
+        return self._watch is not None
 
     def restore(self) -> None:
         if self._watch is not None:
