@@ -5,6 +5,7 @@ that let an already freed graph into the new one."""
 from __future__ import annotations
 
 import sys
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from types import CodeType, FrameType
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple, cast
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
+from gradlint.runtime_check.inplace import next_sequence
 from gradlint.runtime_check.layers import assignment
 
 SITE = "gradlint.site"  # the key in a node's metadata: where it was made
@@ -107,9 +109,41 @@ def note_made(node: Any) -> None:
         metadata[SITE] = op_site(sys._getframe(2))
 
 
-def mark_made(nodes: list[Any], site: Site, most: int = MAX_NODES) -> None:
-    """Mark the graph nodes that ops run unwatched made (those of a library's module), from
-    the given ones back to nodes already marked, with the user's frames that made them."""
+# The graph nodes that ops run unwatched made (those of a library's module), by their
+# numbers: (first, past the last, the user's frames that made them), in order. A walk of
+# each module's graph as it returns would cost more than the rest of the watch on a model
+# of PyTorch's layers; a lookup, only for the few nodes an explanation asks about.
+_MADE: list[tuple[int, int, Site]] = []
+MAX_MADE = 10_000
+
+
+def mark_made(nodes: list[Any], site: Site, since: int | None = None) -> None:
+    """Mark the graph nodes that ops run unwatched made, from `since` (the number autograd
+    gave the first of them, where this PyTorch tells it) to now, with the user's frames
+    that made them: the outputs' nodes on themselves, the rest by their numbers."""
+    now = next_sequence() if since is not None else None
+    if since is None or now is None or (_MADE and since < _MADE[-1][1]):
+        # (No numbers, or numbered by another thread: the nodes are walked.)
+        _walk_made(nodes, site)
+        return
+    for node in nodes:
+        if node is not None and not hasattr(node, "variable"):
+            node.metadata.setdefault(SITE, site)
+    if now > since:
+        if len(_MADE) >= MAX_MADE:
+            del _MADE[: MAX_MADE // 2]
+        _MADE.append((since, now, site))
+
+
+def _made_at(number: int) -> Site | None:
+    """The user's frames that made, unwatched, the node numbered `number`."""
+    at = bisect_right(_MADE, number, key=lambda made: made[0]) - 1
+    if at >= 0 and number < _MADE[at][1]:
+        return _MADE[at][2]
+    return None
+
+
+def _walk_made(nodes: list[Any], site: Site, most: int = MAX_NODES) -> None:
     queue = deque(node for node in nodes if node is not None)
     count = 0
     while queue and count < most:
@@ -313,12 +347,12 @@ def first_freed(roots: Any) -> Shared | None:
         parents[id(node)] = parent
         if FREED in _metadata(node) and not _is_leaf(node):
             found: Any = node
-            while found is not None and SITE not in _metadata(found):
+            while found is not None and not site_of(found):
                 found = parents.get(id(found))
             if found is None:
                 return None
             above = parents.get(id(found))
-            while above is not None and SITE not in _metadata(above):
+            while above is not None and not site_of(above):
                 above = parents.get(id(above))
             handed, up = None, node
             while up is not None and handed is None:
@@ -392,7 +426,7 @@ def changed_since_saved(roots: Any, limit: int = 3) -> list[Stale]:
         if _saved_raises(node, CHANGED_ERROR):
             above = []
             while parent is not None:
-                if SITE in _metadata(parent):
+                if site_of(parent):
                     above.append(parent)
                 parent = parents.get(id(parent))
             found.append(Stale(node, above))
@@ -499,4 +533,6 @@ def freed_by(node: Any) -> Site:
 
 def site_of(node: Any) -> Site:
     site = _metadata(node).get(SITE)
+    if site is None and _MADE and not hasattr(node, "variable"):
+        site = _made_at(node._sequence_nr())
     return site if isinstance(site, tuple) else ()

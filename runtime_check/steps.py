@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.cuts import made_at
 from gradlint.runtime_check.events import EventLog
-from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.frames import is_users, user_frame
 from gradlint.runtime_check.graphs import made_by_model, note_model_output
 from gradlint.runtime_check.layers import kept_computed, never_trained
 
@@ -141,6 +141,8 @@ class StepWatch:
         self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
         # id(param) set to None, or id(grad) zeroed -> the user's line that cleared it
         self._cleared_at: dict[int, tuple[str, int]] = {}
+        # The library's frame that clears gradients (`zero_grad`), and the user's line
+        self._clearing: tuple[FrameType, tuple[str, int] | None] | None = None
         self._backwards: dict[tuple[str, int], set[int]] = {}  # line -> ids of params reached
         # Per backward line: the parameters whose gradients from it a step applied, and those
         # whose gradients from it were cleared unused.
@@ -169,13 +171,19 @@ class StepWatch:
                 if where is not None:
                     self._cleared_at[id(tensor)] = where
 
-    def grad_set(self, args: tuple[Any, ...]) -> None:
-        """`param.grad = None`, as `zero_grad()` clears: where, for a later explanation."""
-        if len(args) == 2 and args[1] is None and isinstance(args[0], torch.Tensor):
-            if id(args[0]) in self._reached:
-                where = user_frame()
-                if where is not None:
-                    self._cleared_at[id(args[0])] = where
+    def grad_cleared(self, tensor: Any, setter: FrameType) -> None:
+        """`param.grad = None` in the frame `setter`, as `zero_grad()` clears: where, for a
+        later explanation. (The user's line is found once per library's frame that clears:
+        it cannot change while that frame runs.)"""
+        if isinstance(tensor, torch.Tensor) and id(tensor) in self._reached:
+            known = self._clearing
+            if known is not None and known[0] is setter:
+                where = known[1]
+            else:
+                where = user_frame(2)
+                self._clearing = None if is_users(setter.f_code.co_filename) else (setter, where)
+            if where is not None:
+                self._cleared_at[id(tensor)] = where
 
     def changed(self, tensors: Any) -> None:
         """After an in-place change: is it of gradients a step already applied, untouched
@@ -269,6 +277,7 @@ class StepWatch:
     def before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # `args` are the step's own, the optimizer first: `step(self, closure=None)`.
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
+        self._clearing = None
         self.inside = closure is None
         params = _params(optimizer)
         state = self._optimizers.setdefault(optimizer, _Optimizer())
@@ -454,6 +463,7 @@ class StepWatch:
         optimizers that held frozen parameters throughout (GL303). Only parameters
         reached again after a step, so that a program stopped before the step meant for
         them is not judged."""
+        self._clearing = None
         owner = {id(p): id(model) for model in models for p in model.parameters()}
         self._upstream(models, owner)
         self._frozen_throughout([*models, *containers])

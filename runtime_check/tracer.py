@@ -105,7 +105,9 @@ class Tracer:
         # The library's module whose forward runs with the watch set aside, if one does,
         # and that setting aside; per running forward, what was kept beside it (its inputs,
         # their versions)
-        self._set_aside: tuple[Any, _Aside] | None = None
+        # The library's module whose forward runs with the watch set aside, and the number
+        # of the first graph node its ops may make
+        self._set_aside: tuple[Any, _Aside, int | None] | None = None
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
@@ -363,9 +365,6 @@ class Tracer:
         if kind == _EXITS:
             if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
                 self.cuts.exited()
-            return
-        if kind == _SETS_GRAD:
-            self.steps.grad_set(args)
             return
         if kind == _READS_DATA or kind == _SETS_DATA:
             if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
@@ -651,6 +650,17 @@ class Tracer:
         # and with torch functions unwatched once, only where tensors are looked at.
         sys._getframe().f_trace_lines = False
         sites = MODULE_SITES
+        if self._set_aside is not None:
+            # Inside a library's module set aside, nothing of the user's runs: only the depth
+            # is kept, and an `inplace=True` layer's input, whose change is seen by versions.
+            sites.append(None)
+            self.waste.forward_starts(module, args)
+            if getattr(module, "inplace", False) is True:
+                inputs = tuple(a for a in args if isinstance(a, torch.Tensor))
+                self._asides.append((inputs, tuple(t._version for t in inputs)))
+            else:
+                self._asides.append(None)
+            return
         if _library_module(module):
             call = sys._getframe(1)  # (the module's `_call_impl`)
             sites.append((op_site(call), call))
@@ -682,13 +692,8 @@ class Tracer:
                         note_kept(module, self._backward_done)
             if recording:
                 self.networks.forward(module)
-            if sites[-1] is not None:
-                if self._set_aside is None and self._library_tree(module):
-                    self._aside(module, args)
-                elif self._set_aside is not None and getattr(module, "inplace", False) is True:
-                    # (Inside one set aside: its in-place change is seen by versions.)
-                    inputs = tuple(a for a in args if isinstance(a, torch.Tensor))
-                    self._asides[-1] = (inputs, tuple(t._version for t in inputs))
+            if sites[-1] is not None and self._library_tree(module):
+                self._aside(module, args)
         except Exception:
             self.fault("before a forward")
 
@@ -715,7 +720,7 @@ class Tracer:
         versions = tuple(t._version for t in inputs) if getattr(module, "inplace", False) else ()
         aside = _Aside(self.watch)
         if aside.done:
-            self._set_aside = (module, aside)
+            self._set_aside = (module, aside, next_sequence())
             self._asides[-1] = (inputs, versions)
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
@@ -725,8 +730,9 @@ class Tracer:
         if aside is not None:
             try:
                 if self._set_aside is not None and self._set_aside[0] is module:
+                    since = self._set_aside[2]
                     self._library_done()
-                    self._after_library(module, aside, output, entry[0] if entry else ())
+                    self._after_library(module, aside, output, entry[0] if entry else (), since)
                 else:
                     self._changed_in_place(aside)
             except Exception:
@@ -746,6 +752,7 @@ class Tracer:
         aside: tuple[tuple[torch.Tensor, ...], tuple[int, ...]],
         output: Any,
         site: Site,
+        since: int | None,
     ) -> None:
         """What the ops of a library's module run unwatched did, as the watch would have
         noted it: where the graph nodes it made were made (the user's call of it), its
@@ -761,7 +768,7 @@ class Tracer:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
         with _unwatched():
             nodes = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor)]
-            mark_made(nodes, site)
+            mark_made(nodes, site, since)
             for value in outputs:
                 if isinstance(value, torch.Tensor) and not value.requires_grad:
                     # (From its inputs and its own weights, as its first op would be.)
@@ -801,7 +808,7 @@ class Tracer:
         """The watch back, if a library's module's forward never ended (the program left
         it some other way)."""
         if self._set_aside is not None:
-            _, aside = self._set_aside
+            aside = self._set_aside[1]
             self._set_aside = None
             aside.restore()
 
@@ -1113,6 +1120,13 @@ class _Watch(TorchFunctionMode):
             return result  # an optimizer's own update op: its step hooks sum it up
         kind = _KINDS.get(func)
         if kind == _FACT or (kind == _READS_GRAD and result is not None):
+            return result
+        if kind == _SETS_GRAD:  # (`zero_grad()` runs one for each parameter)
+            if len(args) == 2 and args[1] is None:
+                try:
+                    self._steps.grad_cleared(args[0], sys._getframe(1))
+                except Exception:
+                    self.tracer.fault("watching a gradient cleared")
             return result
         if (
             kind == _PLAIN
