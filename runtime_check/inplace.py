@@ -94,6 +94,7 @@ class InplaceLog:
         where = user_frame() if params else None
         if where is None:
             return
+        sequence = next_sequence()  # (the step's own ops make no graph node)
         for param in params:
             self._changes.append(
                 Change(
@@ -102,7 +103,7 @@ class InplaceLog:
                     tuple(param.shape),
                     next(self._order),
                     None,
-                    sequence=next_sequence(),
+                    sequence=sequence,
                     step=True,
                 )
             )

@@ -15,6 +15,7 @@ MESSAGE = (
     "trains a model in eval mode after it trained in train mode: a `model.eval()` was left "
     "in force; call `model.train()` before training again"
 )
+MAX_OPTIMIZERS = 100
 _MODAL = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 
 
@@ -26,6 +27,8 @@ class ModeWatch:
         self._since_step: dict[int, tuple[weakref.ref[Any], bool, tuple[str, int]]] = {}
         self._trained: set[int] = set()  # models stepped on a train-mode forward
         self._modal: dict[int, bool] = {}
+        # id(optimizer) -> its groups' sizes, the optimizer and its parameters' ids
+        self._optimizers: dict[int, tuple[tuple[int, ...], weakref.ref[Any], set[int]]] = {}
 
     def forward(self, model: torch.nn.Module) -> None:
         """Before the forward of a user's model (the outermost module running)."""
@@ -39,7 +42,7 @@ class ModeWatch:
         """After an optimizer step: the models it trained, in the mode of their last forward."""
         if not self._since_step:
             return
-        params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        params = self._params(optimizer)
         step = user_frame()
         for key, (ref, training, where) in list(self._since_step.items()):
             model = ref()
@@ -56,6 +59,18 @@ class ModeWatch:
                     MESSAGE,
                     detail=f"this forward ran in eval mode and the step{at} trained on it",
                 )
+
+    def _params(self, optimizer: Any) -> set[int]:
+        """The ids of an optimizer's parameters, kept while its groups keep their sizes."""
+        groups = optimizer.param_groups
+        sizes = tuple(len(group["params"]) for group in groups)
+        known = self._optimizers.get(id(optimizer))
+        if known is None or known[0] != sizes or known[1]() is not optimizer:
+            if len(self._optimizers) >= MAX_OPTIMIZERS:
+                self._optimizers.clear()
+            ids = {id(p) for group in groups for p in group["params"]}
+            known = self._optimizers[id(optimizer)] = (sizes, weakref.ref(optimizer), ids)
+        return known[2]
 
     def _is_modal(self, model: torch.nn.Module) -> bool:
         known = self._modal.get(id(model))

@@ -392,10 +392,11 @@ class StepWatch:
             if grad is None:
                 self._after_step.pop(id(param), None)
                 continue
-            self._after_step[id(param)] = (weakref.ref(grad), grad._version)
+            ref, version = weakref.ref(grad), grad._version
+            self._after_step[id(param)] = (ref, version)
             self._zeroed.pop(id(grad), None)
             if where is not None:
-                self._applied[id(grad)] = (weakref.ref(grad), grad._version, where)
+                self._applied[id(grad)] = (ref, version, where)
             stepped.append(param)
         return stepped
 
