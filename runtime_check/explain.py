@@ -236,11 +236,37 @@ def _line(frame: tuple[CodeType, int]) -> tuple[str, int]:
     return real_path(frame[0].co_filename), frame[1]
 
 
+def came_from(
+    origin: Site, here: Site, where: tuple[str, int] | None
+) -> tuple[list[tuple[str, int]], tuple[str, int] | None]:
+    """Where a tensor an error is about was made (`lines_of` its site), and, in the function
+    on both stacks, the call on the failing side that handed it on to the line `where`
+    that failed, if that call is another line."""
+    made = [line for line in lines_of(origin, here) if line != where]
+    running = {code: line for code, line in reversed(here)}
+    for code, _ in origin:
+        if code in running:
+            call = (real_path(code.co_filename), running[code])
+            return made, (call if call != where and call not in made else None)
+    return made, None
+
+
 def lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
-    """A site's lines: the innermost (inside a helper or a model's forward), and as the
-    code running now sees it (the call in the function on both stacks), where they differ."""
+    """A site's lines: the innermost (inside a helper or a model's forward), the call in the
+    function on both stacks (as the code running now sees it), and, between the two, the
+    calls in helpers on the way (`get_embeddings(...)` that returns the tensor), not in
+    modules' forwards (a model's own structure)."""
     if not stack:
         return []
-    innermost = stack[0]
-    caller = next(((c, n) for c, n in stack if here and c is here[0][0]), innermost)
-    return [_line(frame) for frame in dict.fromkeys((innermost, caller))]
+    running = {code for code, _ in here}
+    chain = [stack[0]]
+    for frame in stack[1:] if stack[0][0] not in running else ():
+        if frame[0] in running:
+            chain.append(frame)
+            break
+        if frame[0].co_name != "forward":
+            chain.append(frame)
+    else:
+        if stack[0][0] not in running:
+            chain = chain[:1]  # (no function on both stacks: the innermost line alone)
+    return list(dict.fromkeys(_line(frame) for frame in chain))

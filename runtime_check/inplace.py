@@ -179,7 +179,12 @@ def next_sequence() -> int | None:
 def _made_before(tensor: torch.Tensor) -> str:
     """The name of the node that made a tensor before an in-place op just changed it: the
     op's own node took its place, with the earlier one as its first input."""
-    node = tensor.grad_fn
+    try:
+        node = tensor.grad_fn
+    except RuntimeError:
+        # (A view made under no_grad whose base was changed in place with autograd on:
+        # PyTorch forbids reading its graph.)
+        return ""
     if node is None or not node.next_functions:
         return ""
     earlier = node.next_functions[0][0]

@@ -17,6 +17,7 @@ from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.explain import (
     backward_at,
+    came_from,
     handed_in,
     lines_of,
     non_leaf_site,
@@ -54,6 +55,8 @@ from gradlint.runtime_check.optimizers import (
     trainable_at_hand,
     user_frames,
 )
+from gradlint.runtime_check.origins import Origins
+from gradlint.runtime_check.replaced import ReplacedFrozen
 from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
 from gradlint.runtime_check.steps import StepWatch
 from gradlint.runtime_check.waste import WasteWatch
@@ -84,6 +87,8 @@ class Tracer:
         self.waste = WasteWatch(self.events)
         self.networks = NetworkWatch(self.events)
         self.modes = ModeWatch(self.events)
+        self.replaced = ReplacedFrozen(self.events)
+        self.origins = Origins()
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         # The outermost modules run with autograd on since the last backward (a loss with no
@@ -178,6 +183,8 @@ class Tracer:
                     detail=f"hands a tensor that requires grad to {name}(), which converts it "
                     f"to NumPy at line {where[1]}: pass it `.detach()`ed",
                 )
+        if code in _ORIGINS and args and isinstance(args[0], torch.Tensor):
+            self._origin(code, why, args[0], where)
         if code == "GL103" and args:
             if self._no_graph(args[0], where, why):
                 return
@@ -197,6 +204,29 @@ class Tracer:
                 return
         if where is not None:
             self.events.add(code, where, why, detail=detail)
+
+    def _origin(
+        self, code: str, why: str, tensor: torch.Tensor, where: tuple[str, int] | None
+    ) -> None:
+        """Where the tensor of an error on a leaf (or on a model's output, for NumPy) came
+        from: the lines that made it, and the call that handed it on to the failing line."""
+        if code == "GL101":
+            # (A leaf that requires grad is meant to: the conversion is the place.)
+            node = _graph_node(tensor)
+            origin = site_of(node) if node is not None else ()
+        elif code == "GL105" and _graph_node(tensor) is not None:
+            return  # (a computed tensor's flag: see `_made_not_leaf`)
+        else:
+            origin = self.origins.of(tensor)
+        if not origin:
+            return
+        made, call = came_from(origin, user_stack(), where)
+        at = f"line {where[1]}" if where is not None else "the failing line"
+        made_text, call_text = _ORIGINS[code]
+        for line in made:
+            self.events.add(code, line, why, detail=made_text.format(at=at))
+        if call is not None and made:
+            self.events.add(code, call, why, detail=call_text.format(at=at, made=made[-1][1]))
 
     def _inference_context(
         self, made: list[tuple[str, int]], use: str
@@ -405,10 +435,14 @@ class Tracer:
             if func.__name__ == "tensor" and _clipping_nothing():
                 self.steps.clipped_nothing()
             self.cuts.made(args, result)
+            if isinstance(result, torch.Tensor) and result.requires_grad:
+                self.origins.note(result)  # (`torch.zeros(..., requires_grad=True)`)
             return
         elif kind == _SETS_FLAG:
             if len(args) == 2:  # `tensor.requires_grad = flag`
                 self.cuts.frozen(args[0], bool(args[1]))
+                if args[1] and not isinstance(args[0], torch.nn.Parameter):
+                    self.origins.note(args[0])
                 where = user_frame()
                 if where is not None and len(self._flag_lines) < 10_000:
                     self._flag_lines.add(where)
@@ -417,6 +451,8 @@ class Tracer:
             if args:  # `tensor.requires_grad_(flag=True)`
                 flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
                 self.cuts.frozen(args[0], bool(flag))
+                if flag and not isinstance(args[0], torch.nn.Parameter):
+                    self.origins.note(args[0])
         elif kind == _COMBINES:
             self.waste.combined(args)
         elif kind != _ADDS:
@@ -430,7 +466,7 @@ class Tracer:
                     self._alias_changed(args[0])
         if isinstance(result, torch.Tensor):
             if result.requires_grad:
-                node = result.grad_fn
+                node = _graph_node(result)
                 if node is not None:
                     note_made(node)
                     if kind == _ADDS or kind == _IADDS:
@@ -645,6 +681,14 @@ class Tracer:
         except Exception:
             self.fault("noting where a layer was registered")
 
+    def _parameter_registered(self, module: Any, name: str, param: Any) -> None:
+        try:
+            with _unwatched():
+                self.replaced.registered(module, name, param)
+                self.origins.note(param)
+        except Exception:
+            self.fault("noting a parameter registered")
+
     def _forward_starts(self, module: Any, args: Any) -> None:
         # Runs before every module's forward: guarded here, not by a wrapper (a call more),
         # and with torch functions unwatched once, only where tensors are looked at.
@@ -800,6 +844,7 @@ class Tracer:
             with _unwatched():
                 self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
                 self.modes.stepped(optimizer)
+                self.replaced.stepped(optimizer)
                 self.waste.stepped()
         except Exception:
             self.fault("after a step")
@@ -826,6 +871,11 @@ class Tracer:
         self._handles.append(
             torch.nn.modules.module.register_module_module_registration_hook(self._registered)
         )
+        self._handles.append(
+            torch.nn.modules.module.register_module_parameter_registration_hook(
+                self._parameter_registered
+            )
+        )
         self._handles.append(register_optimizer_step_pre_hook(self._step_starts))
         self._handles.append(register_module_forward_pre_hook(self._forward_starts))
         self._handles.append(register_module_forward_hook(self._forward_ends, always_call=True))
@@ -851,6 +901,10 @@ class Tracer:
             self.steps.settle(list(self._models), list(self._built))
         except Exception:
             self.fault("settling the parameters nothing updated")
+        try:
+            self.replaced.settle()
+        except Exception:
+            self.fault("settling the frozen parameters re-made")
         if self._lines is not None:
             self.lines = self._lines.stop()
             self._switched_off()
@@ -1135,7 +1189,10 @@ class _Watch(TorchFunctionMode):
         ):
             # The common case, inline (each call out costs a frame, dear under a line
             # tracer): a plain op whose result has a graph node; mark where it was made.
-            node = result.grad_fn
+            try:
+                node = result.grad_fn
+            except RuntimeError:  # (see `_graph_node`)
+                node = None
             if node is not None:
                 metadata: dict[str, Any] = node.metadata  # type: ignore[assignment]
                 if SITE not in metadata:
@@ -1158,6 +1215,16 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+
+
+def _graph_node(tensor: torch.Tensor) -> Any:
+    """A tensor's graph node; None where PyTorch forbids reading it (a view made under
+    no_grad whose base was changed in place with autograd on: the program's own next use
+    of it raises, and says why)."""
+    try:
+        return tensor.grad_fn
+    except RuntimeError:
+        return None
 
 
 def _made_not_leaf(
@@ -1241,6 +1308,28 @@ def _users_module(module: Any) -> bool:
 
 # Errors raised at the misuse itself: its line is the one to name, even where the user's
 # code that raised it ran inside a torch call (a custom Function's backward, a hook).
+# Per code: what the lines that made the tensor of the error, and the call that handed it
+# on to the failing line, are told
+_ORIGINS = {
+    "GL101": (
+        "makes here, with autograd on, the tensor that {at} converts to NumPy: `.detach()` "
+        "it, or make it under `torch.no_grad()` if nothing is trained through it",
+        "hands on the tensor the call at line {made} made, which requires grad, to the "
+        "conversion to NumPy at {at}: `.detach()` it here",
+    ),
+    "GL102": (
+        "makes here the leaf that requires grad which {at} changes in place: change it "
+        "under `torch.no_grad()`, or do not make it require grad if it is not trained",
+        "hands the leaf that requires grad (made by line {made}) to the in-place change at "
+        "{at}: make this call under `torch.no_grad()`",
+    ),
+    "GL105": (
+        "makes here a tensor whose requires_grad {at} sets, of a dtype that cannot "
+        "require grad (integer or bool): leave it out of what is set",
+        "sets requires_grad (at {at}) of tensors the call at line {made} made, some of a "
+        "dtype that cannot require grad: leave those out",
+    ),
+}
 _AT_THE_MISUSE = frozenset({"GL101", "GL102", "GL104", "GL105"})
 
 

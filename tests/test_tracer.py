@@ -299,6 +299,124 @@ def test_numpy_inside_a_helper_names_the_calls_that_handed_the_tensor_in(
     assert "to show()" in events[10]
 
 
+def test_numpy_on_a_models_output_names_the_calls_that_made_it(tmp_path: Path) -> None:
+    # Acting with a policy: its output still requires grad; the call of the policy (in a
+    # helper, not in a forward) is where `torch.no_grad()` belongs.
+    script = write(
+        tmp_path / "act.py",
+        """
+        import torch
+        class Policy(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(4, 2)
+            def forward(self, obs):
+                return self.fc(obs).softmax(-1)
+        class Agent:
+            def __init__(self):
+                self.policy = Policy()
+            def act(self, obs):
+                return self.policy(obs)
+        agent = Agent()
+        actions = agent.act(torch.randn(1, 4))
+        print(actions.numpy())
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL101"}
+    assert sorted(events) == [7, 12, 14, 15]  # made, the policy's call, the agent's, numpy
+    assert "converts to NumPy" in events[12]
+
+
+def test_what_an_in_place_change_of_a_leaf_handed_in_does() -> None:
+    weight = torch.nn.Embedding(4, 2).weight
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        weight[:, 0] = torch.ones(4)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        "self.table = torch.nn.Embedding(8, 4)",  # a library's layer registers it
+        "self.table = torch.nn.Parameter(torch.zeros(8, 4))",
+    ],
+)
+def test_an_in_place_change_of_a_leaf_names_where_it_was_made_and_handed_in(
+    tmp_path: Path, make: str
+) -> None:
+    script = write(
+        tmp_path / "codes.py",
+        f"""
+        import torch
+        def fill_codes(out):
+            out[:, 0] = torch.arange(8.0)
+        class Positions(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                {make}
+                fill_codes(self.table.weight if hasattr(self.table, "weight") else self.table)
+        Positions()
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL102"}
+    assert sorted(events) == [3, 7, 8]  # the change, made, handed in
+    assert "make this call under `torch.no_grad()`" in events[8]
+
+
+def test_an_in_place_change_of_an_input_names_where_it_was_set_to_require_grad(
+    tmp_path: Path,
+) -> None:
+    script = write(
+        tmp_path / "augment.py",
+        """
+        import torch
+        def batch():
+            x = torch.randn(4, 3).view(2, 6)
+            x.requires_grad_(True)
+            return x
+        def shift(x):
+            x[0] = x[0].roll(1)
+            return x
+        shift(batch())
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    assert sorted(e.line for e in report.events if e.code == "GL102") == [4, 7, 9]
+
+
+def test_requires_grad_on_an_integer_parameter_names_the_wrapper_that_made_it(
+    tmp_path: Path,
+) -> None:
+    script = write(
+        tmp_path / "int8.py",
+        """
+        import torch
+        class Int8Linear(torch.nn.Module):
+            def __init__(self, linear):
+                super().__init__()
+                weight = linear.weight.detach().round().to(torch.int8)
+                self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        def quantize(model):
+            model.fc = Int8Linear(model.fc)
+            return model
+        model = torch.nn.Module()
+        model.fc = torch.nn.Linear(3, 3)
+        model = quantize(model)
+        for p in model.parameters():
+            p.requires_grad = True
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL105"}
+    assert sorted(events) == [6, 8, 12, 14]  # made, wrapped, the call, the flag set
+    assert "dtype that cannot require grad" in events[12]
+
+
 def test_a_script_runs_as_python_runs_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

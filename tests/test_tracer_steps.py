@@ -1418,3 +1418,72 @@ def test_a_parameter_kept_through_a_cast_is_named_where_it_is_kept(tmp_path: Pat
 )
 def test_a_registered_or_constant_state_is_silent(tmp_path: Path, state: str) -> None:
     assert events_of(tmp_path, CAST_STATE.format(state=state)) == []
+
+
+# --- GL216: a frozen parameter re-made as a copy that requires grad -------------------------
+
+REMADE = """
+import torch
+class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(20, 4)
+        self.head = torch.nn.Linear(4, 3)
+    def forward(self, idx):
+        return self.head(self.embed(idx).mean(1))
+def convert(model):
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            {remake}
+torch.manual_seed(0)
+model = Tagger()
+model.embed.weight.requires_grad_(False)
+convert(model)
+{after}
+opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randint(0, 20, (8, 5))).logsumexp(1).mean().backward()
+    opt.step()
+"""
+COPY = "module.register_parameter(name, torch.nn.Parameter(param.detach().double().float()))"
+
+
+def test_what_re_making_a_frozen_parameter_does() -> None:
+    # `nn.Parameter` requires grad by default: the copy of a frozen weight trains.
+    frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
+    module = torch.nn.Module()
+    module.register_parameter("weight", frozen)
+    module.register_parameter("weight", torch.nn.Parameter(frozen.detach().clone()))
+    torch.optim.SGD(module.parameters(), lr=1.0).zero_grad()
+    module.weight.sum().backward()
+    torch.optim.SGD(module.parameters(), lr=1.0).step()
+    assert not torch.equal(module.weight.detach(), frozen.detach())
+
+
+def test_a_frozen_parameter_re_made_trainable_and_trained_is_named_where_re_made(
+    tmp_path: Path,
+) -> None:
+    source = REMADE.format(remake=COPY, after="")
+    assert events_of(tmp_path, source) == [("GL216", 12)]
+
+
+@pytest.mark.parametrize(
+    ("remake", "after"),
+    [
+        # the copy keeps the flag
+        (
+            "module.register_parameter(name, torch.nn.Parameter(param.detach().clone(), "
+            "requires_grad=param.requires_grad))",
+            "",
+        ),
+        # frozen again after the conversion
+        (COPY, "model.embed.weight.requires_grad_(False)"),
+        # a fresh weight, not a copy: put there to train, on purpose
+        ("module.register_parameter(name, torch.nn.Parameter(torch.randn_like(param)))", ""),
+    ],
+)
+def test_a_re_made_parameter_that_keeps_its_freeze_or_is_new_is_silent(
+    tmp_path: Path, remake: str, after: str
+) -> None:
+    assert events_of(tmp_path, REMADE.format(remake=remake, after=after)) == []
