@@ -15,7 +15,7 @@ import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
-from gradlint.runtime_check.sources import names_read, option_defined, parsed
+from gradlint.runtime_check.sources import defaults_read, names_read, option_defined, parsed
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -59,6 +59,9 @@ class CutLog:
         # A freeze's line -> the command-line options it reads, where each is defined
         # (`p.requires_grad = args.update_decoder`): (option, line of `add_argument`)
         self._settings: dict[tuple[str, int], list[tuple[str, tuple[str, int]]]] = {}
+        # A freeze's line -> the parameters of its function with a default that it (or the
+        # test around it) reads and that kept it: (name, default, the call that kept it)
+        self._defaults: dict[tuple[str, int], list[tuple[str, Any, tuple[str, int]]]] = {}
         # A cut made with autograd turned off by a call -> the user's frames that ran it
         self._off_stacks: dict[tuple[str, int], Site] = {}
 
@@ -91,6 +94,14 @@ class CutLog:
             record = self._cut_at.get(value)
             if record is not None:
                 inherited.append(record)
+        if inherited and not torch.is_grad_enabled() and not result.is_inference():
+            # From frozen or cut inputs, but with autograd off: the block cuts it anyway,
+            # and is the cause to name (a frozen layer inside an `@torch.no_grad()` helper).
+            sites = _grad_off_sites()
+            if sites:
+                self._explained(sites)
+                self._mark(result, tuple((where, CUT) for where, _ in sites))
+                return
         if (
             result.is_inference()
             and torch.is_inference_mode_enabled()
@@ -178,6 +189,12 @@ class CutLog:
                 self._frozen[tensor] = where
                 if where not in self._settings and len(self._settings) < MAX_EXITS:
                     self._settings[where] = _option_behind(where)
+                    self._defaults[where] = _default_behind(where)
+
+    def defaults_behind(self, where: tuple[str, int]) -> list[tuple[str, Any, tuple[str, int]]]:
+        """The parameters a freeze at a line (or the test around it) read that kept their
+        default, each with the default and the user's call that left it so."""
+        return self._defaults.get(where, [])
 
     def options_behind(self, where: tuple[str, int]) -> list[tuple[str, tuple[str, int]]]:
         """The command-line options a freeze at a line read, each with the line that
@@ -428,6 +445,17 @@ def _off_because(
                     "`torch.enable_grad()` if it should train"
                 )
             found.append((inner, why))
+        if start in _decorated(path):
+            # `@torch.no_grad()` over a function: its callers meant it for inference; the
+            # call of it on the way to a loss is where the fix may belong.
+            outer = next_user_frame(frame.f_back)
+            if outer is not None:
+                name = frame.f_code.co_name
+                why = (
+                    f"calls {name}(), which runs with autograd off (its decorator at {block}): "
+                    f"call code that records a graph here, if this should train"
+                )
+                found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
         made = _chooser_made(frame, path, start)
         if made is not None:
             why = (
@@ -524,6 +552,29 @@ def _option_behind(where: tuple[str, int]) -> list[tuple[str, tuple[str, int]]]:
     return found
 
 
+def _default_behind(where: tuple[str, int]) -> list[tuple[str, Any, tuple[str, int]]]:
+    """The parameters with a default that the freeze at a user's line running now reads
+    (or the tests of the `if`s around it: `if not trainable:`), whose value is the default:
+    each with the user's call that left it so (`load(ckpt)` of `def load(ckpt,
+    trainable=False)`)."""
+    frame = next_user_frame(sys._getframe(2))
+    if frame is None:
+        return []
+    caller = next_user_frame(frame.f_back)
+    if caller is None:
+        return []
+    call = (real_path(caller.f_code.co_filename), caller.f_lineno)
+    found = []
+    for name, default in defaults_read(*where):
+        value = frame.f_locals.get(name, _MISSING)
+        if type(value) is type(default) and value == default:
+            found.append((name, default, call))
+    return found
+
+
+_MISSING = object()
+
+
 def made_at(value: Any, frame: FrameType | None, attributes: bool = True) -> tuple[str, int] | None:
     """The user's line that made an object the program holds (an optimizer, a trainer): a
     name bound to it in a frame of the user's, from `frame` outwards, and the last
@@ -544,6 +595,23 @@ def made_at(value: Any, frame: FrameType | None, attributes: bool = True) -> tup
                         return found
         frame = frame.f_back
     return None
+
+
+def assigned_here(
+    value: Any, where: tuple[str, int] | None, cuts: list[tuple[str, int]]
+) -> tuple[str, int] | None:
+    """The line of the innermost user's function running now, before `where` (a line of
+    it), that assigned `value` from a call (`loss = dice(mask, onehot)` before
+    `loss.backward()`): where what was cut elsewhere came in, when none of the `cuts` is
+    in this function (where they would show it already)."""
+    frame = next_user_frame(sys._getframe(1))
+    if frame is None or where is None or real_path(frame.f_code.co_filename) != where[0]:
+        return None
+    own = {line for _, _, line in frame.f_code.co_lines()}  # (not those of inner functions)
+    if any(path == where[0] and line in own for path, line in cuts):
+        return None
+    line = _assigned_in(frame, value, where[1] - 1)
+    return line if line != where else None
 
 
 def _assigned_in(frame: FrameType, value: Any, before: int) -> tuple[str, int] | None:
@@ -645,6 +713,21 @@ def _chosen(path: str, start: int) -> bool:
     if self.inference_mode else torch.no_grad()`, a helper that returns one, a name bound
     to one) rather than written as such."""
     return any(chosen for begin, _, chosen in _grad_mode_blocks(path) if begin == start)
+
+
+@cache
+def _decorated(path: str) -> frozenset[int]:
+    """The lines of grad-mode decorators over functions (`@torch.no_grad()`) in a file."""
+    tree = parsed(path)
+    if tree is None:
+        return frozenset()
+    return frozenset(
+        decorator.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for decorator in node.decorator_list
+        if _names_grad_mode(decorator, frozenset(), frozenset())
+    )
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from functools import cache
+from typing import Any
 
 
 @cache
@@ -124,3 +125,60 @@ def option_defined(path: str, attribute: str) -> int | None:
         ):
             return node.lineno
     return None
+
+
+@cache
+def defaults_read(path: str, line: int) -> tuple[tuple[str, Any], ...]:
+    """The parameters with a literal default, of the function around a line, that the
+    statement at the line or the tests of the `if`s around it read (`if not trainable:`
+    over a freeze, `trainable=False` in the `def`): each with its default's value."""
+    tree = parsed(path)
+    if tree is None:
+        return ()
+    function = None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and (function is None or node.lineno > function.lineno)
+        ):
+            function = node
+    if function is None:
+        return ()
+    arguments = function.args
+    positional = [*arguments.posonlyargs, *arguments.args]
+    pairs = [
+        *zip(
+            positional[len(positional) - len(arguments.defaults) :],
+            arguments.defaults,
+            strict=True,
+        ),
+        *(
+            (a, d)
+            for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+            if d is not None
+        ),
+    ]
+    defaults: dict[str, Any] = {}
+    for argument, default in pairs:
+        try:
+            defaults[argument.arg] = ast.literal_eval(default)
+        except ValueError:
+            continue
+    read: dict[str, None] = {}
+    for node in ast.walk(function):
+        if not isinstance(node, ast.stmt) or not (
+            node.lineno <= line <= (node.end_lineno or node.lineno)
+        ):
+            continue
+        if isinstance(node, (ast.If, ast.While)):
+            parts: list[ast.AST] = [node.test]
+        elif not any(isinstance(child, ast.stmt) for child in ast.iter_child_nodes(node)):
+            parts = [node]  # the statement at the line itself
+        else:
+            continue
+        for part in parts:
+            for name in ast.walk(part):
+                if isinstance(name, ast.Name) and name.id in defaults:
+                    read[name.id] = None
+    return tuple((name, defaults[name]) for name in read)

@@ -12,7 +12,13 @@ from types import FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import OFF_FOR_GOOD, CutLog, sibling_call, with_freezing_loops
+from gradlint.runtime_check.cuts import (
+    OFF_FOR_GOOD,
+    CutLog,
+    assigned_here,
+    sibling_call,
+    with_freezing_loops,
+)
 from gradlint.runtime_check.errors import classify
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.explain import (
@@ -502,6 +508,14 @@ class Tracer:
             self.events.add("GL103", line, why, detail=f"{text}; {after}")
             if text is OFF_FOR_GOOD and self._off_for_good is None:
                 self._off_for_good = (why, after, self.cuts.off_stack(line))
+            for name, default, call in self.cuts.defaults_behind(line):
+                self.events.add(
+                    "GL103",
+                    call,
+                    why,
+                    detail=f"leaves `{name}` at its default ({default!r}) in this call, which "
+                    f"froze the parameters at line {line[1]}: pass it; {after}",
+                )
             for option, defined in self.cuts.options_behind(line):
                 self.events.add(
                     "GL103",
@@ -519,6 +533,14 @@ class Tracer:
                     "autograd is on, or clear it after the no_grad code"
                 )
                 self.events.add("GL103", line, why, detail=f"{text}; {after}")
+        computed = assigned_here(tensor, where, causes) if causes else None
+        if computed is not None and computed not in causes:
+            # (The name the backward is called on, assigned from a call in this function:
+            # `loss = dice(mask, onehot)`, the place to take the tensor that has a graph.)
+            lines = ", ".join(str(line) for _, line in causes)
+            text = f"computes here what the {backward_at(where)} finds with no graph, from "
+            text += f"what was cut at line {lines}: compute it from tensors that keep theirs"
+            self.events.add("GL103", computed, why, detail=text)
         if causes and where is not None and where not in causes:
             lines = ", ".join(str(line) for _, line in causes)
             text = f"the tensor has no graph to go back through: cut at line {lines}"

@@ -143,7 +143,7 @@ def test_numbers_taken_out_of_parameters_are_named(tmp_path: Path) -> None:
     # though no torch function made the new tensor where a tracer could see it.
     weights = "torch.Tensor([p for p in self.logits])"
     found = explained(tmp_path, MIXER.format(weights=weights), NO_GRAPH, "GL103")
-    assert sorted(found) == [9, 14]
+    assert sorted(found) == [9, 13, 14]  # the cut, the loss computed from it, the backward
     assert "plain numbers" in found[9] and "cut at line 9" in found[14]
 
 
@@ -342,3 +342,86 @@ def test_an_option_that_lets_the_head_train_is_silent(tmp_path: Path) -> None:
     script = write(tmp_path / "fine.py", textwrap.dedent(OPTIONS.format(default=1)).lstrip("\n"))
     report = run_program(str(script), [])
     assert report.exit_code == 0 and not report.events
+
+
+# --- GL103: the call that led to the cut, in the caller's terms -----------------------------
+
+NO_GRAD_HELPER = """
+import torch
+class Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.frozen = torch.nn.Linear(4, 4).requires_grad_(False)
+        self.adapter = torch.nn.Linear(4, 4)
+    def forward(self, x):
+        return self.adapter(self.frozen(x))
+    @torch.no_grad()
+    def generate(self, x):
+        return self.forward(x).argmax(-1, keepdim=True).float()
+encoder = Encoder()
+def embed(x):
+    return encoder.{call}(x)
+loss = embed(torch.randn(2, 4)).sum()
+loss.backward()
+"""
+
+
+def test_a_call_of_a_no_grad_decorated_helper_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, NO_GRAD_HELPER.format(call="generate"), "does not have a grad_fn", "GL103"
+    )
+    # the decorator, the call of the helper, the loss made from it, and the backward; not
+    # the frozen layer
+    assert sorted(events) == [9, 14, 15, 16]
+    assert "calls generate(), which runs with autograd off" in events[14]
+
+
+def test_the_forward_itself_trains(tmp_path: Path) -> None:
+    script = write(tmp_path / "train.py", NO_GRAD_HELPER.format(call="forward"))
+    assert run_program(str(script), []).events == []
+
+
+DEFAULT_FREEZE = """
+import torch
+def load(state, trainable=False):
+    net = torch.nn.Linear(3, 1)
+    net.load_state_dict(state)
+    if not trainable:
+        for p in net.parameters():
+            p.requires_grad = False
+    return net
+state = torch.nn.Linear(3, 1).state_dict()
+net = load(state{given})
+net(torch.randn(4, 3)).sum().backward()
+"""
+
+
+def test_a_freeze_behind_a_parameters_default_names_the_call_that_kept_it(
+    tmp_path: Path,
+) -> None:
+    events = explained(
+        tmp_path, DEFAULT_FREEZE.format(given=""), "does not have a grad_fn", "GL103"
+    )
+    assert "leaves `trainable` at its default (False) in this call" in events[10]
+
+
+def test_a_freeze_behind_a_parameter_given_is_silent(tmp_path: Path) -> None:
+    script = write(tmp_path / "train.py", DEFAULT_FREEZE.format(given=", trainable=True"))
+    assert run_program(str(script), []).events == []
+
+
+def test_a_loss_computed_from_what_a_helper_cut_names_its_assignment(tmp_path: Path) -> None:
+    source = """
+    import torch
+    def postprocess(logits):
+        return {"hard": logits.argmax(1).float(), "soft": logits.softmax(1)}
+    def dice(pred):
+        return 1 - pred.mean()
+    net = torch.nn.Linear(3, 4)
+    out = postprocess(net(torch.randn(2, 3)))
+    loss = dice(out["hard"])
+    loss.backward()
+    """
+    events = explained(tmp_path, source, "does not have a grad_fn", "GL103")
+    assert sorted(events) == [3, 8, 9]  # the cut, the loss made from it, the backward
+    assert "computes here what the backward at line 9 finds with no graph" in events[8]
