@@ -75,7 +75,7 @@ class CutLog:
             if value.requires_grad:
                 # (Under inference mode, `set_grad_enabled(True)` inside turns nothing on.)
                 off = not torch.is_grad_enabled() or torch.is_inference_mode_enabled()
-                sites = _grad_off_sites() if off else ()
+                sites = _grad_off_sites(torch.is_inference_mode_enabled()) if off else ()
                 if sites:
                     self._explained(sites)
                     if result.is_inference():
@@ -223,7 +223,7 @@ class CutLog:
         line that made the object whose settings chose that block, if it was chosen. Given
         the sites of an op on weights, all of them (the user's call just inside the block)."""
         if not sites:
-            found = _grad_off_sites()
+            found = _grad_off_sites(inference=True)
             sites = found[:1] + tuple(site for site in found[1:] if site[1].startswith(CONFIGURED))
             self._explained(sites[1:])
         here = user_frame()
@@ -391,7 +391,7 @@ _BLOCK_AT: dict[tuple[CodeType, str, int], int | None] = {}
 MAX_BLOCKS = 50_000
 
 
-def _grad_off_sites() -> tuple[tuple[tuple[str, int], str], ...]:
+def _grad_off_sites(inference: bool = False) -> tuple[tuple[tuple[str, int], str], ...]:
     """Why autograd is off where the user's code runs now, as (line, why): the grad-mode
     block the stack runs in, looking out from the innermost frame. One of the user's is
     named with the user's call just inside it, where that is not the op itself (a
@@ -411,6 +411,10 @@ def _grad_off_sites() -> tuple[tuple[tuple[str, int], str], ...]:
             if len(blocks) > MAX_BLOCKS:
                 blocks.clear()
             start = blocks[key] = _grad_mode_block(real_path(code.co_filename), line)
+        if start is not None and inference:
+            # (A `no_grad` block inside an inference-mode one makes no inference tensors:
+            # the inference-mode block around it, in this frame or further out, does.)
+            start = _grad_mode_block(real_path(code.co_filename), line, inference=True)
         if start is not None:
             return _off_because(frame, start, inner, innermost)
         if is_users(code.co_filename):
@@ -649,8 +653,40 @@ def aliases(node: Any, frame: FrameType | None, made: set[tuple[str, int]]) -> l
                     )
                     if line is not None and (path, line) not in made:
                         found.append(((path, line), name))
+                    # Where a loop hands what it kept under this name on to the next
+                    # round (`h = last_h` at an epoch's start, `last_h = h` at its end)
+                    for line, other in _handed_on_as(path, code.co_firstlineno, code.co_name, name):
+                        if (path, line) not in made:
+                            found.append(((path, line), other))
         frame = frame.f_back
     return found
+
+
+def _handed_on_as(path: str, first: int, function: str, name: str) -> list[tuple[int, str]]:
+    """In a loop of the function (or module) that starts at `first`, the plain assignments
+    of `name` to another name (`h = last_h`), and the names given it, when the function
+    also binds `name` back from that other name (`last_h = h`): state carried across the
+    loop's rounds as it is."""
+    scope = _scope(path, first, function)
+    if scope is None:
+        return []
+    pairs = [
+        (node.lineno, target.id, node.value.id)
+        for loop in ast.walk(scope)
+        if isinstance(loop, (ast.For, ast.While))
+        for node in ast.walk(loop)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    ]
+    back = {(target, value) for _, target, value in pairs}
+    return sorted(
+        {
+            (line, target)
+            for line, target, value in pairs
+            if value == name and (name, target) in back
+        }
+    )
 
 
 Named = tuple[tuple[str, int], str]
@@ -662,23 +698,9 @@ def _assigned_before(
 ) -> int | None:
     """The last line, up to `line`, of the function (or module) that starts at `first`, that
     assigns a call's result to `name` (with `alias`, another name or attribute's value)."""
-    tree = parsed(path)
-    if tree is None:
+    scope = _scope(path, first, function)
+    if scope is None:
         return None
-    scope: ast.AST = tree
-    if function != "<module>":
-        scope = next(
-            (
-                node
-                for node in ast.walk(tree)
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and node.name == function
-                and min([node.lineno, *(d.lineno for d in node.decorator_list)]) == first
-            ),
-            tree,
-        )
-        if scope is tree:
-            return None
     best = None
     for node in ast.walk(scope):
         if (
@@ -692,20 +714,63 @@ def _assigned_before(
     return best
 
 
+def _scope(path: str, first: int, function: str) -> ast.AST | None:
+    """The tree of the function of a file that starts at line `first` (the module's,
+    for `<module>`)."""
+    tree = parsed(path)
+    if tree is None or function == "<module>":
+        return tree
+    return next(
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name == function
+            and min([node.lineno, *(d.lineno for d in node.decorator_list)]) == first
+        ),
+        None,
+    )
+
+
 def _short(path: str) -> str:
     """A file by its last two parts (`utils/checkpoint.py`)."""
     parts = path.replace("\\", "/").split("/")
     return "/".join(parts[-2:])
 
 
-def _grad_mode_block(path: str, line: int) -> int | None:
+def _grad_mode_block(path: str, line: int, inference: bool = False) -> int | None:
     """The line of the innermost `with torch.no_grad():` (or `inference_mode`,
-    `set_grad_enabled`) around `line` in the user's file, if there is one."""
+    `set_grad_enabled`) around `line` in the user's file, if there is one; with
+    `inference`, not a plain `no_grad` or `set_grad_enabled` one."""
+    plain = _plain_blocks(path) if inference else frozenset()
     best = None
     for start, end, _ in _grad_mode_blocks(path):
-        if start <= line <= end and (best is None or start > best):
+        if start <= line <= end and (best is None or start > best) and start not in plain:
             best = start
     return best
+
+
+@cache
+def _plain_blocks(path: str) -> frozenset[int]:
+    """The first lines of the grad-mode blocks of a file that are `torch.no_grad()` or
+    `torch.set_grad_enabled(...)` as written: blocks that make no inference tensors."""
+    tree = parsed(path)
+    if tree is None:
+        return frozenset()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            contexts = [(item.context_expr, node.lineno) for item in node.items]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            contexts = [(decorator, decorator.lineno) for decorator in node.decorator_list]
+        else:
+            continue
+        for context, start in contexts:
+            target = context.func if isinstance(context, ast.Call) else context
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+            if name in ("no_grad", "set_grad_enabled"):
+                found.add(start)
+    return frozenset(found)
 
 
 def _chosen(path: str, start: int) -> bool:

@@ -1689,6 +1689,35 @@ def test_a_detached_alias_is_silent(tmp_path: Path) -> None:
     assert report.exit_code == 0 and not report.events
 
 
+CARRIED_STATE = """
+import torch
+
+cell = torch.nn.RNNCell(3, 3)
+last_h = None
+for epoch in range(2):
+    h = last_h{fix}
+    cost = 0
+    for x in torch.randn(3, 2, 3):
+        h = cell(x, h)
+        cost = cost + h.pow(2).mean()
+    cost.backward()
+    last_h = h
+"""
+
+
+def test_state_carried_into_the_next_round_names_where_it_is_handed_in(tmp_path: Path) -> None:
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, CARRIED_STATE.format(fix=""), error, "GL107")
+    assert "on as `h`" in found[6]  # the epoch takes the last epoch's state as it is
+
+
+def test_state_carried_detached_is_silent(tmp_path: Path) -> None:
+    fix = ".detach() if last_h is not None else None"
+    script = write(tmp_path / "fine.py", CARRIED_STATE.format(fix=fix).lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
 def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) -> None:
     # A wrapper keeps the weights in one flat parameter and leaves views on the layer; a
     # freeze after the wrap raises. The wrap and the freeze are the two places for the fix.
