@@ -208,6 +208,27 @@ def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
     return None
 
 
+def buffer_registered(cls: type, name: str) -> Line | None:
+    """The line of a class (or a base) of the user's that calls
+    `self.register_buffer("<name>", ...)`."""
+    for klass in cls.__mro__:
+        defined = _class_def(klass)
+        if defined is None:
+            continue
+        path, node = defined
+        for call in ast.walk(node):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "register_buffer"
+                and call.args
+                and isinstance(call.args[0], ast.Constant)
+                and call.args[0].value == name
+            ):
+                return path, call.lineno
+    return None
+
+
 def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool]]:
     """The lines that assign `self.<name>` in a class, each with whether `__init__` does."""
     found = []

@@ -11,7 +11,12 @@ from types import FrameType
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path
-from gradlint.runtime_check.layers import assignment, holds_layers, module_internals
+from gradlint.runtime_check.layers import (
+    assignment,
+    buffer_registered,
+    holds_layers,
+    module_internals,
+)
 from gradlint.runtime_check.sources import parsed
 
 Line = tuple[str, int]
@@ -48,6 +53,7 @@ def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     found: dict[Line, str] = {}
     for module in _modules_without_parameters(frames):
         causes = _unregistered(module) + _plain_tensors(module) + _misspelt_init(module)
+        causes += _buffers(module)
         for line, detail in causes + _built_in_methods(module):
             found.setdefault(line, detail)
     return list(found.items())
@@ -113,6 +119,23 @@ def _plain_tensors(module: torch.nn.Module) -> list[tuple[Line, str]]:
                     f"`self.{name}` is a plain tensor, not an `nn.Parameter`, so "
                     "`parameters()` does not list it and the optimizer got none: wrap it in "
                     "`nn.Parameter`"
+                )
+                found.append((line, detail))
+    return found
+
+
+def _buffers(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    """A module with no parameters: its floating-point buffers, which `parameters()` does not
+    list (a weight to train registered as a buffer), at the lines that register them."""
+    found = []
+    for name, value in module._buffers.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            line = buffer_registered(type(module), name)
+            if line is not None:
+                detail = (
+                    f"`{name}` is registered as a buffer, which `parameters()` does not list, "
+                    "and the module has no parameter: if the optimizer should train it, make "
+                    "it an `nn.Parameter`"
                 )
                 found.append((line, detail))
     return found

@@ -140,6 +140,47 @@ def test_weights_kept_as_plain_tensors_are_named(tmp_path: Path) -> None:
     assert "wrap it in `nn.Parameter`" in events[7]
 
 
+def test_weights_registered_as_buffers_are_named(tmp_path: Path) -> None:
+    # A readout meant to train, registered as a buffer: the module has no parameter.
+    events = refused(
+        tmp_path,
+        """
+        import torch
+        from torch import nn
+        class Reservoir(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("mix", torch.randn(4, 4))
+                self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+                self.register_buffer("readout", torch.zeros(1, 4))
+        model = Reservoir()
+        torch.optim.SGD(model.parameters(), lr=0.1)
+        """,
+        "optimizer got an empty parameter list",
+    )
+    assert sorted(events) == [6, 8, 10]  # the float buffers, and the optimizer
+    assert "make it an `nn.Parameter`" in events[8]
+
+
+def test_buffers_beside_parameters_are_not_named(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "fine.py",
+        """
+import torch
+from torch import nn
+class Normed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(4))
+        self.fc = nn.Linear(4, 1)
+model = Normed()
+torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 0 and not report.events
+
+
 LAYERS_MADE_IN_FORWARD = """
 import torch
 from torch import nn
