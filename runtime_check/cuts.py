@@ -15,7 +15,14 @@ import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
-from gradlint.runtime_check.sources import defaults_read, names_read, option_defined, parsed
+from gradlint.runtime_check.sources import (
+    defaults_read,
+    function_tree,
+    names_read,
+    option_defined,
+    parsed,
+    setting_default,
+)
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -224,7 +231,9 @@ class CutLog:
         the sites of an op on weights, all of them (the user's call just inside the block)."""
         if not sites:
             found = _grad_off_sites(inference=True)
-            sites = found[:1] + tuple(site for site in found[1:] if site[1].startswith(CONFIGURED))
+            sites = found[:1] + tuple(
+                site for site in found[1:] if site[1].startswith((CONFIGURED, SETTING))
+            )
             self._explained(sites[1:])
         here = user_frame()
         lines = dict.fromkeys(where for where in (*(where for where, _ in sites), here) if where)
@@ -467,6 +476,14 @@ def _off_because(
                 "check them (`inference_mode=...`)"
             )
             found.append((made, why))
+        default = setting_default(path, start)
+        if default is not None:
+            line, name = default
+            why = (
+                f"{SETTING} `{name}`, by its default here, chose the grad mode of the block "
+                f"at {block}: check it"
+            )
+            found.append(((path, line), why))
         return tuple(found)
     found = []
     if inner is not None:
@@ -502,6 +519,7 @@ def _checkpoint_input_made(frame: FrameType, outer: FrameType) -> tuple[str, int
 
 
 CONFIGURED = "made the object whose method runs this code"
+SETTING = "the setting"
 _COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
 # (the code running a chosen block, its first line) -> the user's line that made its object
 _CHOOSERS: dict[tuple[CodeType, str, int], tuple[str, int] | None] = {}
@@ -667,7 +685,7 @@ def _handed_on_as(path: str, first: int, function: str, name: str) -> list[tuple
     of `name` to another name (`h = last_h`), and the names given it, when the function
     also binds `name` back from that other name (`last_h = h`): state carried across the
     loop's rounds as it is."""
-    scope = _scope(path, first, function)
+    scope = function_tree(path, first, function)
     if scope is None:
         return []
     pairs = [
@@ -698,7 +716,7 @@ def _assigned_before(
 ) -> int | None:
     """The last line, up to `line`, of the function (or module) that starts at `first`, that
     assigns a call's result to `name` (with `alias`, another name or attribute's value)."""
-    scope = _scope(path, first, function)
+    scope = function_tree(path, first, function)
     if scope is None:
         return None
     best = None
@@ -712,24 +730,6 @@ def _assigned_before(
         ):
             best = node.lineno
     return best
-
-
-def _scope(path: str, first: int, function: str) -> ast.AST | None:
-    """The tree of the function of a file that starts at line `first` (the module's,
-    for `<module>`)."""
-    tree = parsed(path)
-    if tree is None or function == "<module>":
-        return tree
-    return next(
-        (
-            node
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.name == function
-            and min([node.lineno, *(d.lineno for d in node.decorator_list)]) == first
-        ),
-        None,
-    )
 
 
 def _short(path: str) -> str:

@@ -30,6 +30,7 @@ from gradlint.runtime_check.layers import (
     attributes_holding,
     holders,
 )
+from gradlint.runtime_check.sources import dict_display
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -193,6 +194,35 @@ def handed_in(tensor: torch.Tensor, most: int = 3) -> list[tuple[tuple[str, int]
         found.append(((real_path(caller.f_code.co_filename), caller.f_lineno), name))
         frame = caller
     return found
+
+
+def dict_built(tensor: torch.Tensor, made: Site, most: int = 64) -> tuple[str, int] | None:
+    """Where the dict that carries `tensor` to the failing call (a logger's metrics, taken as
+    an argument by a user's frame on the stack) was built: a display of the same keys, in
+    a function that made the tensor (`{"train_loss": loss}` in `training_step`)."""
+    keys: frozenset[str] | None = None
+    frame = next_user_frame(sys._getframe(1))
+    while frame is not None and keys is None:
+        code = frame.f_code
+        for name in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
+            value = frame.f_locals.get(name)
+            if (
+                isinstance(value, dict)
+                and 0 < len(value) <= most
+                and all(isinstance(key, str) for key in value)
+                and any(item is tensor for item in value.values())
+            ):
+                keys = frozenset(value)
+                break
+        frame = next_user_frame(frame.f_back)
+    if keys is None:
+        return None
+    for code, _ in made:
+        path = real_path(code.co_filename)
+        line = dict_display(path, code.co_firstlineno, code.co_name, keys)
+        if line is not None:
+            return path, line
+    return None
 
 
 def _holds_argument(frame: FrameType, tensor: torch.Tensor) -> bool:

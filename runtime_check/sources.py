@@ -145,22 +145,8 @@ def defaults_read(path: str, line: int) -> tuple[tuple[str, Any], ...]:
             function = node
     if function is None:
         return ()
-    arguments = function.args
-    positional = [*arguments.posonlyargs, *arguments.args]
-    pairs = [
-        *zip(
-            positional[len(positional) - len(arguments.defaults) :],
-            arguments.defaults,
-            strict=True,
-        ),
-        *(
-            (a, d)
-            for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
-            if d is not None
-        ),
-    ]
     defaults: dict[str, Any] = {}
-    for argument, default in pairs:
+    for argument, default in _defaults(function.args):
         try:
             defaults[argument.arg] = ast.literal_eval(default)
         except ValueError:
@@ -182,3 +168,101 @@ def defaults_read(path: str, line: int) -> tuple[tuple[str, Any], ...]:
                 if isinstance(name, ast.Name) and name.id in defaults:
                     read[name.id] = None
     return tuple((name, defaults[name]) for name in read)
+
+
+def function_tree(path: str, first: int, function: str) -> ast.AST | None:
+    """The tree of the function of a file that starts at line `first` (the module's, for
+    `<module>`)."""
+    tree = parsed(path)
+    if tree is None or function == "<module>":
+        return tree
+    return next(
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name == function
+            and min([node.lineno, *(d.lineno for d in node.decorator_list)]) == first
+        ),
+        None,
+    )
+
+
+def dict_display(path: str, first: int, function: str, keys: frozenset[str]) -> int | None:
+    """The line of a dict display (`{"train_loss": loss}`) in a function whose keys are
+    exactly `keys`, all strings."""
+    scope = function_tree(path, first, function)
+    if scope is None:
+        return None
+    for node in ast.walk(scope):
+        if (
+            isinstance(node, ast.Dict)
+            and node.keys
+            and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys)
+            and {k.value for k in node.keys if isinstance(k, ast.Constant)} == keys
+        ):
+            return node.lineno
+    return None
+
+
+@cache
+def setting_default(path: str, start: int) -> tuple[int, str] | None:
+    """For a grad-mode block at line `start` whose mode is chosen by a test (`inference_mode()
+    if self.cfg.inference_mode else no_grad()`, there or in the helper the `with` calls), the
+    line in the file that gives the tested setting its default (a dataclass field
+    `inference_mode: bool = True`, a parameter `inference_mode=True`), and its name."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    helpers = {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    tests: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.With, ast.AsyncWith)) and node.lineno == start:
+            for item in node.items:
+                expr = item.context_expr
+                tests += [e.test for e in ast.walk(expr) if isinstance(e, ast.IfExp)]
+                target = expr.func if isinstance(expr, ast.Call) else None
+                name = target.attr if isinstance(target, ast.Attribute) else ""
+                name = name or (target.id if isinstance(target, ast.Name) else "")
+                helper = helpers.get(name)
+                if helper is not None:
+                    tests += [e.test for e in ast.walk(helper) if isinstance(e, ast.IfExp)]
+    read = {
+        part.attr if isinstance(part, ast.Attribute) else part.id
+        for test in tests
+        for part in ast.walk(test)
+        if isinstance(part, (ast.Attribute, ast.Name))
+    }
+    if not read:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for field in node.body:
+                if (
+                    isinstance(field, ast.AnnAssign)
+                    and isinstance(field.target, ast.Name)
+                    and field.target.id in read
+                    and isinstance(field.value, ast.Constant)
+                ):
+                    return field.lineno, field.target.id
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for argument, default in _defaults(node.args):
+                if argument.arg in read and isinstance(default, ast.Constant):
+                    return default.lineno, argument.arg
+    return None
+
+
+def _defaults(arguments: ast.arguments) -> list[tuple[ast.arg, ast.expr]]:
+    """A function's parameters that have a default, each with it."""
+    positional = [*arguments.posonlyargs, *arguments.args]
+    given = positional[len(positional) - len(arguments.defaults) :]
+    pairs = list(zip(given, arguments.defaults, strict=True))
+    for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        if default is not None:
+            pairs.append((argument, default))
+    return pairs

@@ -24,6 +24,7 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.explain import (
     backward_at,
     came_from,
+    dict_built,
     handed_in,
     lines_of,
     non_leaf_site,
@@ -220,6 +221,16 @@ class Tracer:
             # (A leaf that requires grad is meant to: the conversion is the place.)
             node = _graph_node(tensor)
             origin = site_of(node) if node is not None else ()
+            built = dict_built(tensor, origin) if origin else None
+            if built is not None:
+                at = f"line {where[1]}" if where is not None else "the failing line"
+                text = (
+                    f"puts a tensor that requires grad into the dict that reaches the "
+                    f"conversion to NumPy at {at}: store `.detach()` (or `.item()`) of it"
+                )
+                self.events.add(code, built, why, detail=text)
+            if node is not None and went_through(node):
+                return  # (a loss a backward went through: it was meant to have a graph)
         elif code == "GL105" and _graph_node(tensor) is not None:
             return  # (a computed tensor's flag: see `_made_not_leaf`)
         else:

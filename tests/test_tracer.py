@@ -329,6 +329,33 @@ def test_numpy_on_a_models_output_names_the_calls_that_made_it(tmp_path: Path) -
     assert "converts to NumPy" in events[12]
 
 
+def test_numpy_of_a_loss_kept_in_a_logging_dict_names_the_dict(tmp_path: Path) -> None:
+    # The loss trains (a backward goes through it); the dict built for the logger is the
+    # place for `.detach()`, not the loss's computation.
+    script = write(
+        tmp_path / "lit.py",
+        """
+        import torch
+        def log_metrics(metrics):
+            for name, value in metrics.items():
+                print(name, value.numpy())
+        def training_step(model, x):
+            loss = model(x).pow(2).mean()
+            logs = {"train_loss": loss}
+            return {"loss": loss, "log": logs}
+        model = torch.nn.Linear(3, 1)
+        out = training_step(model, torch.randn(4, 3))
+        out["loss"].backward()
+        log_metrics(out["log"])
+        """,
+    )
+    report = run_program(str(script), [])
+    assert report.exit_code == 1
+    events = {e.line: e.detail for e in report.events if e.code == "GL101"}
+    assert sorted(events) == [4, 7, 12]  # the conversion, the dict, the call that hands it
+    assert "into the dict" in events[7]
+
+
 def test_what_an_in_place_change_of_a_leaf_handed_in_does() -> None:
     weight = torch.nn.Embedding(4, 2).weight
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):

@@ -425,3 +425,36 @@ def test_a_loss_computed_from_what_a_helper_cut_names_its_assignment(tmp_path: P
     events = explained(tmp_path, source, "does not have a grad_fn", "GL103")
     assert sorted(events) == [3, 8, 9]  # the cut, the loss made from it, the backward
     assert "computes here what the backward at line 9 finds with no graph" in events[8]
+
+
+def test_a_block_chosen_by_a_configs_default_names_the_default(tmp_path: Path) -> None:
+    # A dataclass config whose field picks inference mode for the sanity validation; a
+    # cache filled there is used by training later.
+    source = """
+    import dataclasses
+    import torch
+    @dataclasses.dataclass
+    class Config:
+        inference_mode: bool = True
+    class Cached(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 3)
+            self.kernel = None
+        def forward(self, x):
+            if self.kernel is None:
+                self.kernel = self.fc.weight.exp()
+            return self.fc(x) @ self.kernel
+    class Trainer:
+        def __init__(self, config):
+            self.config = config
+        def _eval_context(self):
+            return torch.inference_mode() if self.config.inference_mode else torch.no_grad()
+        def fit(self, model):
+            with self._eval_context():
+                model(torch.randn(2, 3))
+            model(torch.randn(2, 3)).sum().backward()
+    Trainer(Config()).fit(Cached())
+    """
+    found = explained(tmp_path, source, "Inference tensors cannot be saved", "GL106")
+    assert "the setting `inference_mode`, by its default here" in found[5]
