@@ -91,6 +91,19 @@ LATER_EVERY = 100
 
 
 @dataclass
+class _Swapped:
+    """A module's parameter that backwards reached and no step took, swapped out since."""
+
+    reached: _Reached
+    moved: bool  # its values had changed by then
+    label: str  # the holder's class, the place's name and the parameter's
+    parent: weakref.ref[torch.nn.Module]
+
+
+MAX_SWAPPED = 10_000
+
+
+@dataclass
 class _Reached:
     """A parameter that a backward gave a gradient to."""
 
@@ -143,6 +156,8 @@ class StepWatch:
         self._cleared_at: dict[int, tuple[str, int]] = {}
         # The library's frame that clears gradients (`zero_grad`), and the user's line
         self._clearing: tuple[FrameType, tuple[str, int] | None] | None = None
+        # id(parameter) -> a parameter a module swapped out untrained (see `swapped_out`)
+        self._swapped: dict[int, _Swapped] = {}
         self._backwards: dict[tuple[str, int], set[int]] = {}  # line -> ids of params reached
         # Per backward line: the parameters whose gradients from it a step applied, and those
         # whose gradients from it were cleared unused.
@@ -454,6 +469,19 @@ class StepWatch:
                 detail = f"{len(wasted)} parameters" + (f": {listed}" if listed else "")
                 self._events.add("GL204", where, UPSTREAM, detail=detail)
 
+    def swapped_out(self, parent: torch.nn.Module, name: str, old: torch.nn.Module) -> None:
+        """Before `parent` puts another module in the place of `old` as `name`: the
+        parameters of `old` that backwards reached and no step took, as they are now (a
+        vocabulary's reduced embedding, put back for the full one after training)."""
+        for inner, param in old.named_parameters():
+            reached = self._reached.get(id(param))
+            if reached is None or reached.stepped or not param.requires_grad:
+                continue
+            moved = not torch.equal(_sample(param), reached.first)
+            label = f"{type(parent).__name__}.{name}.{inner}"
+            if len(self._swapped) < MAX_SWAPPED:
+                self._swapped[id(param)] = _Swapped(reached, moved, label, weakref.ref(parent))
+
     def settle(
         self, models: list[torch.nn.Module], containers: Sequence[torch.nn.Module] = ()
     ) -> None:
@@ -489,6 +517,14 @@ class StepWatch:
             moved = not torch.equal(_sample(param), reached.first)
             if not (moved and reached.used):  # updated by hand, gradients and all
                 idle[i] = moved, reached.used
+        swapped = {
+            i: gone
+            for i, gone in self._swapped.items()
+            if gone.reached.rounds >= 2 and not gone.reached.stepped and gone.parent() is not None
+        }
+        for i, gone in swapped.items():
+            if not (gone.moved and gone.reached.used):
+                idle[i] = gone.moved, gone.reached.used
         if not idle:
             return
         # Reached by a backward that trains other parameters, yet held out of the sight of
@@ -517,6 +553,10 @@ class StepWatch:
                 (i in self._reached and self._reached[i].stepped) or i in optimized for i in params
             ):
                 trained.update(params)
+                # (and what it trained with in a place it has since given back)
+                trained.update(i for i, gone in swapped.items() if gone.parent() is model)
+        for i, gone in swapped.items():
+            names.setdefault(i, gone.label)
         training_models = {owner[i] for i in trained if i in owner}
         feeding = {made for taker, made in self._feeds if taker in training_models}
         for where, ids in self._backwards.items():

@@ -704,6 +704,10 @@ class Tracer:
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
             self._libraries.clear()  # (a module's tree changed)
+            old = getattr(parent, "_modules", {}).get(name)
+            if isinstance(old, torch.nn.Module) and old is not module:
+                with _unwatched():
+                    self.steps.swapped_out(parent, name, old)
             self._built.add(parent)
             if isinstance(module, torch.nn.Module):
                 self._built.add(module)

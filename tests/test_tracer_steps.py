@@ -1487,3 +1487,40 @@ def test_a_re_made_parameter_that_keeps_its_freeze_or_is_new_is_silent(
     tmp_path: Path, remake: str, after: str
 ) -> None:
     assert events_of(tmp_path, REMADE.format(remake=remake, after=after)) == []
+
+
+# --- GL304: a layer swapped in for training, never given to the optimizer ----------------
+
+SWAPPED = """
+import torch
+model = torch.nn.Sequential(torch.nn.Embedding(20, 4), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+full = model[0]
+small = torch.nn.Embedding(5, 4)
+model[0] = small
+{swap}
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randint(0, 5, (3, 2))).logsumexp(1).mean().backward()
+    opt.step()
+model[0] = full
+"""
+
+
+def test_what_swapping_a_layer_in_after_the_optimizer_does() -> None:
+    full = torch.nn.Embedding(4, 2)
+    opt = torch.optim.SGD(full.parameters(), lr=0.1)
+    small = torch.nn.Embedding(4, 2)
+    before = small.weight.detach().clone()
+    small.weight.sum().backward()
+    opt.step()  # holds the old weight only
+    assert torch.equal(small.weight.detach(), before)
+
+
+def test_a_layer_swapped_in_untrained_and_out_again_is_named(tmp_path: Path) -> None:
+    assert events_of(tmp_path, SWAPPED.format(swap="")) == [("GL304", 10)]  # the backward
+
+
+def test_a_layer_swapped_into_the_optimizer_too_is_silent(tmp_path: Path) -> None:
+    swap = 'opt.param_groups[0]["params"][0] = small.weight'
+    assert events_of(tmp_path, SWAPPED.format(swap=swap)) == []
