@@ -40,7 +40,7 @@ def _reports(convert: cst.Call, converted: cst.BaseExpression, facts: Facts) -> 
     graph."""
     runs = facts.any_run(converted)
     values = [v for v in runs if _requires_grad(v)]
-    if not values:
+    if not values or facts.flag_ruled_out(convert, converted):
         return
     detached_too = any(v.is_tensor and v.requires_grad is NO for v in runs)
     handed = {id(v.handed): v.handed for v in values if isinstance(v.handed, cst.Call)}
@@ -220,6 +220,15 @@ train()
         ],
     }
     VALID = [
+        """\
+import torch
+layer = torch.nn.Linear(3, 3)
+w = layer.weight
+# converted as it is only where it does not require grad
+table = w.numpy() if not w.requires_grad else w.detach().numpy()
+if not layer.bias.requires_grad:
+    bias = layer.bias.numpy()
+""",
         """\
 import numpy as np
 import torch

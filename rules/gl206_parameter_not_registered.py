@@ -209,6 +209,26 @@ import torch
 from torch import nn
 
 
+class Learner(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 2)
+        # groups of layers registered above, for discriminative learning rates
+        self.layer_groups = [nn.ModuleList([self.encoder]), nn.ModuleList([self.head])]
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+model = Learner()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+        """\
+import torch
+from torch import nn
+
+
 class Good(nn.Module):
     def __init__(self):
         super().__init__()

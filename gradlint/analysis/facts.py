@@ -419,6 +419,36 @@ class Facts:
         owner = getattr(function, "owner", None)
         return getattr(function, "name", None) == "forward" and getattr(owner, "is_module", False)
 
+    def flag_ruled_out(self, node: cst.CSTNode, expr: cst.BaseExpression) -> bool:
+        """Whether `node` runs only where `expr` does not require grad, by a test around it:
+        the body of `if not x.requires_grad:` (or of `... if not x.requires_grad else ...`),
+        the other branch of `if x.requires_grad:`."""
+        text = self.module.code_for_node(expr)
+        inner: cst.CSTNode = node
+        for above in self.parents.ancestors(node):
+            if isinstance(above, (cst.If, cst.IfExp)):
+                if inner is above.body:
+                    wanted = False
+                elif inner is above.orelse:
+                    wanted = True
+                else:
+                    inner = above
+                    continue
+                test, negated = above.test, False
+                while isinstance(test, cst.UnaryOperation) and isinstance(
+                    test.operator, cst.Not
+                ):
+                    test, negated = test.expression, not negated
+                if (
+                    isinstance(test, cst.Attribute)
+                    and test.attr.value == "requires_grad"
+                    and negated is not wanted
+                    and self.module.code_for_node(test.value) == text
+                ):
+                    return True
+            inner = above
+        return False
+
     def is_parameter(self, expr: cst.CSTNode, at: cst.CSTNode) -> bool:
         """Whether `expr` names a parameter of the function that `at` is in: a value the
         caller handed in."""

@@ -131,6 +131,7 @@ class Interpreter(FunctionCalls):
             for found in self.facts.unregistered_layers
             if (found.cls, found.attr) not in self._registered_attrs
             and found.cls not in self.dynamic_classes
+            and not self._registered_elsewhere(found.cls, found.node)
         ]
         return self.facts
 
@@ -603,6 +604,25 @@ class Interpreter(FunctionCalls):
         if type(target) is cst.StarredElement:
             self.assign(target.value, value, state, statement)
 
+    def _registered_elsewhere(self, cls: str, expr: cst.BaseExpression) -> bool:
+        """Whether a plain container holds only layers the module registers under names of
+        their own: `[nn.ModuleList([self.encoder, self.rnn]), nn.ModuleList([self.decoder])]`,
+        groups of its layers (fastai's `layer_groups`)."""
+        if isinstance(expr, (cst.List, cst.Tuple)):
+            return bool(expr.elements) and all(
+                self._registered_elsewhere(cls, element.value) for element in expr.elements
+            )
+        if isinstance(expr, cst.Call):  # `nn.ModuleList([...])`, `nn.Sequential(a, b)`
+            return bool(expr.args) and all(
+                self._registered_elsewhere(cls, arg.value) for arg in expr.args
+            )
+        return (
+            isinstance(expr, cst.Attribute)
+            and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self"
+            and (cls, expr.attr.value) in self._module_attrs
+        )
+
     def note_module_attribute(self, key: str, value: Value, source: cst.BaseExpression) -> None:
         """`self.w = ...` in a module's method: a tensor meant to train that the module
         does not register, or layers kept in a plain list, when its constructor assigns
@@ -624,6 +644,8 @@ class Interpreter(FunctionCalls):
             found = UnregisteredTensor(source, owner.name, attr)
         if found is None:
             self._registered_attrs.add((owner.name, attr))
+            if building and value.kind is Kind.MODULE:
+                self._module_attrs.add((owner.name, attr))
         elif found not in self.facts.unregistered_tensors:
             self.facts.unregistered_tensors.append(found)
 

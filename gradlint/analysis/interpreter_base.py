@@ -152,6 +152,8 @@ class InterpreterBase:
         self._registered_attrs: set[tuple[str, str]] = set()
         # (module class, attribute) -> the plain list or dict its constructor assigned there.
         self._plain_containers: dict[tuple[str, str], cst.BaseExpression] = {}
+        # (module class, attribute) of the layers its constructor registers by name
+        self._module_attrs: set[tuple[str, str]] = set()
         # Freezes, unfreezes, optimizers built and training steps, on the clock.
         self._trained_at = -1  # the clock at the last backward() or optimizer step
         self._used_at = -1  # the clock at the last call of a module
