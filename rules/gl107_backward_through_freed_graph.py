@@ -121,6 +121,13 @@ for epoch in range(2):
     VALID = [
         """\
 import torch
+model = torch.nn.Linear(3, 1)
+pairs = [(torch.randn(2, 3), torch.randn(2, 1)), (torch.randn(2, 3), torch.randn(2, 1))]
+# one graph per pair, each taken by its own autograd.grad
+grads = [torch.autograd.grad((model(a) - b).pow(2).sum(), model.weight)[0] for a, b in pairs]
+""",
+        """\
+import torch
 from torch import nn
 rnn = nn.GRU(4, 8, batch_first=True)
 head = nn.Linear(8, 1)

@@ -864,16 +864,25 @@ class Interpreter(FunctionCalls):
             iterable = self.eval(expr.for_in.iter, state)
             inner = self.bind_comprehension(expr.for_in, state, iterable)
             self._comprehensions += 1  # its element runs many times, on the same values
+            made: set[int] = set()  # the graph sites the element makes, run after run
+            self._loop_sites.append(made)
             item = self.eval(expr.elt, inner)
             self._comprehensions -= 1
             _keep_effects(state, inner)
             for one in self.each_item(expr.for_in, iterable):
-                # A short list of known elements: each element, not only their join.
+                # A short list of known elements: each element, not only their join. (What
+                # the element made for the one before is another tensor than this one's.)
+                if made:
+                    self._generation += 1
+                    state.age_in_place(made, self._generation)
                 each = copy.copy(state)
                 each.env = dict(state.env)
                 self.assign(expr.for_in.target, one, each, expr.for_in)
                 item = item.join(self.eval(expr.elt, each))
                 _keep_effects(state, each)
+            self._loop_sites.pop()
+            for outer in self._loop_sites:
+                outer |= made
             count = _literal_range(expr.for_in)
             if count is not None and type(expr) is cst.ListComp and item.kind is Kind.MODULE:
                 # `[Critic() for _ in range(4)]`: four of them, so `*critics` fills four
