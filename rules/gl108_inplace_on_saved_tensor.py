@@ -137,6 +137,45 @@ criterion(model(torch.randn(5, 4)), torch.rand(5, 3)).backward()
     VALID = [
         """\
 import torch
+import torch.nn.functional as F
+
+
+class Lit(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        return {"loss": loss, "log": {"train_loss": loss.detach()}}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class Trainer:
+    def __init__(self, max_epochs=2):
+        self.max_epochs = max_epochs
+
+    def fit(self, model, loader):
+        opt = model.configure_optimizers()
+        for epoch in range(self.max_epochs):
+            for batch_idx, batch in enumerate(loader):
+                out = model.training_step(batch, batch_idx)  # a new graph on every pass
+                opt.zero_grad()
+                out["loss"].backward()
+                opt.step()
+
+
+loader = [(torch.randn(4, 4), torch.randint(0, 2, (4,)))] * 2
+Trainer().fit(Lit(), loader)
+""",
+        """\
+import torch
 x = torch.randn(4, requires_grad=True)
 y = torch.relu(x * 2)
 out = y.clone()

@@ -1047,7 +1047,7 @@ def _input_parts(
 def _renewable_nodes(value: Value) -> frozenset[Node]:
     """The graph nodes `_renew` renames or replaces: of the value, its items, theirs."""
     nodes = value.graph
-    for part in (value.item, *(value.items or ())):
+    for part in (value.item, *(value.items or ()), *(v for _, v in value.fields or ())):
         if part is not None:
             nodes |= _renewable_nodes(part)
     return nodes
@@ -1062,7 +1062,7 @@ def _renew(
 ) -> Value:
     """`FunctionCalls.renewed` of one value (a module function: a recursive closure would
     be a reference cycle, which only the garbage collector frees, with all it holds)."""
-    if not value.graph and value.item is None and value.items is None:
+    if not value.graph and value.item is None and value.items is None and value.fields is None:
         return value
     own_nodes = [n for n in value.graph if n[0] in made_here]
     for n in own_nodes:
@@ -1086,6 +1086,15 @@ def _renew(
         items=(
             tuple(_renew(v, made_here, from_inputs, renamed, node_of) for v in value.items)
             if value.items is not None
+            else None
+        ),
+        # (a dict's named entries, `{"loss": loss, "log": logs}`: made anew too)
+        fields=(
+            tuple(
+                (name, _renew(v, made_here, from_inputs, renamed, node_of))
+                for name, v in value.fields
+            )
+            if value.fields is not None
             else None
         ),
     )
