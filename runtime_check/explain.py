@@ -290,13 +290,13 @@ def lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:
         return []
     running = {code for code, _ in here}
     chain = [stack[0]]
-    for frame in stack[1:] if stack[0][0] not in running else ():
-        if frame[0] in running:
-            chain.append(frame)
-            break
-        if frame[0].co_name != "forward":
-            chain.append(frame)
-    else:
-        if stack[0][0] not in running:
+    if stack[0][0] not in running:
+        for frame in stack[1:]:
+            if frame[0] in running:
+                chain.append(frame)
+                break
+            if frame[0].co_name != "forward":
+                chain.append(frame)
+        else:
             chain = chain[:1]  # (no function on both stacks: the innermost line alone)
     return list(dict.fromkeys(_line(frame) for frame in chain))

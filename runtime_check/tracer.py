@@ -115,10 +115,8 @@ class Tracer:
         self._quiet: _Aside | None = None  # the watch set aside while an optimizer steps
         self.watch = _Watch(self)
         # The library's module whose forward runs with the watch set aside, if one does,
-        # and that setting aside; per running forward, what was kept beside it (its inputs,
-        # their versions)
-        # The library's module whose forward runs with the watch set aside, and the number
-        # of the first graph node its ops may make
+        # that setting aside, and the number of the first graph node its ops may make; per
+        # running forward, what was kept beside it (its inputs, their versions)
         self._set_aside: tuple[Any, _Aside, int | None] | None = None
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}

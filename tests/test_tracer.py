@@ -1716,6 +1716,34 @@ def test_a_detached_alias_is_silent(tmp_path: Path) -> None:
     assert report.exit_code == 0 and not report.events
 
 
+def test_a_shared_part_returned_by_a_helper_names_the_helpers_line(tmp_path: Path) -> None:
+    # The helper detaches one embedding and returns the other with its graph: its line is
+    # on the way from where the part is made to the loop that reuses it.
+    source = """
+    import torch
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(3, 3)
+        def forward(self, ids):
+            return self.proj(ids).tanh()
+    encoder = Encoder()
+    def embeddings(ids):
+        uncond = encoder(torch.zeros_like(ids))
+        cond = encoder(ids)
+        return uncond.detach(), cond
+    uncond, cond = embeddings(torch.randn(2, 3))
+    head = torch.nn.Linear(3, 1)
+    for step in range(2):
+        head(cond + uncond).sum().backward()
+    """
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, source, error, "GL107")
+    # made in the forward, by the helper's call, by the script's call of the helper
+    assert {7, 11, 13} <= set(found)
+    assert "made here" in found[11]
+
+
 CARRIED_STATE = """
 import torch
 
