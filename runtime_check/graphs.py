@@ -23,6 +23,7 @@ PENDING = "gradlint.pending"  # ... and what waits for a backward through it
 ENTERED = "gradlint.entered"  # ... and where the graph a backward went through took it in
 MODEL = "gradlint.model"  # ... and, on a model's output, the id of the model that made it
 HANDED = "gradlint.handed"  # ... and where it was kept from an earlier step (see Handed)
+INNER = "gradlint.inner"  # ... and, on a library module's output, what is below it (mark_inner)
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 MAX_CODES = 50_000
@@ -223,13 +224,31 @@ def held_on(node: Any) -> list[Pending]:
     return cast(list[Pending], _metadata(node).get(PENDING, []))
 
 
+def mark_inner(
+    outputs: list[Any], since: int, inputs: tuple[torch.Tensor, ...], weights: list[torch.Tensor]
+) -> None:
+    """On the output nodes of a library's module run unwatched (made since node number
+    `since`): what a backward through them reaches below the module, the nodes its inputs
+    came from and the tensors that take gradients there (inputs that are leaves, weights),
+    so that a walk steps over the module's own nodes, which nothing of the user's holds."""
+    # (A weight that is a view of another, a flat parameter's, is reached through its node.)
+    below = tuple(
+        t.grad_fn for t in (*inputs, *weights) if t.requires_grad and t.grad_fn is not None
+    )
+    takers = tuple(t for t in (*inputs, *weights) if t.requires_grad and t.grad_fn is None)
+    for node in outputs:
+        if node is not None and not hasattr(node, "variable") and node._sequence_nr() >= since:
+            node.metadata[INNER] = (below, takers)
+
+
 def mark_propagated(
-    roots: Any, freed: bool, where: Site = (), kept: Pending | None = None
+    roots: Any, freed: bool, where: Site = (), kept: Pending | None = None, gradients: bool = False
 ) -> list[torch.Tensor]:
     """After a backward: settle what waited for one on the nodes it went through, and, when
     it did not retain its graph, mark them freed. Returns the leaves it reached (the tensors
     it gave gradients). (Stops at nodes an earlier backward already went through: the walk
-    covers each graph once.)"""
+    covers each graph once. With `gradients`, a backward that left them in `.grad`: a
+    library's module run unwatched is stepped over, its weights reached if they got one.)"""
     sys._getframe().f_trace_lines = False  # (a walk over every node: no line events)
     # Each node goes with the site of the nearest node above it that has one: where the
     # graph being back-propagated took in the part below (a later backward that finds that
@@ -237,6 +256,7 @@ def mark_propagated(
     queue: deque[tuple[Any, Site | None]] = deque((node, None) for node in root_nodes(roots))
     count = 0
     mark = FREED if freed else RETAINED
+    value = (where or True) if freed else (kept or True)
     leaves: dict[int, torch.Tensor] = {}
     leaf_types = _LEAF_TYPES
     while queue and count < MAX_NODES:
@@ -246,7 +266,8 @@ def mark_propagated(
         if leaf is None:
             leaf = leaf_types[kind] = hasattr(node, "variable")
         if leaf:
-            leaves.setdefault(id(node), node.variable)
+            variable = node.variable
+            leaves.setdefault(id(variable), variable)
             continue
         metadata = node.metadata
         if mark in metadata or FREED in metadata:
@@ -256,7 +277,7 @@ def mark_propagated(
             _reuse(metadata, kept)
         # A freed node keeps the user's stack at the backward; a retained one, what waits
         # for a later backward to use the graph kept for it.
-        metadata[mark] = (where or True) if freed else (kept or True)
+        metadata[mark] = value
         if above is not None:
             metadata[ENTERED] = above
         if PENDING in metadata:
@@ -264,6 +285,15 @@ def mark_propagated(
                 pending.propagated = True
         count += 1
         below = metadata.get(SITE) or above
+        inner = metadata.get(INNER) if gradients else None
+        if inner is not None:
+            nodes, takers = inner
+            for taker in takers:
+                if taker.grad is not None:
+                    leaves.setdefault(id(taker), taker)
+            for child in nodes:
+                queue.append((child, below))
+            continue
         for child, _ in node.next_functions:
             if child is not None:
                 queue.append((child, below))

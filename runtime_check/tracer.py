@@ -41,6 +41,7 @@ from gradlint.runtime_check.graphs import (
     Site,
     changed_since_saved,
     hold,
+    mark_inner,
     mark_made,
     mark_propagated,
     note_handed,
@@ -120,6 +121,8 @@ class Tracer:
         self._set_aside: tuple[Any, _Aside, int | None] | None = None
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
+        # id(library's module) -> it, and its weights (see `_library_weights`)
+        self._weights: dict[int, tuple[weakref.ref[Any], list[torch.Tensor]]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
         # A graph cut where autograd was turned off by a call, not a block: (why, what the
         # backward found), for the call to be found among the lines that ran
@@ -431,7 +434,12 @@ class Tracer:
                 where = user_frame()
                 kept = self.waste.retained() if retains and not creates else None
                 here = user_stack()
-                leaves = mark_propagated(args[0], not retains, here, kept)
+                # (Stepping over a library's module needs its weights' `.grad`s to say
+                # what it reached: a backward of all its graph, not `autograd.grad`.)
+                gradients = (
+                    func.__name__ == "backward" and kwargs.get("inputs") is None and len(args) < 5
+                )
+                leaves = mark_propagated(args[0], not retains, here, kept, gradients)
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
@@ -702,6 +710,7 @@ class Tracer:
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
             self._libraries.clear()  # (a module's tree changed)
+            self._weights.clear()
             old = getattr(parent, "_modules", {}).get(name)
             if isinstance(old, torch.nn.Module) and old is not module:
                 with _unwatched():
@@ -718,6 +727,7 @@ class Tracer:
 
     def _parameter_registered(self, module: Any, name: str, param: Any) -> None:
         try:
+            self._weights.clear()  # (a module's weights changed)
             with _unwatched():
                 self.replaced.registered(module, name, param)
                 self.origins.note(param)
@@ -791,6 +801,18 @@ class Tracer:
         self._libraries[id(module)] = (weakref.ref(module), whole)
         return whole
 
+    def _library_weights(self, module: Any) -> list[torch.Tensor]:
+        """The parameters and buffers of a library's module and all inside it (kept until a
+        module or parameter is registered anywhere)."""
+        known = self._weights.get(id(module))
+        if known is not None and known[0]() is module:
+            return known[1]
+        if len(self._weights) > MAX_LIBRARY_MODULES:
+            self._weights.clear()
+        weights = [*module.parameters(), *module.buffers()]
+        self._weights[id(module)] = (weakref.ref(module), weights)
+        return weights
+
     def _aside(self, module: Any, args: Any) -> None:
         """Before the forward of a library's module with nothing of the user's inside: the
         watch set aside until it returns (each of its ops would take the same user's line),
@@ -848,6 +870,8 @@ class Tracer:
         with _unwatched():
             nodes = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor)]
             mark_made(nodes, site, since)
+            if since is not None:
+                mark_inner(nodes, since, inputs, self._library_weights(module))
             for value in outputs:
                 if isinstance(value, torch.Tensor) and not value.requires_grad:
                     # (From its inputs and its own weights, as its first op would be.)
