@@ -1744,6 +1744,23 @@ def test_a_shared_part_returned_by_a_helper_names_the_helpers_line(tmp_path: Pat
     assert "made here" in found[11]
 
 
+def test_a_freed_part_inside_a_library_module_is_still_found(tmp_path: Path) -> None:
+    # The backward steps over `nn.Sequential`'s own nodes; the second backward, through the
+    # same output, still finds the part freed and where it was made.
+    source = """
+    import torch
+    body = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
+    head_a, head_b = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    feat = body(torch.randn(2, 3))
+    head_a(feat).sum().backward()
+    head_b(feat).sum().backward()
+    """
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, source, error, "GL107")
+    assert 4 in found and "made here" in found[4]  # `feat = body(...)`
+    assert 6 in found  # the second backward
+
+
 CARRIED_STATE = """
 import torch
 

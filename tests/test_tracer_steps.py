@@ -1524,3 +1524,20 @@ def test_a_layer_swapped_in_untrained_and_out_again_is_named(tmp_path: Path) -> 
 def test_a_layer_swapped_into_the_optimizer_too_is_silent(tmp_path: Path) -> None:
     swap = 'opt.param_groups[0]["params"][0] = small.weight'
     assert events_of(tmp_path, SWAPPED.format(swap=swap)) == []
+
+
+def test_a_library_modules_weights_reached_by_a_backward_that_steps_over_it(
+    tmp_path: Path,
+) -> None:
+    # The backward's walk steps over `nn.Sequential`'s own nodes; its weights, which got
+    # gradients, are still seen as reached, and the ones no optimizer holds are named.
+    source = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+opt = torch.optim.SGD(model[2].parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    model(torch.randn(4, 3)).pow(2).mean().backward()
+    opt.step()
+"""
+    assert events_of(tmp_path, source) == [("GL304", 6)]  # the backward
