@@ -870,7 +870,9 @@ class Tracer:
         with _unwatched():
             nodes = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor)]
             mark_made(nodes, site, since)
-            if since is not None:
+            if since is not None and isinstance(output, torch.Tensor):
+                # (One output only: the other outputs of an RNN, its last state, carried
+                # into the next step, lead into the same nodes a walk would step over.)
                 mark_inner(nodes, since, inputs, self._library_weights(module))
             for value in outputs:
                 if isinstance(value, torch.Tensor) and not value.requires_grad:
