@@ -1761,6 +1761,22 @@ def test_a_freed_part_inside_a_library_module_is_still_found(tmp_path: Path) -> 
     assert 6 in found  # the second backward
 
 
+def test_an_rnns_state_carried_into_the_next_step_names_the_call(tmp_path: Path) -> None:
+    # `nn.RNN` returns its output and its last state: the backward goes through the output
+    # only, and the state, kept for the next step, leads into the same freed nodes.
+    source = """
+    import torch
+    rnn, head = torch.nn.RNN(3, 4, batch_first=True), torch.nn.Linear(4, 1)
+    state = None
+    for step in range(2):
+        out, state = rnn(torch.randn(2, 5, 3), state)
+        head(out[:, -1]).sum().backward()
+    """
+    error = "Trying to backward through the graph a second time"
+    found = explained(tmp_path, source, error, "GL107")
+    assert 5 in found  # the call that takes the state in and hands the new one on
+
+
 CARRIED_STATE = """
 import torch
 
