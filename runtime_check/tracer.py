@@ -122,7 +122,7 @@ class Tracer:
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
         # id(library's module) -> it, and its weights (see `_library_weights`)
-        self._weights: dict[int, tuple[weakref.ref[Any], list[torch.Tensor]]] = {}
+        self._all_weights: dict[int, tuple[weakref.ref[Any], list[torch.Tensor]]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
         # A graph cut where autograd was turned off by a call, not a block: (why, what the
         # backward found), for the call to be found among the lines that ran
@@ -196,9 +196,6 @@ class Tracer:
         if code == "GL103" and args:
             if self._no_graph(args[0], where, why):
                 return
-        if code == "GL105" and args and isinstance(args[0], torch.Tensor):
-            for line, text in _made_not_leaf(args[0], where):
-                self.events.add(code, line, why, detail=text)
         if code == "GL106" and args:
             made = [line for line in self.cuts.inference_origin(args) if line != where]
             at = f" at line {where[1]}" if where is not None else ""
@@ -232,17 +229,19 @@ class Tracer:
                 self.events.add(code, built, why, detail=text)
             if node is not None and went_through(node):
                 return  # (a loss a backward went through: it was meant to have a graph)
-        elif code == "GL105" and _graph_node(tensor) is not None:
-            return  # (a computed tensor's flag: see `_made_not_leaf`)
         else:
-            origin = self.origins.of(tensor)
+            # (GL105 on a computed tensor, not a leaf: where it was computed.)
+            node = _graph_node(tensor) if code == "GL105" else None
+            origin = site_of(node) if node is not None else self.origins.of(tensor)
         if not origin:
             return
         made, call = came_from(origin, user_stack(), where)
         at = f"line {where[1]}" if where is not None else "the failing line"
-        made_text, call_text = _ORIGINS[code]
+        computed = code == "GL105" and node is not None
+        made_text, call_text = _ORIGINS["GL105 computed" if computed else code]
+        kind = node.name().removesuffix("Backward0").removesuffix("Backward1") if computed else ""
         for line in made:
-            self.events.add(code, line, why, detail=made_text.format(at=at))
+            self.events.add(code, line, why, detail=made_text.format(at=at, kind=kind))
         if call is not None and made:
             self.events.add(code, call, why, detail=call_text.format(at=at, made=made[-1][1]))
 
@@ -710,7 +709,7 @@ class Tracer:
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
             self._libraries.clear()  # (a module's tree changed)
-            self._weights.clear()
+            self._all_weights.clear()
             old = getattr(parent, "_modules", {}).get(name)
             if isinstance(old, torch.nn.Module) and old is not module:
                 with _unwatched():
@@ -727,7 +726,7 @@ class Tracer:
 
     def _parameter_registered(self, module: Any, name: str, param: Any) -> None:
         try:
-            self._weights.clear()  # (a module's weights changed)
+            self._all_weights.clear()  # (a module's weights changed)
             with _unwatched():
                 self.replaced.registered(module, name, param)
                 self.origins.note(param)
@@ -804,13 +803,13 @@ class Tracer:
     def _library_weights(self, module: Any) -> list[torch.Tensor]:
         """The parameters and buffers of a library's module and all inside it (kept until a
         module or parameter is registered anywhere)."""
-        known = self._weights.get(id(module))
+        known = self._all_weights.get(id(module))
         if known is not None and known[0]() is module:
             return known[1]
-        if len(self._weights) > MAX_LIBRARY_MODULES:
-            self._weights.clear()
+        if len(self._all_weights) > MAX_LIBRARY_MODULES:
+            self._all_weights.clear()
         weights = [*module.parameters(), *module.buffers()]
-        self._weights[id(module)] = (weakref.ref(module), weights)
+        self._all_weights[id(module)] = (weakref.ref(module), weights)
         return weights
 
     def _aside(self, module: Any, args: Any) -> None:
@@ -1288,55 +1287,6 @@ def _graph_node(tensor: torch.Tensor) -> Any:
         return None
 
 
-def _made_not_leaf(
-    tensor: torch.Tensor, where: tuple[str, int] | None
-) -> list[tuple[tuple[str, int], str]]:
-    """Where a tensor whose `requires_grad` could not be set (not a leaf) was computed:
-    the user's line that made it, and, where it was made in another call than the one that
-    sets the flag (a wrapper that turned parameters into views of one flat tensor), both
-    calls in the function that made them."""
-    node = tensor.grad_fn
-    if node is None or where is None:
-        return []
-    made = site_of(node)
-    if not made:
-        return []
-    kind = node.name().removesuffix("Backward0").removesuffix("Backward1")
-    at = f"line {where[1]}"
-    found = [
-        (
-            (real_path(made[0][0].co_filename), made[0][1]),
-            f"computes here ({kind}) the tensor whose requires_grad {at} sets: it is not a "
-            "leaf; set the flag on the tensor it is computed from, before this",
-        )
-    ]
-    failing = user_stack()
-    for (code, line), (other, here) in zip(made[::-1], failing[::-1], strict=False):
-        if code is not other:
-            break
-        if line != here:
-            path = real_path(code.co_filename)
-            if (path, line) != found[0][0]:
-                found.append(
-                    (
-                        (path, line),
-                        f"this call makes the tensor (at line {made[0][1]}) that the call at "
-                        f"line {here} later sets requires_grad of: set the flags before it",
-                    )
-                )
-            if (path, here) != where:
-                found.append(
-                    (
-                        (path, here),
-                        f"sets requires_grad (at {at}) of a tensor the call at line {line} "
-                        "computed, not a leaf: set it before that call, on the tensors it "
-                        "starts from",
-                    )
-                )
-            break
-    return found
-
-
 _USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code defines it
 
 
@@ -1383,6 +1333,12 @@ _ORIGINS = {
         "under `torch.no_grad()`, or do not make it require grad if it is not trained",
         "hands the leaf that requires grad (made by line {made}) to the in-place change at "
         "{at}: make this call under `torch.no_grad()`",
+    ),
+    "GL105 computed": (
+        "computes here ({kind}) the tensor whose requires_grad {at} sets: it is not a leaf; "
+        "set the flag on the tensor it is computed from, before this",
+        "sets requires_grad (at {at}) of a tensor the call at line {made} computed, not a "
+        "leaf: set it before that call, on the tensors it starts from",
     ),
     "GL105": (
         "makes here a tensor whose requires_grad {at} sets, of a dtype that cannot "

@@ -1830,7 +1830,7 @@ def test_a_flag_set_on_a_view_names_the_call_that_made_the_view(tmp_path: Path) 
     events = {e.line: e.detail for e in report.events if e.code == "GL105"}
     assert sorted(events) == [5, 8, 10, 11]
     assert "computes here (View)" in events[5]
-    assert "this call makes the tensor" in events[10]
+    assert "computes here (View)" in events[10]  # the wrap's call, beside the freeze's
     assert "sets requires_grad (at line 8)" in events[11]
 
 
