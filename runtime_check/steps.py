@@ -415,6 +415,20 @@ class StepWatch:
             stepped.append(param)
         return stepped
 
+    def holders(self) -> dict[int, int]:
+        """The parameters of the optimizers that stepped, by id, each to its optimizer's
+        number."""
+        return {
+            id(p): number
+            for number, optimizer in enumerate(list(self._optimizers))
+            for p in _params(optimizer)
+        }
+
+    def applied(self) -> dict[tuple[str, int], set[int]]:
+        """The backwards' lines, each to the parameters whose gradients from there a step
+        applied."""
+        return self._applied_from
+
     def optimized(self) -> set[int]:
         """The ids of the parameters of the optimizers that stepped."""
         return {id(p) for optimizer in list(self._optimizers) for p in _params(optimizer)}
@@ -438,7 +452,7 @@ class StepWatch:
         """GL303: optimizers that held parameters frozen at each of their steps (two at
         least: not a program that stopped before it unfroze them)."""
         reported = [h for h in self._held_frozen if h.steps >= 2 and h.params and not h.scheduled]
-        names = _names(models) if reported else {}
+        names = param_names(models) if reported else {}
         for held in reported:
             count = len(held.params)
             listed = sorted(names[i] for i in held.params if i in names)
@@ -461,7 +475,7 @@ class StepWatch:
                 continue
             (producer,), (consumer,) = producers, consumers
             if (consumer, producer) in self._feeds and (producer, consumer) not in self._feeds:
-                names = names if names is not None else _names(models)
+                names = names if names is not None else param_names(models)
                 shown = sorted(names[i] for i in wasted if i in names)
                 listed = ", ".join(shown[:3]) + (
                     f" and {len(shown) - 3} more" if len(shown) > 3 else ""
@@ -596,7 +610,7 @@ class StepWatch:
                     )
 
 
-def _names(models: list[torch.nn.Module]) -> dict[int, str]:
+def param_names(models: list[torch.nn.Module]) -> dict[int, str]:
     names: dict[int, str] = {}
     for model in models:
         for name, param in model.named_parameters():

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 import torch
+from gradlint.runtime_check.combined import CombinedWatch
 from gradlint.runtime_check.cuts import (
     OFF_FOR_GOOD,
     CutLog,
@@ -66,7 +67,7 @@ from gradlint.runtime_check.optimizers import (
 from gradlint.runtime_check.origins import Origins
 from gradlint.runtime_check.replaced import ReplacedFrozen
 from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
-from gradlint.runtime_check.steps import StepWatch
+from gradlint.runtime_check.steps import StepWatch, param_names
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -94,6 +95,7 @@ class Tracer:
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
         self.networks = NetworkWatch(self.events)
+        self.combined = CombinedWatch(self.events)
         self.modes = ModeWatch(self.events)
         self.replaced = ReplacedFrozen(self.events)
         self.origins = Origins()
@@ -442,6 +444,7 @@ class Tracer:
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates)
+                    self.combined.backward(args[0], where, retains)
                     self.waste.back_propagated(args[0], here)
                     if where is not None:
                         with _unwatched():
@@ -962,6 +965,13 @@ class Tracer:
         except Exception:
             self.fault("settling the parameters nothing updated")
         try:
+            models = list(self._models)
+            self.combined.settle(
+                self.steps.holders(), self.steps.applied(), param_names([*models, *self._built])
+            )
+        except Exception:
+            self.fault("settling the losses summed from several networks'")
+        try:
             self.replaced.settle()
         except Exception:
             self.fault("settling the frozen parameters re-made")
@@ -1233,6 +1243,8 @@ class _Watch(TorchFunctionMode):
         if self._steps.inside:
             return result  # an optimizer's own update op: its step hooks sum it up
         kind = _KINDS.get(func)
+        if kind is None:  # (the first call of each function: the checks below need its kind)
+            kind = _KINDS[func] = _kind_of(func)
         if kind == _FACT or (kind == _READS_GRAD and result is not None):
             return result
         if kind == _SETS_GRAD:  # (`zero_grad()` runs one for each parameter)

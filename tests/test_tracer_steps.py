@@ -57,6 +57,18 @@ def test_gradients_cleared_between_backward_and_step(
     assert events_of(tmp_path, STEP_ORDER.format(first=first, between=between)) == expected
 
 
+def test_the_first_clear_of_a_fresh_process_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each `gradlint run` starts with no function's kind known: the first `.grad = None`
+    # that `zero_grad()` runs must be seen as one all the same.
+    from gradlint.runtime_check import tracer
+
+    monkeypatch.setattr(tracer, "_KINDS", {})
+    source = STEP_ORDER.format(first="pass", between="opt.zero_grad()")
+    assert events_of(tmp_path, source) == [("GL202", 9)]
+
+
 def test_step_before_backward(tmp_path: Path) -> None:
     source = """
     import torch
@@ -593,6 +605,145 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
     script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
     report = run_program(str(script), [])
     assert report.exit_code == 1 and report.events == []
+
+
+# --- GL204: a sum of losses, one of which leaks into another network ------------------------
+
+ACTOR_CRITIC = """
+import torch
+torch.manual_seed(0)
+actor, critic = torch.nn.Linear(4, 3), torch.nn.Linear(4, 1)
+opt_a = torch.optim.SGD(actor.parameters(), lr=0.1)
+opt_c = torch.optim.SGD(critic.parameters(), lr=0.1)
+for step in range(2):
+    obs, returns = torch.randn(8, 4), torch.randn(8)
+    log_probs = actor(obs).log_softmax(-1)[:, 0]
+    values = critic(obs).squeeze(-1)
+    advantage = returns - {values}
+    actor_loss = -(log_probs * advantage).mean()
+    critic_loss = (returns - values).pow(2).mean()
+    opt_a.zero_grad()
+    opt_c.zero_grad()
+    (actor_loss + 0.5 * critic_loss).backward()
+    opt_a.step()
+    opt_c.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ("values", [("GL204", 10)]),  # the advantage takes the critic's values with its graph
+        ("values.detach()", []),
+    ],
+)
+def test_an_actor_loss_summed_with_the_critic_loss_leaks_into_the_critic(
+    tmp_path: Path, values: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, ACTOR_CRITIC.format(values=values)) == expected
+
+
+def test_what_an_undetached_advantage_does_to_the_critic() -> None:
+    torch.manual_seed(0)
+    actor, critic = torch.nn.Linear(4, 3), torch.nn.Linear(4, 1)
+    obs, returns = torch.randn(8, 4), torch.randn(8)
+    log_probs = actor(obs).log_softmax(-1)[:, 0]
+    values = critic(obs).squeeze(-1)
+    critic_loss = (returns - values).pow(2).mean()
+    own = torch.autograd.grad(critic_loss, critic.weight, retain_graph=True)[0]
+    (-(log_probs * (returns - values)).mean() + critic_loss).backward()
+    assert not torch.allclose(critic.weight.grad, own)  # the critic learns the actor's loss
+
+
+POLICY_THROUGH_Q = """
+import torch
+torch.manual_seed(0)
+policy = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+q = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+opt_pi = torch.optim.Adam(policy.parameters(), lr=1e-3)
+opt_q = torch.optim.Adam(q.parameters(), lr=1e-3)
+
+
+def policy_loss(obs):
+    action = policy(obs)
+    entropy_bonus = action.pow(2).mean()
+    q_pi = {q_pi}
+    return entropy_bonus - q_pi.mean()
+
+
+for step in range(2):
+    obs, act, target = torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 1)
+    q_loss = (q(torch.cat([obs, act], -1)) - target).pow(2).mean()
+    opt_pi.zero_grad()
+    opt_q.zero_grad()
+    (q_loss + policy_loss(obs)).backward()
+    opt_q.step()
+    opt_pi.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "q_pi, expected",
+    [
+        ("q(torch.cat([obs, action], -1))", [("GL204", 12)]),
+        (
+            "torch.func.functional_call(q, {k: v.detach() for k, v in q.named_parameters()}, "
+            "(torch.cat([obs, action], -1),))",
+            [],
+        ),
+    ],
+)
+def test_a_policy_loss_through_a_q_network_that_its_own_loss_trains(
+    tmp_path: Path, q_pi: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, POLICY_THROUGH_Q.format(q_pi=q_pi)) == expected
+
+
+def test_losses_of_networks_that_feed_each_other_are_no_leak(tmp_path: Path) -> None:
+    # A VAE with an optimizer for each half: the reconstruction trains the encoder through
+    # the decoder, and the KL term is the encoder's alone. A critic head on a shared trunk,
+    # each with its optimizer: its loss reaches the trunk through the head. A critic's
+    # penalty on the actor's actions reaches the actor only through the critic.
+    source = """
+    import torch
+    torch.manual_seed(0)
+    enc, dec = torch.nn.Linear(6, 4), torch.nn.Linear(2, 6)
+    opt_e = torch.optim.SGD(enc.parameters(), lr=0.1)
+    opt_d = torch.optim.SGD(dec.parameters(), lr=0.1)
+    trunk, pi, v = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3), torch.nn.Linear(8, 1)
+    opt_pi = torch.optim.SGD([*trunk.parameters(), *pi.parameters()], lr=0.1)
+    opt_v = torch.optim.SGD(v.parameters(), lr=0.1)
+    actor, critic = torch.nn.Linear(3, 2), torch.nn.Linear(5, 1)
+    opt_actor = torch.optim.SGD(actor.parameters(), lr=0.1)
+    opt_critic = torch.optim.SGD(critic.parameters(), lr=0.1)
+    for step in range(2):
+        x = torch.randn(8, 6)
+        mu, log_var = enc(x).chunk(2, -1)
+        z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+        kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1).mean()
+        opt_e.zero_grad(); opt_d.zero_grad()
+        ((dec(z) - x).pow(2).mean() + 0.1 * kl).backward()
+        opt_e.step(); opt_d.step()
+
+        obs, returns = torch.randn(8, 4), torch.randn(8)
+        h = trunk(obs).relu()
+        values = v(h).squeeze(-1)
+        actor_loss = -(pi(h).log_softmax(-1)[:, 0] * (returns - values.detach())).mean()
+        opt_pi.zero_grad(); opt_v.zero_grad()
+        (actor_loss + (returns - values).pow(2).mean()).backward()
+        opt_pi.step(); opt_v.step()
+
+        s, a, y = torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 1)
+        q_data = critic(torch.cat([s, a], -1))
+        q_pi = critic(torch.cat([s, actor(s)], -1))
+        opt_critic.zero_grad()
+        ((q_data - y).pow(2).mean() + (q_pi.mean() - q_data.mean())).backward()
+        opt_critic.step()
+        opt_actor.zero_grad()
+        (-critic(torch.cat([s, actor(s)], -1)).mean()).backward()
+        opt_actor.step()
+    """
+    assert events_of(tmp_path, source) == []
 
 
 # --- GL206: layers out of the sight of `parameters()` -------------------------------------
