@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -16,6 +16,7 @@ from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
     Handed,
     Site,
+    children,
     entered_at,
     first_freed,
     first_spent,
@@ -30,7 +31,7 @@ from gradlint.runtime_check.layers import (
     attributes_holding,
     holders,
 )
-from gradlint.runtime_check.sources import dict_display
+from gradlint.runtime_check.sources import dict_display, returned, skipped_freeze
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -141,6 +142,40 @@ def second_backward(
     else:
         add(raised, f"goes through {part} again, which {by} freed")
     return found
+
+
+def unfrozen(
+    tensors: Any, optimized: set[int], origin: Callable[[torch.Tensor], Site], most: int = 5000
+) -> list[tuple[tuple[str, int], str, tuple[str, int] | None]]:
+    """For a backward through a freed graph: the freezes skipped by a parameter's default
+    (`def load(freeze=False)`) in the code that made parameters in the freed part that no
+    optimizer holds (a feature network meant to be fixed, whose graph a target kept): the
+    default's line, the parameter's name and the call that made them."""
+    shared = first_freed(tensors)
+    if shared is None:
+        return []
+    found: dict[tuple[str, int], tuple[str, tuple[str, int] | None]] = {}
+    seen: set[int] = set()
+    queue = [shared.freed]
+    while queue and len(seen) < most:
+        node = queue.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if hasattr(node, "variable"):
+            param = node.variable
+            if isinstance(param, torch.nn.Parameter) and id(param) not in optimized:
+                stack = origin(param)
+                for at, (code, _) in enumerate(stack):
+                    path = real_path(code.co_filename)
+                    skipped = skipped_freeze(path, code.co_firstlineno, code.co_name)
+                    if skipped is not None:
+                        call = _line(stack[at + 1]) if at + 1 < len(stack) else None
+                        found.setdefault((path, skipped[0]), (skipped[1], call))
+                        break
+            continue
+        queue.extend(children(node))
+    return [(line, name, call) for line, (name, call) in found.items()]
 
 
 MAX_KEPT = 64  # the items of a container on a holder looked at
@@ -279,6 +314,25 @@ def came_from(
             call = (real_path(code.co_filename), running[code])
             return made, (call if call != where and call not in made else None)
     return made, None
+
+
+def handed_out(origin: Site, here: Site) -> tuple[str, int] | None:
+    """Where the function that made a tensor, no longer running, returned it to the code on
+    the failing stack: the `return` that hands out the name it was assigned to."""
+    running = {code for code, _ in here}
+    returning: tuple[CodeType, int] | None = None
+    for frame in origin:
+        if frame[0] in running:
+            break
+        returning = frame
+    else:
+        return None
+    if returning is None:
+        return None
+    code, line = returning
+    path = real_path(code.co_filename)
+    found = returned(path, code.co_firstlineno, code.co_name, line)
+    return (path, found) if found is not None else None
 
 
 def lines_of(stack: Site, here: Site) -> list[tuple[str, int]]:

@@ -272,6 +272,10 @@ def mark_propagated(
         metadata = node.metadata
         if mark in metadata or FREED in metadata:
             _reuse(metadata, kept)
+            if kept is not None and FREED not in metadata:
+                # (Kept again, for this backward's own later use: one that goes through it
+                # settles this one too.)
+                metadata[RETAINED] = kept
             continue
         if RETAINED in metadata:
             _reuse(metadata, kept)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path
@@ -45,6 +46,39 @@ def construction(frames: list[tuple[FrameType, int]]) -> Line | None:
     return None
 
 
+def used_up(frames: list[tuple[FrameType, int]], given: Any) -> list[Line]:
+    """Where code of the user's on the way to the optimizer went through the one-pass
+    iterator of parameters `given` before handing it on (`for p in params:` in an
+    optimizer's own `__init__`, before `super().__init__(params)`)."""
+    found: list[Line] = []
+    for frame, line in frames:
+        names = {name for name, value in frame.f_locals.items() if value is given}
+        code = frame.f_code
+        if not names or code.co_name == "<module>":
+            continue
+        path = real_path(code.co_filename)
+        function = _function_at(path, code.co_firstlineno)
+        if function is None:
+            continue
+        for node in ast.walk(function):
+            iterated: ast.expr | None = None
+            if isinstance(node, (ast.For, ast.comprehension)):
+                iterated = node.iter
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in _CONSUMERS
+                and node.args
+            ):
+                iterated = node.args[0]
+            if isinstance(iterated, ast.Name) and iterated.id in names and iterated.lineno < line:
+                found.append((path, iterated.lineno))
+    return sorted(set(found))
+
+
+_CONSUMERS = frozenset({"list", "tuple", "set", "sorted", "any", "all", "sum", "next", "len"})
+
+
 def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     """Why the modules at hand have no parameters: layers kept in a plain list or dict
     (not `nn.ModuleList`/`nn.ModuleDict`), which `parameters()` never visits, weights kept
@@ -53,7 +87,7 @@ def empty_causes(frames: list[tuple[FrameType, int]]) -> list[tuple[Line, str]]:
     found: dict[Line, str] = {}
     for module in _modules_without_parameters(frames):
         causes = _unregistered(module) + _plain_tensors(module) + _misspelt_init(module)
-        causes += _buffers(module)
+        causes += _buffers(module) + _kept_in_locals(module)
         for line, detail in causes + _built_in_methods(module):
             found.setdefault(line, detail)
     return list(found.items())
@@ -158,6 +192,62 @@ def _misspelt_init(module: torch.nn.Module) -> list[tuple[Line, str]]:
     return found
 
 
+def _kept_in_locals(module: torch.nn.Module) -> list[tuple[Line, str]]:
+    """The layers a class of the user's builds in `__init__` into a local name that nothing
+    reads after (`self_encoder = nn.Sequential(...)`, a typo of `self.encoder`): lost when
+    `__init__` returns, with their parameters."""
+    found: list[tuple[Line, str]] = []
+    for klass in type(module).__mro__:
+        if klass.__module__.startswith("torch."):
+            break
+        function = vars(klass).get("__init__")
+        code = getattr(function, "__code__", None)
+        if function is None or code is None or not is_users(code.co_filename):
+            continue
+        path = real_path(code.co_filename)
+        for line, name in _layers_in_locals(path, code.co_firstlineno, function.__globals__):
+            detail = (
+                f"builds layers into the local name `{name}`, which `__init__` never reads: "
+                "they are lost when it returns, and the optimizer got none of their "
+                f"parameters; keep them on the module (`self.{name.removeprefix('self_')} = "
+                "...`)"
+            )
+            found.append(((path, line), detail))
+    return found
+
+
+def _layers_in_locals(path: str, first: int, names: dict[str, object]) -> list[tuple[int, str]]:
+    function = _function_at(path, first)
+    if function is None:
+        return []
+    read = {
+        node.id
+        for node in ast.walk(function)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    return [
+        (node.lineno, target.id)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(target := node.targets[0], ast.Name)
+        and target.id not in read
+        and isinstance(node.value, ast.Call)
+        and _is_layer(node.value.func, names)
+    ]
+
+
+def _function_at(path: str, first: int) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    tree = parsed(path)
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # (a decorated function's code starts at its first decorator)
+            starts = [node.lineno] + [decorator.lineno for decorator in node.decorator_list]
+            if first == min(starts):
+                return node
+    return None
+
+
 def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
     """The layers a class of the user's makes inside its methods other than `__init__`
     without keeping them on `self` (`nn.Linear(8, 32)(x)` in `forward`): each call makes
@@ -184,15 +274,7 @@ def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
 def _layer_calls(path: str, first: int, names: dict[str, object]) -> list[int]:
     """The lines in the function defined at `first` that call a layer class (a subclass of
     `nn.Module`, as the function's globals name it) other than to assign `self.<name>`."""
-    tree = parsed(path)
-    function = None
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            # (a decorated function's code starts at its first decorator)
-            starts = [node.lineno] + [decorator.lineno for decorator in node.decorator_list]
-            if first == min(starts):
-                function = node
-                break
+    function = _function_at(path, first)
     if function is None:
         return []
     kept = {

@@ -224,6 +224,8 @@ def setting_default(path: str, start: int) -> tuple[int, str] | None:
         if isinstance(node, (ast.With, ast.AsyncWith)) and node.lineno == start:
             for item in node.items:
                 expr = item.context_expr
+                if isinstance(expr, ast.Name):  # (`ctx = inference_mode() if ...`, `with ctx:`)
+                    expr = _assigned_before(tree, expr.id, start) or expr
                 tests += [e.test for e in ast.walk(expr) if isinstance(e, ast.IfExp)]
                 target = expr.func if isinstance(expr, ast.Call) else None
                 name = target.attr if isinstance(target, ast.Attribute) else ""
@@ -257,6 +259,28 @@ def setting_default(path: str, start: int) -> tuple[int, str] | None:
     return None
 
 
+def _assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
+    """The value last assigned to `name` before `line`, in the function around it."""
+    around: ast.AST = tree
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and node.lineno >= getattr(around, "lineno", 0)
+        ):
+            around = node
+    found: ast.expr | None = None
+    for node in ast.walk(around):
+        if (
+            isinstance(node, ast.Assign)
+            and node.lineno < line
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and (found is None or node.lineno > found.lineno)
+        ):
+            found = node.value
+    return found
+
+
 def _defaults(arguments: ast.arguments) -> list[tuple[ast.arg, ast.expr]]:
     """A function's parameters that have a default, each with it."""
     positional = [*arguments.posonlyargs, *arguments.args]
@@ -266,3 +290,83 @@ def _defaults(arguments: ast.arguments) -> list[tuple[ast.arg, ast.expr]]:
         if default is not None:
             pairs.append((argument, default))
     return pairs
+
+
+@cache
+def returned(path: str, first: int, function: str, line: int) -> int | None:
+    """The line of a `return` of a function that hands out, as it is (alone, or an item of
+    a tuple, a list or a dict display), the name assigned at `line`: `logits = model(x)`,
+    then `return {"logits": logits}`."""
+    scope = function_tree(path, first, function)
+    if scope is None or function == "<module>":
+        return None
+    names = {
+        target.id
+        for node in ast.walk(scope)
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        and node.lineno <= line <= (node.end_lineno or node.lineno)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    if not names:
+        return None
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Return) and node.value is not None:
+            for item in _handed(node.value):
+                if isinstance(item, ast.Name) and item.id in names:
+                    return item.lineno
+    return None
+
+
+def _handed(value: ast.expr) -> list[ast.expr]:
+    if isinstance(value, (ast.Tuple, ast.List)):
+        return list(value.elts)
+    if isinstance(value, ast.Dict):
+        return list(value.values)
+    return [value]
+
+
+@cache
+def skipped_freeze(path: str, first: int, function: str) -> tuple[int, str] | None:
+    """In a function, a freeze (`p.requires_grad_(False)`, `p.requires_grad = False`) under
+    an `if` on a parameter whose literal default skips it (`def load(freeze=False)` and
+    `if freeze:`): the default's line and the parameter's name."""
+    scope = function_tree(path, first, function)
+    if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    defaults = {argument.arg: default for argument, default in _defaults(scope.args)}
+    for node in ast.walk(scope):
+        if not isinstance(node, ast.If) or not any(_freezes(part) for part in node.body):
+            continue
+        test, negated = node.test, False
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            test, negated = test.operand, True
+        default = defaults.get(test.id) if isinstance(test, ast.Name) else None
+        if isinstance(test, ast.Name) and isinstance(default, ast.Constant):
+            if bool(default.value) is negated:  # (the default skips the freeze)
+                return default.lineno, test.id
+    return None
+
+
+def _freezes(statement: ast.stmt) -> bool:
+    for node in ast.walk(statement):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "requires_grad_"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value is False
+        ):
+            return True
+        if (
+            isinstance(node, ast.Assign)
+            and any(
+                isinstance(target, ast.Attribute) and target.attr == "requires_grad"
+                for target in node.targets
+            )
+            and isinstance(node.value, ast.Constant)
+            and node.value.value is False
+        ):
+            return True
+    return False

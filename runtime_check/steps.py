@@ -116,6 +116,9 @@ class _Reached:
     used: bool = False  # its gradient was cleared at some point: something used it
     rounds: int = 0  # how many steps apart backwards reached it (1: reached, no step since)
     seen_at_step: int = -1  # the count of steps when a backward last reached it
+    # The user's two innermost frames at that backward: one helper's line (`def update(opt,
+    # loss): loss.backward()`) is many backwards, told apart by their callers.
+    call: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -234,7 +237,11 @@ class StepWatch:
             self._events.add("GL213", where, NOTHING_TO_CLIP)
 
     def backward(
-        self, leaves: list[torch.Tensor], where: tuple[str, int] | None, create_graph: bool
+        self,
+        leaves: list[torch.Tensor],
+        where: tuple[str, int] | None,
+        create_graph: bool,
+        call: tuple[Any, ...] = (),
     ) -> None:
         """After a backward: the leaves it gave gradients to. Gradients of an earlier
         backward at the same line, cleared before any step used them, were thrown away."""
@@ -271,12 +278,18 @@ class StepWatch:
                 else:
                     key = None
                 # (Of an optimizer's parameter: an update by hand clears what it used.)
-                if key is not None and reached.where == where and reached.stepped:
+                if (
+                    key is not None
+                    and reached.where == where
+                    and reached.call == call
+                    and reached.stepped
+                ):
                     dropped = dropped or self._cleared_at.get(key, where)
                 elif key is not None and reached.where is not None:
                     # Another backward's gradients, cleared before a step applied them.
                     self._wasted_from.setdefault(reached.where, set()).add(id(leaf))
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
+            reached.call = call
             if reached.seen_at_step != self._steps_taken:
                 reached.rounds += 1
                 reached.seen_at_step = self._steps_taken

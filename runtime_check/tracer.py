@@ -27,10 +27,12 @@ from gradlint.runtime_check.explain import (
     came_from,
     dict_built,
     handed_in,
+    handed_out,
     lines_of,
     non_leaf_site,
     second_backward,
     sequence,
+    unfrozen,
 )
 from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
@@ -62,6 +64,7 @@ from gradlint.runtime_check.optimizers import (
     construction,
     empty_causes,
     trainable_at_hand,
+    used_up,
     user_frames,
 )
 from gradlint.runtime_check.origins import Origins
@@ -183,6 +186,15 @@ class Tracer:
             modules = self._modules_in_reach()
             for line, text in second_backward(args[0], where, detail, modules):
                 self.events.add(code, line, why, detail=text)
+            for line, name, call in unfrozen(args[0], self.steps.optimized(), self.origins.of):
+                by_call = f" by the call at line {call[1]}" if call is not None else ""
+                text = (
+                    f"`{name}` kept this default, so the parameters made{by_call} were not "
+                    "frozen (no optimizer holds them): what they computed kept a graph, which "
+                    f"the earlier backward freed; pass `{name}` to freeze them, or compute "
+                    "with them under torch.no_grad()"
+                )
+                self.events.add(code, line, why, detail=text)
             return
         if code == "GL101" and args and isinstance(args[0], torch.Tensor) and where is not None:
             for line, name in handed_in(args[0]):
@@ -229,6 +241,14 @@ class Tracer:
                     f"conversion to NumPy at {at}: store `.detach()` (or `.item()`) of it"
                 )
                 self.events.add(code, built, why, detail=text)
+            out = handed_out(origin, user_stack()) if origin and built is None else None
+            if out is not None and out != where:
+                at = f"line {where[1]}" if where is not None else "the failing line"
+                text = (
+                    f"returns a tensor that requires grad to the code that converts it to "
+                    f"NumPy at {at}: return `.detach()` (or `.item()`) of it"
+                )
+                self.events.add(code, out, why, detail=text)
             if node is not None and went_through(node):
                 return  # (a loss a backward went through: it was meant to have a graph)
         else:
@@ -377,6 +397,14 @@ class Tracer:
                     (line, text) for line in with_freezing_loops(self.cuts.frozen_sites())
                 )
             elif built is not None and hasattr(type(given), "__next__"):
+                for line in used_up(frames, given):
+                    causes.append(
+                        (
+                            line,
+                            "goes through the one-pass iterator of parameters before handing "
+                            "it on: the optimizer then finds it used up; make it a list first",
+                        )
+                    )
                 # A one-pass iterator (a `filter`, a generator) of trainable parameters that
                 # are there, empty by now
                 causes.append(
@@ -443,7 +471,7 @@ class Tracer:
                 leaves = mark_propagated(args[0], not retains, here, kept, gradients)
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
-                    self.steps.backward(leaves, where, creates)
+                    self.steps.backward(leaves, where, creates, here[:2])
                     self.combined.backward(args[0], where, retains)
                     self.waste.back_propagated(args[0], here)
                     if where is not None:

@@ -1908,3 +1908,144 @@ def test_the_watch_is_back_after_a_library_module_raises() -> None:
             layer(torch.randn(2, 3)).numpy()  # GL101
     assert modes() == before
     assert [e.code for e in tracer.events.events()] == ["GL101"] and not tracer.faults
+
+
+# --- Explanations from the blind set of crashes 18 -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "returned, expected",
+    [
+        ('{"grads": grads.numpy(), "logits": logits}', {6: "returns a tensor"}),
+        ("loss, grads.numpy()", {6: "returns a tensor"}),
+        ('{"grads": grads.numpy(), "logits": logits.detach()}', None),
+    ],
+)
+def test_numpy_of_a_tensor_a_callback_returned_names_the_return(
+    tmp_path: Path, returned: str, expected: dict[int, str] | None
+) -> None:
+    # A library converts what the user's callback hands back; a backward (here
+    # `autograd.grad`) went through the tensor, yet the return is where it leaves.
+    source = f"""
+    import numpy as np
+    import torch
+    def callback(x):
+        logits = model(x)
+        loss = logits.sum()
+        grads = torch.autograd.grad(loss, x)[0]
+        return {returned}
+    def library(fun, x):
+        out = fun(x)
+        return [np.asarray(v) for v in (out.values() if isinstance(out, dict) else out)]
+    model = torch.nn.Linear(3, 2)
+    library(callback, torch.randn(4, 3, requires_grad=True))
+    """
+    if expected is None:
+        script = write(tmp_path / "cb.py", source)
+        assert run_program(str(script), []).exit_code == 0
+        return
+    events = explained(tmp_path, source, "Use tensor.detach().numpy()", "GL101")
+    assert sorted(events) == [7, 10]  # the return, and the conversion
+    assert "returns a tensor that requires grad" in events[7]
+
+
+def test_inference_mode_chosen_through_a_name_names_the_settings_default(
+    tmp_path: Path,
+) -> None:
+    source = """
+    from dataclasses import dataclass
+    import torch
+    @dataclass
+    class Config:
+        use_inference_mode: bool = True
+    class Cached(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.table = torch.nn.Linear(4, 4), None
+        def forward(self, x):
+            if self.table is None:
+                self.table = torch.ones(4)
+            return self.fc(x) * self.table
+    def predict(model, x, cfg):
+        ctx = torch.inference_mode() if cfg.use_inference_mode else torch.no_grad()
+        with ctx:
+            return model(x)
+    model = Cached()
+    predict(model, torch.randn(2, 4), Config())
+    model(torch.randn(2, 4)).sum().backward()
+    """
+    events = explained(tmp_path, source, "Inference tensors cannot be saved for backward", "GL106")
+    assert 5 in events and "by its default here" in events[5]
+
+
+FEATURES = """
+import torch
+def load_features(freeze=False):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
+    if freeze:
+        for p in net.parameters():
+            p.requires_grad_(False)
+    return net
+net = load_features({freeze})
+target = net(torch.randn(2, 4))
+image = torch.randn(2, 4, requires_grad=True)
+opt = torch.optim.SGD([image], lr=0.1)
+for step in range(2):
+    opt.zero_grad()
+    (net(image) - target).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+def test_a_freeze_skipped_by_a_default_names_the_default(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, FEATURES.format(freeze=""), "backward through the graph a second time", "GL107"
+    )
+    assert 2 in events and "`freeze` kept this default" in events[2]
+    assert "line 8" in events[2]
+
+
+def test_what_a_frozen_feature_network_does(tmp_path: Path) -> None:
+    script = write(tmp_path / "train.py", FEATURES.format(freeze="freeze=True"))
+    assert run_program(str(script), []).exit_code == 0
+
+
+@pytest.mark.parametrize("kept", ["self_body = ", "self.body = "])
+def test_layers_kept_in_a_local_name_in_init_are_named(tmp_path: Path, kept: str) -> None:
+    source = f"""
+    import torch
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            {kept}torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters())
+    opt = Model().configure_optimizers()
+    """
+    if kept.startswith("self."):
+        assert run_program(str(write(tmp_path / "ok.py", source)), []).exit_code == 0
+        return
+    events = explained(tmp_path, source, "optimizer got an empty parameter list", "GL109")
+    assert 5 in events and "local name `self_body`" in events[5]
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_parameters_used_up_by_an_optimizers_own_init_are_named(
+    tmp_path: Path, listed: bool
+) -> None:
+    source = f"""
+    import torch
+    class Checked(torch.optim.SGD):
+        def __init__(self, params, lr=0.1):
+            params = {"list(params)" if listed else "params"}
+            for p in params:
+                assert isinstance(p, torch.Tensor)
+            super().__init__(params, lr=lr)
+    model = torch.nn.Linear(3, 1)
+    opt = Checked(model.parameters())
+    """
+    if listed:
+        assert run_program(str(write(tmp_path / "ok.py", source)), []).exit_code == 0
+        return
+    events = explained(tmp_path, source, "optimizer got an empty parameter list", "GL109")
+    assert 5 in events and "goes through the one-pass iterator" in events[5]

@@ -1692,3 +1692,49 @@ for step in range(3):
     opt.step()
 """
     assert events_of(tmp_path, source) == [("GL304", 6)]  # the backward
+
+
+def test_backwards_in_one_helper_are_told_apart_by_their_callers(tmp_path: Path) -> None:
+    # The policy's backward reaches the Q network too; the Q network's next update clears
+    # that, as it should. Both backwards run at the helper's one line.
+    source = """
+    import torch
+    def update(opt, loss):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.manual_seed(0)
+    q, pi = torch.nn.Linear(3, 1), torch.nn.Linear(3, 3)
+    opt_q = torch.optim.SGD(q.parameters(), lr=0.1)
+    opt_pi = torch.optim.SGD(pi.parameters(), lr=0.1)
+    for step in range(3):
+        x = torch.randn(8, 3)
+        update(opt_q, (q(x) - 1).pow(2).mean())
+        update(opt_pi, -q(pi(x)).mean())
+    """
+    assert events_of(tmp_path, source) == []
+
+
+def test_a_graph_kept_twice_then_used_is_not_reported(tmp_path: Path) -> None:
+    # Each loss's gradient norm is measured (keeping its graph), then the weighted sum
+    # trains through every graph kept.
+    source = """
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        x = torch.randn(8, 3)
+        losses = [model(x).pow(2).mean(), model(x).abs().mean()]
+        for loss in losses:
+            torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+        norms = []
+        for loss in losses:
+            model.zero_grad()
+            loss.backward(retain_graph=True)
+            norms.append(model.weight.grad.norm().item())
+        opt.zero_grad()
+        sum(loss / n for loss, n in zip(losses, norms)).backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
