@@ -212,9 +212,32 @@ def predict(net, x):
     net.eval()
     return net(x)
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Potential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, pos):
+        energy = self.net(pos).sum()
+        return energy, -torch.autograd.grad(energy, pos, create_graph=self.training)[0]
+
+
+model = Potential().eval()
+energy, forces = model(torch.randn(4, 3, requires_grad=True))
+print(energy.item(), forces.abs().max().item())
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
+        if facts.eval_forwards and _differentiates_in_forward(facts.module):
+            # A model whose forward takes gradients (forces as the gradient of an energy)
+            # needs autograd on in eval mode too: the file's eval forwards may be its.
+            return
         # A forward detached at once is GL306's finding, with its own fix.
         detached = {
             call.func.value
@@ -242,3 +265,35 @@ def predict(net, x):
             lines = ", ".join(str(facts.position(node)[0]) for node in rest)
             also = "line" if len(rest) == 1 else "lines"
             yield Report(first, f"{self.message} (also the forward at {also} {lines})")
+
+
+class _ForwardGrad(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.depth = 0
+        self.found = False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.depth += node.name.value == "forward"
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.depth -= original_node.name.value == "forward"
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if (
+            self.depth
+            and isinstance(func, cst.Attribute)
+            and func.attr.value == "grad"
+            and (
+                (isinstance(func.value, cst.Attribute) and func.value.attr.value == "autograd")
+                or (isinstance(func.value, cst.Name) and func.value.value == "autograd")
+            )
+        ):
+            self.found = True
+
+
+def _differentiates_in_forward(module: cst.Module) -> bool:
+    """Whether a `forward` of the file calls `torch.autograd.grad`."""
+    visitor = _ForwardGrad()
+    module.visit(visitor)
+    return visitor.found

@@ -457,6 +457,7 @@ class Tracer:
             if kwargs and kwargs.get("inplace") is True:  # a layer built `inplace=True`
                 self.inplace.note(args, layer=True)
         elif kind == _BACKWARD:
+            self.waste.differentiated()
             if args:
                 creates = _creates(func, args, kwargs)
                 retains = creates or _retains(func, args, kwargs)

@@ -68,6 +68,7 @@ class WasteWatch:
         self._events = events
         self._held: dict[tuple[str, tuple[str, int]], list[Pending]] = {}
         self._depth = 0  # module calls in progress: only the outermost is the user's
+        self._differentiated = False  # a backward ran inside the outermost forward
         self._chained: set[tuple[str, int]] = set()  # lines whose sums build on their own
         # Lines of backwards that retain their graphs -> the optimizer steps taken (by then)
         # each time they ran: a line retaining for nothing step after step is a loop's.
@@ -166,7 +167,15 @@ class WasteWatch:
         return self._depth == 0
 
     def forward_starts(self, module: Any, args: Any) -> None:
+        if self._depth == 0:
+            self._differentiated = False
         self._depth += 1
+
+    def differentiated(self) -> None:
+        """A backward (or `autograd.grad`) ran: inside a model's forward, one that needs
+        autograd even in eval mode (forces as the gradient of an energy)."""
+        if self._depth > 0:
+            self._differentiated = True
 
     def inner_forward_ended(self) -> bool:
         """A module's forward ended: whether it ran inside another's (then there is nothing
@@ -176,7 +185,7 @@ class WasteWatch:
 
     def forward_ends(self, module: Any, args: Any, output: Any) -> None:
         """After the outermost module's forward (see `inner_forward_ended`)."""
-        if self._depth or module.training or not torch.is_grad_enabled():
+        if self._depth or module.training or not torch.is_grad_enabled() or self._differentiated:
             return
         node = _first_node(output)
         if node is not None:

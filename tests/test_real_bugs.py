@@ -33,6 +33,7 @@ SETS = {
     "real_bugs_set15": (21, 0.20),
     "real_bugs_set16": (22, 0.25),
     "real_bugs_set17": (21, 0.05),
+    "real_bugs_set18": (21, 0.25),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
@@ -44,6 +45,7 @@ SETS = {
     "training_bugs_set8": (14, 0.40),
     "training_bugs_set9": (18, 0.40),
     "training_bugs_set10": (21, 0.20),
+    "training_bugs_set11": (24, 0.20),
 }
 
 

@@ -1193,6 +1193,33 @@ def test_an_eval_forward_whose_graph_no_backward_uses(
     assert [(e.code, e.line) for e in report.events] == ([("GL301", 5)] if wasted else [])
 
 
+@pytest.mark.parametrize("forces", [True, False])
+def test_an_eval_forward_that_differentiates_inside_needs_autograd(
+    tmp_path: Path, forces: bool
+) -> None:
+    # An interatomic potential: its forces are the gradient of its energy, taken inside its
+    # forward, so its evaluation needs autograd on.
+    source = f"""
+    import torch
+    class Potential(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh())
+        def forward(self, pos):
+            energy = self.net(pos).sum()
+            if {forces}:
+                return energy, -torch.autograd.grad(energy, pos, create_graph=True)[0]
+            return energy, pos
+    model = Potential().eval()
+    for _ in range(2):
+        energy, force = model(torch.randn(4, 3, requires_grad=True))
+        print(energy.item(), force.detach().abs().sum().item())
+    """
+    report = run_program(str(write(tmp_path / "md.py", source)), [])
+    assert report.exit_code == 0
+    assert [(e.code, e.line) for e in report.events] == ([] if forces else [("GL301", 13)])
+
+
 def test_a_sum_made_once_from_one_steps_losses_is_no_total(tmp_path: Path) -> None:
     # An LBFGS-style closure returns `a + b` after their backward: a fresh sum each call,
     # not a total carried across iterations.
