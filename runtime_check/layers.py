@@ -149,6 +149,20 @@ def kept_computed(
         if line is not None:
             detail = f"`self.{name}`: keep the `nn.Parameter` itself"
             found.setdefault(line, (COMPUTED_FROM_PARAMETER, detail))
+    # (Or as a buffer: a helper that registers a tensor, cast for the module, in place of
+    # the parameter it was given.)
+    seen: set[int] = set()
+    for model in models:
+        for module in model.modules():
+            if id(module) in seen or len(seen) > MAX_MODULES:
+                continue
+            seen.add(id(module))
+            for name, value in list(module._buffers.items()):
+                if value is not None and _computed_from(value, orphan):
+                    line = buffer_registered(type(module), name)
+                    if line is not None:
+                        detail = f"buffer `{name}`: register the `nn.Parameter` itself"
+                        found.setdefault(line, (COMPUTED_FROM_PARAMETER, detail))
     return [(line, message, detail) for line, (message, detail) in found.items()]
 
 
@@ -210,7 +224,8 @@ def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
 
 def buffer_registered(cls: type, name: str) -> Line | None:
     """The line of a class (or a base) of the user's that calls
-    `self.register_buffer("<name>", ...)`."""
+    `self.register_buffer("<name>", ...)`, or a helper of its own that registers
+    (`self.register_buffer_or_parameter("<name>", ...)`)."""
     for klass in cls.__mro__:
         defined = _class_def(klass)
         if defined is None:
@@ -220,7 +235,7 @@ def buffer_registered(cls: type, name: str) -> Line | None:
             if (
                 isinstance(call, ast.Call)
                 and isinstance(call.func, ast.Attribute)
-                and call.func.attr == "register_buffer"
+                and call.func.attr.startswith("register")
                 and call.args
                 and isinstance(call.args[0], ast.Constant)
                 and call.args[0].value == name

@@ -71,6 +71,7 @@ from gradlint.runtime_check.origins import Origins
 from gradlint.runtime_check.replaced import ReplacedFrozen
 from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
 from gradlint.runtime_check.steps import StepWatch, param_names
+from gradlint.runtime_check.undone import FreezesUndone
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -101,6 +102,7 @@ class Tracer:
         self.combined = CombinedWatch(self.events)
         self.modes = ModeWatch(self.events)
         self.replaced = ReplacedFrozen(self.events)
+        self.undone = FreezesUndone(self.events)
         self.origins = Origins()
         self.cuts = CutLog()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
@@ -495,6 +497,7 @@ class Tracer:
         elif kind == _SETS_FLAG:
             if len(args) == 2:  # `tensor.requires_grad = flag`
                 self.cuts.frozen(args[0], bool(args[1]))
+                self.undone.flag(args[0], bool(args[1]))
                 if args[1] and not isinstance(args[0], torch.nn.Parameter):
                     self.origins.note(args[0])
                 where = user_frame()
@@ -505,6 +508,7 @@ class Tracer:
             if args:  # `tensor.requires_grad_(flag=True)`
                 flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
                 self.cuts.frozen(args[0], bool(flag))
+                self.undone.flag(args[0], bool(flag))
                 if flag and not isinstance(args[0], torch.nn.Parameter):
                     self.origins.note(args[0])
         elif kind == _COMBINES:
@@ -937,6 +941,7 @@ class Tracer:
                 self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
                 self.modes.stepped(optimizer)
                 self.replaced.stepped(optimizer)
+                self.undone.stepped()
                 self.waste.stepped()
         except Exception:
             self.fault("after a step")
@@ -1000,6 +1005,10 @@ class Tracer:
             )
         except Exception:
             self.fault("settling the losses summed from several networks'")
+        try:
+            self.undone.settle(self.steps.optimized())
+        except Exception:
+            self.fault("settling the freezes undone")
         try:
             self.replaced.settle()
         except Exception:

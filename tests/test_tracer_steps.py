@@ -1738,3 +1738,99 @@ def test_a_graph_kept_twice_then_used_is_not_reported(tmp_path: Path) -> None:
         opt.step()
     """
     assert events_of(tmp_path, source) == []
+
+
+CAST_SETTING = """
+import torch
+class Element(torch.nn.Module):
+    def __init__(self, length):
+        super().__init__()
+        self.register_setting("length", {value})
+        self.gain = torch.nn.Parameter(torch.ones(()))
+    def register_setting(self, name, value):
+        if isinstance(value, torch.nn.Parameter):
+            self.register_parameter(name, value)
+        else:
+            self.register_buffer(name, value)
+    def forward(self, x):
+        return x * self.length * self.gain
+length = torch.nn.Parameter(torch.tensor(0.5))
+element = Element(length)
+opt = torch.optim.SGD(element.parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    element(torch.randn(4)).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("torch.as_tensor(length, dtype=torch.float64)", [("GL206", 5)]),
+        ("length", []),
+    ],
+)
+def test_a_parameter_registered_as_a_cast_buffer(
+    tmp_path: Path, value: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, CAST_SETTING.format(value=value)) == expected
+
+
+def test_what_a_cast_buffer_does_to_its_parameter() -> None:
+    length = torch.nn.Parameter(torch.tensor(0.5))
+    module = torch.nn.Module()
+    module.register_buffer("length", torch.as_tensor(length, dtype=torch.float64))
+    assert list(module.parameters()) == []  # no optimizer built from it can train `length`
+    (module.length * 2).backward()
+    assert length.grad is not None  # it gets gradients all the same
+
+
+# --- GL216: a freeze undone before any step ------------------------------------------------
+
+UNFREEZE = """
+import torch
+def prepare(model):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+{freeze}
+opt = None
+for step in range(3):
+    if step == {unfreeze_at}:
+        prepare(model)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    elif opt is None:
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    opt.zero_grad()
+    model(torch.randn(8, 3)).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "freeze, unfreeze_at, expected",
+    [
+        ("model[2].requires_grad_(False)", 0, [("GL216", 4)]),  # the head's freeze undone
+        ("model[2].requires_grad_(False)", 2, []),  # a warm-up: unfrozen after steps
+        ("model.requires_grad_(False); model[2].requires_grad_(True)", -1, []),  # the head
+    ],
+)
+def test_a_freeze_undone_by_a_pass_over_every_parameter(
+    tmp_path: Path, freeze: str, unfreeze_at: int, expected: list[tuple[str, int]]
+) -> None:
+    source = UNFREEZE.format(freeze=freeze, unfreeze_at=unfreeze_at)
+    assert events_of(tmp_path, source) == expected
+
+
+def test_what_undoing_a_freeze_does() -> None:
+    head = torch.nn.Linear(3, 1)
+    head.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    before = head.weight.detach().clone()
+    head(torch.randn(4, 3)).sum().backward()
+    torch.optim.SGD(head.parameters(), lr=0.1).step()
+    assert not torch.equal(head.weight, before)  # the frozen head trained
