@@ -586,6 +586,8 @@ class StepWatch:
             names.setdefault(i, gone.label)
         training_models = {owner[i] for i in trained if i in owner}
         feeding = {made for taker, made in self._feeds if taker in training_models}
+        consumers = {taker for taker, made in self._feeds if made in training_models}
+        consumers.add(None)
         for where, ids in self._backwards.items():
             # A training backward: some step used it, or it reaches a model an optimizer
             # holds part of (whose step found no gradients: they went elsewhere).
@@ -602,13 +604,16 @@ class StepWatch:
             # that never moves is left alone: an adversary or a probe whose training the
             # program may just not show.)
             # Another network that never moved, whose gradients piled up, never cleared, and
-            # whose output a model that trains takes in: trained through by this loss, yet
-            # no optimizer of the program has it (one that did would clear them). (One that
-            # takes a model's output in, a discriminator, is trained elsewhere, if at all.)
+            # whose output a model that trains takes in, or the loss (a target network run
+            # with autograd on): trained through by this loss, yet no optimizer of the
+            # program has it (one that did would clear them). (One that takes a model's
+            # output in, a discriminator, is trained elsewhere, if at all.)
             piled = [
                 i
                 for i in unused
-                if idle[i] == (False, False) and i not in trained and owner.get(i) in feeding
+                if idle[i] == (False, False)
+                and i not in trained
+                and (owner.get(i) in feeding or owner.get(i) not in consumers)
             ]
             for code, group, message in (
                 ("GL304", [i for i in unused if i in trained], NOT_OPTIMIZED),

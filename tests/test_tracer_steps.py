@@ -1834,3 +1834,40 @@ def test_what_undoing_a_freeze_does() -> None:
     head(torch.randn(4, 3)).sum().backward()
     torch.optim.SGD(head.parameters(), lr=0.1).step()
     assert not torch.equal(head.weight, before)  # the frozen head trained
+
+
+TARGET_NET = """
+import torch
+torch.manual_seed(0)
+online, target = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+target.load_state_dict(online.state_dict())
+opt = torch.optim.SGD(online.parameters(), lr=0.1)
+for step in range(3):
+    s, s2, r = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8)
+    {next_q}
+    loss = (online(s).max(1)[0] - (r + 0.9 * next_q)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "next_q, expected",
+    [
+        ("next_q = target(s2).max(1)[0]", [("GL304", 11)]),  # the loss trains through it
+        ("with torch.no_grad(): next_q = target(s2).max(1)[0]", []),
+    ],
+)
+def test_a_target_network_the_loss_goes_into(
+    tmp_path: Path, next_q: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, TARGET_NET.format(next_q=next_q)) == expected
+
+
+def test_what_a_target_network_not_detached_gets() -> None:
+    online, target = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+    for _ in range(2):
+        td = online(torch.randn(8, 4)).max(1)[0] - target(torch.randn(8, 4)).max(1)[0]
+        td.pow(2).mean().backward()
+    assert target.weight.grad is not None and target.weight.grad.abs().sum() > 0  # piled up
