@@ -24,6 +24,7 @@ ENTERED = "gradlint.entered"  # ... and where the graph a backward went through 
 MODEL = "gradlint.model"  # ... and, on a model's output, the id of the model that made it
 HANDED = "gradlint.handed"  # ... and where it was kept from an earlier step (see Handed)
 INNER = "gradlint.inner"  # ... and, on a library module's output, what is below it (mark_inner)
+LEAVES = "gradlint.leaves"  # ... and, on a retained graph's root, the leaves a walk found below
 MAX_FRAMES = 8
 MAX_NODES = 100_000
 MAX_CODES = 50_000
@@ -271,6 +272,10 @@ def mark_propagated(
             continue
         metadata = node.metadata
         if mark in metadata or FREED in metadata:
+            # (A graph kept and back-propagated again from the same root: what it reaches,
+            # as the first walk found it.)
+            for below in metadata.get(LEAVES, ()):
+                leaves.setdefault(id(below), below)
             _reuse(metadata, kept)
             if kept is not None and FREED not in metadata:
                 # (Kept again, for this backward's own later use: one that goes through it
@@ -301,6 +306,10 @@ def mark_propagated(
         for child, _ in node.next_functions:
             if child is not None:
                 queue.append((child, below))
+    if not freed:
+        for node in root_nodes(roots):
+            if LEAVES not in node.metadata and not hasattr(node, "variable"):
+                node.metadata[LEAVES] = tuple(leaves.values())
     return list(leaves.values())
 
 

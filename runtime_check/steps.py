@@ -77,6 +77,11 @@ PILED_UP = (
     "they pile up unused; give that network to an optimizer if it should train, or else "
     "freeze it (requires_grad_(False)) or detach its output"
 )
+READ_SUMMED = (
+    "adds to gradients an earlier backward left, which were read at line {read} and are read "
+    "there again: the second read sees the sum of both; clear them (zero_grad) before this "
+    "backward"
+)
 HELD_FROZEN = (
     "this optimizer holds parameters that are frozen (requires_grad=False) whenever it steps: "
     "it can never update them; build it from the parameters that require grad"
@@ -104,6 +109,19 @@ MAX_SWAPPED = 10_000
 
 
 @dataclass
+class _Read:
+    """A user's read of a parameter's gradient, and what the program had done by then."""
+
+    param: weakref.ref[Any]
+    grad: weakref.ref[torch.Tensor]
+    grad_id: int
+    version: int
+    retained: int  # backwards that kept their graph
+    steps: int
+    sets: int  # the parameter's `.grad` set or cleared
+
+
+@dataclass
 class _Reached:
     """A parameter that a backward gave a gradient to."""
 
@@ -119,6 +137,7 @@ class _Reached:
     # The user's two innermost frames at that backward: one helper's line (`def update(opt,
     # loss): loss.backward()`) is many backwards, told apart by their callers.
     call: tuple[Any, ...] = ()
+    kept_graph: bool = False  # that backward kept its graph (a gradient measured, then more)
 
 
 @dataclass
@@ -152,6 +171,12 @@ class StepWatch:
         self._zeroed: dict[int, int] = {}
         self._reached: dict[int, _Reached] = {}
         self._steps_taken = 0  # by every optimizer
+        # Backwards that kept their graph (measuring each loss's gradient in turn), and the
+        # user's reads of gradients since the first: (id(grad), line) -> (it, its version,
+        # that count, the count of steps)
+        self.retained = 0
+        self._reads: dict[tuple[int, tuple[str, int]], _Read] = {}
+        self.grads_set: dict[int, int] = {}  # id(param) -> its `.grad` set or cleared, times
         # id(grad) -> (the grad, its version, the step's line) for the gradients the latest
         # step applied: `_after_step` by gradient, for in-place changes, which name only it
         self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
@@ -179,6 +204,42 @@ class StepWatch:
         # ops run, and the tracer need not look at each one.
         self.inside = False
 
+    def read(self, param: Any, grad: torch.Tensor, where: tuple[str, int]) -> None:
+        """The user's code read `param.grad` at a line (once some backward kept its graph):
+        the same line reading it again, after a backward that kept its graph added to it,
+        with no clear or step between, reads a sum where it meant one loss's gradient. (A
+        gradient viewed elsewhere is added to out of place: a new tensor, not a clear.)"""
+        key = (id(param), where)
+        seen = self._reads.get(key)
+        sets = self.grads_set.get(id(param), 0)
+        if (
+            seen is not None
+            and seen.param() is param
+            and self.retained > seen.retained
+            and self._steps_taken == seen.steps
+            and sets == seen.sets
+            and ((seen.grad() is grad and grad._version > seen.version) or seen.grad() is not grad)
+            and self._zeroed.get(seen.grad_id, -1) < seen.version
+        ):
+            reached = self._reached.get(id(param))
+            if reached is not None and reached.where is not None:
+                self._events.add(
+                    "GL201",
+                    reached.where,
+                    READ_SUMMED.format(read=where[1]),
+                    detail=f"the read at line {where[1]} of gradients two backwards added up",
+                )
+        if len(self._reads) < MAX_GRADS:
+            self._reads[key] = _Read(
+                weakref.ref(param),
+                weakref.ref(grad),
+                id(grad),
+                grad._version,
+                self.retained,
+                self._steps_taken,
+                sets,
+            )
+
     def zeroed(self, tensors: Any) -> None:
         """`grad.zero_()` / `torch._foreach_zero_(grads)`: cleared, in place."""
         where = None
@@ -193,6 +254,8 @@ class StepWatch:
         """`param.grad = None` in the frame `setter`, as `zero_grad()` clears: where, for a
         later explanation. (The user's line is found once per library's frame that clears:
         it cannot change while that frame runs.)"""
+        if self.retained:  # (reads are watched)
+            self.grads_set[id(tensor)] = self.grads_set.get(id(tensor), 0) + 1
         if isinstance(tensor, torch.Tensor) and id(tensor) in self._reached:
             known = self._clearing
             if known is not None and known[0] is setter:
@@ -242,6 +305,7 @@ class StepWatch:
         where: tuple[str, int] | None,
         create_graph: bool,
         call: tuple[Any, ...] = (),
+        retained: bool = False,
     ) -> None:
         """After a backward: the leaves it gave gradients to. Gradients of an earlier
         backward at the same line, cleared before any step used them, were thrown away."""
@@ -283,13 +347,14 @@ class StepWatch:
                     and reached.where == where
                     and reached.call == call
                     and reached.stepped
+                    and not reached.kept_graph
                 ):
                     dropped = dropped or self._cleared_at.get(key, where)
                 elif key is not None and reached.where is not None:
                     # Another backward's gradients, cleared before a step applied them.
                     self._wasted_from.setdefault(reached.where, set()).add(id(leaf))
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
-            reached.call = call
+            reached.call, reached.kept_graph = call, retained
             if reached.seen_at_step != self._steps_taken:
                 reached.rounds += 1
                 reached.seen_at_step = self._steps_taken
@@ -586,7 +651,9 @@ class StepWatch:
             names.setdefault(i, gone.label)
         training_models = {owner[i] for i in trained if i in owner}
         feeding = {made for taker, made in self._feeds if taker in training_models}
-        consumers = {taker for taker, made in self._feeds if made in training_models}
+        consumers: set[int | None] = {
+            taker for taker, made in self._feeds if made in training_models
+        }
         consumers.add(None)
         for where, ids in self._backwards.items():
             # A training backward: some step used it, or it reaches a model an optimizer

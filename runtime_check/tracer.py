@@ -474,7 +474,8 @@ class Tracer:
                 leaves = mark_propagated(args[0], not retains, here, kept, gradients)
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
-                    self.steps.backward(leaves, where, creates, here[:2])
+                    self.steps.backward(leaves, where, creates, here[:2], retains)
+                    self.steps.retained += retains
                     self.combined.backward(args[0], where, retains)
                     self.waste.back_propagated(args[0], here)
                     if where is not None:
@@ -1283,7 +1284,14 @@ class _Watch(TorchFunctionMode):
         kind = _KINDS.get(func)
         if kind is None:  # (the first call of each function: the checks below need its kind)
             kind = _KINDS[func] = _kind_of(func)
-        if kind == _FACT or (kind == _READS_GRAD and result is not None):
+        if kind == _READS_GRAD and result is not None:
+            if self._steps.retained and args:  # (only once a backward kept its graph)
+                try:
+                    self._grad_read(args[0], result, sys._getframe(1))
+                except Exception:
+                    self.tracer.fault("watching a gradient read")
+            return result
+        if kind == _FACT:
             return result
         if kind == _SETS_GRAD:  # (`zero_grad()` runs one for each parameter)
             if len(args) == 2 and args[1] is None:
@@ -1291,6 +1299,8 @@ class _Watch(TorchFunctionMode):
                     self._steps.grad_cleared(args[0], sys._getframe(1))
                 except Exception:
                     self.tracer.fault("watching a gradient cleared")
+            elif args:
+                self._steps.grads_set[id(args[0])] = self._steps.grads_set.get(id(args[0]), 0) + 1
             return result
         if (
             kind == _PLAIN
@@ -1313,6 +1323,11 @@ class _Watch(TorchFunctionMode):
         except Exception:
             self.tracer.fault(f"watching {getattr(func, '__name__', func)}")
         return result
+
+    def _grad_read(self, param: Any, grad: Any, caller: FrameType) -> None:
+        if isinstance(grad, torch.Tensor) and is_users(caller.f_code.co_filename):
+            where = (real_path(caller.f_code.co_filename), caller.f_lineno)
+            self._steps.read(param, grad, where)
 
     def _failed(self, error: BaseException, args: tuple[Any, ...]) -> None:
         # A step that raises ends without its post-hook: watch what follows it.

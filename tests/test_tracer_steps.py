@@ -1871,3 +1871,61 @@ def test_what_a_target_network_not_detached_gets() -> None:
         td = online(torch.randn(8, 4)).max(1)[0] - target(torch.randn(8, 4)).max(1)[0]
         td.pow(2).mean().backward()
     assert target.weight.grad is not None and target.weight.grad.abs().sum() > 0  # piled up
+
+
+# --- GL201: one loss's gradient read after another's was added to it ----------------------
+
+PER_LOSS_NORMS = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+def grad_norm(loss):
+    {clear}
+    loss.backward(retain_graph=True)
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+for step in range(3):
+    x = torch.randn(8, 3)
+    losses = [model(x).pow(2).mean(), model(x).abs().mean()]
+    norms = [grad_norm(loss) for loss in losses]
+    opt.zero_grad()
+    sum(loss / n.detach() for loss, n in zip(losses, norms)).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "clear, expected",
+    [
+        ("pass", [("GL201", 7)]),  # the second norm is of the sum of both gradients
+        ("model.zero_grad()", []),
+    ],
+)
+def test_a_gradient_read_per_loss_without_a_clear_between(
+    tmp_path: Path, clear: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, PER_LOSS_NORMS.format(clear=clear)) == expected
+
+
+def test_what_reading_gradients_per_loss_without_a_clear_reads() -> None:
+    w = torch.ones(2, requires_grad=True)
+    (w * 2).sum().backward(retain_graph=True)
+    first = w.grad.clone()
+    (w * 3).sum().backward()
+    assert torch.equal(w.grad, first + 3)  # the second loss's gradient, plus the first's
+
+
+def test_gradients_read_during_accumulation_are_not_reported(tmp_path: Path) -> None:
+    # Micro-batches: each backward frees its graph, and the read is of the running sum.
+    source = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        opt.zero_grad()
+        for micro in range(3):
+            model(torch.randn(4, 3)).pow(2).mean().backward()
+            print(model.weight.grad.norm().item())
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
