@@ -18,6 +18,7 @@ from gradlint.runtime_check.layers import assignment, attributes_holding
 from gradlint.runtime_check.sources import (
     defaults_read,
     function_tree,
+    keyword_default,
     names_read,
     option_defined,
     parsed,
@@ -40,7 +41,7 @@ MADE, CUT = 1, 2
 # Why a graph was cut where no grad-mode block is running: a call that turned autograd off
 # for everything after it (`torch.set_grad_enabled(False)`), found among the lines that ran.
 OFF_FOR_GOOD = "autograd was off here, turned off by a call rather than a `with` block"
-MAX_CAUSES = 4
+MAX_CAUSES = 6
 Cause = tuple[tuple[str, int], int]  # (the user's line, MADE or CUT)
 Record = tuple[Cause, ...]
 
@@ -194,6 +195,8 @@ class CutLog:
             if where is not None:
                 self._cut_at[tensor] = ((where, CUT),)
                 self._frozen[tensor] = where
+                if isinstance(tensor, torch.nn.Parameter) and len(FREEZES) < MAX_FREEZES:
+                    FREEZES[tensor] = user_stack()
                 if where not in self._settings and len(self._settings) < MAX_EXITS:
                     self._settings[where] = _option_behind(where)
                     self._defaults[where] = _default_behind(where)
@@ -494,7 +497,18 @@ def _off_because(
         found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
         made = _checkpoint_input_made(frame, outer)
         if made is not None:
-            found.append((made, CHECKPOINT_INPUT))
+            # (What made the checkpoint's input as it is, first: the likelier fixes.)
+            found[:0] = [(made, CHECKPOINT_INPUT), *_checkpoint_input_frozen(outer)]
+            call = real_path(outer.f_code.co_filename), outer.f_lineno
+            default = keyword_default(*call, "use_reentrant")
+            if default is not None:
+                line, name = default
+                why = (
+                    f"{SETTING} `{name}`, by its default here, makes the `checkpoint` at line "
+                    f"{call[1]} reentrant, which records no graph for an input that does not "
+                    "require grad: make it False"
+                )
+                found.insert(1, ((call[0], line), why))
     return tuple(found)
 
 
@@ -504,6 +518,62 @@ CHECKPOINT_INPUT = (
     "train; make the input require grad (`model.enable_input_require_grads()`), or pass "
     "use_reentrant=False"
 )
+
+
+# Parameters frozen while traced -> the user's frames that froze them (held weakly).
+FREEZES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+MAX_FREEZES = 100_000
+_CHECKPOINTING_ON = ("gradient_checkpointing_enable", "set_grad_checkpointing")
+
+
+def _checkpoint_input_frozen(outer: FrameType) -> list[tuple[tuple[str, int], str]]:
+    """For a reentrant checkpoint whose input does not require grad, in a model's method:
+    the user's lines that froze the model's first parameters (its embeddings, which make
+    that input), and the calls that turned checkpointing on (`model.
+    gradient_checkpointing_enable()`): the places for `enable_input_require_grads()`."""
+    # (explain's helper: imported here, as explain imports this module)
+    from gradlint.runtime_check.explain import lines_of
+
+    model = outer.f_locals.get("self")
+    if not isinstance(model, torch.nn.Module):
+        return []
+    found: list[tuple[tuple[str, int], str]] = []
+    here = user_stack(outer)
+    first = next(iter(model.parameters()), None)
+    stack = FREEZES.get(first) if first is not None and not first.requires_grad else None
+    text = (
+        "froze the parameters that make the input of the reentrant `checkpoint` (the "
+        "embeddings, with the rest): that input then does not require grad, and the "
+        "checkpointed part records no graph; call `model.enable_input_require_grads()` after "
+        "this, or use use_reentrant=False"
+    )
+    for line in lines_of(stack, here) if stack else []:
+        found.append((line, text))
+    running = {real_path(code.co_filename) for code, _ in here}
+    for path in running:
+        for line in _calls_named(path, _CHECKPOINTING_ON):
+            found.append(
+                (
+                    (path, line),
+                    "turns on reentrant checkpointing for a model whose inputs do not require "
+                    "grad (frozen embeddings): call `model.enable_input_require_grads()` "
+                    "after this, or use use_reentrant=False",
+                )
+            )
+    return found
+
+
+def _calls_named(path: str, names: tuple[str, ...]) -> list[int]:
+    tree = parsed(path)
+    if tree is None:
+        return []
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in names
+    ]
 
 
 def _checkpoint_input_made(frame: FrameType, outer: FrameType) -> tuple[str, int] | None:

@@ -150,8 +150,9 @@ def unfrozen(
     """For a backward through a freed graph: the freezes skipped by a parameter's default
     (`def load(freeze=False)`) in the code that made parameters in the freed part that no
     optimizer holds (a feature network meant to be fixed, whose graph a target kept): the
-    default's line, the parameter's name and the call that made them."""
-    shared = first_freed(tensors)
+    default's line, the parameter's name and the call that made them. (Once an optimizer
+    has stepped: before, none is known to hold anything.)"""
+    shared = first_freed(tensors) if optimized else None
     if shared is None:
         return []
     found: dict[tuple[str, int], tuple[str, tuple[str, int] | None]] = {}

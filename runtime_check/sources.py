@@ -239,6 +239,30 @@ def setting_default(path: str, start: int) -> tuple[int, str] | None:
         for part in ast.walk(test)
         if isinstance(part, (ast.Attribute, ast.Name))
     }
+    return _default_of(tree, read)
+
+
+@cache
+def keyword_default(path: str, line: int, keyword: str) -> tuple[int, str] | None:
+    """For a call at a line whose `keyword=` takes a setting (`use_reentrant=self.
+    use_reentrant`), the line in the file that gives a setting of that name its default,
+    and the name."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.lineno <= line <= (node.end_lineno or line):
+            for given in node.keywords:
+                value = given.value
+                if given.arg == keyword and isinstance(value, (ast.Attribute, ast.Name)):
+                    read.add(value.attr if isinstance(value, ast.Attribute) else value.id)
+    return _default_of(tree, read)
+
+
+def _default_of(tree: ast.Module, read: set[str]) -> tuple[int, str] | None:
+    """The line giving one of the names `read` its literal default: a field of a class (a
+    dataclass's `inference_mode: bool = True`), or a parameter's default."""
     if not read:
         return None
     for node in ast.walk(tree):

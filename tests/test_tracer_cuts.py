@@ -88,6 +88,52 @@ def test_a_non_reentrant_checkpoint_is_silent(tmp_path: Path) -> None:
     assert report.exit_code == 0 and not report.events
 
 
+CHECKPOINTED_MODEL = """
+from dataclasses import dataclass
+import torch
+from torch.utils.checkpoint import checkpoint
+
+@dataclass
+class Config:
+    use_reentrant: bool = True
+
+class Tower(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.layer = torch.nn.Linear(4, 4)
+        self.cfg, self.checkpointing = cfg, False
+    def gradient_checkpointing_enable(self):
+        self.checkpointing = True
+    def forward(self, ids):
+        h = self.embed(ids)
+        if self.checkpointing:
+            return checkpoint(self.layer, h, use_reentrant=self.cfg.use_reentrant)
+        return self.layer(h)
+
+def freeze_base(model):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.layer.bias.requires_grad_(True)
+
+model = Tower(Config())
+freeze_base(model)
+model.gradient_checkpointing_enable()
+model(torch.tensor([1, 2, 3])).sum().backward()
+"""
+
+
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+def test_a_reentrant_checkpoint_names_the_freeze_the_switch_and_the_setting(
+    tmp_path: Path,
+) -> None:
+    found = explained(tmp_path, CHECKPOINTED_MODEL, NO_GRAPH, "GL103")
+    assert 7 in found and "`use_reentrant`, by its default here" in found[7]  # the setting
+    assert 25 in found and "froze the parameters" in found[25]  # the freeze, and its call
+    assert 29 in found and "froze the parameters" in found[29]
+    assert 30 in found and "turns on reentrant checkpointing" in found[30]
+
+
 PRETRAINED = """
 import torch
 
