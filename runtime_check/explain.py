@@ -31,7 +31,12 @@ from gradlint.runtime_check.layers import (
     attributes_holding,
     holders,
 )
-from gradlint.runtime_check.sources import dict_display, returned, skipped_freeze
+from gradlint.runtime_check.sources import (
+    carried_attribute,
+    dict_display,
+    returned,
+    skipped_freeze,
+)
 
 
 def non_leaf_site(frame: FrameType) -> Site:
@@ -106,6 +111,16 @@ def second_backward(
             f"takes in {part}, which {by} already freed: `.detach()` it here, or compute it "
             "anew for this backward",
         )
+    # (Where this graph, or the one the earlier backward freed, took the part in.)
+    for code, line in dict.fromkeys((*shared.entry, *entered_at(shared.freed))):
+        path = real_path(code.co_filename)
+        for at, attribute, kept in carried_attribute(path, code.co_firstlineno, code.co_name, line):
+            add(
+                (path, at),
+                f"starts from `self.{attribute}`, which line {kept} keeps from the last call, "
+                f"with the graph that {by} freed: start from fresh values, or keep "
+                "`.detach()`ed ones",
+            )
     if shared.onward is not None and entered:
         stack, callee = shared.onward
         add(

@@ -216,9 +216,10 @@ def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
             continue
         path, node = defined
         found = _assignments(node, name)
-        later = [line for line, in_init in found if not in_init]
+        later = [line for line, in_init, _ in found if not in_init]
+        kept = [line for line, in_init, reset in found if not in_init and not reset]
         if found:
-            return path, (later[0] if updated and later else found[0][0])
+            return path, ((kept or later)[0] if updated and later else found[0][0])
     return None
 
 
@@ -244,8 +245,9 @@ def buffer_registered(cls: type, name: str) -> Line | None:
     return None
 
 
-def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool]]:
-    """The lines that assign `self.<name>` in a class, each with whether `__init__` does."""
+def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool, bool]]:
+    """The lines that assign `self.<name>` in a class, each with whether `__init__` does,
+    and whether it assigns a constant (`self.cache = None`: a reset, not what is kept)."""
     found = []
     for method in klass.body:
         if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -266,7 +268,10 @@ def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool]]:
                     and isinstance(target.value, ast.Name)
                     and target.value.id == "self"
                 ):
-                    found.append((target.lineno, method.name == "__init__"))
+                    value = getattr(inner, "value", None)
+                    found.append(
+                        (target.lineno, method.name == "__init__", isinstance(value, ast.Constant))
+                    )
     return sorted(found)
 
 

@@ -394,3 +394,116 @@ def _freezes(statement: ast.stmt) -> bool:
         ):
             return True
     return False
+
+
+@cache
+def changed_name(path: str, line: int) -> str | None:
+    """The name a statement at a line changes in place (`total /= n`, `total.add_(x)`)."""
+    tree = parsed(path)
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, ast.stmt) or node.lineno != line:
+            continue
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            return node.target.id
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr.endswith("_")
+            and isinstance(node.value.func.value, ast.Name)
+        ):
+            return node.value.func.value.id
+    return None
+
+
+@cache
+def assigned_in_block(path: str, start: int, name: str) -> tuple[int, ...]:
+    """The lines inside the `with` block that starts at a line that assign `name`
+    (`total += loss_fn(pred, y)` under `with torch.inference_mode():`)."""
+    tree = parsed(path)
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, (ast.With, ast.AsyncWith)) and node.lineno == start:
+            return tuple(
+                inner.lineno
+                for inner in ast.walk(node)
+                if (
+                    isinstance(inner, ast.AugAssign)
+                    and isinstance(inner.target, ast.Name)
+                    and inner.target.id == name
+                )
+                or (
+                    isinstance(inner, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == name for t in inner.targets)
+                )
+            )
+    return ()
+
+
+@cache
+def carried_attribute(
+    path: str, first: int, function: str, line: int
+) -> tuple[tuple[int, str, int], ...]:
+    """The names read at a line of a method that it took from an attribute of `self`
+    (`params = self.params`), which the method also sets (`self.params = params`): state
+    carried from its last call. Each as (the line that takes it, the attribute, the line
+    that sets it)."""
+    scope = function_tree(path, first, function)
+    if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return ()
+    read = {
+        node.id
+        for statement in ast.walk(scope)
+        if isinstance(statement, ast.stmt) and statement.lineno == line
+        for node in ast.walk(statement)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    taken: list[tuple[int, str]] = []  # (line, attribute) read into a name read at `line`
+    sets: dict[str, int] = {}  # attribute -> line that sets it
+    for node in ast.walk(scope):
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target, value = node.targets[0], node.value
+        if (
+            isinstance(target, ast.Name)
+            and target.id in read
+            and node.lineno < line
+            and _self_attribute(value)
+        ):
+            taken.append((node.lineno, value.attr))  # type: ignore[attr-defined]
+        elif _self_attribute(target) and isinstance(value, ast.Name):
+            sets[target.attr] = node.lineno  # type: ignore[attr-defined]
+    return tuple(
+        (at, attribute, sets[attribute]) for at, attribute in sorted(taken) if attribute in sets
+    )
+
+
+def _self_attribute(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+
+
+_CONTAINERS = ("Sequential", "ModuleList")
+
+
+@cache
+def element_line(path: str, line: int, index: int) -> int | None:
+    """The line of the `index`-th layer of an `nn.Sequential(...)` (or `nn.ModuleList([...])`)
+    call that starts at a line: the layer itself, where the call spans several lines."""
+    tree = parsed(path)
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, ast.Call) or node.lineno != line:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name not in _CONTAINERS:
+            continue
+        items: list[ast.expr] = list(node.args)
+        if len(items) == 1 and isinstance(items[0], (ast.List, ast.Tuple)):
+            items = list(items[0].elts)
+        if any(isinstance(item, ast.Starred) for item in items):
+            return None
+        return items[index].lineno if index < len(items) else None
+    return None

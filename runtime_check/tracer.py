@@ -16,6 +16,7 @@ from gradlint.runtime_check.combined import CombinedWatch
 from gradlint.runtime_check.cuts import (
     OFF_FOR_GOOD,
     CutLog,
+    aliases,
     assigned_here,
     sibling_call,
     with_freezing_loops,
@@ -69,7 +70,13 @@ from gradlint.runtime_check.optimizers import (
 )
 from gradlint.runtime_check.origins import Origins
 from gradlint.runtime_check.replaced import ReplacedFrozen
-from gradlint.runtime_check.sources import grad_switched_off, numbers_in_sums
+from gradlint.runtime_check.sources import (
+    assigned_in_block,
+    changed_name,
+    element_line,
+    grad_switched_off,
+    numbers_in_sums,
+)
 from gradlint.runtime_check.steps import StepWatch, param_names
 from gradlint.runtime_check.undone import FreezesUndone
 from gradlint.runtime_check.waste import WasteWatch
@@ -215,12 +222,22 @@ class Tracer:
         if code == "GL106" and args:
             made = [line for line in self.cuts.inference_origin(args) if line != where]
             at = f" at line {where[1]}" if where is not None else ""
-            use = "used by autograd" if "saved for backward" in detail else "changed in place"
+            saved = "saved for backward" in detail
+            use = "used by autograd" if saved else "changed in place"
             for line in made:
                 text = f"{self.cuts.why(line) or 'made here under inference mode'}; {use}{at}"
                 self.events.add(code, line, why, detail=text)
             for line, text in self._inference_context(made, use):
                 self.events.add(code, line, why, detail=text)
+            name = changed_name(*where) if where is not None and not saved else None
+            for path, start in made if name is not None else ():
+                for line in assigned_in_block(path, start, name):
+                    text = (
+                        f"assigns `{name}` a tensor made under inference mode, which line "
+                        f"{where[1]} changes in place outside it: keep `.item()` of it (or "
+                        "clone it after the block)"
+                    )
+                    self.events.add(code, (path, line), why, detail=text)
             if made and "saved for backward" in detail:
                 return
         if where is not None:
@@ -355,6 +372,33 @@ class Tracer:
                     f"tensor was changed in place since: `.detach()` it here, or compute it "
                     "anew",
                 )
+            # Where the function that made it, since returned, handed it out (`return
+            # fake_out` of a discriminator's step, used by the generator's after it).
+            out = handed_out(site_of(saver), here) if saver is not None else None
+            if out is not None and out not in saved:
+                self.events.add(
+                    "GL108",
+                    out,
+                    why,
+                    detail=f"returns the part made at line {saved[0][1]}, whose saved tensor "
+                    f"is changed in place before the {this} that uses it: return what is "
+                    "computed after the change (or `.detach()` it)",
+                )
+            # Where that part was handed on as it is, under another name (`real_ref =
+            # hr_output`, reused after the step that changed what it saved).
+            for node in [saver, *list(stale.above)[:MAX_ABOVE]]:
+                named = aliases(node, sys._getframe(1), set(saved)) if node is not None else []
+                for line, name in named:
+                    self.events.add(
+                        "GL108",
+                        line,
+                        why,
+                        detail=f"hands the part made at line {saved[-1][1]} on as `{name}`, "
+                        "with a saved tensor changed in place since: compute it anew here "
+                        "(or `.detach()` it)",
+                    )
+                if named:
+                    break
 
     def explain_uncaught(self, error: BaseException) -> None:
         """The error that ended the program, at the innermost user line of its traceback,
@@ -756,6 +800,10 @@ class Tracer:
                 self._built.add(module)
             if module is not None and id(module) not in self.layer_sites:
                 where = user_frame()
+                if where is not None and name.isdigit():
+                    # (A layer of `nn.Sequential(...)` written over several lines: its own.)
+                    line = element_line(where[0], where[1], int(name))
+                    where = (where[0], line) if line is not None else where
                 if where is not None:
                     self.layer_sites[id(module)] = where
         except Exception:
@@ -1340,6 +1388,7 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+MAX_ABOVE = 8  # nodes above a stale one looked at for a name it was handed on as
 
 
 def _graph_node(tensor: torch.Tensor) -> Any:

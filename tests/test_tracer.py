@@ -2076,3 +2076,135 @@ def test_parameters_used_up_by_an_optimizers_own_init_are_named(
         return
     events = explained(tmp_path, source, "optimizer got an empty parameter list", "GL109")
     assert 5 in events and "goes through the one-pass iterator" in events[5]
+
+
+# --- Explanations from the blind set of crashes 19 -----------------------------------------
+
+
+def test_a_loss_total_made_under_inference_mode_names_the_accumulation(tmp_path: Path) -> None:
+    source = """
+    import torch
+    model = torch.nn.Linear(4, 3)
+    def evaluate(batches):
+        total = 0
+        with torch.inference_mode():
+            for x in batches:
+                out = model(x)
+                total += out.pow(2).mean()
+        total /= len(batches)
+        return total
+    evaluate([torch.randn(2, 4) for _ in range(3)])
+    """
+    found = explained(tmp_path, source, "Inplace update to inference tensor", "GL106")
+    assert 8 in found and "assigns `total` a tensor made under inference mode" in found[8]
+
+
+def test_a_cache_kept_under_no_grad_names_where_it_is_filled_not_reset(tmp_path: Path) -> None:
+    source = """
+    import torch
+    class Cast(torch.nn.Linear):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.cache = None
+        def reset(self):
+            self.cache = None
+        def forward(self, x):
+            if self.cache is None:
+                self.cache = self.weight.double()
+            return x.double() @ self.cache.t()
+    layer = Cast(3, 2)
+    with torch.no_grad():
+        layer(torch.randn(1, 3))
+    layer(torch.randn(1, 3)).sum().backward()
+    """
+    found = explained(tmp_path, source, "does not require grad", "GL103")
+    assert 10 in found and "self.cache" in found[10]
+    assert 7 not in found  # the reset keeps nothing
+
+
+def test_state_a_method_keeps_for_its_next_call_names_where_it_starts_from_it(
+    tmp_path: Path,
+) -> None:
+    source = """
+    import torch
+    class Learner:
+        def __init__(self):
+            self.w = torch.nn.Parameter(torch.randn(3))
+            self.fast = None
+        def adapt(self, x):
+            fast = self.fast
+            if fast is None:
+                fast = self.w
+            loss = (x * fast).sum()
+            (grad,) = torch.autograd.grad(loss, fast)
+            fast = torch.tanh(fast - 0.1 * grad)
+            self.fast = fast
+            return fast
+    learner = Learner()
+    for step in range(2):
+        learner.adapt(torch.randn(3)).pow(2).sum().backward()
+    """
+    found = explained(tmp_path, source, "backward through the graph a second time", "GL107")
+    assert 7 in found and "starts from `self.fast`, which line 13 keeps" in found[7]
+
+
+def test_an_in_place_layer_of_a_sequential_over_several_lines_is_named_itself(
+    tmp_path: Path,
+) -> None:
+    source = """
+    import torch
+    def branch():
+        return torch.nn.Sequential(
+            torch.nn.ReLU(inplace=True),
+            torch.nn.Linear(4, 4),
+        )
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.branch, self.skip = branch(), torch.nn.Linear(4, 4)
+        def forward(self, x):
+            return self.skip(x) + self.branch(x)
+    torch.nn.Sequential(torch.nn.Linear(4, 4), Block())(torch.randn(2, 4)).sum().backward()
+    """
+    found = explained(tmp_path, source, "modified by an inplace operation", "GL108")
+    assert 4 in found and "in-place op" in found[4]
+
+
+GAN_STEP = """
+import torch
+gen, disc = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+opt_g = torch.optim.SGD(gen.parameters(), lr=0.1)
+opt_d = torch.optim.SGD(disc.parameters(), lr=0.1)
+def disc_step(fake):
+    fake_out = disc(fake)
+    opt_d.zero_grad()
+    fake_out.mean().backward(retain_graph=True)
+    opt_d.step()
+    return {returned}
+fake = gen(torch.randn(4, 2))
+{kept}
+opt_g.zero_grad()
+(-{used}).mean().backward()
+opt_g.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "returned, kept, used, line",
+    [
+        ("fake_out", "out = disc_step(fake)", "out", 10),  # the step's stale output returned
+        ("None", "before = disc(fake)\ndisc_step(fake)\nstale = before", "stale", 14),
+    ],
+)
+def test_a_discriminator_output_used_after_its_step_names_where_it_was_handed_on(
+    tmp_path: Path, returned: str, kept: str, used: str, line: int
+) -> None:
+    source = GAN_STEP.format(returned=returned, kept=kept, used=used)
+    found = explained(tmp_path, source, "modified by an inplace operation", "GL108")
+    assert line in found
+    assert "returns the part" in found[line] or "on as `stale`" in found[line]
+
+
+def test_a_discriminator_output_computed_after_its_step_is_fine(tmp_path: Path) -> None:
+    source = GAN_STEP.format(returned="disc(fake)", kept="out = disc_step(fake)", used="out")
+    assert run_program(str(write(tmp_path / "ok.py", source)), []).exit_code == 0
