@@ -82,6 +82,10 @@ READ_SUMMED = (
     "there again: the second read sees the sum of both; clear them (zero_grad) before this "
     "backward"
 )
+READ_TWICE = (
+    "reads gradients that hold what an earlier backward left too: nothing cleared them "
+    "since the last read here"
+)
 HELD_FROZEN = (
     "this optimizer holds parameters that are frozen (requires_grad=False) whenever it steps: "
     "it can never update them; build it from the parameters that require grad"
@@ -116,7 +120,7 @@ class _Read:
     grad: weakref.ref[torch.Tensor]
     grad_id: int
     version: int
-    retained: int  # backwards that kept their graph
+    measured: int  # backwards that measured something
     steps: int
     sets: int  # the parameter's `.grad` set or cleared
 
@@ -137,7 +141,10 @@ class _Reached:
     # The user's two innermost frames at that backward: one helper's line (`def update(opt,
     # loss): loss.backward()`) is many backwards, told apart by their callers.
     call: tuple[Any, ...] = ()
-    kept_graph: bool = False  # that backward kept its graph (a gradient measured, then more)
+    # That backward measured something: it kept its graph (one loss's gradient, then the
+    # next), or gave gradients to an input no optimizer holds (an attack's perturbation, a
+    # saliency map). The parameters' gradients were a by-product, cleared rightly.
+    measured: bool = False
 
 
 @dataclass
@@ -171,11 +178,11 @@ class StepWatch:
         self._zeroed: dict[int, int] = {}
         self._reached: dict[int, _Reached] = {}
         self._steps_taken = 0  # by every optimizer
-        # Backwards that kept their graph (measuring each loss's gradient in turn), and the
-        # user's reads of gradients since the first: (id(grad), line) -> (it, its version,
-        # that count, the count of steps)
-        self.retained = 0
+        # Backwards that measured something (see `_Reached.measured`), and the user's reads
+        # of gradients since the first
+        self.measured = 0
         self._reads: dict[tuple[int, tuple[str, int]], _Read] = {}
+        self._held: set[int] = set()  # ids of the parameters of optimizers that stepped
         self.grads_set: dict[int, int] = {}  # id(param) -> its `.grad` set or cleared, times
         # id(grad) -> (the grad, its version, the step's line) for the gradients the latest
         # step applied: `_after_step` by gradient, for in-place changes, which name only it
@@ -215,7 +222,7 @@ class StepWatch:
         if (
             seen is not None
             and seen.param() is param
-            and self.retained > seen.retained
+            and self.measured > seen.measured
             and self._steps_taken == seen.steps
             and sets == seen.sets
             and ((seen.grad() is grad and grad._version > seen.version) or seen.grad() is not grad)
@@ -229,13 +236,20 @@ class StepWatch:
                     READ_SUMMED.format(read=where[1]),
                     detail=f"the read at line {where[1]} of gradients two backwards added up",
                 )
+                self._events.add(
+                    "GL201",
+                    where,
+                    READ_TWICE,
+                    detail=f"the backward at line {reached.where[1]} added to what it read "
+                    "before; clear them after this read (`.grad.zero_()` or `= None`)",
+                )
         if len(self._reads) < MAX_GRADS:
             self._reads[key] = _Read(
                 weakref.ref(param),
                 weakref.ref(grad),
                 id(grad),
                 grad._version,
-                self.retained,
+                self.measured,
                 self._steps_taken,
                 sets,
             )
@@ -254,7 +268,7 @@ class StepWatch:
         """`param.grad = None` in the frame `setter`, as `zero_grad()` clears: where, for a
         later explanation. (The user's line is found once per library's frame that clears:
         it cannot change while that frame runs.)"""
-        if self.retained:  # (reads are watched)
+        if self.measured:  # (reads are watched)
             self.grads_set[id(tensor)] = self.grads_set.get(id(tensor), 0) + 1
         if isinstance(tensor, torch.Tensor) and id(tensor) in self._reached:
             known = self._clearing
@@ -314,6 +328,11 @@ class StepWatch:
         ids = self._backwards.setdefault(where, set())
         dropped: tuple[str, int] | None = None
         clipped: tuple[str, int] | None = None
+        measured = retained or any(
+            not isinstance(leaf, torch.nn.Parameter) and id(leaf) not in self._held
+            for leaf in leaves
+        )
+        self.measured += measured
         for leaf in leaves:
             grad = leaf.grad
             if grad is None or not leaf.requires_grad:
@@ -347,14 +366,14 @@ class StepWatch:
                     and reached.where == where
                     and reached.call == call
                     and reached.stepped
-                    and not reached.kept_graph
+                    and not reached.measured
                 ):
                     dropped = dropped or self._cleared_at.get(key, where)
                 elif key is not None and reached.where is not None:
                     # Another backward's gradients, cleared before a step applied them.
                     self._wasted_from.setdefault(reached.where, set()).add(id(leaf))
             reached.grad, reached.version, reached.where = weakref.ref(grad), grad._version, where
-            reached.call, reached.kept_graph = call, retained
+            reached.call, reached.measured = call, measured
             if reached.seen_at_step != self._steps_taken:
                 reached.rounds += 1
                 reached.seen_at_step = self._steps_taken
@@ -375,6 +394,8 @@ class StepWatch:
         params = _params(optimizer)
         state = self._optimizers.setdefault(optimizer, _Optimizer())
         state.steps += 1
+        if state.steps == 1 and len(self._held) < MAX_GRADS:
+            self._held.update(id(p) for p in params)
         where = user_frame()
         if where is None:
             return
@@ -508,8 +529,11 @@ class StepWatch:
         return self._applied_from
 
     def optimized(self) -> set[int]:
-        """The ids of the parameters of the optimizers that stepped."""
-        return {id(p) for optimizer in list(self._optimizers) for p in _params(optimizer)}
+        """The ids of the parameters of the optimizers that stepped (those the program has
+        let go of by the end, an optimizer local to `main()`, included)."""
+        return self._held | {
+            id(p) for optimizer in list(self._optimizers) for p in _params(optimizer)
+        }
 
     def model_starts(self, model: torch.nn.Module, args: Any) -> None:
         """Before the forward of a model (the outermost module running): the models whose
@@ -649,12 +673,6 @@ class StepWatch:
                 trained.update(i for i, gone in swapped.items() if gone.parent() is model)
         for i, gone in swapped.items():
             names.setdefault(i, gone.label)
-        training_models = {owner[i] for i in trained if i in owner}
-        feeding = {made for taker, made in self._feeds if taker in training_models}
-        consumers: set[int | None] = {
-            taker for taker, made in self._feeds if made in training_models
-        }
-        consumers.add(None)
         for where, ids in self._backwards.items():
             # A training backward: some step used it, or it reaches a model an optimizer
             # holds part of (whose step found no gradients: they went elsewhere).
@@ -672,16 +690,10 @@ class StepWatch:
             # program may just not show.)
             # Another network that never moved, whose gradients piled up, never cleared, and
             # whose output a model that trains takes in, or the loss (a target network run
-            # with autograd on): trained through by this loss, yet no optimizer of the
-            # program has it (one that did would clear them). (One that takes a model's
-            # output in, a discriminator, is trained elsewhere, if at all.)
-            piled = [
-                i
-                for i in unused
-                if idle[i] == (False, False)
-                and i not in trained
-                and (owner.get(i) in feeding or owner.get(i) not in consumers)
-            ]
+            # with autograd on, a perceptual loss's network): trained through by this loss,
+            # yet no optimizer of the program has it (one that did would clear them; a
+            # discriminator trained elsewhere moves).
+            piled = [i for i in unused if idle[i] == (False, False) and i not in trained]
             for code, group, message in (
                 ("GL304", [i for i in unused if i in trained], NOT_OPTIMIZED),
                 ("GL204", [i for i in unused if idle[i][0] and i not in trained], LEAKED),

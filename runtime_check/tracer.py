@@ -519,7 +519,6 @@ class Tracer:
                 self.networks.reached(leaves)
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates, here[:2], retains)
-                    self.steps.retained += retains
                     self.combined.backward(args[0], where, retains)
                     self.waste.back_propagated(args[0], here)
                     if where is not None:
@@ -1333,7 +1332,7 @@ class _Watch(TorchFunctionMode):
         if kind is None:  # (the first call of each function: the checks below need its kind)
             kind = _KINDS[func] = _kind_of(func)
         if kind == _READS_GRAD and result is not None:
-            if self._steps.retained and args:  # (only once a backward kept its graph)
+            if self._steps.measured and args:  # (only once a backward measured something)
                 try:
                     self._grad_read(args[0], result, sys._getframe(1))
                 except Exception:

@@ -423,8 +423,10 @@ def test_layers_added_after_the_optimizer_was_built(
     assert capsys.readouterr().out.strip() == printed
 
 
-def test_another_network_that_never_moves_is_left_alone(tmp_path: Path) -> None:
-    # A discriminator (or a probe) whose own training the program does not show.
+def test_another_network_that_never_moves_and_piles_up_gradients(tmp_path: Path) -> None:
+    # A network the generator's loss goes through, that nothing trains or clears: its
+    # gradients pile up (a loss network left trainable, a discriminator never trained).
+    # One trained elsewhere moves, or has its gradients cleared: see the GAN tests above.
     source = """
     import torch
     g, d = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
@@ -434,7 +436,7 @@ def test_another_network_that_never_moves_is_left_alone(tmp_path: Path) -> None:
         d(g(torch.randn(8, 2))).mean().backward()
         opt_g.step()
     """
-    assert events_of(tmp_path, source) == []
+    assert events_of(tmp_path, source) == [("GL304", 6)]
 
 
 def test_a_backward_that_trains_nothing_is_no_finding(tmp_path: Path) -> None:
@@ -1897,7 +1899,7 @@ for step in range(3):
 @pytest.mark.parametrize(
     "clear, expected",
     [
-        ("pass", [("GL201", 7)]),  # the second norm is of the sum of both gradients
+        ("pass", [("GL201", 7), ("GL201", 8)]),  # the second norm is of both gradients
         ("model.zero_grad()", []),
     ],
 )
@@ -1929,3 +1931,53 @@ def test_gradients_read_during_accumulation_are_not_reported(tmp_path: Path) -> 
         opt.step()
     """
     assert events_of(tmp_path, source) == []
+
+
+def test_an_optimizer_let_go_of_by_the_end_still_counts(tmp_path: Path) -> None:
+    # The optimizer is local to `main()`: gone when the program ends, it still stepped.
+    source = """
+    import torch
+    def prepare(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return torch.optim.SGD(model.parameters(), lr=0.1)
+    def main():
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+        model[1].requires_grad_(False)
+        opt = prepare(model)
+        for step in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 3)).pow(2).mean().backward()
+            opt.step()
+    main()
+    """
+    assert events_of(tmp_path, source) == [("GL216", 4)]
+
+
+ATTACK = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 2)
+x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+delta = torch.zeros_like(x, requires_grad=True)
+for it in range(3):
+    loss = torch.nn.functional.cross_entropy(model(x + delta), y)
+    model.zero_grad()
+    loss.backward()
+    grad = delta.grad.detach()
+    {clear}
+    delta.data = (delta + 0.01 * grad.sign()).clamp(-0.1, 0.1)
+"""
+
+
+@pytest.mark.parametrize(
+    "clear, expected",
+    [
+        ("pass", [("GL201", 9), ("GL201", 10)]),  # each step's sign is of the running sum
+        ("delta.grad.zero_()", []),
+    ],
+)
+def test_an_attack_that_reads_its_perturbations_gradient_without_a_clear(
+    tmp_path: Path, clear: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, ATTACK.format(clear=clear)) == expected
