@@ -197,6 +197,29 @@ for layer in model.layers:
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 assert len(opt.param_groups[0]["params"]) == 4
 """,
+        """\
+import torch
+from torch import nn
+
+
+class CastLinear(nn.Linear):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cache = None
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = CastLinear(4, 2)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+model = Encoder()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

@@ -277,6 +277,34 @@ for step in range(2):
     opt.step()
 assert all(p.grad is None for p in loss_fn.parameters())
 """,
+        """\
+import torch
+from torch import nn
+
+
+class LearnedOptimizer(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.lr = nn.Parameter(torch.tensor(0.1))
+
+    def update(self, grads):
+        with torch.no_grad():
+            for p, g in zip(self.model.parameters(), grads):
+                p -= self.lr.detach() * g
+
+
+model = nn.Linear(4, 1)
+learned = LearnedOptimizer(model)
+meta_opt = torch.optim.SGD([learned.lr], lr=1e-3)
+for step in range(3):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    meta_opt.zero_grad()
+    loss.backward()
+    meta_opt.step()
+    learned.update(grads)
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -291,6 +319,8 @@ assert all(p.grad is None for p in loss_fn.parameters())
             # One backward outside any loop is a check or a demo, not a training loop.
             if not trained.looped or trained.call in reported or not _uncovered(trained, covered):
                 continue
+            if _handed_to_an_object(facts, trained.path):
+                continue  # (`LearnableOptimizer(model)`: what it builds may update it)
             scope = facts.scope.get(trained.backward, True)
             # Module, backward and every optimizer in one function: one naming of modules.
             if scopes != {scope} or facts.scope.get(trained.call, True) is not scope:
@@ -312,6 +342,21 @@ assert all(p.grad is None for p in loss_fn.parameters())
                     f"the optimizer does not have `{trained.path}`, which the backward at "
                     f"line {line} gives gradients: add its parameters, or freeze it",
                 )
+
+
+def _handed_to_an_object(facts: Facts, path: str) -> bool:
+    """Whether the module is given to the constructor of a class (`Trainer(model)`, a
+    learned optimizer's `LearnableOptimizer(model)`), which may train it its own way."""
+    for call in facts.calls:
+        func = call.node.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+        if not isinstance(name, str) or not name[:1].isupper():
+            continue
+        if any(
+            isinstance(arg.value, cst.Name) and arg.value.value == path for arg in call.node.args
+        ):
+            return True
+    return False
 
 
 def _updates_by_hand(facts: Facts) -> bool:

@@ -34,6 +34,7 @@ SETS = {
     "real_bugs_set16": (22, 0.25),
     "real_bugs_set17": (21, 0.05),
     "real_bugs_set18": (21, 0.25),
+    "real_bugs_set19": (20, 0.20),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
@@ -46,6 +47,7 @@ SETS = {
     "training_bugs_set9": (18, 0.40),
     "training_bugs_set10": (21, 0.20),
     "training_bugs_set11": (24, 0.20),
+    "training_bugs_set12": (10, 0.20),
 }
 
 

@@ -420,6 +420,26 @@ class InterpreterBase:
             frozen=self.class_frozen.get(cls.name, NO),
         )
 
+    def layer_subclass(self, name: str, depth: int = 8) -> bool:
+        """Whether a class of the file's extends a layer of `torch.nn` other than `Module`
+        itself, directly or through other classes of the file's."""
+        cls = self.scopes.classes.get(name)
+        if cls is None or depth == 0:
+            return False
+        for base in cls.bases:
+            if base in self.scopes.classes and base != name:
+                if self.layer_subclass(base, depth - 1):
+                    return True
+                continue
+            resolved = resolve_dotted(self.imports, base) if base else None
+            if (
+                resolved is not None
+                and resolved.startswith("torch.nn.")
+                and resolved not in ("torch.nn.Module",)
+            ):
+                return True
+        return False
+
     def class_has_params(self, cls: ClassInfo) -> Tri:
         if cls.name in self.dynamic_classes:
             return UNKNOWN  # registers parameters by name: not seen here
@@ -437,7 +457,11 @@ class InterpreterBase:
             elif value.kind is Kind.SEQUENCE and value.item is not None:
                 # Layers in a plain list are not registered: they add no parameters.
                 result = result | (NO if value.item.kind is Kind.MODULE else UNKNOWN)
-            elif value.kind is Kind.UNKNOWN:
+            elif value.kind is Kind.UNKNOWN or (
+                value.cls is not None and self.layer_subclass(value.cls)
+            ):
+                # (An object of a class of the file's that extends one of PyTorch's layers,
+                # `class CastLinear(nn.Linear)`: its base makes the parameters.)
                 result = result | UNKNOWN
         # An nn.Sequential subclass has the parameters of the layers it hands to Sequential.
         layers = self.class_layers.get(cls.name)
