@@ -212,10 +212,11 @@ class StepWatch:
         self.inside = False
 
     def read(self, param: Any, grad: torch.Tensor, where: tuple[str, int]) -> None:
-        """The user's code read `param.grad` at a line (once some backward kept its graph):
-        the same line reading it again, after a backward that kept its graph added to it,
-        with no clear or step between, reads a sum where it meant one loss's gradient. (A
-        gradient viewed elsewhere is added to out of place: a new tensor, not a clear.)"""
+        """The user's code read `param.grad` at a line (once some backward measured
+        something): the same line reading it again, after another measuring backward added
+        to it, with no clear or step between, reads a sum where it meant one gradient (one
+        loss's, or one attack step's). (A gradient viewed elsewhere is added to out of
+        place: a new tensor, not a clear.)"""
         key = (id(param), where)
         seen = self._reads.get(key)
         sets = self.grads_set.get(id(param), 0)
