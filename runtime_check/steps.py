@@ -123,6 +123,7 @@ class _Read:
     measured: int  # backwards that measured something
     steps: int
     sets: int  # the parameter's `.grad` set or cleared
+    clears: int  # gradients zeroed in place, by then
 
 
 @dataclass
@@ -184,6 +185,8 @@ class StepWatch:
         self._reads: dict[tuple[int, tuple[str, int]], _Read] = {}
         self._held: set[int] = set()  # ids of the parameters of optimizers that stepped
         self.grads_set: dict[int, int] = {}  # id(param) -> its `.grad` set or cleared, times
+        self._zeroed_memory: dict[int, int] = {}  # data_ptr -> the count of clears then
+        self._clears = 0
         # id(grad) -> (the grad, its version, the step's line) for the gradients the latest
         # step applied: `_after_step` by gradient, for in-place changes, which name only it
         self._applied: dict[int, tuple[weakref.ref[torch.Tensor], int, tuple[str, int]]] = {}
@@ -228,6 +231,7 @@ class StepWatch:
             and sets == seen.sets
             and ((seen.grad() is grad and grad._version > seen.version) or seen.grad() is not grad)
             and self._zeroed.get(seen.grad_id, -1) < seen.version
+            and self._zeroed_memory.get(grad.data_ptr(), -1) < seen.clears
         ):
             reached = self._reached.get(id(param))
             if reached is not None and reached.where is not None:
@@ -253,6 +257,7 @@ class StepWatch:
                 self.measured,
                 self._steps_taken,
                 sets,
+                self._clears,
             )
 
     def zeroed(self, tensors: Any) -> None:
@@ -261,6 +266,9 @@ class StepWatch:
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
             if isinstance(tensor, torch.Tensor) and not tensor.is_inference():
                 self._zeroed[id(tensor)] = tensor._version
+                if self.measured:  # (`grad.data.zero_()`: another tensor, the same memory)
+                    self._zeroed_memory[tensor.data_ptr()] = self._clears
+                    self._clears += 1
                 where = where or user_frame()
                 if where is not None:
                     self._cleared_at[id(tensor)] = where

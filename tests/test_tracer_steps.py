@@ -1981,3 +1981,17 @@ def test_an_attack_that_reads_its_perturbations_gradient_without_a_clear(
     tmp_path: Path, clear: str, expected: list[tuple[str, int]]
 ) -> None:
     assert events_of(tmp_path, ATTACK.format(clear=clear)) == expected
+
+
+def test_gradients_zeroed_through_data_are_cleared(tmp_path: Path) -> None:
+    # An old-style loop updates and zeroes through `.data` (another tensor, the same memory).
+    source = """
+    import torch
+    w = torch.randn(3, 1, requires_grad=True)
+    for step in range(3):
+        loss = (torch.randn(8, 3) @ w).pow(2).mean()
+        loss.backward()
+        w.data.sub_(0.01 * w.grad.data)
+        w.grad.data.zero_()
+    """
+    assert events_of(tmp_path, source) == []
