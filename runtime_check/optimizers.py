@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ from gradlint.runtime_check.layers import (
     holds_layers,
     module_internals,
 )
-from gradlint.runtime_check.sources import parsed
+from gradlint.runtime_check.sources import function_tree
 
 Line = tuple[str, int]
 MAX_VALUES = 2000  # the locals (a module's globals) looked through, per frame
@@ -57,7 +57,7 @@ def used_up(frames: list[tuple[FrameType, int]], given: Any) -> list[Line]:
         if not names or code.co_name == "<module>":
             continue
         path = real_path(code.co_filename)
-        function = _function_at(path, code.co_firstlineno)
+        function = _function_at(path, code.co_firstlineno, code.co_name)
         if function is None:
             continue
         for node in ast.walk(function):
@@ -205,7 +205,7 @@ def _kept_in_locals(module: torch.nn.Module) -> list[tuple[Line, str]]:
         if function is None or code is None or not is_users(code.co_filename):
             continue
         path = real_path(code.co_filename)
-        for line, name in _layers_in_locals(path, code.co_firstlineno, function.__globals__):
+        for line, name in _layers_in_locals(path, code, function.__globals__):
             detail = (
                 f"builds layers into the local name `{name}`, which `__init__` never reads: "
                 "they are lost when it returns, and the optimizer got none of their "
@@ -216,8 +216,8 @@ def _kept_in_locals(module: torch.nn.Module) -> list[tuple[Line, str]]:
     return found
 
 
-def _layers_in_locals(path: str, first: int, names: dict[str, object]) -> list[tuple[int, str]]:
-    function = _function_at(path, first)
+def _layers_in_locals(path: str, code: CodeType, names: dict[str, object]) -> list[tuple[int, str]]:
+    function = _function_at(path, code.co_firstlineno, code.co_name)
     if function is None:
         return []
     read = {
@@ -237,15 +237,9 @@ def _layers_in_locals(path: str, first: int, names: dict[str, object]) -> list[t
     ]
 
 
-def _function_at(path: str, first: int) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    tree = parsed(path)
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            # (a decorated function's code starts at its first decorator)
-            starts = [node.lineno] + [decorator.lineno for decorator in node.decorator_list]
-            if first == min(starts):
-                return node
-    return None
+def _function_at(path: str, first: int, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    scope = function_tree(path, first, name)
+    return scope if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
 
 
 def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
@@ -261,7 +255,7 @@ def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
             if name == "__init__" or code is None or not is_users(code.co_filename):
                 continue
             path = real_path(code.co_filename)
-            for line in _layer_calls(path, code.co_firstlineno, function.__globals__):
+            for line in _layer_calls(path, code, function.__globals__):
                 detail = (
                     f"makes a new layer at each call of `{name}`, kept nowhere: its weights "
                     "are not the module's parameters, and no optimizer holds them; make it "
@@ -271,10 +265,10 @@ def _built_in_methods(module: torch.nn.Module) -> list[tuple[Line, str]]:
     return found[:4]
 
 
-def _layer_calls(path: str, first: int, names: dict[str, object]) -> list[int]:
-    """The lines in the function defined at `first` that call a layer class (a subclass of
+def _layer_calls(path: str, code: CodeType, names: dict[str, object]) -> list[int]:
+    """The lines in the function of `code` that call a layer class (a subclass of
     `nn.Module`, as the function's globals name it) other than to assign `self.<name>`."""
-    function = _function_at(path, first)
+    function = _function_at(path, code.co_firstlineno, code.co_name)
     if function is None:
         return []
     kept = {

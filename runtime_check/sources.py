@@ -225,7 +225,7 @@ def setting_default(path: str, start: int) -> tuple[int, str] | None:
             for item in node.items:
                 expr = item.context_expr
                 if isinstance(expr, ast.Name):  # (`ctx = inference_mode() if ...`, `with ctx:`)
-                    expr = _assigned_before(tree, expr.id, start) or expr
+                    expr = _value_assigned_before(tree, expr.id, start) or expr
                 tests += [e.test for e in ast.walk(expr) if isinstance(e, ast.IfExp)]
                 target = expr.func if isinstance(expr, ast.Call) else None
                 name = target.attr if isinstance(target, ast.Attribute) else ""
@@ -283,7 +283,7 @@ def _default_of(tree: ast.Module, read: set[str]) -> tuple[int, str] | None:
     return None
 
 
-def _assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
+def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
     """The value last assigned to `name` before `line`, in the function around it."""
     around: ast.AST = tree
     for node in ast.walk(tree):
