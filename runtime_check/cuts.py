@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
+from gradlint.runtime_check.freezes import FreezeLog
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
 from gradlint.runtime_check.sources import (
@@ -47,11 +48,11 @@ Record = tuple[Cause, ...]
 
 
 class CutLog:
-    def __init__(self) -> None:
+    def __init__(self, freezes: FreezeLog) -> None:
+        self._freezes = freezes
         # By identity: a plain WeakKeyDictionary compares tensors with `==`, elementwise.
         # tensor -> Record
         self._cut_at: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self._frozen: WeakIdKeyDictionary = WeakIdKeyDictionary()  # parameter -> its freeze
         # Inference tensors by their storage too: `nn.Parameter(t)` is another tensor object
         # on the same storage. A storage is held weakly, so its key is never another's
         # while the entry lives, and a freed one is seen as such. (Newest last; a few
@@ -83,7 +84,9 @@ class CutLog:
             if value.requires_grad:
                 # (Under inference mode, `set_grad_enabled(True)` inside turns nothing on.)
                 off = not torch.is_grad_enabled() or torch.is_inference_mode_enabled()
-                sites = _grad_off_sites(torch.is_inference_mode_enabled()) if off else ()
+                sites = (
+                    _grad_off_sites(self._freezes, torch.is_inference_mode_enabled()) if off else ()
+                )
                 if sites:
                     self._explained(sites)
                     if result.is_inference():
@@ -105,7 +108,7 @@ class CutLog:
         if inherited and not torch.is_grad_enabled() and not result.is_inference():
             # From frozen or cut inputs, but with autograd off: the block cuts it anyway,
             # and is the cause to name (a frozen layer inside an `@torch.no_grad()` helper).
-            sites = _grad_off_sites()
+            sites = _grad_off_sites(self._freezes)
             if sites:
                 self._explained(sites)
                 self._mark(result, tuple((where, CUT) for where, _ in sites))
@@ -183,20 +186,16 @@ class CutLog:
     def backward_ran(self) -> None:
         self._exits.clear()
 
-    def frozen(self, tensor: Any, requires_grad: bool) -> None:
-        """`requires_grad = False` on a parameter: what is computed from it alone is cut."""
+    def frozen(self, tensor: Any, requires_grad: bool, where: tuple[str, int] | None) -> None:
+        """`requires_grad = False` on a parameter, at the user's line `where`: what is
+        computed from it alone is cut."""
         if not isinstance(tensor, torch.Tensor) or not tensor.is_leaf:
             return
         if requires_grad:
             self._cut_at.pop(tensor, None)
-            self._frozen.pop(tensor, None)
         else:
-            where = user_frame()
             if where is not None:
                 self._cut_at[tensor] = ((where, CUT),)
-                self._frozen[tensor] = where
-                if isinstance(tensor, torch.nn.Parameter) and len(FREEZES) < MAX_FREEZES:
-                    FREEZES[tensor] = user_stack()
                 if where not in self._settings and len(self._settings) < MAX_EXITS:
                     self._settings[where] = _option_behind(where)
                     self._defaults[where] = _default_behind(where)
@@ -210,13 +209,6 @@ class CutLog:
         """The command-line options a freeze at a line read, each with the line that
         defines it (where its default is)."""
         return self._settings.get(where, [])
-
-    def frozen_sites(self, most: int = 3) -> list[tuple[str, int]]:
-        """The lines that froze the parameters that are still frozen, first first."""
-        sites = dict.fromkeys(
-            where for tensor, where in list(self._frozen.items()) if not tensor.requires_grad
-        )
-        return list(sites)[:most]
 
     def _mark(self, result: torch.Tensor, record: Record) -> None:
         self._cut_at[result] = record
@@ -233,7 +225,7 @@ class CutLog:
         line that made the object whose settings chose that block, if it was chosen. Given
         the sites of an op on weights, all of them (the user's call just inside the block)."""
         if not sites:
-            found = _grad_off_sites(inference=True)
+            found = _grad_off_sites(self._freezes, inference=True)
             sites = found[:1] + tuple(
                 site for site in found[1:] if site[1].startswith((CONFIGURED, SETTING))
             )
@@ -403,7 +395,9 @@ _BLOCK_AT: dict[tuple[CodeType, str, int], int | None] = {}
 MAX_BLOCKS = 50_000
 
 
-def _grad_off_sites(inference: bool = False) -> tuple[tuple[tuple[str, int], str], ...]:
+def _grad_off_sites(
+    freezes: FreezeLog, inference: bool = False
+) -> tuple[tuple[tuple[str, int], str], ...]:
     """Why autograd is off where the user's code runs now, as (line, why): the grad-mode
     block the stack runs in, looking out from the innermost frame. One of the user's is
     named with the user's call just inside it, where that is not the op itself (a
@@ -428,7 +422,7 @@ def _grad_off_sites(inference: bool = False) -> tuple[tuple[tuple[str, int], str
             # the inference-mode block around it, in this frame or further out, does.)
             start = _grad_mode_block(real_path(code.co_filename), line, inference=True)
         if start is not None:
-            return _off_because(frame, start, inner, innermost)
+            return _off_because(frame, start, inner, innermost, freezes)
         if is_users(code.co_filename):
             inner = real_path(code.co_filename), line
             innermost = innermost or inner
@@ -441,6 +435,7 @@ def _off_because(
     start: int,
     inner: tuple[str, int] | None,
     innermost: tuple[str, int] | None,
+    freezes: FreezeLog,
 ) -> tuple[tuple[tuple[str, int], str], ...]:
     path = real_path(frame.f_code.co_filename)
     block = f"{_short(path)}:{start}"
@@ -498,7 +493,7 @@ def _off_because(
         made = _checkpoint_input_made(frame, outer)
         if made is not None:
             # (What made the checkpoint's input as it is, first: the likelier fixes.)
-            found[:0] = [(made, CHECKPOINT_INPUT), *_checkpoint_input_frozen(outer)]
+            found[:0] = [(made, CHECKPOINT_INPUT), *_checkpoint_input_frozen(outer, freezes)]
             call = real_path(outer.f_code.co_filename), outer.f_lineno
             default = keyword_default(*call, "use_reentrant")
             if default is not None:
@@ -520,13 +515,12 @@ CHECKPOINT_INPUT = (
 )
 
 
-# Parameters frozen while traced -> the user's frames that froze them (held weakly).
-FREEZES: WeakIdKeyDictionary = WeakIdKeyDictionary()
-MAX_FREEZES = 100_000
 _CHECKPOINTING_ON = ("gradient_checkpointing_enable", "set_grad_checkpointing")
 
 
-def _checkpoint_input_frozen(outer: FrameType) -> list[tuple[tuple[str, int], str]]:
+def _checkpoint_input_frozen(
+    outer: FrameType, freezes: FreezeLog
+) -> list[tuple[tuple[str, int], str]]:
     """For a reentrant checkpoint whose input does not require grad, in a model's method:
     the user's lines that froze the model's first parameters (its embeddings, which make
     that input), and the calls that turned checkpointing on (`model.
@@ -540,7 +534,8 @@ def _checkpoint_input_frozen(outer: FrameType) -> list[tuple[tuple[str, int], st
     found: list[tuple[tuple[str, int], str]] = []
     here = user_stack(outer)
     first = next(iter(model.parameters()), None)
-    stack = FREEZES.get(first) if first is not None and not first.requires_grad else None
+    freeze = freezes.of(first) if first is not None else None
+    stack = freeze.stack if freeze is not None else None
     text = (
         "froze the parameters that make the input of the reentrant `checkpoint` (the "
         "embeddings, with the rest): that input then does not require grad, and the "

@@ -37,6 +37,7 @@ from gradlint.runtime_check.explain import (
 )
 from gradlint.runtime_check.flags import assignments, flagged_modules, misspelt_flags
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
+from gradlint.runtime_check.freezes import FreezeLog
 from gradlint.runtime_check.graphs import (
     MODULE_SITES,
     QUIET_LIBRARIES,
@@ -78,7 +79,6 @@ from gradlint.runtime_check.sources import (
     numbers_in_sums,
 )
 from gradlint.runtime_check.steps import StepWatch, param_names
-from gradlint.runtime_check.undone import FreezesUndone
 from gradlint.runtime_check.waste import WasteWatch
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -109,9 +109,9 @@ class Tracer:
         self.combined = CombinedWatch(self.events)
         self.modes = ModeWatch(self.events)
         self.replaced = ReplacedFrozen(self.events)
-        self.undone = FreezesUndone(self.events)
         self.origins = Origins()
-        self.cuts = CutLog()
+        self.freezes = FreezeLog(self.events)
+        self.cuts = CutLog(self.freezes)
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # outermost run
         # The outermost modules run with autograd on since the last backward (a loss with no
         # graph may come from modules whose parameters are all frozen)
@@ -439,9 +439,7 @@ class Tracer:
             given = last.tb_frame.f_locals.get("params")
             if not trainable_at_hand(frames):
                 text = f"froze parameters here; the optimizer{at} was left with none"
-                causes.extend(
-                    (line, text) for line in with_freezing_loops(self.cuts.frozen_sites())
-                )
+                causes.extend((line, text) for line in with_freezing_loops(self.freezes.sites()))
             elif built is not None and hasattr(type(given), "__next__"):
                 for line in used_up(frames, given):
                     causes.append(
@@ -540,19 +538,16 @@ class Tracer:
             return
         elif kind == _SETS_FLAG:
             if len(args) == 2:  # `tensor.requires_grad = flag`
-                self.cuts.frozen(args[0], bool(args[1]))
-                self.undone.flag(args[0], bool(args[1]))
+                where = self._flagged(args[0], bool(args[1]))
                 if args[1] and not isinstance(args[0], torch.nn.Parameter):
                     self.origins.note(args[0])
-                where = user_frame()
                 if where is not None and len(self._flag_lines) < 10_000:
                     self._flag_lines.add(where)
             return
         elif kind == _FREEZES:
             if args:  # `tensor.requires_grad_(flag=True)`
                 flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
-                self.cuts.frozen(args[0], bool(flag))
-                self.undone.flag(args[0], bool(flag))
+                self._flagged(args[0], bool(flag))
                 if flag and not isinstance(args[0], torch.nn.Parameter):
                     self.origins.note(args[0])
         elif kind == _COMBINES:
@@ -728,6 +723,14 @@ class Tracer:
             )
             for line in exits:
                 self.events.add("GL211", line, _BUILT_FROM_NUMBERS, detail=detail)
+
+    def _flagged(self, tensor: Any, requires_grad: bool) -> tuple[str, int] | None:
+        """`requires_grad` of a tensor was set: a freeze cuts what is computed from it
+        alone. The user's line that set it."""
+        where = user_frame()
+        self.freezes.flag(tensor, requires_grad, where)
+        self.cuts.frozen(tensor, requires_grad, where)
+        return where
 
     def _frozen_layers(self, most: int = 4) -> list[tuple[str, int]]:
         """Where the layers were set of the models run since the last backward that have
@@ -989,7 +992,7 @@ class Tracer:
                 self.inplace.stepped(self.steps.after(optimizer, args, kwargs))
                 self.modes.stepped(optimizer)
                 self.replaced.stepped(optimizer)
-                self.undone.stepped()
+                self.freezes.stepped()
                 self.waste.stepped()
         except Exception:
             self.fault("after a step")
@@ -1054,7 +1057,7 @@ class Tracer:
         except Exception:
             self.fault("settling the losses summed from several networks'")
         try:
-            self.undone.settle(self.steps.optimized())
+            self.freezes.settle(self.steps.optimized())
         except Exception:
             self.fault("settling the freezes undone")
         try:
