@@ -780,7 +780,8 @@ def _assigned_before(
     path: str, first: int, function: str, name: str, line: int, alias: bool = False
 ) -> int | None:
     """The last line, up to `line`, of the function (or module) that starts at `first`, that
-    assigns a call's result to `name` (with `alias`, another name or attribute's value)."""
+    assigns a call's result to `name` (with `alias`, another name or attribute's value, or
+    an item of one: `d_z = self.cache["d_z"]`)."""
     scope = function_tree(path, first, function)
     if scope is None:
         return None
@@ -788,7 +789,9 @@ def _assigned_before(
     for node in ast.walk(scope):
         if (
             isinstance(node, ast.Assign)
-            and isinstance(node.value, (ast.Name, ast.Attribute) if alias else ast.Call)
+            and isinstance(
+                node.value, (ast.Name, ast.Attribute, ast.Subscript) if alias else ast.Call
+            )
             and node.lineno <= line
             and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
             and (best is None or node.lineno > best)

@@ -104,6 +104,15 @@ def second_backward(
             f"hands {part} on as `{name}`, with the graph that {by} frees: `.detach()` it here "
             "if no gradient should reach it from what follows, or compute it anew",
         )
+    out = handed_out(site_of(shared.top), here) if freeing == raised else None
+    if out is not None and out not in made:
+        # (One backward's later pass: a helper returned the part, and its caller kept it.)
+        add(
+            out,
+            f"returns the part made at line {made[0][1]} with its graph, which the caller "
+            f"keeps past {by}: return "
+            "`.detach()` of it, or compute it anew for each backward",
+        )
     entered = lines_of(shared.entry, here)
     for line in entered:
         add(

@@ -75,6 +75,13 @@ class FreezeLog:
         )
         return list(found)[:most]
 
+    def froze(self, where: tuple[str, int]) -> bool:
+        """Whether a line froze a tensor that is still frozen."""
+        return any(
+            freeze.where == where and not tensor.requires_grad
+            for tensor, freeze in list(self._frozen.items())
+        )
+
     def stepped(self) -> None:
         self._steps += 1
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import user_frame
-from gradlint.runtime_check.sources import parsed
+from gradlint.runtime_check.sources import parameter_defaults, parsed
 
 # Methods that end in `_` but change no tensor's data.
 _NOT_CHANGES = frozenset(
@@ -223,6 +223,11 @@ def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:
     if len(calls) == 1:
         return path, calls[0]
     if not calls:
+        # Made by a helper elsewhere in the file (`def block(..., inplace=True): return
+        # [nn.ReLU(inplace=inplace), ...]`): its call, or the default it kept.
+        helper = _made_by_helper(tree, layer)
+        if helper is not None:
+            return path, helper
         sets = [
             node.lineno
             for node in ast.walk(tree)
@@ -234,6 +239,49 @@ def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:
         if len(sets) == 1:
             return path, sets[0]
     return site
+
+
+def _made_by_helper(tree: ast.Module, layer: str) -> int | None:
+    """The one line of a file that makes `layer` in-place from outside the function that
+    registers it: a `Layer(..., inplace=True)` call, or, where the call passes a helper's
+    parameter on (`inplace=inplace`), the parameter's `True` default or the helper's one
+    call that passes `inplace=True`."""
+    found: set[int] = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        defaults = {a.arg: d for a, d in parameter_defaults(function.args)}
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Call) or _last_name(node.func) != layer:
+                continue
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg != "inplace":
+                    continue
+                if isinstance(value, ast.Constant) and value.value is True:
+                    found.add(node.lineno)
+                elif isinstance(value, ast.Name) and value.id in defaults:
+                    passed = _passed_true(tree, function.name, value.id)
+                    default = defaults[value.id]
+                    if passed:
+                        found.update(passed)
+                    elif isinstance(default, ast.Constant) and default.value is True:
+                        found.add(default.lineno)
+    return found.pop() if len(found) == 1 else None
+
+
+def _passed_true(tree: ast.Module, function: str, parameter: str) -> set[int]:
+    """The lines of the calls of `function` that pass `parameter=True`."""
+    return {
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and _last_name(node.func) == function
+        and any(
+            k.arg == parameter and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in node.keywords
+        )
+    }
 
 
 def _last_name(expr: ast.expr) -> str:

@@ -76,6 +76,29 @@ def used_up(frames: list[tuple[FrameType, int]], given: Any) -> list[Line]:
     return sorted(set(found))
 
 
+def bound_at(frames: list[tuple[FrameType, int]], given: Any) -> list[Line]:
+    """The assignments, on the way to the optimizer, that bind a name to the one-pass
+    iterator of parameters `given` (`params = params`, `params = filter(...)`): where a
+    `list(...)` keeps it for every pass."""
+    found: list[Line] = []
+    for frame, line in frames:
+        names = {name for name, value in frame.f_locals.items() if value is given}
+        code = frame.f_code
+        function = _function_at(real_path(code.co_filename), code.co_firstlineno, code.co_name)
+        if not names or function is None:
+            continue
+        assigned = [
+            node.lineno
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign)
+            and node.lineno < line
+            and any(isinstance(t, ast.Name) and t.id in names for t in node.targets)
+        ]
+        if assigned:
+            found.append((real_path(code.co_filename), max(assigned)))
+    return found
+
+
 _CONSUMERS = frozenset({"list", "tuple", "set", "sorted", "any", "all", "sum", "next", "len"})
 
 

@@ -146,7 +146,7 @@ def defaults_read(path: str, line: int) -> tuple[tuple[str, Any], ...]:
     if function is None:
         return ()
     defaults: dict[str, Any] = {}
-    for argument, default in _defaults(function.args):
+    for argument, default in parameter_defaults(function.args):
         try:
             defaults[argument.arg] = ast.literal_eval(default)
         except ValueError:
@@ -251,13 +251,37 @@ def keyword_default(path: str, line: int, keyword: str) -> tuple[int, str] | Non
     if tree is None:
         return None
     read: set[str] = set()
+    spread = False
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.lineno <= line <= (node.end_lineno or line):
             for given in node.keywords:
                 value = given.value
                 if given.arg == keyword and isinstance(value, (ast.Attribute, ast.Name)):
                     read.add(value.attr if isinstance(value, ast.Attribute) else value.id)
-    return _default_of(tree, read)
+                spread = spread or given.arg is None
+    found = _default_of(tree, read)
+    if found is None and spread:
+        # (`checkpoint(layer, h, **self.gc_kwargs)`: the keyword comes in a dict of
+        # settings, `{"use_reentrant": True}` or `dict(use_reentrant=True)`.)
+        found = _keyword_in_dict(tree, keyword)
+    return found
+
+
+def _keyword_in_dict(tree: ast.Module, keyword: str) -> tuple[int, str] | None:
+    """The line of a dict display or a `dict(...)` call of the file that gives `keyword` a
+    literal value, and the keyword."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == keyword:
+                    if isinstance(value, ast.Constant):
+                        return value.lineno, keyword
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "dict":
+                for given in node.keywords:
+                    if given.arg == keyword and isinstance(given.value, ast.Constant):
+                        return given.value.lineno, keyword
+    return None
 
 
 def _default_of(tree: ast.Module, read: set[str]) -> tuple[int, str] | None:
@@ -277,15 +301,65 @@ def _default_of(tree: ast.Module, read: set[str]) -> tuple[int, str] | None:
                     return field.lineno, field.target.id
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for argument, default in _defaults(node.args):
+            for argument, default in parameter_defaults(node.args):
                 if argument.arg in read and isinstance(default, ast.Constant):
                     return default.lineno, argument.arg
     return None
 
 
-def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
-    """The value last assigned to `name` before `line`, in the function around it."""
-    around: ast.AST = tree
+@cache
+def settings_after(path: str, line: int) -> tuple[tuple[int, str, int, Any], ...]:
+    """For a freeze at a line: the settings that calls after it in the same function pass
+    to a helper of the file which tests them (`inject_lora(unet, cfg.lora_layers)` over `if
+    not target_names: return`, or `if name in targets:`), each left at a literal default of
+    the file (a dataclass field, an `add_argument`): what was to make something trainable
+    again, and may have matched nothing. Each as (the default's line, the setting's name,
+    the call's line, the default)."""
+    tree = parsed(path)
+    if tree is None:
+        return ()
+    around = _function_around(tree, line)
+    if around is None:
+        return ()
+    helpers = {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    found: list[tuple[int, str, int, Any]] = []
+    for call in ast.walk(around):
+        if not isinstance(call, ast.Call) or call.lineno <= line:
+            continue
+        target = call.func
+        name = target.attr if isinstance(target, ast.Attribute) else ""
+        helper = helpers.get(name or (target.id if isinstance(target, ast.Name) else ""))
+        if helper is None:
+            continue
+        parameters = [a.arg for a in [*helper.args.posonlyargs, *helper.args.args]]
+        if parameters[:1] == ["self"] and isinstance(target, ast.Attribute):
+            parameters = parameters[1:]
+        given = list(zip(parameters, call.args, strict=False))
+        given += [(k.arg, k.value) for k in call.keywords if k.arg is not None]
+        tested = {
+            part.id
+            for node in ast.walk(helper)
+            if isinstance(node, (ast.If, ast.IfExp))
+            for part in ast.walk(node.test)
+            if isinstance(part, ast.Name)
+        }
+        for parameter, value in given:
+            setting = value.attr if isinstance(value, ast.Attribute) else None
+            if parameter not in tested or setting is None:
+                continue
+            default = _literal_default(tree, setting)
+            if default is not None:
+                found.append((default[0], setting, call.lineno, default[1]))
+    return tuple(found)
+
+
+def _function_around(tree: ast.Module, line: int) -> ast.AST | None:
+    """The innermost function whose lines hold `line`."""
+    around: ast.AST | None = None
     for node in ast.walk(tree):
         if (
             isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
@@ -293,6 +367,67 @@ def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr |
             and node.lineno >= getattr(around, "lineno", 0)
         ):
             around = node
+    return around
+
+
+def _literal_default(tree: ast.Module, name: str) -> tuple[int, Any] | None:
+    """The line and value of a class field (a dataclass's `lora_layers: tuple = ("to_q",)`)
+    or an `add_argument("--name", default=...)` that gives a setting a literal default."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for field in node.body:
+                if (
+                    isinstance(field, ast.AnnAssign)
+                    and isinstance(field.target, ast.Name)
+                    and field.target.id == name
+                    and field.value is not None
+                ):
+                    return _literal_at(field.value, field.lineno)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+            and any(
+                isinstance(a, ast.Constant) and str(a.value).lstrip("-").replace("-", "_") == name
+                for a in node.args
+            )
+        ):
+            default = next((k.value for k in node.keywords if k.arg == "default"), None)
+            return (node.lineno, None) if default is None else _literal_at(default, node.lineno)
+    return None
+
+
+def _literal_at(value: ast.expr, line: int) -> tuple[int, Any] | None:
+    try:
+        return line, ast.literal_eval(value)
+    except ValueError:
+        return None
+
+
+@cache
+def type_test_around(path: str, line: int) -> int | None:
+    """The innermost `if` whose body holds a line and whose test checks only a value's type
+    (`if isinstance(a, torch.Tensor):`, `if torch.is_tensor(a):`), not its dtype: what it
+    lets through includes integer tensors."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    best: int | None = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.If) or not node.body:
+            continue
+        end = node.body[-1].end_lineno or node.body[-1].lineno
+        if not node.body[0].lineno <= line <= end or (best is not None and node.lineno < best):
+            continue
+        text = ast.unparse(node.test)
+        if ("isinstance" in text or "is_tensor" in text) and "float" not in text:
+            best = node.lineno
+    return best
+
+
+def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
+    """The value last assigned to `name` before `line`, in the function around it."""
+    around = _function_around(tree, line) or tree
     found: ast.expr | None = None
     for node in ast.walk(around):
         if (
@@ -305,7 +440,7 @@ def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr |
     return found
 
 
-def _defaults(arguments: ast.arguments) -> list[tuple[ast.arg, ast.expr]]:
+def parameter_defaults(arguments: ast.arguments) -> list[tuple[ast.arg, ast.expr]]:
     """A function's parameters that have a default, each with it."""
     positional = [*arguments.posonlyargs, *arguments.args]
     given = positional[len(positional) - len(arguments.defaults) :]
@@ -358,7 +493,7 @@ def skipped_freeze(path: str, first: int, function: str) -> tuple[int, str] | No
     scope = function_tree(path, first, function)
     if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None
-    defaults = {argument.arg: default for argument, default in _defaults(scope.args)}
+    defaults = {argument.arg: default for argument, default in parameter_defaults(scope.args)}
     for node in ast.walk(scope):
         if not isinstance(node, ast.If) or not any(_freezes(part) for part in node.body):
             continue

@@ -18,6 +18,7 @@ from gradlint.runtime_check.cuts import (
     CutLog,
     aliases,
     assigned_here,
+    freezing_loop,
     sibling_call,
     with_freezing_loops,
 )
@@ -63,6 +64,7 @@ from gradlint.runtime_check.layers import file_of, users_object
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import (
+    bound_at,
     construction,
     empty_causes,
     trainable_at_hand,
@@ -77,6 +79,8 @@ from gradlint.runtime_check.sources import (
     element_line,
     grad_switched_off,
     numbers_in_sums,
+    settings_after,
+    type_test_around,
 )
 from gradlint.runtime_check.steps import StepWatch, param_names
 from gradlint.runtime_check.waste import WasteWatch
@@ -271,9 +275,13 @@ class Tracer:
             if node is not None and went_through(node):
                 return  # (a loss a backward went through: it was meant to have a graph)
         else:
+            if code == "GL102" and tensor._is_view() and where is not None:
+                self._view_of_leaf(why, tensor, where)
             # (GL105 on a computed tensor, not a leaf: where it was computed.)
             node = _graph_node(tensor) if code == "GL105" else None
             origin = site_of(node) if node is not None else self.origins.of(tensor)
+        if code == "GL105" and where is not None and node is None:
+            self._dtype_unchecked(why, where)
         if not origin:
             return
         made, call = came_from(origin, user_stack(), where)
@@ -285,6 +293,54 @@ class Tracer:
             self.events.add(code, line, why, detail=made_text.format(at=at, kind=kind))
         if call is not None and made:
             self.events.add(code, call, why, detail=call_text.format(at=at, made=made[-1][1]))
+
+    def _settings_after_freeze(self, line: tuple[str, int]) -> list[tuple[tuple[str, int], str]]:
+        """For a line that froze parameters, when nothing trainable came of it: the settings
+        at their defaults that later calls were to make something trainable with again
+        (which layers to adapt), each at its default's line."""
+        if not self.freezes.froze(line):
+            return []
+        found = []
+        for default, name, call, value in settings_after(*line):
+            did = "made nothing trainable" if not value else "matched nothing to train"
+            text = (
+                f"gives `{name}` its default here ({value!r}), with which the call at line "
+                f"{call} {did} after the freeze at line {line[1]}: set it"
+            )
+            found.append(((line[0], default), text))
+        return found
+
+    def _dtype_unchecked(self, why: str, where: tuple[str, int]) -> None:
+        """requires_grad set on an integer leaf: the loop over parameters, or the type test,
+        around the line, which let it through (where a dtype test belongs)."""
+        loop = freezing_loop(where)
+        if loop is not None:
+            text = (
+                f"sets requires_grad (at line {where[1]}) of every parameter it goes through, "
+                "some of a dtype that cannot require grad (quantized?): go through the "
+                "floating-point ones only (`if p.is_floating_point()`)"
+            )
+            self.events.add("GL105", loop, why, detail=text)
+        test = type_test_around(*where)
+        if test is not None:
+            text = (
+                f"lets through to the requires_grad at line {where[1]} any tensor, integer "
+                "ones too: test `.is_floating_point()` here as well"
+            )
+            self.events.add("GL105", (where[0], test), why, detail=text)
+
+    def _view_of_leaf(self, why: str, view: torch.Tensor, where: tuple[str, int]) -> None:
+        """A view of a leaf that requires grad, changed in place: the line that made the
+        view, where a `.clone()` gives the change a tensor of its own."""
+        node = _graph_node(view)
+        made = site_of(node) if node is not None else ()
+        line = next(iter(lines_of(made, user_stack())), None) if made else None
+        if line is not None and line != where:
+            text = (
+                f"makes here a view of a leaf that requires grad, which line {where[1]} "
+                "changes in place: `.clone()` it here to change a copy"
+            )
+            self.events.add("GL102", line, why, detail=text)
 
     def _inference_context(
         self, made: list[tuple[str, int]], use: str
@@ -439,7 +495,10 @@ class Tracer:
             given = last.tb_frame.f_locals.get("params")
             if not trainable_at_hand(frames):
                 text = f"froze parameters here; the optimizer{at} was left with none"
-                causes.extend((line, text) for line in with_freezing_loops(self.freezes.sites()))
+                frozen = with_freezing_loops(self.freezes.sites())
+                causes.extend((line, text) for line in frozen)
+                for line in frozen:
+                    causes.extend(self._settings_after_freeze(line))
             elif built is not None and hasattr(type(given), "__next__"):
                 for line in used_up(frames, given):
                     causes.append(
@@ -447,6 +506,14 @@ class Tracer:
                             line,
                             "goes through the one-pass iterator of parameters before handing "
                             "it on: the optimizer then finds it used up; make it a list first",
+                        )
+                    )
+                for line in bound_at(frames, given):
+                    causes.append(
+                        (
+                            line,
+                            "keeps the one-pass iterator of parameters under a name, to be "
+                            "gone through more than once: make it `list(...)` here",
                         )
                     )
                 # A one-pass iterator (a `filter`, a generator) of trainable parameters that
@@ -607,6 +674,8 @@ class Tracer:
                     detail=f"leaves `{name}` at its default ({default!r}) in this call, which "
                     f"froze the parameters at line {line[1]}: pass it; {after}",
                 )
+            for at, text in self._settings_after_freeze(line):
+                self.events.add("GL103", at, why, detail=f"{text}; {after}")
             for option, defined in self.cuts.options_behind(line):
                 self.events.add(
                     "GL103",
