@@ -456,6 +456,15 @@ def _off_because(
                     "`torch.enable_grad()` if it should train"
                 )
             found.append((inner, why))
+            call = (path, frame.f_lineno)
+            if call != inner and frame.f_lineno != start:
+                # (The call inside the block that leads down to it: what to move out.)
+                there = f"line {inner[1]}" if inner[0] == path else f"{_short(inner[0])}:{inner[1]}"
+                why = (
+                    f"calls from inside the grad-mode block at {block} the code at {there}: "
+                    "call it outside the block if what it makes is trained"
+                )
+                found.append((call, why))
         if start in _decorated(path):
             # `@torch.no_grad()` over a function: its callers meant it for inference; the
             # call of it on the way to a loss is where the fix may belong.
@@ -854,13 +863,66 @@ def _decorated(path: str) -> frozenset[int]:
     tree = parsed(path)
     if tree is None:
         return frozenset()
+    made = _decorator_makers(tree)
     return frozenset(
         decorator.lineno
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
         for decorator in node.decorator_list
-        if _names_grad_mode(decorator, frozenset(), frozenset())
+        if _names_grad_mode(decorator, made, frozenset())
     )
+
+
+def _decorator_makers(tree: ast.Module) -> frozenset[str]:
+    """The functions of a file that make a grad-mode decorator of their own (YOLO's
+    `smart_inference_mode()`, which returns `torch.inference_mode()(fn)` in a wrapper)."""
+    return frozenset(
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(isinstance(inner, (ast.FunctionDef, ast.Lambda)) for inner in ast.walk(node))
+        and any(
+            (isinstance(part, ast.Attribute) and part.attr in _TURNS_OFF)
+            or (isinstance(part, ast.Name) and part.id in _TURNS_OFF)
+            for part in ast.walk(node)
+        )
+    )
+
+
+_TURNS_OFF = ("no_grad", "inference_mode")
+
+
+@cache
+def undecorated_sibling(path: str, first: int, name: str) -> tuple[int, str, int] | None:
+    """A method that runs with autograd on in a class that decorates another method with a
+    grad-mode decorator (`@torch.inference_mode()` over `_forward_single`, none over
+    `_forward_batch`): its `def` line, the other's name and that decorator's line."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    for klass in ast.walk(tree):
+        if not isinstance(klass, ast.ClassDef):
+            continue
+        methods = [n for n in klass.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        target = next(
+            (
+                m
+                for m in methods
+                if m.name == name
+                and min([m.lineno, *(d.lineno for d in m.decorator_list)]) == first
+            ),
+            None,
+        )
+        if target is None:
+            continue
+        off = frozenset[str]()
+        if any(_names_grad_mode(d, off, off) for d in target.decorator_list):
+            return None
+        for method in methods:
+            for decorator in method.decorator_list:
+                if method is not target and _names_grad_mode(decorator, off, off):
+                    return target.lineno, method.name, decorator.lineno
+    return None
 
 
 @cache
@@ -885,6 +947,7 @@ def _grad_mode_blocks(path: str) -> tuple[tuple[int, int, bool], ...]:
         ):
             names.update(target.id for target in node.targets if isinstance(target, ast.Name))
     known, bound = frozenset(helpers), frozenset(names)
+    makers = _decorator_makers(tree)
     blocks = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.With, ast.AsyncWith)):
@@ -901,7 +964,7 @@ def _grad_mode_blocks(path: str) -> tuple[tuple[int, int, bool], ...]:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             # `@torch.no_grad()` over a function: its body, from the decorator's line
             for decorator in node.decorator_list:
-                if _names_grad_mode(decorator, frozenset(), frozenset()):
+                if _names_grad_mode(decorator, makers, frozenset()):
                     blocks.append((decorator.lineno, node.end_lineno or node.lineno, False))
     return tuple(blocks)
 

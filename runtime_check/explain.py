@@ -130,6 +130,11 @@ def second_backward(
                 f"with the graph that {by} freed: start from fresh values, or keep "
                 "`.detach()`ed ones",
             )
+            add(
+                (path, kept),
+                f"keeps `self.{attribute}` for the next call with its graph, which {by} "
+                f"frees: keep `.detach()`ed values (line {at} starts from it)",
+            )
     if shared.onward is not None and entered:
         stack, callee = shared.onward
         add(

@@ -13,7 +13,6 @@ from typing import Any, NamedTuple, cast
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path, user_frame
-from gradlint.runtime_check.inplace import next_sequence
 from gradlint.runtime_check.layers import assignment
 
 SITE = "gradlint.site"  # the key in a node's metadata: where it was made
@@ -52,6 +51,13 @@ QUIET_LIBRARIES = [False]
 # whole stack at each op.
 MODULE_SITES: list[tuple[Site, FrameType] | None] = []
 MAX_INSIDE = 16  # frames looked through, out from an op to the module's call
+
+
+def next_sequence() -> int | None:
+    """The number autograd gives the next graph node it makes (nodes are numbered in the
+    order they are made, per thread), where this PyTorch tells it."""
+    read = getattr(torch._C._autograd, "_get_sequence_nr", None)
+    return read() if read is not None else None
 
 
 def op_site(frame: FrameType) -> Site:
@@ -336,6 +342,22 @@ def holds_freed(node: Any, before: int, most: int = 64) -> bool:
             continue
         seen.add(id(current))
         if FREED in _metadata(current):
+            return True
+        queue.extend(children(current))
+    return False
+
+
+def reaches_leaf(node: Any, leaf: torch.Tensor, most: int = 256) -> bool:
+    """Whether a graph reaches, within `most` nodes, the node that accumulates a leaf's
+    gradient."""
+    queue: deque[Any] = deque([node])
+    seen: set[int] = set()
+    while queue and len(seen) < most:
+        current = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "variable", None) is leaf:
             return True
         queue.extend(children(current))
     return False

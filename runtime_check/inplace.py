@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.graphs import Site, next_sequence, user_stack
 from gradlint.runtime_check.sources import parameter_defaults, parsed
 
 # Methods that end in `_` but change no tensor's data.
@@ -42,6 +43,7 @@ class Change:
     # made after it.
     sequence: int | None = None
     step: bool = False  # made by an optimizer's step
+    stack: Site = ()  # the user's frames that made it, innermost first
 
 
 def changes_in_place(func: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
@@ -76,6 +78,7 @@ class InplaceLog:
                 where = user_frame()
                 if where is None:
                     return
+                stack = user_stack()
             self._changes.append(
                 Change(
                     tensor._version,
@@ -85,6 +88,7 @@ class InplaceLog:
                     self._inplace_layer() if layer else None,
                     _made_before(tensor),
                     next_sequence(),
+                    stack=stack,
                 )
             )
 
@@ -167,13 +171,6 @@ class InplaceLog:
             same_shape = [c for c in candidates if sorted(_squeezed(c.shape)) == dims]
         chosen = same_shape or candidates
         return max(chosen, key=lambda change: change.order) if chosen else None
-
-
-def next_sequence() -> int | None:
-    """The number autograd gives the next graph node it makes (nodes are numbered in the
-    order they are made, per thread), where this PyTorch tells it."""
-    read = getattr(torch._C._autograd, "_get_sequence_nr", None)
-    return read() if read is not None else None
 
 
 def _made_before(tensor: torch.Tensor) -> str:

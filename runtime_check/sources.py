@@ -593,6 +593,16 @@ def carried_attribute(
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
     }
     taken: list[tuple[int, str]] = []  # (line, attribute) read into a name read at `line`
+    # (or read at `line` itself: `self.lstm(x, self.state)`)
+    taken += [
+        (line, node.attr)
+        for statement in ast.walk(scope)
+        if isinstance(statement, ast.stmt) and statement.lineno == line
+        for node in ast.walk(statement)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Load)
+        and _self_attribute(node)
+    ]
     sets: dict[str, int] = {}  # attribute -> line that sets it
     for node in ast.walk(scope):
         if not isinstance(node, ast.Assign) or len(node.targets) != 1:

@@ -20,6 +20,7 @@ from gradlint.runtime_check.cuts import (
     assigned_here,
     freezing_loop,
     sibling_call,
+    undecorated_sibling,
     with_freezing_loops,
 )
 from gradlint.runtime_check.errors import classify
@@ -50,16 +51,18 @@ from gradlint.runtime_check.graphs import (
     mark_inner,
     mark_made,
     mark_propagated,
+    next_sequence,
     note_handed,
     note_kept,
     note_made,
     op_site,
+    reaches_leaf,
     site_of,
     user_stack,
     view_taken,
     went_through,
 )
-from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place, next_sequence
+from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
 from gradlint.runtime_check.layers import file_of, users_object
 from gradlint.runtime_check.modes import ModeWatch
 from gradlint.runtime_check.networks import NetworkWatch
@@ -122,7 +125,12 @@ class Tracer:
         self._ran: list[weakref.ref[torch.nn.Module]] = []
         self._ran_params: tuple[int, set[int]] = (0, set())  # (len(_ran), their parameters)
         # id -> `.data` of a tensor that requires grad, taken while a graph was pending
-        self._aliases: dict[int, weakref.ref[torch.Tensor]] = {}
+        # id(`t.data`) -> it and `t`, for the tensors whose graphs wait for a backward
+        self._aliases: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = {}
+        # ... and for parameters whose graphs do not (read with autograd on)
+        self._data_reads: dict[
+            int, tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]
+        ] = {}
         # Every module that had a layer registered on it while traced, and the lines that
         # set `requires_grad` of a tensor: for the freezes that did nothing.
         self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
@@ -182,6 +190,14 @@ class Tracer:
                 else:
                     text = f"the tensor changed here after it was saved{again}{at}: {detail}"
                     self.events.add(code, change.where, why, detail=text)
+                    # (Inside a helper: the calls on the way, where it could wait.)
+                    for line in _calls_out(change.stack, user_stack()) if not change.step else ():
+                        text = (
+                            f"calls code that changes in place (at line {change.where[1]}) a "
+                            f"tensor saved for the {backward_at(where)}: call it after that "
+                            "backward, or have it change a copy"
+                        )
+                        self.events.add(code, line, why, detail=text)
             stepped = [c.where for c in changes if c.step and c.where != where]
             if stepped and where is not None:
                 # Parameters an optimizer stepped before this backward: the order of the two
@@ -291,8 +307,29 @@ class Tracer:
         kind = node.name().removesuffix("Backward0").removesuffix("Backward1") if computed else ""
         for line in made:
             self.events.add(code, line, why, detail=made_text.format(at=at, kind=kind))
+        if code == "GL101":
+            self._undecorated(why, origin, at)
         if call is not None and made:
             self.events.add(code, call, why, detail=call_text.format(at=at, made=made[-1][1]))
+
+    def _undecorated(self, why: str, origin: Site, at: str) -> None:
+        """A tensor converted to NumPy, made in a method with autograd on whose class runs
+        another method under a grad-mode decorator: that method's `def`, for the same."""
+        running = {code for code, _ in user_stack()}
+        for code, _ in origin:
+            if code in running or code.co_name == "forward":
+                continue
+            path = real_path(code.co_filename)
+            found = undecorated_sibling(path, code.co_firstlineno, code.co_name)
+            if found is not None:
+                line, other, decorator = found
+                text = (
+                    f"runs with autograd on and makes the tensor that {at} converts to NumPy, "
+                    f"though `{other}` beside it runs under the decorator at line {decorator}: "
+                    "decorate this one too, if nothing is trained through it"
+                )
+                self.events.add("GL101", (path, line), why, detail=text)
+                return
 
     def _settings_after_freeze(self, line: tuple[str, int]) -> list[tuple[tuple[str, int], str]]:
         """For a line that froze parameters, when nothing trainable came of it: the settings
@@ -595,6 +632,8 @@ class Tracer:
                 self._ran.clear()
                 self._ran_params = (0, set())
                 self._aliases.clear()
+                self._data_reads.clear()
+                _DATA_READ[0] = False
                 self.cuts.backward_ran()
         elif kind == _FACTORY:
             if func.__name__ == "tensor" and _clipping_nothing():
@@ -633,6 +672,8 @@ class Tracer:
                 node = _graph_node(result)
                 if node is not None:
                     note_made(node)
+                    if _DATA_READ[0]:
+                        self.data_mixed(args)
                     if kind == _ADDS or kind == _IADDS:
                         self.waste.accumulated(result, self._backward_done)
                         if kind == _ADDS and result.numel() == 1:
@@ -640,9 +681,13 @@ class Tracer:
             elif args:
                 self.cuts.note(args, result)
         elif isinstance(result, (tuple, list)):
+            # (`max(dim=1)`, `chunk`, `topk`: each part, as a single result would be.)
             for item in result:
-                if isinstance(item, torch.Tensor) and item.grad_fn is not None:
-                    note_made(item.grad_fn)
+                if isinstance(item, torch.Tensor):
+                    if item.grad_fn is not None:
+                        note_made(item.grad_fn)
+                    elif args and not item.requires_grad:
+                        self.cuts.note(args, item)
 
     def _no_graph(self, tensor: Any, where: tuple[str, int] | None, why: str) -> bool:
         """Name where the graph of a tensor that a backward found without one was cut;
@@ -726,14 +771,23 @@ class Tracer:
         for its backward (inside a forward, or after one): a new value set through it, or
         a change in place of what it returns, is one autograd cannot see, and the backward
         computes with the changed values (GL208)."""
-        if not torch.is_grad_enabled() or not self._pending(tensor):
+        if not torch.is_grad_enabled():
+            return
+        if not self._pending(tensor):
+            # (A parameter's `.data` read with autograd on, as a gradient step taken with
+            # create_graph=True might: watched for what it is combined with.)
+            reads = self._data_reads
+            if tensor.is_leaf and isinstance(alias, torch.Tensor) and len(reads) < MAX_ALIASES:
+                reads[id(alias)] = (weakref.ref(alias), weakref.ref(tensor))
+                _DATA_READ[0] = True
             return
         if alias is None:
             where = user_frame()
             if where is not None:
                 self.events.add("GL208", where, _THROUGH_DATA, detail=_DATA_SET_DETAIL)
         elif isinstance(alias, torch.Tensor) and len(self._aliases) < MAX_ALIASES:
-            self._aliases[id(alias)] = weakref.ref(alias)
+            self._aliases[id(alias)] = (weakref.ref(alias), weakref.ref(tensor))
+            _DATA_READ[0] = True
 
     def _pending(self, tensor: torch.Tensor) -> bool:
         """Whether a graph that no backward went through yet may hold a tensor, while a model
@@ -761,11 +815,30 @@ class Tracer:
 
     def _alias_changed(self, tensors: Any) -> None:
         for tensor in tensors if isinstance(tensors, (list, tuple)) else (tensors,):
-            ref = self._aliases.get(id(tensor))
-            if ref is not None and ref() is tensor:
+            refs = self._aliases.get(id(tensor))
+            if refs is not None and refs[0]() is tensor:
                 where = user_frame()
                 if where is not None:
                     self.events.add("GL208", where, _THROUGH_DATA, detail=_DATA_CHANGED_DETAIL)
+                return
+
+    def data_mixed(self, args: tuple[Any, ...]) -> None:
+        """An op that takes `p.data` of a parameter beside a tensor whose graph reaches that
+        parameter (`p.data - lr * g`, `g` a gradient taken with create_graph=True): it wants
+        gradients through `p`, and `.data` cuts the direct path (GL208)."""
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        for value in tensors:
+            refs = self._aliases.get(id(value)) or self._data_reads.get(id(value))
+            if refs is None or refs[0]() is not value:
+                continue
+            source = refs[1]()
+            if source is None or not source.is_leaf:
+                continue
+            others = [_graph_node(t) for t in tensors if t is not value and t.requires_grad]
+            if any(n is not None and reaches_leaf(n, source) for n in others):
+                where = user_frame()
+                if where is not None:
+                    self.events.add("GL208", where, _DATA_IN_GRAPH, detail=_DATA_MIXED_DETAIL)
                 return
 
     def _built_from_numbers(self, leaves: list[torch.Tensor], where: tuple[str, int]) -> None:
@@ -1105,6 +1178,7 @@ class Tracer:
         while self._handles:
             self._handles.pop().remove()
         MODULE_SITES.clear()
+        _DATA_READ[0] = False
         try:
             self.waste.settle()
         except Exception:
@@ -1436,6 +1510,11 @@ class _Watch(TorchFunctionMode):
                 metadata: dict[str, Any] = node.metadata  # type: ignore[assignment]
                 if SITE not in metadata:
                     metadata[SITE] = op_site(sys._getframe(1))
+                if _DATA_READ[0]:
+                    try:
+                        self.tracer.data_mixed(args)
+                    except Exception:
+                        self.tracer.fault("watching `.data` in a graph")
                 return result
         try:
             self._after(func, args, kwargs or _NO_KWARGS, result)
@@ -1459,6 +1538,9 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+# Whether `.data` of a tensor that requires grad was read since the last backward (then
+# plain ops are looked at for it: see `Tracer.data_mixed`)
+_DATA_READ = [False]
 MAX_ABOVE = 8  # nodes above a stale one looked at for a name it was handed on as
 
 
@@ -1482,6 +1564,19 @@ def _weights(module: Any) -> list[torch.Tensor]:
 
 
 _LIBRARY_MODULES: dict[type, bool] = {}  # module class -> whether a library defines it
+
+
+def _calls_out(stack: Site, here: Site, most: int = 4) -> list[tuple[str, int]]:
+    """The calls that led from the function running now (on `here`) down to the innermost
+    frame of `stack`: each, outermost last, a line where the code below could be called
+    later (a helper's in-place change, called from a loss module's forward)."""
+    running = {code for code, _ in here}
+    found: list[tuple[str, int]] = []
+    for code, line in stack[1 : most + 1]:
+        found.append((real_path(code.co_filename), line))
+        if code in running:
+            break
+    return found
 
 
 def _library_module(module: Any) -> bool:
@@ -1589,6 +1684,12 @@ _THROUGH_DATA = (
     "its backward: autograd cannot see the change, and the backward computes with the new "
     "values; change it under `torch.no_grad()` after the backward, or compute out of place"
 )
+_DATA_IN_GRAPH = (
+    "computes with `.data` of a parameter beside a tensor whose graph reaches that parameter "
+    "(a gradient taken with create_graph=True?): the gradient through the `.data` path is "
+    "lost; use the parameter itself"
+)
+_DATA_MIXED_DETAIL = "`.data` of a parameter combined with a tensor that depends on it"
 _DATA_SET_DETAIL = "a new value set through `.data`"
 _DATA_CHANGED_DETAIL = "changed in place through `.data`"
 _GRADIENT_WITHOUT_GRAPH = (

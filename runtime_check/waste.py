@@ -24,10 +24,10 @@ from gradlint.runtime_check.graphs import (
     holds_freed,
     is_freed,
     near,
+    next_sequence,
     site_of,
     went_through,
 )
-from gradlint.runtime_check.inplace import next_sequence
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -51,6 +51,10 @@ KEPT_AFTER = (
     "keeps tensors computed from a graph a backward already went through (a metric of the "
     "model's output, kept for a log), each with a graph of its own that no backward uses: "
     "compute them from `.detach()`ed tensors, or keep `.item()`"
+)
+KEPT_SPENT = (
+    "keeps tensors that a backward already went through (a loss's terms, kept for a log?), "
+    "each holding its graph: keep `.item()` (or `.detach()`)"
 )
 MAX_COMBINED = 10_000  # tensors looked at per stack
 MAX_HELD = 1000  # per line: enough to tell a loop from a one-off
@@ -237,36 +241,58 @@ class WasteWatch:
         than a few made at one line keep a graph each, for nothing."""
         if not self._backwards:
             return  # no backward freed anything
+        roots = {id(loss) for kept in self._roots.values() for ref in kept if (loss := ref())}
+        skip = roots | self._combined
         with torch._C.DisableTorchFunction():
-            kept = _kept_after_use(self._backwards)
-            if any(len(rounds) >= KEPT_LOSSES for rounds in kept.values()):
+            kept, spent = _kept_after_use(self._backwards, skip)
+            if any(len(rounds) >= KEPT_LOSSES for rounds in [*kept.values(), *spent.values()]):
                 gc.collect()  # (garbage in cycles is not kept by the program)
-                kept = _kept_after_use(self._backwards)
+                kept, spent = _kept_after_use(self._backwards, skip)
         for where, rounds in kept.items():
             # Made between several backwards, not one round's states left on a structure.
             if len(rounds) >= KEPT_LOSSES:
                 detail = f"tensors made here between {len(rounds)} backwards are alive at the end"
                 event = self._events.add("GL302", where, KEPT_AFTER, detail=detail)
                 event.count = len(rounds)
+        for where, rounds in spent.items():
+            if len(rounds) >= KEPT_LOSSES:
+                detail = (
+                    f"tensors made here in {len(rounds)} rounds, each back-propagated since, "
+                    "are alive at the end with their graphs"
+                )
+                event = self._events.add("GL302", where, KEPT_SPENT, detail=detail)
+                event.count = len(rounds)
 
 
-def _kept_after_use(backwards: list[int]) -> dict[tuple[str, int], set[int]]:
-    """Per line, the rounds (backwards before them) of the tensors it made that are alive
-    with a graph of their own that no backward went through, taken in from one it did."""
-    kept: dict[tuple[str, int], set[int]] = {}
+Rounds = dict[tuple[str, int], set[int]]
+
+
+def _kept_after_use(backwards: list[int], skip: set[int]) -> tuple[Rounds, Rounds]:
+    """Per line, the rounds (backwards before them) of the tensors it made that are alive:
+    with a graph of their own that no backward went through, taken in from one it did; and
+    inside a graph a backward freed (a loss's terms, kept for a log; not the losses
+    themselves, in `skip`)."""
+    kept: Rounds = {}
+    spent: Rounds = {}
     for value in gc.get_objects():
         # (`type`, not `isinstance`: some objects warn when asked their class)
         if not issubclass(type(value), torch.Tensor):
             continue
         node = value.grad_fn
-        if node is None or went_through(node):
+        if node is None:
+            continue
+        if went_through(node):
+            if is_freed(node) and id(value) not in skip and (site := site_of(node)):
+                code, line = site[0]
+                key = real_path(code.co_filename), line
+                spent.setdefault(key, set()).add(bisect(backwards, node._sequence_nr()))
             continue
         site = site_of(node)
         if site and freed_below(node):
             code, line = site[0]
             key = real_path(code.co_filename), line
             kept.setdefault(key, set()).add(bisect(backwards, node._sequence_nr()))
-    return kept
+    return kept, spent
 
 
 def _first_node(output: Any) -> Any:
@@ -286,7 +312,7 @@ def _reaches(node: Any, earlier: list[Pending]) -> bool:
     wanted = {id(pending) for pending in earlier[:-1]}
     return any(
         id(pending) in wanted
-        for below in near(node)
+        for below in near(node, depth=5)  # (a running mean: `(mean * n + x) / (n + 1)`)
         if below is not node
         for pending in held_on(below)
     )
