@@ -456,15 +456,15 @@ def _off_because(
                     "`torch.enable_grad()` if it should train"
                 )
             found.append((inner, why))
-            call = (path, frame.f_lineno)
-            if call != inner and frame.f_lineno != start:
-                # (The call inside the block that leads down to it: what to move out.)
-                there = f"line {inner[1]}" if inner[0] == path else f"{_short(inner[0])}:{inner[1]}"
-                why = (
-                    f"calls from inside the grad-mode block at {block} the code at {there}: "
-                    "call it outside the block if what it makes is trained"
-                )
-                found.append((call, why))
+        call = (path, frame.f_lineno)
+        if inner is not None and call != inner and frame.f_lineno != start:
+            # (The call inside the block that leads down to it: what to move out.)
+            there = f"line {inner[1]}" if inner[0] == path else f"{_short(inner[0])}:{inner[1]}"
+            why = (
+                f"calls from inside the grad-mode block at {block} the code at {there}: "
+                "call it outside the block if what it makes is trained"
+            )
+            found.append((call, why))
         if start in _decorated(path):
             # `@torch.no_grad()` over a function: its callers meant it for inference; the
             # call of it on the way to a loss is where the fix may belong.

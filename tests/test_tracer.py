@@ -1154,6 +1154,68 @@ def test_losses_kept_with_their_graphs_then_stacked(
     assert found == ([("GL302", 11)] if wasted else [])
 
 
+RUNNING_MEAN = """
+import torch
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+mean, n = None, 0
+for step in range(4):
+    opt.zero_grad()
+    loss = model(torch.randn(4, 3)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    value = {kept}
+    mean = value if mean is None else (mean * n + value) / (n + 1)
+    n += 1
+print(torch.is_tensor(mean) and mean.grad_fn is not None)
+"""
+
+
+@pytest.mark.parametrize("kept, wasted", [("loss", True), ("loss.item()", False)])
+def test_a_running_mean_that_keeps_back_propagated_graphs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kept: str, wasted: bool
+) -> None:
+    report = run_program(str(write(tmp_path / "mean.py", RUNNING_MEAN.format(kept=kept))), [])
+    assert report.exit_code == 0
+    assert capsys.readouterr().out.strip() == str(wasted)  # the mean holds a graph
+    found = [(e.code, e.line) for e in report.events]
+    assert found == ([("GL302", 11)] if wasted else [])
+
+
+TERMS = """
+import torch
+def losses(model, x):
+    out = model(x)
+    fit = out.pow(2).mean()
+    size = out.abs().mean()
+    return fit + size, {{"fit": fit, "size": size}}
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+log = []
+for step in range(4):
+    opt.zero_grad()
+    loss, terms = losses(model, torch.randn(4, 3))
+    loss.backward()
+    opt.step()
+    log.append({kept})
+print(sum(t.grad_fn is not None for entry in log for t in entry.values() if torch.is_tensor(t)))
+"""
+
+
+@pytest.mark.parametrize(
+    "kept, held",
+    [("terms", 8), ("{k: v.item() for k, v in terms.items()}", 0)],
+)
+def test_terms_of_a_loss_kept_for_a_log_with_their_graphs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kept: str, held: int
+) -> None:
+    report = run_program(str(write(tmp_path / "terms.py", TERMS.format(kept=kept))), [])
+    assert report.exit_code == 0
+    assert capsys.readouterr().out.strip() == str(held)  # terms still holding a graph
+    found = sorted((e.code, e.line) for e in report.events)
+    assert found == ([("GL302", 4), ("GL302", 5)] if held else [])
+
+
 def test_what_a_stack_of_kept_losses_holds() -> None:
     # Each loss kept in the list holds its own graph, back-propagated and done with.
     w = torch.randn(3, requires_grad=True)

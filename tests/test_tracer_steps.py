@@ -1329,6 +1329,63 @@ def test_data_changed_after_the_backward_is_silent(tmp_path: Path) -> None:
     assert events_of(tmp_path, source) == []
 
 
+INNER_STEP = """
+import torch
+torch.manual_seed(0)
+w = torch.nn.Parameter(torch.randn(3))
+x, y = torch.randn(8, 3), torch.randn(8)
+def adapted(weight):
+    loss = (x @ weight - y).pow(2).mean()
+    grad, = torch.autograd.grad(loss, [weight], create_graph=True)
+    return {start} - 0.1 * grad
+meta = (x @ adapted(w) - y).pow(2).mean()
+meta.backward()
+# PyTorch's truth: the meta-gradient through the whole inner step
+exact, = torch.autograd.grad((x @ (w - 0.1 * torch.autograd.grad(
+    (x @ w - y).pow(2).mean(), [w], create_graph=True)[0]) - y).pow(2).mean(), [w])
+print(torch.allclose(w.grad, exact))
+"""
+
+
+@pytest.mark.parametrize(
+    "start, expected, printed",
+    [
+        ("weight.data", [("GL208", 8)], "False"),  # the direct path to `w` is lost
+        ("weight", [], "True"),
+    ],
+)
+def test_data_of_a_parameter_in_an_inner_gradient_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    start: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, INNER_STEP.format(start=start)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+def test_data_as_a_detach_of_a_generators_output_is_silent(tmp_path: Path) -> None:
+    # The old idiom for `.detach()`: what it meets in the discriminator does not depend on it.
+    source = """
+    import torch
+    G, D = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+    opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.1)
+    for step in range(3):
+        fake = G(torch.randn(4, 2))
+        opt_d.zero_grad()
+        D(fake.data).mean().backward()
+        opt_d.step()
+        for p in D.parameters():
+            p.data.clamp_(-0.1, 0.1)
+        opt_g.zero_grad()
+        (-D(fake)).mean().backward()
+        opt_g.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 # --- GL212: a loss built from gradients taken without create_graph --------------------------
 
 DERIVATIVE_FIT = """

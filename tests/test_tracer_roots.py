@@ -1,0 +1,444 @@
+"""The tracer names the root of a crash one step out from the failing line: a setting's
+default that a helper tested, a helper's `return`, the call that led down to the change,
+a type test that let a tensor through, a method without its sibling's decorator. Each
+buggy program really raises under PyTorch (`explained` runs it plainly first); each
+look-alike runs clean, with no event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from gradlint.runtime_check.runner import run_program  # noqa: E402
+from helpers import explained, write  # noqa: E402
+
+NO_GRAPH = "does not require grad and does not have a grad_fn"
+FREED = "backward through the graph a second time"
+IN_PLACE = "modified by an inplace operation"
+
+
+def clean(tmp_path: Path, source: str) -> None:
+    """A look-alike: it runs to the end, and the tracer reports nothing."""
+    import textwrap
+
+    script = write(tmp_path / "ok.py", textwrap.dedent(source).lstrip("\n"))
+    report = run_program(str(script), [])
+    assert report.exit_code == 0, report
+    assert report.events == [] and not report.faults
+
+
+# --- GL102: a view of a leaf --------------------------------------------------------------
+
+VIEWED = """
+import torch
+table = torch.zeros(2, 3, requires_grad=True)
+flat = table.reshape(6){fix}
+flat[0] = 1.0
+"""
+
+
+def test_a_view_of_a_leaf_changed_in_place_is_named_where_the_view_is_made(
+    tmp_path: Path,
+) -> None:
+    events = explained(
+        tmp_path, VIEWED.format(fix=""), "a view of a leaf Variable", "GL102"
+    )
+    assert ".clone()" in events[3]
+
+
+def test_a_copy_of_the_view_changed_in_place_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, VIEWED.format(fix=".clone()"))
+
+
+# --- GL105: what let an integer tensor reach requires_grad ---------------------------------
+
+STAGE_OUTPUTS = """
+import torch
+def trainable(value):
+    if isinstance(value, torch.Tensor){test}:
+        value.requires_grad_(True)
+    return value
+hidden = torch.randn(2, 3)
+mask = torch.ones(2, 3, dtype=torch.long)
+outputs = [trainable(v) for v in (hidden, mask)]
+"""
+
+
+def test_a_type_test_that_lets_an_integer_tensor_through_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path,
+        STAGE_OUTPUTS.format(test=""),
+        "floating point",
+        "GL105",
+    )
+    assert "is_floating_point()" in events[3]
+
+
+def test_a_type_test_that_checks_the_dtype_too_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, STAGE_OUTPUTS.format(test=" and value.is_floating_point()"))
+
+
+# --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
+
+ADAPTED = """
+from dataclasses import dataclass
+import torch
+
+@dataclass
+class Config:
+    adapt: tuple = {adapt}
+
+class Adapter(torch.nn.Module):
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.extra = torch.nn.Linear(base.out_features, base.out_features)
+
+    def forward(self, x):
+        return self.extra(self.base(x))
+
+def add_adapters(model, names):
+    for name, child in list(model.named_children()):
+        if name in names:
+            setattr(model, name, Adapter(child))
+
+def main(cfg):
+    model = torch.nn.Sequential()
+    model.add_module("proj", torch.nn.Linear(3, 3))
+    model.requires_grad_(False)
+    add_adapters(model, cfg.adapt)
+    {train}
+
+main(Config())
+"""
+BACKWARD = "model(torch.randn(4, 3)).sum().backward()"
+OPTIMIZER = "torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)"
+
+
+def test_a_setting_left_empty_after_a_freeze_is_named_at_its_default(tmp_path: Path) -> None:
+    source = ADAPTED.format(adapt="()", train=BACKWARD)
+    events = explained(tmp_path, source, NO_GRAPH, "GL103")
+    assert "its default here (())" in events[6] and "made nothing trainable" in events[6]
+    assert 25 in events  # the freeze
+
+
+def test_a_setting_that_matches_nothing_is_named_at_its_default(tmp_path: Path) -> None:
+    source = ADAPTED.format(adapt='("to_q",)', train=OPTIMIZER)
+    events = explained(tmp_path, source, "empty parameter list", "GL109")
+    assert "matched nothing to train" in events[6]
+
+
+def test_a_setting_that_matches_a_layer_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, ADAPTED.format(adapt='("proj",)', train=BACKWARD))
+
+
+# --- GL103: `use_reentrant` given in a dict of settings ------------------------------------
+
+REENTRANT = """
+import torch
+from torch.utils.checkpoint import checkpoint
+SETTINGS = {{"use_reentrant": {reentrant}}}
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.layer = torch.nn.Linear(4, 4)
+
+    def forward(self, ids):
+        hidden = self.embed(ids)
+        return checkpoint(self.layer, hidden, **SETTINGS)
+model = Model()
+model.embed.requires_grad_(False)
+model(torch.tensor([1, 2])).sum().backward()
+"""
+
+
+def test_use_reentrant_from_a_dict_of_settings_is_named_there(tmp_path: Path) -> None:
+    events = explained(tmp_path, REENTRANT.format(reentrant=True), NO_GRAPH, "GL103")
+    assert "use_reentrant" in events[3]
+
+
+def test_a_non_reentrant_checkpoint_from_a_dict_of_settings_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, REENTRANT.format(reentrant=False))
+
+
+# --- GL107: a helper's return, state read straight from `self` ----------------------------
+
+CENTROIDS = """
+import torch
+def centroids(net, x):
+    means = net(x).mean(0)
+    return means{fix}
+net = torch.nn.Linear(3, 2)
+x = torch.randn(8, 3)
+kept = None
+for step in range(2):
+    if kept is None:
+        kept = centroids(net, x)
+    loss = (net(x) - kept).pow(2).mean()
+    loss.backward()
+"""
+
+
+def test_a_helpers_return_kept_past_a_backward_is_named(tmp_path: Path) -> None:
+    events = explained(tmp_path, CENTROIDS.format(fix=""), FREED, "GL107")
+    assert "returns the part made at line 3" in events[4]
+
+
+def test_a_helpers_detached_return_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, CENTROIDS.format(fix=".detach()"))
+
+
+STATEFUL = """
+import torch
+class Predictor(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.GRU(3, 3, batch_first=True)
+        self.state = None
+
+    def forward(self, x):
+        out, state = self.cell(x, self.state)
+        self.state = state{fix}
+        return out
+model = Predictor()
+for chunk in range(2):
+    model(torch.randn(2, 4, 3)).sum().backward()
+"""
+
+
+def test_state_read_straight_from_self_is_named_where_it_is_kept(tmp_path: Path) -> None:
+    events = explained(tmp_path, STATEFUL.format(fix=""), FREED, "GL107")
+    assert "keeps `self.state` for the next call" in events[10]
+
+
+def test_state_kept_detached_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, STATEFUL.format(fix=".detach()"))
+
+
+# --- GL108: an item of a kept dict, a helper's default, the calls down to a change ---------
+
+CACHED = """
+import torch
+class Solver:
+    def __init__(self):
+        self.net = torch.nn.Linear(3, 3)
+        self.critic = torch.nn.Linear(3, 1)
+        params = [*self.net.parameters(), *self.critic.parameters()]
+        self.opt = torch.optim.SGD(params, lr=0.1)
+        self.cache = {{}}
+
+    def net_step(self, x):
+        z = self.net(x)
+        score = self.critic(z)
+        self.opt.zero_grad()
+        score.sum().backward(retain_graph=True)
+        self.opt.step()
+        self.cache = {{"z": z, "score": score}}
+
+    def critic_step(self, x):
+        score = {take}
+        score.pow(2).sum().backward()
+
+solver = Solver()
+x = torch.randn(4, 3)
+solver.net_step(x)
+solver.critic_step(x)
+"""
+
+
+def test_an_item_of_a_kept_dict_is_named_where_it_is_taken(tmp_path: Path) -> None:
+    source = CACHED.format(take='self.cache["score"]')
+    events = explained(tmp_path, source, IN_PLACE, "GL108")
+    assert "hands the part made at line" in events[19] and "`score`" in events[19]
+
+
+def test_a_score_computed_anew_from_the_kept_dict_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, CACHED.format(take='self.critic(self.cache["z"].detach())'))
+
+
+BLOCKS = """
+import torch
+def block(width, inplace={inplace}):
+    return [torch.nn.Linear(width, width), torch.nn.Sigmoid(), torch.nn.ReLU(inplace=inplace)]
+model = torch.nn.Sequential(*block(3), *block(3))
+model(torch.randn(4, 3)).sum().backward()
+"""
+
+
+def test_an_in_place_layer_made_by_a_helpers_default_is_named_at_the_default(
+    tmp_path: Path,
+) -> None:
+    # ReLU(inplace) right after Sigmoid changes the output Sigmoid saved for backward.
+    events = explained(tmp_path, BLOCKS.format(inplace=True), IN_PLACE, "GL108")
+    assert 2 in events
+
+
+def test_a_helper_whose_layers_are_not_in_place_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, BLOCKS.format(inplace=False))
+
+
+REFIT = """
+import torch
+class Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(3, 3))
+
+    def forward(self, x):
+        return x @ self.weight
+
+    @torch.no_grad()
+    def refit(self):
+        self.weight.mul_(0.5)
+
+def step(layer, opt, x):
+    loss = layer(x).pow(2).sum()
+    {first}
+    opt.zero_grad()
+    loss.backward()
+    {second}
+    opt.step()
+
+layer = Layer()
+opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+step(layer, opt, torch.randn(2, 3, requires_grad=True))
+"""
+
+
+def test_the_call_that_leads_down_to_an_in_place_change_is_named(tmp_path: Path) -> None:
+    source = REFIT.format(first="layer.refit()", second="")
+    events = explained(tmp_path, source, IN_PLACE, "GL108")
+    assert 12 in events  # the change, inside the helper
+    assert "call it after that backward" in events[16]
+
+
+def test_the_same_call_after_the_backward_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, REFIT.format(first="", second="layer.refit()"))
+
+
+# --- GL109: a name that keeps a one-pass iterator of parameters ----------------------------
+
+ENGINE = """
+import torch
+class Engine:
+    def __init__(self, model, params):
+        params = {keep}
+        self.count = sum(p.numel() for p in params)
+        self.optimizer = torch.optim.SGD(params, lr=0.1)
+Engine(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3).parameters())
+"""
+
+
+def test_a_name_that_keeps_a_one_pass_iterator_is_named(tmp_path: Path) -> None:
+    events = explained(tmp_path, ENGINE.format(keep="params"), "empty parameter list", "GL109")
+    assert "list(...)" in events[4]
+
+
+def test_a_name_that_keeps_a_list_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, ENGINE.format(keep="list(params)"))
+
+
+# --- GL101: a method without the decorator its sibling has --------------------------------
+
+DETECTOR = """
+import torch
+class Detector:
+    def __init__(self):
+        self.model = torch.nn.Linear(4, 2).eval()
+
+    @torch.inference_mode()
+    def one(self, image):
+        return self.model(image[None])
+
+    {decorator}
+    def many(self, images):
+        return self.model(images)
+
+detector = Detector()
+print(detector.one(torch.randn(4)).numpy())
+print(detector.many(torch.randn(3, 4)).numpy())
+"""
+
+
+def test_a_method_without_its_siblings_decorator_is_named(tmp_path: Path) -> None:
+    events = explained(tmp_path, DETECTOR.format(decorator=""), "requires grad", "GL101")
+    assert "`one` beside it runs under the decorator at line 6" in events[11]
+
+
+def test_a_method_with_the_decorator_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, DETECTOR.format(decorator="@torch.inference_mode()"))
+
+
+# --- GL103 / GL106: cuts through several results, decorators made by a helper --------------
+
+WRAPPER = """
+import torch
+class Wrapper:
+    def __init__(self, model):
+        self.model = model
+
+    {decorator}
+    def __call__(self, x):
+        return self.model(x)
+
+patch = torch.rand(2, 3, requires_grad=True)
+detector = Wrapper(torch.nn.Linear(3, 4))
+score = detector(patch).max(dim=1).values.mean()
+score.backward()
+"""
+
+
+def test_a_cut_is_followed_through_an_op_with_several_results(tmp_path: Path) -> None:
+    events = explained(tmp_path, WRAPPER.format(decorator="@torch.no_grad()"), NO_GRAPH, "GL103")
+    assert "autograd is off inside this block" in events[6]
+
+
+def test_an_op_with_several_results_on_a_graph_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, WRAPPER.format(decorator=""))
+
+
+FUSED = """
+import torch
+def smart_inference_mode():
+    def decorate(fn):
+        return torch.inference_mode()(fn)
+    return decorate
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Linear(3, 3)
+        self.conv = torch.nn.Linear(3, 3)
+        self.fused = None
+
+    def fuse(self):
+        self.fused = torch.nn.Linear(3, 3)
+        self.fused.weight = torch.nn.Parameter(self.conv.weight * 2)
+
+    def forward(self, x):
+        return (self.fused or self.conv)(self.stem(x))
+
+@smart_inference_mode()
+def validate(model):
+    {fuse}
+    return float(model(torch.randn(2, 3)).sum())
+
+model = Net()
+for epoch in range(2):
+    model(torch.randn(2, 3)).sum().backward()
+    validate(model)
+"""
+
+
+def test_a_decorator_made_by_a_helper_and_the_call_inside_it_are_named(tmp_path: Path) -> None:
+    events = explained(tmp_path, FUSED.format(fuse="model.fuse()"), "Inference tensors", "GL106")
+    assert 21 in events  # the decorator
+    assert "calls from inside the grad-mode block at line 21" in events[23]
+
+
+def test_validation_under_the_helpers_decorator_without_fusing_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, FUSED.format(fuse="pass"))
