@@ -43,9 +43,7 @@ flat[0] = 1.0
 def test_a_view_of_a_leaf_changed_in_place_is_named_where_the_view_is_made(
     tmp_path: Path,
 ) -> None:
-    events = explained(
-        tmp_path, VIEWED.format(fix=""), "a view of a leaf Variable", "GL102"
-    )
+    events = explained(tmp_path, VIEWED.format(fix=""), "a view of a leaf Variable", "GL102")
     assert ".clone()" in events[3]
 
 
