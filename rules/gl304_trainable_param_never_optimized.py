@@ -305,6 +305,65 @@ for step in range(3):
     meta_opt.step()
     learned.update(grads)
 """,
+        # Parameters handed out by a method of the model's own (`self.parameters()` in it
+        # is `model`'s): the optimizer holds them all.
+        """\
+import torch
+from torch import nn
+
+
+class Reader(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 4, batch_first=True)
+        self.head = nn.Linear(4, 2)
+
+    def trainable_tensors(self):
+        return list(self.parameters())
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+model = Reader()
+optimizer = torch.optim.SGD(model.trainable_tensors(), lr=0.1)
+for step in range(3):
+    loss = model(torch.randn(2, 5, 4)).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+""",
+        # A helper that freezes what it is given, for as long as its `with` lasts: the
+        # attacked model is frozen there, where the parameters it sets have no names.
+        """\
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+@contextmanager
+def frozen(*modules):
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+model = nn.Linear(4, 2)
+shift = nn.Linear(4, 4)
+opt = torch.optim.SGD(shift.parameters(), lr=0.1)
+with frozen(model):
+    for step in range(3):
+        loss = -model(shift(torch.randn(8, 4))).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:
@@ -321,6 +380,8 @@ for step in range(3):
                 continue
             if _handed_to_an_object(facts, trained.path):
                 continue  # (`LearnableOptimizer(model)`: what it builds may update it)
+            if _handed_to_a_freezer(facts, trained.path):
+                continue  # (`with frozen(model):`: frozen there, where we cannot follow)
             scope = facts.scope.get(trained.backward, True)
             # Module, backward and every optimizer in one function: one naming of modules.
             if scopes != {scope} or facts.scope.get(trained.call, True) is not scope:
@@ -356,6 +417,22 @@ def _handed_to_an_object(facts: Facts, path: str) -> bool:
             isinstance(arg.value, cst.Name) and arg.value.value == path for arg in call.node.args
         ):
             return True
+    return False
+
+
+def _handed_to_a_freezer(facts: Facts, path: str) -> bool:
+    """Whether the module is given to a function of this file that sets `requires_grad` of
+    parameters (`with frozen(model):` over `for p in params: p.requires_grad_(False)`):
+    what it freezes of its arguments, and for how long, is not followed here."""
+    freezers: set[str] = set()
+    for change in facts.freeze_changes:
+        around = [n for n in facts.parents.ancestors(change.node) if isinstance(n, cst.FunctionDef)]
+        freezers.update(function.name.value for function in around[:1])
+    for call in facts.calls:
+        func = call.node.func
+        if isinstance(func, cst.Name) and func.value in freezers:
+            if any(isinstance(a.value, cst.Name) and a.value.value == path for a in call.node.args):
+                return True
     return False
 
 

@@ -312,17 +312,29 @@ class FunctionCalls(TorchCalls):
             fields = dict(self_value.fields or ())
             fields.update(self._last_writes)
             return result.with_(path=self_value.path, fields=tuple(fields.items()))
+        if result.roots:
+            # Parameters of modules the function names its own way (`self.parameters()`
+            # in `model.trainable_tensors()`): as the caller names them, or none known.
+            renamed = [self.caller_path(root, info, call, self_value) for root in result.roots]
+            known = None if None in renamed else frozenset(p for p in renamed if p is not None)
+            result = result.with_(roots=known or frozenset())
         if result.kind is not Kind.MODULE or result.path is None:
             return result
-        head, _, rest = result.path.partition(".")
+        return result.with_(path=self.caller_path(result.path, info, call, self_value))
+
+    def caller_path(
+        self, path: str, info: FunctionInfo, call: cst.Call | None, self_value: Value | None
+    ) -> str | None:
+        """A module path inside a function (`self.encoder`, `model`), as its caller names it:
+        under the instance or the argument it was handed; None for what the function made."""
+        head, _, rest = path.partition(".")
         base: str | None = None
         if head == _self_name(info) and self_value is not None:
             base = self_value.path
         elif call is not None:
             expr = _argument_expressions(info, call).get(head)
             base = self.facts.value(expr).path if expr is not None else None
-        path = None if base is None else (f"{base}.{rest}" if rest else base)
-        return result.with_(path=path)
+        return None if base is None else (f"{base}.{rest}" if rest else base)
 
     def freezes_handed(
         self,
