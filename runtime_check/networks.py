@@ -22,7 +22,8 @@ LEAST_FORWARDS = 2  # forwards with autograd on needed to judge a network
 class NetworkWatch:
     def __init__(self, events: EventLog) -> None:
         self._events = events
-        # id(module) -> [the module, forwards with autograd on, the user's line of the first]
+        # id(module) -> [the module, forwards with autograd on, the user's line of the first,
+        # forwards while some parameter of its own required grad]
         self._forwards: dict[int, list[Any]] = {}
         self._reached: set[int] = set()  # ids of parameters some backward went through
 
@@ -32,8 +33,12 @@ class NetworkWatch:
         if seen is None:
             if len(self._forwards) >= MAX_MODULES:
                 return
-            seen = self._forwards[id(module)] = [weakref.ref(module), 0, user_frame()]
+            seen = self._forwards[id(module)] = [weakref.ref(module), 0, user_frame(), 0]
         seen[1] += 1
+        # (A network frozen while it runs, as in `with frozen(model):` of an attack, records
+        # its graph for what it is given, not for its parameters.)
+        if any(p is not None and p.requires_grad for p in module._parameters.values()):
+            seen[3] += 1
 
     def reached(self, leaves: list[torch.Tensor]) -> None:
         """The leaves a backward (or `autograd.grad`) went through."""
@@ -49,9 +54,11 @@ class NetworkWatch:
         if not optimized:
             return
         unreached: dict[int, tuple[torch.nn.Module, tuple[str, int]]] = {}
-        for key, (ref, count, where) in self._forwards.items():
+        for key, (ref, count, where, _) in self._forwards.items():
             module = ref()
             if module is None or count < LEAST_FORWARDS or where is None or where in skip:
+                continue
+            if not self._trainable_forwards(module):
                 continue
             # (Leaves only: a replica's parameters, `DataParallel`'s, are computed from the
             # module's own, which train through them.)
@@ -60,7 +67,7 @@ class NetworkWatch:
                 id(p) in self._reached or id(p) in optimized or p.grad is not None for p in params
             ):
                 unreached[key] = (module, where)
-        inner = {
+        inner = {  # (named at the outermost)
             id(sub)
             for module, _ in unreached.values()
             for sub in module.modules()
@@ -70,3 +77,12 @@ class NetworkWatch:
             if key not in inner:
                 detail = f"`{type(module).__name__}`: its outputs are only used without gradients"
                 self._events.add("GL306", where, UNREACHED, detail=detail)
+
+    def _trainable_forwards(self, module: torch.nn.Module) -> bool:
+        """Whether the layers of a network ran, with autograd on, while their parameters
+        required grad, again and again."""
+        for sub in module.modules():
+            seen = self._forwards.get(id(sub))
+            if seen is not None and seen[3] >= LEAST_FORWARDS:
+                return True
+        return False

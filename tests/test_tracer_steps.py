@@ -982,6 +982,48 @@ def test_what_a_target_forward_with_autograd_on_records() -> None:
     assert target.weight.grad is None
 
 
+ATTACKED = """
+import torch
+from contextlib import contextmanager
+@contextmanager
+def frozen(module):
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in module.parameters():
+            p.requires_grad_(True)
+model = torch.nn.Linear(4, 2)
+delta = torch.zeros(4, requires_grad=True)
+opt = torch.optim.SGD([delta], lr=0.1)
+with {around}:
+    for step in range(3):
+        loss = -model(torch.randn(8, 4) + delta).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+print(model.weight.grad is None, bool(delta.grad.abs().sum() > 0))
+"""
+
+
+@pytest.mark.parametrize(
+    "around, expected",
+    [
+        # frozen while it runs: its graph carries the gradient to the perturbation
+        ("frozen(model)", []),
+        # trainable while it runs, in no optimizer: its gradients pile up (GL304)
+        ("torch.enable_grad()", [("GL304", 19)]),
+    ],
+)
+def test_a_network_frozen_while_an_attack_runs_through_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], around: str, expected: list[tuple[str, int]]
+) -> None:
+    assert events_of(tmp_path, ATTACKED.format(around=around)) == expected
+    frozen = around.startswith("frozen")
+    assert capsys.readouterr().out.strip() == f"{frozen} True"
+
+
 # --- GL203: training on in eval mode after a validation pass --------------------------------
 
 EVAL_LEFT = """
