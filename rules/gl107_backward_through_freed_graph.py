@@ -224,6 +224,39 @@ def fit(net, batches, epochs):
 
 fit(nn.Linear(3, 1), [(torch.randn(8, 3), torch.randn(8, 1)) for _ in range(3)], 2)
 """,
+        # A method that sets the fake batch on the instance, run anew before each backward
+        # (CycleGAN's `forward()`, called again for the discriminator's pass): each call's
+        # fake is a new tensor, not the one the generator's backward freed.
+        """\
+import torch
+from torch import nn
+
+
+class Model:
+    def __init__(self):
+        self.G, self.D = nn.Linear(4, 4), nn.Linear(4, 1)
+        self.opt_G = torch.optim.Adam(self.G.parameters())
+        self.opt_D = torch.optim.Adam(self.D.parameters())
+
+    def forward(self):
+        self.fake = self.G(self.real)
+
+    def step(self):
+        self.forward()
+        self.opt_G.zero_grad()
+        self.D(self.fake).sum().backward()
+        self.opt_G.step()
+        self.forward()
+        self.opt_D.zero_grad()
+        self.D(self.fake.detach()).sum().backward()
+        self.opt_D.step()
+
+
+model = Model()
+for it in range(2):
+    model.real = torch.randn(2, 4)
+    model.step()
+""",
     ]
 
     def check(self, facts: Facts) -> Iterator[Report]:

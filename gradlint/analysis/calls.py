@@ -87,6 +87,13 @@ class FunctionCalls(TorchCalls):
         args = args or []
         kwargs = kwargs or {}
         owner = self_value.path if self_value is not None and caller is not None else None
+        made_before = self._function_sites.get(info)
+        if caller is not None and made_before:
+            # What an earlier call of this function made are other tensors than this call's
+            # (aged before the instance's attributes are carried in: a value it sets anew is
+            # then told apart from the one it set last time).
+            self._generation += 1
+            caller.age_in_place(made_before, self._generation)
         # The instance's attributes the caller knows (`model.hidden`) go in as `self.hidden`,
         # and what the method sets on `self` comes back out: object state flows with calls.
         # What the caller knows of its arguments' attributes (`state.positions` after
@@ -126,11 +133,6 @@ class FunctionCalls(TorchCalls):
             id(self._closures.get(id(info))) if caller is not None else None,
             tuple(sorted(params_of)),
         )
-        made_before = self._function_sites.get(info)
-        if caller is not None and made_before:
-            # What an earlier call of this function made are other tensors than this call's.
-            self._generation += 1
-            caller.age_in_place(made_before, self._generation)
         if call is not None:
             passed = [*args, *kwargs.values()]
             self._call_inputs[id(call)] = frozenset().union(*(v.graph for v in passed))
