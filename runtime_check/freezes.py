@@ -45,6 +45,9 @@ class FreezeLog:
         # and how many trainable ones it set trainable again
         self._undone: dict[tuple[str, int], list[tuple[weakref.ref[Any], tuple[str, int]]]] = {}
         self._already: dict[tuple[str, int], int] = {}
+        self._unjudged: set[tuple[str, int]] = set()  # unfreezing lines since the last step
+        # unfreezing line -> (id, freeze line) of those still trainable at the next step
+        self._at_first_step: dict[tuple[str, int], list[tuple[int, tuple[str, int]]]] = {}
 
     def flag(self, tensor: Any, requires_grad: bool, where: tuple[str, int] | None) -> None:
         """After `requires_grad` of a leaf tensor was set at the user's line `where`."""
@@ -62,6 +65,7 @@ class FreezeLog:
         elif frozen.steps == self._steps and len(self._undone) < MAX_WATCHED:
             # (A step between them is a schedule: a warm-up, not an undone freeze.)
             self._undone.setdefault(where, []).append((weakref.ref(tensor), frozen.where))
+            self._unjudged.add(where)
 
     def of(self, tensor: Any) -> Freeze | None:
         """The freeze of a tensor that is still frozen."""
@@ -84,6 +88,17 @@ class FreezeLog:
 
     def stepped(self) -> None:
         self._steps += 1
+        if self._unjudged:
+            # What the first step after an unfreeze found trainable, for parameters the
+            # program lets go of before the end (a model local to `main()`).
+            for where in self._unjudged:
+                undone = self._undone[where]
+                self._at_first_step[where] = [
+                    (id(param), frozen_at)
+                    for ref, frozen_at in undone
+                    if (param := ref()) is not None and param.requires_grad
+                ]
+            self._unjudged.clear()
 
     def settle(self, optimized: set[int]) -> None:
         """At the end: the unfreezing lines that also set trainable parameters trainable (a
@@ -92,11 +107,16 @@ class FreezeLog:
         for where, undone in self._undone.items():
             if not self._already.get(where):
                 continue
-            trained = [
-                frozen_at
-                for ref, frozen_at in undone
-                if (param := ref()) is not None and param.requires_grad and id(param) in optimized
-            ]
+            if all(ref() is None for ref, _ in undone):
+                trained = [at for key, at in self._at_first_step.get(where, []) if key in optimized]
+            else:
+                trained = [
+                    frozen_at
+                    for ref, frozen_at in undone
+                    if (param := ref()) is not None
+                    and param.requires_grad
+                    and id(param) in optimized
+                ]
             if trained:
                 lines = ", ".join(str(line) for line in sorted({at[1] for at in trained})[:3])
                 detail = (

@@ -304,8 +304,13 @@ def mark_propagated(
         if inner is not None:
             nodes, takers = inner
             for taker in takers:
-                if taker.grad is not None:
-                    leaves.setdefault(id(taker), taker)
+                if taker.is_leaf:
+                    if taker.grad is not None:
+                        leaves.setdefault(id(taker), taker)
+                elif taker.grad_fn is not None:
+                    # (Weights computed from others: `functional_call` with fast weights, a
+                    # parametrization. The walk goes on into what computed them.)
+                    queue.append((taker.grad_fn, below))
             for child in nodes:
                 queue.append((child, below))
             continue

@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -131,6 +132,9 @@ class Tracer:
         self._data_reads: dict[
             int, tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]
         ] = {}
+        # The graph nodes of ops that combined such a `.data` with what depends on it, and
+        # the user's lines, until a backward goes through them (the latest few)
+        self._data_mixed: deque[tuple[Any, tuple[str, int]]] = deque(maxlen=MAX_MIXED)
         # Every module that had a layer registered on it while traced, and the lines that
         # set `requires_grad` of a tensor: for the freezes that did nothing.
         self._built: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
@@ -148,7 +152,6 @@ class Tracer:
         self._asides: list[tuple[tuple[torch.Tensor, ...], tuple[int, ...]] | None] = []
         self._libraries: dict[int, tuple[weakref.ref[Any], bool]] = {}
         # id(library's module) -> it, and its weights (see `_library_weights`)
-        self._all_weights: dict[int, tuple[weakref.ref[Any], list[torch.Tensor]]] = {}
         self._backward_done: int | None = None  # the number of the next node at the last backward
         # A graph cut where autograd was turned off by a call, not a block: (why, what the
         # backward found), for the call to be found among the lines that ran
@@ -619,6 +622,8 @@ class Tracer:
                 )
                 leaves = mark_propagated(args[0], not retains, here, kept, gradients)
                 self.networks.reached(leaves)
+                if self._data_mixed:
+                    self._data_mixed_used()
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
                     self.steps.backward(leaves, where, creates, here[:2], retains)
                     self.combined.backward(args[0], where, retains)
@@ -673,7 +678,7 @@ class Tracer:
                 if node is not None:
                     note_made(node)
                     if _DATA_READ[0]:
-                        self.data_mixed(args)
+                        self.data_mixed(args, node)
                     if kind == _ADDS or kind == _IADDS:
                         self.waste.accumulated(result, self._backward_done)
                         if kind == _ADDS and result.numel() == 1:
@@ -822,10 +827,11 @@ class Tracer:
                     self.events.add("GL208", where, _THROUGH_DATA, detail=_DATA_CHANGED_DETAIL)
                 return
 
-    def data_mixed(self, args: tuple[Any, ...]) -> None:
+    def data_mixed(self, args: tuple[Any, ...], node: Any) -> None:
         """An op that takes `p.data` of a parameter beside a tensor whose graph reaches that
         parameter (`p.data - lr * g`, `g` a gradient taken with create_graph=True): it wants
-        gradients through `p`, and `.data` cuts the direct path (GL208)."""
+        gradients through `p`, and `.data` cuts the direct path. Held until a backward goes
+        through what it made (GL208); a value only written back through `.data` is not."""
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         for value in tensors:
             refs = self._aliases.get(id(value)) or self._data_reads.get(id(value))
@@ -838,8 +844,15 @@ class Tracer:
             if any(n is not None and reaches_leaf(n, source) for n in others):
                 where = user_frame()
                 if where is not None:
-                    self.events.add("GL208", where, _DATA_IN_GRAPH, detail=_DATA_MIXED_DETAIL)
+                    self._data_mixed.append((node, where))
                 return
+
+    def _data_mixed_used(self) -> None:
+        """After a backward: the ops of `data_mixed` it went through."""
+        for node, where in list(self._data_mixed):
+            if went_through(node):
+                self.events.add("GL208", where, _DATA_IN_GRAPH, detail=_DATA_MIXED_DETAIL)
+                self._data_mixed.remove((node, where))
 
     def _built_from_numbers(self, leaves: list[torch.Tensor], where: tuple[str, int]) -> None:
         """A backward that reaches no trainable parameter of the models run since the last
@@ -934,7 +947,6 @@ class Tracer:
     def _registered(self, parent: Any, name: str, module: Any) -> None:
         try:
             self._libraries.clear()  # (a module's tree changed)
-            self._all_weights.clear()
             old = getattr(parent, "_modules", {}).get(name)
             if isinstance(old, torch.nn.Module) and old is not module:
                 with _unwatched():
@@ -955,7 +967,6 @@ class Tracer:
 
     def _parameter_registered(self, module: Any, name: str, param: Any) -> None:
         try:
-            self._all_weights.clear()  # (a module's weights changed)
             with _unwatched():
                 self.replaced.registered(module, name, param)
                 self.origins.note(param)
@@ -1030,16 +1041,9 @@ class Tracer:
         return whole
 
     def _library_weights(self, module: Any) -> list[torch.Tensor]:
-        """The parameters and buffers of a library's module and all inside it (kept until a
-        module or parameter is registered anywhere)."""
-        known = self._all_weights.get(id(module))
-        if known is not None and known[0]() is module:
-            return known[1]
-        if len(self._all_weights) > MAX_LIBRARY_MODULES:
-            self._all_weights.clear()
-        weights = [*module.parameters(), *module.buffers()]
-        self._all_weights[id(module)] = (weakref.ref(module), weights)
-        return weights
+        """The parameters and buffers of a library's module and all inside it, as they are
+        for this forward (`functional_call` swaps in others without registering them)."""
+        return [*module.parameters(), *module.buffers()]
 
     def _aside(self, module: Any, args: Any) -> None:
         """Before the forward of a library's module with nothing of the user's inside: the
@@ -1512,7 +1516,7 @@ class _Watch(TorchFunctionMode):
                     metadata[SITE] = op_site(sys._getframe(1))
                 if _DATA_READ[0]:
                     try:
-                        self.tracer.data_mixed(args)
+                        self.tracer.data_mixed(args, node)
                     except Exception:
                         self.tracer.fault("watching `.data` in a graph")
                 return result
@@ -1538,6 +1542,7 @@ class _Watch(TorchFunctionMode):
 
 
 _NO_KWARGS: dict[str, Any] = {}
+MAX_MIXED = 64
 # Whether `.data` of a tensor that requires grad was read since the last backward (then
 # plain ops are looked at for it: see `Tracer.data_mixed`)
 _DATA_READ = [False]

@@ -1407,6 +1407,47 @@ def test_data_of_a_parameter_in_an_inner_gradient_step(
     assert capsys.readouterr().out.strip() == printed
 
 
+INNER_MODULE = """
+import torch
+from torch.func import functional_call
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+x, y = torch.randn(8, 3), torch.randn(8, 1)
+def loss_with(params):
+    return (functional_call(model, params, (x,)) - y).pow(2).mean()
+params = dict(model.named_parameters())
+grads = torch.autograd.grad(loss_with(params), list(params.values()), create_graph=True)
+fast = {{name: {start} - 0.1 * g for (name, p), g in zip(params.items(), grads)}}
+loss_with(fast).backward()
+print(model.weight.grad is not None)
+"""
+
+
+@pytest.mark.parametrize("start, expected", [("p.data", [("GL208", 10)]), ("p", [])])
+def test_data_in_fast_weights_a_library_layer_runs_with(
+    tmp_path: Path, start: str, expected: list[tuple[str, int]]
+) -> None:
+    # `functional_call` swaps the fast weights into the layer without registering them:
+    # the backward is followed through the layer into what computed them.
+    assert events_of(tmp_path, INNER_MODULE.format(start=start)) == expected
+
+
+def test_data_combined_and_written_back_through_data_is_silent(tmp_path: Path) -> None:
+    # A projection step of an attack: the mixed value only goes back into `.data`, and no
+    # backward goes through it.
+    source = """
+    import torch
+    changes = torch.nn.Parameter(torch.rand(6))
+    for step in range(3):
+        loss = (changes * torch.randn(6)).sum()
+        grad, = torch.autograd.grad(loss, changes)
+        changes.data.add_(0.1 * grad)
+        shift = (changes - 1).min()
+        changes.data.copy_(torch.clamp(changes.data - shift, 0, 1))
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_data_as_a_detach_of_a_generators_output_is_silent(tmp_path: Path) -> None:
     # The old idiom for `.detach()`: what it meets in the discriminator does not depend on it.
     source = """
