@@ -35,6 +35,8 @@ SETS = {
     "real_bugs_set17": (21, 0.05),
     "real_bugs_set18": (21, 0.25),
     "real_bugs_set19": (20, 0.20),
+    "real_bugs_set20": (20, 0.20),
+    "real_bugs_set21": (21, 0.14),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),
@@ -48,6 +50,7 @@ SETS = {
     "training_bugs_set10": (21, 0.20),
     "training_bugs_set11": (24, 0.20),
     "training_bugs_set12": (10, 0.20),
+    "training_bugs_set13": (12, 0.33),
 }
 
 
