@@ -4,6 +4,7 @@ the verdicts look up blocks, calls and statement starts in the lines that ran.""
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -289,16 +290,9 @@ def _default_of(tree: ast.Module, read: set[str]) -> tuple[int, str] | None:
     dataclass's `inference_mode: bool = True`), or a parameter's default."""
     if not read:
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef):
-            for field in node.body:
-                if (
-                    isinstance(field, ast.AnnAssign)
-                    and isinstance(field.target, ast.Name)
-                    and field.target.id in read
-                    and isinstance(field.value, ast.Constant)
-                ):
-                    return field.lineno, field.target.id
+    for name, value, line in _class_fields(tree):
+        if name in read and isinstance(value, ast.Constant):
+            return line, name
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for argument, default in parameter_defaults(node.args):
@@ -373,17 +367,11 @@ def _function_around(tree: ast.Module, line: int) -> ast.AST | None:
 def _literal_default(tree: ast.Module, name: str) -> tuple[int, Any] | None:
     """The line and value of a class field (a dataclass's `lora_layers: tuple = ("to_q",)`)
     or an `add_argument("--name", default=...)` that gives a setting a literal default."""
+    for field, value, line in _class_fields(tree):
+        if field == name:
+            return _literal_at(value, line)
     for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef):
-            for field in node.body:
-                if (
-                    isinstance(field, ast.AnnAssign)
-                    and isinstance(field.target, ast.Name)
-                    and field.target.id == name
-                    and field.value is not None
-                ):
-                    return _literal_at(field.value, field.lineno)
-        elif (
+        if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr == "add_argument"
@@ -395,6 +383,20 @@ def _literal_default(tree: ast.Module, name: str) -> tuple[int, Any] | None:
             default = next((k.value for k in node.keywords if k.arg == "default"), None)
             return (node.lineno, None) if default is None else _literal_at(default, node.lineno)
     return None
+
+
+def _class_fields(tree: ast.Module) -> Iterator[tuple[str, ast.expr, int]]:
+    """The fields with a value in the classes of a file (a dataclass's `name: type = value`):
+    each name, value and line."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for field in node.body:
+                if (
+                    isinstance(field, ast.AnnAssign)
+                    and isinstance(field.target, ast.Name)
+                    and field.value is not None
+                ):
+                    yield field.target.id, field.value, field.lineno
 
 
 def _literal_at(value: ast.expr, line: int) -> tuple[int, Any] | None:
