@@ -37,7 +37,13 @@ class NetworkWatch:
         seen[1] += 1
         # (A network frozen while it runs, as in `with frozen(model):` of an attack, records
         # its graph for what it is given, not for its parameters.)
-        if any(p is not None and p.requires_grad for p in module._parameters.values()):
+        own = module._parameters
+        if own:
+            trainable = any(p is not None and p.requires_grad for p in own.values())
+        else:  # (a container, whose layers may run unseen inside a library's module)
+            first = next(module.parameters(), None)
+            trainable = first is not None and first.requires_grad
+        if trainable:
             seen[3] += 1
 
     def reached(self, leaves: list[torch.Tensor]) -> None:

@@ -481,6 +481,29 @@ def test_a_target_network(tmp_path: Path, goal: str, expected: list[tuple[str, i
     assert events_of(tmp_path, TARGET.format(goal=goal)) == expected
 
 
+def test_a_target_network_of_a_users_class_around_library_layers(tmp_path: Path) -> None:
+    # The layers run inside `nn.Sequential`, unseen one by one: the network is judged whole.
+    source = """
+    import torch
+    class QNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = [torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)]
+            self.body = torch.nn.Sequential(*layers)
+        def forward(self, x):
+            return self.body(x)
+    online, target = QNet(), QNet()
+    opt = torch.optim.SGD(online.parameters(), lr=0.1)
+    for step in range(4):
+        s, s2 = torch.randn(8, 3), torch.randn(8, 3)
+        opt.zero_grad()
+        goal = target(s2).detach()
+        (online(s) - (1 + 0.9 * goal)).pow(2).mean().backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == [("GL306", 14)]  # the target's forward
+
+
 def test_a_replica_whose_parameters_are_computed_is_no_idle_network(tmp_path: Path) -> None:
     # As `DataParallel` replicates: the replica's parameters are views of the module's own,
     # which train through them.
