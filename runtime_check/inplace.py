@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.frames import user_frame
 from gradlint.runtime_check.graphs import Site, next_sequence, user_stack
-from gradlint.runtime_check.sources import parameter_defaults, parsed
+from gradlint.runtime_check.sources import function_around, parameter_defaults, parsed
 
 # Methods that end in `_` but change no tensor's data.
 _NOT_CHANGES = frozenset(
@@ -200,13 +200,8 @@ def _made_inplace(site: tuple[str, int], layer: str) -> tuple[str, int]:
     tree = parsed(path)
     if tree is None:
         return site
-    scope: ast.AST = tree
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-            node.lineno <= line <= (node.end_lineno or node.lineno)
-        ):
-            if scope is tree or node.lineno > getattr(scope, "lineno", 0):
-                scope = node  # the innermost function holding the registration
+    # (The innermost function holding the registration, or the module.)
+    scope: ast.AST = function_around(tree, line) or tree
     calls = [
         node.lineno
         for node in ast.walk(scope)

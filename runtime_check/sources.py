@@ -136,14 +136,7 @@ def defaults_read(path: str, line: int) -> tuple[tuple[str, Any], ...]:
     tree = parsed(path)
     if tree is None:
         return ()
-    function = None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.lineno <= line <= (node.end_lineno or node.lineno)
-            and (function is None or node.lineno > function.lineno)
-        ):
-            function = node
+    function = function_around(tree, line)
     if function is None:
         return ()
     defaults: dict[str, Any] = {}
@@ -312,7 +305,7 @@ def settings_after(path: str, line: int) -> tuple[tuple[int, str, int, Any], ...
     tree = parsed(path)
     if tree is None:
         return ()
-    around = _function_around(tree, line)
+    around = function_around(tree, line)
     if around is None:
         return ()
     helpers = {
@@ -351,14 +344,14 @@ def settings_after(path: str, line: int) -> tuple[tuple[int, str, int, Any], ...
     return tuple(found)
 
 
-def _function_around(tree: ast.Module, line: int) -> ast.AST | None:
+def function_around(tree: ast.Module, line: int) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The innermost function whose lines hold `line`."""
-    around: ast.AST | None = None
+    around: ast.FunctionDef | ast.AsyncFunctionDef | None = None
     for node in ast.walk(tree):
         if (
             isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.lineno <= line <= (node.end_lineno or node.lineno)
-            and node.lineno >= getattr(around, "lineno", 0)
+            and (around is None or node.lineno >= around.lineno)
         ):
             around = node
     return around
@@ -429,7 +422,7 @@ def type_test_around(path: str, line: int) -> int | None:
 
 def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:
     """The value last assigned to `name` before `line`, in the function around it."""
-    around = _function_around(tree, line) or tree
+    around = function_around(tree, line) or tree
     found: ast.expr | None = None
     for node in ast.walk(around):
         if (
