@@ -16,6 +16,7 @@ from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, 
 from gradlint.runtime_check.freezes import FreezeLog
 from gradlint.runtime_check.graphs import Site, user_stack
 from gradlint.runtime_check.layers import assignment, attributes_holding
+from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import (
     defaults_read,
     function_tree,
@@ -260,12 +261,13 @@ class CutLog:
                     return found
         return []
 
-    def cut_term(self, value: Any) -> tuple[str, int] | None:
+    def cut_term(self, value: Any, changed: bool = False) -> tuple[str, int] | None:
         """Where a one-number tensor (a loss term) that needs no grad was cut from a graph
-        that did: `.detach()`, `torch.tensor([...])` of losses, an op under no_grad."""
+        that did: `.detach()`, `torch.tensor([...])` of losses, an op under no_grad. (One
+        `changed` in place by an add may require grad since.)"""
         if (
             isinstance(value, torch.Tensor)
-            and not value.requires_grad
+            and (changed or not value.requires_grad)
             and value.numel() == 1
             and value.is_floating_point()
         ):
@@ -542,7 +544,7 @@ def _checkpoint_input_frozen(
         return []
     found: list[tuple[tuple[str, int], str]] = []
     here = user_stack(outer)
-    first = next(iter(model.parameters()), None)
+    first = next(iter(parameters_of(model)), None)
     freeze = freezes.of(first) if first is not None else None
     stack = freeze.stack if freeze is not None else None
     text = (

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from functools import cache
 
 import torch
+from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import parsed
 
 Line = tuple[str, int]
@@ -30,7 +31,7 @@ def flagged_modules(modules: Iterable[torch.nn.Module]) -> bool:
     """Whether a module was given a `requires_grad` attribute while its parameters train."""
     return any(
         isinstance(vars(module).get(FLAG), bool)
-        and any(param.requires_grad for param in module.parameters())
+        and any(param.requires_grad for param in parameters_of(module))
         for module in modules
     )
 

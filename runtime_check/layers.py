@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from gradlint.runtime_check.frames import is_users, real_path
+from gradlint.runtime_check.modules import modules_of, parameters_of
 from gradlint.runtime_check.sources import parsed
 
 Line = tuple[str, int]
@@ -52,7 +53,7 @@ def holders(modules: Iterable[Any], holds: Callable[[Any], bool]) -> Iterator[tu
     seen: set[int] = set()
     for model in modules:
         # A module and its submodules; an object of another class of the user's alone
-        inside = model.modules() if isinstance(model, torch.nn.Module) else (model,)
+        inside = modules_of(model) if isinstance(model, torch.nn.Module) else (model,)
         for module in inside:
             if id(module) in seen or len(seen) > MAX_MODULES:
                 continue
@@ -104,7 +105,7 @@ def never_trained(models: list[torch.nn.Module], idle: set[int]) -> list[tuple[L
     found: dict[Line, tuple[str, str]] = {}
     seen: set[int] = set()
     for model in models:
-        for module in list(model.modules())[:MAX_MODULES]:
+        for module in list(modules_of(model))[:MAX_MODULES]:
             if id(module) in seen:
                 continue
             seen.add(id(module))
@@ -153,7 +154,7 @@ def kept_computed(
     # the parameter it was given.)
     seen: set[int] = set()
     for model in models:
-        for module in model.modules():
+        for module in modules_of(model):
             if id(module) in seen or len(seen) > MAX_MODULES:
                 continue
             seen.add(id(module))
@@ -194,7 +195,7 @@ def _parameters_in(value: Any) -> list[torch.Tensor]:
     found: list[torch.Tensor] = []
     for item in list(items)[:MAX_ITEMS]:
         if isinstance(item, torch.nn.Module):
-            found.extend(item.parameters())
+            found.extend(parameters_of(item))
         elif isinstance(item, torch.nn.Parameter):
             found.append(item)
     return found

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.modules import modules_of, parameters_of
 
 MESSAGE = (
     "trains a model in eval mode after it trained in train mode: a `model.eval()` was left "
@@ -46,7 +47,7 @@ class ModeWatch:
         step = user_frame()
         for key, (ref, training, where) in list(self._since_step.items()):
             model = ref()
-            if model is None or not any(id(p) in params for p in model.parameters()):
+            if model is None or not any(id(p) in params for p in parameters_of(model)):
                 continue
             del self._since_step[key]
             if training:
@@ -75,5 +76,5 @@ class ModeWatch:
     def _is_modal(self, model: torch.nn.Module) -> bool:
         known = self._modal.get(id(model))
         if known is None:
-            known = self._modal[id(model)] = any(isinstance(m, _MODAL) for m in model.modules())
+            known = self._modal[id(model)] = any(isinstance(m, _MODAL) for m in modules_of(model))
         return known

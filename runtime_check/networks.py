@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import user_frame
+from gradlint.runtime_check.modules import modules_of, parameters_of
 
 UNREACHED = (
     "runs a network with autograd on, yet no backward ever reaches its parameters: each "
@@ -41,7 +42,7 @@ class NetworkWatch:
         if own:
             trainable = any(p is not None and p.requires_grad for p in own.values())
         else:  # (a container, whose layers may run unseen inside a library's module)
-            first = next(module.parameters(), None)
+            first = next(parameters_of(module), None)
             trainable = first is not None and first.requires_grad
         if trainable:
             seen[3] += 1
@@ -68,7 +69,7 @@ class NetworkWatch:
                 continue
             # (Leaves only: a replica's parameters, `DataParallel`'s, are computed from the
             # module's own, which train through them.)
-            params = [p for p in module.parameters() if p.requires_grad and p.is_leaf]
+            params = [p for p in parameters_of(module) if p.requires_grad and p.is_leaf]
             if params and not any(
                 id(p) in self._reached or id(p) in optimized or p.grad is not None for p in params
             ):
@@ -76,7 +77,7 @@ class NetworkWatch:
         inner = {  # (named at the outermost)
             id(sub)
             for module, _ in unreached.values()
-            for sub in module.modules()
+            for sub in modules_of(module)
             if sub is not module
         }
         for key, (module, where) in unreached.items():
@@ -87,7 +88,7 @@ class NetworkWatch:
     def _trainable_forwards(self, module: torch.nn.Module) -> bool:
         """Whether the layers of a network ran, with autograd on, while their parameters
         required grad, again and again."""
-        for sub in module.modules():
+        for sub in modules_of(module):
             seen = self._forwards.get(id(sub))
             if seen is not None and seen[3] >= LEAST_FORWARDS:
                 return True

@@ -18,6 +18,7 @@ from gradlint.runtime_check.layers import (
     holds_layers,
     module_internals,
 )
+from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import function_tree
 
 Line = tuple[str, int]
@@ -122,7 +123,7 @@ def trainable_at_hand(frames: list[tuple[FrameType, int]]) -> bool:
     for frame, _ in frames:
         for value in list(frame.f_locals.values())[:MAX_VALUES]:
             if isinstance(value, torch.nn.Module) and any(
-                p.requires_grad for p in value.parameters()
+                p.requires_grad for p in parameters_of(value)
             ):
                 return True
     return False
@@ -134,7 +135,7 @@ def _modules_without_parameters(frames: list[tuple[FrameType, int]]) -> Iterator
         for value in list(frame.f_locals.values())[:MAX_VALUES]:
             if isinstance(value, torch.nn.Module) and id(value) not in seen:
                 seen.add(id(value))
-                if next(value.parameters(), None) is None:
+                if next(parameters_of(value), None) is None:
                     yield value
 
 

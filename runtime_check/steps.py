@@ -22,6 +22,7 @@ from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import is_users, user_frame
 from gradlint.runtime_check.graphs import made_by_model, note_model_output
 from gradlint.runtime_check.layers import kept_computed, never_trained
+from gradlint.runtime_check.modules import named_parameters_of, parameters_of
 
 CARRIED = (
     "the gradients from before the last step were never cleared, so this step applies their "
@@ -598,7 +599,7 @@ class StepWatch:
         """Before `parent` puts another module in the place of `old` as `name`: the
         parameters of `old` that backwards reached and no step took, as they are now (a
         vocabulary's reduced embedding, put back for the full one after training)."""
-        for inner, param in old.named_parameters():
+        for inner, param in named_parameters_of(old):
             reached = self._reached.get(id(param))
             if reached is None or reached.stepped or not param.requires_grad:
                 continue
@@ -618,7 +619,7 @@ class StepWatch:
         reached again after a step, so that a program stopped before the step meant for
         them is not judged."""
         self._clearing = None
-        owner = {id(p): id(model) for model in models for p in model.parameters()}
+        owner = {id(p): id(model) for model in models for p in parameters_of(model)}
         self._upstream(models, owner)
         self._frozen_throughout([*models, *containers])
         if self._steps_taken:
@@ -670,7 +671,7 @@ class StepWatch:
         # (An optimizer that steps holds some of it, though they may be frozen since.)
         optimized = self.optimized()
         for model in [*models, *containers]:
-            params = {id(p): name for name, p in model.named_parameters()}
+            params = {id(p): name for name, p in named_parameters_of(model)}
             prefix = type(model).__name__
             for i, name in params.items():
                 names.setdefault(i, f"{prefix}.{name}")
@@ -719,7 +720,7 @@ class StepWatch:
 def param_names(models: list[torch.nn.Module]) -> dict[int, str]:
     names: dict[int, str] = {}
     for model in models:
-        for name, param in model.named_parameters():
+        for name, param in named_parameters_of(model):
             names.setdefault(id(param), f"{type(model).__name__}.{name}")
     return names
 

@@ -66,6 +66,7 @@ from gradlint.runtime_check.graphs import (
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
 from gradlint.runtime_check.layers import file_of, users_object
 from gradlint.runtime_check.modes import ModeWatch
+from gradlint.runtime_check.modules import buffers_of, modules_of, parameters_of
 from gradlint.runtime_check.networks import NetworkWatch
 from gradlint.runtime_check.optimizers import (
     bound_at,
@@ -681,8 +682,8 @@ class Tracer:
                         self.data_mixed(args, node)
                     if kind == _ADDS or kind == _IADDS:
                         self.waste.accumulated(result, self._backward_done)
-                        if kind == _ADDS and result.numel() == 1:
-                            self._dead_terms(args, node)
+                        if result.numel() == 1:
+                            self._dead_terms(args, node, kind == _IADDS)
             elif args:
                 self.cuts.note(args, result)
         elif isinstance(result, (tuple, list)):
@@ -813,7 +814,7 @@ class Tracer:
                 id(param)
                 for ref in self._ran
                 if (model := ref()) is not None
-                for param in model.parameters()
+                for param in parameters_of(model)
             }
             self._ran_params = (len(self._ran), params)
         return id(tensor) in self._ran_params[1]
@@ -867,7 +868,7 @@ class Tracer:
             param
             for ref in self._ran
             if (model := ref()) is not None
-            for param in model.parameters()
+            for param in parameters_of(model)
             if param.requires_grad
         ]
         if trainable and not any(id(param) in reached for param in trainable):
@@ -893,10 +894,10 @@ class Tracer:
         found: dict[tuple[str, int], None] = {}
         for ref in self._ran:
             model = ref()
-            params = list(model.parameters()) if model is not None else []
+            params = list(parameters_of(model)) if model is not None else []
             if model is None or not params or any(p.requires_grad for p in params):
                 continue
-            for layer in model.modules():
+            for layer in modules_of(model):
                 site = self.layer_sites.get(id(layer))
                 if site is not None and any(True for _ in layer.parameters(recurse=False)):
                     found[site] = None
@@ -932,11 +933,12 @@ class Tracer:
         if gradients:
             self.cuts.gradients_without_graph(gradients, where, _GRADIENT_WITHOUT_GRAPH)
 
-    def _dead_terms(self, args: tuple[Any, ...], node: Any) -> None:
+    def _dead_terms(self, args: tuple[Any, ...], node: Any, inplace: bool) -> None:
         """A loss summed from terms, one of which was cut from its graph: it adds nothing to
-        the gradient. Reported if a backward goes through the sum (GL211)."""
-        for value in args[:2]:
-            cut = self.cuts.cut_term(value)
+        the gradient. Reported if a backward goes through the sum (GL211). (`term += other`
+        made the cut term itself require grad.)"""
+        for i, value in enumerate(args[:2]):
+            cut = self.cuts.cut_term(value, changed=inplace and i == 0)
             if cut is not None and len(self._dead) < MAX_DEAD:
                 added = user_frame()
                 if added is not None and added != cut:
@@ -1033,7 +1035,7 @@ class Tracer:
             return known[1]
         if len(self._libraries) > MAX_LIBRARY_MODULES:
             self._libraries.clear()
-        inside = list(module.modules())
+        inside = list(modules_of(module))
         whole = len(inside) <= MAX_LIBRARY_MODULES and all(
             _library_module(m) and not (m._forward_hooks or m._forward_pre_hooks) for m in inside
         )
@@ -1043,7 +1045,7 @@ class Tracer:
     def _library_weights(self, module: Any) -> list[torch.Tensor]:
         """The parameters and buffers of a library's module and all inside it, as they are
         for this forward (`functional_call` swaps in others without registering them)."""
-        return [*module.parameters(), *module.buffers()]
+        return [*parameters_of(module), *buffers_of(module)]
 
     def _aside(self, module: Any, args: Any) -> None:
         """Before the forward of a library's module with nothing of the user's inside: the
@@ -1564,8 +1566,8 @@ _USER_MODULES: dict[type, bool] = {}  # module class -> whether the user's code 
 
 def _weights(module: Any) -> list[torch.Tensor]:
     """A few of a module's parameters and buffers: what its ops took in beside its inputs."""
-    parameters = [p for _, p in zip(range(MAX_HELD), module.parameters(), strict=False)]
-    return parameters + [b for _, b in zip(range(MAX_HELD), module.buffers(), strict=False)]
+    parameters = [p for _, p in zip(range(MAX_HELD), parameters_of(module), strict=False)]
+    return parameters + [b for _, b in zip(range(MAX_HELD), buffers_of(module), strict=False)]
 
 
 _LIBRARY_MODULES: dict[type, bool] = {}  # module class -> whether a library defines it

@@ -1532,6 +1532,41 @@ def test_a_loss_built_from_gradients_without_a_graph(
     assert capsys.readouterr().out.strip() == printed
 
 
+PENALTY_ADDED_IN_PLACE = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 4)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    z = torch.randn(8, 4, requires_grad=True)
+    out = model(z)
+    grad, = torch.autograd.grad(out.sum(), z, {flag}=True)
+    loss = 2 * grad.pow(2).sum(1).mean()
+    loss += 0 * out.mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+# PyTorch's truth: without a graph the penalty leaves the weights no gradient.
+print(model.weight.grad.abs().sum().item() > 0)
+"""
+
+
+@pytest.mark.parametrize(
+    "flag, expected, printed",
+    [("retain_graph", [("GL212", 8)], "False"), ("create_graph", [], "True")],
+)
+def test_a_penalty_without_a_graph_that_a_term_is_added_to_in_place(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    # `loss = penalty; loss += other`: the add makes the cut term itself require grad.
+    assert events_of(tmp_path, PENALTY_ADDED_IN_PLACE.format(flag=flag)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
 def test_gradients_used_without_a_graph_on_purpose_are_silent(tmp_path: Path) -> None:
     # A first-order inner step (MAML's approximation), and a saliency map kept for a log.
     source = """
@@ -2156,5 +2191,40 @@ def test_gradients_zeroed_through_data_are_cleared(tmp_path: Path) -> None:
         loss.backward()
         w.data.sub_(0.01 * w.grad.data)
         w.grad.data.zero_()
+    """
+    assert events_of(tmp_path, source) == []
+
+
+# --- the tracer reads modules as nn.Module defines them ----------------------------------------
+
+
+def test_a_module_that_redefines_parameters_is_read_without_calling_it(tmp_path: Path) -> None:
+    # Meta-learning code redefines `parameters()` (here to return a ParameterList, which is
+    # no iterator, and to count its calls): the tracer must neither fail on it nor call it.
+    source = """
+    import torch
+    calls = []
+    class Learner(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vars = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(4, 3))])
+        def forward(self, x):
+            return x @ self.vars[0].t()
+        def parameters(self, recurse=True):
+            calls.append(1)
+            return self.vars
+    class Outer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = Learner()
+        def forward(self, x):
+            return self.net(x)
+    model = Outer()
+    opt = torch.optim.SGD(list(model.net.parameters()), lr=0.1)
+    for step in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 3)).pow(2).mean().backward()
+        opt.step()
+    assert len(calls) == 1, calls
     """
     assert events_of(tmp_path, source) == []
