@@ -124,6 +124,7 @@ def main() -> None:
     roots = [r.resolve() for r in args.root or sorted(p for p in FIXTURES.iterdir() if p.is_dir())]
     raising = raising_hit = with_static = silent = silent_hit = fixed_total = fixed_clean = 0
     missed: Counter[str] = Counter()
+    faulted: list[str] = []
     by_set: dict[str, list[int]] = {}  # set -> [raising, at root, silent, effect, fixed clean]
     found = cases(roots)
     marks = {case: marked_lines(case / "buggy.py") for case in found}  # (read before the runs)
@@ -152,6 +153,8 @@ def main() -> None:
             missed[code] += 1
         fixed_total += 1
         fixed_clean += not fixed.events
+        if buggy.faults or fixed.faults:
+            faulted.append(f"{case.parent.name}/{case.name}")
         tally = by_set.setdefault(case.parent.name, [0, 0, 0, 0, 0])
         tally[0 if raised else 2] += 1
         tally[1 if raised else 3] += hit
@@ -172,6 +175,7 @@ def main() -> None:
     print(f"  or confirmed    {with_static}/{raising} ({_pct(with_static, raising)})")
     print(f"silent, effect    {silent_hit}/{silent} ({_pct(silent_hit, silent)})")
     print(f"fixed, no event   {fixed_clean}/{fixed_total} ({_pct(fixed_clean, fixed_total)})")
+    print(f"tracer faults     {len(faulted)} cases" + "".join(f"\n  {name}" for name in faulted))
     print("missed by code   ", ", ".join(f"{c} {n}" for c, n in sorted(missed.items())))
 
 
