@@ -941,7 +941,7 @@ class Tracer:
             cut = self.cuts.cut_term(value, changed=inplace and i == 0)
             if cut is not None and len(self._dead) < MAX_DEAD:
                 added = user_frame()
-                if added is not None and added != cut:
+                if added is not None:
                     pending = Pending()
                     hold(node, pending)
                     self._dead.append((pending, cut, added))
@@ -1222,8 +1222,8 @@ class Tracer:
                     "GL212",
                     cut,
                     _GRADIENT_WITHOUT_GRAPH,
-                    detail=f"a loss term made from it is summed into the loss at line "
-                    f"{added[1]}, which is back-propagated, and adds nothing to the gradient",
+                    detail=f"a loss term made from it is summed into the loss {_at(added, cut)}, "
+                    "which is back-propagated, and adds nothing to the gradient",
                 )
             elif pending.propagated:
                 self.events.add(
@@ -1231,7 +1231,7 @@ class Tracer:
                     cut,
                     "a loss term computed from a tensor cut from its graph here adds nothing "
                     "to the gradient",
-                    detail=f"summed into the loss at line {added[1]}, which is back-propagated; "
+                    detail=f"summed into the loss {_at(added, cut)}, which is back-propagated; "
                     "drop the `.detach()` (or the no_grad) if this term should train",
                 )
         try:
@@ -1549,6 +1549,11 @@ MAX_MIXED = 64
 # plain ops are looked at for it: see `Tracer.data_mixed`)
 _DATA_READ = [False]
 MAX_ABOVE = 8  # nodes above a stale one looked at for a name it was handed on as
+
+
+def _at(line: tuple[str, int], event: tuple[str, int]) -> str:
+    """Where a line is, as the detail of an event at `event` names it."""
+    return "on the same line" if line == event else f"at line {line[1]}"
 
 
 def _graph_node(tensor: torch.Tensor) -> Any:

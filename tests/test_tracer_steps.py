@@ -1136,6 +1136,30 @@ def test_a_loss_term_cut_from_its_graph(
     assert capsys.readouterr().out.strip().splitlines()[-1] == trains
 
 
+def test_a_loss_term_cut_on_the_line_that_sums_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `(a + b).detach() + main`: the cut and the sum on one line (attention distillation).
+    source = """
+    import torch
+    torch.manual_seed(0)
+    student = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    for step in range(2):
+        out = student(torch.randn(4, 3))
+        attention = out.pow(2).mean()
+        loss = (attention * 10).detach() + out.sum(1).abs().mean()
+        main, = torch.autograd.grad(out.sum(1).abs().mean(), student.weight, retain_graph=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # PyTorch's truth: the weights got the main term's gradient alone.
+    print(torch.equal(student.weight.grad, main))
+    """
+    assert events_of(tmp_path, source) == [("GL211", 8)]
+    assert capsys.readouterr().out.strip() == "True"
+
+
 # --- GL214: the gradient of a tensor computed from others, read after the backward --------
 
 NON_LEAF_GRAD = """
