@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from functools import cache
 from types import CodeType, FrameType
 from typing import Any, NamedTuple
@@ -19,6 +20,7 @@ from gradlint.runtime_check.layers import assignment, attributes_holding
 from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import (
     defaults_read,
+    function_around,
     function_tree,
     keyword_default,
     names_read,
@@ -741,7 +743,7 @@ def aliases(node: Any, frame: FrameType | None, made: set[tuple[str, int]]) -> l
         if is_users(code.co_filename):
             path = real_path(code.co_filename)
             for name, bound in list(frame.f_locals.items())[:MAX_LOCALS]:
-                if isinstance(bound, torch.Tensor) and bound.grad_fn is node:
+                if _holds_node(bound, node):
                     line = _assigned_before(
                         path, code.co_firstlineno, code.co_name, name, frame.f_lineno, alias=True
                     )
@@ -754,6 +756,82 @@ def aliases(node: Any, frame: FrameType | None, made: set[tuple[str, int]]) -> l
                             found.append(((path, line), other))
         frame = frame.f_back
     return found
+
+
+def leaves_taken(node: Any, frame: FrameType | None, most: int = 256) -> list[Named]:
+    """The names that the user's frames on the stack, from `frame` outwards, bind to a leaf
+    that requires grad and is no parameter (an input an optimizer tuned, returned by the
+    helper that tuned it), found in the graph below a node: each with the line that
+    assigned it. What is computed from it keeps a graph into later backwards."""
+    leaves: list[torch.Tensor] = []
+    seen: set[int] = set()
+    queue = [node]
+    while queue and len(seen) < most:
+        current = queue.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        variable = getattr(current, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            if not isinstance(variable, torch.nn.Parameter):
+                leaves.append(variable)
+            continue
+        queue.extend(child for child, _ in current.next_functions if child is not None)
+    found: list[Named] = []
+    for _ in range(MAX_OUT if leaves else 0):
+        if frame is None:
+            break
+        code = frame.f_code
+        if is_users(code.co_filename):
+            path = real_path(code.co_filename)
+            for name, bound in list(frame.f_locals.items())[:MAX_LOCALS]:
+                if isinstance(bound, torch.Tensor) and any(bound is leaf for leaf in leaves):
+                    # (In a loop, the last round's assignment may come after the line.)
+                    line = _assigned_before(
+                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno
+                    ) or _assigned_before(path, code.co_firstlineno, code.co_name, name, 10**9)
+                    if line is not None and _calls_own_function(path, line):
+                        found.append(((path, line), name))
+        frame = frame.f_back
+    return found
+
+
+def _calls_own_function(path: str, line: int) -> bool:
+    """Whether the assignment at a line takes the result of a function the file defines
+    (a helper that handed the tensor out), not of torch's."""
+    tree = parsed(path)
+    if tree is None:
+        return False
+    defined = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and node.lineno == line
+            and isinstance(node.value, ast.Call)
+        ):
+            func = node.value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            return name in defined
+    return False
+
+
+def _holds_node(value: Any, node: Any) -> bool:
+    """Whether a value is the tensor a graph node made, or a list or tuple that holds it
+    (the gradients of each layer, handed on together)."""
+    if isinstance(value, torch.Tensor):
+        return value.grad_fn is node
+    if isinstance(value, (list, tuple)):
+        return any(
+            isinstance(item, torch.Tensor) and item.grad_fn is node for item in value[:MAX_ITEMS]
+        )
+    return False
+
+
+MAX_ITEMS = 64
 
 
 def _handed_on_as(path: str, first: int, function: str, name: str) -> list[tuple[int, str]]:
@@ -797,7 +875,7 @@ def _assigned_before(
     if scope is None:
         return None
     best = None
-    for node in ast.walk(scope):
+    for node in _own_nodes(scope):
         if (
             isinstance(node, ast.Assign)
             and isinstance(
@@ -809,6 +887,17 @@ def _assigned_before(
         ):
             best = node.lineno
     return best
+
+
+def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function (or module), not those of the functions and classes it
+    defines, whose names are their own."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def _short(path: str) -> str:
@@ -925,6 +1014,42 @@ def undecorated_sibling(path: str, first: int, name: str) -> tuple[int, str, int
                 if method is not target and _names_grad_mode(decorator, off, off):
                     return target.lineno, method.name, decorator.lineno
     return None
+
+
+_TRAINS = frozenset({"backward", "grad", "step", "zero_grad"})
+
+
+def weight_editor(path: str, line: int) -> int | None:
+    """The `def` of the function (not a forward) around a line that changes a leaf that
+    requires grad in place, when it only edits tensors: it calls no backward, no
+    `autograd.grad` and no step, and no grad-mode decorator is on it (a fold of batch norm
+    into a convolution, a pruning mask applied, a manual update in a helper)."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    function = function_around(tree, line)
+    if function is None or function.name in ("forward", "__call__"):
+        return None
+    off = frozenset[str]()
+    if any(_names_grad_mode(d, off, off) for d in function.decorator_list):
+        return None
+    arguments = {a.arg for a in (*function.args.posonlyargs, *function.args.args)}
+    for node in ast.walk(function):
+        if (
+            isinstance(node, ast.Return)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in arguments
+        ):
+            return None  # (it hands back the tensor it was given: an op on data)
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in _TRAINS:
+                return None
+        elif isinstance(node, ast.With) and any(
+            _names_grad_mode(item.context_expr, off, off) for item in node.items
+        ):
+            return None  # (it turns autograd off somewhere already: the block is the place)
+    return function.lineno
 
 
 @cache

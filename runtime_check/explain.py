@@ -11,7 +11,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import aliases
+from gradlint.runtime_check.cuts import aliases, leaves_taken
 from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
     Handed,
@@ -103,6 +103,12 @@ def second_backward(
             line,
             f"hands {part} on as `{name}`, with the graph that {by} frees: `.detach()` it here "
             "if no gradient should reach it from what follows, or compute it anew",
+        )
+    for line, name in leaves_taken(shared.top, sys._getframe(1)):
+        add(
+            line,
+            f"takes here `{name}`, a tensor that requires grad from which {part} was "
+            f"computed; its graph outlives {by}: `.detach()` it here if it is data from now on",
         )
     out = handed_out(site_of(shared.top), here) if freeing == raised else None
     if out is not None and out not in made:

@@ -22,6 +22,7 @@ from gradlint.runtime_check.cuts import (
     freezing_loop,
     sibling_call,
     undecorated_sibling,
+    weight_editor,
     with_freezing_loops,
 )
 from gradlint.runtime_check.errors import classify
@@ -295,8 +296,10 @@ class Tracer:
             if node is not None and went_through(node):
                 return  # (a loss a backward went through: it was meant to have a graph)
         else:
-            if code == "GL102" and tensor._is_view() and where is not None:
-                self._view_of_leaf(why, tensor, where)
+            if code == "GL102" and where is not None:
+                if tensor._is_view():
+                    self._view_of_leaf(why, tensor, where)
+                self._weight_editor(why, where)
             # (GL105 on a computed tensor, not a leaf: where it was computed.)
             node = _graph_node(tensor) if code == "GL105" else None
             origin = site_of(node) if node is not None else self.origins.of(tensor)
@@ -369,6 +372,17 @@ class Tracer:
                 "ones too: test `.is_floating_point()` here as well"
             )
             self.events.add("GL105", (where[0], test), why, detail=text)
+
+    def _weight_editor(self, why: str, where: tuple[str, int]) -> None:
+        """A leaf that requires grad changed in place inside a function that only edits
+        tensors (no backward, no step in it): its `def`, where `@torch.no_grad()` belongs."""
+        line = weight_editor(*where)
+        if line is not None and line != where[1]:
+            text = (
+                f"changes a leaf that requires grad in place (at line {where[1]}) with autograd "
+                "on, and trains nothing itself: decorate it with `@torch.no_grad()`"
+            )
+            self.events.add("GL102", (where[0], line), why, detail=text)
 
     def _view_of_leaf(self, why: str, view: torch.Tensor, where: tuple[str, int]) -> None:
         """A view of a leaf that requires grad, changed in place: the line that made the

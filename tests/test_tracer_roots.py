@@ -51,6 +51,46 @@ def test_a_copy_of_the_view_changed_in_place_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, VIEWED.format(fix=".clone()"))
 
 
+# --- GL102: a helper that only edits weights -----------------------------------------------
+
+FOLD = """
+import torch
+conv, scale = torch.nn.Linear(3, 3), torch.rand(3)
+{decorator}
+def fold(layer, factor):
+    folded = torch.nn.Linear(3, 3)
+    folded.bias[:] = layer.bias * factor
+    return folded
+fused = fold(conv, scale)
+"""
+
+
+def test_a_helper_that_edits_weights_in_place_is_named_at_its_def(tmp_path: Path) -> None:
+    events = explained(tmp_path, FOLD.format(decorator=""), "a leaf Variable", "GL102")
+    assert "@torch.no_grad()" in events[4]
+
+
+def test_the_helper_under_no_grad_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, FOLD.format(decorator="@torch.no_grad()"))
+
+
+def test_a_training_function_that_updates_in_place_is_not_named_at_its_def(
+    tmp_path: Path,
+) -> None:
+    # It runs a backward: `@torch.no_grad()` over it would stop training; the update is
+    # the place (`with torch.no_grad():` around it).
+    source = """
+    import torch
+    def train_step(w, x):
+        loss = (w * x).sum()
+        loss.backward()
+        w -= 0.1 * w.grad
+    train_step(torch.randn(3, requires_grad=True), torch.randn(3))
+    """
+    events = explained(tmp_path, source, "a leaf Variable", "GL102")
+    assert 2 not in events and 5 in events
+
+
 # --- GL105: what let an integer tensor reach requires_grad ---------------------------------
 
 STAGE_OUTPUTS = """
@@ -131,6 +171,66 @@ def test_a_setting_that_matches_nothing_is_named_at_its_default(tmp_path: Path) 
 
 def test_a_setting_that_matches_a_layer_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, ADAPTED.format(adapt='("proj",)', train=BACKWARD))
+
+
+# --- GL107: what carries a freed graph down to the backward ---------------------------------
+
+RECEIVED = """
+import torch
+net = torch.nn.Linear(3, 2)
+before = [p.detach().clone() for p in net.parameters()]
+(net(torch.randn(4, 3)).sum() * 0.5).backward()
+store = {{"client": [torch.tanh(b - p) for p, b in zip(net.parameters(), before)]}}
+def distance(fake, real):
+    return sum(((f - r) ** 2).sum() for f, r in zip(fake, real))
+def attack(real):
+    guess = torch.randn(2, 3, requires_grad=True)
+    for step in range(2):
+        distance([guess, guess[:, 0]], real).backward()
+received = store["client"]{fix}
+attack(received)
+"""
+
+
+def test_a_list_that_carries_a_freed_graph_is_named_where_it_is_taken(tmp_path: Path) -> None:
+    events = explained(tmp_path, RECEIVED.format(fix=""), FREED, "GL107")
+    assert "`received`" in events[12]
+
+
+def test_the_list_taken_detached_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, RECEIVED.format(fix="\nreceived = [g.detach() for g in received]"))
+
+
+TUNED = """
+import torch
+def tune(model):
+    x = torch.rand(1, 2, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=0.1)
+    for step in range(3):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    return x
+model = torch.nn.Linear(2, 1)
+data = torch.rand(3, 2)
+for round in range(3):
+    fit = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        fit.zero_grad()
+        model(data).pow(2).mean().backward()
+        fit.step()
+    best = tune(model){fix}
+    data = torch.cat([data, best * 2])
+"""
+
+
+def test_a_tuned_input_taken_with_its_graph_is_named_where_it_is_taken(tmp_path: Path) -> None:
+    events = explained(tmp_path, TUNED.format(fix=""), FREED, "GL107")
+    assert "`best`" in events[18]
+
+
+def test_a_tuned_input_taken_detached_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, TUNED.format(fix=".detach()"))
 
 
 # --- GL103: `use_reentrant` given in a dict of settings ------------------------------------
