@@ -183,6 +183,10 @@ class StepWatch:
         # Backwards that measured something (see `_Reached.measured`), and the user's reads
         # of gradients since the first
         self.measured = 0
+        self._backward_calls = 0
+        # A leaf that requires grad was changed in place with autograd off, after a
+        # backward and outside any optimizer's step: parameters updated by hand
+        self._by_hand = False
         self._reads: dict[tuple[int, tuple[str, int]], _Read] = {}
         self._held: set[int] = set()  # ids of the parameters of optimizers that stepped
         self.grads_set: dict[int, int] = {}  # id(param) -> its `.grad` set or cleared, times
@@ -296,6 +300,15 @@ class StepWatch:
         clip of gradients, noted in case a backward adds to them before the step."""
         many = isinstance(tensors, (list, tuple))
         first = (tensors[0] if tensors else None) if many else tensors
+        if (
+            not self._by_hand
+            and self._backward_calls
+            and isinstance(first, torch.Tensor)
+            and first.requires_grad
+            and first.is_leaf
+            and not torch.is_grad_enabled()
+        ):
+            self._by_hand = True
         if id(first) in self._grads and _clipping():
             where = user_frame()
             if where is not None:
@@ -338,9 +351,17 @@ class StepWatch:
         ids = self._backwards.setdefault(where, set())
         dropped: tuple[str, int] | None = None
         clipped: tuple[str, int] | None = None
-        measured = retained or any(
-            not isinstance(leaf, torch.nn.Parameter) and id(leaf) not in self._held
-            for leaf in leaves
+        # (With no optimizer stepped after a first backward, parameters are updated by
+        # hand, from the gradients the user's code reads: each backward measures them.)
+        by_hand = self._by_hand and not self._optimizers
+        self._backward_calls += 1
+        measured = (
+            retained
+            or by_hand
+            or any(
+                not isinstance(leaf, torch.nn.Parameter) and id(leaf) not in self._held
+                for leaf in leaves
+            )
         )
         self.measured += measured
         for leaf in leaves:

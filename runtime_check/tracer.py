@@ -967,6 +967,7 @@ class Tracer:
             if isinstance(old, torch.nn.Module) and old is not module:
                 with _unwatched():
                     self.steps.swapped_out(parent, name, old)
+                    self.replaced.swapped(parent, name, old, module)
             self._built.add(parent)
             if isinstance(module, torch.nn.Module):
                 self._built.add(module)

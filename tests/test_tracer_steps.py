@@ -2010,6 +2010,71 @@ def test_what_a_cast_buffer_does_to_its_parameter() -> None:
     assert length.grad is not None  # it gets gradients all the same
 
 
+# --- GL216: a frozen layer re-made as a trainable copy of itself ---------------------------
+
+RESIZED = """
+import torch
+class LM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = torch.nn.Embedding(6, 4), torch.nn.Linear(4, 6, bias=False)
+    def resize(self, n):
+        embed, head = torch.nn.Embedding(n, 4), torch.nn.Linear(4, n, bias=False)
+        with torch.no_grad():
+            embed.weight[:6], head.weight[:6] = self.embed.weight, self.head.weight
+        self.embed, self.head = embed, head
+    def forward(self, ids):
+        return self.head(self.embed(ids))
+torch.manual_seed(0)
+lm = LM()
+lm.requires_grad_(False)
+lm.resize(7){refreeze}
+adapter = torch.nn.Linear(4, 4)
+opt = torch.optim.SGD([*adapter.parameters(), *(p for p in lm.parameters() if p.requires_grad)], lr=0.1)
+before = lm.head.weight.detach().clone()
+for step in range(2):
+    opt.zero_grad()
+    lm.head(adapter(lm.embed(torch.tensor([1, 6])))).sum().backward()
+    opt.step()
+# PyTorch's truth: did the head, frozen before the resize, change?
+print(not torch.equal(before, lm.head.weight))
+"""
+
+
+@pytest.mark.parametrize(
+    "refreeze, expected, printed",
+    [
+        ("", [("GL216", 10), ("GL216", 16)], "True"),
+        ("\nlm.head.requires_grad_(False)\nlm.embed.requires_grad_(False)", [], "False"),
+    ],
+)
+def test_a_frozen_layer_re_made_as_a_trainable_copy(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    refreeze: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    assert events_of(tmp_path, RESIZED.format(refreeze=refreeze)) == expected
+    assert capsys.readouterr().out.strip() == printed
+
+
+def test_a_fresh_head_in_place_of_a_frozen_one_is_silent(tmp_path: Path) -> None:
+    # Transfer learning: the backbone and its old head frozen, a new head trained.
+    source = """
+    import torch
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    model.requires_grad_(False)
+    model[2] = torch.nn.Linear(4, 5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for step in range(2):
+        opt.zero_grad()
+        model(torch.randn(8, 3)).pow(2).mean().backward()
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 # --- GL216: a freeze undone before any step ------------------------------------------------
 
 UNFREEZE = """
@@ -2095,6 +2160,47 @@ def test_what_a_target_network_not_detached_gets() -> None:
         td = online(torch.randn(8, 4)).max(1)[0] - target(torch.randn(8, 4)).max(1)[0]
         td.pow(2).mean().backward()
     assert target.weight.grad is not None and target.weight.grad.abs().sum() > 0  # piled up
+
+
+# --- GL201: parameters updated by hand from gradients never cleared -----------------------
+
+BY_HAND = """
+import torch
+torch.manual_seed(0)
+w = torch.zeros(3, requires_grad=True)
+x, y = torch.randn(16, 3), torch.randn(16)
+for step in range(4):
+    loss = (x @ w - y).pow(2).mean()
+    loss.backward()
+    with torch.no_grad():
+        w -= 0.1 * w.grad
+    {clear}
+# PyTorch's truth: is the last gradient this step's alone?
+fresh, = torch.autograd.grad((x @ w - y).pow(2).mean(), w)
+(x @ w - y).pow(2).mean().backward()
+print(torch.allclose(w.grad, fresh))
+"""
+
+
+@pytest.mark.parametrize(
+    "clear, expected, printed",
+    [
+        ("pass", [("GL201", 7), ("GL201", 9)], "False"),
+        ("w.grad.zero_()", [], "True"),
+        ("w.grad = None", [], "True"),
+    ],
+)
+def test_an_update_by_hand_from_gradients_never_cleared(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    clear: str,
+    expected: list[tuple[str, int]],
+    printed: str,
+) -> None:
+    # No optimizer: the update reads `.grad` at one line each step, and each backward adds
+    # to what the last one left unless the loop clears it.
+    assert events_of(tmp_path, BY_HAND.format(clear=clear)) == expected
+    assert capsys.readouterr().out.strip() == printed
 
 
 # --- GL201: one loss's gradient read after another's was added to it ----------------------
