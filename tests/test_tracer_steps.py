@@ -2030,7 +2030,8 @@ lm = LM()
 lm.requires_grad_(False)
 lm.resize(7){refreeze}
 adapter = torch.nn.Linear(4, 4)
-opt = torch.optim.SGD([*adapter.parameters(), *(p for p in lm.parameters() if p.requires_grad)], lr=0.1)
+trainable = [p for p in lm.parameters() if p.requires_grad]
+opt = torch.optim.SGD([*adapter.parameters(), *trainable], lr=0.1)
 before = lm.head.weight.detach().clone()
 for step in range(2):
     opt.zero_grad()
