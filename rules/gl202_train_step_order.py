@@ -159,6 +159,45 @@ assert seen[1] < 0.6 * seen[0]  # the step across the epochs lost a micro-batch
 import torch
 from torch import nn
 
+class Balanced(torch.optim.Optimizer):
+    # A step that runs a backward of its own for each loss it is given.
+    def __init__(self, params):
+        super().__init__(params, {})
+
+    @torch.no_grad()
+    def step(self, losses):
+        total = [torch.zeros_like(p) for g in self.param_groups for p in g["params"]]
+        for loss in losses:
+            with torch.enable_grad():
+                loss.backward(retain_graph=True)
+            params = [p for g in self.param_groups for p in g["params"]]
+            for acc, p in zip(total, params):
+                acc += p.grad / (p.grad.norm() + 1e-12)
+                p.grad = None
+        for acc, p in zip(total, params):
+            p.grad = acc
+
+model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+balance = Balanced(model[0].parameters())
+opt_shared = torch.optim.SGD(model[0].parameters(), lr=0.1)
+opt_head = torch.optim.SGD(model[1].parameters(), lr=0.1)
+for step in range(3):
+    model.zero_grad()
+    out = model(torch.randn(8, 4))
+    losses = [out[:, 0].pow(2).mean(), out[:, 1].abs().mean()]
+    sum(losses).backward(retain_graph=True)
+    head_grads = [p.grad.clone() for p in model[1].parameters()]
+    model.zero_grad()
+    balance.step(losses)
+    for p, g in zip(model[1].parameters(), head_grads):
+        p.grad = g
+    opt_head.step()
+    opt_shared.step()
+""",
+        """\
+import torch
+from torch import nn
+
 model = nn.Linear(4, 1)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 for step in range(3):

@@ -283,21 +283,23 @@ def mark_propagated(
             for below in metadata.get(LEAVES, ()):
                 leaves.setdefault(id(below), below)
             _reuse(metadata, kept)
-            if kept is not None and FREED not in metadata:
-                # (Kept again, for this backward's own later use: one that goes through it
-                # settles this one too.)
-                metadata[RETAINED] = kept
-            continue
-        if RETAINED in metadata:
-            _reuse(metadata, kept)
-        # A freed node keeps the user's stack at the backward; a retained one, what waits
-        # for a later backward to use the graph kept for it.
-        metadata[mark] = value
-        if above is not None:
-            metadata[ENTERED] = above
-        if PENDING in metadata:
-            for pending in metadata[PENDING]:
-                pending.propagated = True
+            if kept is None or FREED in metadata or metadata.get(RETAINED) is kept:
+                continue
+            # (Kept again, for this backward's own later use: one that goes through any
+            # part of it, a trunk shared with the next loss, settles this one too. The
+            # walk goes on below, marking that part kept for this backward as well.)
+            metadata[RETAINED] = kept
+        else:
+            if RETAINED in metadata:
+                _reuse(metadata, kept)
+            # A freed node keeps the user's stack at the backward; a retained one, what
+            # waits for a later backward to use the graph kept for it.
+            metadata[mark] = value
+            if above is not None:
+                metadata[ENTERED] = above
+            if PENDING in metadata:
+                for pending in metadata[PENDING]:
+                    pending.propagated = True
         count += 1
         below = metadata.get(SITE) or above
         inner = metadata.get(INNER) if gradients else None

@@ -184,6 +184,9 @@ class StepWatch:
         # of gradients since the first
         self.measured = 0
         self._backward_calls = 0
+        # id(optimizer) -> the clear, and the detail, of a step that began with none of the
+        # gradients a backward gave its parameters
+        self._found_none: dict[int, tuple[tuple[str, int], str, tuple[Any, ...]]] = {}
         # A leaf that requires grad was changed in place with autograd off, after a
         # backward and outside any optimizer's step: parameters updated by hand
         self._by_hand = False
@@ -456,7 +459,10 @@ class StepWatch:
                 f"the backward at line {backward[1]} gave {count} parameters gradients; "
                 f"the step at line {where[1]} found none"
             )
-            self._events.add("GL202", at, CLEARED, detail=detail)
+            # (Judged when the step ends: a step that runs backwards of its own, on the
+            # losses it is given, makes the gradients it applies.)
+            grads = tuple((g, g._version if g is not None else 0) for g in (p.grad for p in params))
+            self._found_none[id(optimizer)] = (at, detail, grads)
         if state.steps == 1:
             state.held = self._frozen_at_first_step(optimizer, params, where)
         elif state.held is not None:
@@ -521,6 +527,12 @@ class StepWatch:
             state.trained = _samples(params, frozen=False)
         self.inside = False
         self._steps_taken += 1
+        none = self._found_none.pop(id(optimizer), None)
+        if none is not None and all(
+            param.grad is grad and (grad is None or grad._version == version)
+            for param, (grad, version) in zip(params, none[2], strict=False)
+        ):
+            self._events.add("GL202", none[0], CLEARED, detail=none[1])
         stepped = []
         where = user_frame()
         self._applied.clear()

@@ -1494,7 +1494,11 @@ class _Watch(TorchFunctionMode):
             self._failed(error, args)
             raise
         if self._steps.inside:
-            return result  # an optimizer's own update op: its step hooks sum it up
+            if _KINDS.get(func) != _BACKWARD:
+                return result  # an optimizer's own update op: its step hooks sum it up
+            # (A step that runs backwards of its own, on the losses it is given: the user's
+            # code, watched as such from here.)
+            self._steps.inside = False
         kind = _KINDS.get(func)
         if kind is None:  # (the first call of each function: the checks below need its kind)
             kind = _KINDS[func] = _kind_of(func)

@@ -57,6 +57,40 @@ def test_gradients_cleared_between_backward_and_step(
     assert events_of(tmp_path, STEP_ORDER.format(first=first, between=between)) == expected
 
 
+def test_a_step_that_makes_its_own_gradients_after_a_clear_is_silent(tmp_path: Path) -> None:
+    # MetaBalance-style: the step runs a backward of its own for each loss it is given, so
+    # the clear before it throws nothing away.
+    source = """
+    import torch
+    class Balanced(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {})
+        @torch.no_grad()
+        def step(self, losses):
+            params = [p for g in self.param_groups for p in g["params"]]
+            total = [torch.zeros_like(p) for p in params]
+            for i, loss in enumerate(losses):
+                with torch.enable_grad():
+                    loss.backward(retain_graph=i < len(losses) - 1)
+                for acc, p in zip(total, params):
+                    acc += p.grad / (p.grad.norm() + 1e-12)
+                    p.grad = None
+            for acc, p in zip(total, params):
+                p.grad = acc
+    shared = torch.nn.Linear(4, 4)
+    balance = Balanced(shared.parameters())
+    opt = torch.optim.SGD(shared.parameters(), lr=0.1)
+    for step in range(3):
+        out = shared(torch.randn(8, 4))
+        losses = [out[:, 0].pow(2).mean(), out[:, 1].abs().mean()]
+        sum(losses).backward(retain_graph=True)
+        shared.zero_grad()
+        balance.step(losses)
+        opt.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_the_first_clear_of_a_fresh_process_is_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

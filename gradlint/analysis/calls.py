@@ -708,8 +708,10 @@ class FunctionCalls(TorchCalls):
             if method is not None:
                 positional, keywords = _split_args(node, args)
                 stepping = receiver.kind is Kind.OPTIMIZER and "step" in call.method
-                if stepping:  # the step reads `.grad` before its body may clear it
-                    self.step_grads(receiver, node, state)
+                # (A step that runs backwards of its own, on the losses it is given, makes
+                # the gradients it applies: what `.grad` held before it does not count.)
+                if stepping and not method.calls_backward:
+                    self.step_grads(receiver, node, state)  # (read before its body may clear)
                 result = self.run_function(method, positional, keywords, state, receiver, node)
                 if stepping:
                     self.step(receiver, node, state, grads=False)  # SAM's first_step
