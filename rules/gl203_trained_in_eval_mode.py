@@ -216,6 +216,41 @@ assert model[1].num_batches_tracked.item() == len(batches)
 import torch
 from torch import nn
 
+class Trainer:
+    # One model evaluated, then trained beside another it never set: the other's mode
+    # is its own, not the evaluated one's.
+    def __init__(self):
+        self.g = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.1))
+        self.d = nn.Sequential(nn.Linear(3, 1), nn.Dropout(0.1))
+        self.opt_g = torch.optim.Adam(self.g.parameters())
+        self.opt_d = torch.optim.Adam(self.d.parameters())
+
+    def train_gan(self):
+        self.g.train()
+        for _ in range(2):
+            fake = self.g(torch.randn(2, 3))
+            self.opt_d.zero_grad()
+            self.d(fake.detach()).mean().backward()
+            self.opt_d.step()
+            self.opt_g.zero_grad()
+            (-self.d(fake)).mean().backward()
+            self.opt_g.step()
+
+    @torch.no_grad()
+    def validate(self):
+        self.g.eval()
+        return self.g(torch.randn(2, 3)).mean()
+
+trainer = Trainer()
+for epoch in range(2):
+    print(trainer.validate().item())
+for epoch in range(2):
+    trainer.train_gan()
+""",
+        """\
+import torch
+from torch import nn
+
 
 def evaluate(model, x):
     was_training = model.training

@@ -19,6 +19,7 @@ import torch
 from gradlint.runtime_check.events import EventLog
 from gradlint.runtime_check.frames import real_path
 from gradlint.runtime_check.graphs import children, site_of
+from gradlint.runtime_check.modules import parameters_of
 
 LEAKED_TERM = (
     "this loss term takes in another network's output with its graph, and the backward of "
@@ -44,6 +45,7 @@ class CombinedWatch:
     def __init__(self, events: EventLog) -> None:
         self._events = events
         self._kept: list[_Combined] = []
+        self._loss_params: set[int] = set()  # ids of the weights of modules that make a loss
 
     def backward(self, loss: Any, where: tuple[str, int] | None, retained: bool) -> None:
         """After a backward of `loss` that freed its graph: keep the graph's nodes (not its
@@ -56,6 +58,21 @@ class CombinedWatch:
         if sum(1 for kept in self._kept if kept.where == where) >= PER_LINE:
             return
         self._kept.append(_Combined(where, node))
+
+    def forward_ended(self, module: torch.nn.Module, output: Any) -> None:
+        """After an outermost forward: a module that returns a one-number tensor with a
+        graph computes a loss (a criterion with weights of its own: per-sample weights, a
+        learned weighting of tasks), which its weights are meant to train on as a whole."""
+        if (
+            isinstance(output, torch.Tensor)
+            and output.dim() == 0
+            and output.requires_grad
+            and len(self._loss_params) < MAX_NODES
+        ):
+            self._loss_params.update(id(p) for p in parameters_of(module))
+
+    def _of_a_loss(self, bits: int, graph: _Graph) -> bool:
+        return all(id(graph.leaves[bit]) in self._loss_params for bit in _bits(bits))
 
     def settle(
         self,
@@ -102,6 +119,9 @@ class CombinedWatch:
         for term, bits in zip(terms, reach, strict=True):
             held = reached(bits)
             for network in sorted(own & held):
+                # (A loss's own weights, on either side, are meant to train on all of it.)
+                if any(self._of_a_loss(networks[n], graph) for n in held):
+                    continue
                 others = [networks[other] for other in held if other != network]
                 # (A term that reaches the other networks only through this one is this
                 # one's: a critic's penalty on the actor's actions.)

@@ -45,6 +45,7 @@ class FreezeLog:
         # and how many trainable ones it set trainable again
         self._undone: dict[tuple[str, int], list[tuple[weakref.ref[Any], tuple[str, int]]]] = {}
         self._already: dict[tuple[str, int], int] = {}
+        self._undone_ids: dict[tuple[str, int], set[int]] = {}  # (ids of `_undone`'s)
         self._unjudged: set[tuple[str, int]] = set()  # unfreezing lines since the last step
         # unfreezing line -> (id, freeze line) of those still trainable at the next step
         self._at_first_step: dict[tuple[str, int], list[tuple[int, tuple[str, int]]]] = {}
@@ -61,10 +62,14 @@ class FreezeLog:
         if not isinstance(tensor, torch.nn.Parameter):
             return
         if frozen is None:
-            self._already[where] = self._already.get(where, 0) + 1
+            # (Not one this line unfroze itself a moment ago: modules matched by name and
+            # nested, `motion_modules` and `motion_modules.0`, set the same ones twice.)
+            if id(tensor) not in self._undone_ids.get(where, ()):
+                self._already[where] = self._already.get(where, 0) + 1
         elif frozen.steps == self._steps and len(self._undone) < MAX_WATCHED:
             # (A step between them is a schedule: a warm-up, not an undone freeze.)
             self._undone.setdefault(where, []).append((weakref.ref(tensor), frozen.where))
+            self._undone_ids.setdefault(where, set()).add(id(tensor))
             self._unjudged.add(where)
 
     def of(self, tensor: Any) -> Freeze | None:

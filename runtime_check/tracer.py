@@ -1093,6 +1093,7 @@ class Tracer:
             with _unwatched():
                 self.waste.forward_ends(module, args, output)
                 self.steps.model_ends(module, output)
+                self.combined.forward_ended(module, output)
         except Exception:
             self.fault("after a forward")
 

@@ -37,6 +37,8 @@ SETS = {
     "real_bugs_set19": (20, 0.20),
     "real_bugs_set20": (20, 0.20),
     "real_bugs_set21": (21, 0.14),
+    "real_bugs_set22": (25, 0.27),
+    "real_bugs_set23": (22, 0.36),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),

@@ -668,6 +668,41 @@ def test_a_program_stopped_before_the_step_meant_for_them_is_not_judged(
 
 # --- GL204: a sum of losses, one of which leaks into another network ------------------------
 
+
+def test_a_loss_module_with_weights_of_its_own_is_no_leak(tmp_path: Path) -> None:
+    # Learned per-sample weights inside the criterion (noisy-label training): the module
+    # returns the loss, and its weights and the model's are both meant to train on it.
+    source = """
+    import torch
+    class Weighted(torch.nn.Module):
+        def __init__(self, n, k):
+            super().__init__()
+            self.u = torch.nn.Parameter(torch.full((n, 1), 0.1))
+            self.v = torch.nn.Parameter(torch.full((n, k), 0.1))
+        def forward(self, index, outputs, target):
+            u, v = self.u[index], self.v[index]
+            prediction = torch.softmax(outputs, 1) + u ** 2 * target - (v ** 2).detach()
+            fit = ((torch.nn.functional.one_hot(outputs.detach().argmax(1), 3) + u ** 2 * target
+                    - v ** 2 * (1 - target)) - target).pow(2).sum() / len(target)
+            loss = -(target * prediction.clamp(min=1e-4).log()).sum(1).mean() + fit
+            balance = prediction.mean(0).clamp(1e-4, 1.0)
+            return loss + 0.1 * (-balance.log() / 3).mean()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    criterion = Weighted(16, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt_loss = torch.optim.SGD(criterion.parameters(), lr=1.0)
+    for step in range(3):
+        index = torch.randperm(16)[:8]
+        target = torch.nn.functional.one_hot(torch.randint(0, 3, (8,)), 3).float()
+        loss = criterion(index, model(torch.randn(8, 4)), target)
+        opt.zero_grad()
+        opt_loss.zero_grad()
+        loss.backward()
+        opt.step()
+        opt_loss.step()
+    """
+    assert events_of(tmp_path, source) == []
+
 ACTOR_CRITIC = """
 import torch
 torch.manual_seed(0)
@@ -2140,6 +2175,16 @@ for step in range(3):
         ("model[2].requires_grad_(False)", 0, [("GL216", 4)]),  # the head's freeze undone
         ("model[2].requires_grad_(False)", 2, []),  # a warm-up: unfrozen after steps
         ("model.requires_grad_(False); model[2].requires_grad_(True)", -1, []),  # the head
+        # modules picked by name, nested (`head` and `head.0`): the head twice, no more
+        (
+            "model.requires_grad_(False)\n"
+            "for name, m in torch.nn.ModuleDict({'head': torch.nn.Sequential(model[2])}"
+            ").named_modules():\n"
+            "    if 'head' in name:\n"
+            "        [p.requires_grad_(True) for p in m.parameters()]",
+            -1,
+            [],
+        ),
     ],
 )
 def test_a_freeze_undone_by_a_pass_over_every_parameter(

@@ -31,7 +31,7 @@ from gradlint.analysis.syntax import (
     _self_name,
 )
 from gradlint.analysis.torch_calls import TorchCalls
-from gradlint.analysis.train_modes import Left, TrainMode, mode_of, set_mode
+from gradlint.analysis.train_modes import Left, TrainMode, mode_of, set_mode, set_on_or_above
 from gradlint.analysis.value_ops import (
     _BUILTINS,
     _REGISTERS,
@@ -392,7 +392,9 @@ class FunctionCalls(TorchCalls):
         }
         names = self.callee_names(info, call, self_value)
         for name, path in names.items():
-            mode = mode_of(path, caller.training)
+            # (Only a mode set on it or above: one made up from the modules under it would
+            # hand their eval modes to their siblings, which the callee looks up under it.)
+            mode = set_on_or_above(path, caller.training)
             if mode is not None:
                 found[name] = mode
             for key, mode in caller.training.items():

@@ -435,9 +435,7 @@ class Facts:
                     inner = above
                     continue
                 test, negated = above.test, False
-                while isinstance(test, cst.UnaryOperation) and isinstance(
-                    test.operator, cst.Not
-                ):
+                while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
                     test, negated = test.expression, not negated
                 if (
                     isinstance(test, cst.Attribute)

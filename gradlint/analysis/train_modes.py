@@ -93,6 +93,17 @@ def mode_of(path: str, modes: dict[str, TrainMode]) -> TrainMode | None:
     return found
 
 
+def set_on_or_above(path: str, modes: dict[str, TrainMode]) -> TrainMode | None:
+    """The mode set on the module at `path` or on the nearest module above it; None where
+    none was (not one made up from the modules under it, which are their own)."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        found = modes.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return None
+
+
 def note_evaluated(path: str, modes: dict[str, TrainMode]) -> None:
     """The module at `path` was run with autograd off in the eval mode it is in."""
     parts = path.split(".")
