@@ -191,9 +191,14 @@ class WasteWatch:
         """After the outermost module's forward (see `inner_forward_ended`)."""
         if self._depth or module.training or not torch.is_grad_enabled() or self._differentiated:
             return
-        node = _first_node(output)
-        if node is not None:
-            self._hold("GL301", node)
+        nodes = _output_nodes(output)
+        if nodes:
+            held = self._hold("GL301", nodes[0])
+            if held is not None:
+                # (A forward that returns several tensors, `probs, logits`: a backward
+                # through any of them uses the graph.)
+                for node in nodes[1:]:
+                    hold(node, held[0])
 
     def settle(self) -> None:
         if any(
@@ -295,15 +300,18 @@ def _kept_after_use(backwards: list[int], skip: set[int]) -> tuple[Rounds, Round
     return kept, spent
 
 
-def _first_node(output: Any) -> Any:
+def _output_nodes(output: Any, most: int = 8) -> list[Any]:
+    """The graph nodes of a forward's output tensors (the first few of a tuple or dict)."""
     if isinstance(output, torch.Tensor):
-        return output.grad_fn
+        return [output.grad_fn] if output.grad_fn is not None else []
     values = output.values() if isinstance(output, dict) else output
-    if isinstance(values, (list, tuple)) or isinstance(output, dict):
-        for value in values:
-            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
-                return value.grad_fn
-    return None
+    if not isinstance(values, (list, tuple)) and not isinstance(output, dict):
+        return []
+    return [
+        value.grad_fn
+        for value in list(values)[:most]
+        if isinstance(value, torch.Tensor) and value.grad_fn is not None
+    ]
 
 
 def _reaches(node: Any, earlier: list[Pending]) -> bool:

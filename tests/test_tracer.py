@@ -1286,6 +1286,34 @@ def test_an_eval_forward_that_differentiates_inside_needs_autograd(
     assert [(e.code, e.line) for e in report.events] == ([] if forces else [("GL301", 13)])
 
 
+@pytest.mark.parametrize("attacked", [True, False])
+def test_an_eval_forward_back_propagated_through_its_second_output_needs_autograd(
+    tmp_path: Path, attacked: bool
+) -> None:
+    # A model that returns `probs, logits`, run in eval mode for an adversarial example:
+    # the backward goes through the logits, not the first output.
+    source = f"""
+    import torch
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+        def forward(self, x):
+            logits = self.fc(x)
+            return logits.softmax(1), logits
+    net = Net().eval()
+    for _ in range(2):
+        x = torch.randn(8, 4, requires_grad=True)
+        probs, logits = net(x)
+        if {attacked}:
+            torch.nn.functional.cross_entropy(logits, probs.argmax(1)).backward()
+            print(x.grad.abs().sum().item() > 0)
+    """
+    report = run_program(str(write(tmp_path / "attack.py", source)), [])
+    assert report.exit_code == 0
+    assert [(e.code, e.line) for e in report.events] == ([] if attacked else [("GL301", 12)])
+
+
 def test_a_sum_made_once_from_one_steps_losses_is_no_total(tmp_path: Path) -> None:
     # An LBFGS-style closure returns `a + b` after their backward: a fresh sum each call,
     # not a total carried across iterations.
