@@ -736,26 +736,34 @@ def aliases(node: Any, frame: FrameType | None, made: set[tuple[str, int]]) -> l
     each with the line of that assignment: where it was handed on as it is, for the fix to
     `.detach()` it. (Not the lines in `made`, that computed it.)"""
     found: list[Named] = []
+    for at, path, name, bound in _users_locals(frame):
+        if _holds_node(bound, node):
+            code = at.f_code
+            line = _assigned_before(
+                path, code.co_firstlineno, code.co_name, name, at.f_lineno, alias=True
+            )
+            if line is not None and (path, line) not in made:
+                found.append(((path, line), name))
+            # Where a loop hands what it kept under this name on to the next round
+            # (`h = last_h` at an epoch's start, `last_h = h` at its end)
+            for line, other in _handed_on_as(path, code.co_firstlineno, code.co_name, name):
+                if (path, line) not in made:
+                    found.append(((path, line), other))
+    return found
+
+
+def _users_locals(frame: FrameType | None) -> Iterator[tuple[FrameType, str, str, Any]]:
+    """The names bound in the user's frames on the stack, from `frame` outwards: each
+    frame, its file, a name and its value."""
     for _ in range(MAX_OUT):
         if frame is None:
-            break
+            return
         code = frame.f_code
         if is_users(code.co_filename):
             path = real_path(code.co_filename)
             for name, bound in list(frame.f_locals.items())[:MAX_LOCALS]:
-                if _holds_node(bound, node):
-                    line = _assigned_before(
-                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno, alias=True
-                    )
-                    if line is not None and (path, line) not in made:
-                        found.append(((path, line), name))
-                    # Where a loop hands what it kept under this name on to the next
-                    # round (`h = last_h` at an epoch's start, `last_h = h` at its end)
-                    for line, other in _handed_on_as(path, code.co_firstlineno, code.co_name, name):
-                        if (path, line) not in made:
-                            found.append(((path, line), other))
+                yield frame, path, name, bound
         frame = frame.f_back
-    return found
 
 
 def leaves_taken(node: Any, frame: FrameType | None, most: int = 256) -> list[Named]:
@@ -778,21 +786,15 @@ def leaves_taken(node: Any, frame: FrameType | None, most: int = 256) -> list[Na
             continue
         queue.extend(child for child, _ in current.next_functions if child is not None)
     found: list[Named] = []
-    for _ in range(MAX_OUT if leaves else 0):
-        if frame is None:
-            break
-        code = frame.f_code
-        if is_users(code.co_filename):
-            path = real_path(code.co_filename)
-            for name, bound in list(frame.f_locals.items())[:MAX_LOCALS]:
-                if isinstance(bound, torch.Tensor) and any(bound is leaf for leaf in leaves):
-                    # (In a loop, the last round's assignment may come after the line.)
-                    line = _assigned_before(
-                        path, code.co_firstlineno, code.co_name, name, frame.f_lineno
-                    ) or _assigned_before(path, code.co_firstlineno, code.co_name, name, 10**9)
-                    if line is not None and _calls_own_function(path, line):
-                        found.append(((path, line), name))
-        frame = frame.f_back
+    for at, path, name, bound in _users_locals(frame if leaves else None):
+        if isinstance(bound, torch.Tensor) and any(bound is leaf for leaf in leaves):
+            code = at.f_code
+            # (In a loop, the last round's assignment may come after the line.)
+            line = _assigned_before(
+                path, code.co_firstlineno, code.co_name, name, at.f_lineno
+            ) or _assigned_before(path, code.co_firstlineno, code.co_name, name, 10**9)
+            if line is not None and _calls_own_function(path, line):
+                found.append(((path, line), name))
     return found
 
 
