@@ -36,6 +36,7 @@ class ReplacedFrozen:
         # The lines that put a re-made module in place of a frozen one, each with the
         # user's call that led there from another function, if one did
         self._swaps: dict[tuple[str, int], tuple[str, int] | None] = {}
+        self._refrozen: set[tuple[str, int]] = set()  # swaps some of whose copies were frozen
 
     def registered(self, module: torch.nn.Module, name: str, param: Any) -> None:
         """Before `module` registers `param` as `name` (the old one still in place)."""
@@ -85,6 +86,12 @@ class ReplacedFrozen:
         """After an optimizer step: the copies it held and gave gradients."""
         if len(self._trained) == len(self._copies):
             return  # (none, in most programs)
+        if self._swaps and not self._refrozen:
+            self._refrozen = {
+                where
+                for ref, where, _ in self._copies.values()
+                if where in self._swaps and (param := ref()) is not None and not param.requires_grad
+            }
         for group in optimizer.param_groups:
             for param in group["params"]:
                 if (
@@ -98,9 +105,13 @@ class ReplacedFrozen:
     def settle(self) -> None:
         """At the end: the copies an optimizer trained, by the line that made them."""
         trained: dict[tuple[str, int], list[str]] = {}
+        # (A swap after which the program froze some of what it made again, the output
+        # head of a resized vocabulary, was seen to: what it left trainable is meant to be.)
+        refrozen = self._refrozen
         for key in self._trained:
             _, where, name = self._copies[key]
-            trained.setdefault(where, []).append(name)
+            if where not in refrozen:
+                trained.setdefault(where, []).append(name)
         for where, names in trained.items():
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             if where not in self._swaps:

@@ -2116,6 +2116,8 @@ print(not torch.equal(before, lm.head.weight))
     [
         ("", [("GL216", 10), ("GL216", 16)], "True"),
         ("\nlm.head.requires_grad_(False)\nlm.embed.requires_grad_(False)", [], "False"),
+        # the head frozen again, the new embedding left to train on purpose (a new token)
+        ("\nlm.head.requires_grad_(False)", [], "False"),
     ],
 )
 def test_a_frozen_layer_re_made_as_a_trainable_copy(
