@@ -72,9 +72,7 @@ assert probs.requires_grad  # autograd still records
     FIXED = {
         2: [
             (
-                "    torch.no_grad()  # error\n"
-                "    out = model(x)\n"
-                "    return out.softmax(dim=1)\n",
+                "    torch.no_grad()  # error\n    out = model(x)\n    return out.softmax(dim=1)\n",
                 "    with torch.no_grad():  # error\n"
                 "        out = model(x)\n"
                 "        return out.softmax(dim=1)\n",

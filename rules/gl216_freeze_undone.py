@@ -109,8 +109,55 @@ for name, p in model.named_parameters():
     (no_decay if name.endswith("bias") else decay).append(p)
 assert model[0].weight.requires_grad  # the layer meant to stay fixed trains
 """,
+        """\
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 3)
+
+    def grow_labels(self, n):
+        old = self.head
+        self.head = nn.Linear(8, n)
+        with torch.no_grad():
+            self.head.weight[: old.out_features] = old.weight
+
+
+tagger = Tagger()
+tagger.requires_grad_(False)
+tagger.grow_labels(5)  # error
+assert tagger.head.weight.requires_grad  # the frozen tagger's head trains again
+""",
     ]
     VALID = [
+        """\
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 3)
+
+    def grow_labels(self, n):
+        old = self.head
+        self.head = nn.Linear(8, n)
+        with torch.no_grad():
+            self.head.weight[: old.out_features] = old.weight
+
+
+tagger = Tagger()
+tagger.requires_grad_(False)
+tagger.grow_labels(5)
+tagger.head.requires_grad_(False)  # the program freezes what it re-made
+assert not tagger.head.weight.requires_grad
+""",
         """\
 import torch
 from torch import nn
@@ -217,6 +264,15 @@ assert not model[0].weight.requires_grad
                 continue
             seen.add(at)
             line = facts.position(undone.freeze)[0]
+            if undone.remade:
+                parts = ", ".join(f"`{part}`" for part in undone.remade)
+                yield Report(
+                    at,
+                    f"makes {parts} anew as trainable layers of `{undone.path}`, frozen at "
+                    f"line {line}, and nothing freezes them again: they train; freeze the "
+                    "new layers that are not meant to train",
+                )
+                continue
             yield Report(
                 at,
                 f"makes `{undone.path}` trainable again, frozen at line {line} with nothing "

@@ -158,6 +158,7 @@ class FunctionCalls(TorchCalls):
             sources = self._memo_sources.get(key)
             if owner is not None and caller is not None:
                 for name, value in remembered.items():
+                    value = _renamed(value, _self_name(info), self_value)
                     caller.env[f"{owner}.{name}"] = self.renewed(value, info, parts, sources)
             if caller is not None and call is not None:
                 self.apply_effects(effects, info, call, self_value, caller)
@@ -242,7 +243,7 @@ class FunctionCalls(TorchCalls):
                     writes[attr] = value
         if owner is not None and caller is not None:
             for attr, value in writes.items():
-                caller.env[f"{owner}.{attr}"] = value
+                caller.env[f"{owner}.{attr}"] = _renamed(value, me, self_value)
         effects = self.effects_of(self._frames.pop(), final, modes_in, frozen_in)
         if caller is not None and call is not None:
             self.apply_effects(effects, info, call, self_value, caller)
@@ -424,6 +425,17 @@ class FunctionCalls(TorchCalls):
             for key, value in final.frozen.items()
             if frozen_in.get(key) is not value
         )
+        # New layers set under a module it unfroze that way (the trainable ones are named
+        # no more once set, but they are what made it trainable).
+        frozen += tuple(
+            (child, NO, None)
+            for child in sorted(frame.remade)
+            if child not in final.frozen
+            and any(
+                child.startswith(key + ".") and value is NO and frozen_in.get(key) is YES
+                for key, value, _ in frozen
+            )
+        )
         frozen = tuple(
             (key, value, at)
             for key, value, at in frozen
@@ -471,6 +483,7 @@ class FunctionCalls(TorchCalls):
                     self._frames[-1].flags[key] = wanted  # passed on to our own caller
         me = _self_name(info)
         params = set(_param_names(info))
+        resolved: list[tuple[str, Tri, cst.CSTNode | None]] = []
         for key, is_frozen, at in frozen:
             head, _, rest = key.partition(".")
             if head == me and self_value is not None:
@@ -480,11 +493,19 @@ class FunctionCalls(TorchCalls):
             else:
                 expr = passed.get(head)
                 base = self.facts.value(expr).path if expr is not None else None
-            if base is None:
-                continue
-            path = f"{base}.{rest}" if rest else base
+            if base is not None:
+                resolved.append((f"{base}.{rest}" if rest else base, is_frozen, at))
+        for path, is_frozen, at in resolved:
             if self.frozen_of(path, caller) is not is_frozen:
-                self.note_freeze(path, is_frozen.negate(), call, caller, by_callee=True)
+                # Trainable only as far as parts of it set anew are (`self.head = Linear(...)`).
+                remade = tuple(
+                    part
+                    for part, part_frozen, _ in resolved
+                    if part.startswith(path + ".") and part_frozen is NO and is_frozen is NO
+                )
+                self.note_freeze(
+                    path, is_frozen.negate(), call, caller, by_callee=True, remade=remade
+                )
             for child in [k for k in caller.frozen if k.startswith(path + ".")]:
                 del caller.frozen[child]
             caller.frozen[path] = is_frozen
@@ -1023,6 +1044,21 @@ class FunctionCalls(TorchCalls):
                 return self.with_frozen(param, state) if path else param
             return UNKNOWN_VALUE
         return UNKNOWN_VALUE
+
+
+def _renamed(value: Value, me: str | None, self_value: Value | None) -> Value:
+    """A layer or tensor a method set on `self`, named as the caller names the object
+    (`self.head` set by `tagger.grow_labels()` is `tagger.head`)."""
+    if (
+        me is None
+        or self_value is None
+        or self_value.path is None
+        or value.path is None
+        or value.kind not in (Kind.MODULE, Kind.TENSOR)
+        or not (value.path == me or value.path.startswith(me + "."))
+    ):
+        return value
+    return value.with_(path=self_value.path + value.path[len(me) :])
 
 
 def _params_handed(args: list[Value], kwargs: dict[str, Value]) -> frozenset[str]:

@@ -118,6 +118,9 @@ class FreezeUndone:
     node: cst.CSTNode  # the unfreeze
     freeze: cst.CSTNode  # the freeze it undoes
     path: str  # what was frozen
+    # The parts a call re-made as new trainable layers (a vocabulary resize), when it
+    # did not unfreeze the whole: a later freeze of one of them shows the program saw to it.
+    remade: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -612,11 +612,13 @@ class InterpreterBase:
         node: cst.CSTNode,
         state: State,
         by_callee: bool = False,
+        remade: tuple[str, ...] = (),
     ) -> None:
         """Parameters under `path` set to require grad as `wanted` says, at `node`, before
         `state` records it: a freeze to remember, or an unfreeze that may undo one or that
         optimizers built before it miss. `by_callee`: the callee that `node` calls did
-        it, and is still the innermost call running."""
+        it, and is still the innermost call running; `remade`: it did so only by making
+        these parts of `path` anew."""
         clock = self.tick_clock()
         self.facts.freeze_changes.append(FreezeChange(node, path, wanted.negate(), clock))
         calls = tuple(self._call_path[:-1] if by_callee else self._call_path)
@@ -624,14 +626,34 @@ class InterpreterBase:
             self._freeze_runs[id(node)] = FreezeRun(
                 clock, self.context(), calls, self.parameter_loops()
             )
+            if path is not None:
+                self.forget_remade(path)
             return
         if path is None or wanted is not YES:
             return
-        self.note_undone(path, node, state, calls)
+        self.note_undone(path, node, state, calls, remade)
         self.note_missed(path, node, state, replaced=False)
 
+    def forget_remade(self, path: str) -> None:
+        """`path` frozen: parts re-made as trainable at or under it, or above it, were seen
+        to by the program (it re-froze what it did not mean to train)."""
+
+        def touches(part: str) -> bool:
+            return part == path or part.startswith(path + ".") or path.startswith(part + ".")
+
+        self.facts.freezes_undone[:] = [
+            undone
+            for undone in self.facts.freezes_undone
+            if not any(touches(part) for part in undone.remade)
+        ]
+
     def note_undone(
-        self, path: str, node: cst.CSTNode, state: State, calls: tuple[object, ...]
+        self,
+        path: str,
+        node: cst.CSTNode,
+        state: State,
+        calls: tuple[object, ...],
+        remade: tuple[str, ...] = (),
     ) -> None:
         """`path` made trainable at `node`: each freeze of it, or of a part of it, that
         this undoes wholesale, with nothing trained since and on every path that froze."""
@@ -650,7 +672,7 @@ class InterpreterBase:
                 or run.parameter_loops & self.parameter_loops()
             ):
                 continue
-            self.facts.freezes_undone.append(FreezeUndone(node, at, key))
+            self.facts.freezes_undone.append(FreezeUndone(node, at, key, remade))
 
     def frozen_under(self, path: str, state: State) -> list[tuple[str, cst.CSTNode]]:
         """The modules at or under `path` frozen now, or on some paths (a freeze under an
@@ -780,6 +802,8 @@ class InterpreterBase:
         if value.path is None and value.has_params is YES:
             # A new layer: optimizers built before it do not have its parameters.
             self.note_missed(child, statement, state, replaced=True)
+            if self._frames:
+                self._frames[-1].remade.add(child)
         state.frozen[child] = NO
         self.unfreeze_parents(child, YES, state)
 

@@ -44,6 +44,8 @@ class Frame:
     # Modules whose parameters the caller handed it (`freeze(model.parameters())`), as the
     # caller names them: what it freezes of them, it freezes for the caller.
     handed: frozenset[str] = frozenset()
+    # Children it set to new layers with parameters (`self.head = nn.Linear(...)`).
+    remade: set[str] = field(default_factory=set)
 
 
 @dataclass
