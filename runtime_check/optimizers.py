@@ -6,6 +6,7 @@ traceback."""
 from __future__ import annotations
 
 import ast
+import linecache
 from collections.abc import Iterator
 from types import CodeType, FrameType
 from typing import Any
@@ -98,6 +99,26 @@ def bound_at(frames: list[tuple[FrameType, int]], given: Any) -> list[Line]:
         if assigned:
             found.append((real_path(code.co_filename), max(assigned)))
     return found
+
+
+def made_inline(frames: list[tuple[FrameType, int]], given: Any) -> Line | None:
+    """The call that made the one-pass iterator `given` right in its arguments
+    (`make_optimizer(model.parameters())`): the line of the frame just outside the
+    outermost one holding it, where `list(...)` belongs."""
+    holders = [i for i, (frame, _) in enumerate(frames) if _holds(frame, given)]
+    if not holders or max(holders) + 1 >= len(frames):
+        return None
+    frame, line = frames[max(holders) + 1]
+    path = real_path(frame.f_code.co_filename)
+    text = linecache.getline(frame.f_code.co_filename, line)
+    if not any(made in text for made in ("parameters(", "filter(", " for ")):
+        return None
+    return path, line
+
+
+def _holds(frame: FrameType, given: Any) -> bool:
+    values = list(frame.f_locals.values())[:MAX_VALUES]
+    return any(value is given for value in values)
 
 
 _CONSUMERS = frozenset({"list", "tuple", "set", "sorted", "any", "all", "sum", "next", "len"})

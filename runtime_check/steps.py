@@ -600,9 +600,12 @@ class StepWatch:
         names = param_names(models) if reported else {}
         for held in reported:
             count = len(held.params)
-            listed = sorted(names[i] for i in held.params if i in names)
-            shown = ", ".join(listed[:3]) + (f" and {count - 3} more" if count > 3 else "")
-            detail = f"{count} parameters, frozen at each of its {held.steps} steps: {shown}"
+            # (Parameters of no module the program ran are counted, not named.)
+            listed = sorted(names[i] for i in held.params if i in names)[:3]
+            rest = count - len(listed)
+            shown = ", ".join(listed) + (f" and {rest} more" if listed and rest else "")
+            detail = f"{count} parameters, frozen at each of its {held.steps} steps"
+            detail += f": {shown}" if shown else ""
             self._events.add("GL303", held.where, HELD_FROZEN, detail=detail)
 
     def _upstream(self, models: list[torch.nn.Module], owner: dict[int, int]) -> None:

@@ -73,6 +73,7 @@ from gradlint.runtime_check.optimizers import (
     bound_at,
     construction,
     empty_causes,
+    made_inline,
     trainable_at_hand,
     used_up,
     user_frames,
@@ -561,6 +562,15 @@ class Tracer:
                             line,
                             "goes through the one-pass iterator of parameters before handing "
                             "it on: the optimizer then finds it used up; make it a list first",
+                        )
+                    )
+                inline = made_inline(frames, given)
+                if inline is not None:
+                    causes.append(
+                        (
+                            inline,
+                            "makes the one-pass iterator of parameters that a helper goes "
+                            "through before the optimizer gets it: pass `list(...)` here",
                         )
                     )
                 for line in bound_at(frames, given):

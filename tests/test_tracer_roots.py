@@ -440,6 +440,32 @@ def test_a_name_that_keeps_a_list_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, ENGINE.format(keep="list(params)"))
 
 
+# --- GL109: a one-pass iterator made right in the call to a helper that goes through it ---
+
+BUILDER = """
+import torch
+def build(params, lr):
+    if not any(p.is_sparse for p in params):
+        print("dense parameters")
+    return torch.optim.Adam(params, lr=lr)
+model = torch.nn.Embedding(10, 4)
+optimizer = build({given}, lr=0.1)
+"""
+
+
+def test_an_iterator_made_in_the_call_to_a_helper_that_uses_it_up_is_named(
+    tmp_path: Path,
+) -> None:
+    events = explained(
+        tmp_path, BUILDER.format(given="model.parameters()"), "empty parameter list", "GL109"
+    )
+    assert "list(...)" in events[7]
+
+
+def test_a_list_made_in_the_call_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, BUILDER.format(given="list(model.parameters())"))
+
+
 # --- GL101: a method without the decorator its sibling has --------------------------------
 
 DETECTOR = """
