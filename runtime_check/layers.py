@@ -228,22 +228,28 @@ def buffer_registered(cls: type, name: str) -> Line | None:
     """The line of a class (or a base) of the user's that calls
     `self.register_buffer("<name>", ...)`, or a helper of its own that registers
     (`self.register_buffer_or_parameter("<name>", ...)`)."""
+    computed: list[Line] = []
     for klass in cls.__mro__:
         defined = _class_def(klass)
         if defined is None:
             continue
         path, node = defined
         for call in ast.walk(node):
-            if (
+            if not (
                 isinstance(call, ast.Call)
                 and isinstance(call.func, ast.Attribute)
                 and call.func.attr.startswith("register")
                 and call.args
-                and isinstance(call.args[0], ast.Constant)
-                and call.args[0].value == name
             ):
-                return path, call.lineno
-    return None
+                continue
+            if isinstance(call.args[0], ast.Constant):
+                if call.args[0].value == name:
+                    return path, call.lineno
+            elif "buffer" in call.func.attr:
+                computed.append((path, call.lineno))
+    # Registered under a name made at run time (`register_buffer(key.replace("/", "_"), t)`):
+    # the one call that can have done it.
+    return computed[0] if len(computed) == 1 else None
 
 
 def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool, bool]]:

@@ -19,7 +19,7 @@ from gradlint.runtime_check.layers import (
     holds_layers,
     module_internals,
 )
-from gradlint.runtime_check.modules import parameters_of
+from gradlint.runtime_check.modules import modules_of, parameters_of
 from gradlint.runtime_check.sources import function_tree
 
 Line = tuple[str, int]
@@ -207,14 +207,16 @@ def _buffers(module: torch.nn.Module) -> list[tuple[Line, str]]:
     """A module with no parameters: its floating-point buffers, which `parameters()` does not
     list (a weight to train registered as a buffer), at the lines that register them."""
     found = []
-    for name, value in module._buffers.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            line = buffer_registered(type(module), name)
-            if line is not None:
+    for owner in modules_of(module):  # (the converted weights may sit on a submodule)
+        for name, value in owner._buffers.items():
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                continue
+            line = buffer_registered(type(owner), name)
+            if line is not None and all(line != known for known, _ in found):
                 detail = (
-                    f"`{name}` is registered as a buffer, which `parameters()` does not list, "
-                    "and the module has no parameter: if the optimizer should train it, make "
-                    "it an `nn.Parameter`"
+                    f"`{name}` is registered as a buffer, which `parameters()` does not "
+                    "list, and the module has no parameter: if the optimizer should train "
+                    "it, make it an `nn.Parameter`"
                 )
                 found.append((line, detail))
     return found

@@ -466,6 +466,42 @@ def test_a_list_made_in_the_call_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, BUILDER.format(given="list(model.parameters())"))
 
 
+# --- GL109: weights registered as buffers under names made at run time, on a submodule -----
+
+CONVERTED = """
+import torch
+class Weights(torch.nn.Module):
+    def add(self, key, value):
+        self.{register}(key.replace("/", "_"), value)
+class Converted(torch.nn.Module):
+    def __init__(self, tensors):
+        super().__init__()
+        self.weights = Weights()
+        for key, value in tensors.items():
+            self.weights.add(key, value)
+    def forward(self, x):
+        return x @ self.weights.dense_kernel
+model = Converted({{"dense/kernel": torch.randn(3, 2)}})
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model(torch.randn(4, 3)).sum().backward()
+optimizer.step()
+"""
+
+
+def test_weights_registered_as_buffers_under_made_names_are_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, CONVERTED.format(register="register_buffer"), "empty parameter list", "GL109"
+    )
+    assert "nn.Parameter" in events[4]
+
+
+def test_weights_registered_as_parameters_are_clean(tmp_path: Path) -> None:
+    source = CONVERTED.format(register="register_parameter").replace(
+        "value)\n", "torch.nn.Parameter(value))\n", 1
+    )
+    clean(tmp_path, source)
+
+
 # --- GL101: a method without the decorator its sibling has --------------------------------
 
 DETECTOR = """
