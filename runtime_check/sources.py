@@ -415,9 +415,36 @@ def type_test_around(path: str, line: int) -> int | None:
         if not node.body[0].lineno <= line <= end or (best is not None and node.lineno < best):
             continue
         text = ast.unparse(node.test)
-        if ("isinstance" in text or "is_tensor" in text) and "float" not in text:
+        if "float" in text or "dtype" in text:
+            continue
+        if "isinstance" in text or "is_tensor" in text or _tests_loop_name(tree, node, line):
             best = node.lineno
     return best
+
+
+def _tests_loop_name(tree: ast.Module, test: ast.If, line: int) -> bool:
+    """Whether an `if` tests the name that a loop around it goes through and whose flag
+    `line` sets (`for t in conds: if t is not None: t.requires_grad_(True)`): the guard on
+    what the items of a mixed collection may be."""
+    tested = {n.id for n in ast.walk(test.test) if isinstance(n, ast.Name)}
+    receivers = {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("requires_grad", "requires_grad_")
+        and isinstance(node.value, ast.Name)
+        and node.lineno == line
+    }
+    names = tested & receivers
+    if not names:
+        return False
+    for loop in ast.walk(tree):
+        if isinstance(loop, ast.For) and loop.body and loop.lineno < test.lineno:
+            end = loop.body[-1].end_lineno or loop.body[-1].lineno
+            looped = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+            if test.lineno <= end and names & looped:
+                return True
+    return False
 
 
 def _value_assigned_before(tree: ast.Module, name: str, line: int) -> ast.expr | None:

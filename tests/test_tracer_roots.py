@@ -119,6 +119,25 @@ def test_a_type_test_that_checks_the_dtype_too_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, STAGE_OUTPUTS.format(test=" and value.is_floating_point()"))
 
 
+CONDITIONS = """
+import torch
+hidden = torch.randn(2, 3)
+mask = torch.ones(2, 3, dtype=torch.long)
+for cond in (hidden, None, mask):
+    if cond is not None{test}:
+        cond.requires_grad_(True)
+"""
+
+
+def test_a_guard_in_a_loop_over_mixed_items_is_named(tmp_path: Path) -> None:
+    events = explained(tmp_path, CONDITIONS.format(test=""), "floating point", "GL105")
+    assert "is_floating_point()" in events[5]
+
+
+def test_a_guard_that_checks_the_dtype_too_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, CONDITIONS.format(test=" and cond.dtype.is_floating_point"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
