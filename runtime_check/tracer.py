@@ -311,7 +311,9 @@ class Tracer:
         made, call = came_from(origin, user_stack(), where)
         at = f"line {where[1]}" if where is not None else "the failing line"
         computed = code == "GL105" and node is not None
-        made_text, call_text = _ORIGINS["GL105 computed" if computed else code]
+        written = computed and any(n in node.name() for n in ("CopySlices", "CopyBackwards"))
+        key = ("GL105 written" if written else "GL105 computed") if computed else code
+        made_text, call_text = _ORIGINS[key]
         kind = node.name().removesuffix("Backward0").removesuffix("Backward1") if computed else ""
         for line in made:
             self.events.add(code, line, why, detail=made_text.format(at=at, kind=kind))
@@ -690,6 +692,9 @@ class Tracer:
             self.waste.combined(args)
         elif kind != _ADDS:
             self.inplace.note(args)
+            changed = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if changed is not None and changed.grad_fn is not None:
+                note_made(changed.grad_fn)  # (a leaf written into this way is one no more)
             if kind == _ZEROES:
                 if args:
                     self.steps.zeroed(args[0])
@@ -1661,6 +1666,13 @@ _ORIGINS = {
         "set the flag on the tensor it is computed from, before this",
         "sets requires_grad (at {at}) of a tensor the call at line {made} computed, not a "
         "leaf: set it before that call, on the tensors it starts from",
+    ),
+    "GL105 written": (
+        "writes into the tensor here, in place, values computed with autograd on: it is a "
+        "leaf no more, so {at} cannot set its requires_grad; write under `torch.no_grad()` "
+        "or write `.detach()`ed values",
+        "writes (through the call at line {made}) values with a graph into the tensor whose "
+        "requires_grad {at} sets: make this call under `torch.no_grad()`",
     ),
     "GL105": (
         "makes here a tensor whose requires_grad {at} sets, of a dtype that cannot "

@@ -87,7 +87,7 @@ def test_add_noqa_appends_merges_and_skips_string_lines() -> None:
         source, {1: ["GL102"], 2: ["GL101"], 3: ["GL104", "GL101"], 4: ["GL1"], 6: ["GL2"]}
     )
     assert marked == (
-        'x = 1  # noqa: GL102\ny = 2  # keep  # noqa: GL101\nz = 3  # noqa: GL101, GL104\n'
+        "x = 1  # noqa: GL102\ny = 2  # keep  # noqa: GL101\nz = 3  # noqa: GL101, GL104\n"
         's = """a\nb"""\nw = 4  # noqa\n'
     )
     assert (changed, skipped) == (3, [4])

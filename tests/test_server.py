@@ -429,9 +429,7 @@ def test_notebook_cells_are_one_program(root: Path) -> None:
 
 def test_without_pygls_one_clear_line() -> None:
     code = (
-        "import sys; sys.modules['pygls'] = None\n"
-        "from gradlint.cli import main\n"
-        "main(['server'])\n"
+        "import sys; sys.modules['pygls'] = None\nfrom gradlint.cli import main\nmain(['server'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2

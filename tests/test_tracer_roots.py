@@ -138,6 +138,28 @@ def test_a_guard_that_checks_the_dtype_too_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, CONDITIONS.format(test=" and cond.dtype.is_floating_point"))
 
 
+COPIED_ROWS = """
+import torch
+table = torch.nn.Embedding(5, 3)
+table.requires_grad_(False)
+reference = torch.nn.Embedding(5, 3)
+{block}table.weight[0] = reference.weight[1].clone()
+for p in table.parameters():
+    p.requires_grad = True
+"""
+
+
+def test_a_parameter_written_into_with_a_graph_is_named_where_it_is_written(
+    tmp_path: Path,
+) -> None:
+    events = explained(tmp_path, COPIED_ROWS.format(block=""), "leaf variables", "GL105")
+    assert "torch.no_grad()" in events[5]
+
+
+def test_rows_written_under_no_grad_are_clean(tmp_path: Path) -> None:
+    clean(tmp_path, COPIED_ROWS.format(block="with torch.no_grad(): "))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """

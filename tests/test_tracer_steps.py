@@ -703,6 +703,7 @@ def test_a_loss_module_with_weights_of_its_own_is_no_leak(tmp_path: Path) -> Non
     """
     assert events_of(tmp_path, source) == []
 
+
 ACTOR_CRITIC = """
 import torch
 torch.manual_seed(0)
