@@ -11,7 +11,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import aliases, leaves_taken
+from gradlint.runtime_check.cuts import aliases, leaves_taken, weight_editor
 from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
     Handed,
@@ -162,6 +162,14 @@ def second_backward(
                 f"keeps {part} on the module as `self.{name}`, into the next step, after {by} "
                 f"freed its graph: keep `.detach()`ed state"
             )
+            helper = _computed_by_helper(site_of(shared.top), where)
+            if helper is not None:
+                add(
+                    helper,
+                    f"computes with autograd on the `self.{name}` that line {where[1]} keeps "
+                    f"into the next step, whose graph {by} frees: decorate it with "
+                    "`@torch.no_grad()` if no gradient is meant to go through it",
+                )
         else:
             text = (
                 f"hands {part} to a module after {by} freed its graph: `.detach()` it before "
@@ -240,6 +248,19 @@ def _kept_in(keepers: Iterable[Any], nodes: tuple[Any, ...]) -> list[tuple[Line,
         for where in uses or ([made] if made is not None else []):
             found.append((where, name, kind))
     return found
+
+
+def _computed_by_helper(site: Site, kept: tuple[str, int]) -> tuple[str, int] | None:
+    """The `def` of the helper of the user's that the line keeping state on a module called
+    to compute it (`self.scale = tensor_to_scale(self.weight)`), when the helper trains
+    nothing itself and runs with autograd on."""
+    for deeper, (code, line) in zip(site, site[1:]):
+        if (real_path(code.co_filename), line) != kept:
+            continue
+        path = real_path(deeper[0].co_filename)
+        at = weight_editor(path, deeper[1])
+        return (path, at) if at is not None else None
+    return None
 
 
 def _kept_on(modules: Iterable[Any], nodes: tuple[Any, ...]) -> Handed | None:

@@ -160,6 +160,38 @@ def test_rows_written_under_no_grad_are_clean(tmp_path: Path) -> None:
     clean(tmp_path, COPIED_ROWS.format(block="with torch.no_grad(): "))
 
 
+# --- GL107: state kept on a module, computed by a helper with autograd on -----------------
+
+CACHED_SCALE = """
+import torch
+{decorator}
+def scale_of(weight):
+    return 1.0 / weight.abs().max()
+class Scaled(torch.nn.Linear):
+    def __init__(self):
+        super().__init__(3, 3)
+        self.scale = None
+    def forward(self, x):
+        if self.scale is None:
+            self.scale = scale_of(self.weight)
+        return super().forward(x) * self.scale
+layer = Scaled()
+for _ in range(2):
+    layer(torch.randn(4, 3)).sum().backward()
+"""
+
+
+def test_a_helper_that_computes_state_kept_across_steps_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, CACHED_SCALE.format(decorator=""), "backward through the graph", "GL107"
+    )
+    assert "@torch.no_grad()" in events[3]
+
+
+def test_the_helper_under_no_grad_is_clean_for_state(tmp_path: Path) -> None:
+    clean(tmp_path, CACHED_SCALE.format(decorator="@torch.no_grad()"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
