@@ -710,8 +710,16 @@ def assigned_here(
     own = {line for _, _, line in frame.f_code.co_lines()}  # (not those of inner functions)
     if any(path == where[0] and line in own for path, line in cuts):
         return None
-    line = _assigned_in(frame, value, where[1] - 1)
-    return line if line != where else None
+    # (`autograd.grad` is handed its outputs as a tuple: each of them.)
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    for item in values[:MAX_OUTPUTS]:
+        line = _assigned_in(frame, item, where[1] - 1)
+        if line is not None and line != where:
+            return line
+    return None
+
+
+MAX_OUTPUTS = 8
 
 
 def _assigned_in(frame: FrameType, value: Any, before: int) -> tuple[str, int] | None:

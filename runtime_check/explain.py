@@ -254,7 +254,7 @@ def _computed_by_helper(site: Site, kept: tuple[str, int]) -> tuple[str, int] | 
     """The `def` of the helper of the user's that the line keeping state on a module called
     to compute it (`self.scale = tensor_to_scale(self.weight)`), when the helper trains
     nothing itself and runs with autograd on."""
-    for deeper, (code, line) in zip(site, site[1:]):
+    for deeper, (code, line) in zip(site, site[1:], strict=False):
         if (real_path(code.co_filename), line) != kept:
             continue
         path = real_path(deeper[0].co_filename)

@@ -780,6 +780,8 @@ class Tracer:
             lines = ", ".join(str(line) for _, line in causes)
             text = f"computes here what the {backward_at(where)} finds with no graph, from "
             text += f"what was cut at line {lines}: compute it from tensors that keep theirs"
+            if any("autograd is off" in texts.get(line, "") for line in causes):
+                text += " (under `torch.enable_grad()`, if a caller turns autograd off)"
             self.events.add("GL103", computed, why, detail=text)
         if causes and where is not None and where not in causes:
             lines = ", ".join(str(line) for _, line in causes)

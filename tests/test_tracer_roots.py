@@ -192,6 +192,33 @@ def test_the_helper_under_no_grad_is_clean_for_state(tmp_path: Path) -> None:
     clean(tmp_path, CACHED_SCALE.format(decorator="@torch.no_grad()"))
 
 
+# --- GL103: a function that differentiates its own graph, called with autograd off --------
+
+FORCE_FIELD = """
+import torch
+net = torch.nn.Linear(2, 1)
+def field(x):
+    {grad_on}x = x.clone().requires_grad_(True)
+    {indent}energy = net(x).sum()
+    {indent}return torch.autograd.grad(energy, x)[0]
+with torch.no_grad():
+    force = field(torch.randn(3, 2))
+"""
+
+
+def test_a_derivative_taken_inside_a_no_grad_caller_is_named_where_it_is_computed(
+    tmp_path: Path,
+) -> None:
+    source = FORCE_FIELD.format(grad_on="", indent="")
+    events = explained(tmp_path, source, "does not require grad", "GL103")
+    assert "torch.enable_grad()" in events[5]
+
+
+def test_a_derivative_under_enable_grad_is_clean(tmp_path: Path) -> None:
+    source = FORCE_FIELD.format(grad_on="with torch.enable_grad():\n        ", indent="    ")
+    clean(tmp_path, source)
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
