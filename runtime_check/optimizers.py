@@ -206,7 +206,7 @@ def _plain_tensors(module: torch.nn.Module) -> list[tuple[Line, str]]:
 def _buffers(module: torch.nn.Module) -> list[tuple[Line, str]]:
     """A module with no parameters: its floating-point buffers, which `parameters()` does not
     list (a weight to train registered as a buffer), at the lines that register them."""
-    found = []
+    found: list[tuple[Line, str]] = []
     for owner in modules_of(module):  # (the converted weights may sit on a submodule)
         for name, value in owner._buffers.items():
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
