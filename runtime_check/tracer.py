@@ -64,6 +64,8 @@ from gradlint.runtime_check.graphs import (
     view_taken,
     went_through,
 )
+from gradlint.runtime_check.inference import bound_at as model_bound_at
+from gradlint.runtime_check.inference import inference_models
 from gradlint.runtime_check.inplace import Change, InplaceLog, changes_in_place
 from gradlint.runtime_check.layers import file_of, users_object
 from gradlint.runtime_check.modes import ModeWatch
@@ -296,6 +298,8 @@ class Tracer:
                 self.events.add(code, out, why, detail=text)
             if node is not None and went_through(node):
                 return  # (a loss a backward went through: it was meant to have a graph)
+            if node is not None:
+                self._inference_model(why, tensor, where)
         else:
             if code == "GL102" and where is not None:
                 if tensor._is_view():
@@ -321,6 +325,24 @@ class Tracer:
             self._undecorated(why, origin, at)
         if call is not None and made:
             self.events.add(code, call, why, detail=call_text.format(at=at, made=made[-1][1]))
+
+    def _inference_model(
+        self, why: str, tensor: torch.Tensor, where: tuple[str, int] | None
+    ) -> None:
+        """A tensor converted to NumPy, made by a model in eval mode whose parameters all
+        require grad though nothing trains them: where the program binds that model."""
+        at = f"line {where[1]}" if where is not None else "the failing line"
+        with _unwatched():
+            models = inference_models(tensor, list(self._models), self.steps.optimized())
+        for model in models[:1]:
+            for line in model_bound_at(model, sys._getframe(1)):
+                text = (
+                    f"binds here the model, in eval mode, that made the tensor {at} converts "
+                    "to NumPy: its parameters require grad though nothing trains them, so "
+                    "its outputs carry a graph; `.requires_grad_(False)` it here, or run it "
+                    "under `torch.no_grad()`"
+                )
+                self.events.add("GL101", line, why, detail=text)
 
     def _undecorated(self, why: str, origin: Site, at: str) -> None:
         """A tensor converted to NumPy, made in a method with autograd on whose class runs

@@ -219,6 +219,31 @@ def test_a_derivative_under_enable_grad_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, source)
 
 
+# --- GL101: a model run only for inference, its parameters still trainable ---------------
+
+LOADED_DETECTOR = """
+import numpy as np
+import torch
+def load_detector():
+    detector = torch.nn.Linear(4, 5).eval(){freeze}
+    return detector
+def track(boxes):
+    return np.asarray(boxes).sum()
+model = load_detector()
+for _ in range(2):
+    track(model(torch.rand(3, 4)))
+"""
+
+
+def test_a_model_used_only_for_inference_is_named_where_it_is_bound(tmp_path: Path) -> None:
+    events = explained(tmp_path, LOADED_DETECTOR.format(freeze=""), "requires grad", "GL101")
+    assert "requires_grad_(False)" in events[4] and "requires_grad_(False)" in events[8]
+
+
+def test_a_model_frozen_where_it_is_loaded_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, LOADED_DETECTOR.format(freeze=".requires_grad_(False)"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
