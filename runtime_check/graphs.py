@@ -519,7 +519,7 @@ def view_taken(node: Any, not_at: tuple[str, int]) -> Site:
     """Where a tensor a node saved was taken as a view of another, at a line other than
     `not_at`: a change in place of the base reaches the saved view (`.clone()` it there)."""
     for child in children(node):
-        while _is_view(child):
+        while is_view_node(child):
             site = site_of(child)
             if site and (real_path(site[0][0].co_filename), site[0][1]) != not_at:
                 return site
@@ -530,7 +530,7 @@ def view_taken(node: Any, not_at: tuple[str, int]) -> Site:
     return ()
 
 
-def _is_view(node: Any) -> bool:
+def is_view_node(node: Any) -> bool:
     name = type(node).__name__.rstrip("0123456789")
     return name.endswith("Backward") and name[: -len("Backward")] in _VIEWS
 

@@ -49,7 +49,9 @@ from gradlint.runtime_check.graphs import (
     Pending,
     Site,
     changed_since_saved,
+    children,
     hold,
+    is_view_node,
     mark_inner,
     mark_made,
     mark_propagated,
@@ -413,12 +415,22 @@ class Tracer:
         """A view of a leaf that requires grad, changed in place: the line that made the
         view, where a `.clone()` gives the change a tensor of its own."""
         node = _graph_node(view)
-        made = site_of(node) if node is not None else ()
-        line = next(iter(lines_of(made, user_stack())), None) if made else None
+        line = None
+        here = user_stack()
+        # (A view of a view, `b[:, 4] += ...` on `b = bias.view(...)`: the first taken
+        # at a line of its own.)
+        for _ in range(MAX_VIEWS):
+            made = site_of(node) if node is not None else ()
+            line = next(iter(lines_of(made, here)), None) if made else None
+            below = children(node) if node is not None and line == where else []
+            if not below or not is_view_node(below[0]):
+                break
+            node = below[0]
         if line is not None and line != where:
             text = (
                 f"makes here a view of a leaf that requires grad, which line {where[1]} "
-                "changes in place: `.clone()` it here to change a copy"
+                "changes in place: `.detach()` it here to edit the values with autograd "
+                "out of it, or `.clone()` it to change a copy"
             )
             self.events.add("GL102", line, why, detail=text)
 
@@ -1723,6 +1735,7 @@ def _innermost_user_line(error: BaseException) -> tuple[str, int] | None:
 _unwatched = torch._C.DisableTorchFunction  # (for the tracer's own reads of tensors)
 _EXPLAINED = "_gradlint_explained"  # set on an error the tracer explained on its way out
 MAX_LIBRARY_MODULES = 512
+MAX_VIEWS = 8  # views of views followed back to the first
 MAX_HELD = 16  # a module's parameters and buffers looked at, for an error it raised
 
 

@@ -51,6 +51,25 @@ def test_a_copy_of_the_view_changed_in_place_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, VIEWED.format(fix=".clone()"))
 
 
+PRIORS = """
+import torch
+bias = torch.nn.Parameter(torch.zeros(6))
+grid = bias.view(2, 3){fix}
+grid[:, 1] += 0.5
+"""
+
+
+def test_a_view_of_a_view_of_a_leaf_is_named_where_the_first_view_is_made(
+    tmp_path: Path,
+) -> None:
+    events = explained(tmp_path, PRIORS.format(fix=""), "a view of a leaf Variable", "GL102")
+    assert ".detach()" in events[3]
+
+
+def test_the_detached_view_changed_in_place_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, PRIORS.format(fix=".detach()"))
+
+
 # --- GL102: a helper that only edits weights -----------------------------------------------
 
 FOLD = """
