@@ -487,6 +487,12 @@ def _off_because(
                 "check them (`inference_mode=...`)"
             )
             found.append((made, why))
+        for line in mode_returned(path, start, torch.is_inference_mode_enabled()):
+            why = (
+                f"returns the grad mode that the block at {block} turns autograd off with: "
+                "return `contextlib.nullcontext()` where the code run needs autograd"
+            )
+            found.append(((path, line), why))
         default = setting_default(path, start)
         if default is not None:
             line, name = default
@@ -601,6 +607,41 @@ SETTING = "the setting"
 _COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
 # (the code running a chosen block, its first line) -> the user's line that made its object
 _CHOOSERS: dict[tuple[CodeType, str, int], tuple[str, int] | None] = {}
+
+
+@cache
+def mode_returned(path: str, start: int, inference: bool) -> tuple[int, ...]:
+    """For a block `with self._grad_context():` (a helper of the file's that picks the grad
+    mode), the helper's `return` lines that hand out the mode on now: `torch.no_grad()` (or
+    `set_grad_enabled(...)`), or `torch.inference_mode()` under inference mode."""
+    tree = parsed(path)
+    if tree is None:
+        return ()
+    names = {
+        _called_name(item.context_expr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With) and node.lineno == start
+        for item in node.items
+    } - {None}
+    wanted = ("inference_mode",) if inference else ("no_grad", "set_grad_enabled")
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name not in names:
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Return) and isinstance(inner.value, ast.Call):
+                if _called_name(inner.value) in wanted:
+                    found.append(inner.lineno)
+    return tuple(sorted(found))
+
+
+def _called_name(expr: ast.expr) -> str | None:
+    """`f` for `f(...)` and `obj.f(...)`."""
+    if not isinstance(expr, ast.Call):
+        return None
+    if isinstance(expr.func, ast.Attribute):
+        return expr.func.attr
+    return expr.func.id if isinstance(expr.func, ast.Name) else None
 
 
 def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | None:

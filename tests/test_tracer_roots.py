@@ -263,6 +263,39 @@ def test_a_model_frozen_where_it_is_loaded_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, LOADED_DETECTOR.format(freeze=".requires_grad_(False)"))
 
 
+# --- GL103: a helper that picks the grad mode of a block ---------------------------------
+
+PICKED_MODE = """
+import contextlib
+import torch
+class Backend:
+    def __init__(self, model):
+        self.model = model
+    def _mode(self):
+        return {mode}
+    def run(self, x):
+        with self._mode():
+            return self.model(x)
+def normals(points):
+    points = points.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(points).sum(), points)
+    return grad
+net = torch.nn.Linear(3, 1)
+print(Backend(normals).run(torch.randn(4, 3)).shape)
+"""
+
+
+def test_the_return_of_a_helper_that_picks_no_grad_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, PICKED_MODE.format(mode="torch.no_grad()"), "does not require grad", "GL103"
+    )
+    assert "nullcontext()" in events[7]
+
+
+def test_a_helper_that_picks_a_null_context_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, PICKED_MODE.format(mode="contextlib.nullcontext()"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
