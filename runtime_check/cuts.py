@@ -374,6 +374,29 @@ def _guard_around(path: str, line: int, first: int) -> int | None:
 
 
 @cache
+def state_guard(path: str, line: int, name: str) -> int | None:
+    """The innermost `if` whose body holds `line` and whose test reads `self.<name>`: what
+    decides whether the state kept there is made anew (`if self.cache is None:`)."""
+    tree = parsed(path)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.If) or (best is not None and node.lineno <= best):
+            continue
+        end = node.body[-1].end_lineno or node.body[-1].lineno
+        if node.body[0].lineno <= line <= end and any(
+            isinstance(part, ast.Attribute)
+            and part.attr == name
+            and isinstance(part.value, ast.Name)
+            and part.value.id == "self"
+            for part in ast.walk(node.test)
+        ):
+            best = node.lineno
+    return best
+
+
+@cache
 def _state_tests(path: str) -> tuple[tuple[int, int, int], ...]:
     """(the `if`'s line, its body's first and last line) for each `if` whose test reads
     `self.<attribute>`."""

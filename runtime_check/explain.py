@@ -11,7 +11,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import aliases, leaves_taken, weight_editor
+from gradlint.runtime_check.cuts import aliases, leaves_taken, state_guard, weight_editor
 from gradlint.runtime_check.frames import next_user_frame, real_path
 from gradlint.runtime_check.graphs import (
     Handed,
@@ -162,6 +162,14 @@ def second_backward(
                 f"keeps {part} on the module as `self.{name}`, into the next step, after {by} "
                 f"freed its graph: keep `.detach()`ed state"
             )
+            guard = state_guard(where[0], where[1], name)
+            if guard is not None:
+                add(
+                    (where[0], guard),
+                    f"decides whether to make `self.{name}` anew, and let the one with the "
+                    f"graph {by} freed be used again: make it anew whenever autograd is on "
+                    "(`torch.is_grad_enabled()`), or keep it `.detach()`ed",
+                )
             helper = _computed_by_helper(site_of(shared.top), where)
             if helper is not None:
                 add(
