@@ -7,6 +7,8 @@ is still unsettled when the trace ends is reported."""
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import weakref
 from bisect import bisect
 from collections import deque
@@ -28,6 +30,26 @@ from gradlint.runtime_check.graphs import (
     site_of,
     went_through,
 )
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_MODULE_CALL = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
+_OWN_DIR = os.path.dirname(__file__) + os.sep
+MAX_OUT = 16
+
+
+def _called_by_torch() -> bool:
+    """Whether the module whose forward just ended was called by PyTorch's own code (a
+    quantization convert, an ONNX export, an FX trace), not by the program."""
+    frame = sys._getframe(2)
+    for _ in range(MAX_OUT):
+        if frame is None:
+            return False
+        name = frame.f_code.co_filename
+        if name != _MODULE_CALL and not name.startswith(_OWN_DIR):
+            return name.startswith(_TORCH_DIR)
+        frame = frame.f_back
+    return False
+
 
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
@@ -191,6 +213,8 @@ class WasteWatch:
         """After the outermost module's forward (see `inner_forward_ended`)."""
         if self._depth or module.training or not torch.is_grad_enabled() or self._differentiated:
             return
+        if _called_by_torch():
+            return  # (a conversion or an export that runs the model: PyTorch's to settle)
         nodes = _output_nodes(output)
         if nodes:
             held = self._hold("GL301", nodes[0])

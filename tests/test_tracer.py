@@ -1259,6 +1259,24 @@ def test_an_eval_forward_whose_graph_no_backward_uses(
     assert [(e.code, e.line) for e in report.events] == ([("GL301", 5)] if wasted else [])
 
 
+@pytest.mark.parametrize("traced", [True, False])
+def test_an_eval_model_run_by_pytorch_itself_is_pytorchs_to_settle(
+    tmp_path: Path, traced: bool
+) -> None:
+    # A trace for export runs the model in eval mode with autograd on, from PyTorch's code.
+    call = "torch.jit.trace(model, x)" if traced else "model(x)"
+    source = f"""
+    import torch
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
+    x = torch.randn(2, 4)
+    for _ in range(3):
+        out = {call}
+    """
+    report = run_program(str(write(tmp_path / "export.py", source)), [])
+    assert report.exit_code == 0
+    assert [(e.code, e.line) for e in report.events] == ([] if traced else [("GL301", 5)])
+
+
 @pytest.mark.parametrize("forces", [True, False])
 def test_an_eval_forward_that_differentiates_inside_needs_autograd(
     tmp_path: Path, forces: bool
