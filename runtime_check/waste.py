@@ -12,6 +12,7 @@ import sys
 import weakref
 from bisect import bisect
 from collections import deque
+from types import FrameType
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ MAX_OUT = 16
 def _called_by_torch() -> bool:
     """Whether the module whose forward just ended was called by PyTorch's own code (a
     quantization convert, an ONNX export, an FX trace), not by the program."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(MAX_OUT):
         if frame is None:
             return False
