@@ -598,8 +598,9 @@ class Interpreter(FunctionCalls):
                     saves_output=False,
                     blame=self.alias_of(target.value),
                 )
-                if key is not None and key in state.env:
+                if key is not None and (key in state.env or _is_own_attribute(key)):
                     state.env[key] = changed  # `x[i] = y` can make x require grad
+                    self.update_class_attr(key, changed)  # (`self.buf[i] = y`: for later calls)
             return
         if type(target) is cst.StarredElement:
             self.assign(target.value, value, state, statement)
@@ -961,8 +962,14 @@ class Interpreter(FunctionCalls):
             self.eval(expr.expression, state)
             return UNKNOWN_VALUE
         if type(expr) is cst.Lambda:
-            self._lambdas[id(expr)] = (expr, state.env)
-            return Value(kind=Kind.OTHER, layer="function", origin=id(expr))
+            # Each evaluation closes over the names as they are then (`lambda t: amp * t`
+            # made again with another `amp`): a key of its own, so calls handed one lambda
+            # are not taken for calls handed another.
+            key = self._lambda_keys.get((id(expr), id(state.env)))
+            if key is None:
+                key = self._lambda_keys[(id(expr), id(state.env))] = -len(self._lambda_keys) - 1
+            self._lambdas[key] = (expr, state.env)
+            return Value(kind=Kind.OTHER, layer="function", origin=key)
         for child in child_nodes(expr):
             if isinstance(child, cst.BaseExpression):
                 self.eval(child, state)

@@ -82,6 +82,7 @@ class InterpreterBase:
         self._functions: dict[int, FunctionInfo] = {}  # functions used as values, by id
         # Lambdas used as values, by id: the lambda and the names it closes over.
         self._lambdas: dict[int, tuple[cst.Lambda, dict[str, Value]]] = {}
+        self._lambda_keys: dict[tuple[int, int], int] = {}  # (lambda, closure) -> its key
         # A nested function: the environment of the call that defined it (late binding).
         self._closures: dict[int, dict[str, Value]] = {}
         self._lambda_depth = 0

@@ -274,9 +274,28 @@ def _shape(value: Value) -> tuple[object, ...]:
         value.layer,
         value.spread,
         None if item is None else (item.kind, item.requires_grad, item.cls),
-        None if value.fields is None else tuple((k, v.kind, v.truth) for k, v in value.fields),
+        _fields_shape(value),
         value.text,
         value.low if value.low is not None and value.low == value.high else None,
+        value.origin if value.layer == "function" and value.origin and value.origin < 0 else None,
+    )
+
+
+def _fields_shape(value: Value, depth: int = 2) -> tuple[object, ...] | None:
+    """The fields of an object, as far as they tell calls apart: each one's kind and truth,
+    and the fields of an object kept in one (`self.options.gradient`), a level or two down."""
+    if value.fields is None:
+        return None
+    return tuple(
+        (
+            k,
+            v.kind,
+            v.truth,
+            v.requires_grad,
+            v.origin if v.layer == "function" and v.origin and v.origin < 0 else None,
+            _fields_shape(v, depth - 1) if depth > 1 else None,
+        )
+        for k, v in value.fields
     )
 
 
