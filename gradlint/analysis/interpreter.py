@@ -965,11 +965,11 @@ class Interpreter(FunctionCalls):
             # Each evaluation closes over the names as they are then (`lambda t: amp * t`
             # made again with another `amp`): a key of its own, so calls handed one lambda
             # are not taken for calls handed another.
-            key = self._lambda_keys.get((id(expr), id(state.env)))
-            if key is None:
-                key = self._lambda_keys[(id(expr), id(state.env))] = -len(self._lambda_keys) - 1
-            self._lambdas[key] = (expr, state.env)
-            return Value(kind=Kind.OTHER, layer="function", origin=key)
+            lam = self._lambda_keys.get((id(expr), id(state.env)))
+            if lam is None:
+                lam = self._lambda_keys[(id(expr), id(state.env))] = -len(self._lambda_keys) - 1
+            self._lambdas[lam] = (expr, state.env)
+            return Value(kind=Kind.OTHER, layer="function", origin=lam)
         for child in child_nodes(expr):
             if isinstance(child, cst.BaseExpression):
                 self.eval(child, state)
