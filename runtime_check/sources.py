@@ -574,6 +574,59 @@ def changed_name(path: str, line: int) -> str | None:
 
 
 @cache
+def flag_off_after(path: str, line: int) -> int | None:
+    """The statement, later in the function around a line that changes a tensor in place
+    (`out[:, 0::2] = ...`), that turns that tensor's requires_grad off: too late, for the
+    change has raised by then."""
+    tree = parsed(path)
+    function = function_around(tree, line) if tree is not None else None
+    if function is None:
+        return None
+    names: set[str] = set()
+    for node in ast.walk(function):
+        if not isinstance(node, ast.stmt) or node.lineno != line:
+            continue
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            targets = [node.value.func]
+        for target in targets:
+            while isinstance(target, (ast.Subscript, ast.Attribute)):
+                target = target.value
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    later = []
+    for node in ast.walk(function):
+        if not isinstance(node, ast.stmt) or node.lineno <= line:
+            continue
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value is False
+            and any(
+                isinstance(t, ast.Attribute)
+                and t.attr == "requires_grad"
+                and isinstance(t.value, ast.Name)
+                and t.value.id in names
+                for t in node.targets
+            )
+        ) or (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr == "requires_grad_"
+            and isinstance(node.value.func.value, ast.Name)
+            and node.value.func.value.id in names
+            and any(isinstance(a, ast.Constant) and a.value is False for a in node.value.args)
+        ):
+            later.append(node.lineno)
+    return min(later) if later else None
+
+
+@cache
 def assigned_in_block(path: str, start: int, name: str) -> tuple[int, ...]:
     """The lines inside the `with` block that starts at a line that assign `name`
     (`total += loss_fn(pred, y)` under `with torch.inference_mode():`)."""

@@ -88,6 +88,7 @@ from gradlint.runtime_check.sources import (
     assigned_in_block,
     changed_name,
     element_line,
+    flag_off_after,
     grad_switched_off,
     numbers_in_sums,
     settings_after,
@@ -307,6 +308,14 @@ class Tracer:
                 if tensor._is_view():
                     self._view_of_leaf(why, tensor, where)
                 self._weight_editor(why, where)
+                late = flag_off_after(*where)
+                if late is not None:
+                    text = (
+                        f"turns requires_grad off only after line {where[1]} changed the "
+                        "tensor in place, which raised: turn it off before the change (or make "
+                        "the change under `torch.no_grad()`)"
+                    )
+                    self.events.add(code, (where[0], late), why, detail=text)
             # (GL105 on a computed tensor, not a leaf: where it was computed.)
             node = _graph_node(tensor) if code == "GL105" else None
             origin = site_of(node) if node is not None else self.origins.of(tensor)
@@ -726,9 +735,9 @@ class Tracer:
             self.waste.combined(args)
         elif kind != _ADDS:
             self.inplace.note(args)
-            changed = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            if changed is not None and changed.grad_fn is not None:
-                note_made(changed.grad_fn)  # (a leaf written into this way is one no more)
+            changed = _graph_node(args[0]) if args and isinstance(args[0], torch.Tensor) else None
+            if changed is not None:
+                note_made(changed)  # (a leaf written into this way is one no more)
             if kind == _ZEROES:
                 if args:
                     self.steps.zeroed(args[0])

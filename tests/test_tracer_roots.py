@@ -70,6 +70,46 @@ def test_the_detached_view_changed_in_place_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, PRIORS.format(fix=".detach()"))
 
 
+# --- GL102: requires_grad turned off only after the change --------------------------------
+
+POSITION_CODES = """
+import torch
+def fill_codes(out):
+    {before}out[:, 0::2] = torch.sin(torch.arange(6.0)).view(2, 3)
+    out.requires_grad = False
+table = torch.nn.Embedding(2, 6)
+fill_codes(table.weight)
+"""
+
+
+def test_requires_grad_turned_off_after_the_change_is_named(tmp_path: Path) -> None:
+    events = explained(
+        tmp_path, POSITION_CODES.format(before=""), "a view of a leaf Variable", "GL102"
+    )
+    assert "before the change" in events[4]
+
+
+def test_requires_grad_turned_off_before_the_change_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, POSITION_CODES.format(before="out.requires_grad = False\n    "))
+
+
+def test_a_view_made_under_no_grad_then_changed_is_no_fault_of_the_tracer(
+    tmp_path: Path,
+) -> None:
+    # Reading the graph node of such a view raises; the program's next use says why.
+    source = """
+    import torch
+    base = torch.zeros(4, requires_grad=True).clone()
+    with torch.no_grad():
+        view = base[:2]
+    base.mul_(2)
+    with torch.no_grad():
+        view.fill_(1.0)
+    """
+    report = run_program(str(write(tmp_path / "views.py", source)), [])
+    assert report.exit_code == 0 and not report.faults
+
+
 # --- GL102: a helper that only edits weights -----------------------------------------------
 
 FOLD = """
