@@ -6,6 +6,7 @@ look-alike runs clean, with no event."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_a_view_made_under_no_grad_then_changed_is_no_fault_of_the_tracer(
     with torch.no_grad():
         view.fill_(1.0)
     """
-    report = run_program(str(write(tmp_path / "views.py", source)), [])
+    report = run_program(str(write(tmp_path / "views.py", textwrap.dedent(source))), [])
     assert report.exit_code == 0 and not report.faults
 
 
