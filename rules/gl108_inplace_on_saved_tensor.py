@@ -137,6 +137,27 @@ criterion(model(torch.randn(5, 4)), torch.rand(5, 3)).backward()
     VALID = [
         """\
 import torch
+from torch import nn
+
+
+class Stage(nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.linear = nn.Linear(i, o)
+
+    def forward(self, inputs):
+        return torch.cat([self.linear(inputs)] * 2, dim=-1)
+
+
+first, second = Stage(4, 4), Stage(8, 4)
+mask = torch.ones(3, 8)
+x = first(torch.randn(3, 4))
+x = second(x)  # the stage's linear saves its input, the first stage's output
+x *= mask  # this stage's own output, which nothing saved
+x.sum().backward()
+""",
+        """\
+import torch
 import torch.nn.functional as F
 
 

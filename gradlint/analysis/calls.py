@@ -20,7 +20,7 @@ from gradlint.analysis.scopes import (
     FunctionInfo,
     body_statements,
 )
-from gradlint.analysis.state import Effects, Frame, State
+from gradlint.analysis.state import Effects, Frame, State, aged
 from gradlint.analysis.syntax import (
     _argument_expressions,
     _is_literal,
@@ -94,6 +94,10 @@ class FunctionCalls(TorchCalls):
             # then told apart from the one it set last time).
             self._generation += 1
             caller.age_in_place(made_before, self._generation)
+            # (and so are the arguments, evaluated before: `x = layer(x)` twice hands the
+            # second call what the first made, which it must not take for its own)
+            args = [aged(v, made_before, self._generation) for v in args]
+            kwargs = {k: aged(v, made_before, self._generation) for k, v in kwargs.items()}
         # The instance's attributes the caller knows (`model.hidden`) go in as `self.hidden`,
         # and what the method sets on `self` comes back out: object state flows with calls.
         # What the caller knows of its arguments' attributes (`state.positions` after

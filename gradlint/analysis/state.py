@@ -136,29 +136,29 @@ class State:
         def old(node: Node) -> Node:
             return _aged_node(node, sites, generation)
 
-        aged = self.copy()
-        aged.env = {key: _aged(value, sites, generation) for key, value in self.env.items()}
-        aged.freed = {old(n): at for n, at in self.freed.items()}
-        aged.versions = {old(n): v for n, v in self.versions.items()}
-        aged.changed_at = {old(n): at for n, at in self.changed_at.items()}
-        aged.hidden = {old(n): at for n, at in self.hidden.items()}
-        aged.saves = {
+        older = self.copy()
+        older.env = {key: aged(value, sites, generation) for key, value in self.env.items()}
+        older.freed = {old(n): at for n, at in self.freed.items()}
+        older.versions = {old(n): v for n, v in self.versions.items()}
+        older.changed_at = {old(n): at for n, at in self.changed_at.items()}
+        older.hidden = {old(n): at for n, at in self.hidden.items()}
+        older.saves = {
             old(n): frozenset((old(s), v) for s, v in saved) for n, saved in self.saves.items()
         }
-        return aged
+        return older
 
     def age_in_place(self, sites: set[int], generation: int) -> None:
-        aged = self.age(sites, generation)
-        self.env, self.freed, self.versions = aged.env, aged.freed, aged.versions
-        self.changed_at, self.saves = aged.changed_at, aged.saves
-        self.hidden = aged.hidden
+        older = self.age(sites, generation)
+        self.env, self.freed, self.versions = older.env, older.freed, older.versions
+        self.changed_at, self.saves = older.changed_at, older.saves
+        self.hidden = older.hidden
 
 
 def _aged_node(node: Node, sites: set[int], generation: int) -> Node:
     return (node[0], generation) if node[1] == 0 and node[0] in sites else node
 
 
-def _aged(value: Value, sites: set[int], generation: int) -> Value:
+def aged(value: Value, sites: set[int], generation: int) -> Value:
     """`State.age` of one value. (A module function: a recursive closure would be a
     reference cycle, which only the garbage collector frees, with all it holds.)"""
     if (
@@ -173,14 +173,14 @@ def _aged(value: Value, sites: set[int], generation: int) -> Value:
         graph=frozenset(_aged_node(n, sites, generation) for n in value.graph),
         node=_aged_node(value.node, sites, generation) if value.node is not None else None,
         head=_aged_node(value.head, sites, generation) if value.head is not None else None,
-        item=_aged(value.item, sites, generation) if value.item is not None else None,
+        item=aged(value.item, sites, generation) if value.item is not None else None,
         items=(
-            tuple(_aged(v, sites, generation) for v in value.items)
+            tuple(aged(v, sites, generation) for v in value.items)
             if value.items is not None
             else None
         ),
         fields=(
-            tuple((k, _aged(v, sites, generation)) for k, v in value.fields)
+            tuple((k, aged(v, sites, generation)) for k, v in value.fields)
             if value.fields is not None
             else None
         ),
