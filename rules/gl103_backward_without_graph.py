@@ -117,6 +117,44 @@ loss.backward()
     VALID = [
         """\
 import torch
+from dataclasses import dataclass
+
+
+@dataclass
+class Options:
+    gradient: bool = True
+
+
+class Solver:
+    def __init__(self, field, options):
+        self.field, self.options = field, options
+
+    def run(self):
+        if not self.options.gradient:
+            with torch.no_grad():
+                return self.integrate()
+        return self.integrate()
+
+    def integrate(self):
+        return self.field(torch.ones(3))
+
+
+def solve(field, options=None):
+    return Solver(field, options or Options()).run()
+
+
+def drive(amp):
+    return lambda t: amp * t
+
+
+warm = solve(drive(torch.tensor(1.0)), Options(gradient=False))
+amp = torch.tensor(0.5, requires_grad=True)
+out = solve(drive(amp), Options(gradient=True))  # another lambda, closing over `amp`
+out.sum().backward()
+assert amp.grad is not None
+""",
+        """\
+import torch
 
 
 class Recorder:

@@ -146,15 +146,24 @@ class Stage(nn.Module):
         self.linear = nn.Linear(i, o)
 
     def forward(self, inputs):
-        return torch.cat([self.linear(inputs)] * 2, dim=-1)
+        x = self.linear(inputs)
+        return torch.cat([x, x], dim=-1)
 
 
-first, second = Stage(4, 4), Stage(8, 4)
-mask = torch.ones(3, 8)
-x = first(torch.randn(3, 4))
-x = second(x)  # the stage's linear saves its input, the first stage's output
-x *= mask  # this stage's own output, which nothing saved
-x.sum().backward()
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = Stage(4, 4)
+        self.second = Stage(8, 4)
+
+    def forward(self, points, mask):
+        x = self.first(points)
+        x = self.second(x)  # the second's linear saves the first's output
+        x *= mask  # the second's own output, which nothing saved
+        return x
+
+
+Encoder()(torch.randn(3, 4), torch.ones(3, 8)).sum().backward()
 """,
         """\
 import torch
