@@ -117,6 +117,29 @@ loss.backward()
     VALID = [
         """\
 import torch
+from torch import nn
+
+
+class Manual(nn.Module):
+    automatic_optimization = False
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+
+    def step(self, batch):
+        loss = self.lin(batch).pow(2).mean()
+        loss.backward()
+        return loss.detach()
+
+
+m = Manual()
+out = m.step(torch.randn(5, 4))
+if getattr(m, "automatic_optimization", True):  # False: this branch never runs
+    out.backward()
+""",
+        """\
+import torch
 from dataclasses import dataclass
 
 

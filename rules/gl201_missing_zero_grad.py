@@ -113,6 +113,20 @@ assert torch.allclose(G.weight.grad, 2 * fresh)  # G was never cleared
     VALID = [
         """\
 import torch
+a = torch.nn.Linear(2, 2)
+b = torch.nn.Linear(2, 2)
+oa = torch.optim.SGD(a.parameters(), lr=0.1)
+ob = torch.optim.SGD(b.parameters(), lr=0.1)
+for _ in range(3):
+    for opt in (oa, ob):  # each optimizer in turn
+        opt.zero_grad()
+    a(torch.randn(1, 2)).sum().backward()
+    oa.step()
+    b(torch.randn(1, 2)).sum().backward()
+    ob.step()
+""",
+        """\
+import torch
 from torch import nn
 
 model = nn.Linear(4, 1)

@@ -84,6 +84,7 @@ from gradlint.runtime_check.optimizers import (
 )
 from gradlint.runtime_check.origins import Origins
 from gradlint.runtime_check.replaced import ReplacedFrozen
+from gradlint.runtime_check.scaled import ScaledClips
 from gradlint.runtime_check.sources import (
     assigned_in_block,
     changed_name,
@@ -121,6 +122,7 @@ class Tracer:
         self.inplace = InplaceLog(self.layer_sites)
         self.steps = StepWatch(self.events)
         self.waste = WasteWatch(self.events)
+        self.scaled = ScaledClips(self.events)
         self.networks = NetworkWatch(self.events)
         self.combined = CombinedWatch(self.events)
         self.modes = ModeWatch(self.events)
@@ -660,6 +662,12 @@ class Tracer:
             kind = _KINDS[func] = _kind_of(func)
         if kind == _FACT:
             return
+        if kind == _NORMS:
+            self.scaled.norm(args, user_frame())
+            kind = _PLAIN
+        elif kind == _UNSCALES:
+            self.scaled.unscaled(args)
+            kind = _CHANGES
         if kind == _EXITS:
             if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
                 self.cuts.exited()
@@ -695,6 +703,7 @@ class Tracer:
                 if self._data_mixed:
                     self._data_mixed_used()
                 if func.__name__ == "backward":  # `autograd.grad` leaves `.grad` alone
+                    self.scaled.backward()
                     self.steps.backward(leaves, where, creates, here[:2], retains)
                     self.combined.backward(args[0], where, retains)
                     self.waste.back_propagated(args[0], here)
@@ -1391,7 +1400,9 @@ class Tracer:
     _EXITS,
     _READS_DATA,
     _SETS_DATA,
-) = range(16)
+    _NORMS,
+    _UNSCALES,
+) = range(18)
 # Functions that make a tensor from numbers: one that does not require grad may be where a
 # loss with no graph began.
 _FACTORIES = frozenset(
@@ -1438,6 +1449,10 @@ _FACT_FUNCTIONS = frozenset(
 
 def _kind_of(func: Callable[..., Any]) -> int:
     name = getattr(func, "__name__", "")
+    if name in ("_foreach_norm", "linalg_vector_norm", "vector_norm"):
+        return _NORMS  # (how `clip_grad_norm_` measures the gradients it clips)
+    if name == "_amp_foreach_non_finite_check_and_unscale_":
+        return _UNSCALES
     if name in _FACT_FUNCTIONS:
         return _FACT
     if name in _EXITING:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import libcst as cst
 
@@ -587,6 +588,14 @@ class FunctionCalls(TorchCalls):
         if not foreign:
             return frozenset()
         whole = [(label, graph) for label, graph in parts if graph and graph <= foreign]
+        # (A part inside another that went in whole, `self.generated` inside the argument
+        # `disc(self.generated)`, came in through that one: on a later call, its own
+        # value then is not what went in.)
+        whole = [
+            (label, graph)
+            for label, graph in whole
+            if not any(other is not label and graph < bigger for other, bigger in whole)
+        ]
         sources = {label for label, _ in whole}
         left = foreign.difference(*(graph for _, graph in whole))
         if left:
@@ -884,6 +893,35 @@ class FunctionCalls(TorchCalls):
                 return self.run_function(found, positional, keywords, state, receiver, node)
         return OTHER if method == "__init__" else UNKNOWN_VALUE
 
+    def class_constant(self, cls_name: str, attr: str) -> Value | None:
+        """A flag set in the body of a local class (or a local base), and never on an
+        instance: `automatic_optimization = False`."""
+        if attr in self.scopes.assigned_outside():
+            return None
+        todo, seen = [cls_name], set()
+        while todo:
+            name = todo.pop(0)
+            cls = self.scopes.classes.get(name)
+            if cls is None or name in seen:
+                continue
+            seen.add(name)
+            for statement in cls.node.body.body:
+                if type(statement) is not cst.SimpleStatementLine:
+                    continue
+                for small in statement.body:
+                    if (
+                        type(small) is cst.Assign
+                        and len(small.targets) == 1
+                        and type(small.targets[0].target) is cst.Name
+                        and cast(cst.Name, small.targets[0].target).value == attr
+                        and type(small.value) is cst.Name
+                        and cast(cst.Name, small.value).value in ("True", "False")
+                    ):
+                        truth = YES if cast(cst.Name, small.value).value == "True" else NO
+                        return Value(kind=Kind.OTHER, truth=truth)
+            todo.extend(cls.bases)
+        return None
+
     def attrs_of(self, cls_name: str) -> dict[str, Value]:
         """The attributes the methods of a class, and of its local bases, set on `self`."""
         cls = self.scopes.classes.get(cls_name)
@@ -1015,7 +1053,10 @@ class FunctionCalls(TorchCalls):
             return UNKNOWN_VALUE
         if obj.kind is Kind.OTHER and obj.cls is not None:
             # An attribute of an instance of a local class, as its methods set it.
-            return _without_graph(self.attrs_of(obj.cls).get(attr, UNKNOWN_VALUE))
+            found = self.attrs_of(obj.cls).get(attr)
+            if found is None:
+                return self.class_constant(obj.cls, attr) or UNKNOWN_VALUE
+            return _without_graph(found)
         if obj.kind is Kind.MODULE:
             if (
                 attr == "training"
@@ -1041,7 +1082,7 @@ class FunctionCalls(TorchCalls):
                             found = found.with_(requires_grad=NO)
                     path = f"{obj.path}.{attr}" if obj.path else None
                     return self.with_frozen(found.with_(path=path), state) if path else found
-                return UNKNOWN_VALUE
+                return self.class_constant(obj.cls, attr) or UNKNOWN_VALUE
             if attr in ("weight", "bias") and obj.has_params is YES:
                 path = f"{obj.path}.{attr}" if obj.path else None
                 param = _parameter(obj.frozen, path, node=(self.site_key(id(expr)), 0))

@@ -903,9 +903,12 @@ class GraphTracking(InterpreterBase):
         """`optimizer.zero_grad()`, or `module.zero_grad()`: clears the optimizers whose
         parameters that module holds; of the others, those it may share some with are
         unknown now."""
+        each = {v.origin for v in holder.items or ()} if holder.kind is Kind.OPTIMIZER else set()
         for key, grads in state.grads.items():
             if holder.kind is Kind.OPTIMIZER and holder.origin is not None:
                 owned = YES if key == holder.origin else NO
+            elif each:  # one optimizer of a sequence gone through, each in turn
+                owned = YES if key in each else NO
             elif holder.path is not None:
                 owned = self.optimizer_owned(key, holder.path)
             else:

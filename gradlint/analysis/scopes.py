@@ -210,6 +210,9 @@ class ScopeCollector:
         # module level): whatever made them, they hold models.
         self.models: defaultdict[FunctionInfo | None, set[str]] = defaultdict(set)
         self._outside_attributes: set[str] = set()  # see assigned_outside
+        # `layer.forward = self.forward` somewhere (LoRA injected by patching forwards): a
+        # frozen module's output may go through trainable layers all the same.
+        self.forwards_patched = False
         self._set_on_self: dict[FunctionInfo, frozenset[str]] = {}
         self._grad_touchers: set[FunctionInfo] | None = None
         self.functions: list[FunctionInfo] = []
@@ -402,6 +405,8 @@ class ScopeCollector:
                 changes = changes or kind is cst.AugAssign or type(target) is cst.Subscript
                 if not _in_init(function):
                     self._outside_attributes |= _attribute_targets(target)
+                if "forward" in _attribute_targets(target):
+                    self.forwards_patched = True
                 continue
             expr = cast(cst.BaseExpression, found)
             if kind is cst.Call:

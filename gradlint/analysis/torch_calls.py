@@ -157,6 +157,12 @@ class TorchCalls(GraphTracking):
         key = f"{base}.{name}"
         if key in state.env:
             return state.env[key]
+        if args[0].cls is not None and args[0].kind in (Kind.OTHER, Kind.MODULE):
+            # `getattr(module, "automatic_optimization", True)`: a flag its class sets.
+            if name not in self.attrs_of(args[0].cls):  # type: ignore[attr-defined]
+                found = self.class_constant(args[0].cls, name)  # type: ignore[attr-defined]
+                if found is not None:
+                    return found
         return UNKNOWN_VALUE
 
     def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:
@@ -1032,6 +1038,8 @@ class TorchCalls(GraphTracking):
     ) -> Value:
         self._module_calls.add(id(node))
         self._used_at = self.tick_clock()
+        if module.frozen is YES and self.scopes.forwards_patched:
+            module = module.with_(frozen=UNKNOWN)  # (its layers' forwards may be patched)
         if module.inplace and module.layer is not None and args:
             # nn.ReLU(inplace=True)(x) changes x in place.
             if first and node.args:
@@ -1142,6 +1150,16 @@ class TorchCalls(GraphTracking):
                 state.exhausted = state.exhausted | {iterable.origin}
             return iterable.item if iterable.item is not None else UNKNOWN_VALUE
         if iterable.kind is Kind.SEQUENCE:
+            items = iterable.items
+            if (
+                items
+                and iterable.item is not None
+                and iterable.item.kind is Kind.OPTIMIZER
+                and iterable.item.origin is None
+                and all(v.kind is Kind.OPTIMIZER and v.origin is not None for v in items)
+            ):
+                # `for opt in (opt_g, opt_d): opt.zero_grad()`: each of them, in turn.
+                return iterable.item.with_(items=items)
             return iterable.item if iterable.item is not None else UNKNOWN_VALUE
         if iterable.kind is Kind.TENSOR:
             return self.op_result([iterable], expr, state, "select")
