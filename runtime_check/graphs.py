@@ -217,10 +217,15 @@ class Pending:
     """A graph that should be back-propagated (or it was a waste to record): settled when a
     backward goes through the node that holds it."""
 
-    __slots__ = ("propagated",)
+    __slots__ = ("propagated", "step", "where", "crossed")
 
-    def __init__(self) -> None:
+    def __init__(self, step: int = 0, where: object = None) -> None:
         self.propagated = False
+        self.step = step  # the optimizer steps taken before it was held
+        self.where = where  # the line that held it
+        # Walked again only by the same line's backward after an optimizer step: kept alive
+        # across steps by state carried over (an RNN's hidden state), not used in its step.
+        self.crossed = False
 
 
 def hold(node: Any, pending: Pending) -> None:
@@ -331,6 +336,11 @@ def _reuse(metadata: dict[str, Any], this: Pending | None) -> None:
     (Not this backward's own, met again on another path.)"""
     kept = metadata.get(RETAINED)
     if isinstance(kept, Pending) and kept is not this:
+        if this is not None and this.step > kept.step and this.where == kept.where:
+            if not kept.propagated:
+                kept.crossed = True
+        else:
+            kept.crossed = False
         kept.propagated = True
 
 

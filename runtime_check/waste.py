@@ -52,6 +52,10 @@ def _called_by_torch() -> bool:
     return False
 
 
+CARRIED_OVER = (
+    "retain_graph=True keeps each step's graph for the next step's backward, through state "
+    "carried over with its graph: every backward goes back through all earlier steps"
+)
 EVAL_FORWARD = (
     "runs the model in eval mode with autograd on, and no backward uses the graph it "
     "records; run it under torch.no_grad()"
@@ -181,7 +185,7 @@ class WasteWatch:
         held = self._held.setdefault(("GL305", where), [])
         if len(held) >= MAX_HELD:
             return None
-        pending = Pending()
+        pending = Pending(self._steps, where)
         held.append(pending)
         return pending
 
@@ -251,6 +255,18 @@ class WasteWatch:
         for (code, where), held in self._held.items():
             unsettled = sum(not pending.propagated for pending in held)
             if code == "GL302" and where not in self._chained:
+                continue
+            crossed = code == "GL305" and all(p.crossed or not p.propagated for p in held)
+            if code == "GL305" and crossed and unsettled < len(held):
+                # Each kept graph walked again only after the optimizer stepped: state
+                # carried across steps (a hidden state) holds every earlier step's graph.
+                detail = (
+                    f"{len(held) - unsettled} of {len(held)} graphs kept here were walked again "
+                    "only by later steps' backwards, through state carried over with its "
+                    "graph: `.detach()` that state at each step instead"
+                )
+                event = self._events.add(code, where, CARRIED_OVER, detail=detail)
+                event.count = len(held)
                 continue
             if code == "GL305" and (
                 unsettled < len(held) or len(self._retaining.get(where, ())) < 2
