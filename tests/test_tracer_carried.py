@@ -18,7 +18,7 @@ from gradlint.runtime_check.runner import run_program  # noqa: E402
 from helpers import write  # noqa: E402
 
 CARRIED = """
-import weakref
+from weakref import ref
 import torch
 rnn = torch.nn.RNN(4, 8, batch_first=True)
 head = torch.nn.Linear(8, 1)
@@ -26,14 +26,14 @@ params = [*rnn.parameters(), *head.parameters()]
 optimizer = torch.optim.SGD(params, lr=0.01)
 hidden = torch.zeros(1, 1, 8)
 saved = []
-with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(weakref.ref(t)) or t, lambda t: t):
+with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(ref(t)) or t, lambda t: t):
     for _ in range(6):
         out, hidden = rnn(torch.randn(1, 3, 4), hidden{detach})
         loss = head(out[:, -1]).pow(2).mean()
         optimizer.zero_grad()
         loss.backward(retain_graph={retain})
         optimizer.step()
-print(sum(ref() is not None for ref in saved))
+print(sum(r() is not None for r in saved))
 """
 
 
