@@ -395,12 +395,16 @@ class StepWatch:
                 else:
                     key = None
                 # (Of an optimizer's parameter: an update by hand clears what it used.)
+                # (Not when another optimizer stepped since that backward: it was that
+                # network's loss, and these gradients a side effect, cleared rightly, as a
+                # trainer that runs each optimizer's loss in turn does.)
                 if (
                     key is not None
                     and reached.where == where
                     and reached.call == call
                     and reached.stepped
                     and not reached.measured
+                    and reached.seen_at_step == self._steps_taken
                 ):
                     dropped = dropped or self._cleared_at.get(key, where)
                 elif key is not None and reached.where is not None:

@@ -39,6 +39,8 @@ SETS = {
     "real_bugs_set21": (21, 0.14),
     "real_bugs_set22": (25, 0.27),
     "real_bugs_set23": (22, 0.36),
+    "real_bugs_set24": (21, 0.23),
+    "real_bugs_set25": (20, 0.15),
     # Training bugs that do not crash (GL2xx, GL3xx).
     "training_bugs": (48, 0.70),
     "training_bugs_set2": (23, 0.75),

@@ -158,6 +158,28 @@ def test_accumulated_gradients_cleared_before_the_step(
     assert events_of(tmp_path, ACCUMULATE.format(each=each, after=after)) == expected
 
 
+def test_a_trainer_that_runs_each_optimizers_loss_in_turn_clears_rightly(
+    tmp_path: Path,
+) -> None:
+    # The generator's loss gives the discriminator gradients too; the trainer clears them
+    # before the discriminator's own loss, after the generator's step: no step lost them.
+    source = """
+    import torch
+    G, D = torch.nn.Linear(2, 4), torch.nn.Linear(4, 1)
+    model = torch.nn.ModuleList([G, D])
+    optimizers = [torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)]
+    for _ in range(3):
+        z = torch.randn(8, 2)
+        for index, optimizer in enumerate(optimizers):
+            model.zero_grad()
+            fake = G(z) if index == 0 else G(z).detach()
+            loss = D(fake).mean() * (1 if index == 0 else -1)
+            loss.backward()
+            optimizer.step()
+    """
+    assert events_of(tmp_path, source) == []
+
+
 def test_an_update_by_hand_that_clears_what_it_used_is_no_finding(tmp_path: Path) -> None:
     source = """
     import torch
