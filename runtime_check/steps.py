@@ -28,6 +28,10 @@ CARRIED = (
     "the gradients from before the last step were never cleared, so this step applies their "
     "sum; call optimizer.zero_grad() once per step"
 )
+LEFT_OVER = (
+    "a network's loss leaves gradients on another network's parameters, and that network's "
+    "next step applies them with its own"
+)
 DROPPED = (
     "clears gradients that no step has used yet, so the accumulated ones are lost; with "
     "gradient accumulation, call zero_grad() only after the step"
@@ -354,6 +358,7 @@ class StepWatch:
         ids = self._backwards.setdefault(where, set())
         dropped: tuple[str, int] | None = None
         clipped: tuple[str, int] | None = None
+        left_over: tuple[str, int] | None = None
         # (With no optimizer stepped after a first backward, parameters are updated by
         # hand, from the gradients the user's code reads: each backward measures them.)
         by_hand = self._by_hand and not self._optimizers
@@ -394,6 +399,18 @@ class StepWatch:
                     key = id(grad)
                 else:
                     key = None
+                    if (
+                        reached.where is not None
+                        and reached.stepped
+                        and reached.seen_at_step != self._steps_taken
+                        and reached.where == where
+                        and not reached.measured
+                        and not measured
+                    ):
+                        # Added to what an earlier backward left, though an optimizer
+                        # stepped in between and not this one: that backward was another
+                        # network's loss, and its gradients here were never cleared.
+                        left_over = left_over or reached.where
                 # (Of an optimizer's parameter: an update by hand clears what it used.)
                 # (Not when another optimizer stepped since that backward: it was that
                 # network's loss, and these gradients a side effect, cleared rightly, as a
@@ -419,6 +436,13 @@ class StepWatch:
         if dropped is not None:
             detail = f"the backward at line {where[1]} gave them; the step comes later"
             self._events.add("GL202", dropped, DROPPED, detail=detail)
+        if left_over is not None:
+            detail = (
+                "adds to gradients an earlier backward here left on parameters that another "
+                "optimizer's step did not clear: clear every model's gradients "
+                "(`model.zero_grad()`) before each backward"
+            )
+            self._events.add("GL201", where, LEFT_OVER, detail=detail)
         if clipped is not None:
             detail = f"the backward at line {where[1]} adds to them after the clip"
             self._events.add("GL213", clipped, CLIPPED_PART, detail=detail)

@@ -180,6 +180,43 @@ def test_a_trainer_that_runs_each_optimizers_loss_in_turn_clears_rightly(
     assert events_of(tmp_path, source) == []
 
 
+IN_TURN = """
+import torch
+G, D = torch.nn.Linear(2, 4), torch.nn.Linear(4, 1)
+optimizers = [torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)]
+left = 0
+for _ in range(3):
+    z = torch.randn(8, 2)
+    for index, optimizer in enumerate(optimizers):
+        {before}
+        fake = G(z) if index == 0 else G(z).detach()
+        if index == 1 and D.weight.grad is not None:
+            left += int(D.weight.grad.abs().sum() > 0)
+        loss = D(fake).mean() * (1 if index == 0 else -1)
+        loss.backward()
+        optimizer.step()
+        {after}
+print("left", left)
+"""
+
+
+def test_gradients_another_networks_loss_left_are_named(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source = IN_TURN.format(before="pass", after="optimizer.zero_grad()")
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert plain.stdout.split()[-1] != "0"  # the discriminator steps on the generator's loss
+    assert ("GL201", 13) in events_of(tmp_path, source)
+
+
+def test_gradients_cleared_before_each_loss_are_clean(tmp_path: Path) -> None:
+    source = IN_TURN.format(before="G.zero_grad(); D.zero_grad()", after="pass")
+    assert events_of(tmp_path, source) == []
+
+
 def test_an_update_by_hand_that_clears_what_it_used_is_no_finding(tmp_path: Path) -> None:
     source = """
     import torch
