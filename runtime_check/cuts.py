@@ -949,7 +949,7 @@ def _assigned_before(
     if scope is None:
         return None
     best = None
-    for node in _own_nodes(scope):
+    for node in own_nodes(scope):
         if (
             isinstance(node, ast.Assign)
             and isinstance(
@@ -963,7 +963,7 @@ def _assigned_before(
     return best
 
 
-def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+def own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
     """The nodes of a function (or module), not those of the functions and classes it
     defines, whose names are their own."""
     stack = list(ast.iter_child_nodes(scope))

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import ast
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
 import torch
+from gradlint.runtime_check.cuts import own_nodes
 from gradlint.runtime_check.frames import is_users, real_path
 from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import function_tree, parsed
@@ -88,19 +89,9 @@ def bound_at(model: torch.nn.Module, frame: FrameType | None) -> list[Line]:
     return []
 
 
-def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
-    """A function's nodes, not those of the functions and classes it defines."""
-    stack = list(ast.iter_child_nodes(scope))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(node))
-
-
 def _last_assignment(scope: ast.AST, name: str, before: int) -> ast.Assign | None:
     best: ast.Assign | None = None
-    for node in _own_nodes(scope):
+    for node in own_nodes(scope):
         if (
             isinstance(node, ast.Assign)
             and node.lineno <= before
@@ -128,7 +119,7 @@ def _returned_binding(path: str, value: ast.expr) -> int | None:
         return None
     returns = [
         node.value.id
-        for node in _own_nodes(helpers[0])
+        for node in own_nodes(helpers[0])
         if isinstance(node, ast.Return) and isinstance(node.value, ast.Name)
     ]
     if len(set(returns)) != 1:
