@@ -191,6 +191,9 @@ class StepWatch:
         # id(optimizer) -> the clear, and the detail, of a step that began with none of the
         # gradients a backward gave its parameters
         self._found_none: dict[int, tuple[tuple[str, int], str, tuple[Any, ...]]] = {}
+        # A parameter's gradient added to what another network's loss left on it: (the
+        # backward's line, the gradient, its version then).
+        self._left_over: dict[int, tuple[tuple[str, int], weakref.ref[torch.Tensor], int]] = {}
         # A leaf that requires grad was changed in place with autograd off, after a
         # backward and outside any optimizer's step: parameters updated by hand
         self._by_hand = False
@@ -358,7 +361,6 @@ class StepWatch:
         ids = self._backwards.setdefault(where, set())
         dropped: tuple[str, int] | None = None
         clipped: tuple[str, int] | None = None
-        left_over: tuple[str, int] | None = None
         # (With no optimizer stepped after a first backward, parameters are updated by
         # hand, from the gradients the user's code reads: each backward measures them.)
         by_hand = self._by_hand and not self._optimizers
@@ -409,8 +411,10 @@ class StepWatch:
                     ):
                         # Added to what an earlier backward left, though an optimizer
                         # stepped in between and not this one: that backward was another
-                        # network's loss, and its gradients here were never cleared.
-                        left_over = left_over or reached.where
+                        # network's loss, and its gradients here were never cleared. (Said
+                        # at the step that applies them, if one does before a clear.)
+                        if len(self._left_over) < MAX_GRADS:
+                            self._left_over[id(leaf)] = (where, weakref.ref(grad), grad._version)
                 # (Of an optimizer's parameter: an update by hand clears what it used.)
                 # (Not when another optimizer stepped since that backward: it was that
                 # network's loss, and these gradients a side effect, cleared rightly, as a
@@ -436,13 +440,7 @@ class StepWatch:
         if dropped is not None:
             detail = f"the backward at line {where[1]} gave them; the step comes later"
             self._events.add("GL202", dropped, DROPPED, detail=detail)
-        if left_over is not None:
-            detail = (
-                "adds to gradients an earlier backward here left on parameters that another "
-                "optimizer's step did not clear: clear every model's gradients "
-                "(`model.zero_grad()`) before each backward"
-            )
-            self._events.add("GL201", where, LEFT_OVER, detail=detail)
+
         if clipped is not None:
             detail = f"the backward at line {where[1]} adds to them after the clip"
             self._events.add("GL213", clipped, CLIPPED_PART, detail=detail)
@@ -566,7 +564,16 @@ class StepWatch:
         self._applied.clear()
         self._clipped.clear()
         self._grads.clear()
+        left: tuple[str, int] | None = None
         for param in params:
+            entry = self._left_over.pop(id(param), None)
+            if (
+                entry is not None
+                and param.grad is not None
+                and entry[1]() is param.grad
+                and self._zeroed.get(id(param.grad), -1) < entry[2]
+            ):
+                left = entry[0]
             reached = self._reached.get(id(param))
             if reached is not None:
                 if reached.where is not None and param.grad is not None:
@@ -583,6 +590,13 @@ class StepWatch:
             if where is not None:
                 self._applied[id(grad)] = (ref, version, where)
             stepped.append(param)
+        if left is not None:
+            detail = (
+                f"the backward at line {left[1]} added to gradients an earlier loss left on "
+                "these parameters, which another optimizer's step did not clear: clear every "
+                "model's gradients (`model.zero_grad()`) before each backward"
+            )
+            self._events.add("GL201", left, LEFT_OVER, detail=detail)
         return stepped
 
     def holders(self) -> dict[int, int]:
