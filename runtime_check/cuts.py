@@ -6,6 +6,8 @@ not only the backward that found out."""
 from __future__ import annotations
 
 import ast
+import inspect
+import linecache
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -727,13 +729,42 @@ def _default_behind(where: tuple[str, int]) -> list[tuple[str, Any, tuple[str, i
     caller = next_user_frame(frame.f_back)
     if caller is None:
         return []
-    call = (real_path(caller.f_code.co_filename), caller.f_lineno)
     found = []
     for name, default in defaults_read(*where):
         value = frame.f_locals.get(name, _MISSING)
         if type(value) is type(default) and value == default:
-            found.append((name, default, call))
+            for call in _calls_leaving(caller, name):
+                found.append((name, default, call))
     return found
+
+
+def _calls_leaving(caller: FrameType, name: str) -> list[tuple[str, int]]:
+    """The user's call that left a parameter at its default, and, where that call hands on
+    its own function's `**kwargs` without it (`cls(modules=..., **kwargs)` in
+    `from_hparams`), the calls further out that could have passed it."""
+    found = []
+    frame: FrameType | None = caller
+    for _ in range(MAX_FORWARDED):
+        if frame is None:
+            break
+        found.append((real_path(frame.f_code.co_filename), frame.f_lineno))
+        code = frame.f_code
+        if not code.co_flags & inspect.CO_VARKEYWORDS:
+            break
+        kwargs = code.co_varnames[
+            code.co_argcount
+            + code.co_kwonlyargcount
+            + (1 if code.co_flags & inspect.CO_VARARGS else 0)
+        ]
+        text = linecache.getline(code.co_filename, frame.f_lineno)
+        passed = frame.f_locals.get(kwargs)
+        if f"**{kwargs}" not in text or not isinstance(passed, dict) or name in passed:
+            break
+        frame = next_user_frame(frame.f_back)
+    return found
+
+
+MAX_FORWARDED = 3
 
 
 _MISSING = object()

@@ -337,6 +337,35 @@ def test_a_helper_that_picks_a_null_context_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, PICKED_MODE.format(mode="contextlib.nullcontext()"))
 
 
+# --- GL103: a freezing default left by a call that forwards `**kwargs` --------------------
+
+PRETRAINED = """
+import torch
+class Pretrained(torch.nn.Module):
+    def __init__(self, layer, freeze_params=True):
+        super().__init__()
+        self.layer = layer
+        if freeze_params:
+            self.layer.requires_grad_(False)
+    @classmethod
+    def from_hparams(cls, size, **kwargs):
+        return cls(torch.nn.Linear(size, 1), **kwargs)
+model = Pretrained.from_hparams(3{passed})
+model.layer(torch.randn(2, 3)).sum().backward()
+"""
+
+
+def test_a_default_left_by_a_call_that_forwards_kwargs_is_named_further_out(
+    tmp_path: Path,
+) -> None:
+    events = explained(tmp_path, PRETRAINED.format(passed=""), NO_GRAPH, "GL103")
+    assert "`freeze_params`" in events[10] and "`freeze_params`" in events[11]
+
+
+def test_the_setting_passed_through_kwargs_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, PRETRAINED.format(passed=", freeze_params=False"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
