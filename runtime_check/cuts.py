@@ -18,7 +18,7 @@ import torch
 from gradlint.runtime_check.frames import is_users, next_user_frame, real_path, user_frame
 from gradlint.runtime_check.freezes import FreezeLog
 from gradlint.runtime_check.graphs import Site, user_stack
-from gradlint.runtime_check.layers import assignment, attributes_holding
+from gradlint.runtime_check.layers import assignment, attributes_holding, class_def
 from gradlint.runtime_check.modules import parameters_of
 from gradlint.runtime_check.sources import (
     defaults_read,
@@ -505,6 +505,13 @@ def _off_because(
                     f"call code that records a graph here, if this should train"
                 )
                 found.append(((real_path(outer.f_code.co_filename), outer.f_lineno), why))
+        inherited = _inherited_by(frame)
+        if inherited is not None:
+            why = (
+                f"derives from `{inherited[1]}`, whose method turns autograd off in the block "
+                f"at {block}: derive it from a base that keeps autograd, if it should train"
+            )
+            found.append((inherited[0], why))
         made = _chooser_made(frame, path, start)
         if made is not None:
             why = (
@@ -667,6 +674,31 @@ def _called_name(expr: ast.expr) -> str | None:
     if isinstance(expr.func, ast.Attribute):
         return expr.func.attr
     return expr.func.id if isinstance(expr.func, ast.Name) else None
+
+
+def _inherited_by(frame: FrameType) -> tuple[tuple[str, int], str] | None:
+    """For a grad-mode block in a method that `self`'s class inherits from a base of the
+    user's (`class L2Regularizer(NonTrainableNM)`, whose `__call__` runs under no_grad):
+    the subclass's `class` line, and the base's name."""
+    owner = frame.f_locals.get("self")
+    if owner is None:
+        return None
+    klass = type(owner)
+    name = frame.f_code.co_name
+    if name in vars(klass) or not is_users(getattr(inspect.getmodule(klass), "__file__", "")):
+        return None
+    base = next(
+        (
+            b
+            for b in klass.__mro__[1:]
+            if getattr(vars(b).get(name), "__code__", None) is frame.f_code
+        ),
+        None,
+    )
+    defined = class_def(klass) if base is not None else None
+    if defined is None or base is None:
+        return None
+    return (defined[0], defined[1].lineno), base.__name__
 
 
 def _chooser_made(frame: FrameType, path: str, start: int) -> tuple[str, int] | None:

@@ -77,7 +77,7 @@ def attribute_uses(cls: type, name: str, most: int = 3) -> list[Line]:
     """The lines of a class of the user's, outside `__init__`, that read `self.<name>`
     (`self.maps.append(out)`, `self.maps[:n]`): where a container kept on it is filled and
     taken from."""
-    defined = _class_def(cls)
+    defined = class_def(cls)
     if defined is None:
         return []
     path, node = defined
@@ -212,7 +212,7 @@ def assignment(cls: type, name: str, updated: bool = False) -> Line | None:
     """The line of a class (or a base) of the user's that assigns `self.<name>`; with
     `updated`, one outside `__init__` where there is one (state updated as it runs)."""
     for klass in cls.__mro__:
-        defined = _class_def(klass)
+        defined = class_def(klass)
         if defined is None:
             continue
         path, node = defined
@@ -230,7 +230,7 @@ def buffer_registered(cls: type, name: str) -> Line | None:
     (`self.register_buffer_or_parameter("<name>", ...)`)."""
     computed: list[Line] = []
     for klass in cls.__mro__:
-        defined = _class_def(klass)
+        defined = class_def(klass)
         if defined is None:
             continue
         path, node = defined
@@ -284,11 +284,11 @@ def _assignments(klass: ast.ClassDef, name: str) -> list[tuple[int, bool, bool]]
 
 def class_line(klass: type) -> Line | None:
     """The line of the user's `class` statement of `klass`."""
-    defined = _class_def(klass)
+    defined = class_def(klass)
     return (defined[0], defined[1].lineno) if defined is not None else None
 
 
-def _class_def(klass: type) -> tuple[str, ast.ClassDef] | None:
+def class_def(klass: type) -> tuple[str, ast.ClassDef] | None:
     """The user's file that defines a class, and the `class` statement there (the first of
     that name)."""
     path = file_of(klass)

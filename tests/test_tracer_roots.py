@@ -366,6 +366,34 @@ def test_the_setting_passed_through_kwargs_is_clean(tmp_path: Path) -> None:
     clean(tmp_path, PRETRAINED.format(passed=", freeze_params=False"))
 
 
+# --- GL103: a layer whose base class runs it with autograd off ----------------------------
+
+NON_TRAINABLE_BASE = """
+import torch
+class Frozen(torch.nn.Module):
+    def __call__(self, *args):
+        with torch.no_grad():
+            return super().__call__(*args)
+class Trainable(torch.nn.Module):
+    pass
+class Scale({base}):
+    def forward(self, x):
+        return x / x.norm()
+encoder = torch.nn.Linear(3, 3)
+out = Scale()(encoder(torch.randn(2, 3)))
+out.sum().backward()
+"""
+
+
+def test_a_layer_whose_base_turns_autograd_off_is_named_at_its_class(tmp_path: Path) -> None:
+    events = explained(tmp_path, NON_TRAINABLE_BASE.format(base="Frozen"), NO_GRAPH, "GL103")
+    assert "`Frozen`" in events[9]
+
+
+def test_a_layer_with_a_trainable_base_is_clean(tmp_path: Path) -> None:
+    clean(tmp_path, NON_TRAINABLE_BASE.format(base="Trainable"))
+
+
 # --- GL103 / GL109: a setting at its default that a call after a freeze tested ------------
 
 ADAPTED = """
