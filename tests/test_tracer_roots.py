@@ -387,7 +387,7 @@ out.sum().backward()
 
 def test_a_layer_whose_base_turns_autograd_off_is_named_at_its_class(tmp_path: Path) -> None:
     events = explained(tmp_path, NON_TRAINABLE_BASE.format(base="Frozen"), NO_GRAPH, "GL103")
-    assert "`Frozen`" in events[9]
+    assert "`Frozen`" in events[8]
 
 
 def test_a_layer_with_a_trainable_base_is_clean(tmp_path: Path) -> None:
