@@ -56,6 +56,7 @@ SETS = {
     "training_bugs_set12": (10, 0.20),
     "training_bugs_set13": (12, 0.33),
     "training_bugs_set14": (20, 0.15),
+    "training_bugs_set15": (23, 0.08),
 }
 
 

@@ -627,6 +627,9 @@ class FunctionCalls(TorchCalls):
             if node[1] not in generations:
                 self._generation += 1
                 generations[node[1]] = self._generation
+            # (Made anew by this call, so by each function running it, as `new_node` says.)
+            for function in self._active:
+                self._function_sites.setdefault(function, set()).add(node[0])
             return (node[0], generations[node[1]])
 
         renamed: dict[Node, Node] = {}
