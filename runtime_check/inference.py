@@ -11,15 +11,12 @@ from types import FrameType
 from typing import Any
 
 import torch
-from gradlint.runtime_check.cuts import own_nodes
-from gradlint.runtime_check.frames import is_users, real_path
+from gradlint.runtime_check.cuts import made_at, own_nodes
 from gradlint.runtime_check.modules import parameters_of
-from gradlint.runtime_check.sources import function_tree, parsed
+from gradlint.runtime_check.sources import parsed
 
 Line = tuple[str, int]
 MAX_NODES = 4096  # graph nodes looked through for the parameters a tensor was made from
-MAX_LOCALS = 2000
-MAX_FRAMES = 32
 
 
 def inference_models(
@@ -63,30 +60,14 @@ def _leaf_ids(node: Any) -> set[int]:
 
 
 def bound_at(model: torch.nn.Module, frame: FrameType | None) -> list[Line]:
-    """The line of the innermost user's frame, from `frame` outwards, that binds a name to
-    `model`; and when it took the model from a helper of the file's (`model =
-    attempt_load(w)`), the line of the helper that bound what it returns."""
-    for _ in range(MAX_FRAMES):
-        if frame is None:
-            return []
-        code = frame.f_code
-        if is_users(code.co_filename):
-            values = list(frame.f_locals.items())[:MAX_LOCALS]
-            for name, value in values:
-                if value is not model:
-                    continue
-                path = real_path(code.co_filename)
-                scope = function_tree(path, code.co_firstlineno, code.co_name)
-                assigned = _last_assignment(scope, name, frame.f_lineno) if scope else None
-                if assigned is None:
-                    continue
-                found = [(path, assigned.lineno)]
-                inner = _returned_binding(path, assigned.value)
-                if inner is not None:
-                    found.append((path, inner))
-                return found
-        frame = frame.f_back
-    return []
+    """The line of the user's code, from `frame` outwards, that binds a name to `model`;
+    and when it took the model from a helper of the file's (`model = attempt_load(w)`),
+    the line of the helper that bound what it returns."""
+    found = made_at(model, frame, attributes=False)
+    if found is None:
+        return []
+    inner = _returned_binding(*found)
+    return [found] if inner is None else [found, (found[0], inner)]
 
 
 def _last_assignment(scope: ast.AST, name: str, before: int) -> ast.Assign | None:
@@ -102,13 +83,19 @@ def _last_assignment(scope: ast.AST, name: str, before: int) -> ast.Assign | Non
     return best
 
 
-def _returned_binding(path: str, value: ast.expr) -> int | None:
-    """For `helper(...)`, a function of the same file that returns a name: the line that
-    binds that name in it."""
-    if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
-        return None
+def _returned_binding(path: str, line: int) -> int | None:
+    """For `name = helper(...)` at a line, where `helper` is a function of the same file
+    that returns a name: the line that binds that name in it."""
     tree = parsed(path)
-    if tree is None:
+    value = (
+        next(
+            (n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and n.lineno == line),
+            None,
+        )
+        if tree is not None
+        else None
+    )
+    if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
         return None
     helpers = [
         node

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import cast
 
 import libcst as cst
 
@@ -24,6 +23,7 @@ from gradlint.analysis.scopes import (
 from gradlint.analysis.state import Effects, Frame, State, aged
 from gradlint.analysis.syntax import (
     _argument_expressions,
+    _bool_literal,
     _is_literal,
     _is_record_class,
     _is_super,
@@ -899,7 +899,7 @@ class FunctionCalls(TorchCalls):
     def class_constant(self, cls_name: str, attr: str) -> Value | None:
         """A flag set in the body of a local class (or a local base), and never on an
         instance: `automatic_optimization = False`."""
-        if attr in self.scopes.assigned_outside():
+        if attr in self.attrs_of(cls_name) or attr in self.scopes.assigned_outside():
             return None
         todo, seen = [cls_name], set()
         while todo:
@@ -909,19 +909,14 @@ class FunctionCalls(TorchCalls):
                 continue
             seen.add(name)
             for statement in cls.node.body.body:
-                if type(statement) is not cst.SimpleStatementLine:
-                    continue
-                for small in statement.body:
+                for small in statement.body if type(statement) is cst.SimpleStatementLine else ():
                     if (
                         type(small) is cst.Assign
                         and len(small.targets) == 1
-                        and type(small.targets[0].target) is cst.Name
-                        and cast(cst.Name, small.targets[0].target).value == attr
-                        and type(small.value) is cst.Name
-                        and cast(cst.Name, small.value).value in ("True", "False")
+                        and dotted(small.targets[0].target) == attr
+                        and _bool_literal(small.value) is not UNKNOWN
                     ):
-                        truth = YES if cast(cst.Name, small.value).value == "True" else NO
-                        return Value(kind=Kind.OTHER, truth=truth)
+                        return Value(kind=Kind.OTHER, truth=_bool_literal(small.value))
             todo.extend(cls.bases)
         return None
 
@@ -1058,7 +1053,7 @@ class FunctionCalls(TorchCalls):
             # An attribute of an instance of a local class, as its methods set it.
             found = self.attrs_of(obj.cls).get(attr)
             if found is None:
-                return self.class_constant(obj.cls, attr) or UNKNOWN_VALUE
+                found = self.class_constant(obj.cls, attr) or UNKNOWN_VALUE
             return _without_graph(found)
         if obj.kind is Kind.MODULE:
             if (

@@ -202,6 +202,9 @@ class InterpreterBase:
     def eval(self, expr: cst.BaseExpression, state: State) -> Value:
         raise NotImplementedError
 
+    def class_constant(self, cls_name: str, attr: str) -> Value | None:
+        raise NotImplementedError
+
     def run_function(
         self,
         info: FunctionInfo,

@@ -159,10 +159,7 @@ class TorchCalls(GraphTracking):
             return state.env[key]
         if args[0].cls is not None and args[0].kind in (Kind.OTHER, Kind.MODULE):
             # `getattr(module, "automatic_optimization", True)`: a flag its class sets.
-            if name not in self.attrs_of(args[0].cls):  # type: ignore[attr-defined]
-                found = self.class_constant(args[0].cls, name)  # type: ignore[attr-defined]
-                if found is not None:
-                    return found
+            return self.class_constant(args[0].cls, name) or UNKNOWN_VALUE
         return UNKNOWN_VALUE
 
     def is_instance(self, value: Value, classes: cst.BaseExpression) -> Tri:

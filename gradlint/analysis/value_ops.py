@@ -277,26 +277,23 @@ def _shape(value: Value) -> tuple[object, ...]:
         _fields_shape(value),
         value.text,
         value.low if value.low is not None and value.low == value.high else None,
-        value.origin if value.layer == "function" and value.origin and value.origin < 0 else None,
+        _lambda_key(value),
     )
 
 
-def _fields_shape(value: Value, depth: int = 2) -> tuple[object, ...] | None:
-    """The fields of an object, as far as they tell calls apart: each one's kind and truth,
-    and the fields of an object kept in one (`self.options.gradient`), a level or two down."""
+def _fields_shape(value: Value) -> tuple[object, ...] | None:
+    """The fields of an object, as far as they tell calls apart (a lambda kept in one, made
+    over other values, is another lambda)."""
     if value.fields is None:
         return None
-    return tuple(
-        (
-            k,
-            v.kind,
-            v.truth,
-            v.requires_grad,
-            v.origin if v.layer == "function" and v.origin and v.origin < 0 else None,
-            _fields_shape(v, depth - 1) if depth > 1 else None,
-        )
-        for k, v in value.fields
-    )
+    return tuple((k, v.kind, v.truth, _lambda_key(v)) for k, v in value.fields)
+
+
+def _lambda_key(value: Value) -> int | None:
+    """The key of one evaluation of a lambda (negative, unlike a function's id)."""
+    if value.layer == "function" and value.origin is not None and value.origin < 0:
+        return value.origin
+    return None
 
 
 def _tensor_args(args: list[Value]) -> list[Value]:
