@@ -193,6 +193,18 @@ assert logged.grad_fn is not None and logged.grad_fn.next_functions[0][0] is not
     VALID = [
         """\
 import torch
+net = torch.nn.Linear(4, 3)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+for _ in range(3):
+    actions = []
+    for _ in range(5):
+        policy = net(torch.randn(1, 4)).softmax(-1)
+        action = policy.multinomial(1)  # an index sampled: no graph
+        actions.append(action)
+    assert not torch.cat(actions).requires_grad
+""",
+        """\
+import torch
 from torch import nn, optim
 model = nn.Linear(4, 1)
 opt = optim.SGD(model.parameters(), lr=0.1)

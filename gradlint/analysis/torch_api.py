@@ -106,7 +106,7 @@ NO_GRAD_RESULTS = frozenset(
     "logical_and logical_or logical_not logical_xor bucketize searchsorted count_nonzero "
     "numel is_tensor is_floating_point is_nonzero allclose detach item tolist numpy size dim "
     "long int bool byte short char data_ptr element_size nelement stride storage_offset "
-    "is_contiguous get_device any all unique".split()
+    "is_contiguous get_device any all unique multinomial".split()
 )
 # Methods whose results are not tensors at all.
 NON_TENSOR_METHODS = frozenset(
@@ -280,7 +280,7 @@ NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace"})
 INTEGER_CASTS = frozenset(
     "long int short byte char bool argmax argmin argsort nonzero count_nonzero bucketize "
     "searchsorted isnan isinf isfinite eq ne lt le gt ge logical_and logical_or logical_not "
-    "logical_xor".split()
+    "logical_xor multinomial".split()
 )
 
 # Checks that data is finite. Training data is: the other branch (skip the step, raise on a
